@@ -1,0 +1,1 @@
+"""The contrastive phone/semantic-token reranker."""

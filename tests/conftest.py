@@ -1,0 +1,112 @@
+"""Shared fixtures: synthetic audio files and the web UI served on a free localhost port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.synth import voiced_segments
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def speechlike_wav(tmp_path: Path) -> Path:
+    """8 s of voiced tones with silences, 32 kHz mono int16."""
+    audio = voiced_segments(
+        [("silence", 0.5), ("voice", 2.0), ("silence", 0.6), ("voice", 2.5), ("silence", 0.7), ("voice", 1.5), ("silence", 0.2)]
+    )
+    path = tmp_path / "speech.wav"
+    sf.write(path, audio, 32000, subtype="PCM_16")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+class ServedApp:
+    def __init__(self, url: str, workspace: Path, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.workspace, self.process, self.log = url, workspace, process, log
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    """`python webui.py` on a free port with a fresh workspace, stopped after the session."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    port = free_port()
+    log = workspace.parent / "webui.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "webui.py", "--port", str(port), "--workspace", str(workspace), "--lang", "en_US",
+             "--model-dir", str(workspace / "models")],
+            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url)
+        yield ServedApp(url, workspace, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless, driven by Playwright (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does it as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served_app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    p.goto(served_app.url)
+    p.wait_for_selector("button[role=tab]")
+    yield p
+    context.close()
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
+    sf.write(path, audio.T if audio.ndim == 2 else audio, sr, subtype=subtype)
+    return path

@@ -1,0 +1,1 @@
+"""Data-preparation stages: audio I/O, separation, slicing, ASR and the .list label model."""
