@@ -1,0 +1,551 @@
+"""The `.list` label file: parse, validate, edit (with undo) and save atomically.
+
+A `.list` holds one clip per line: `audio_path|speaker|language|text` (UTF-8, exactly 4 fields, so
+the text cannot contain '|'). Languages are the v2 codes zh, ja, en, ko, yue; legacy and upper-case
+forms (ZH, JP, jp, JA, EN, KO, YUE, …) are read and normalised (JP/jp -> ja). Audio paths are
+absolute or relative to the dataset root (the folder of the .list unless given) and must stay
+inside that root.
+
+Nothing is ever lost:
+- Malformed lines (wrong field count, '|' in the text) are kept verbatim as `RawLine`s, reported by
+  `issues()`, and written back unchanged, in place, on save. Blank lines carry nothing and are dropped.
+- Saves are atomic and the previous file is first copied into `<list folder>/.history/`.
+- Deleting, merging or splitting never deletes audio: originals are kept, or moved to a trash folder
+  when asked, and `undo()` brings back the entries and moves trashed audio back.
+
+Split policy: the first part keeps the whole text and the second part gets an empty text flagged
+for review (`LabelEntry.review`), because the split point in the text is unknown.
+
+    python -m tools.labels validate FILE.list [--root DIR]
+    python -m tools.labels stats FILE.list [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tools.fsutil import (
+    PathOutsideRootError,
+    atomic_write_text,
+    backup_copy,
+    move_to_trash,
+    resolve_inside,
+    unique_path,
+)
+
+LANGUAGES: tuple[str, ...] = ("zh", "ja", "en", "ko", "yue")
+# Lower-cased legacy spellings -> v2 code; every v2 code maps to itself.
+_LANGUAGE_ALIASES = {"zh": "zh", "ja": "ja", "jp": "ja", "en": "en", "ko": "ko", "yue": "yue"}
+# Languages whose words are separated by spaces, so merged texts are joined with one.
+_SPACED_LANGUAGES = ("en", "ko")
+MERGE_SAMPLE_RATE = 32000
+HISTORY_DIR = ".history"
+SORT_KEYS = ("file", "path", "duration", "confidence")
+
+
+class LabelError(ValueError):
+    """An edit or a file that cannot be accepted (bad language, unknown clip, nothing to merge…)."""
+
+
+def normalize_language(value: str) -> str | None:
+    """The v2 code for `value` (any case, legacy JP/jp -> ja), or None when unknown."""
+    return _LANGUAGE_ALIASES.get(value.strip().lower())
+
+
+@dataclass
+class LabelEntry:
+    """One well-formed line. `language` is the v2 code, or the raw text when it is unknown."""
+
+    path: str
+    speaker: str
+    language: str
+    text: str
+    line: int = 0  # 1-based line in the file as last loaded or saved; 0 for a new, unsaved entry
+    uid: int = 0  # stable id within the document (survives sorting, filtering and edits)
+    review: bool = False  # a person should check it (e.g. the empty second half of a split)
+
+    def to_line(self) -> str:
+        return f"{self.path}|{self.speaker}|{self.language}|{self.text}"
+
+
+@dataclass
+class RawLine:
+    """A malformed line, kept verbatim so saving never drops it."""
+
+    text: str
+    line: int = 0
+    uid: int = 0
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    line: int
+    severity: str  # "error" | "warning"
+    message: str
+    uid: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "new entry"
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class AsrScore:
+    """Per-clip ASR confidence from the `X.asr.jsonl` sidecar."""
+
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    duration: float | None = None
+
+    def doubt(self) -> tuple[float, float]:
+        """Sort key: most doubtful first (lowest avg_logprob, then highest no_speech_prob)."""
+        lp = self.avg_logprob if self.avg_logprob is not None else 0.0
+        ns = self.no_speech_prob if self.no_speech_prob is not None else 0.0
+        return (lp, -ns)
+
+
+@dataclass
+class _UndoStep:
+    items: list[LabelEntry | RawLine]
+    trashed: list[tuple[Path, Path]] = field(default_factory=list)  # (original place, place in trash)
+    created: list[Path] = field(default_factory=list)  # audio files this edit wrote
+    label: str = ""
+
+
+def sidecar_path(list_path: str | Path) -> Path:
+    """`X.list` -> `X.asr.jsonl` (written by the ASR stage next to the list)."""
+    p = Path(list_path)
+    return p.with_name(p.stem + ".asr.jsonl")
+
+
+def load_sidecar(list_path: str | Path) -> dict[str, AsrScore]:
+    """ASR scores keyed by the path string used in the list; {} when there is no sidecar."""
+    path = sidecar_path(list_path)
+    if not path.is_file():
+        return {}
+    scores: dict[str, AsrScore] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # a damaged sidecar line only costs that clip its confidence column
+        if not isinstance(obj, dict) or "path" not in obj:
+            continue
+        fields = {k: obj.get(k) for k in AsrScore.__dataclass_fields__}
+        scores[str(obj["path"])] = AsrScore(**fields)
+    return scores
+
+
+class LabelDocument:
+    """A loaded `.list`: its lines (entries and kept malformed lines), the ASR sidecar and undo."""
+
+    def __init__(
+        self,
+        items: list[LabelEntry | RawLine],
+        path: str | Path | None = None,
+        root: str | Path | None = None,
+        trash_dir: str | Path | None = None,
+        scores: dict[str, AsrScore] | None = None,
+    ) -> None:
+        self.path = Path(path).resolve() if path else None
+        if root is None:
+            root = self.path.parent if self.path else Path.cwd()
+        self.root = Path(root).resolve()
+        self.trash_dir = Path(trash_dir) if trash_dir else self.root / ".trash"
+        self.items = items
+        self.scores = scores or {}
+        self._undo: list[_UndoStep] = []
+        self._next_uid = 1
+        self._durations: dict[str, float | None] = {}
+        for item in self.items:
+            item.uid = self._new_uid()
+
+    # ---------- reading ----------
+
+    def _new_uid(self) -> int:
+        uid = self._next_uid
+        self._next_uid += 1
+        return uid
+
+    @property
+    def entries(self) -> list[LabelEntry]:
+        return [i for i in self.items if isinstance(i, LabelEntry)]
+
+    @property
+    def malformed(self) -> list[RawLine]:
+        return [i for i in self.items if isinstance(i, RawLine)]
+
+    def entry(self, uid: int) -> LabelEntry:
+        for item in self.items:
+            if isinstance(item, LabelEntry) and item.uid == uid:
+                return item
+        raise LabelError(f"no clip with id {uid} in this list (it may have been deleted or merged)")
+
+    def resolve_audio(self, entry: LabelEntry) -> Path:
+        """The audio file of `entry`; raises PathOutsideRootError when it leaves the dataset root."""
+        if not entry.path.strip():
+            raise LabelError(f"line {entry.line}: the audio path is empty")
+        return resolve_inside(self.root, entry.path)
+
+    def score(self, entry: LabelEntry) -> AsrScore | None:
+        return self.scores.get(entry.path)
+
+    def duration(self, entry: LabelEntry) -> float | None:
+        """Clip length in seconds (cached), or None when the audio is missing or unreadable."""
+        if entry.path not in self._durations:
+            from tools.audio import audio_info
+
+            try:
+                self._durations[entry.path] = audio_info(self.resolve_audio(entry)).duration
+            except Exception:  # missing/outside/unreadable: reported by issues(), not here
+                self._durations[entry.path] = None
+        return self._durations[entry.path]
+
+    def issues(self, check_files: bool = True) -> list[LabelIssue]:
+        """Every problem, one per finding, in file order."""
+        found: list[LabelIssue] = []
+        for item in self.items:
+            if isinstance(item, RawLine):
+                found.append(LabelIssue(item.line, "error", field_count_message(item.text), item.uid))
+                continue
+            found.extend(self._entry_issues(item, check_files))
+        return found
+
+    def _entry_issues(self, e: LabelEntry, check_files: bool) -> list[LabelIssue]:
+        out: list[LabelIssue] = []
+
+        def add(severity: str, message: str) -> None:
+            out.append(LabelIssue(e.line, severity, message, e.uid))
+
+        if not e.path.strip():
+            add("error", "empty audio path")
+        else:
+            try:
+                audio = resolve_inside(self.root, e.path)
+            except PathOutsideRootError:
+                add("error", f"audio path {e.path} is outside the dataset root {self.root}")
+            else:
+                if check_files and not audio.is_file():
+                    add("warning", f"audio file not found: {audio}")
+        if not e.text.strip():
+            add("error", "empty text" + (" (needs review after a split)" if e.review else ""))
+        if e.language not in LANGUAGES:
+            add("error", f"unknown language {e.language!r}; expected one of {', '.join(LANGUAGES)}")
+        return out
+
+    def flagged_uids(self) -> set[int]:
+        flagged = {i.uid for i in self.issues() if i.uid is not None}
+        return flagged | {e.uid for e in self.entries if e.review}
+
+    # ---------- search and sort ----------
+
+    def filter(self, query: str = "", language: str | None = None, flagged_only: bool = False) -> list[LabelEntry]:
+        """Entries whose text or path contains `query` (case-insensitive), of `language`, flagged."""
+        q = query.strip().lower()
+        flagged = self.flagged_uids() if flagged_only else set()
+        out = []
+        for e in self.entries:
+            if q and q not in e.text.lower() and q not in e.path.lower():
+                continue
+            if language and e.language != language:
+                continue
+            if flagged_only and e.uid not in flagged:
+                continue
+            out.append(e)
+        return out
+
+    def sort(self, entries: list[LabelEntry], key: str = "file") -> list[LabelEntry]:
+        """Sort by `file` order, `path`, `duration` (short first) or ASR `confidence` (doubtful first)."""
+        if key == "file":
+            return list(entries)
+        if key == "path":
+            return sorted(entries, key=lambda e: e.path)
+        if key == "duration":
+            # Unreadable clips (no duration) first: they need attention.
+            return sorted(entries, key=lambda e: _or(self.duration(e), -1.0))
+        if key == "confidence":
+            # Clips without a score go last; stable, so file order breaks ties.
+            return sorted(entries, key=self._confidence_key)
+        raise LabelError(f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
+
+    def _confidence_key(self, e: LabelEntry) -> tuple[int, float, float]:
+        s = self.score(e)
+        return (1, 0.0, 0.0) if s is None else (0, *s.doubt())
+
+    # ---------- writing ----------
+
+    def to_text(self) -> str:
+        lines = [i.to_line() if isinstance(i, LabelEntry) else i.text for i in self.items]
+        return "".join(line + "\n" for line in lines)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically, after copying the previous version into `<folder>/.history/`."""
+        target = Path(path) if path else self.path
+        if target is None:
+            raise LabelError("this list has no file name yet; give a path to save it")
+        backup_copy(target, target.parent / HISTORY_DIR)
+        atomic_write_text(target, self.to_text())
+        for n, item in enumerate(self.items, start=1):
+            item.line = n
+        self.path = Path(target).resolve()
+        return self.path
+
+    # ---------- edits ----------
+
+    def _push(self, label: str) -> _UndoStep:
+        step = _UndoStep(items=copy.deepcopy(self.items), label=label)
+        self._undo.append(step)
+        return step
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def set_text(self, uid: int, text: str) -> bool:
+        """Replace a clip's text; returns False when nothing changed (no undo step then)."""
+        text = text.replace("\r", " ").replace("\n", " ").strip()
+        if "|" in text:
+            raise LabelError("the text cannot contain '|' (it separates the fields of a .list line)")
+        e = self.entry(uid)
+        if e.text == text:
+            return False
+        self._push("edit text")
+        e.text = text
+        e.review = False
+        return True
+
+    def set_language(self, uid: int, language: str) -> bool:
+        code = normalize_language(language)
+        if code is None:
+            raise LabelError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
+        e = self.entry(uid)
+        if e.language == code:
+            return False
+        self._push("edit language")
+        e.language = code
+        return True
+
+    def _trash(self, step: _UndoStep, audio: Path) -> None:
+        if audio.is_file():
+            step.trashed.append((audio, move_to_trash(audio, self.trash_dir)))
+
+    def delete(self, uids: list[int], trash_audio: bool = False) -> int:
+        """Remove clips from the list; their audio moves to the trash only when `trash_audio`."""
+        targets = [self.entry(u) for u in dict.fromkeys(uids)]
+        if not targets:
+            raise LabelError("select at least one clip to delete")
+        audios = [self.resolve_audio(e) for e in targets] if trash_audio else []
+        step = self._push("delete")
+        gone = {e.uid for e in targets}
+        self.items = [i for i in self.items if i.uid not in gone]
+        for audio in audios:
+            self._trash(step, audio)
+        return len(targets)
+
+    def _store_path(self, like: LabelEntry, audio: Path) -> str:
+        """Write a new clip's path in the style of `like`: absolute, or relative to the root."""
+        if Path(like.path).is_absolute():
+            return str(audio)
+        return audio.relative_to(self.root).as_posix()
+
+    def merge(
+        self, uids: list[int], silence: float = 0.3, trash_originals: bool = False,
+        sample_rate: int = MERGE_SAMPLE_RATE,
+    ) -> LabelEntry:
+        """Join clips (in file order) into one new wav with `silence` seconds between them.
+
+        The new file is `<first stem>_merged.wav` beside the first clip (int16, `sample_rate`);
+        texts are joined with a space for en/ko and with nothing for zh/ja/yue.
+        """
+        from tools.audio import load_audio, save_wav
+
+        chosen = set(uids)
+        targets = [i for i in self.items if isinstance(i, LabelEntry) and i.uid in chosen]
+        if len(targets) < 2:
+            raise LabelError("select at least two clips to merge")
+        if silence < 0:
+            raise LabelError("the silence between merged clips cannot be negative")
+        audios = [self.resolve_audio(e) for e in targets]
+        gap = np.zeros(int(round(silence * sample_rate)), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for n, audio in enumerate(audios):
+            if n:
+                parts.append(gap)
+            parts.append(load_audio(audio, sample_rate)[0])  # (samples,)
+        first = targets[0]
+        out = unique_path(audios[0].with_name(f"{audios[0].stem}_merged.wav"))
+        save_wav(out, np.concatenate(parts), sample_rate)
+        step = self._push("merge")
+        step.created.append(out)
+        joiner = " " if first.language in _SPACED_LANGUAGES else ""
+        merged = LabelEntry(
+            path=self._store_path(first, out), speaker=first.speaker, language=first.language,
+            text=joiner.join(e.text.strip() for e in targets if e.text.strip()), uid=self._new_uid(),
+        )
+        drop = {e.uid for e in targets[1:]}
+        self.items = [merged if i.uid == first.uid else i for i in self.items if i.uid not in drop]
+        if trash_originals:
+            for audio in audios:
+                self._trash(step, audio)
+        return merged
+
+    def split(self, uid: int, at: float, trash_original: bool = False) -> tuple[LabelEntry, LabelEntry]:
+        """Cut a clip at `at` seconds into `<stem>_a.wav` and `<stem>_b.wav` (same rate, int16).
+
+        The first part keeps the text; the second gets an empty text flagged for review.
+        """
+        from tools.audio import load_audio, save_wav
+
+        e = self.entry(uid)
+        audio_path = self.resolve_audio(e)
+        audio, sr = load_audio(audio_path)  # (samples,)
+        cut = int(round(at * sr))
+        if cut <= 0 or cut >= audio.shape[0]:
+            raise LabelError(
+                f"the split time {at:g} s must be inside the clip (0 – {audio.shape[0] / sr:.2f} s)"
+            )
+        out_a = unique_path(audio_path.with_name(f"{audio_path.stem}_a.wav"))
+        save_wav(out_a, audio[:cut], sr)
+        out_b = unique_path(audio_path.with_name(f"{audio_path.stem}_b.wav"))
+        save_wav(out_b, audio[cut:], sr)
+        step = self._push("split")
+        step.created.extend([out_a, out_b])
+        a = LabelEntry(self._store_path(e, out_a), e.speaker, e.language, e.text, uid=self._new_uid())
+        b = LabelEntry(self._store_path(e, out_b), e.speaker, e.language, "", uid=self._new_uid(), review=True)
+        pos = self.items.index(e)
+        self.items[pos : pos + 1] = [a, b]
+        if trash_original:
+            self._trash(step, audio_path)
+        return a, b
+
+    def undo(self) -> str:
+        """Undo the last edit: restore the entries, move trashed audio back, trash audio it wrote."""
+        if not self._undo:
+            raise LabelError("nothing to undo")
+        step = self._undo.pop()
+        self.items = step.items
+        for original, trashed in reversed(step.trashed):
+            if trashed.is_file() and not original.exists():
+                shutil.move(str(trashed), str(original))
+        for created in step.created:
+            if created.is_file():
+                move_to_trash(created, self.trash_dir)
+        return step.label
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def field_count_message(raw: str) -> str:
+    n = raw.count("|") + 1
+    if n > 4:
+        return f"found {n} fields instead of 4: the text must not contain '|'"
+    return f"wrong field count: expected 4 fields (path|speaker|language|text), found {n}"
+
+
+def parse_list(
+    text: str, path: str | Path | None = None, root: str | Path | None = None, trash_dir: str | Path | None = None,
+) -> LabelDocument:
+    """Parse `.list` text; malformed lines become `RawLine`s (see `LabelDocument.issues`)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a BOM from Windows editors is not part of the first path
+    items: list[LabelEntry | RawLine] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        fields = raw.split("|")
+        if len(fields) != 4:
+            items.append(RawLine(raw, line=n))
+            continue
+        audio, speaker, language, content = fields
+        code = normalize_language(language)
+        items.append(LabelEntry(audio.strip(), speaker.strip(), code or language.strip(), content.strip(), line=n))
+    scores = load_sidecar(path) if path else {}
+    return LabelDocument(items, path=path, root=root, trash_dir=trash_dir, scores=scores)
+
+
+def load_list(path: str | Path, root: str | Path | None = None, trash_dir: str | Path | None = None) -> LabelDocument:
+    """Read a `.list` file (UTF-8) with its ASR sidecar when present."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"label file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path.name} is not UTF-8 text ({e}); re-save it as UTF-8") from e
+    return parse_list(text, path=path, root=root, trash_dir=trash_dir)
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    entries: int
+    malformed: int
+    speakers: dict[str, int]
+    languages: dict[str, int]
+    total_chars: int
+    total_duration: float  # seconds, over the readable clips
+    unreadable: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"clips: {self.entries} (malformed lines: {self.malformed})",
+            f"speakers: {', '.join(f'{k} ({v})' for k, v in self.speakers.items()) or '-'}",
+            f"languages: {', '.join(f'{k} ({v})' for k, v in self.languages.items()) or '-'}",
+            f"text: {self.total_chars} characters",
+            f"audio: {self.total_duration:.1f} s ({self.unreadable} missing or unreadable)",
+        ]
+
+
+def stats(doc: LabelDocument) -> LabelStats:
+    durations = [doc.duration(e) for e in doc.entries]
+    return LabelStats(
+        entries=len(doc.entries),
+        malformed=len(doc.malformed),
+        speakers=dict(Counter(e.speaker for e in doc.entries).most_common()),
+        languages=dict(Counter(e.language for e in doc.entries).most_common()),
+        total_chars=sum(len(e.text) for e in doc.entries),
+        total_duration=float(sum(d for d in durations if d is not None)),
+        unreadable=sum(d is None for d in durations),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.labels", description="Validate or summarise a .list label file.")
+    parser.add_argument("command", choices=("validate", "stats"))
+    parser.add_argument("list_file", metavar="FILE.list")
+    parser.add_argument("--root", default=None, help="dataset root for relative audio paths (default: the list's folder)")
+    parser.add_argument("--events", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        doc = load_list(args.list_file, root=args.root)
+    except LabelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "stats":
+        print("\n".join(stats(doc).lines()))
+        return 0
+    found = doc.issues()
+    for issue in found:
+        print(f"{args.list_file}:{issue}")
+    errors = sum(i.severity == "error" for i in found)
+    print(f"{len(doc.entries)} clips, {errors} errors, {len(found) - errors} warnings")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
