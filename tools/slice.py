@@ -1,0 +1,528 @@
+"""Silence slicer: cut long recordings into clips at quiet places (GPT-SoVITS `slicer2` family).
+
+    python -m tools.slice INPUT... --out DIR [--threshold -34] [--max-length 20] [--dry-run]
+
+The cut decisions follow the RMS slicer of openvpi/audio-slicer as used by GPT-SoVITS
+(`tools/slicer2.py` + `tools/slice_audio.py`), with the GPT-SoVITS web UI defaults, so the same
+input gives the same cut points. Differences, all deliberate:
+
+- the RMS curve is computed block by block from running sums of squares, never as a
+  (frames x window) matrix, so an hour of audio costs a few MB beyond the signal itself;
+- clip ends are clamped to the signal length (the reference names its last clip with the end of
+  the last *frame*, up to one hop past the end of the audio);
+- `max_length_s` splits over-long clips at their quietest frame (the reference has no maximum);
+- a clip whose peak exceeds 1 is divided by its peak once before mixing (the reference divides by
+  the old peak twice); clips of pure digital silence are not written (the reference divides by 0);
+- an output name that already exists is never overwritten: an identical file is kept and counted,
+  a different one gets a free name `name (1).wav` (see `tools.fsutil.unique_path`).
+
+Outputs are 32 kHz mono int16 wavs named `"%s_%010d_%010d.wav" % (source name with extension,
+start, end)`, start/end in samples at 32 kHz, as the reference names them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tools.audio import list_audio_files, load_audio, to_int16
+from tools.fsutil import atomic_write_bytes, unique_path
+from tools.jobs import (
+    BatchReport,
+    EventWriter,
+    FileFailure,
+    ProgressFn,
+    StopFn,
+    log_progress,
+    never_stop,
+)
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 32000
+NAME_FORMAT = "%s_%010d_%010d.wav"
+
+
+class SliceParamsError(ValueError):
+    """Slicer parameters that cannot work together (e.g. min_length < min_interval)."""
+
+
+class SliceOutputError(ValueError):
+    """The output folder would mix clips with their inputs."""
+
+
+@dataclass(frozen=True)
+class SliceParams:
+    """Slicer knobs, in the units of the GPT-SoVITS UI (dB, milliseconds, peak in [0, 1])."""
+
+    threshold_db: float = -34.0  # frames quieter than this are candidate cuts
+    min_length_ms: float = 4000.0  # a clip shorter than this is merged with the next one
+    min_interval_ms: float = 300.0  # a silence must last this long to be cut
+    hop_ms: float = 10.0  # hop of the RMS curve
+    max_sil_kept_ms: float = 500.0  # at most this much silence is kept around a cut
+    max_peak: float = 0.9  # peak after normalisation ("max")
+    alpha: float = 0.25  # share of the normalised clip mixed with the original
+    max_length_s: float | None = None  # split longer clips at their quietest point (None: never)
+    sample_rate: int = SAMPLE_RATE
+
+    def validate(self) -> SliceParams:
+        """Raise `SliceParamsError` naming the offending values; return self when fine."""
+        if not self.hop_ms > 0:
+            raise SliceParamsError(f"hop size must be > 0 ms (got {self.hop_ms})")
+        if not self.min_length_ms >= self.min_interval_ms >= self.hop_ms:
+            raise SliceParamsError(
+                "min_length >= min_interval >= hop_size must hold "
+                f"(got min_length={self.min_length_ms} ms, min_interval={self.min_interval_ms} ms, "
+                f"hop_size={self.hop_ms} ms)"
+            )
+        if not self.max_sil_kept_ms >= self.hop_ms:
+            raise SliceParamsError(
+                f"max_sil_kept >= hop_size must hold (got max_sil_kept={self.max_sil_kept_ms} ms, "
+                f"hop_size={self.hop_ms} ms)"
+            )
+        if not 0.0 < self.max_peak <= 1.0:
+            raise SliceParamsError(f"max (normalised peak) must be in (0, 1] (got {self.max_peak})")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise SliceParamsError(f"alpha must be in [0, 1] (got {self.alpha})")
+        if self.max_length_s is not None and not self.max_length_s >= 1.0:
+            raise SliceParamsError(f"max length must be at least 1 s, or unset (got {self.max_length_s})")
+        if self.sample_rate <= 0 or round(self.sample_rate * self.hop_ms / 1000) < 1:
+            raise SliceParamsError(f"hop size {self.hop_ms} ms is below one sample at {self.sample_rate} Hz")
+        return self
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The parameters converted to RMS frames, exactly as the reference rounds them."""
+
+    hop: int  # samples per hop
+    win: int  # RMS window, samples
+    threshold: float  # linear amplitude
+    min_length: int  # frames
+    min_interval: int  # frames
+    max_sil_kept: int  # frames
+
+    @classmethod
+    def of(cls, p: SliceParams) -> _Frames:
+        sr = p.sample_rate
+        min_interval = sr * p.min_interval_ms / 1000  # samples, unrounded on purpose
+        hop = round(sr * p.hop_ms / 1000)
+        return cls(
+            hop=hop,
+            win=min(round(min_interval), 4 * hop),
+            threshold=10 ** (p.threshold_db / 20.0),
+            min_length=round(sr * p.min_length_ms / 1000 / hop),
+            min_interval=round(min_interval / hop),
+            max_sil_kept=round(sr * p.max_sil_kept_ms / 1000 / hop),
+        )
+
+
+@dataclass
+class SliceResult:
+    """What slicing one file gave: cut points (samples at `sample_rate`) and the files written."""
+
+    source: str
+    segments: list[tuple[int, int]]
+    outputs: list[str] = field(default_factory=list)
+    sample_rate: int = SAMPLE_RATE
+    duration_s: float = 0.0
+    silent_skipped: int = 0  # clips of pure digital silence, not written
+    already_present: int = 0  # identical clips found in the output folder, left as they were
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["segments"] = [list(s) for s in self.segments]
+        return d
+
+
+@dataclass
+class SliceReport(BatchReport):
+    """A `BatchReport` plus the per-file results, in input order."""
+
+    results: list[SliceResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["results"] = [r.to_dict() for r in self.results]
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# RMS curve and cut points
+
+
+def frame_rms(audio: np.ndarray, win: int, hop: int, block_frames: int = 1024) -> np.ndarray:
+    """RMS of centred frames: librosa framing with `win // 2` zeros padded on both sides.
+
+    Frame `i` covers padded samples `[i*hop, i*hop + win)`, i.e. it is centred on sample `i*hop`.
+    Computed per block of frames from a float64 cumulative sum of squares, so memory is
+    O(block_frames * hop + win), not O(frames * win). Returns float64 `(frames,)`.
+    """
+    x = np.asarray(audio)
+    n = x.shape[0]
+    pad = win // 2
+    frames = max(0, 1 + (n + 2 * pad - win) // hop)
+    out = np.empty(frames, dtype=np.float64)
+    for f0 in range(0, frames, block_frames):
+        f1 = min(frames, f0 + block_frames)
+        a, b = f0 * hop - pad, (f1 - 1) * hop + win - pad  # block span in unpadded sample coordinates
+        seg = np.zeros(b - a, dtype=np.float64)
+        lo, hi = max(a, 0), min(b, n)
+        if hi > lo:
+            seg[lo - a : hi - a] = x[lo:hi]
+        csum = np.empty(seg.shape[0] + 1, dtype=np.float64)
+        csum[0] = 0.0
+        np.cumsum(seg * seg, out=csum[1:])
+        starts = np.arange(f1 - f0) * hop
+        out[f0:f1] = (csum[starts + win] - csum[starts]) / win
+    return np.sqrt(np.maximum(out, 0.0))  # rounding can leave -1e-17 where the window is silent
+
+
+def _silent_runs(silent: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) frame ranges of consecutive True values, end exclusive."""
+    edges = np.diff(np.concatenate(([0], silent.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def _silence_tags(rms: np.ndarray, fr: _Frames) -> list[tuple[int, int]]:
+    """Frame ranges to cut out, in order (the reference's `sil_tags`).
+
+    The reference walks every frame; its state only changes on the first loud frame after a
+    silent run, so walking the silent runs gives the same decisions at a fraction of the cost.
+    """
+    total = rms.shape[0]
+    msk = fr.max_sil_kept
+    tags: list[tuple[int, int]] = []
+    clip_start = 0
+
+    def quietest(lo: int, hi: int) -> int:  # frame index of the lowest RMS in [lo, hi]
+        return lo + int(np.argmin(rms[lo : hi + 1]))
+
+    for start, end in _silent_runs(rms < fr.threshold):
+        if end == total:  # trailing silence: handled below
+            if total - start >= fr.min_interval:
+                tags.append((quietest(start, min(total, start + msk)), total + 1))
+            break
+        i = end  # first loud frame after the silence
+        leading = start == 0 and i > msk
+        long_enough = i - start >= fr.min_interval and i - clip_start >= fr.min_length
+        if not leading and not long_enough:
+            continue
+        gap = i - start
+        if gap <= msk:  # short silence: one cut at its quietest frame
+            pos = quietest(start, i)
+            tags.append((0, pos) if start == 0 else (pos, pos))
+            clip_start = pos
+        elif gap <= 2 * msk:  # medium: keep up to max_sil_kept on each side, cut the middle
+            pos = quietest(i - msk, start + msk)
+            left = quietest(start, start + msk)
+            right = quietest(i - msk, i)
+            if start == 0:
+                tags.append((0, right))
+                clip_start = right
+            else:
+                tags.append((min(left, pos), max(right, pos)))
+                clip_start = max(right, pos)
+        else:  # long silence: drop everything beyond max_sil_kept on each side
+            left = quietest(start, start + msk)
+            right = quietest(i - msk, i)
+            tags.append((0, right) if start == 0 else (left, right))
+            clip_start = right
+    return tags
+
+
+def _split_long(
+    segments: list[tuple[int, int]], rms: np.ndarray, hop: int, max_len: int
+) -> list[tuple[int, int]]:
+    """Split every segment longer than `max_len` samples at its quietest frame, recursively.
+
+    The split frame is searched away from the ends (a quarter of the segment or of `max_len`,
+    whichever is smaller), so no piece is tiny and every split strictly shortens both pieces.
+    """
+    out: list[tuple[int, int]] = []
+    stack = list(reversed(segments))
+    while stack:
+        s, e = stack.pop()
+        if e - s <= max_len:
+            out.append((s, e))
+            continue
+        edge = max(hop, min(max_len // 4, (e - s) // 4))
+        lo = min(-(-(s + edge) // hop), rms.shape[0] - 1)  # first frame centred at >= s + edge
+        hi = min((e - edge) // hop, rms.shape[0] - 1)
+        if hi >= lo:
+            cut = (lo + int(np.argmin(rms[lo : hi + 1]))) * hop
+        else:
+            cut = (s + e) // 2
+        cut = min(max(cut, s + 1), e - 1)
+        stack.extend([(cut, e), (s, cut)])  # popped left piece first: output stays in order
+    return out
+
+
+def find_cuts(audio: np.ndarray, params: SliceParams = SliceParams()) -> list[tuple[int, int]]:
+    """Clip boundaries `[(start, end), ...]` in samples for mono `audio` at `params.sample_rate`."""
+    params.validate()
+    fr = _Frames.of(params)
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise ValueError(f"find_cuts wants mono audio of shape (samples,), got {x.shape}")
+    n = x.shape[0]
+    if n == 0:
+        return []
+    if n <= fr.min_length:  # the reference compares samples with min_length in frames; keep that
+        return [(0, n)]
+    rms = frame_rms(x, fr.win, fr.hop)
+    total = rms.shape[0]
+    tags = _silence_tags(rms, fr)
+    if not tags:
+        bounds = [(0, total)]
+    else:
+        bounds = [(0, tags[0][0])] if tags[0][0] > 0 else []
+        bounds += [(tags[k][1], tags[k + 1][0]) for k in range(len(tags) - 1)]
+        if tags[-1][1] < total:
+            bounds.append((tags[-1][1], total))
+    segments = [(a * fr.hop, min(n, b * fr.hop)) for a, b in bounds]
+    segments = [(s, e) for s, e in segments if e > s]
+    if params.max_length_s is not None:
+        segments = _split_long(segments, rms, fr.hop, int(round(params.max_length_s * params.sample_rate)))
+    return segments
+
+
+def normalise(chunk: np.ndarray, max_peak: float = 0.9, alpha: float = 0.25) -> np.ndarray | None:
+    """Mix a peak-normalised copy into the clip: `chunk/peak*(max*alpha) + (1-alpha)*chunk`.
+
+    A clip whose peak exceeds 1 is first divided by its peak. Returns None for a clip of pure
+    digital silence (nothing to normalise, nothing worth writing).
+    """
+    x = np.asarray(chunk, dtype=np.float32)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak == 0.0:
+        return None
+    if peak > 1.0:
+        x = x / peak
+        peak = 1.0
+    return (x / peak * (max_peak * alpha) + (1.0 - alpha) * x).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def clip_name(source: str | Path, start: int, end: int) -> str:
+    return NAME_FORMAT % (Path(source).name, start, end)
+
+
+def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, to_int16(audio), sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def _write_new(target: Path, data: bytes) -> tuple[Path, bool]:
+    """Write `data` at `target` unless an identical file is there; never replace a different file.
+
+    Returns (path written or found, True when an identical file was already present).
+    """
+    if target.exists():
+        if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+            return target, True
+        target = unique_path(target)
+    atomic_write_bytes(target, data)
+    return target, False
+
+
+def check_output_dir(inputs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """Refuse an output folder that is an input folder or holds an input file."""
+    out = Path(out_dir).resolve()
+    for item in inputs:
+        p = Path(item).resolve()
+        folder = p if p.is_dir() else p.parent
+        if out == folder:
+            raise SliceOutputError(
+                f"the output folder {out} is where the input {Path(item).name} lives; choose another folder "
+                "so clips never mix with (or are re-sliced as) the originals"
+            )
+    return out
+
+
+def slice_file(
+    path: str | Path, out_dir: str | Path | None, params: SliceParams = SliceParams(), dry_run: bool = False
+) -> SliceResult:
+    """Slice one file into `out_dir` (nothing is written when `dry_run` or `out_dir` is None)."""
+    params.validate()
+    path = Path(path)
+    audio, sr = load_audio(path, params.sample_rate)  # (samples,) float32
+    segments = find_cuts(audio, params)
+    result = SliceResult(str(path), segments, sample_rate=sr, duration_s=audio.shape[0] / sr)
+    if dry_run or out_dir is None:
+        return result
+    out = check_output_dir([path], out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for start, end in segments:
+        clip = normalise(audio[start:end], params.max_peak, params.alpha)
+        if clip is None:
+            result.silent_skipped += 1
+            continue
+        written, existed = _write_new(out / clip_name(path, start, end), _wav_bytes(clip, sr))
+        result.already_present += int(existed)
+        result.outputs.append(str(written))
+    return result
+
+
+def _slice_one(args: tuple[str, str | None, SliceParams, bool]) -> SliceResult:
+    return slice_file(*args)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def slice_inputs(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path | None,
+    params: SliceParams = SliceParams(),
+    workers: int | None = None,
+    dry_run: bool = False,
+    progress: ProgressFn = log_progress,
+    should_stop: StopFn = never_stop,
+) -> SliceReport:
+    """Slice files and folders (one level) with `workers` processes; a failing file is reported.
+
+    Raises `SliceParamsError` / `SliceOutputError` / `FileNotFoundError` before any work starts.
+    """
+    params.validate()
+    files = list_audio_files(list(inputs))
+    if out_dir is not None and not dry_run:
+        check_output_dir(inputs, out_dir)
+    report = SliceReport()
+    total = len(files)
+    results: dict[int, SliceResult] = {}
+    jobs = [(str(f), None if out_dir is None else str(out_dir), params, dry_run) for f in files]
+    progress(0, total, "slicing")
+
+    def record(k: int, fut_result: SliceResult | None, error: BaseException | None) -> None:
+        if error is not None:
+            report.failures.append(FileFailure(str(files[k]), str(error) or type(error).__name__))
+            logger.warning("%s: %s", files[k], error)
+        else:
+            results[k] = fut_result
+        done = len(results) + len(report.failures)
+        progress(done, total, files[k].name)
+
+    n_workers = max(1, min(workers or default_workers(), total))
+    if n_workers == 1:
+        for k, job in enumerate(jobs):
+            if should_stop():
+                report.cancelled = True
+                break
+            try:
+                record(k, _slice_one(job), None)
+            except Exception as e:  # one bad file must not stop the others
+                record(k, None, e)
+    else:
+        # spawn: the parent may hold torch threads, which do not survive fork well
+        with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+            pending: dict[Future, int] = {pool.submit(_slice_one, job): k for k, job in enumerate(jobs)}
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    k = pending.pop(fut)
+                    try:
+                        record(k, fut.result(), None)
+                    except Exception as e:
+                        record(k, None, e)
+                if pending and should_stop():
+                    report.cancelled = True
+                    for fut in pending:
+                        fut.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    break
+    report.results = [results[k] for k in sorted(results)]
+    report.outputs = [o for r in report.results for o in r.outputs]
+    report.failures.sort(key=lambda f: [str(x) for x in files].index(f.path))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def make_parser() -> argparse.ArgumentParser:
+    d = SliceParams()
+    p = argparse.ArgumentParser(
+        prog="python -m tools.slice",
+        description="Cut recordings into clips at silences (GPT-SoVITS slicer). Writes 32 kHz mono int16 "
+        "wavs named <source>_<start>_<end>.wav (samples at 32 kHz).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, or folders of them (one level)")
+    p.add_argument("--out", metavar="DIR", help="output folder (required unless --dry-run)")
+    p.add_argument("--threshold", type=float, default=d.threshold_db, help="silence threshold in dB (%(default)s)")
+    p.add_argument("--min-length", type=float, default=d.min_length_ms, help="minimum clip length, ms (%(default)s)")
+    p.add_argument("--min-interval", type=float, default=d.min_interval_ms,
+                   help="minimum silence to cut, ms (%(default)s)")
+    p.add_argument("--hop-size", type=float, default=d.hop_ms, help="RMS hop, ms (%(default)s)")
+    p.add_argument("--max-sil-kept", type=float, default=d.max_sil_kept_ms,
+                   help="maximum silence kept around a cut, ms (%(default)s)")
+    p.add_argument("--max", type=float, default=d.max_peak, dest="max_peak",
+                   help="peak after normalisation (%(default)s)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="share of the normalised clip (%(default)s)")
+    p.add_argument("--max-length", type=float, default=None, metavar="SECONDS",
+                   help="split clips longer than this at their quietest point (default: no limit)")
+    p.add_argument("--workers", type=int, default=default_workers(), help="parallel processes (%(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="print the cut points, write nothing")
+    p.add_argument("--events", metavar="FILE", help="append JSON-lines progress events to FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    events = EventWriter(args.events)
+    params = SliceParams(
+        threshold_db=args.threshold, min_length_ms=args.min_length, min_interval_ms=args.min_interval,
+        hop_ms=args.hop_size, max_sil_kept_ms=args.max_sil_kept, max_peak=args.max_peak, alpha=args.alpha,
+        max_length_s=args.max_length,
+    )
+    try:
+        if not args.out and not args.dry_run:
+            raise SliceParamsError("--out DIR is required (or use --dry-run)")
+        if args.workers < 1:
+            raise SliceParamsError(f"--workers must be at least 1 (got {args.workers})")
+        params.validate()
+        if not list_audio_files(args.inputs):
+            raise SliceParamsError(f"no audio files found in {', '.join(args.inputs)}")
+        report = slice_inputs(args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress)
+    except (ValueError, FileNotFoundError) as e:
+        events.emit("error", message=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    events.emit("result", **report.to_dict())
+    for r in report.results:
+        if args.dry_run:
+            print(f"{r.source}: {len(r.segments)} clips")
+            for s, e in r.segments:
+                print(f"{s}\t{e}\t{(e - s) / r.sample_rate:.2f}s")
+        else:
+            extra = f", {r.already_present} already present" if r.already_present else ""
+            print(f"{r.source}: {len(r.outputs)} clips{extra}")
+    for f in report.failures:
+        print(f"failed: {f.path}: {f.error}", file=sys.stderr)
+    if not args.dry_run:
+        print(f"{len(report.outputs)} clips in {Path(args.out).resolve()}; {len(report.failures)} failed")
+    return 1 if report.failures or report.cancelled else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
