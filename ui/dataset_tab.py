@@ -1,11 +1,85 @@
-"""Placeholder until this tab is implemented."""
+"""Dataset check tab: summary, a histogram of clip durations and tables of problems for a `.list`."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from tools.dataset_check import DatasetReport, check_dataset
 from ui.context import AppContext
+from ui.labels_tab import find_lists
+
+
+def duration_figure(report: DatasetReport, title: str, xlabel: str, ylabel: str):
+    """A matplotlib bar chart of the report's duration histogram (None when there are no clips)."""
+    if not report.histogram_counts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    import matplotlib.pyplot as plt
+
+    edges = report.histogram_edges
+    fig, ax = plt.subplots(figsize=(7, 3))
+    widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    ax.bar(edges[:-1], report.histogram_counts, width=widths, align="edge", edgecolor="black")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    plt.close(fig)  # gr.Plot renders the figure object; pyplot must not keep it
+    return fig
+
+
+def problem_rows(report: DatasetReport, kind_labels: dict[str, str]) -> list[list[Any]]:
+    return [
+        [kind_labels.get(kind, kind), p.line or "", p.path, p.detail]
+        for kind, problems in report.problem_tables().items()
+        for p in problems
+    ]
 
 
 def build(ctx: AppContext) -> None:
     import gradio as gr
 
-    gr.Markdown(ctx.i18n("Not available yet."))
+    _ = ctx.i18n
+    kind_labels = {
+        "malformed": _("Malformed line"), "empty_text": _("Empty text"),
+        "unsupported_language": _("Unsupported language"), "outside_root": _("Outside the workspace"),
+        "missing_files": _("Missing file"), "unreadable": _("Unreadable audio"),
+        "too_short": _("Too short (< 0.6 s)"), "too_long": _("Too long (> 54 s)"),
+        "duplicate_basenames": _("Duplicate basename"),
+    }
+    with gr.Row():
+        list_choice = gr.Dropdown(
+            choices=find_lists(ctx.workspace), label=_("Label file (.list) in the workspace"),
+            allow_custom_value=True, elem_id="dataset_list_choice", scale=3,
+        )
+        refresh_btn = gr.Button(_("Refresh"), elem_id="dataset_refresh", scale=0)
+    path_box = gr.Textbox(label=_("Or a path (relative to the workspace)"), elem_id="dataset_path")
+    run_btn = gr.Button(_("Check dataset"), variant="primary", elem_id="dataset_run")
+    summary = gr.Markdown(elem_id="dataset_summary")
+    plot = gr.Plot(label=_("Clip durations"), elem_id="dataset_plot")
+    problems = gr.Dataframe(
+        headers=[_("Problem"), _("Line"), _("Audio path"), _("Detail")], interactive=False,
+        label=_("Problems"), elem_id="dataset_problems",
+    )
+
+    def run(choice: str | None, typed: str | None):
+        target = (typed or "").strip() or (choice or "").strip()
+        if not target:
+            raise gr.Error(_("Choose a .list file first"))
+        try:
+            report = check_dataset(ctx.inside(target), root=ctx.workspace)
+        except ValueError as e:
+            raise gr.Error(str(e)) from e
+        lines = [
+            _("Clips: {n}", n=report.clip_count),
+            _("Total duration: {s:.1f} s ({m:.1f} min)", s=report.total_duration, m=report.total_duration / 60),
+            _("Problems that block training: {n}", n=report.error_count),
+            _("Too short or too long (skipped by training): {n}", n=len(report.too_short) + len(report.too_long)),
+        ]
+        fig = duration_figure(report, _("Clip durations"), _("seconds"), _("clips"))
+        return "\n\n".join(lines), fig, problem_rows(report, kind_labels)
+
+    refresh_btn.click(lambda: gr.update(choices=find_lists(ctx.workspace)), None, list_choice)
+    run_btn.click(run, [list_choice, path_box], [summary, plot, problems])

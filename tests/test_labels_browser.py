@@ -1,0 +1,72 @@
+"""Label editor and Dataset check tabs in a real headless chromium."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.browser
+
+SR = 32000
+
+
+def make_dataset(workspace: Path) -> Path:
+    root = workspace / "datasets" / "t1"
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (seconds, text) in enumerate([(0.8, "first clip"), (1.0, "second clip"), (1.2, "third clip")]):
+        t = np.arange(int(seconds * SR)) / SR
+        sf.write(root / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR, subtype="PCM_16")
+        lines.append(f"{root / f'c{i}.wav'}|spk|en|{text}")
+    path = root / "t1.list"
+    if not path.exists():
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def wait_for_file_text(path: Path, needle: str, present: bool = True, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8")
+        if (needle in text) == present:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{path} {'lacks' if present else 'still has'} {needle!r}:\n{text}")
+
+
+def test_label_editor_edits_are_saved_and_undone(page, served_app):
+    list_path = make_dataset(served_app.workspace)
+    page.get_by_role("tab", name="Label editor").click()
+    page.locator("#labels_path input, #labels_path textarea").first.fill("datasets/t1/t1.list")
+    page.locator("#labels_load").click()
+    first = page.locator("#labels_text_1 input, #labels_text_1 textarea").first
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#labels_text_1 input, #labels_text_1 textarea');"
+        " return e && e.value === 'second clip'; }"
+    )
+    assert "3 clips" in page.locator("#labels_status").inner_text()
+    assert page.locator("#labels_audio_0 audio, #labels_audio_0 button").count() > 0  # a player is shown
+    first.fill("edited in the browser")
+    first.press("Enter")
+    text = wait_for_file_text(list_path, "|spk|en|edited in the browser")
+    assert "first clip" in text and "third clip" in text
+    assert list((list_path.parent / ".history").glob("t1.list.*.bak"))
+
+    page.locator("#labels_undo").click()
+    text = wait_for_file_text(list_path, "edited in the browser", present=False)
+    assert "|spk|en|second clip" in text
+
+
+def test_dataset_check_shows_clip_count(page, served_app):
+    make_dataset(served_app.workspace)
+    page.get_by_role("tab", name="Dataset check").click()
+    page.locator("#dataset_path input, #dataset_path textarea").first.fill("datasets/t1/t1.list")
+    page.locator("#dataset_run").click()
+    summary = page.locator("#dataset_summary")
+    summary.get_by_text("Clips: 3").wait_for()
+    assert "Total duration: 3.0 s" in summary.inner_text()
