@@ -30,7 +30,9 @@ def test_clean_dataset_counts_and_durations(tmp_path):
     assert report.clip_count == 2
     assert report.durations == {"a.wav": pytest.approx(1.0), "b.wav": pytest.approx(2.5)}
     assert report.total_duration == pytest.approx(3.5)
-    assert sum(report.histogram_counts) == 2 and len(report.histogram_edges) == len(report.histogram_counts) + 1
+    assert (
+        sum(report.histogram_counts) == 2 and len(report.histogram_edges) == len(report.histogram_counts) + 1
+    )
     assert report.error_count == 0
     assert report.summary_lines()[0] == "clips: 2"
 
@@ -41,18 +43,23 @@ def test_each_finding(tmp_path):
     wav(tmp_path / "long.wav", 55.0)
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
     wav(tmp_path / "sub" / "ok.wav", 1.0)
-    report = check_dataset(write_list(tmp_path, [
-        "ok.wav|s|en|fine",            # 1
-        "gone.wav|s|en|missing",       # 2
-        "bad.wav|s|en|unreadable",     # 3
-        "ok.wav|s|en|",                # 4 empty text
-        "ok.wav|s|en|a|b",             # 5 '|' in text
-        "ok.wav|s|fr|bonjour",         # 6 language
-        "short.wav|s|en|short",        # 7
-        "long.wav|s|en|long",          # 8
-        "sub/ok.wav|s|en|dup",         # 9 duplicate basename of ok.wav
-        "../x.wav|s|en|escape",        # 10
-    ]))
+    report = check_dataset(
+        write_list(
+            tmp_path,
+            [
+                "ok.wav|s|en|fine",  # 1
+                "gone.wav|s|en|missing",  # 2
+                "bad.wav|s|en|unreadable",  # 3
+                "ok.wav|s|en|",  # 4 empty text
+                "ok.wav|s|en|a|b",  # 5 '|' in text
+                "ok.wav|s|fr|bonjour",  # 6 language
+                "short.wav|s|en|short",  # 7
+                "long.wav|s|en|long",  # 8
+                "sub/ok.wav|s|en|dup",  # 9 duplicate basename of ok.wav
+                "../x.wav|s|en|escape",  # 10
+            ],
+        )
+    )
     assert [p.line for p in report.missing_files] == [2]
     assert [p.line for p in report.unreadable] == [3]
     assert [p.line for p in report.empty_text] == [4]

@@ -24,7 +24,9 @@ def make_dataset(root: Path, lengths=(1.0, 0.5, 0.75), sr: int = SR) -> Path:
     """Wavs a.wav, b.wav, c.wav and a clean .list using relative paths."""
     root.mkdir(parents=True, exist_ok=True)
     lines = []
-    for name, seconds, lang, text in zip("abc", lengths, ("en", "zh", "en"), ("hello there", "你好", "good bye"), strict=False):
+    for name, seconds, lang, text in zip(
+        "abc", lengths, ("en", "zh", "en"), ("hello there", "你好", "good bye"), strict=False
+    ):
         sf.write(root / f"{name}.wav", tone(seconds, sr), sr, subtype="PCM_16")
         lines.append(f"{name}.wav|spk|{lang}|{text}")
     path = root / "data.list"
@@ -47,21 +49,33 @@ def test_legacy_and_upper_case_languages_are_normalised():
     forms = ["ZH", "JP", "jp", "JA", "EN", "En", "KO", "Ko", "YUE", "Yue", "zh"]
     text = "".join(f"x{i}.wav|s|{lang}|t\n" for i, lang in enumerate(forms))
     doc = parse_list(text, root="/tmp")
-    assert [e.language for e in doc.entries] == ["zh", "ja", "ja", "ja", "en", "en", "ko", "ko", "yue", "yue", "zh"]
+    assert [e.language for e in doc.entries] == [
+        "zh",
+        "ja",
+        "ja",
+        "ja",
+        "en",
+        "en",
+        "ko",
+        "ko",
+        "yue",
+        "yue",
+        "zh",
+    ]
     assert doc.to_text().splitlines()[1] == "x1.wav|s|ja|t"
 
 
 def test_each_malformed_line_kind_is_reported_with_its_line(tmp_path):
     (tmp_path / "ok.wav").write_bytes(b"")  # exists; content does not matter for validation
     text = (
-        "ok.wav|s|en|fine\n"          # 1
-        "ok.wav|s|en\n"               # 2: 3 fields
-        "ok.wav|s|en|a|b\n"           # 3: '|' in text
-        "|s|en|no path\n"             # 4: empty path
-        "ok.wav|s|en|\n"              # 5: empty text
-        "ok.wav|s|fr|bonjour\n"       # 6: unknown language
-        "../out.wav|s|en|escape\n"    # 7: outside root
-        "gone.wav|s|en|missing\n"     # 8: missing audio (warning)
+        "ok.wav|s|en|fine\n"  # 1
+        "ok.wav|s|en\n"  # 2: 3 fields
+        "ok.wav|s|en|a|b\n"  # 3: '|' in text
+        "|s|en|no path\n"  # 4: empty path
+        "ok.wav|s|en|\n"  # 5: empty text
+        "ok.wav|s|fr|bonjour\n"  # 6: unknown language
+        "../out.wav|s|en|escape\n"  # 7: outside root
+        "gone.wav|s|en|missing\n"  # 8: missing audio (warning)
     )
     doc = parse_list(text, root=tmp_path)
     found = {(i.line, i.severity): i.message for i in doc.issues()}
@@ -82,7 +96,9 @@ def test_malformed_lines_are_kept_verbatim_on_save(tmp_path):
     doc = load_list(path)
     doc.set_text(doc.entries[0].uid, "uno")
     doc.save()
-    assert path.read_text(encoding="utf-8") == "a.wav|s|en|uno\nbroken line\nb.wav|s|en|x|y\nc.wav|s|en|three\n"
+    assert (
+        path.read_text(encoding="utf-8") == "a.wav|s|en|uno\nbroken line\nb.wav|s|en|x|y\nc.wav|s|en|three\n"
+    )
 
 
 def test_path_outside_root_is_refused(tmp_path):

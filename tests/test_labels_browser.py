@@ -20,7 +20,9 @@ def make_dataset(workspace: Path) -> Path:
     lines = []
     for i, (seconds, text) in enumerate([(0.8, "first clip"), (1.0, "second clip"), (1.2, "third clip")]):
         t = np.arange(int(seconds * SR)) / SR
-        sf.write(root / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR, subtype="PCM_16")
+        sf.write(
+            root / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR, subtype="PCM_16"
+        )
         lines.append(f"{root / f'c{i}.wav'}|spk|en|{text}")
     path = root / "t1.list"
     if not path.exists():

@@ -64,18 +64,31 @@ class DatasetReport:
     def error_count(self) -> int:
         """Problems that break training (too short/long clips are only skipped by it)."""
         return (
-            len(self.malformed) + len(self.empty_text) + len(self.unsupported_language) + len(self.outside_root)
-            + len(self.missing_files) + len(self.unreadable) + len(self.duplicate_basenames)
+            len(self.malformed)
+            + len(self.empty_text)
+            + len(self.unsupported_language)
+            + len(self.outside_root)
+            + len(self.missing_files)
+            + len(self.unreadable)
+            + len(self.duplicate_basenames)
         )
 
     def problem_tables(self) -> dict[str, list[ClipProblem]]:
-        dups = [ClipProblem(0, p, f"basename {name} is shared") for name, ps in self.duplicate_basenames.items()
-                for p in ps]
+        dups = [
+            ClipProblem(0, p, f"basename {name} is shared")
+            for name, ps in self.duplicate_basenames.items()
+            for p in ps
+        ]
         return {
-            "malformed": self.malformed, "empty_text": self.empty_text,
-            "unsupported_language": self.unsupported_language, "outside_root": self.outside_root,
-            "missing_files": self.missing_files, "unreadable": self.unreadable,
-            "too_short": self.too_short, "too_long": self.too_long, "duplicate_basenames": dups,
+            "malformed": self.malformed,
+            "empty_text": self.empty_text,
+            "unsupported_language": self.unsupported_language,
+            "outside_root": self.outside_root,
+            "missing_files": self.missing_files,
+            "unreadable": self.unreadable,
+            "too_short": self.too_short,
+            "too_long": self.too_long,
+            "duplicate_basenames": dups,
         }
 
     def to_dict(self) -> dict:
@@ -162,9 +175,13 @@ def check_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.dataset_check", description="Check a .list dataset before training.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.dataset_check", description="Check a .list dataset before training."
+    )
     parser.add_argument("list_file", metavar="FILE.list")
-    parser.add_argument("--root", default=None, help="dataset root for relative audio paths (default: the list's folder)")
+    parser.add_argument(
+        "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
+    )
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS)
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -172,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     events = EventWriter(args.events)
     try:
-        report = check_dataset(args.list_file, args.root, args.min_seconds, args.max_seconds, progress=events.progress)
+        report = check_dataset(
+            args.list_file, args.root, args.min_seconds, args.max_seconds, progress=events.progress
+        )
     except DatasetCheckError as e:
         print(f"error: {e}", file=sys.stderr)
         events.emit("error", message=str(e))

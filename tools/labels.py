@@ -253,7 +253,9 @@ class LabelDocument:
 
     # ---------- search and sort ----------
 
-    def filter(self, query: str = "", language: str | None = None, flagged_only: bool = False) -> list[LabelEntry]:
+    def filter(
+        self, query: str = "", language: str | None = None, flagged_only: bool = False
+    ) -> list[LabelEntry]:
         """Entries whose text or path contains `query` (case-insensitive), of `language`, flagged."""
         q = query.strip().lower()
         flagged = self.flagged_uids() if flagged_only else set()
@@ -363,7 +365,10 @@ class LabelDocument:
         return audio.relative_to(self.root).as_posix()
 
     def merge(
-        self, uids: list[int], silence: float = 0.3, trash_originals: bool = False,
+        self,
+        uids: list[int],
+        silence: float = 0.3,
+        trash_originals: bool = False,
         sample_rate: int = MERGE_SAMPLE_RATE,
     ) -> LabelEntry:
         """Join clips (in file order) into one new wav with `silence` seconds between them.
@@ -393,8 +398,11 @@ class LabelDocument:
         step.created.append(out)
         joiner = " " if first.language in _SPACED_LANGUAGES else ""
         merged = LabelEntry(
-            path=self._store_path(first, out), speaker=first.speaker, language=first.language,
-            text=joiner.join(e.text.strip() for e in targets if e.text.strip()), uid=self._new_uid(),
+            path=self._store_path(first, out),
+            speaker=first.speaker,
+            language=first.language,
+            text=joiner.join(e.text.strip() for e in targets if e.text.strip()),
+            uid=self._new_uid(),
         )
         drop = {e.uid for e in targets[1:]}
         self.items = [merged if i.uid == first.uid else i for i in self.items if i.uid not in drop]
@@ -425,7 +433,9 @@ class LabelDocument:
         step = self._push("split")
         step.created.extend([out_a, out_b])
         a = LabelEntry(self._store_path(e, out_a), e.speaker, e.language, e.text, uid=self._new_uid())
-        b = LabelEntry(self._store_path(e, out_b), e.speaker, e.language, "", uid=self._new_uid(), review=True)
+        b = LabelEntry(
+            self._store_path(e, out_b), e.speaker, e.language, "", uid=self._new_uid(), review=True
+        )
         pos = self.items.index(e)
         self.items[pos : pos + 1] = [a, b]
         if trash_original:
@@ -459,7 +469,10 @@ def field_count_message(raw: str) -> str:
 
 
 def parse_list(
-    text: str, path: str | Path | None = None, root: str | Path | None = None, trash_dir: str | Path | None = None,
+    text: str,
+    path: str | Path | None = None,
+    root: str | Path | None = None,
+    trash_dir: str | Path | None = None,
 ) -> LabelDocument:
     """Parse `.list` text; malformed lines become `RawLine`s (see `LabelDocument.issues`)."""
     if text.startswith("\ufeff"):
@@ -474,12 +487,16 @@ def parse_list(
             continue
         audio, speaker, language, content = fields
         code = normalize_language(language)
-        items.append(LabelEntry(audio.strip(), speaker.strip(), code or language.strip(), content.strip(), line=n))
+        items.append(
+            LabelEntry(audio.strip(), speaker.strip(), code or language.strip(), content.strip(), line=n)
+        )
     scores = load_sidecar(path) if path else {}
     return LabelDocument(items, path=path, root=root, trash_dir=trash_dir, scores=scores)
 
 
-def load_list(path: str | Path, root: str | Path | None = None, trash_dir: str | Path | None = None) -> LabelDocument:
+def load_list(
+    path: str | Path, root: str | Path | None = None, trash_dir: str | Path | None = None
+) -> LabelDocument:
     """Read a `.list` file (UTF-8) with its ASR sidecar when present."""
     path = Path(path)
     if not path.is_file():
@@ -525,10 +542,14 @@ def stats(doc: LabelDocument) -> LabelStats:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.labels", description="Validate or summarise a .list label file.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.labels", description="Validate or summarise a .list label file."
+    )
     parser.add_argument("command", choices=("validate", "stats"))
     parser.add_argument("list_file", metavar="FILE.list")
-    parser.add_argument("--root", default=None, help="dataset root for relative audio paths (default: the list's folder)")
+    parser.add_argument(
+        "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
+    )
     parser.add_argument("--events", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

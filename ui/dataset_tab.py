@@ -43,16 +43,23 @@ def build(ctx: AppContext) -> None:
 
     _ = ctx.i18n
     kind_labels = {
-        "malformed": _("Malformed line"), "empty_text": _("Empty text"),
-        "unsupported_language": _("Unsupported language"), "outside_root": _("Outside the workspace"),
-        "missing_files": _("Missing file"), "unreadable": _("Unreadable audio"),
-        "too_short": _("Too short (< 0.6 s)"), "too_long": _("Too long (> 54 s)"),
+        "malformed": _("Malformed line"),
+        "empty_text": _("Empty text"),
+        "unsupported_language": _("Unsupported language"),
+        "outside_root": _("Outside the workspace"),
+        "missing_files": _("Missing file"),
+        "unreadable": _("Unreadable audio"),
+        "too_short": _("Too short (< 0.6 s)"),
+        "too_long": _("Too long (> 54 s)"),
         "duplicate_basenames": _("Duplicate basename"),
     }
     with gr.Row():
         list_choice = gr.Dropdown(
-            choices=find_lists(ctx.workspace), label=_("Label file (.list) in the workspace"),
-            allow_custom_value=True, elem_id="dataset_list_choice", scale=3,
+            choices=find_lists(ctx.workspace),
+            label=_("Label file (.list) in the workspace"),
+            allow_custom_value=True,
+            elem_id="dataset_list_choice",
+            scale=3,
         )
         refresh_btn = gr.Button(_("Refresh"), elem_id="dataset_refresh", scale=0)
     path_box = gr.Textbox(label=_("Or a path (relative to the workspace)"), elem_id="dataset_path")
@@ -60,8 +67,10 @@ def build(ctx: AppContext) -> None:
     summary = gr.Markdown(elem_id="dataset_summary")
     plot = gr.Plot(label=_("Clip durations"), elem_id="dataset_plot")
     problems = gr.Dataframe(
-        headers=[_("Problem"), _("Line"), _("Audio path"), _("Detail")], interactive=False,
-        label=_("Problems"), elem_id="dataset_problems",
+        headers=[_("Problem"), _("Line"), _("Audio path"), _("Detail")],
+        interactive=False,
+        label=_("Problems"),
+        elem_id="dataset_problems",
     )
 
     def run(choice: str | None, typed: str | None):
@@ -74,9 +83,16 @@ def build(ctx: AppContext) -> None:
             raise gr.Error(str(e)) from e
         lines = [
             _("Clips: {n}", n=report.clip_count),
-            _("Total duration: {s:.1f} s ({m:.1f} min)", s=report.total_duration, m=report.total_duration / 60),
+            _(
+                "Total duration: {s:.1f} s ({m:.1f} min)",
+                s=report.total_duration,
+                m=report.total_duration / 60,
+            ),
             _("Problems that block training: {n}", n=report.error_count),
-            _("Too short or too long (skipped by training): {n}", n=len(report.too_short) + len(report.too_long)),
+            _(
+                "Too short or too long (skipped by training): {n}",
+                n=len(report.too_short) + len(report.too_long),
+            ),
         ]
         fig = duration_figure(report, _("Clip durations"), _("seconds"), _("clips"))
         return "\n\n".join(lines), fig, problem_rows(report, kind_labels)

@@ -31,7 +31,13 @@ def find_lists(workspace: Path) -> list[str]:
 
 
 def page_view(
-    doc: LabelDocument, query: str, language: str, sort_key: str, flagged_only: bool, page: int, page_size: int
+    doc: LabelDocument,
+    query: str,
+    language: str,
+    sort_key: str,
+    flagged_only: bool,
+    page: int,
+    page_size: int,
 ) -> tuple[list[LabelEntry], int, int]:
     """Entries of `page` (clamped) after filter and sort; returns (entries, page, page count)."""
     entries = doc.sort(doc.filter(query or "", language or None, bool(flagged_only)), sort_key or "file")
@@ -61,28 +67,43 @@ def build(ctx: AppContext) -> None:
 
     with gr.Row():
         list_choice = gr.Dropdown(
-            choices=find_lists(ctx.workspace), label=_("Label file (.list) in the workspace"),
-            allow_custom_value=True, elem_id="labels_list_choice", scale=3,
+            choices=find_lists(ctx.workspace),
+            label=_("Label file (.list) in the workspace"),
+            allow_custom_value=True,
+            elem_id="labels_list_choice",
+            scale=3,
         )
         refresh_btn = gr.Button(_("Refresh"), elem_id="labels_refresh", scale=0)
     with gr.Row():
         path_box = gr.Textbox(
-            label=_("Or a path (relative to the workspace)"), elem_id="labels_path", scale=3,
+            label=_("Or a path (relative to the workspace)"),
+            elem_id="labels_path",
+            scale=3,
         )
         load_btn = gr.Button(_("Load"), variant="primary", elem_id="labels_load", scale=0)
     with gr.Row():
         query = gr.Textbox(label=_("Search text or path"), elem_id="labels_query")
         lang_filter = gr.Dropdown(
-            choices=[(_("All languages"), "")] + [(code, code) for code in LANGUAGES], value="",
-            label=_("Language filter"), elem_id="labels_lang_filter",
+            choices=[(_("All languages"), "")] + [(code, code) for code in LANGUAGES],
+            value="",
+            label=_("Language filter"),
+            elem_id="labels_lang_filter",
         )
         sort_key = gr.Dropdown(
-            choices=[(_("File order"), "file"), (_("Path"), "path"), (_("Duration"), "duration"),
-                     (_("ASR confidence (doubtful first)"), "confidence")],
-            value="file", label=_("Sort by"), elem_id="labels_sort",
+            choices=[
+                (_("File order"), "file"),
+                (_("Path"), "path"),
+                (_("Duration"), "duration"),
+                (_("ASR confidence (doubtful first)"), "confidence"),
+            ],
+            value="file",
+            label=_("Sort by"),
+            elem_id="labels_sort",
         )
         flagged_only = gr.Checkbox(label=_("Only flagged clips"), elem_id="labels_flagged")
-        page_size = gr.Dropdown(choices=list(PAGE_SIZES), value=10, label=_("Page size"), elem_id="labels_page_size")
+        page_size = gr.Dropdown(
+            choices=list(PAGE_SIZES), value=10, label=_("Page size"), elem_id="labels_page_size"
+        )
     status = gr.Markdown(elem_id="labels_status")
 
     rows: list[list[Any]] = []
@@ -90,11 +111,17 @@ def build(ctx: AppContext) -> None:
         with gr.Row(visible=False, elem_id=f"labels_row_{i}") as row:
             uid = gr.Number(visible=False, precision=0, elem_id=f"labels_uid_{i}")
             index = gr.Markdown(elem_id=f"labels_index_{i}")
-            audio = gr.Audio(type="filepath", interactive=False, show_label=False, elem_id=f"labels_audio_{i}", scale=3)
+            audio = gr.Audio(
+                type="filepath", interactive=False, show_label=False, elem_id=f"labels_audio_{i}", scale=3
+            )
             text = gr.Textbox(show_label=False, elem_id=f"labels_text_{i}", scale=5)
             lang = gr.Dropdown(
-                choices=list(LANGUAGES), allow_custom_value=True, show_label=False,
-                elem_id=f"labels_lang_{i}", scale=1, min_width=80,
+                choices=list(LANGUAGES),
+                allow_custom_value=True,
+                show_label=False,
+                elem_id=f"labels_lang_{i}",
+                scale=1,
+                min_width=80,
             )
             selected = gr.Checkbox(label=_("Select"), elem_id=f"labels_select_{i}", scale=0, min_width=80)
             conf = gr.Markdown(elem_id=f"labels_conf_{i}")
@@ -106,10 +133,14 @@ def build(ctx: AppContext) -> None:
         next_btn = gr.Button(_("Next page"), elem_id="labels_next")
     with gr.Row():
         undo_btn = gr.Button(_("Undo"), elem_id="labels_undo")
-        trash_audio = gr.Checkbox(label=_("Move audio of deleted clips to the trash"), elem_id="labels_trash_audio")
+        trash_audio = gr.Checkbox(
+            label=_("Move audio of deleted clips to the trash"), elem_id="labels_trash_audio"
+        )
         delete_btn = gr.Button(_("Delete selected"), variant="stop", elem_id="labels_delete")
     with gr.Row():
-        silence = gr.Number(value=0.3, minimum=0, label=_("Silence between merged clips (s)"), elem_id="labels_silence")
+        silence = gr.Number(
+            value=0.3, minimum=0, label=_("Silence between merged clips (s)"), elem_id="labels_silence"
+        )
         merge_btn = gr.Button(_("Merge selected"), elem_id="labels_merge")
         split_at = gr.Number(value=1.0, minimum=0, label=_("Split time (s)"), elem_id="labels_split_at")
         split_btn = gr.Button(_("Split selected"), elem_id="labels_split")
@@ -140,15 +171,26 @@ def build(ctx: AppContext) -> None:
             except ValueError:
                 audio_value = None
             mark = " ⚠" if e.uid in flagged else ""
-            out += [gr.update(visible=True), e.uid, f"**{doc.entries.index(e) + 1}**{mark}", audio_value,
-                    e.text, e.language, False, confidence_text(doc, e)]
+            out += [
+                gr.update(visible=True),
+                e.uid,
+                f"**{doc.entries.index(e) + 1}**{mark}",
+                audio_value,
+                e.text,
+                e.language,
+                False,
+                confidence_text(doc, e),
+            ]
         return out
 
     def describe(doc: LabelDocument) -> str:
         issues = doc.issues()
         return _(
             "{path}: {n} clips, {bad} malformed lines (kept as they are), {issues} issues",
-            path=doc.path.name if doc.path else "", n=len(doc.entries), bad=len(doc.malformed), issues=len(issues),
+            path=doc.path.name if doc.path else "",
+            n=len(doc.entries),
+            bad=len(doc.malformed),
+            issues=len(issues),
         )
 
     def load(choice, typed, q, lf, sk, fo, size):
