@@ -202,3 +202,32 @@ def test_cli_help_and_run(clips: Path, tmp_path: Path, tiny_whisper_dir: Path) -
     )
     assert missing.returncode == 2
     assert "error: faster-whisper model 'medium' not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_tab_helpers(tmp_path: Path, tiny_whisper_dir: Path) -> None:
+    from ui import asr_tab
+    from ui.context import AppContext
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "models")
+    (ctx.folder("sliced") / "spk").mkdir()
+    (ctx.folder("sliced") / "spk" / "a.wav").write_bytes(b"")
+    assert asr_tab.folder_choices(ctx) == ["sliced", "sliced/spk"]
+    assert asr_tab.default_folder(ctx) == "sliced/spk"
+    assert "⚠️" in asr_tab.status_line(ctx, "large-v3")
+    shutil.copytree(tiny_whisper_dir, tmp_path / "models" / "faster-whisper-mine")
+    assert asr_tab.model_choices(ctx)[0] == ("mine (local)", "mine")
+    assert asr_tab.default_model(ctx) == "mine" and "✅" in asr_tab.status_line(ctx, "mine")
+    with pytest.raises(ValueError):
+        asr_tab.resolve_input(ctx, "../elsewhere")
+    input_dir = asr_tab.resolve_input(ctx, "sliced/spk")
+    args = asr_tab.cli_args(ctx, input_dir, "mine", "auto", "cpu", "int8", 5, 0, False)
+    assert args[:3] == [str(input_dir), "--out", str(ctx.folder("asr") / "spk.list")] and args[-1] == "--no-vad"
+
+    listing = ctx.folder("asr") / "spk.list"
+    listing.write_text("/x/a.wav|spk|en|hi there\n/x/b.wav|spk|de|hallo\n", encoding="utf-8")
+    assert asr_tab.preview_rows(str(listing)) == [["a.wav", "spk", "en", "hi there"], ["b.wav", "spk", "de", "hallo"]]
+    text = asr_tab.summary(ctx, {
+        "list_path": str(listing), "written": 2, "empty": ["/x/c.wav"], "backup": None, "cancelled": False,
+        "failures": [{"path": "/x/d.wav", "error": "bad"}], "unsupported": {"de": ["/x/b.wav"]},
+    })
+    assert "Wrote 2 clips" in text and "c.wav" in text and "d.wav`: bad" in text and "Language de" in text

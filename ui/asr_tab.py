@@ -1,11 +1,212 @@
-"""Placeholder until this tab is implemented."""
+"""ASR tab: transcribe a folder of clips with faster-whisper, run as a `tools.asr` subprocess.
+
+The input is the workspace `sliced/` folder or one of its sub-folders (or any folder inside the
+workspace typed by hand). The list goes to `asr/<folder name>.list`, its details beside it in
+`asr/<folder name>.asr.jsonl`; a previous list is kept in `asr/.history/`.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, model_status
+from tools.jobs import Job
 from ui.context import AppContext
+
+PREVIEW_ROWS = 20
+
+
+def folder_choices(ctx: AppContext) -> list[str]:
+    """`sliced` and its sub-folders, as workspace-relative paths (newest last is not needed: sorted)."""
+    sliced = ctx.folder("sliced")
+    subs = sorted(p for p in sliced.rglob("*") if p.is_dir() and not p.name.startswith("."))
+    return ["sliced", *(str(p.relative_to(ctx.workspace)) for p in subs)]
+
+
+def default_folder(ctx: AppContext) -> str:
+    """The first sub-folder of `sliced/` that holds files, else `sliced` itself."""
+    for choice in folder_choices(ctx)[1:]:
+        if any(f.is_file() for f in (ctx.workspace / choice).iterdir()):
+            return choice
+    return "sliced"
+
+
+def local_models(ctx: AppContext) -> list[str]:
+    """Names `<x>` of the `faster-whisper-<x>/` CTranslate2 folders in the model folder."""
+    if not ctx.model_dir.is_dir():
+        return []
+    return sorted(
+        p.name.removeprefix("faster-whisper-")
+        for p in ctx.model_dir.iterdir()
+        if p.name.startswith("faster-whisper-") and (p / "model.bin").is_file()
+    )
+
+
+def model_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, value): local folders first (marked), then every known size."""
+    local = local_models(ctx)
+    choices = [(f"{name} ({ctx.i18n('local')})", name) for name in local]
+    return choices + [(name, name) for name in MODEL_REPOS if name not in local]
+
+
+def default_model(ctx: AppContext) -> str:
+    local = local_models(ctx)
+    return DEFAULT_MODEL if DEFAULT_MODEL in local or not local else local[0]
+
+
+def status_line(ctx: AppContext, model: str) -> str:
+    _ = ctx.i18n
+    if not model:
+        return _("Choose a model.")
+    status = model_status(model, ctx.model_dir)
+    if status.found:
+        return "✅ " + _("Model found: {where}", where=status.where)
+    return "⚠️ " + _("Model missing.") + " " + status.message
+
+
+def resolve_input(ctx: AppContext, folder: str) -> Path:
+    """A workspace folder typed or chosen by the user; refuses paths outside the workspace."""
+    _ = ctx.i18n
+    if not folder or not folder.strip():
+        raise ValueError(_("Choose an input folder."))
+    path = ctx.inside(folder.strip())
+    if not path.is_dir():
+        raise ValueError(_("Not a folder: {path}", path=str(path)))
+    return path
+
+
+def output_list(ctx: AppContext, input_dir: Path) -> Path:
+    return ctx.folder("asr") / f"{input_dir.name}.list"
+
+
+def cli_args(ctx: AppContext, input_dir: Path, model: str, language: str, device: str, compute_type: str,
+             beam_size: int, batch_size: int, vad: bool) -> list[str]:
+    args = [str(input_dir), "--out", str(output_list(ctx, input_dir)), "--model", model,
+            "--model-dir", str(ctx.model_dir), "--language", language, "--device", device,
+            "--compute-type", compute_type, "--beam-size", str(int(beam_size)), "--batch-size", str(int(batch_size))]
+    return args if vad else [*args, "--no-vad"]
+
+
+def summary(ctx: AppContext, result: dict[str, Any]) -> str:
+    """Markdown: where the list went, how many clips, and each empty / failed / unsupported clip."""
+    _ = ctx.i18n
+    lines = []
+    if result.get("list_path"):
+        lines.append(_("Wrote {n} clips to `{path}`.", n=result["written"], path=result["list_path"]))
+    else:
+        lines.append(_("No clip gave text: nothing was written."))
+    lines.append(_("Clips without text: {n}", n=len(result["empty"])) + "  ")
+    lines.append(_("Failed files: {n}", n=len(result["failures"])))
+    for path in result["empty"]:
+        lines.append(f"- {_('no text')}: `{Path(path).name}`")
+    for f in result["failures"]:
+        lines.append(f"- {_('failed')}: `{Path(f['path']).name}`: {f['error']}")
+    for lang, paths in result["unsupported"].items():
+        lines.append(f"- {_('Language {lang} is not supported for training ({n} clips).', lang=lang, n=len(paths))}")
+    if result.get("backup"):
+        lines.append(_("The previous list was kept as `{path}`.", path=result["backup"]))
+    if result.get("cancelled"):
+        lines.append(_("Stopped before the end."))
+    return "\n".join(lines)
+
+
+def preview_rows(list_path: str | None, limit: int = PREVIEW_ROWS) -> list[list[str]]:
+    """The first lines of a `.list` as [file name, speaker, lang, text] rows."""
+    if not list_path or not Path(list_path).is_file():
+        return []
+    rows = []
+    with open(list_path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("|", 3)
+            if len(parts) == 4:
+                rows.append([Path(parts[0]).name, *parts[1:]])
+            if len(rows) >= limit:
+                break
+    return rows
 
 
 def build(ctx: AppContext) -> None:
     import gradio as gr
 
-    gr.Markdown(ctx.i18n("Not available yet."))
+    _ = ctx.i18n
+    gr.Markdown(_("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`)."))
+    with gr.Row():
+        folder = gr.Dropdown(folder_choices(ctx), value=default_folder(ctx), label=_("Input folder (inside the workspace)"),
+                             allow_custom_value=True, elem_id="asr-folder", scale=3)
+        refresh = gr.Button(_("Refresh"), elem_id="asr-refresh", scale=1)
+    with gr.Row():
+        model = gr.Dropdown(model_choices(ctx), value=default_model(ctx), label=_("Model (size or local folder)"),
+                            allow_custom_value=True, elem_id="asr-model", scale=2)
+        language = gr.Dropdown([(_("Detect"), "auto"), *((code, code) for code in LANGUAGES[1:])], value="auto",
+                               label=_("Language"), elem_id="asr-language", scale=1)
+    model_line = gr.Markdown(status_line(ctx, default_model(ctx)), elem_id="asr-model-status")
+    with gr.Accordion(_("Advanced"), open=False):
+        with gr.Row():
+            device = gr.Dropdown([(_("Automatic"), "auto"), ("CUDA", "cuda"), ("CPU", "cpu")], value="auto",
+                                 label=_("Device"), elem_id="asr-device")
+            compute = gr.Dropdown([(_("Automatic (float16 on GPU, int8 on CPU)"), "auto"), ("int8", "int8"),
+                                   ("float16", "float16"), ("float32", "float32")], value="auto",
+                                  label=_("Compute type"), elem_id="asr-compute")
+        with gr.Row():
+            beam = gr.Slider(1, 10, value=5, step=1, label=_("Beam size"), elem_id="asr-beam")
+            batch = gr.Slider(0, 32, value=0, step=1, label=_("Batch size (0: one segment at a time)"),
+                              elem_id="asr-batch")
+            vad = gr.Checkbox(True, label=_("Skip silence (VAD)"), elem_id="asr-vad")
+    with gr.Row():
+        start = gr.Button(_("Start"), variant="primary", elem_id="asr-start")
+        stop = gr.Button(_("Stop"), elem_id="asr-stop")
+    status = gr.Textbox(label=_("Status"), interactive=False, elem_id="asr-status")
+    report = gr.Markdown(elem_id="asr-summary")
+    preview = gr.Dataframe(headers=[_("File"), _("Speaker"), _("Language"), _("Text")], interactive=False,
+                           elem_id="asr-preview")
+    job_state = gr.State({})  # per session: {"job": Job} while one runs
+
+    def on_refresh(current_folder: str, current_model: str):
+        models = model_choices(ctx)
+        values = [v for _label, v in models]
+        m = current_model if current_model in values or (current_model and "/" in current_model) else default_model(ctx)
+        return (gr.update(choices=folder_choices(ctx), value=current_folder or default_folder(ctx)),
+                gr.update(choices=models, value=m), status_line(ctx, m))
+
+    def on_start(folder_text, model_name, lang, dev, ctype, beam_size, batch_size, use_vad, state):
+        if state.get("job") is not None and state["job"].running():
+            raise gr.Error(_("A transcription is already running."))
+        try:
+            input_dir = resolve_input(ctx, folder_text)
+        except ValueError as e:
+            raise gr.Error(str(e)) from e
+        job_dir = tempfile.mkdtemp(prefix="asr-", dir=ctx.folder("jobs"))
+        args = cli_args(ctx, input_dir, model_name, lang, dev, ctype, beam_size, batch_size, use_vad)
+        job = Job.start("tools.asr", args, job_dir)
+        state["job"] = job
+        message, text, rows = _("Starting…"), "", []
+        yield message, text, rows
+        for event in job.follow():
+            kind = event.get("type")
+            if kind == "progress":
+                message = f"{event['done']}/{event['total']}  {event.get('message', '')}"
+            elif kind == "error":
+                text = "⚠️ " + event["message"]
+            elif kind == "result":
+                text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
+            elif kind == "exit":
+                code = event["returncode"]
+                message = {0: _("Done."), 1: _("Done, some files failed."), 2: _("Failed.")}.get(code, _("Cancelled."))
+                if code > 2:
+                    text = job.log_tail(1000)
+            yield message, text, rows
+        state.pop("job", None)
+
+    def on_stop(state):
+        job = state.get("job")
+        if job is not None:
+            job.stop()
+        return _("Cancelled.")
+
+    refresh.click(on_refresh, inputs=[folder, model], outputs=[folder, model, model_line])
+    model.change(lambda m: status_line(ctx, m), inputs=model, outputs=model_line)
+    start.click(on_start, inputs=[folder, model, language, device, compute, beam, batch, vad, job_state],
+                outputs=[status, report, preview])
+    stop.click(on_stop, inputs=job_state, outputs=status)
