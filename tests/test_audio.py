@@ -51,8 +51,12 @@ def test_flac_is_lossless(tmp_path):
 
 @pytest.mark.parametrize(
     "ext, args",
-    [(".mp3", ["-c:a", "libmp3lame", "-b:a", "128k"]), (".m4a", ["-c:a", "aac"]), (".ogg", ["-c:a", "libvorbis"]),
-     (".opus", ["-c:a", "libopus"])],
+    [
+        (".mp3", ["-c:a", "libmp3lame", "-b:a", "128k"]),
+        (".m4a", ["-c:a", "aac"]),
+        (".ogg", ["-c:a", "libvorbis"]),
+        (".opus", ["-c:a", "libopus"]),
+    ],
 )
 def test_compressed_formats_decode(tmp_path, ext, args):
     src = tmp_path / "src.wav"

@@ -79,8 +79,11 @@ def walk_segments(audio: np.ndarray, p: SliceParams) -> list[tuple[int, int]]:
     win = min(round(SR * p.min_interval_ms / 1000), 4 * hop)
     rms = frame_rms(audio, win, hop)
     tags = reference_walk(
-        rms, 10 ** (p.threshold_db / 20), round(SR * p.min_length_ms / 1000 / hop),
-        round(SR * p.min_interval_ms / 1000 / hop), round(SR * p.max_sil_kept_ms / 1000 / hop),
+        rms,
+        10 ** (p.threshold_db / 20),
+        round(SR * p.min_length_ms / 1000 / hop),
+        round(SR * p.min_interval_ms / 1000 / hop),
+        round(SR * p.max_sil_kept_ms / 1000 / hop),
     )
     total = len(rms)
     if not tags:
@@ -101,7 +104,11 @@ def walk_segments(audio: np.ndarray, p: SliceParams) -> list[tuple[int, int]]:
 def test_defaults_are_the_gpt_sovits_ui_defaults():
     p = SliceParams()
     assert (p.threshold_db, p.min_length_ms, p.min_interval_ms, p.hop_ms, p.max_sil_kept_ms) == (
-        -34, 4000, 300, 10, 500
+        -34,
+        4000,
+        300,
+        10,
+        500,
     )
     assert (p.max_peak, p.alpha, p.max_length_s, p.sample_rate) == (0.9, 0.25, None, 32000)
 
@@ -117,7 +124,9 @@ def test_cut_points_on_known_silences():
 def test_medium_and_short_silences_cut_in_the_middle():
     # 0.8 s silence (78 silent frames, 50 < 78 <= 100): cut out from its first silent frame to
     # the first frame whose window may hold the next voice minus max_sil_kept; 0.4 s (38 frames) -> one cut.
-    audio = voiced_segments([("voice", 5.0), ("silence", 0.8), ("voice", 5.0), ("silence", 0.4), ("voice", 5.0)])
+    audio = voiced_segments(
+        [("voice", 5.0), ("silence", 0.8), ("voice", 5.0), ("silence", 0.4), ("voice", 5.0)]
+    )
     v1_end, v2_start = 5 * SR // HOP, int(5.8 * SR) // HOP  # frames 500, 580
     v2_end = int(10.8 * SR) // HOP  # 1080
     cuts = find_cuts(audio)
@@ -151,7 +160,9 @@ def test_run_based_decisions_match_a_frame_by_frame_walk(seed):
     if seed % 2:
         pattern = [("silence", float(rng.uniform(0.1, 1.5)))] + pattern
     audio = voiced_segments(pattern, seed=seed)
-    params = SliceParams(min_length_ms=float(rng.choice([1000, 4000])), max_sil_kept_ms=float(rng.choice([100, 500])))
+    params = SliceParams(
+        min_length_ms=float(rng.choice([1000, 4000])), max_sil_kept_ms=float(rng.choice([100, 500]))
+    )
     assert find_cuts(audio, params) == walk_segments(audio, params)
 
 
@@ -283,7 +294,9 @@ def test_dry_run_writes_nothing(tmp_path):
     assert report.outputs == [] and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("sr, channels, subtype", [(48000, 2, "PCM_16"), (32000, 1, "PCM_U8"), (44100, 1, "PCM_24")])
+@pytest.mark.parametrize(
+    "sr, channels, subtype", [(48000, 2, "PCM_16"), (32000, 1, "PCM_U8"), (44100, 1, "PCM_24")]
+)
 def test_other_rates_channels_and_bit_depths(tmp_path, sr, channels, subtype):
     mono = voiced_segments(PATTERN, sr=sr)
     audio = np.stack([mono, mono]) if channels == 2 else mono
@@ -315,8 +328,13 @@ def test_parallel_batch_reports_the_corrupt_file_and_slices_the_rest(tmp_path):
 def test_should_stop_cancels_before_the_next_file(tmp_path):
     files = [write_wav(tmp_path / f"f{k}.wav", voiced_segments(PATTERN), SR) for k in range(3)]
     calls = []
-    report = slice_inputs(files, tmp_path / "out", workers=1, should_stop=lambda: len(calls) > 0,
-                          progress=lambda d, t, m: calls.append(d) if d else None)
+    report = slice_inputs(
+        files,
+        tmp_path / "out",
+        workers=1,
+        should_stop=lambda: len(calls) > 0,
+        progress=lambda d, t, m: calls.append(d) if d else None,
+    )
     assert report.cancelled and len(report.results) == 1
 
 
@@ -325,9 +343,19 @@ def test_should_stop_cancels_before_the_next_file(tmp_path):
 
 
 def test_cli_help():
-    r = subprocess.run([sys.executable, "-m", "tools.slice", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tools.slice", "--help"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0
-    for flag in ("--out", "--threshold", "--min-length", "--max-length", "--dry-run", "--workers", "--events"):
+    for flag in (
+        "--out",
+        "--threshold",
+        "--min-length",
+        "--max-length",
+        "--dry-run",
+        "--workers",
+        "--events",
+    ):
         assert flag in r.stdout
 
 
@@ -335,12 +363,24 @@ def test_cli_run_writes_clips_and_events(tmp_path):
     src = write_wav(tmp_path / "a.wav", voiced_segments(PATTERN), SR)
     events = tmp_path / "events.jsonl"
     r = subprocess.run(
-        [sys.executable, "-m", "tools.slice", str(src), "--out", str(tmp_path / "out"), "--events", str(events)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tools.slice",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--events",
+            str(events),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "a.wav_0000047680_0000224640.wav", "a.wav_0000255680_0000432640.wav"
+        "a.wav_0000047680_0000224640.wav",
+        "a.wav_0000255680_0000432640.wav",
     ]
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     assert lines[-1]["type"] == "result" and len(lines[-1]["outputs"]) == 2
@@ -385,3 +425,52 @@ def test_one_hour_of_mostly_silence_in_bounded_memory():
     naive = (n // HOP) * 1280 * 4
     # the RMS curve (2.9 MB) plus one block of squares (~8 MB): far below the signal and the naive matrix
     assert peak < 0.05 * audio.nbytes and peak < naive / 80
+
+
+# ---------------------------------------------------------------------------------------------
+# UI helpers (plain functions; the browser test drives the real tab)
+
+
+def test_ui_helpers_stage_uploads_once_and_keep_outputs_inside(tmp_path):
+    from tools.slice import make_parser
+    from ui.context import AppContext
+    from ui.slice_tab import cli_args, collect_inputs, make_params, output_dir, preview
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US")
+    user = write_wav(tmp_path / "mine.wav", voiced_segments(PATTERN), SR)
+    before = user.read_bytes()
+    first = collect_inputs(ctx, [str(user)], "")
+    again = collect_inputs(ctx, [str(user)], "")
+    assert first == again == [ctx.folder("uploads") / "mine.wav"] and user.read_bytes() == before
+    with pytest.raises(ValueError, match="outside"):
+        collect_inputs(ctx, None, "../mine.wav")
+    with pytest.raises(ValueError, match="Upload"):
+        collect_inputs(ctx, None, "  ")
+    assert output_dir(ctx, "") == ctx.folder("sliced")
+    assert output_dir(ctx, "spk1") == ctx.folder("sliced") / "spk1"
+    with pytest.raises(ValueError, match="outside"):
+        output_dir(ctx, "../../elsewhere")
+    params = make_params(-30, 3000, 200, 10, 400, 0.8, 0.3, 12)
+    assert params == SliceParams(-30, 3000, 200, 10, 400, 0.8, 0.3, 12.0)
+    assert make_params(-34, 4000, 300, 10, 500, 0.9, 0.25, 0).max_length_s is None
+    with pytest.raises(SliceParamsError):
+        make_params(-34, 100, 300, 10, 500, 0.9, 0.25, 0)
+    parsed = make_parser().parse_args(cli_args(first, ctx.folder("sliced"), params, 3))
+    assert (parsed.threshold, parsed.min_length, parsed.max_length, parsed.workers) == (-30, 3000, 12, 3)
+    fig, rows = preview(first, SliceParams())
+    assert [r[1:] for r in rows] == [[1, 1.49, 7.02, 5.53], [2, 7.99, 13.52, 5.53]]
+    assert fig.axes and not any(ctx.folder("sliced").iterdir())
+
+
+def test_job_stop_ends_a_running_slice(tmp_path):
+    from tools.jobs import Job
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for k in range(6):
+        write_wav(inp / f"f{k}.wav", voiced_segments(PATTERN * 3, seed=k), SR)
+    job = Job.start(
+        "tools.slice", [str(inp), "--out", str(tmp_path / "out"), "--workers", "1"], tmp_path / "job"
+    )
+    job.stop()
+    assert not job.running() and job.process.returncode != 0

@@ -468,18 +468,40 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, or folders of them (one level)")
     p.add_argument("--out", metavar="DIR", help="output folder (required unless --dry-run)")
-    p.add_argument("--threshold", type=float, default=d.threshold_db, help="silence threshold in dB (%(default)s)")
-    p.add_argument("--min-length", type=float, default=d.min_length_ms, help="minimum clip length, ms (%(default)s)")
-    p.add_argument("--min-interval", type=float, default=d.min_interval_ms,
-                   help="minimum silence to cut, ms (%(default)s)")
+    p.add_argument(
+        "--threshold", type=float, default=d.threshold_db, help="silence threshold in dB (%(default)s)"
+    )
+    p.add_argument(
+        "--min-length", type=float, default=d.min_length_ms, help="minimum clip length, ms (%(default)s)"
+    )
+    p.add_argument(
+        "--min-interval",
+        type=float,
+        default=d.min_interval_ms,
+        help="minimum silence to cut, ms (%(default)s)",
+    )
     p.add_argument("--hop-size", type=float, default=d.hop_ms, help="RMS hop, ms (%(default)s)")
-    p.add_argument("--max-sil-kept", type=float, default=d.max_sil_kept_ms,
-                   help="maximum silence kept around a cut, ms (%(default)s)")
-    p.add_argument("--max", type=float, default=d.max_peak, dest="max_peak",
-                   help="peak after normalisation (%(default)s)")
+    p.add_argument(
+        "--max-sil-kept",
+        type=float,
+        default=d.max_sil_kept_ms,
+        help="maximum silence kept around a cut, ms (%(default)s)",
+    )
+    p.add_argument(
+        "--max",
+        type=float,
+        default=d.max_peak,
+        dest="max_peak",
+        help="peak after normalisation (%(default)s)",
+    )
     p.add_argument("--alpha", type=float, default=d.alpha, help="share of the normalised clip (%(default)s)")
-    p.add_argument("--max-length", type=float, default=None, metavar="SECONDS",
-                   help="split clips longer than this at their quietest point (default: no limit)")
+    p.add_argument(
+        "--max-length",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="split clips longer than this at their quietest point (default: no limit)",
+    )
     p.add_argument("--workers", type=int, default=default_workers(), help="parallel processes (%(default)s)")
     p.add_argument("--dry-run", action="store_true", help="print the cut points, write nothing")
     p.add_argument("--events", metavar="FILE", help="append JSON-lines progress events to FILE")
@@ -491,8 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     events = EventWriter(args.events)
     params = SliceParams(
-        threshold_db=args.threshold, min_length_ms=args.min_length, min_interval_ms=args.min_interval,
-        hop_ms=args.hop_size, max_sil_kept_ms=args.max_sil_kept, max_peak=args.max_peak, alpha=args.alpha,
+        threshold_db=args.threshold,
+        min_length_ms=args.min_length,
+        min_interval_ms=args.min_interval,
+        hop_ms=args.hop_size,
+        max_sil_kept_ms=args.max_sil_kept,
+        max_peak=args.max_peak,
+        alpha=args.alpha,
         max_length_s=args.max_length,
     )
     try:
@@ -503,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
         params.validate()
         if not list_audio_files(args.inputs):
             raise SliceParamsError(f"no audio files found in {', '.join(args.inputs)}")
-        report = slice_inputs(args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress)
+        report = slice_inputs(
+            args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress
+        )
     except (ValueError, FileNotFoundError) as e:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)

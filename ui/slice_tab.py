@@ -56,19 +56,43 @@ def output_dir(ctx: AppContext, name: str) -> Path:
     return ctx.inside(Path("sliced") / name) if name else ctx.folder("sliced")
 
 
-def make_params(threshold, min_length, min_interval, hop, max_sil_kept, max_peak, alpha, max_length) -> SliceParams:
+def make_params(
+    threshold, min_length, min_interval, hop, max_sil_kept, max_peak, alpha, max_length
+) -> SliceParams:
     return SliceParams(
-        threshold_db=float(threshold), min_length_ms=float(min_length), min_interval_ms=float(min_interval),
-        hop_ms=float(hop), max_sil_kept_ms=float(max_sil_kept), max_peak=float(max_peak), alpha=float(alpha),
+        threshold_db=float(threshold),
+        min_length_ms=float(min_length),
+        min_interval_ms=float(min_interval),
+        hop_ms=float(hop),
+        max_sil_kept_ms=float(max_sil_kept),
+        max_peak=float(max_peak),
+        alpha=float(alpha),
         max_length_s=float(max_length) if max_length else None,
     ).validate()
 
 
 def cli_args(inputs: list[Path], out: Path, p: SliceParams, workers: int) -> list[str]:
-    args = [*map(str, inputs), "--out", str(out), "--threshold", str(p.threshold_db),
-            "--min-length", str(p.min_length_ms), "--min-interval", str(p.min_interval_ms),
-            "--hop-size", str(p.hop_ms), "--max-sil-kept", str(p.max_sil_kept_ms), "--max", str(p.max_peak),
-            "--alpha", str(p.alpha), "--workers", str(max(1, int(workers)))]
+    args = [
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--threshold",
+        str(p.threshold_db),
+        "--min-length",
+        str(p.min_length_ms),
+        "--min-interval",
+        str(p.min_interval_ms),
+        "--hop-size",
+        str(p.hop_ms),
+        "--max-sil-kept",
+        str(p.max_sil_kept_ms),
+        "--max",
+        str(p.max_peak),
+        "--alpha",
+        str(p.alpha),
+        "--workers",
+        str(max(1, int(workers))),
+    ]
     if p.max_length_s:
         args += ["--max-length", str(p.max_length_s)]
     return args
@@ -111,8 +135,15 @@ def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any
     for f in files:
         result = slice_file(f, None, params, dry_run=True)
         for k, (s, e) in enumerate(result.segments, 1):
-            rows.append([f.name, k, round(s / result.sample_rate, 2), round(e / result.sample_rate, 2),
-                         round((e - s) / result.sample_rate, 2)])
+            rows.append(
+                [
+                    f.name,
+                    k,
+                    round(s / result.sample_rate, 2),
+                    round(e / result.sample_rate, 2),
+                    round((e - s) / result.sample_rate, 2),
+                ]
+            )
         if fig is None:
             audio, sr = load_audio(f, params.sample_rate)
             fig = waveform_figure(audio, sr, result.segments, f"{f.name}: {len(result.segments)}")
@@ -137,40 +168,80 @@ def build(ctx: AppContext) -> None:
 
     _ = ctx.i18n
     d = SliceParams()
-    gr.Markdown(_("Cut long recordings into clips at silences. Preview the cuts first; clips go to the "
-                  "workspace folder `sliced/` as 32 kHz mono wavs."))
+    gr.Markdown(
+        _(
+            "Cut long recordings into clips at silences. Preview the cuts first; clips go to the "
+            "workspace folder `sliced/` as 32 kHz mono wavs."
+        )
+    )
     with gr.Row():
-        files = gr.File(label=_("Audio files"), file_count="multiple", type="filepath", elem_id="slice-upload")
+        files = gr.File(
+            label=_("Audio files"), file_count="multiple", type="filepath", elem_id="slice-upload"
+        )
         with gr.Column():
             typed = gr.Textbox(label=_("Or a file or folder inside the workspace"), elem_id="slice-path")
-            out_name = gr.Textbox(label=_("Output sub-folder of sliced/ (optional)"), elem_id="slice-out-name")
+            out_name = gr.Textbox(
+                label=_("Output sub-folder of sliced/ (optional)"), elem_id="slice-out-name"
+            )
     with gr.Accordion(_("Parameters"), open=False):
         with gr.Row():
-            threshold = gr.Slider(-80, 0, value=d.threshold_db, step=1, label=_("Silence threshold (dB)"),
-                                  elem_id="slice-threshold")
-            min_length = gr.Number(d.min_length_ms, label=_("Minimum clip length (ms)"), minimum=0,
-                                   elem_id="slice-min-length")
-            min_interval = gr.Number(d.min_interval_ms, label=_("Minimum silence to cut (ms)"), minimum=0,
-                                     elem_id="slice-min-interval")
+            threshold = gr.Slider(
+                -80,
+                0,
+                value=d.threshold_db,
+                step=1,
+                label=_("Silence threshold (dB)"),
+                elem_id="slice-threshold",
+            )
+            min_length = gr.Number(
+                d.min_length_ms, label=_("Minimum clip length (ms)"), minimum=0, elem_id="slice-min-length"
+            )
+            min_interval = gr.Number(
+                d.min_interval_ms,
+                label=_("Minimum silence to cut (ms)"),
+                minimum=0,
+                elem_id="slice-min-interval",
+            )
             hop = gr.Number(d.hop_ms, label=_("Hop size (ms)"), minimum=1, elem_id="slice-hop")
-            max_sil_kept = gr.Number(d.max_sil_kept_ms, label=_("Maximum silence kept (ms)"), minimum=0,
-                                     elem_id="slice-max-sil")
+            max_sil_kept = gr.Number(
+                d.max_sil_kept_ms, label=_("Maximum silence kept (ms)"), minimum=0, elem_id="slice-max-sil"
+            )
         with gr.Row():
-            max_peak = gr.Slider(0.05, 1.0, value=d.max_peak, step=0.05, label=_("Peak after normalisation"),
-                                 elem_id="slice-max")
-            alpha = gr.Slider(0.0, 1.0, value=d.alpha, step=0.05, label=_("Normalised share (alpha)"),
-                              elem_id="slice-alpha")
-            max_length = gr.Number(0, label=_("Maximum clip length in seconds (0: no limit)"), minimum=0,
-                                   elem_id="slice-max-length")
-            workers = gr.Slider(1, max(default_workers(), 8), value=default_workers(), step=1,
-                                label=_("Parallel processes"), elem_id="slice-workers")
+            max_peak = gr.Slider(
+                0.05,
+                1.0,
+                value=d.max_peak,
+                step=0.05,
+                label=_("Peak after normalisation"),
+                elem_id="slice-max",
+            )
+            alpha = gr.Slider(
+                0.0, 1.0, value=d.alpha, step=0.05, label=_("Normalised share (alpha)"), elem_id="slice-alpha"
+            )
+            max_length = gr.Number(
+                0,
+                label=_("Maximum clip length in seconds (0: no limit)"),
+                minimum=0,
+                elem_id="slice-max-length",
+            )
+            workers = gr.Slider(
+                1,
+                max(default_workers(), 8),
+                value=default_workers(),
+                step=1,
+                label=_("Parallel processes"),
+                elem_id="slice-workers",
+            )
     with gr.Row():
         preview_btn = gr.Button(_("Preview"), elem_id="slice-preview")
         run_btn = gr.Button(_("Slice"), variant="primary", elem_id="slice-run")
         stop_btn = gr.Button(_("Stop"), elem_id="slice-stop")
     plot = gr.Plot(label=_("Waveform and cuts"), elem_id="slice-plot")
-    table = gr.Dataframe(headers=[_("File"), "#", _("Start (s)"), _("End (s)"), _("Length (s)")],
-                         interactive=False, elem_id="slice-table")
+    table = gr.Dataframe(
+        headers=[_("File"), "#", _("Start (s)"), _("End (s)"), _("Length (s)")],
+        interactive=False,
+        elem_id="slice-table",
+    )
     status = gr.Textbox(label=_("Status"), interactive=False, elem_id="slice-status")
     result_md = gr.Markdown(elem_id="slice-result")
     job_state = gr.State({})  # per session: {"job": Job} while a slice runs
@@ -185,7 +256,9 @@ def build(ctx: AppContext) -> None:
         n_clips = len(rows)
         return fig, rows, _("Preview: {n} clips (nothing written).", n=n_clips)
 
-    def on_run(up, path_text, out_text, n_workers, thr, min_len, min_int, hop_ms, sil, peak, a, max_len, state):
+    def on_run(
+        up, path_text, out_text, n_workers, thr, min_len, min_int, hop_ms, sil, peak, a, max_len, state
+    ):
         values = (thr, min_len, min_int, hop_ms, sil, peak, a, max_len)
         if state.get("job") is not None and state["job"].running():
             raise gr.Error(_("Slicing is already running."))
@@ -212,7 +285,11 @@ def build(ctx: AppContext) -> None:
             elif kind == "exit":
                 code = event["returncode"]
         state.pop("job", None)
-        done = _("Done.") if code == 0 else (_("Stopped.") if code is not None and code < 0 else _("Finished with errors."))
+        done = (
+            _("Done.")
+            if code == 0
+            else (_("Stopped.") if code is not None and code < 0 else _("Finished with errors."))
+        )
         yield done, summary(ctx, result, out, code)
 
     def on_stop(state):
@@ -222,5 +299,9 @@ def build(ctx: AppContext) -> None:
         return _("Stopped.")
 
     preview_btn.click(on_preview, inputs=[files, typed, *param_inputs], outputs=[plot, table, status])
-    run_btn.click(on_run, inputs=[files, typed, out_name, workers, *param_inputs, job_state], outputs=[status, result_md])
+    run_btn.click(
+        on_run,
+        inputs=[files, typed, out_name, workers, *param_inputs, job_state],
+        outputs=[status, result_md],
+    )
     stop_btn.click(on_stop, inputs=job_state, outputs=status, concurrency_limit=None)
