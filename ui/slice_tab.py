@@ -17,7 +17,7 @@ import numpy as np
 
 from tools.fsutil import unique_path
 from tools.jobs import Job
-from tools.slice import SliceParams, check_output_dir, default_workers, slice_file
+from tools.slice import SliceParams, check_output_dir, default_workers, find_cuts
 from ui.context import AppContext
 
 PREVIEW_FILES = 8  # preview loads whole files: keep it to a few
@@ -130,23 +130,20 @@ def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any
     from tools.audio import list_audio_files, load_audio
 
     files = list_audio_files(inputs)[:PREVIEW_FILES]
+    if not files:
+        raise ValueError("no audio files found in " + ", ".join(str(p) for p in inputs))
     rows: list[list[Any]] = []
     fig = None
+    sr = params.sample_rate
     for f in files:
-        result = slice_file(f, None, params, dry_run=True)
-        for k, (s, e) in enumerate(result.segments, 1):
-            rows.append(
-                [
-                    f.name,
-                    k,
-                    round(s / result.sample_rate, 2),
-                    round(e / result.sample_rate, 2),
-                    round((e - s) / result.sample_rate, 2),
-                ]
-            )
+        audio, _sr = load_audio(f, sr)  # (samples,) float32, loaded once per file
+        segments = find_cuts(audio, params)
+        rows += [
+            [f.name, k, round(s / sr, 2), round(e / sr, 2), round((e - s) / sr, 2)]
+            for k, (s, e) in enumerate(segments, 1)
+        ]
         if fig is None:
-            audio, sr = load_audio(f, params.sample_rate)
-            fig = waveform_figure(audio, sr, result.segments, f"{f.name}: {len(result.segments)}")
+            fig = waveform_figure(audio, sr, segments, f"{f.name}: {len(segments)}")
     return fig, rows
 
 
