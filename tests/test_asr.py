@@ -19,14 +19,21 @@ from tools.asr import AsrOptions, ModelNotFoundError, transcribe_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIDECAR_KEYS = {
-    "path": str, "avg_logprob": float, "no_speech_prob": float, "compression_ratio": float,
-    "language": str, "language_probability": float, "duration": float,
+    "path": str,
+    "avg_logprob": float,
+    "no_speech_prob": float,
+    "compression_ratio": float,
+    "language": str,
+    "language_probability": float,
+    "duration": float,
 }
 
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_whisper(tmp_path_factory.mktemp("models") / "faster-whisper-tiny-test", quantization="int8")
+    return build_tiny_whisper(
+        tmp_path_factory.mktemp("models") / "faster-whisper-tiny-test", quantization="int8"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +127,11 @@ def test_unsupported_language_is_written_and_reported(tmp_path: Path) -> None:
 def test_stop_writes_what_was_done(clips: Path, tmp_path: Path, tiny_model) -> None:
     done = []
     result = transcribe_folder(
-        clips, tmp_path / "s.list", progress=lambda d, t, m: done.append(d),
-        should_stop=lambda: len(done) >= 1, model=tiny_model,
+        clips,
+        tmp_path / "s.list",
+        progress=lambda d, t, m: done.append(d),
+        should_stop=lambda: len(done) >= 1,
+        model=tiny_model,
     )
     assert result.cancelled and len(result.entries) == 1
     assert len(read_list(tmp_path / "s.list")) == 1
@@ -145,7 +155,9 @@ def test_model_resolution_from_model_dir(tiny_whisper_dir: Path, tmp_path: Path)
 
 
 def test_missing_model_says_where_and_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # an empty cache, whatever this machine has
+    monkeypatch.setenv(
+        "HF_HUB_CACHE", str(tmp_path / "hf-cache")
+    )  # an empty cache, whatever this machine has
     with pytest.raises(ModelNotFoundError) as err:
         asr.load_whisper("large-v3-turbo", device="cpu", model_dir=tmp_path / "models")
     msg = str(err.value)
@@ -183,9 +195,24 @@ def test_cli_help_and_run(clips: Path, tmp_path: Path, tiny_whisper_dir: Path) -
     out = tmp_path / "cli" / "alice.list"
     events = tmp_path / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.asr", str(clips), "--out", str(out), "--model", str(tiny_whisper_dir),
-         "--device", "cpu", "--events", str(events)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tools.asr",
+            str(clips),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_whisper_dir),
+            "--device",
+            "cpu",
+            "--events",
+            str(events),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr  # the corrupt file failed
     assert "wrote 2 lines" in proc.stdout and "no text:" in proc.stdout and "failed:" in proc.stdout
@@ -195,13 +222,29 @@ def test_cli_help_and_run(clips: Path, tmp_path: Path, tiny_whisper_dir: Path) -
     assert "progress" in kinds and kinds[-1] == "result"
 
     missing = subprocess.run(
-        [sys.executable, "-m", "tools.asr", str(clips), "--out", str(out), "--model", "medium",
-         "--model-dir", str(tmp_path / "none")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env={"HF_HUB_CACHE": str(tmp_path / "hf"),
-                                                                         "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "tools.asr",
+            str(clips),
+            "--out",
+            str(out),
+            "--model",
+            "medium",
+            "--model-dir",
+            str(tmp_path / "none"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HF_HUB_CACHE": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"},
     )
     assert missing.returncode == 2
-    assert "error: faster-whisper model 'medium' not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        "error: faster-whisper model 'medium' not found" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
 
 def test_tab_helpers(tmp_path: Path, tiny_whisper_dir: Path) -> None:
@@ -221,13 +264,26 @@ def test_tab_helpers(tmp_path: Path, tiny_whisper_dir: Path) -> None:
         asr_tab.resolve_input(ctx, "../elsewhere")
     input_dir = asr_tab.resolve_input(ctx, "sliced/spk")
     args = asr_tab.cli_args(ctx, input_dir, "mine", "auto", "cpu", "int8", 5, 0, False)
-    assert args[:3] == [str(input_dir), "--out", str(ctx.folder("asr") / "spk.list")] and args[-1] == "--no-vad"
+    assert (
+        args[:3] == [str(input_dir), "--out", str(ctx.folder("asr") / "spk.list")] and args[-1] == "--no-vad"
+    )
 
     listing = ctx.folder("asr") / "spk.list"
     listing.write_text("/x/a.wav|spk|en|hi there\n/x/b.wav|spk|de|hallo\n", encoding="utf-8")
-    assert asr_tab.preview_rows(str(listing)) == [["a.wav", "spk", "en", "hi there"], ["b.wav", "spk", "de", "hallo"]]
-    text = asr_tab.summary(ctx, {
-        "list_path": str(listing), "written": 2, "empty": ["/x/c.wav"], "backup": None, "cancelled": False,
-        "failures": [{"path": "/x/d.wav", "error": "bad"}], "unsupported": {"de": ["/x/b.wav"]},
-    })
+    assert asr_tab.preview_rows(str(listing)) == [
+        ["a.wav", "spk", "en", "hi there"],
+        ["b.wav", "spk", "de", "hallo"],
+    ]
+    text = asr_tab.summary(
+        ctx,
+        {
+            "list_path": str(listing),
+            "written": 2,
+            "empty": ["/x/c.wav"],
+            "backup": None,
+            "cancelled": False,
+            "failures": [{"path": "/x/d.wav", "error": "bad"}],
+            "unsupported": {"de": ["/x/b.wav"]},
+        },
+    )
     assert "Wrote 2 clips" in text and "c.wav" in text and "d.wav`: bad" in text and "Language de" in text

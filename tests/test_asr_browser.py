@@ -44,10 +44,14 @@ def test_tiny_model_run_writes_list_and_sidecar(page, served_app):
         time.sleep(0.3)
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [line.split("|")[1:] for line in lines] == [["asrtest", "en", EXPECTED_TEXT]] * 2
-    sidecar = [json.loads(x) for x in (served_app.workspace / "asr" / "asrtest.asr.jsonl").read_text().splitlines()]
+    sidecar = [
+        json.loads(x) for x in (served_app.workspace / "asr" / "asrtest.asr.jsonl").read_text().splitlines()
+    ]
     assert [s["path"] for s in sidecar] == [line.split("|")[0] for line in lines]
 
-    page.wait_for_function("document.querySelector('#asr-status textarea').value.includes('Done')", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#asr-status textarea').value.includes('Done')", timeout=30_000
+    )
     report = page.locator("#asr-summary").inner_text()
     assert "Wrote 2 clips" in report and "Clips without text: 1" in report and "three_silent.wav" in report
     table = page.locator("#asr-preview").inner_text()

@@ -40,7 +40,12 @@ _TRAINING_TEXT = [
 
 _SPECIALS_BEFORE_LANGS = ["<|endoftext|>", "<|startoftranscript|>"]
 _SPECIALS_AFTER_LANGS = [
-    "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
 ]
 _N_TIMESTAMPS = 1501  # <|0.00|> … <|30.00|>: the converter appends them after <|notimestamps|>
 
@@ -57,11 +62,7 @@ def _build_tokenizer():
         vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(_TRAINING_TEXT, trainer=trainer)
-    specials = (
-        _SPECIALS_BEFORE_LANGS
-        + [f"<|{code}|>" for code in _LANGUAGE_CODES]
-        + _SPECIALS_AFTER_LANGS
-    )
+    specials = _SPECIALS_BEFORE_LANGS + [f"<|{code}|>" for code in _LANGUAGE_CODES] + _SPECIALS_AFTER_LANGS
     n_text = tok.get_vocab_size()
     tok.add_special_tokens(specials)
     # Special ids must be contiguous after the text ids (eot = first special).
@@ -97,7 +98,7 @@ def _wire_bigram(model, chain: list[tuple[int, int]], gain: float = 3.0) -> None
 def build_tiny_whisper(
     out_dir: str | Path, quantization: str | None = None, language: str = "en", seed: int = 0
 ) -> Path:
-    """Write a tiny CTranslate2 Whisper (model.bin, config.json, vocabulary.json, tokenizer.json) to `out_dir`.
+    """Write a tiny CTranslate2 Whisper (model.bin, config.json, vocabulary.json, tokenizer.json).
 
     `language` is what its language detection answers (any Whisper code, e.g. "de").
     """
@@ -144,8 +145,12 @@ def build_tiny_whisper(
     text_ids = tok.encode(" " + EXPECTED_TEXT, add_special_tokens=False).ids
     assert len(set(text_ids)) == len(text_ids), "the wired text must not repeat a token"
     seq = [tid("<|0.00|>"), *text_ids, tid("<|1.00|>"), eot]
-    chain = [(sot, tid(f"<|{language}|>")), (tid("<|transcribe|>"), seq[0]), (tid("<|notimestamps|>"), text_ids[0])]
-    chain += list(zip(seq[:-1], seq[1:]))
+    chain = [
+        (sot, tid(f"<|{language}|>")),
+        (tid("<|transcribe|>"), seq[0]),
+        (tid("<|notimestamps|>"), text_ids[0]),
+    ]
+    chain += list(zip(seq[:-1], seq[1:], strict=True))
     _wire_bigram(model, chain)
 
     with tempfile.TemporaryDirectory(prefix="tiny-whisper-hf-") as hf:
@@ -189,4 +194,7 @@ if __name__ == "__main__":
     import time
 
     t0 = time.perf_counter()
-    print(build_tiny_whisper(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tiny-whisper"), time.perf_counter() - t0)
+    print(
+        build_tiny_whisper(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tiny-whisper"),
+        time.perf_counter() - t0,
+    )

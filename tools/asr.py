@@ -63,7 +63,7 @@ COMPUTE_TYPES = ("auto", "int8", "float16", "float32")
 
 
 class ModelNotFoundError(RuntimeError):
-    """The Whisper model is neither in the model folder, nor in the Hugging Face cache, nor allowed to download."""
+    """The Whisper model is not in the model folder nor the Hugging Face cache, and downloading is off."""
 
 
 class AsrInputError(ValueError):
@@ -89,7 +89,9 @@ class AsrOptions:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"compute type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}")
+            raise ValueError(
+                f"compute type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}"
+            )
         if self.beam_size < 1:
             raise ValueError("beam size must be at least 1")
         if self.batch_size < 0:
@@ -153,7 +155,7 @@ def _looks_like_path(model: str) -> bool:
 
 
 def local_model_folder(model: str, model_dir: str | Path = DEFAULT_MODEL_DIR) -> Path | None:
-    """The CTranslate2 folder for `model` (an explicit folder or `<model_dir>/faster-whisper-<size>`), if present."""
+    """The CTranslate2 folder for `model` (a folder, or `<model_dir>/faster-whisper-<size>`), if present."""
     if _looks_like_path(model):
         folder = Path(model).expanduser()
         return folder if _is_ct2_folder(folder) else None
@@ -169,7 +171,7 @@ def fetch_command(model: str, model_dir: str | Path = DEFAULT_MODEL_DIR) -> str:
 def _missing_message(model: str, model_dir: str | Path) -> str:
     files = ", ".join(MODEL_FILES)
     if _looks_like_path(model):
-        return f"no faster-whisper model in {model}: the folder must hold {files} (a CTranslate2 Whisper conversion)"
+        return f"no faster-whisper model in {model}: the folder must hold {files} (a CTranslate2 Whisper)"
     folder = Path(model_dir) / f"faster-whisper-{model}"
     return (
         f"faster-whisper model '{model}' not found. Put its files ({files}) in {folder}, "
@@ -252,7 +254,9 @@ def load_whisper(
     try:
         return WhisperModel(model, device=device, compute_type=compute_type)
     except Exception as e:  # noqa: BLE001
-        raise ModelNotFoundError(f"could not download '{model}': {e}. {_missing_message(model, model_dir)}") from e
+        raise ModelNotFoundError(
+            f"could not download '{model}': {e}. {_missing_message(model, model_dir)}"
+        ) from e
 
 
 # ---------------------------------------------------------------- transcription
@@ -279,12 +283,19 @@ def transcribe_clip(model, audio_path: Path, options: AsrOptions, pipeline=None)
     vad = {"min_silence_duration_ms": options.min_silence_ms}
     if pipeline is not None:
         segments, info = pipeline.transcribe(
-            audio, language=language, beam_size=options.beam_size, vad_filter=options.vad_filter,
-            vad_parameters=vad, batch_size=options.batch_size,
+            audio,
+            language=language,
+            beam_size=options.beam_size,
+            vad_filter=options.vad_filter,
+            vad_parameters=vad,
+            batch_size=options.batch_size,
         )
     else:
         segments, info = model.transcribe(
-            audio, language=language, beam_size=options.beam_size, vad_filter=options.vad_filter,
+            audio,
+            language=language,
+            beam_size=options.beam_size,
+            vad_filter=options.vad_filter,
             vad_parameters=vad,
         )
     segments = list(segments)  # the generator does the decoding
@@ -293,7 +304,7 @@ def transcribe_clip(model, audio_path: Path, options: AsrOptions, pipeline=None)
     durations = [max(s.end - s.start, 0.0) for s in segments]
     total = sum(durations)
     if segments and total > 0:
-        avg_logprob = sum(s.avg_logprob * d for s, d in zip(segments, durations)) / total
+        avg_logprob = sum(s.avg_logprob * d for s, d in zip(segments, durations, strict=True)) / total
     elif segments:
         avg_logprob = sum(s.avg_logprob for s in segments) / len(segments)
     else:
@@ -351,7 +362,9 @@ def transcribe_folder(
         raise AsrInputError(f"no audio files in {input_dir}")
     if model is None:
         progress(0, len(files), f"loading model {options.model}")
-        model = load_whisper(options.model, options.device, options.compute_type, options.model_dir, options.download)
+        model = load_whisper(
+            options.model, options.device, options.compute_type, options.model_dir, options.download
+        )
     pipeline = None
     if options.batch_size > 1:
         from faster_whisper import BatchedInferencePipeline
@@ -392,17 +405,30 @@ def transcribe_folder(
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.asr", description=__doc__.split("\n")[0])
-    p.add_argument("input_dir", help="folder of clips (e.g. the slicer's output); its name becomes the speaker")
-    p.add_argument("--out", required=True, help="the .list file to write (a previous one is backed up to .history/)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"size name ({', '.join(MODEL_REPOS)}) or a model folder")
-    p.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR), help="folder holding faster-whisper-<size>/")
-    p.add_argument("--download", action="store_true", help="download the model from the Hugging Face Hub if missing")
+    p.add_argument(
+        "input_dir", help="folder of clips (e.g. the slicer's output); its name becomes the speaker"
+    )
+    p.add_argument(
+        "--out", required=True, help="the .list file to write (a previous one is backed up to .history/)"
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"size name ({', '.join(MODEL_REPOS)}) or a model folder"
+    )
+    p.add_argument(
+        "--model-dir", default=str(DEFAULT_MODEL_DIR), help="folder holding faster-whisper-<size>/"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="download the model from the Hugging Face Hub if missing"
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--compute-type", choices=COMPUTE_TYPES, default="auto",
-                   help="auto: float16 on CUDA, int8 on CPU")
+    p.add_argument(
+        "--compute-type", choices=COMPUTE_TYPES, default="auto", help="auto: float16 on CUDA, int8 on CPU"
+    )
     p.add_argument("--language", choices=LANGUAGES, default="auto")
     p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=0, help="N > 1: batched decoding; 0 or 1: one segment at a time")
+    p.add_argument(
+        "--batch-size", type=int, default=0, help="N > 1: batched decoding; 0 or 1: one segment at a time"
+    )
     p.add_argument("--no-vad", action="store_true", help="do not drop silence with the Silero VAD")
     p.add_argument("--min-silence-ms", type=int, default=700, help="VAD: silence that splits speech (ms)")
     p.add_argument("--events", default=None, help="append JSON-lines progress events to this file")
@@ -415,9 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(args.events)
     try:
         options = AsrOptions(
-            model=args.model, model_dir=Path(args.model_dir), device=args.device, compute_type=args.compute_type,
-            language=args.language, beam_size=args.beam_size, vad_filter=not args.no_vad,
-            min_silence_ms=args.min_silence_ms, batch_size=args.batch_size, download=args.download,
+            model=args.model,
+            model_dir=Path(args.model_dir),
+            device=args.device,
+            compute_type=args.compute_type,
+            language=args.language,
+            beam_size=args.beam_size,
+            vad_filter=not args.no_vad,
+            min_silence_ms=args.min_silence_ms,
+            batch_size=args.batch_size,
+            download=args.download,
         )
         result = transcribe_folder(args.input_dir, args.out, options, progress=events.progress)
     except (ModelNotFoundError, AsrInputError, ValueError) as e:

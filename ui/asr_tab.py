@@ -81,11 +81,36 @@ def output_list(ctx: AppContext, input_dir: Path) -> Path:
     return ctx.folder("asr") / f"{input_dir.name}.list"
 
 
-def cli_args(ctx: AppContext, input_dir: Path, model: str, language: str, device: str, compute_type: str,
-             beam_size: int, batch_size: int, vad: bool) -> list[str]:
-    args = [str(input_dir), "--out", str(output_list(ctx, input_dir)), "--model", model,
-            "--model-dir", str(ctx.model_dir), "--language", language, "--device", device,
-            "--compute-type", compute_type, "--beam-size", str(int(beam_size)), "--batch-size", str(int(batch_size))]
+def cli_args(
+    ctx: AppContext,
+    input_dir: Path,
+    model: str,
+    language: str,
+    device: str,
+    compute_type: str,
+    beam_size: int,
+    batch_size: int,
+    vad: bool,
+) -> list[str]:
+    args = [
+        str(input_dir),
+        "--out",
+        str(output_list(ctx, input_dir)),
+        "--model",
+        model,
+        "--model-dir",
+        str(ctx.model_dir),
+        "--language",
+        language,
+        "--device",
+        device,
+        "--compute-type",
+        compute_type,
+        "--beam-size",
+        str(int(beam_size)),
+        "--batch-size",
+        str(int(batch_size)),
+    ]
     return args if vad else [*args, "--no-vad"]
 
 
@@ -104,7 +129,9 @@ def summary(ctx: AppContext, result: dict[str, Any]) -> str:
     for f in result["failures"]:
         lines.append(f"- {_('failed')}: `{Path(f['path']).name}`: {f['error']}")
     for lang, paths in result["unsupported"].items():
-        lines.append(f"- {_('Language {lang} is not supported for training ({n} clips).', lang=lang, n=len(paths))}")
+        lines.append(
+            f"- {_('Language {lang} is not supported for training ({n} clips).', lang=lang, n=len(paths))}"
+        )
     if result.get("backup"):
         lines.append(_("The previous list was kept as `{path}`.", path=result["backup"]))
     if result.get("cancelled"):
@@ -131,44 +158,84 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
 
     _ = ctx.i18n
-    gr.Markdown(_("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`)."))
+    gr.Markdown(
+        _("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`).")
+    )
     with gr.Row():
-        folder = gr.Dropdown(folder_choices(ctx), value=default_folder(ctx), label=_("Input folder (inside the workspace)"),
-                             allow_custom_value=True, elem_id="asr-folder", scale=3)
+        folder = gr.Dropdown(
+            folder_choices(ctx),
+            value=default_folder(ctx),
+            label=_("Input folder (inside the workspace)"),
+            allow_custom_value=True,
+            elem_id="asr-folder",
+            scale=3,
+        )
         refresh = gr.Button(_("Refresh"), elem_id="asr-refresh", scale=1)
     with gr.Row():
-        model = gr.Dropdown(model_choices(ctx), value=default_model(ctx), label=_("Model (size or local folder)"),
-                            allow_custom_value=True, elem_id="asr-model", scale=2)
-        language = gr.Dropdown([(_("Detect"), "auto"), *((code, code) for code in LANGUAGES[1:])], value="auto",
-                               label=_("Language"), elem_id="asr-language", scale=1)
+        model = gr.Dropdown(
+            model_choices(ctx),
+            value=default_model(ctx),
+            label=_("Model (size or local folder)"),
+            allow_custom_value=True,
+            elem_id="asr-model",
+            scale=2,
+        )
+        language = gr.Dropdown(
+            [(_("Detect"), "auto"), *((code, code) for code in LANGUAGES[1:])],
+            value="auto",
+            label=_("Language"),
+            elem_id="asr-language",
+            scale=1,
+        )
     model_line = gr.Markdown(status_line(ctx, default_model(ctx)), elem_id="asr-model-status")
     with gr.Accordion(_("Advanced"), open=False):
         with gr.Row():
-            device = gr.Dropdown([(_("Automatic"), "auto"), ("CUDA", "cuda"), ("CPU", "cpu")], value="auto",
-                                 label=_("Device"), elem_id="asr-device")
-            compute = gr.Dropdown([(_("Automatic (float16 on GPU, int8 on CPU)"), "auto"), ("int8", "int8"),
-                                   ("float16", "float16"), ("float32", "float32")], value="auto",
-                                  label=_("Compute type"), elem_id="asr-compute")
+            device = gr.Dropdown(
+                [(_("Automatic"), "auto"), ("CUDA", "cuda"), ("CPU", "cpu")],
+                value="auto",
+                label=_("Device"),
+                elem_id="asr-device",
+            )
+            compute = gr.Dropdown(
+                [
+                    (_("Automatic (float16 on GPU, int8 on CPU)"), "auto"),
+                    ("int8", "int8"),
+                    ("float16", "float16"),
+                    ("float32", "float32"),
+                ],
+                value="auto",
+                label=_("Compute type"),
+                elem_id="asr-compute",
+            )
         with gr.Row():
             beam = gr.Slider(1, 10, value=5, step=1, label=_("Beam size"), elem_id="asr-beam")
-            batch = gr.Slider(0, 32, value=0, step=1, label=_("Batch size (0: one segment at a time)"),
-                              elem_id="asr-batch")
+            batch = gr.Slider(
+                0, 32, value=0, step=1, label=_("Batch size (0: one segment at a time)"), elem_id="asr-batch"
+            )
             vad = gr.Checkbox(True, label=_("Skip silence (VAD)"), elem_id="asr-vad")
     with gr.Row():
         start = gr.Button(_("Start"), variant="primary", elem_id="asr-start")
         stop = gr.Button(_("Stop"), elem_id="asr-stop")
     status = gr.Textbox(label=_("Status"), interactive=False, elem_id="asr-status")
     report = gr.Markdown(elem_id="asr-summary")
-    preview = gr.Dataframe(headers=[_("File"), _("Speaker"), _("Language"), _("Text")], interactive=False,
-                           elem_id="asr-preview")
+    preview = gr.Dataframe(
+        headers=[_("File"), _("Speaker"), _("Language"), _("Text")], interactive=False, elem_id="asr-preview"
+    )
     job_state = gr.State({})  # per session: {"job": Job} while one runs
 
     def on_refresh(current_folder: str, current_model: str):
         models = model_choices(ctx)
         values = [v for _label, v in models]
-        m = current_model if current_model in values or (current_model and "/" in current_model) else default_model(ctx)
-        return (gr.update(choices=folder_choices(ctx), value=current_folder or default_folder(ctx)),
-                gr.update(choices=models, value=m), status_line(ctx, m))
+        m = (
+            current_model
+            if current_model in values or (current_model and "/" in current_model)
+            else default_model(ctx)
+        )
+        return (
+            gr.update(choices=folder_choices(ctx), value=current_folder or default_folder(ctx)),
+            gr.update(choices=models, value=m),
+            status_line(ctx, m),
+        )
 
     def on_start(folder_text, model_name, lang, dev, ctype, beam_size, batch_size, use_vad, state):
         if state.get("job") is not None and state["job"].running():
@@ -193,7 +260,9 @@ def build(ctx: AppContext) -> None:
                 text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
             elif kind == "exit":
                 code = event["returncode"]
-                message = {0: _("Done."), 1: _("Done, some files failed."), 2: _("Failed.")}.get(code, _("Cancelled."))
+                message = {0: _("Done."), 1: _("Done, some files failed."), 2: _("Failed.")}.get(
+                    code, _("Cancelled.")
+                )
                 if code > 2:
                     text = job.log_tail(1000)
             yield message, text, rows
@@ -207,6 +276,9 @@ def build(ctx: AppContext) -> None:
 
     refresh.click(on_refresh, inputs=[folder, model], outputs=[folder, model, model_line])
     model.change(lambda m: status_line(ctx, m), inputs=model, outputs=model_line)
-    start.click(on_start, inputs=[folder, model, language, device, compute, beam, batch, vad, job_state],
-                outputs=[status, report, preview])
+    start.click(
+        on_start,
+        inputs=[folder, model, language, device, compute, beam, batch, vad, job_state],
+        outputs=[status, report, preview],
+    )
     stop.click(on_stop, inputs=job_state, outputs=status)
