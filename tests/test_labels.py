@@ -256,3 +256,21 @@ def test_cli_validate_and_stats(tmp_path, capsys):
     assert "clips: 3" in out and "audio: 2.2 s" in out and "en (2)" in out
     assert main(["validate", str(tmp_path / "nope.list")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_boundary_wider_than_root(tmp_path):
+    """The web UI reads relative paths against the list's folder but only fences them to the workspace."""
+    ds = tmp_path / "datasets" / "t"
+    make_dataset(ds)
+    sf.write(tmp_path / "datasets" / "shared.wav", tone(0.5), SR)
+    (ds / "data.list").write_text(
+        "a.wav|s|en|x\n../shared.wav|s|en|y\n../../../z.wav|s|en|z\n", encoding="utf-8"
+    )
+    doc = load_list(ds / "data.list", boundary=tmp_path)
+    assert doc.resolve_audio(doc.entries[0]) == (ds / "a.wav").resolve()
+    assert doc.resolve_audio(doc.entries[1]) == (tmp_path / "datasets" / "shared.wav").resolve()
+    assert [i.line for i in doc.issues()] == [3]  # only the path leaving the boundary
+    strict = load_list(ds / "data.list")
+    assert [i.line for i in strict.issues()] == [2, 3]
+    merged = doc.merge([doc.entries[0].uid, doc.entries[1].uid], silence=0.0)
+    assert merged.path == "a_merged.wav"

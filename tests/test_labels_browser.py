@@ -72,3 +72,42 @@ def test_dataset_check_shows_clip_count(page, served_app):
     summary = page.locator("#dataset_summary")
     summary.get_by_text("Clips: 3").wait_for()
     assert "Total duration: 3.0 s" in summary.inner_text()
+
+
+def make_long_dataset(workspace: Path, n: int = 12) -> Path:
+    root = workspace / "datasets" / "t2"
+    root.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(0.7 * SR)) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    for i in range(n):
+        sf.write(root / f"clip{i:02d}.wav", tone, SR, subtype="PCM_16")
+    path = root / "t2.list"
+    path.write_text("".join(f"clip{i:02d}.wav|spk|zh|text {i}\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def row_value(page, i: int) -> str:
+    return page.locator(f"#labels_text_{i} input, #labels_text_{i} textarea").first.input_value()
+
+
+def test_label_editor_paging_keeps_unsubmitted_edit_and_deletes_to_trash(page, served_app):
+    list_path = make_long_dataset(served_app.workspace)
+    page.get_by_role("tab", name="Label editor").click()
+    page.locator("#labels_path input, #labels_path textarea").first.fill("datasets/t2/t2.list")
+    page.locator("#labels_load").click()
+    page.get_by_text("Page 1 of 2").wait_for()
+    # Type without Enter, then page: the blur that paging causes must save the edit.
+    page.locator("#labels_text_9 input, #labels_text_9 textarea").first.fill("typed then paged")
+    page.locator("#labels_next").click()
+    page.get_by_text("Page 2 of 2").wait_for()
+    assert row_value(page, 0) == "text 10" and row_value(page, 1) == "text 11"
+    assert not page.locator("#labels_row_2").is_visible()
+    wait_for_file_text(list_path, "clip09.wav|spk|zh|typed then paged")
+
+    page.locator("#labels_select_1 input").check()
+    page.locator("#labels_trash_audio input").check()
+    page.locator("#labels_delete").click()
+    text = wait_for_file_text(list_path, "clip11.wav", present=False)
+    assert text.count("\n") == 11
+    assert not (list_path.parent / "clip11.wav").exists()
+    assert (served_app.workspace / "trash" / "clip11.wav").is_file()  # moved, not deleted

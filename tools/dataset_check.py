@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.fsutil import PathOutsideRootError, resolve_inside
+from tools.fsutil import PathOutsideRootError
 from tools.jobs import EventWriter, ProgressFn, StopFn, log_progress, never_stop
 from tools.labels import LANGUAGES, LabelError, field_count_message, load_list
 
@@ -123,6 +123,7 @@ def histogram(durations: list[float], bins: int = 10) -> tuple[list[int], list[f
 def check_dataset(
     list_path: str | Path,
     root: str | Path | None = None,
+    boundary: str | Path | None = None,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
     progress: ProgressFn = log_progress,
@@ -132,7 +133,7 @@ def check_dataset(
     from tools.audio import audio_info
 
     try:
-        doc = load_list(list_path, root=root)
+        doc = load_list(list_path, root=root, boundary=boundary)
     except LabelError as e:
         raise DatasetCheckError(str(e)) from e
     report = DatasetReport(list_path=str(list_path), root=str(doc.root), clip_count=len(doc.entries))
@@ -151,9 +152,9 @@ def check_dataset(
             continue
         by_basename[Path(e.path).name].append(e.path)
         try:
-            audio = resolve_inside(doc.root, e.path)
+            audio = doc.resolve_audio(e)
         except PathOutsideRootError:
-            report.outside_root.append(ClipProblem(e.line, e.path, f"outside {doc.root}"))
+            report.outside_root.append(ClipProblem(e.line, e.path, f"outside {doc.boundary}"))
             continue
         if not audio.is_file():
             report.missing_files.append(ClipProblem(e.line, e.path, str(audio)))
@@ -190,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(args.events)
     try:
         report = check_dataset(
-            args.list_file, args.root, args.min_seconds, args.max_seconds, progress=events.progress
+            args.list_file,
+            root=args.root,
+            min_seconds=args.min_seconds,
+            max_seconds=args.max_seconds,
+            progress=events.progress,
         )
     except DatasetCheckError as e:
         print(f"error: {e}", file=sys.stderr)

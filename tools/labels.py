@@ -4,7 +4,7 @@ A `.list` holds one clip per line: `audio_path|speaker|language|text` (UTF-8, ex
 the text cannot contain '|'). Languages are the v2 codes zh, ja, en, ko, yue; legacy and upper-case
 forms (ZH, JP, jp, JA, EN, KO, YUE, …) are read and normalised (JP/jp -> ja). Audio paths are
 absolute or relative to the dataset root (the folder of the .list unless given) and must stay
-inside that root.
+inside a boundary folder: the dataset root by default (CLI), the workspace in the web UI.
 
 Nothing is ever lost:
 - Malformed lines (wrong field count, '|' in the text) are kept verbatim as `RawLine`s, reported by
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 import sys
 from collections import Counter
@@ -160,11 +161,14 @@ class LabelDocument:
         root: str | Path | None = None,
         trash_dir: str | Path | None = None,
         scores: dict[str, AsrScore] | None = None,
+        boundary: str | Path | None = None,
     ) -> None:
         self.path = Path(path).resolve() if path else None
         if root is None:
             root = self.path.parent if self.path else Path.cwd()
-        self.root = Path(root).resolve()
+        self.root = Path(root).resolve()  # base of relative audio paths
+        # Audio must stay inside this folder (the web UI passes the workspace, which it serves).
+        self.boundary = Path(boundary).resolve() if boundary else self.root
         self.trash_dir = Path(trash_dir) if trash_dir else self.root / ".trash"
         self.items = items
         self.scores = scores or {}
@@ -199,7 +203,11 @@ class LabelDocument:
         """The audio file of `entry`; raises PathOutsideRootError when it leaves the dataset root."""
         if not entry.path.strip():
             raise LabelError(f"line {entry.line}: the audio path is empty")
-        return resolve_inside(self.root, entry.path)
+        return self._resolve(entry.path)
+
+    def _resolve(self, path: str) -> Path:
+        candidate = Path(path)
+        return resolve_inside(self.boundary, candidate if candidate.is_absolute() else self.root / candidate)
 
     def score(self, entry: LabelEntry) -> AsrScore | None:
         return self.scores.get(entry.path)
@@ -235,9 +243,9 @@ class LabelDocument:
             add("error", "empty audio path")
         else:
             try:
-                audio = resolve_inside(self.root, e.path)
+                audio = self._resolve(e.path)
             except PathOutsideRootError:
-                add("error", f"audio path {e.path} is outside the dataset root {self.root}")
+                add("error", f"audio path {e.path} is outside the dataset root {self.boundary}")
             else:
                 if check_files and not audio.is_file():
                     add("warning", f"audio file not found: {audio}")
@@ -362,7 +370,7 @@ class LabelDocument:
         """Write a new clip's path in the style of `like`: absolute, or relative to the root."""
         if Path(like.path).is_absolute():
             return str(audio)
-        return audio.relative_to(self.root).as_posix()
+        return Path(os.path.relpath(audio, self.root)).as_posix()
 
     def merge(
         self,
@@ -473,6 +481,7 @@ def parse_list(
     path: str | Path | None = None,
     root: str | Path | None = None,
     trash_dir: str | Path | None = None,
+    boundary: str | Path | None = None,
 ) -> LabelDocument:
     """Parse `.list` text; malformed lines become `RawLine`s (see `LabelDocument.issues`)."""
     if text.startswith("\ufeff"):
@@ -491,13 +500,20 @@ def parse_list(
             LabelEntry(audio.strip(), speaker.strip(), code or language.strip(), content.strip(), line=n)
         )
     scores = load_sidecar(path) if path else {}
-    return LabelDocument(items, path=path, root=root, trash_dir=trash_dir, scores=scores)
+    return LabelDocument(items, path=path, root=root, trash_dir=trash_dir, scores=scores, boundary=boundary)
 
 
 def load_list(
-    path: str | Path, root: str | Path | None = None, trash_dir: str | Path | None = None
+    path: str | Path,
+    root: str | Path | None = None,
+    trash_dir: str | Path | None = None,
+    boundary: str | Path | None = None,
 ) -> LabelDocument:
-    """Read a `.list` file (UTF-8) with its ASR sidecar when present."""
+    """Read a `.list` file (UTF-8) with its ASR sidecar when present.
+
+    Relative audio paths are read against `root` (default: the list's folder); every audio path
+    must stay inside `boundary` (default: `root`).
+    """
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"label file not found: {path}")
@@ -505,7 +521,7 @@ def load_list(
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise LabelError(f"{path.name} is not UTF-8 text ({e}); re-save it as UTF-8") from e
-    return parse_list(text, path=path, root=root, trash_dir=trash_dir)
+    return parse_list(text, path=path, root=root, trash_dir=trash_dir, boundary=boundary)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def build(ctx: AppContext) -> None:
         if not target:
             raise gr.Error(_("Choose a .list file first"))
         try:
-            report = check_dataset(ctx.inside(target), root=ctx.workspace)
+            report = check_dataset(ctx.inside(target), boundary=ctx.workspace)
         except ValueError as e:
             raise gr.Error(str(e)) from e
         lines = [

@@ -198,7 +198,7 @@ def build(ctx: AppContext) -> None:
         if not target:
             raise gr.Error(_("Choose a .list file first"))
         try:
-            doc = load_list(ctx.inside(target), root=ctx.workspace, trash_dir=ctx.folder("trash"))
+            doc = load_list(ctx.inside(target), trash_dir=ctx.folder("trash"), boundary=ctx.workspace)
         except ValueError as e:
             raise gr.Error(str(e)) from e
         return [doc, describe(doc), *render(doc, q, lf, sk, fo, 0, size)]
