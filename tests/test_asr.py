@@ -168,6 +168,12 @@ def test_missing_model_says_where_and_how(tmp_path: Path, monkeypatch: pytest.Mo
     assert not status.found and "Systran/faster-whisper-large-v3" in status.message
     with pytest.raises(ModelNotFoundError, match="no faster-whisper model in"):
         asr.load_whisper(str(tmp_path / "empty-folder" / "x"), device="cpu")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (broken / name).write_text("{}")
+    with pytest.raises(asr.ModelLoadError, match="could not load the faster-whisper model in"):
+        asr.load_whisper(str(broken), device="cpu")
     with pytest.raises(ModelNotFoundError, match="unknown faster-whisper model"):
         asr.load_whisper("gigantic", device="cpu", model_dir=tmp_path)
 

@@ -66,6 +66,10 @@ class ModelNotFoundError(RuntimeError):
     """The Whisper model is not in the model folder nor the Hugging Face cache, and downloading is off."""
 
 
+class ModelLoadError(RuntimeError):
+    """The model files are there but CTranslate2 could not load them (corrupt files, no CUDA, …)."""
+
+
 class AsrInputError(ValueError):
     """The input folder is missing or holds no audio."""
 
@@ -147,7 +151,8 @@ class AsrResult:
 
 
 def _is_ct2_folder(path: Path) -> bool:
-    return (path / "model.bin").is_file() and (path / "config.json").is_file()
+    # tokenizer.json is required too: without it faster-whisper would fetch one from the Hub.
+    return all((path / name).is_file() for name in ("model.bin", "config.json", "tokenizer.json"))
 
 
 def _looks_like_path(model: str) -> bool:
@@ -187,7 +192,9 @@ def _in_hf_cache(model: str) -> bool:
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo, local_files_only=True, allow_patterns=["model.bin", "config.json"])
+        path = snapshot_download(
+            repo, local_files_only=True, allow_patterns=["model.bin", "config.json", "tokenizer.json"]
+        )
     except Exception:  # noqa: BLE001 - any failure means "not usable from the cache"
         return False
     return _is_ct2_folder(Path(path))
@@ -238,7 +245,12 @@ def load_whisper(
     compute_type = resolve_compute_type(compute_type, device)
     folder = local_model_folder(model, model_dir)
     if folder is not None:
-        return WhisperModel(str(folder), device=device, compute_type=compute_type)
+        try:
+            return WhisperModel(str(folder), device=device, compute_type=compute_type)
+        except Exception as e:  # noqa: BLE001 - CTranslate2 raises RuntimeError/ValueError with terse text
+            raise ModelLoadError(
+                f"could not load the faster-whisper model in {folder} on {device}: {e}"
+            ) from e
     if _looks_like_path(model):
         raise ModelNotFoundError(_missing_message(model, model_dir))
     if model not in MODEL_REPOS:
@@ -453,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             download=args.download,
         )
         result = transcribe_folder(args.input_dir, args.out, options, progress=events.progress)
-    except (ModelNotFoundError, AsrInputError, ValueError) as e:
+    except (ModelNotFoundError, ModelLoadError, AsrInputError, ValueError) as e:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2

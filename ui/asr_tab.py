@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, model_status
+from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, local_model_folder, model_status
 from tools.jobs import Job
 from ui.context import AppContext
 
@@ -40,7 +40,7 @@ def local_models(ctx: AppContext) -> list[str]:
     return sorted(
         p.name.removeprefix("faster-whisper-")
         for p in ctx.model_dir.iterdir()
-        if p.name.startswith("faster-whisper-") and (p / "model.bin").is_file()
+        if p.name.startswith("faster-whisper-") and local_model_folder(str(p), ctx.model_dir) is not None
     )
 
 
