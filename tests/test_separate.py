@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,11 @@ from tools.separate import (
     OutputConflictError,
     SeparationOptions,
     UnsafeModelError,
-    _to_channels,
     crossfade_stream,
     main,
     separate_file,
     separate_inputs,
+    to_channels,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,8 @@ def music(seconds: float, sr: int = SR, channels: int = 2, seed: int = 0) -> np.
     """(n, channels) float32: two tones plus noise, different per channel."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    cols = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.05 * rng.standard_normal(len(t)) for c in range(channels)]
+    cols = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.05 * rng.standard_normal(len(t))
+            for c in range(channels)]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -57,8 +58,8 @@ def reference_sum(model_dir: Path, mix: np.ndarray, name: str = "tiny") -> np.nd
     x = mix.T.astype(np.float64)
     ref = x.mean(axis=0)
     mean, std = ref.mean(), ref.std(ddof=1) + 1e-8
-    est = apply_model(model, torch.from_numpy(((x - mean) / std).astype(np.float32))[None], shifts=0, split=True,
-                      overlap=0.25)[0].numpy()
+    normalised = torch.from_numpy(((x - mean) / std).astype(np.float32))[None]  # [1, 2, n]
+    est = apply_model(model, normalised, shifts=0, split=True, overlap=0.25)[0].numpy()  # [4, 2, n]
     return (est.sum(axis=0) * std + mean).T
 
 
@@ -79,14 +80,16 @@ def test_stereo_file_two_stems_match_model_sum(tmp_path, model_dir):
     np.testing.assert_allclose(v + a, reference_sum(model_dir, mix), atol=2e-4)
     assert not np.allclose(v, 0) and not np.allclose(a, 0)
     assert sha(src) == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["song_accompaniment.wav", "song_vocals.wav"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["song_accompaniment.wav", "song_vocals.wav"]
 
 
 def test_mono_48k_input_is_resampled_and_duplicated(tmp_path, model_dir):
     src = tmp_path / "mono48.wav"
     sf.write(src, music(2.0, sr=48000, channels=1)[:, 0], 48000, subtype="PCM_16")
     before = sha(src)
-    result = separate_file(src, tmp_path / "out", SeparationOptions(model="tiny", model_dir=model_dir, subtype="PCM_16"))
+    opts = SeparationOptions(model="tiny", model_dir=model_dir, subtype="PCM_16")
+    result = separate_file(src, tmp_path / "out", opts)
     info = sf.info(str(result.vocals))
     assert (info.samplerate, info.channels, info.subtype) == (SR, 2, "PCM_16")
     assert abs(info.frames - 2 * SR) <= 2
@@ -111,9 +114,9 @@ def test_long_file_in_windows_is_finite_and_full_length(tmp_path, model_dir):
 
 def test_channel_conversion_duplicates_mono_and_keeps_first_two():
     mono = np.arange(4, dtype=np.float32)[None]
-    np.testing.assert_array_equal(_to_channels(mono, 2), np.stack([mono[0], mono[0]]))
+    np.testing.assert_array_equal(to_channels(mono, 2), np.stack([mono[0], mono[0]]))
     six = np.arange(12, dtype=np.float32).reshape(6, 2)
-    np.testing.assert_array_equal(_to_channels(six, 2), six[:2])
+    np.testing.assert_array_equal(to_channels(six, 2), six[:2])
 
 
 @pytest.mark.parametrize("total,window,fade", [(100, 100, 10), (101, 40, 10), (1000, 64, 16), (65, 64, 16)])
@@ -141,7 +144,7 @@ class _Evil:
         return (os.system, ("touch pwned",))
 
 
-def test_th_with_disallowed_global_is_refused_and_nothing_runs(tmp_path, model_dir):
+def test_th_with_disallowed_global_is_refused_and_nothing_runs(tmp_path, model_dir, monkeypatch):
     import torch
 
     folder = tmp_path / "models"
@@ -152,13 +155,9 @@ def test_th_with_disallowed_global_is_refused_and_nothing_runs(tmp_path, model_d
     (folder / "evil.yaml").write_text("models: ['bad00000']\n")
     src = tmp_path / "s.wav"
     sf.write(src, music(1.0), SR)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # so a `touch pwned` that ran would land in tmp_path
-    try:
-        with pytest.raises(UnsafeModelError, match="refused"):
-            separate_inputs([src], tmp_path / "out", SeparationOptions(model="evil", model_dir=folder))
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # so a `touch pwned` that ran would land in tmp_path
+    with pytest.raises(UnsafeModelError, match="refused"):
+        separate_inputs([src], tmp_path / "out", SeparationOptions(model="evil", model_dir=folder))
     assert not marker.exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -186,7 +185,8 @@ def test_missing_model_message_says_what_where_and_how(tmp_path, monkeypatch):
         assert part in msg, part
     with pytest.raises(ModelNotFoundError, match="04573f0d.safetensors"):
         demucs_models.load_model("htdemucs_ft", folder)
-    assert demucs_models.local_status("htdemucs", folder) == (False, ["htdemucs.yaml", "955717e8.safetensors"])
+    status = demucs_models.local_status("htdemucs", folder)
+    assert status == (False, ["htdemucs.yaml", "955717e8.safetensors"])
 
 
 def test_batch_reports_corrupt_file_and_goes_on(tmp_path, model_dir):
@@ -195,7 +195,8 @@ def test_batch_reports_corrupt_file_and_goes_on(tmp_path, model_dir):
     sf.write(good, music(1.0), SR)
     bad = tmp_path / "in" / "bad.mp3"
     bad.write_bytes(b"this is not audio at all" * 100)
-    report = separate_inputs([tmp_path / "in"], tmp_path / "out", SeparationOptions(model="tiny", model_dir=model_dir))
+    opts = SeparationOptions(model="tiny", model_dir=model_dir)
+    report = separate_inputs([tmp_path / "in"], tmp_path / "out", opts)
     assert [Path(f.path).name for f in report.failures] == ["bad.mp3"]
     assert "bad.mp3" in report.failures[0].error
     assert sorted(Path(p).name for p in report.outputs) == ["good_accompaniment.wav", "good_vocals.wav"]
@@ -210,7 +211,8 @@ def test_existing_outputs_are_never_replaced(tmp_path, model_dir):
     r = separate_file(src, out, SeparationOptions(model="tiny", model_dir=model_dir))
     assert r.vocals == out / "x_vocals (1).wav"
     assert (out / "x_vocals.wav").read_bytes() == b"user file"
-    skipped = separate_file(src, out, SeparationOptions(model="tiny", model_dir=model_dir, skip_existing=True))
+    opts = SeparationOptions(model="tiny", model_dir=model_dir, skip_existing=True)
+    skipped = separate_file(src, out, opts)
     assert skipped.skipped and len(list(out.iterdir())) == 3
 
 
@@ -244,8 +246,38 @@ def test_cli_missing_model_is_one_line_and_nonzero(tmp_path):
     sf.write(src, music(0.5), SR)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-m", "tools.separate", str(src), "--out", str(tmp_path / "o"),
-                          "--model-dir", str(tmp_path / "none")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          "--model-dir", str(tmp_path / "none")],
+                         cwd=REPO_ROOT, capture_output=True, text=True,
                          env=env, timeout=60)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "error: Demucs model 'htdemucs' was not found" in run.stderr
+
+
+def test_should_stop_cancels_and_leaves_no_partial_files(tmp_path, model_dir):
+    src = tmp_path / "long.wav"
+    sf.write(src, music(4.0), SR)
+    calls = []
+    opts = SeparationOptions(model="tiny", model_dir=model_dir, window=1.0, crossfade=0.2)
+    report = separate_inputs([src], tmp_path / "out", opts,
+                             progress=lambda d, t, m: calls.append(d), should_stop=lambda: len(calls) >= 2)
+    assert report.cancelled and report.outputs == [] and report.failures == []
+    assert list((tmp_path / "out").iterdir()) == []  # no temp wavs, no temp folder
+
+
+def test_job_stop_terminates_cli_cleanly(tmp_path, model_dir):
+    from tools.jobs import Job
+
+    src = tmp_path / "long.wav"
+    sf.write(src, music(90.0), SR, subtype="PCM_16")
+    out = tmp_path / "out"
+    args = [str(src), "--out", str(out), "--model", "tiny", "--model-dir", str(model_dir), "--window", "2"]
+    job = Job.start("tools.separate", args, tmp_path / "job")
+    deadline = time.monotonic() + 60
+    while not any(e["type"] == "progress" for e in job.poll()) and time.monotonic() < deadline:
+        assert job.running(), job.log_tail()
+        time.sleep(0.05)
+    job.stop(grace=10)
+    assert job.process.returncode == 130, job.log_tail()
+    assert list(out.iterdir()) == []
+    assert "Traceback" not in job.log_tail()

@@ -34,7 +34,8 @@ def test_missing_model_status_then_tiny_model_run(page, served_app, tmp_path):
 
     t = np.arange(int(1.5 * 44100)) / 44100
     song = tmp_path / "browsersong.wav"
-    sf.write(song, np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)], axis=1), 44100)
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    sf.write(song, stereo, 44100)
     page.locator("#sep-upload input[type=file]").set_input_files(str(song))
     page.wait_for_timeout(500)  # let gradio finish the upload before starting
     page.locator("#sep-start").click()
@@ -47,7 +48,8 @@ def test_missing_model_status_then_tiny_model_run(page, served_app, tmp_path):
     assert expected <= {p.name for p in out.iterdir()}
     assert sf.info(str(out / "browsersong_vocals.wav")).samplerate == 44100
     assert (served_app.workspace / "uploads" / "browsersong.wav").is_file()
-    page.wait_for_function("document.querySelector('#sep-status textarea').value.includes('Done')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#sep-status textarea').value.includes('Done')",
+                           timeout=30_000)
     page.locator("strong", has_text="browsersong.wav").wait_for()  # the rendered result heading
     assert page.get_by_text("Vocals", exact=True).first.is_visible()
     assert page.get_by_text("Accompaniment", exact=True).first.is_visible()

@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ui.context import REPO_ROOT
-
 DEFAULT_MODEL = "htdemucs"
 BUILTIN_MODELS = ("htdemucs", "htdemucs_ft", "mdx_extra")
-DEFAULT_MODEL_DIR = REPO_ROOT / "pretrained_models" / "demucs"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained_models" / "demucs"
 HF_NAMESPACE = "adefossez"
 LEGACY_ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
 # The only classes a model file may ask us to build (as "module.Class" in safetensors metadata).
@@ -174,7 +172,9 @@ def _check_checksum(path: Path) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     if not sha.hexdigest().startswith(expected):
-        raise ModelLoadError(f"{path.name}: checksum mismatch (the file is corrupt or incomplete); fetch it again")
+        raise ModelLoadError(
+            f"{path.name}: checksum mismatch (the file is corrupt or incomplete); fetch it again"
+        )
 
 
 def _build(package: dict[str, Any], path: Path):
@@ -229,11 +229,14 @@ def load_safetensors(path: str | Path):
     except Exception as e:
         raise ModelLoadError(f"{path.name}: not a readable safetensors file ({e})") from e
     if meta.get("klass") not in ALLOWED_CLASSES:
-        raise UnsafeModelError(f"{path.name}: model class {meta.get('klass')!r} is not a demucs model; refused")
+        raise UnsafeModelError(
+            f"{path.name}: model class {meta.get('klass')!r} is not a demucs model; refused"
+        )
     if "_class" in meta.get("structure", ""):
         raise UnsafeModelError(f"{path.name}: quantized (diffq) models are not supported")
     try:
-        json.loads(meta["args"]), json.loads(meta["kwargs"])
+        for key in ("args", "kwargs"):
+            json.loads(meta[key])  # a clear error for broken metadata before demucs sees it
         return load_safetensors_model(path)
     except Exception as e:
         raise ModelLoadError(f"{path.name}: could not build the model ({e})") from e
@@ -258,7 +261,8 @@ def load_model(name: str = DEFAULT_MODEL, model_dir: str | Path | None = None, d
             f = _member_file(folder, sig)
             if f is None:
                 raise ModelNotFoundError(
-                    f"{yaml_path.name} lists {sig}, but neither {sig}.safetensors nor {sig}.th is in {folder}. "
+                    f"{yaml_path.name} lists {sig}, but neither {sig}.safetensors "
+                    f"nor {sig}.th is in {folder}. "
                     + missing_model_message(name, folder))
             files.append(f)
     else:

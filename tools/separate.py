@@ -27,8 +27,10 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,16 @@ from tools.demucs_models import (
     load_model,
 )
 from tools.fsutil import unique_path
-from tools.jobs import BatchReport, EventWriter, FileFailure, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
+from tools.jobs import (
+    BatchReport,
+    EventWriter,
+    FileFailure,
+    JobCancelled,
+    ProgressFn,
+    StopFn,
+    log_progress,
+    never_stop,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +100,9 @@ class SeparationOptions:
         if self.segment is not None and self.segment <= 0:
             raise ValueError(f"segment must be positive, got {self.segment}")
         if self.crossfade <= 0 or self.window < 2 * self.crossfade:
-            raise ValueError(f"window ({self.window} s) must be at least twice the crossfade ({self.crossfade} s)")
+            raise ValueError(
+                f"window ({self.window} s) must be at least twice the crossfade ({self.crossfade} s)"
+            )
         if self.subtype not in ("FLOAT", "PCM_16"):
             raise ValueError(f"subtype must be FLOAT or PCM_16, got {self.subtype}")
 
@@ -165,7 +178,7 @@ def _prepare_input(path: Path, sample_rate: int, tmp_dir: Path) -> Path:
     return _transcode(path, sample_rate, tmp_dir / "input.wav")
 
 
-def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """(c, n) -> (channels, n): mono duplicated, extra channels dropped, as demucs does."""
     if x.shape[0] == channels:
         return x
@@ -247,7 +260,9 @@ def _output_paths(path: Path, out_dir: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _temp_outputs(out_dir: Path, names: list[str], sample_rate: int, channels: int, subtype: str) -> Iterator[list]:
+def _temp_outputs(
+    out_dir: Path, names: list[str], sample_rate: int, channels: int, subtype: str
+) -> Iterator[list]:
     """Open one SoundFile per name on hidden temp paths in `out_dir`; removed unless renamed."""
     import soundfile as sf
 
@@ -292,7 +307,9 @@ def separate_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     planned = _output_paths(path, out_dir)
     if any(p.resolve() == path.resolve() for p in planned.values()):
-        raise OutputConflictError(f"{path.name}: an output would overwrite the input; choose another output folder")
+        raise OutputConflictError(
+            f"{path.name}: an output would overwrite the input; choose another output folder"
+        )
     if options.skip_existing and all(p.exists() for p in planned.values()):
         progress(1, 1, f"{path.name}: outputs exist, skipped")
         return SeparationResult(path, planned["vocals"], planned["accompaniment"], skipped=True)
@@ -316,8 +333,9 @@ def separate_file(
     tmp_dir = Path(tempfile.mkdtemp(prefix=".separate-", dir=out_dir))
     try:
         source = _prepare_input(path, sr, tmp_dir)
+        temp_names = [planned[s].stem for s in STEMS]
         with sf.SoundFile(str(source)) as infile, \
-                _temp_outputs(out_dir, [planned[s].stem for s in STEMS], sr, channels, options.subtype) as outs:
+                _temp_outputs(out_dir, temp_names, sr, channels, options.subtype) as outs:
             try:
                 mean, std = _mix_stats(infile, block=sr * 10)
             except AudioDecodeError as e:
@@ -328,7 +346,7 @@ def separate_file(
             def read(start: int, n: int) -> np.ndarray:
                 infile.seek(start)
                 data = infile.read(n, dtype="float32", always_2d=True).T  # (c, n)
-                return _to_channels(data, channels)
+                return to_channels(data, channels)
 
             def process(x: np.ndarray) -> np.ndarray:
                 if should_stop():
@@ -348,7 +366,8 @@ def separate_file(
                     f.write(y[k].T)
 
             crossfade_stream(
-                total, max(int(options.window * sr), 1), max(int(options.crossfade * sr), 1), read, process, write,
+                total, max(int(options.window * sr), 1), max(int(options.crossfade * sr), 1),
+                read, process, write,
                 on_window=lambda i, n: progress(i, n, f"{path.name}: {min(i / n, 1.0) * total / sr:.0f} s"),
             )
             final = []
@@ -422,15 +441,20 @@ def make_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="audio files or folders (not recursive)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name ({', '.join(BUILTIN_MODELS)} or a local bag)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name ({', '.join(BUILTIN_MODELS)} or a local bag)")
     p.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR), help="local model folder")
-    p.add_argument("--download", action="store_true", help="allow downloading a missing model from Hugging Face")
-    p.add_argument("--segment", type=float, default=None, help="model segment in seconds (default: the model's)")
+    p.add_argument("--download", action="store_true",
+                   help="allow downloading a missing model from Hugging Face")
+    p.add_argument("--segment", type=float, default=None,
+                   help="model segment in seconds (default: the model's)")
     p.add_argument("--overlap", type=float, default=0.25, help="overlap between model segments")
-    p.add_argument("--shifts", type=int, default=0, help="random-shift passes to average (slower, slightly better)")
+    p.add_argument("--shifts", type=int, default=0,
+                   help="random-shift passes to average (slower, slightly better)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--jobs", type=int, default=0, help="parallel workers on CPU")
-    p.add_argument("--window", type=float, default=40.0, help="seconds of audio processed per step (memory bound)")
+    p.add_argument("--window", type=float, default=40.0,
+                   help="seconds of audio processed per step (memory bound)")
     p.add_argument("--crossfade", type=float, default=1.0, help="seconds of cross-fade between steps")
     p.add_argument("--pcm16", action="store_true", help="write 16-bit PCM instead of 32-bit float")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose two outputs already exist")
@@ -438,14 +462,30 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raise_cancelled(signum: int, frame: object) -> None:
+    raise JobCancelled("separation stopped")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    # Job.stop() sends SIGTERM: unwind normally so temp files are removed, not left half-written.
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled) if in_main else None
+    try:
+        return _run(args)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     events = EventWriter(args.events)
     options = SeparationOptions(
         model=args.model, model_dir=Path(args.model_dir), download=args.download, segment=args.segment,
         overlap=args.overlap, shifts=args.shifts, device=args.device, jobs=args.jobs, window=args.window,
-        crossfade=args.crossfade, subtype="PCM_16" if args.pcm16 else "FLOAT", skip_existing=args.skip_existing,
+        crossfade=args.crossfade, subtype="PCM_16" if args.pcm16 else "FLOAT",
+        skip_existing=args.skip_existing,
     )
 
     def on_result(r: SeparationResult) -> None:
@@ -460,10 +500,22 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except JobCancelled:
+        events.emit("cancelled")
+        print("cancelled", file=sys.stderr)
+        return 130
+    except Exception as e:  # unexpected: one line for the person, the traceback in the debug log
+        logger.debug("separation failed", exc_info=True)
+        events.emit("error", message=f"{type(e).__name__}: {e}")
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 3
     events.emit("done", **report.to_dict())
     for failure in report.failures:
         print(f"failed: {failure.path}: {failure.error}", file=sys.stderr)
-    return 1 if report.failures or report.cancelled else 0
+    if report.cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    return 1 if report.failures else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.demucs_models import BUILTIN_MODELS, DEFAULT_MODEL, list_local_models, local_status, missing_model_message
+from tools.demucs_models import (
+    BUILTIN_MODELS,
+    DEFAULT_MODEL,
+    list_local_models,
+    local_status,
+    missing_model_message,
+)
 from tools.fsutil import unique_path
 from tools.jobs import Job
 from ui.context import AppContext
@@ -57,10 +63,14 @@ def collect_inputs(ctx: AppContext, uploads: list[str] | None, typed: str) -> li
     return inputs
 
 
-def cli_args(ctx: AppContext, inputs: list[str], model: str, segment: float | None, overlap: float, shifts: int,
-             device: str) -> list[str]:
-    args = [*inputs, "--out", str(ctx.folder("separated")), "--model", model, "--model-dir", str(model_dir(ctx)),
-            "--overlap", str(overlap), "--shifts", str(int(shifts)), "--device", device]
+def cli_args(
+    ctx: AppContext, inputs: list[str], model: str, segment: float | None, overlap: float, shifts: int,
+    device: str,
+) -> list[str]:
+    """argv for `python -m tools.separate` (the job adds --events)."""
+    args = [*inputs, "--out", str(ctx.folder("separated")), "--model", model,
+            "--model-dir", str(model_dir(ctx)), "--overlap", str(overlap), "--shifts", str(int(shifts)),
+            "--device", device]
     if segment:
         args += ["--segment", str(segment)]
     return args
@@ -70,19 +80,24 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
 
     _ = ctx.i18n
-    gr.Markdown(_("Split songs into vocals and accompaniment (demucs). Outputs go to the workspace folder `separated/`."))
+    gr.Markdown(_(
+        "Split songs into vocals and accompaniment (demucs). Outputs go to the workspace folder `separated/`."
+    ))
     with gr.Row():
-        uploads = gr.File(label=_("Input files"), file_count="multiple", type="filepath", elem_id="sep-upload")
+        uploads = gr.File(label=_("Input files"), file_count="multiple", type="filepath",
+                          elem_id="sep-upload")
         typed = gr.Textbox(label=_("Or a file or folder inside the workspace"), elem_id="sep-path")
     with gr.Row():
-        model = gr.Dropdown(model_choices(ctx), value=DEFAULT_MODEL, label=_("Model"), allow_custom_value=False,
+        model = gr.Dropdown(model_choices(ctx), value=DEFAULT_MODEL, label=_("Model"),
                             elem_id="sep-model", scale=3)
         refresh = gr.Button(_("Refresh models"), elem_id="sep-refresh", scale=1)
     status_line = gr.Markdown(model_status(ctx, DEFAULT_MODEL), elem_id="sep-model-status")
     with gr.Accordion(_("Advanced"), open=False):
-        segment = gr.Number(0, label=_("Segment length in seconds (0: the model's own)"), minimum=0, elem_id="sep-segment")
+        segment = gr.Number(0, label=_("Segment length in seconds (0: the model's own)"), minimum=0,
+                            elem_id="sep-segment")
         overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=_("Overlap"), elem_id="sep-overlap")
-        shifts = gr.Slider(0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"), elem_id="sep-shifts")
+        shifts = gr.Slider(0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"),
+                           elem_id="sep-shifts")
         device = gr.Dropdown([(_("Automatic"), "auto"), ("CPU", "cpu"), ("CUDA", "cuda"), ("MPS", "mps")],
                              value="auto", label=_("Device"), elem_id="sep-device")
     with gr.Row():
@@ -116,7 +131,8 @@ def build(ctx: AppContext) -> None:
         if not inputs:
             raise gr.Error(_("Upload files or type a path first."))
         job_dir = tempfile.mkdtemp(prefix="separate-", dir=ctx.folder("jobs"))
-        job = Job.start("tools.separate", cli_args(ctx, inputs, model_name, seg or None, ov, sh, dev), job_dir)
+        args = cli_args(ctx, inputs, model_name, seg or None, ov, sh, dev)
+        job = Job.start("tools.separate", args, job_dir)
         state["job"] = job
         done: list[dict[str, Any]] = []
         failed: list[str] = []
@@ -135,9 +151,13 @@ def build(ctx: AppContext) -> None:
                 failed += [f"{Path(f['path']).name}: {f['error']}" for f in event["failures"]]
             elif kind == "exit":
                 code = event["returncode"]
-                message = _("Done.") if code == 0 else (_("Cancelled.") if code < 0 else _("Failed") + f" ({code})")
-                if code not in (0, 1, 2) and code > 0:
-                    failed.append(job.log_tail(1000))
+                cancelled = code < 0 or code == 130
+                if code == 0:
+                    message = _("Done.")
+                else:
+                    message = _("Cancelled.") if cancelled else _("Failed") + f" ({code})"
+                if code not in (0, 1, 2) and not cancelled:
+                    failed.append(job.log_tail(1000))  # a crash: the log says why
             yield message, "\n".join(f"- {f}" for f in failed), done
         state.pop("job", None)
 
