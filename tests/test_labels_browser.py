@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def make_dataset(workspace: Path) -> Path:
     path = root / "t1.list"
     if not path.exists():
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        scores = [
+            {"path": line.split("|")[0], "avg_logprob": -0.1 * (i + 1), "no_speech_prob": 0.05}
+            for i, line in enumerate(lines)
+        ]
+        (root / "t1.asr.jsonl").write_text("".join(json.dumps(s) + "\n" for s in scores), encoding="utf-8")
     return path
 
 
@@ -53,6 +59,7 @@ def test_label_editor_edits_are_saved_and_undone(page, served_app):
     )
     assert "3 clips" in page.locator("#labels_status").inner_text()
     assert page.locator("#labels_audio_0 audio, #labels_audio_0 button").count() > 0  # a player is shown
+    assert "logprob -0.10" in page.locator("#labels_conf_0").inner_text()  # ASR sidecar column
     first.fill("edited in the browser")
     first.press("Enter")
     text = wait_for_file_text(list_path, "|spk|en|edited in the browser")
@@ -72,6 +79,9 @@ def test_dataset_check_shows_clip_count(page, served_app):
     summary = page.locator("#dataset_summary")
     summary.get_by_text("Clips: 3").wait_for()
     assert "Total duration: 3.0 s" in summary.inner_text()
+    page.locator(
+        "#dataset_plot img, #dataset_plot svg, #dataset_plot canvas"
+    ).first.wait_for()  # histogram drawn
 
 
 def make_long_dataset(workspace: Path, n: int = 12) -> Path:
