@@ -274,3 +274,14 @@ def test_boundary_wider_than_root(tmp_path):
     assert [i.line for i in strict.issues()] == [2, 3]
     merged = doc.merge([doc.entries[0].uid, doc.entries[1].uid], silence=0.0)
     assert merged.path == "a_merged.wav"
+
+
+def test_undo_stack_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(labels, "UNDO_LIMIT", 3)
+    doc = load_list(make_dataset(tmp_path))
+    uid = doc.entries[0].uid
+    for n in range(5):
+        doc.set_text(uid, f"v{n}")
+    for _ in range(3):
+        doc.undo()
+    assert doc.entry(uid).text == "v1" and not doc.can_undo

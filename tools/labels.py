@@ -51,6 +51,7 @@ _SPACED_LANGUAGES = ("en", "ko")
 MERGE_SAMPLE_RATE = 32000
 HISTORY_DIR = ".history"
 SORT_KEYS = ("file", "path", "duration", "confidence")
+UNDO_LIMIT = 200
 
 
 class LabelError(ValueError):
@@ -319,6 +320,8 @@ class LabelDocument:
     def _push(self, label: str) -> _UndoStep:
         step = _UndoStep(items=copy.deepcopy(self.items), label=label)
         self._undo.append(step)
+        # Each step holds a full snapshot: bound the memory a long editing session can take.
+        del self._undo[:-UNDO_LIMIT]
         return step
 
     @property
