@@ -173,8 +173,29 @@ def test_safetensors_naming_a_non_demucs_class_is_refused(tmp_path):
         demucs_models.load_model("evil", folder)
 
 
+def use_hf_cache(monkeypatch, folder: Path) -> Path:
+    """Point huggingface_hub at `folder` as its cache (read at call time from constants)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(folder))
+    return folder
+
+
+def test_model_found_in_hugging_face_cache_without_network(tmp_path, monkeypatch):
+    from tests.tiny_demucs import save_safetensors, tiny_model
+
+    snapshot = use_hf_cache(monkeypatch, tmp_path / "hf") / "models--adefossez--HTDemucs" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    save_safetensors(tiny_model(), snapshot / "955717e8.safetensors")
+    model = demucs_models.load_model("htdemucs", tmp_path / "empty-local-folder")
+    assert list(model.sources) == ["drums", "bass", "other", "vocals"] and len(model.models) == 1
+
+
 def test_missing_model_message_says_what_where_and_how(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # an empty cache: nothing found
+    use_hf_cache(monkeypatch, tmp_path / "hf-cache")  # an empty cache: nothing found
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = tmp_path / "models" / "demucs"
     with pytest.raises(ModelNotFoundError) as info:
