@@ -215,7 +215,7 @@ def build(ctx: AppContext) -> None:
     def first_page(doc, q, lf, sk, fo, page, size):
         return render(doc, q, lf, sk, fo, 0, size)
 
-    def save_edit(doc: LabelDocument | None, uid, value, kind: str) -> str:
+    def save_edit(doc: LabelDocument | None, uid, value, kind: str) -> Any:
         if doc is None or uid is None:
             return gr.update()
         try:
