@@ -302,3 +302,13 @@ def test_job_stop_terminates_cli_cleanly(tmp_path, model_dir):
     assert job.process.returncode == 130, job.log_tail()
     assert list(out.iterdir()) == []
     assert "Traceback" not in job.log_tail()
+
+
+def test_hf_repo_id_matches_demucs_mapping():
+    """tools.demucs_models restates demucs.hf.hf_repo_name (to keep torch out of UI start-up)."""
+    from demucs.hf import hf_repo_name
+
+    from tools.demucs_models import hf_repo_id
+
+    for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra", "mdx_extra_q"):
+        assert hf_repo_id(name) == f"adefossez/{hf_repo_name(name)}"

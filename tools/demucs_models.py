@@ -15,6 +15,7 @@ those classes and `fractions.Fraction`; anything else is refused with `UnsafeMod
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,26 +65,36 @@ class BagSpec:
 
 
 def hf_repo_id(name: str) -> str:
-    """`htdemucs` -> `adefossez/HTDemucs`, `htdemucs_ft` -> `adefossez/HTDemucs-ft` (as demucs.hf)."""
-    from demucs.hf import hf_repo_name
+    """`htdemucs` -> `adefossez/HTDemucs`, `htdemucs_ft` -> `adefossez/HTDemucs-ft`.
 
-    return f"{HF_NAMESPACE}/{hf_repo_name(name)}"
+    The same mapping as `demucs.hf.hf_repo_name`, restated here because importing demucs pulls in
+    torch and its models, and the Separation tab asks for this while the UI starts.
+    """
+    if name == "htdemucs":
+        return f"{HF_NAMESPACE}/HTDemucs"
+    if name.startswith("htdemucs_"):
+        return f"{HF_NAMESPACE}/HTDemucs-{name[len('htdemucs_'):]}"
+    return f"{HF_NAMESPACE}/Demucs-{name}"
+
+
+def _demucs_remote_root() -> Path:
+    """demucs' bundled `remote/` folder (bag yamls, files.txt), found without importing demucs."""
+    spec = importlib.util.find_spec("demucs")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the demucs package is not installed: run `bash scripts/setup_env.sh`")
+    return Path(list(spec.submodule_search_locations)[0]) / "remote"
 
 
 def builtin_bag(name: str) -> BagSpec | None:
     """The bag demucs ships for a known name (from demucs/remote/<name>.yaml), else None."""
-    from demucs.pretrained import REMOTE_ROOT
-
-    path = REMOTE_ROOT / f"{name}.yaml"
+    path = _demucs_remote_root() / f"{name}.yaml"
     return BagSpec.from_yaml(path) if path.is_file() else None
 
 
 def legacy_files(signatures: list[str]) -> dict[str, str]:
     """sig -> legacy file path under the demucs download root (from demucs/remote/files.txt)."""
-    from demucs.pretrained import REMOTE_ROOT
-
     root, found = "", {}
-    for line in (REMOTE_ROOT / "files.txt").read_text().splitlines():
+    for line in (_demucs_remote_root() / "files.txt").read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
