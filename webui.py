@@ -14,7 +14,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 from ui.context import REPO_ROOT, AppContext
 
@@ -56,16 +55,23 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python webui.py", description=__doc__.split("\n")[0])
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument(
+        "--share", action="store_true", help="also open a public gradio.live link (off by default)"
+    )
     p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASS", help="require a login")
     p.add_argument("--lang", default=None, help="UI language, e.g. en_US or zh_CN (default: system locale)")
     p.add_argument(
-        "--workspace", default=str(REPO_ROOT / "workspace"),
+        "--workspace",
+        default=str(REPO_ROOT / "workspace"),
         help="folder for datasets, experiments and outputs; the server only serves files inside it",
     )
-    p.add_argument("--model-dir", default=None, help="folder of local pretrained models (default: pretrained_models/)")
+    p.add_argument(
+        "--model-dir", default=None, help="folder of local pretrained models (default: pretrained_models/)"
+    )
     return p
 
 

@@ -64,8 +64,16 @@ def child(args: argparse.Namespace) -> None:
     separate_file(args.input, args.out, opts, progress=lambda d, t, m: None, model=model)
     elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"params": params, "rss_after_model_mb": round(after_model), "peak_rss_mb": round(peak),
-                      "seconds": round(elapsed, 1)}))
+    print(
+        json.dumps(
+            {
+                "params": params,
+                "rss_after_model_mb": round(after_model),
+                "peak_rss_mb": round(peak),
+                "seconds": round(elapsed, 1),
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         for seconds in args.durations:
             src = write_synthetic(Path(tmp) / f"mix_{int(seconds)}s.wav", seconds)
             run = subprocess.run(
-                [sys.executable, "-m", "bench.bench_separate", "--child", "--input", str(src), "--out",
-                 str(Path(tmp) / "out"), "--device", args.device, "--window", str(args.window)],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bench_separate",
+                    "--child",
+                    "--input",
+                    str(src),
+                    "--out",
+                    str(Path(tmp) / "out"),
+                    "--device",
+                    args.device,
+                    "--window",
+                    str(args.window),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if run.returncode != 0:
                 print(run.stderr[-3000:], file=sys.stderr)

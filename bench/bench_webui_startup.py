@@ -1,6 +1,6 @@
 """Web UI start-up time: from `python webui.py` to the first HTTP 200 (target: under 5 s).
 
-    .venv/bin/python bench/bench_webui_startup.py [--runs 3]
+.venv/bin/python bench/bench_webui_startup.py [--runs 3]
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def time_startup(workspace: Path) -> float:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "webui.py", "--port", str(port), "--workspace", str(workspace)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         while True:
@@ -52,8 +54,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         times = [time_startup(Path(tmp)) for _ in range(args.runs)]
-    print(f"web UI start-up to first response: median {statistics.median(times):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in times)}; target < 5 s)")
+    print(
+        f"web UI start-up to first response: median {statistics.median(times):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)}; target < 5 s)"
+    )
 
 
 if __name__ == "__main__":

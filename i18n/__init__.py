@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import locale
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -35,7 +35,7 @@ def system_language() -> str:
     return DEFAULT_LANGUAGE
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_table(language: str) -> dict[str, str]:
     folder = LOCALE_DIR / language
     if not folder.is_dir():

@@ -24,7 +24,15 @@ CHROMIUM = "/usr/bin/chromium"
 def speechlike_wav(tmp_path: Path) -> Path:
     """8 s of voiced tones with silences, 32 kHz mono int16."""
     audio = voiced_segments(
-        [("silence", 0.5), ("voice", 2.0), ("silence", 0.6), ("voice", 2.5), ("silence", 0.7), ("voice", 1.5), ("silence", 0.2)]
+        [
+            ("silence", 0.5),
+            ("voice", 2.0),
+            ("silence", 0.6),
+            ("voice", 2.5),
+            ("silence", 0.7),
+            ("voice", 1.5),
+            ("silence", 0.2),
+        ]
     )
     path = tmp_path / "speech.wav"
     sf.write(path, audio, 32000, subtype="PCM_16")
@@ -62,9 +70,21 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     log = workspace.parent / "webui.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "webui.py", "--port", str(port), "--workspace", str(workspace), "--lang", "en_US",
-             "--model-dir", str(workspace / "models")],
-            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "webui.py",
+                "--port",
+                str(port),
+                "--workspace",
+                str(workspace),
+                "--lang",
+                "en_US",
+                "--model-dir",
+                str(workspace / "models"),
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -89,8 +109,15 @@ def browser():
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield b
         b.close()

@@ -40,8 +40,10 @@ def music(seconds: float, sr: int = SR, channels: int = 2, seed: int = 0) -> np.
     """(n, channels) float32: two tones plus noise, different per channel."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    cols = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.05 * rng.standard_normal(len(t))
-            for c in range(channels)]
+    cols = [
+        0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.05 * rng.standard_normal(len(t))
+        for c in range(channels)
+    ]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -123,8 +125,14 @@ def test_channel_conversion_duplicates_mono_and_keeps_first_two():
 def test_crossfade_stream_reassembles_a_pointwise_process_exactly(total, window, fade):
     x = np.random.default_rng(1).standard_normal((2, total)).astype(np.float32)
     pieces: list[np.ndarray] = []
-    crossfade_stream(total, window, fade, lambda s, n: x[:, s:s + n].copy(), lambda w: np.stack([2 * w, -w]),
-                     pieces.append)
+    crossfade_stream(
+        total,
+        window,
+        fade,
+        lambda s, n: x[:, s : s + n].copy(),
+        lambda w: np.stack([2 * w, -w]),
+        pieces.append,
+    )
     y = np.concatenate(pieces, axis=-1)
     assert y.shape == (2, 2, total)
     np.testing.assert_allclose(y[0], 2 * x, rtol=1e-5, atol=1e-6)
@@ -150,8 +158,9 @@ def test_th_with_disallowed_global_is_refused_and_nothing_runs(tmp_path, model_d
     folder = tmp_path / "models"
     folder.mkdir()
     marker = tmp_path / "pwned"
-    torch.save({"klass": _Evil(), "args": [], "kwargs": {}, "state": {}}, folder / "bad00000.th",
-               pickle_protocol=2)
+    torch.save(
+        {"klass": _Evil(), "args": [], "kwargs": {}, "state": {}}, folder / "bad00000.th", pickle_protocol=2
+    )
     (folder / "evil.yaml").write_text("models: ['bad00000']\n")
     src = tmp_path / "s.wav"
     sf.write(src, music(1.0), SR)
@@ -184,7 +193,9 @@ def use_hf_cache(monkeypatch, folder: Path) -> Path:
 def test_model_found_in_hugging_face_cache_without_network(tmp_path, monkeypatch):
     from tests.tiny_demucs import save_safetensors, tiny_model
 
-    snapshot = use_hf_cache(monkeypatch, tmp_path / "hf") / "models--adefossez--HTDemucs" / "snapshots" / "abc123"
+    snapshot = (
+        use_hf_cache(monkeypatch, tmp_path / "hf") / "models--adefossez--HTDemucs" / "snapshots" / "abc123"
+    )
     snapshot.mkdir(parents=True)
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("abc123")
@@ -201,8 +212,14 @@ def test_missing_model_message_says_what_where_and_how(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError) as info:
         demucs_models.load_model("htdemucs", folder)
     msg = str(info.value)
-    for part in ("'htdemucs'", "htdemucs.yaml", "955717e8.safetensors", str(folder),
-                 f"download adefossez/HTDemucs --local-dir {folder}", "955717e8-8726e21a.th"):
+    for part in (
+        "'htdemucs'",
+        "htdemucs.yaml",
+        "955717e8.safetensors",
+        str(folder),
+        f"download adefossez/HTDemucs --local-dir {folder}",
+        "955717e8-8726e21a.th",
+    ):
         assert part in msg, part
     with pytest.raises(ModelNotFoundError, match="04573f0d.safetensors"):
         demucs_models.load_model("htdemucs_ft", folder)
@@ -249,14 +266,30 @@ def test_output_equal_to_an_input_is_refused(tmp_path, model_dir):
 
 
 def test_cli_help_and_run(tmp_path, model_dir):
-    help_out = subprocess.run([sys.executable, "-m", "tools.separate", "--help"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=60)
+    help_out = subprocess.run(
+        [sys.executable, "-m", "tools.separate", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert help_out.returncode == 0 and "--model-dir" in help_out.stdout and "--download" in help_out.stdout
     src = tmp_path / "c.wav"
     sf.write(src, music(1.0), SR)
     events = tmp_path / "events.jsonl"
-    rc = main([str(src), "--out", str(tmp_path / "out"), "--model", "tiny", "--model-dir", str(model_dir),
-               "--events", str(events)])
+    rc = main(
+        [
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            "tiny",
+            "--model-dir",
+            str(model_dir),
+            "--events",
+            str(events),
+        ]
+    )
     assert rc == 0
     assert (tmp_path / "out" / "c_vocals.wav").is_file()
     assert '"type": "done"' in events.read_text()
@@ -266,10 +299,23 @@ def test_cli_missing_model_is_one_line_and_nonzero(tmp_path):
     src = tmp_path / "c.wav"
     sf.write(src, music(0.5), SR)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "tools.separate", str(src), "--out", str(tmp_path / "o"),
-                          "--model-dir", str(tmp_path / "none")],
-                         cwd=REPO_ROOT, capture_output=True, text=True,
-                         env=env, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.separate",
+            str(src),
+            "--out",
+            str(tmp_path / "o"),
+            "--model-dir",
+            str(tmp_path / "none"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "error: Demucs model 'htdemucs' was not found" in run.stderr
@@ -280,8 +326,13 @@ def test_should_stop_cancels_and_leaves_no_partial_files(tmp_path, model_dir):
     sf.write(src, music(4.0), SR)
     calls = []
     opts = SeparationOptions(model="tiny", model_dir=model_dir, window=1.0, crossfade=0.2)
-    report = separate_inputs([src], tmp_path / "out", opts,
-                             progress=lambda d, t, m: calls.append(d), should_stop=lambda: len(calls) >= 2)
+    report = separate_inputs(
+        [src],
+        tmp_path / "out",
+        opts,
+        progress=lambda d, t, m: calls.append(d),
+        should_stop=lambda: len(calls) >= 2,
+    )
     assert report.cancelled and report.outputs == [] and report.failures == []
     assert list((tmp_path / "out").iterdir()) == []  # no temp wavs, no temp folder
 

@@ -48,8 +48,9 @@ def test_missing_model_status_then_tiny_model_run(page, served_app, tmp_path):
     assert expected <= {p.name for p in out.iterdir()}
     assert sf.info(str(out / "browsersong_vocals.wav")).samplerate == 44100
     assert (served_app.workspace / "uploads" / "browsersong.wav").is_file()
-    page.wait_for_function("document.querySelector('#sep-status textarea').value.includes('Done')",
-                           timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#sep-status textarea').value.includes('Done')", timeout=30_000
+    )
     page.locator("strong", has_text="browsersong.wav").wait_for()  # the rendered result heading
     assert page.get_by_text("Vocals", exact=True).first.is_visible()
     assert page.get_by_text("Accompaniment", exact=True).first.is_visible()

@@ -21,9 +21,27 @@ def test_defaults_bind_localhost_without_share():
 
 def test_flags_parse():
     args = make_parser().parse_args(
-        ["--host", "0.0.0.0", "--port", "7000", "--share", "--auth", "ann:s3:cret", "--lang", "zh_CN", "--workspace", "/tmp/w"]
+        [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "7000",
+            "--share",
+            "--auth",
+            "ann:s3:cret",
+            "--lang",
+            "zh_CN",
+            "--workspace",
+            "/tmp/w",
+        ]
     )
-    assert (args.host, args.port, args.share, args.lang, args.workspace) == ("0.0.0.0", 7000, True, "zh_CN", "/tmp/w")
+    assert (args.host, args.port, args.share, args.lang, args.workspace) == (
+        "0.0.0.0",
+        7000,
+        True,
+        "zh_CN",
+        "/tmp/w",
+    )
     assert args.auth == ("ann", "s3:cret")
 
 

@@ -13,8 +13,15 @@ from pathlib import Path
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 TINY_KWARGS = dict(
-    sources=SOURCES, channels=4, depth=2, nfft=512, t_layers=1, t_heads=1, t_hidden_scale=1.0,
-    dconv_comp=2, segment=Fraction(1, 1),
+    sources=SOURCES,
+    channels=4,
+    depth=2,
+    nfft=512,
+    t_layers=1,
+    t_heads=1,
+    t_hidden_scale=1.0,
+    dconv_comp=2,
+    segment=Fraction(1, 1),
 )
 
 

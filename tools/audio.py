@@ -22,7 +22,18 @@ from tools.fsutil import atomic_write_with
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (
-    ".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".wma", ".aiff", ".aif", ".webm", ".mp4",
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".m4a",
+    ".ogg",
+    ".opus",
+    ".aac",
+    ".wma",
+    ".aiff",
+    ".aif",
+    ".webm",
+    ".mp4",
 )
 
 

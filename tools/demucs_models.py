@@ -73,7 +73,7 @@ def hf_repo_id(name: str) -> str:
     if name == "htdemucs":
         return f"{HF_NAMESPACE}/HTDemucs"
     if name.startswith("htdemucs_"):
-        return f"{HF_NAMESPACE}/HTDemucs-{name[len('htdemucs_'):]}"
+        return f"{HF_NAMESPACE}/HTDemucs-{name[len('htdemucs_') :]}"
     return f"{HF_NAMESPACE}/Demucs-{name}"
 
 
@@ -145,8 +145,10 @@ def _hf_cached(name: str, download: bool) -> tuple[BagSpec, list[Path]] | None:
     try:
         yaml_path = Path(hf_hub_download(repo, f"{name}.yaml", local_files_only=not download))
         bag = BagSpec.from_yaml(yaml_path)
-        files = [Path(hf_hub_download(repo, f"{s}.safetensors", local_files_only=not download))
-                 for s in bag.signatures]
+        files = [
+            Path(hf_hub_download(repo, f"{s}.safetensors", local_files_only=not download))
+            for s in bag.signatures
+        ]
     except ModelLoadError:
         raise
     except Exception as e:  # not cached / offline / no such repo: all mean "not here"
@@ -161,8 +163,10 @@ def missing_model_message(name: str, model_dir: str | Path) -> str:
     folder = Path(model_dir)
     bag = builtin_bag(name)
     if bag is None:
-        return (f"Demucs model {name!r} was not found: put {name}.yaml and the model files it lists "
-                f"(<signature>.safetensors or <signature>.th) in {folder}.")
+        return (
+            f"Demucs model {name!r} was not found: put {name}.yaml and the model files it lists "
+            f"(<signature>.safetensors or <signature>.th) in {folder}."
+        )
     files = ", ".join([f"{name}.yaml"] + [f"{s}.safetensors" for s in bag.signatures])
     legacy = ", ".join(LEGACY_ROOT_URL + f for f in legacy_files(bag.signatures).values())
     return (
@@ -273,8 +277,8 @@ def load_model(name: str = DEFAULT_MODEL, model_dir: str | Path | None = None, d
             if f is None:
                 raise ModelNotFoundError(
                     f"{yaml_path.name} lists {sig}, but neither {sig}.safetensors "
-                    f"nor {sig}.th is in {folder}. "
-                    + missing_model_message(name, folder))
+                    f"nor {sig}.th is in {folder}. " + missing_model_message(name, folder)
+                )
             files.append(f)
     else:
         cached = _hf_cached(name, download=False) or (_hf_cached(name, download=True) if download else None)

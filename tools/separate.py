@@ -62,8 +62,17 @@ from tools.jobs import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BUILTIN_MODELS", "ModelLoadError", "ModelNotFoundError", "UnsafeModelError", "OutputConflictError",
-    "SeparationError", "SeparationOptions", "SeparationResult", "separate_file", "separate_inputs", "main",
+    "BUILTIN_MODELS",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "UnsafeModelError",
+    "OutputConflictError",
+    "SeparationError",
+    "SeparationOptions",
+    "SeparationResult",
+    "separate_file",
+    "separate_inputs",
+    "main",
 ]
 
 STEMS = ("vocals", "accompaniment")
@@ -147,8 +156,9 @@ def _transcode(path: Path, sample_rate: int, dest: Path) -> Path:
             stream = container.streams.audio[0]
             channels = stream.codec_context.channels or 1
             resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=sample_rate)
-            with sf.SoundFile(str(dest), "w", samplerate=sample_rate, channels=channels,
-                              subtype="FLOAT", format="WAV") as out:
+            with sf.SoundFile(
+                str(dest), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT", format="WAV"
+            ) as out:
                 for frame in container.decode(stream):
                     for o in resampler.resample(frame):
                         out.write(o.to_ndarray().T)  # (n, channels)
@@ -248,7 +258,7 @@ def crossfade_stream(
             write(y)
         else:
             write(y[..., : n - fade])
-            tail = y[..., n - fade:].copy()
+            tail = y[..., n - fade :].copy()
         on_window(i + 1, len(starts))
 
 
@@ -272,9 +282,12 @@ def _temp_outputs(
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.wav", dir=out_dir)
             os.close(fd)
             paths.append(Path(tmp))
-            files.append(sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
-                                      format="WAV"))
-        yield list(zip(files, paths))
+            files.append(
+                sf.SoundFile(
+                    tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format="WAV"
+                )
+            )
+        yield list(zip(files, paths, strict=True))
     finally:
         for f in files:
             if not f.closed:
@@ -334,8 +347,10 @@ def separate_file(
     try:
         source = _prepare_input(path, sr, tmp_dir)
         temp_names = [planned[s].stem for s in STEMS]
-        with sf.SoundFile(str(source)) as infile, \
-                _temp_outputs(out_dir, temp_names, sr, channels, options.subtype) as outs:
+        with (
+            sf.SoundFile(str(source)) as infile,
+            _temp_outputs(out_dir, temp_names, sr, channels, options.subtype) as outs,
+        ):
             try:
                 mean, std = _mix_stats(infile, block=sr * 10)
             except AudioDecodeError as e:
@@ -353,9 +368,21 @@ def separate_file(
                     raise JobCancelled("separation stopped")
                 mix = torch.from_numpy((x - mean) / std)[None].float()  # [1, c, n]
                 with torch.no_grad():
-                    est = apply_model(model, mix, shifts=options.shifts, split=True, overlap=options.overlap,
-                                      device=device, num_workers=options.jobs, segment=segment,
-                                      callback=stop_check)[0].cpu().numpy()  # [sources, c, n]
+                    est = (
+                        apply_model(
+                            model,
+                            mix,
+                            shifts=options.shifts,
+                            split=True,
+                            overlap=options.overlap,
+                            device=device,
+                            num_workers=options.jobs,
+                            segment=segment,
+                            callback=stop_check,
+                        )[0]
+                        .cpu()
+                        .numpy()
+                    )  # [sources, c, n]
                 vocals = est[vocal_idx]
                 accompaniment = est.sum(axis=0) - vocals
                 # The DC offset removed before the model goes back into the accompaniment.
@@ -366,12 +393,16 @@ def separate_file(
                     f.write(y[k].T)
 
             crossfade_stream(
-                total, max(int(options.window * sr), 1), max(int(options.crossfade * sr), 1),
-                read, process, write,
+                total,
+                max(int(options.window * sr), 1),
+                max(int(options.crossfade * sr), 1),
+                read,
+                process,
+                write,
                 on_window=lambda i, n: progress(i, n, f"{path.name}: {min(i / n, 1.0) * total / sr:.0f} s"),
             )
             final = []
-            for (f, tmp), stem in zip(outs, STEMS):
+            for (f, tmp), stem in zip(outs, STEMS, strict=True):
                 f.close()
                 target = unique_path(planned[stem])
                 os.replace(tmp, target)
@@ -437,24 +468,32 @@ def separate_inputs(
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.separate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tools.separate",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", help="audio files or folders (not recursive)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model name ({', '.join(BUILTIN_MODELS)} or a local bag)")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name ({', '.join(BUILTIN_MODELS)} or a local bag)"
+    )
     p.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR), help="local model folder")
-    p.add_argument("--download", action="store_true",
-                   help="allow downloading a missing model from Hugging Face")
-    p.add_argument("--segment", type=float, default=None,
-                   help="model segment in seconds (default: the model's)")
+    p.add_argument(
+        "--download", action="store_true", help="allow downloading a missing model from Hugging Face"
+    )
+    p.add_argument(
+        "--segment", type=float, default=None, help="model segment in seconds (default: the model's)"
+    )
     p.add_argument("--overlap", type=float, default=0.25, help="overlap between model segments")
-    p.add_argument("--shifts", type=int, default=0,
-                   help="random-shift passes to average (slower, slightly better)")
+    p.add_argument(
+        "--shifts", type=int, default=0, help="random-shift passes to average (slower, slightly better)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--jobs", type=int, default=0, help="parallel workers on CPU")
-    p.add_argument("--window", type=float, default=40.0,
-                   help="seconds of audio processed per step (memory bound)")
+    p.add_argument(
+        "--window", type=float, default=40.0, help="seconds of audio processed per step (memory bound)"
+    )
     p.add_argument("--crossfade", type=float, default=1.0, help="seconds of cross-fade between steps")
     p.add_argument("--pcm16", action="store_true", help="write 16-bit PCM instead of 32-bit float")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose two outputs already exist")
@@ -482,21 +521,40 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     events = EventWriter(args.events)
     options = SeparationOptions(
-        model=args.model, model_dir=Path(args.model_dir), download=args.download, segment=args.segment,
-        overlap=args.overlap, shifts=args.shifts, device=args.device, jobs=args.jobs, window=args.window,
-        crossfade=args.crossfade, subtype="PCM_16" if args.pcm16 else "FLOAT",
+        model=args.model,
+        model_dir=Path(args.model_dir),
+        download=args.download,
+        segment=args.segment,
+        overlap=args.overlap,
+        shifts=args.shifts,
+        device=args.device,
+        jobs=args.jobs,
+        window=args.window,
+        crossfade=args.crossfade,
+        subtype="PCM_16" if args.pcm16 else "FLOAT",
         skip_existing=args.skip_existing,
     )
 
     def on_result(r: SeparationResult) -> None:
-        events.emit("result", input=str(r.input), vocals=str(r.vocals), accompaniment=str(r.accompaniment),
-                    skipped=r.skipped)
+        events.emit(
+            "result",
+            input=str(r.input),
+            vocals=str(r.vocals),
+            accompaniment=str(r.accompaniment),
+            skipped=r.skipped,
+        )
         print(f"{r.input} -> {r.vocals}, {r.accompaniment}" + (" (skipped)" if r.skipped else ""))
 
     try:
         report = separate_inputs(args.inputs, args.out, options, events.progress, on_result=on_result)
-    except (ModelNotFoundError, ModelLoadError, UnsafeModelError, OutputConflictError, FileNotFoundError,
-            ValueError) as e:
+    except (
+        ModelNotFoundError,
+        ModelLoadError,
+        UnsafeModelError,
+        OutputConflictError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2

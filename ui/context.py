@@ -22,9 +22,15 @@ class AppContext:
     model_dir: Path
 
     @classmethod
-    def create(cls, workspace: str | Path, language: str | None = None, model_dir: str | Path | None = None) -> AppContext:
+    def create(
+        cls, workspace: str | Path, language: str | None = None, model_dir: str | Path | None = None
+    ) -> AppContext:
         ws = Path(workspace).expanduser().resolve()
-        ctx = cls(workspace=ws, i18n=I18n(language), model_dir=Path(model_dir or REPO_ROOT / "pretrained_models").resolve())
+        ctx = cls(
+            workspace=ws,
+            i18n=I18n(language),
+            model_dir=Path(model_dir or REPO_ROOT / "pretrained_models").resolve(),
+        )
         for sub in ("uploads", "separated", "sliced", "asr", "jobs", "trash"):
             (ws / sub).mkdir(parents=True, exist_ok=True)
         return ctx

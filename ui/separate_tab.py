@@ -64,13 +64,30 @@ def collect_inputs(ctx: AppContext, uploads: list[str] | None, typed: str) -> li
 
 
 def cli_args(
-    ctx: AppContext, inputs: list[str], model: str, segment: float | None, overlap: float, shifts: int,
+    ctx: AppContext,
+    inputs: list[str],
+    model: str,
+    segment: float | None,
+    overlap: float,
+    shifts: int,
     device: str,
 ) -> list[str]:
     """argv for `python -m tools.separate` (the job adds --events)."""
-    args = [*inputs, "--out", str(ctx.folder("separated")), "--model", model,
-            "--model-dir", str(model_dir(ctx)), "--overlap", str(overlap), "--shifts", str(int(shifts)),
-            "--device", device]
+    args = [
+        *inputs,
+        "--out",
+        str(ctx.folder("separated")),
+        "--model",
+        model,
+        "--model-dir",
+        str(model_dir(ctx)),
+        "--overlap",
+        str(overlap),
+        "--shifts",
+        str(int(shifts)),
+        "--device",
+        device,
+    ]
     if segment:
         args += ["--segment", str(segment)]
     return args
@@ -80,26 +97,36 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
 
     _ = ctx.i18n
-    gr.Markdown(_(
-        "Split songs into vocals and accompaniment (demucs). Outputs go to the workspace folder `separated/`."
-    ))
+    gr.Markdown(
+        _(
+            "Split songs into vocals and accompaniment (demucs). Outputs go to the workspace folder `separated/`."
+        )
+    )
     with gr.Row():
-        uploads = gr.File(label=_("Input files"), file_count="multiple", type="filepath",
-                          elem_id="sep-upload")
+        uploads = gr.File(
+            label=_("Input files"), file_count="multiple", type="filepath", elem_id="sep-upload"
+        )
         typed = gr.Textbox(label=_("Or a file or folder inside the workspace"), elem_id="sep-path")
     with gr.Row():
-        model = gr.Dropdown(model_choices(ctx), value=DEFAULT_MODEL, label=_("Model"),
-                            elem_id="sep-model", scale=3)
+        model = gr.Dropdown(
+            model_choices(ctx), value=DEFAULT_MODEL, label=_("Model"), elem_id="sep-model", scale=3
+        )
         refresh = gr.Button(_("Refresh models"), elem_id="sep-refresh", scale=1)
     status_line = gr.Markdown(model_status(ctx, DEFAULT_MODEL), elem_id="sep-model-status")
     with gr.Accordion(_("Advanced"), open=False):
-        segment = gr.Number(0, label=_("Segment length in seconds (0: the model's own)"), minimum=0,
-                            elem_id="sep-segment")
+        segment = gr.Number(
+            0, label=_("Segment length in seconds (0: the model's own)"), minimum=0, elem_id="sep-segment"
+        )
         overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=_("Overlap"), elem_id="sep-overlap")
-        shifts = gr.Slider(0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"),
-                           elem_id="sep-shifts")
-        device = gr.Dropdown([(_("Automatic"), "auto"), ("CPU", "cpu"), ("CUDA", "cuda"), ("MPS", "mps")],
-                             value="auto", label=_("Device"), elem_id="sep-device")
+        shifts = gr.Slider(
+            0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"), elem_id="sep-shifts"
+        )
+        device = gr.Dropdown(
+            [(_("Automatic"), "auto"), ("CPU", "cpu"), ("CUDA", "cuda"), ("MPS", "mps")],
+            value="auto",
+            label=_("Device"),
+            elem_id="sep-device",
+        )
     with gr.Row():
         start = gr.Button(_("Start"), variant="primary", elem_id="sep-start")
         stop = gr.Button(_("Stop"), elem_id="sep-stop")
@@ -169,6 +196,9 @@ def build(ctx: AppContext) -> None:
 
     refresh.click(on_refresh, inputs=model, outputs=[model, status_line])
     model.change(lambda name: model_status(ctx, name), inputs=model, outputs=status_line)
-    start.click(on_start, inputs=[uploads, typed, model, segment, overlap, shifts, device, job_state],
-                outputs=[progress, failures, results])
+    start.click(
+        on_start,
+        inputs=[uploads, typed, model, segment, overlap, shifts, device, job_state],
+        outputs=[progress, failures, results],
+    )
     stop.click(on_stop, inputs=job_state, outputs=progress, concurrency_limit=None)
