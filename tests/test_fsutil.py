@@ -51,3 +51,13 @@ def test_trash_and_backup_keep_files(tmp_path):
     g.write_text("v1")
     bak = backup_copy(g, tmp_path / ".history")
     assert bak is not None and bak.read_text() == "v1"
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.txt"
+        atomic_write_text(target, "x")
+        assert target.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

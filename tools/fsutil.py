@@ -17,6 +17,25 @@ from pathlib import Path
 from typing import IO
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_path(target: Path, suffix: str | None = None) -> Path:
+    """A fresh temp file beside `target` with the permissions a normal new file would get.
+
+    mkstemp creates files readable by the owner only; outputs a user opens elsewhere should not be.
+    """
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=suffix or f"{target.suffix}.tmp", dir=target.parent
+    )
+    os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_current_umask())
+    return Path(tmp_name)
+
+
 class PathOutsideRootError(ValueError):
     """A path escapes the folder it must stay inside (e.g. a dataset root or the workspace)."""
 
@@ -30,9 +49,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = str(make_temp_path(path))
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding, newline=None if binary else "") as f:
+        with open(tmp_name, mode, encoding=None if binary else encoding, newline=None if binary else "") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -59,8 +78,7 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp_name = str(make_temp_path(path, suffix=path.suffix))
     try:
         write(Path(tmp_name))
         os.replace(tmp_name, path)

@@ -47,7 +47,7 @@ from tools.demucs_models import (
     UnsafeModelError,
     load_model,
 )
-from tools.fsutil import unique_path
+from tools.fsutil import make_temp_path, unique_path
 from tools.jobs import (
     BatchReport,
     EventWriter,
@@ -279,9 +279,8 @@ def _temp_outputs(
     files, paths = [], []
     try:
         for name in names:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.wav", dir=out_dir)
-            os.close(fd)
-            paths.append(Path(tmp))
+            tmp = make_temp_path(Path(out_dir) / name, suffix=".tmp.wav")
+            paths.append(tmp)
             files.append(
                 sf.SoundFile(
                     tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format="WAV"
