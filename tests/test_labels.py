@@ -285,3 +285,18 @@ def test_undo_stack_is_bounded(tmp_path, monkeypatch):
     for _ in range(3):
         doc.undo()
     assert doc.entry(uid).text == "v1" and not doc.can_undo
+
+
+def test_cli_accepts_absolute_paths_elsewhere_unless_within(tmp_path, capsys):
+    """ASR lists live in asr/ and point into sliced/: fine, unless --within asks for a boundary."""
+
+    sliced = tmp_path / "sliced"
+    sliced.mkdir()
+    clip = sliced / "c.wav"
+    sf.write(clip, np.zeros(16000, dtype=np.float32), 32000)
+    lst = tmp_path / "asr" / "a.list"
+    lst.parent.mkdir()
+    lst.write_text(f"{clip}|sliced|en|hello\n", encoding="utf-8")
+    assert main(["validate", str(lst)]) == 0
+    assert main(["validate", str(lst), "--within", str(lst.parent)]) == 1
+    assert "outside the dataset root" in capsys.readouterr().out

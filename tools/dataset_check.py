@@ -183,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
     )
+    parser.add_argument(
+        "--within",
+        default=Path("/"),
+        type=Path,
+        metavar="DIR",
+        help="refuse audio paths outside DIR (default: none; lists made by ASR hold absolute paths)",
+    )
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS)
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         report = check_dataset(
             args.list_file,
             root=args.root,
+            boundary=args.within,
             min_seconds=args.min_seconds,
             max_seconds=args.max_seconds,
             progress=events.progress,

@@ -4,7 +4,8 @@ A `.list` holds one clip per line: `audio_path|speaker|language|text` (UTF-8, ex
 the text cannot contain '|'). Languages are the v2 codes zh, ja, en, ko, yue; legacy and upper-case
 forms (ZH, JP, jp, JA, EN, KO, YUE, …) are read and normalised (JP/jp -> ja). Audio paths are
 absolute or relative to the dataset root (the folder of the .list unless given) and must stay
-inside a boundary folder: the dataset root by default (CLI), the workspace in the web UI.
+inside a boundary folder: the dataset root by default (library), the workspace in the web UI, and
+in the CLI only the folder given with `--within` (ASR writes absolute paths into another folder).
 
 Nothing is ever lost:
 - Malformed lines (wrong field count, '|' in the text) are kept verbatim as `RawLine`s, reported by
@@ -16,8 +17,8 @@ Nothing is ever lost:
 Split policy: the first part keeps the whole text and the second part gets an empty text flagged
 for review (`LabelEntry.review`), because the split point in the text is unknown.
 
-    python -m tools.labels validate FILE.list [--root DIR]
-    python -m tools.labels stats FILE.list [--root DIR]
+    python -m tools.labels validate FILE.list [--root DIR] [--within DIR]
+    python -m tools.labels stats FILE.list [--root DIR] [--within DIR]
 """
 
 from __future__ import annotations
@@ -569,10 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
     )
+    parser.add_argument(
+        "--within",
+        default=Path("/"),
+        type=Path,
+        metavar="DIR",
+        help="refuse audio paths outside DIR (default: none; lists made by ASR hold absolute paths)",
+    )
     parser.add_argument("--events", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        doc = load_list(args.list_file, root=args.root)
+        doc = load_list(args.list_file, root=args.root, boundary=args.within)
     except LabelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
