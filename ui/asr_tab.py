@@ -7,13 +7,12 @@ workspace typed by hand). The list goes to `asr/<folder name>.list`, its details
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, local_model_folder, model_status
-from tools.jobs import Job
 from ui.context import AppContext
+from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
 
 PREVIEW_ROWS = 20
 
@@ -238,16 +237,12 @@ def build(ctx: AppContext) -> None:
         )
 
     def on_start(folder_text, model_name, lang, dev, ctype, beam_size, batch_size, use_vad, state):
-        if state.get("job") is not None and state["job"].running():
-            raise gr.Error(_("A transcription is already running."))
         try:
             input_dir = resolve_input(ctx, folder_text)
-        except ValueError as e:
+            args = cli_args(ctx, input_dir, model_name, lang, dev, ctype, beam_size, batch_size, use_vad)
+            job = start_job(ctx, state, "tools.asr", args, "asr")
+        except (ValueError, JobAlreadyRunning) as e:
             raise gr.Error(str(e)) from e
-        job_dir = tempfile.mkdtemp(prefix="asr-", dir=ctx.folder("jobs"))
-        args = cli_args(ctx, input_dir, model_name, lang, dev, ctype, beam_size, batch_size, use_vad)
-        job = Job.start("tools.asr", args, job_dir)
-        state["job"] = job
         message, text, rows = _("Starting…"), "", []
         yield message, text, rows
         for event in job.follow():
@@ -260,19 +255,15 @@ def build(ctx: AppContext) -> None:
                 text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
             elif kind == "exit":
                 code = event["returncode"]
-                message = {0: _("Done."), 1: _("Done, some files failed."), 2: _("Failed.")}.get(
-                    code, _("Cancelled.")
-                )
-                if code > 2:
-                    text = job.log_tail(1000)
+                message = exit_message(_, code)
+                if code not in (0, 1, 2) and not was_stopped(code):
+                    text = job.log_tail(1000)  # a crash: the log says why
             yield message, text, rows
         state.pop("job", None)
 
     def on_stop(state):
-        job = state.get("job")
-        if job is not None:
-            job.stop()
-        return _("Cancelled.")
+        stop_job(state)
+        return _("Stopped.")
 
     refresh.click(on_refresh, inputs=[folder, model], outputs=[folder, model, model_line])
     model.change(lambda m: status_line(ctx, m), inputs=model, outputs=model_line)
@@ -281,4 +272,4 @@ def build(ctx: AppContext) -> None:
         inputs=[folder, model, language, device, compute, beam, batch, vad, job_state],
         outputs=[status, report, preview],
     )
-    stop.click(on_stop, inputs=job_state, outputs=status)
+    stop.click(on_stop, inputs=job_state, outputs=status, concurrency_limit=None)

@@ -7,7 +7,6 @@ as a path inside the workspace. Outputs go to `separated/`; each result gets two
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from tools.demucs_models import (
     missing_model_message,
 )
 from tools.fsutil import unique_path
-from tools.jobs import Job
 from ui.context import AppContext
+from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
 
 
 def model_dir(ctx: AppContext) -> Path:
@@ -149,18 +148,14 @@ def build(ctx: AppContext) -> None:
         return gr.update(choices=choices, value=value), model_status(ctx, value)
 
     def on_start(files, path_text, model_name, seg, ov, sh, dev, state):
-        if state.get("job") is not None and state["job"].running():
-            raise gr.Error(_("A separation is already running."))
         try:
             inputs = collect_inputs(ctx, files, path_text)
-        except (ValueError, OSError) as e:
+            if not inputs:
+                raise ValueError(_("Upload files or type a path first."))
+            args = cli_args(ctx, inputs, model_name, seg or None, ov, sh, dev)
+            job = start_job(ctx, state, "tools.separate", args, "separate")
+        except (ValueError, OSError, JobAlreadyRunning) as e:
             raise gr.Error(str(e)) from e
-        if not inputs:
-            raise gr.Error(_("Upload files or type a path first."))
-        job_dir = tempfile.mkdtemp(prefix="separate-", dir=ctx.folder("jobs"))
-        args = cli_args(ctx, inputs, model_name, seg or None, ov, sh, dev)
-        job = Job.start("tools.separate", args, job_dir)
-        state["job"] = job
         done: list[dict[str, Any]] = []
         failed: list[str] = []
         yield _("Starting…"), "", done
@@ -178,21 +173,15 @@ def build(ctx: AppContext) -> None:
                 failed += [f"{Path(f['path']).name}: {f['error']}" for f in event["failures"]]
             elif kind == "exit":
                 code = event["returncode"]
-                cancelled = code < 0 or code == 130
-                if code == 0:
-                    message = _("Done.")
-                else:
-                    message = _("Cancelled.") if cancelled else _("Failed") + f" ({code})"
-                if code not in (0, 1, 2) and not cancelled:
+                message = exit_message(_, code)
+                if code not in (0, 1, 2) and not was_stopped(code):
                     failed.append(job.log_tail(1000))  # a crash: the log says why
             yield message, "\n".join(f"- {f}" for f in failed), done
         state.pop("job", None)
 
     def on_stop(state):
-        job = state.get("job")
-        if job is not None:
-            job.stop()
-        return _("Cancelled.")
+        stop_job(state)
+        return _("Stopped.")
 
     refresh.click(on_refresh, inputs=model, outputs=[model, status_line])
     model.change(lambda name: model_status(ctx, name), inputs=model, outputs=status_line)

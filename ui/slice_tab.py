@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import filecmp
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tools.fsutil import unique_path
-from tools.jobs import Job
 from tools.slice import SliceParams, check_output_dir, default_workers, find_cuts
 from ui.context import AppContext
+from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
 
 PREVIEW_FILES = 8  # preview loads whole files: keep it to a few
 PLOT_POINTS = 2000  # envelope bins drawn per waveform
@@ -257,18 +256,14 @@ def build(ctx: AppContext) -> None:
         up, path_text, out_text, n_workers, thr, min_len, min_int, hop_ms, sil, peak, a, max_len, state
     ):
         values = (thr, min_len, min_int, hop_ms, sil, peak, a, max_len)
-        if state.get("job") is not None and state["job"].running():
-            raise gr.Error(_("Slicing is already running."))
         try:
             params = make_params(*values)
             inputs = collect_inputs(ctx, up, path_text)
             out = output_dir(ctx, out_text)
             check_output_dir(inputs, out)
-        except (ValueError, OSError) as e:
+            job = start_job(ctx, state, "tools.slice", cli_args(inputs, out, params, n_workers), "slice")
+        except (ValueError, OSError, JobAlreadyRunning) as e:
             raise gr.Error(str(e)) from e
-        job_dir = tempfile.mkdtemp(prefix="slice-", dir=ctx.folder("jobs"))
-        job = Job.start("tools.slice", cli_args(inputs, out, params, n_workers), job_dir)
-        state["job"] = job
         result, code = None, None
         yield _("Starting…"), ""
         for event in job.follow():
@@ -282,17 +277,13 @@ def build(ctx: AppContext) -> None:
             elif kind == "exit":
                 code = event["returncode"]
         state.pop("job", None)
-        done = (
-            _("Done.")
-            if code == 0
-            else (_("Stopped.") if code is not None and code < 0 else _("Finished with errors."))
-        )
+        done = exit_message(_, code) if code is not None else _("Failed.")
+        if code is not None and code not in (0, 1, 2) and not was_stopped(code):
+            done += "\n\n" + job.log_tail(1000)  # a crash: the log says why
         yield done, summary(ctx, result, out, code)
 
     def on_stop(state):
-        job = state.get("job")
-        if job is not None:
-            job.stop()
+        stop_job(state)
         return _("Stopped.")
 
     preview_btn.click(on_preview, inputs=[files, typed, *param_inputs], outputs=[plot, table, status])
