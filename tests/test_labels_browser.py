@@ -59,7 +59,7 @@ def test_label_editor_edits_are_saved_and_undone(page, served_app):
     )
     assert "3 clips" in page.locator("#labels_status").inner_text()
     assert page.locator("#labels_audio_0 audio, #labels_audio_0 button").count() > 0  # a player is shown
-    assert "logprob -0.10" in page.locator("#labels_conf_0").inner_text()  # ASR sidecar column
+    assert "log-prob -0.10" in page.locator("#labels_conf_0").inner_text()  # ASR sidecar column
     first.fill("edited in the browser")
     first.press("Enter")
     text = wait_for_file_text(list_path, "|spk|en|edited in the browser")

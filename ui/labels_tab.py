@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from i18n import I18n
 from tools.labels import LANGUAGES, LabelDocument, LabelEntry, load_list
 from ui.context import AppContext
 
@@ -46,15 +47,16 @@ def page_view(
     return entries[page * page_size : (page + 1) * page_size], page, pages
 
 
-def confidence_text(doc: LabelDocument, entry: LabelEntry) -> str:
+def confidence_text(doc: LabelDocument, entry: LabelEntry, _: I18n) -> str:
+    """ASR confidence of a clip for its row: average log-prob and no-speech probability."""
     s = doc.score(entry)
     if s is None:
         return ""
     parts = []
     if s.avg_logprob is not None:
-        parts.append(f"logprob {s.avg_logprob:.2f}")
+        parts.append(_("log-prob {value}", value=f"{s.avg_logprob:.2f}"))
     if s.no_speech_prob is not None:
-        parts.append(f"no-speech {s.no_speech_prob:.2f}")
+        parts.append(_("no speech {value}", value=f"{s.no_speech_prob:.2f}"))
     return " · ".join(parts)
 
 
@@ -179,7 +181,7 @@ def build(ctx: AppContext) -> None:
                 e.text,
                 e.language,
                 False,
-                confidence_text(doc, e),
+                confidence_text(doc, e, _),
             ]
         return out
 
