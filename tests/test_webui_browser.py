@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from webui import TABS
@@ -14,3 +16,23 @@ def test_each_tab_opens(page, title):
     tab = page.get_by_role("tab", name=title)
     tab.click()
     assert tab.get_attribute("aria-selected") == "true"
+
+
+def test_server_serves_workspace_files_only(served_app):
+    """Files inside the workspace are served; the repository and the rest of the disk are not."""
+    import urllib.error
+    import urllib.request
+
+    inside = served_app.workspace / "uploads" / "note.txt"
+    inside.write_text("hello")
+
+    def status(path) -> int:
+        try:
+            with urllib.request.urlopen(f"{served_app.url}gradio_api/file={path}", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(inside) == 200
+    assert status(Path(__file__).resolve().parent.parent / "README.md") == 403
+    assert status("/etc/passwd") == 403
