@@ -44,3 +44,16 @@ def test_upload_preview_then_slice(page, served_app, tmp_path):
     assert len(clips) == 2
     assert all(sf.info(str(c)).samplerate == 32000 for c in clips)
     assert "2 clips written" in page.locator("#slice-result").inner_text()
+
+
+def test_non_audio_upload_gives_a_clear_error(page, served_app, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is a shopping list, not a recording\n")
+    page.get_by_role("tab", name="Slicing").click()
+    page.locator("#slice-upload input[type=file]").set_input_files(str(bad))
+    page.wait_for_timeout(500)
+    page.locator("#slice-preview").click()
+    toast = page.get_by_text("not a readable audio file", exact=False)
+    toast.first.wait_for(timeout=30_000)
+    assert "notes.wav" in toast.first.inner_text()
+    assert not any((served_app.workspace / "sliced").glob("notes.wav_*"))
