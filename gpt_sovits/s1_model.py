@@ -1,0 +1,644 @@
+"""S1 of GPT-SoVITS: Text2Semantic, a decoder-only transformer from phones (+ BERT) to semantic tokens.
+
+The prefix is ``[text ; prompt semantic tokens]``: text positions attend to all text, audio positions attend
+to all text and causally to audio. The transformer is post-norm with ReLU (as the reference's
+``AR/models/t2s_model.py Text2SemanticDecoder``) and its state-dict names are the official ones without the
+Lightning ``model.`` prefix, so official GPT checkpoints load strictly.
+
+Training: ``forward`` gives teacher-forced logits and targets; ``s1_loss``, ``top_k_accuracy``,
+``sequence_logps`` and ``dpo_loss`` are plain functions at the end of this file.
+Inference: ``generate`` decodes with a KV cache, batched over sentences and candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt_sovits.sampling import SamplingParams, logits_to_probs, sample_from_probs
+
+BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size; fixed by the official bert_proj shape
+
+
+class S1ConfigError(ValueError):
+    """A GPT config dict that cannot describe a Text2Semantic model."""
+
+
+class S1InputError(ValueError):
+    """Inputs to S1 with inconsistent shapes or out-of-range ids."""
+
+
+@dataclass
+class S1Config:
+    """Architecture of Text2Semantic; field names follow the official ``model`` config section.
+
+    ``linear_units`` is recorded for round-tripping only: the official code never reads it and the FFN
+    width is always ``4 * hidden_dim``. The dropouts other than ``dropout`` are hard-coded to 0.1 in the
+    reference (position-embedding dropout, attention and FFN dropout) and only act in training.
+    """
+
+    vocab_size: int = 1025
+    phoneme_vocab_size: int = 732
+    embedding_dim: int = 512
+    hidden_dim: int = 512
+    head: int = 16
+    n_layer: int = 24
+    dropout: float = 0.0
+    EOS: int = 1024
+    linear_units: int = 2048
+    random_bert: int = 0
+    layer_dropout: float = 0.1
+    position_dropout: float = 0.1
+    max_positions: int = 4000
+
+    def __post_init__(self) -> None:
+        if self.EOS != self.vocab_size - 1:
+            raise S1ConfigError(f"EOS must be vocab_size - 1 ({self.vocab_size - 1}), got {self.EOS}")
+        if self.embedding_dim != self.hidden_dim:
+            raise S1ConfigError(
+                f"embedding_dim ({self.embedding_dim}) must equal hidden_dim ({self.hidden_dim}); "
+                "the official model adds embeddings straight into the transformer"
+            )
+        if self.hidden_dim % self.head:
+            raise S1ConfigError(f"hidden_dim ({self.hidden_dim}) must be divisible by head ({self.head})")
+
+    @property
+    def ffn_dim(self) -> int:
+        return 4 * self.hidden_dim
+
+    @classmethod
+    def from_official(cls, config: dict[str, Any]) -> S1Config:
+        """Read the ``config`` dict stored in an official GPT ``.ckpt`` (or just its ``model`` section)."""
+        if not isinstance(config, dict):
+            raise S1ConfigError(f"GPT config must be a dict, got {type(config).__name__}")
+        model = config.get("model", config)
+        if not isinstance(model, dict):
+            raise S1ConfigError("GPT config 'model' section must be a dict")
+        required = (
+            "vocab_size",
+            "phoneme_vocab_size",
+            "embedding_dim",
+            "hidden_dim",
+            "head",
+            "n_layer",
+            "EOS",
+        )
+        missing = [k for k in required if k not in model]
+        if missing:
+            raise S1ConfigError(f"GPT config 'model' section lacks {missing}; has {sorted(model)}")
+        kwargs: dict[str, Any] = {k: int(model[k]) for k in required}
+        kwargs["dropout"] = float(model.get("dropout", 0.0))
+        kwargs["linear_units"] = int(model.get("linear_units", 4 * kwargs["hidden_dim"]))
+        kwargs["random_bert"] = int(model.get("random_bert", 0))
+        return cls(**kwargs)
+
+    def to_official(self) -> dict[str, Any]:
+        """The ``model`` section in the official layout."""
+        keys = ("vocab_size", "phoneme_vocab_size", "embedding_dim", "hidden_dim", "head", "linear_units")
+        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        out.update(n_layer=self.n_layer, dropout=self.dropout, EOS=self.EOS, random_bert=self.random_bert)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> S1Config:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise S1ConfigError(f"unknown S1Config fields {sorted(unknown)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------- building blocks
+
+
+class TokenEmbedding(nn.Module):
+    """Embedding table under the official name ``word_embeddings``, then dropout."""
+
+    def __init__(self, dim: int, vocab: int, dropout: float) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.word_embeddings(ids))
+
+
+def sine_table(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sinusoidal table, sin on even and cos on odd channels, computed in fp32."""
+    pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class SinePositionalEmbedding(nn.Module):
+    """x + alpha * pe[pos], with a learned scalar ``alpha`` (x_scale is 1 in GPT-SoVITS)."""
+
+    def __init__(self, dim: int, max_positions: int, dropout: float) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("pe", sine_table(max_positions, dim), persistent=False)  # (P, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C), positions 0..T-1."""
+        return self.dropout(x + self.alpha * self.pe[: x.size(1)].to(x.dtype))
+
+    def at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C) at explicit positions (B, T); no dropout (inference only)."""
+        return x + self.alpha * self.pe[positions].to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a packed q/k/v projection (``in_proj_weight``), as nn.MultiheadAttention."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, C) -> three (B, H, T, C/H)."""
+        b, t, c = x.shape
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        return tuple(z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # type: ignore[return-value]
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """q (B, H, Tq, D), k/v (B, H, Tk, D), mask bool (True = may attend) -> (B, Tq, C)."""
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        b, h, t, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
+
+
+class TransformerLayer(nn.Module):
+    """Post-norm encoder layer: x = norm1(x + attn(x)); x = norm2(x + ffn(x)), ReLU FFN."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(dim, heads, dropout)
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def _ffn_and_norms(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout1(attn))
+        ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(ff))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, T, C); mask: bool broadcastable to (B, H, T, T)."""
+        q, k, v = self.self_attn.qkv(x)
+        return self._ffn_and_norms(x, self.self_attn.attend(q, k, v, mask))
+
+    def forward_cached(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache, layer: int
+    ) -> torch.Tensor:
+        """Like forward for new positions x (B, T, C), attending over cached K/V plus the new ones."""
+        q, k, v = self.self_attn.qkv(x)
+        k_all, v_all = cache.append(layer, k, v)
+        return self._ffn_and_norms(x, self.self_attn.attend(q, k_all, v_all, mask))
+
+
+class TransformerStack(nn.Module):
+    """The official ``h``: a list of layers under ``layers``, no final norm."""
+
+    def __init__(self, cfg: S1Config) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerLayer(cfg.hidden_dim, cfg.head, cfg.ffn_dim, cfg.layer_dropout)
+            for _ in range(cfg.n_layer)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class KVCache:
+    """Per-layer key/value cache that grows in chunks, so a step copies nothing but the new K/V.
+
+    Tensors are (B, H, capacity, D); ``length`` positions are filled. Layers append in order within a
+    step; ``advance`` is called once per step after all layers.
+    """
+
+    def __init__(self, n_layer: int, chunk: int = 256) -> None:
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.length = 0
+        self.chunk = chunk
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v (B, H, T, D) after the filled part; return the filled views including them."""
+        t = k.size(2)
+        end = self.length + t
+        ck, cv = self.k[layer], self.v[layer]
+        if ck is None or ck.size(2) < end:
+            cap = end + self.chunk
+            b, h, _, d = k.shape
+            nk, nv = k.new_empty(b, h, cap, d), v.new_empty(b, h, cap, d)
+            if ck is not None and self.length:
+                nk[:, :, : self.length] = ck[:, :, : self.length]
+                nv[:, :, : self.length] = cv[:, :, : self.length]  # type: ignore[index]
+            ck, cv = nk, nv
+            self.k[layer], self.v[layer] = ck, cv
+        ck[:, :, self.length : end] = k
+        cv[:, :, self.length : end] = v  # type: ignore[index]
+        return ck[:, :, :end], cv[:, :, :end]  # type: ignore[index]
+
+    def advance(self, t: int) -> None:
+        self.length += t
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Drop finished batch rows (rows: 1-D long indices to keep)."""
+        for i in range(len(self.k)):
+            if self.k[i] is not None:
+                self.k[i] = self.k[i].index_select(0, rows)  # type: ignore[union-attr]
+                self.v[i] = self.v[i].index_select(0, rows)  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+@dataclass
+class S1ForwardOutput:
+    """Teacher-forced pass. logits (B, Ty+1, V): position 0 is the last text position (predicts y[0]);
+    targets (B, Ty+1) = y followed by EOS (padding positions also target EOS, as in the reference)."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclass
+class Candidate:
+    """One generated sequence: new semantic tokens (N,) int64 without the prompt, the model's
+    log-probability of each (N,) (log-softmax of the raw logits, before penalty and filtering), whether it
+    ended on EOS, and the number of decoding steps run. ``step_logits`` (steps, V) are the raw logits of
+    every step when requested."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    eos: bool
+    steps: int
+    step_logits: torch.Tensor | None = None
+
+    @property
+    def total_logprob(self) -> float:
+        return float(self.logprobs.sum())
+
+
+@dataclass
+class GenerationResult:
+    """``candidates[i][j]`` is candidate j of sentence i."""
+
+    candidates: list[list[Candidate]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+
+class Text2Semantic(nn.Module):
+    """Phones (+ BERT features) and prompt semantic tokens -> semantic tokens (25 Hz, EOS = vocab_size-1)."""
+
+    def __init__(self, cfg: S1Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embedding_dim
+        # Registration order follows the official state dict.
+        self.bert_proj = nn.Linear(BERT_DIM, d)
+        self.ar_text_embedding = TokenEmbedding(d, cfg.phoneme_vocab_size, cfg.dropout)
+        self.ar_text_position = SinePositionalEmbedding(d, cfg.max_positions, cfg.position_dropout)
+        self.ar_audio_embedding = TokenEmbedding(d, cfg.vocab_size, cfg.dropout)
+        self.ar_audio_position = SinePositionalEmbedding(d, cfg.max_positions, cfg.position_dropout)
+        self.h = TransformerStack(cfg)
+        self.ar_predict_layer = nn.Linear(cfg.hidden_dim, cfg.vocab_size, bias=False)
+
+    @property
+    def eos(self) -> int:
+        return self.cfg.EOS
+
+    # ---------------------------------------------------------------------------------------- embeddings
+
+    def embed_text(self, x: torch.Tensor, bert_feature: torch.Tensor) -> torch.Tensor:
+        """x (B, Tx) phone ids, bert_feature (B, 1024, Tx) -> (B, Tx, C) at positions 0..Tx-1."""
+        if bert_feature.shape[-1] != x.shape[-1] or bert_feature.shape[-2] != BERT_DIM:
+            raise S1InputError(
+                f"BERT features must be (B, {BERT_DIM}, n_phones) with n_phones = {x.shape[-1]}, "
+                f"got {tuple(bert_feature.shape)}"
+            )
+        e = self.ar_text_embedding(x) + self.bert_proj(
+            bert_feature.transpose(1, 2).to(self.bert_proj.weight.dtype)
+        )
+        return self.ar_text_position(e)
+
+    def embed_audio(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B, Ty) semantic ids -> (B, Ty, C) at positions 0..Ty-1."""
+        return self.ar_audio_position(self.ar_audio_embedding(y))
+
+    # ------------------------------------------------------------------------------------------ training
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_lens: torch.Tensor,
+        y: torch.Tensor,
+        y_lens: torch.Tensor,
+        bert_feature: torch.Tensor,
+    ) -> S1ForwardOutput:
+        """Teacher-forced pass over a batch.
+
+        x (B, Tx) phones LEFT-padded (the reference's layout since 2025-07, so that every row's last text
+        position is Tx-1), bert_feature (B, 1024, Tx) padded the same way, y (B, Ty) semantic ids
+        right-padded. Returns logits (B, Ty+1, V) and targets (B, Ty+1).
+        """
+        logits, targets, _ = self._teacher_forced(x, x_lens, y, y_lens, bert_feature)
+        return S1ForwardOutput(logits=logits, targets=targets)
+
+    def _teacher_forced(
+        self,
+        x: torch.Tensor,
+        x_lens: torch.Tensor,
+        y: torch.Tensor,
+        y_lens: torch.Tensor,
+        bert_feature: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tx, ty = x.shape[1], y.shape[1]
+        dev = x.device
+        x_pad = torch.arange(tx, device=dev).unsqueeze(0) < (tx - x_lens).unsqueeze(1)  # (B, Tx) left pad
+        y_pad = torch.arange(ty, device=dev).unsqueeze(0) >= y_lens.unsqueeze(1)  # (B, Ty) right pad
+        codes = y.long().masked_fill(y_pad, 0)
+        eos_col = torch.full_like(codes[:, :1], self.eos)
+        targets = torch.cat([codes.masked_fill(y_pad, self.eos), eos_col], dim=1)  # (B, Ty+1)
+
+        xy = torch.cat([self.embed_text(x, bert_feature), self.embed_audio(codes)], dim=1)  # (B, S, C)
+        s = tx + ty
+        is_text = torch.arange(s, device=dev) < tx
+        causal = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
+        # text rows: text keys only; audio rows: text keys + causal audio keys.
+        structure = (is_text.unsqueeze(0) & True) | (~is_text.unsqueeze(1) & causal)
+        structure = structure & ~(is_text.unsqueeze(1) & ~is_text.unsqueeze(0))
+        key_ok = ~torch.cat([x_pad, y_pad], dim=1)  # (B, S)
+        mask = structure.unsqueeze(0) & key_ok.unsqueeze(1)  # (B, S, S)
+        xy_dec = self.h(xy, mask.unsqueeze(1))
+        logits = self.ar_predict_layer(xy_dec[:, tx - 1 :])  # (B, Ty+1, V)
+        return logits, targets, xy_dec
+
+    # ----------------------------------------------------------------------------------------- inference
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        phones: Sequence[torch.Tensor],
+        bert_features: Sequence[torch.Tensor],
+        prompts: torch.Tensor | Sequence[torch.Tensor | None] | None,
+        params: SamplingParams | None = None,
+        num_candidates: int = 1,
+        generator: torch.Generator | None = None,
+        return_step_logits: bool = False,
+    ) -> GenerationResult:
+        """Decode semantic tokens with a KV cache for several sentences and candidates at once.
+
+        phones[i] (Tx_i,) phone ids of prompt text + target text; bert_features[i] (1024, Tx_i);
+        prompts: one (Tp,) tensor shared by all sentences, a list with one per sentence, or None for the
+        reference-free mode. Each sentence is repeated ``num_candidates`` times; prefixes are left-padded
+        to a common length and rows leave the batch when they finish. Follows the reference's
+        ``infer_panel_naive`` rules: EOS banned for the first ``eos_ban_steps`` steps, stop when the sample
+        or the argmax of the penalised logits is EOS (that step's token is dropped), stop after
+        ``max_new_tokens`` tokens (the last one kept).
+        """
+        params = params or SamplingParams()
+        params.validate()
+        if len(phones) == 0:
+            raise S1InputError("generate needs at least one sentence")
+        if len(phones) != len(bert_features):
+            raise S1InputError(f"{len(phones)} phone sequences but {len(bert_features)} BERT feature tensors")
+        if num_candidates < 1:
+            raise S1InputError(f"num_candidates must be >= 1, got {num_candidates}")
+        n_sent = len(phones)
+        if prompts is None or isinstance(prompts, torch.Tensor):
+            prompt_list: list[torch.Tensor | None] = [prompts] * n_sent  # type: ignore[list-item]
+        else:
+            prompt_list = list(prompts)
+            if len(prompt_list) != n_sent:
+                raise S1InputError(f"{n_sent} sentences but {len(prompt_list)} prompts")
+
+        dev = self.ar_predict_layer.weight.device
+        prefixes, kinds, prompt_lens, seen_lists = [], [], [], []
+        for i in range(n_sent):
+            ph, bert, pr = phones[i], bert_features[i], prompt_list[i]
+            if ph.ndim != 1 or ph.numel() == 0:
+                raise S1InputError(
+                    f"sentence {i}: phones must be a non-empty 1-D tensor, got shape {tuple(ph.shape)}"
+                )
+            if bert.ndim != 2 or bert.shape != (BERT_DIM, ph.numel()):
+                raise S1InputError(
+                    f"sentence {i}: BERT features must be ({BERT_DIM}, {ph.numel()}) to match its "
+                    f"{ph.numel()} phones, got {tuple(bert.shape)}"
+                )
+            if int(ph.max()) >= self.cfg.phoneme_vocab_size or int(ph.min()) < 0:
+                raise S1InputError(f"sentence {i}: phone ids must be in [0, {self.cfg.phoneme_vocab_size})")
+            pr = None if pr is None or pr.numel() == 0 else pr.reshape(-1)
+            if pr is not None and (int(pr.max()) >= self.eos or int(pr.min()) < 0):
+                raise S1InputError(f"sentence {i}: prompt semantic ids must be in [0, {self.eos})")
+            x_emb = self.embed_text(ph.to(dev).unsqueeze(0), bert.to(dev).unsqueeze(0))[0]  # (Tx, C)
+            parts, kind = [x_emb], [torch.ones(ph.numel(), dtype=torch.long)]
+            if pr is not None:
+                parts.append(self.embed_audio(pr.to(dev).unsqueeze(0))[0])
+                kind.append(torch.full((pr.numel(),), 2, dtype=torch.long))
+            prefix, k = torch.cat(parts), torch.cat(kind)
+            for _ in range(num_candidates):
+                prefixes.append(prefix)
+                kinds.append(k)
+                prompt_lens.append(0 if pr is None else pr.numel())
+                seen_lists.append(pr)
+        return self._decode(
+            prefixes, kinds, prompt_lens, seen_lists, params, num_candidates, generator, return_step_logits
+        )
+
+    def _decode(
+        self,
+        prefixes: list[torch.Tensor],
+        kinds: list[torch.Tensor],
+        prompt_lens: list[int],
+        seen_lists: list[torch.Tensor | None],
+        params: SamplingParams,
+        num_candidates: int,
+        generator: torch.Generator | None,
+        return_step_logits: bool,
+    ) -> GenerationResult:
+        dev = self.ar_predict_layer.weight.device
+        n_rows = len(prefixes)
+        v = self.cfg.vocab_size
+        lmax = max(p.size(0) for p in prefixes)
+        x = prefixes[0].new_zeros(n_rows, lmax, prefixes[0].size(1))  # (B, L, C), left-padded
+        kind = torch.zeros(n_rows, lmax, dtype=torch.long)  # 0 pad, 1 text, 2 audio
+        for r, (p, k) in enumerate(zip(prefixes, kinds, strict=True)):
+            x[r, lmax - p.size(0) :] = p
+            kind[r, lmax - k.size(0) :] = k
+        kind = kind.to(dev)
+        is_pad, is_text, is_audio = kind == 0, kind == 1, kind == 2
+        causal = torch.ones(lmax, lmax, dtype=torch.bool, device=dev).tril()
+        mask = (is_text.unsqueeze(1) & ~is_pad.unsqueeze(2)) | (
+            is_audio.unsqueeze(2) & is_audio.unsqueeze(1) & causal
+        )
+        # Padding rows attend to themselves only, which keeps softmax finite; their outputs are unused.
+        mask = mask | (is_pad.unsqueeze(2) & torch.eye(lmax, dtype=torch.bool, device=dev))
+        key_ok = ~is_pad  # (B, L) grows by one column per step
+        any_pad = bool(is_pad.any())
+
+        seen = torch.zeros(n_rows, v, dtype=torch.bool, device=dev)
+        for r, s in enumerate(seen_lists):
+            if s is not None:
+                seen[r, s.to(dev).long()] = True
+        next_pos = torch.tensor(prompt_lens, dtype=torch.long, device=dev)  # position of the next audio token
+
+        cache = KVCache(self.cfg.n_layer)
+        h = x
+        for i, layer in enumerate(self.h.layers):
+            h = layer.forward_cached(h, mask.unsqueeze(1), cache, i)
+        cache.advance(lmax)
+        last = h[:, -1]  # (B, C)
+
+        rows = list(range(n_rows))  # original row of each live batch row
+        out_tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        out_lp: list[list[float]] = [[] for _ in range(n_rows)]
+        out_logits: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
+        done_eos = [False] * n_rows
+        steps = [0] * n_rows
+
+        for step in range(params.max_new_tokens):
+            raw = self.ar_predict_layer(last).float()  # (B, V)
+            logits = raw.clone()
+            if step < params.eos_ban_steps:
+                logits[:, self.eos] = float("-inf")
+            penalised, probs = logits_to_probs(logits, seen, params)
+            sample = sample_from_probs(probs, generator)  # (B,)
+            stop_eos = (sample == self.eos) | (penalised.argmax(dim=-1) == self.eos)
+            logp = torch.log_softmax(raw, dim=-1).gather(1, sample.unsqueeze(1)).squeeze(1)
+            sample_l, stop_l, logp_l = sample.tolist(), stop_eos.tolist(), logp.tolist()
+            keep = []
+            for b, r in enumerate(rows):
+                steps[r] += 1
+                if return_step_logits:
+                    out_logits[r].append(raw[b].cpu())
+                if stop_l[b]:
+                    done_eos[r] = True
+                    continue
+                out_tokens[r].append(sample_l[b])
+                out_lp[r].append(logp_l[b])
+                if len(out_tokens[r]) < params.max_new_tokens:
+                    keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(rows):
+                idx = torch.tensor(keep, dtype=torch.long, device=dev)
+                rows = [rows[b] for b in keep]
+                sample, seen, next_pos, key_ok = sample[idx], seen[idx], next_pos[idx], key_ok[idx]
+                cache.keep_rows(idx)
+            seen[torch.arange(len(rows), device=dev), sample] = True
+            # Positions continue after the prompt: the k-th new token sits at prompt_len + k.
+            emb = self.ar_audio_embedding(sample.unsqueeze(1))
+            h = self.ar_audio_position.at(emb, next_pos.unsqueeze(1))  # (B, 1, C)
+            next_pos = next_pos + 1
+            key_ok = torch.cat([key_ok, key_ok.new_ones(len(rows), 1)], dim=1)
+            step_mask = key_ok[:, None, None, :] if any_pad else None
+            for i, layer in enumerate(self.h.layers):
+                h = layer.forward_cached(h, step_mask, cache, i)
+            cache.advance(1)
+            last = h[:, -1]
+
+        result = GenerationResult()
+        for r in range(n_rows):
+            if r % num_candidates == 0:
+                result.candidates.append([])
+            result.candidates[-1].append(
+                Candidate(
+                    tokens=torch.tensor(out_tokens[r], dtype=torch.long),
+                    logprobs=torch.tensor(out_lp[r], dtype=torch.float32),
+                    eos=done_eos[r],
+                    steps=steps[r],
+                    step_logits=torch.stack(out_logits[r]) if return_step_logits else None,
+                )
+            )
+        return result
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def s1_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over all positions, as the reference (longer clips weigh more)."""
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="sum")
+
+
+def top_k_accuracy(
+    logits: torch.Tensor, targets: torch.Tensor, k: int = 3, ignore_index: int = -100
+) -> torch.Tensor:
+    """Micro top-k accuracy over positions whose target is not ``ignore_index`` (the reference ignores EOS)."""
+    keep = targets != ignore_index
+    if not bool(keep.any()):
+        return logits.new_zeros(())
+    topk = logits.topk(k, dim=-1).indices  # (B, T, k)
+    hit = (topk == targets.unsqueeze(-1)).any(-1)
+    return hit[keep].float().mean()
+
+
+def sequence_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum of per-position target log-probabilities, (B, T, V), (B, T) -> (B,) (padding included, as the
+    reference's ``get_batch_logps``)."""
+    return logits.log_softmax(-1).gather(2, targets.unsqueeze(2)).squeeze(2).sum(-1)
+
+
+def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, beta: float = 0.2) -> torch.Tensor:
+    """Reference-free DPO loss: mean of -logsigmoid(beta * (chosen - rejected))."""
+    return -F.logsigmoid(beta * (chosen_logps - rejected_logps)).mean()
+
+
+def make_reject_y(
+    y: torch.Tensor, y_lens: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejected targets for DPO: per row, randomly repeat a span or drop a span of the true tokens.
+
+    As the reference, the span is taken from the padded row (length y.shape[1]); rows are right-padded
+    with 0 to the longest result.
+    """
+    out = []
+    for b in range(y.shape[0]):
+        row = y[b]
+        mode = int(torch.randint(0, 2, (1,), generator=generator))
+        lo, hi = torch.randint(0, len(row), (2,), generator=generator).sort().values.tolist()
+        span = row[lo:hi]
+        parts = [row[:lo], span, span, row[hi:]] if mode == 0 else [row[:lo], row[hi:]]
+        out.append(torch.cat(parts))
+    lens = torch.tensor([len(r) for r in out], device=y_lens.device)
+    width = int(lens.max())
+    padded = torch.stack([F.pad(r, (0, width - len(r))) for r in out])
+    return padded, lens
+
+
+def strip_lightning_prefix(
+    state_dict: dict[str, torch.Tensor], prefix: str = "model."
+) -> dict[str, torch.Tensor]:
+    """Official GPT checkpoints store the Lightning module's state dict; drop its ``model.`` prefix."""
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state_dict.items()}

@@ -1,0 +1,241 @@
+"""S1 (Text2Semantic): parity with the reference fixtures, full-size key layout, batched decoding."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt_sovits.s1_model import (
+    S1Config,
+    S1ConfigError,
+    S1InputError,
+    Text2Semantic,
+    dpo_loss,
+    make_reject_y,
+    s1_loss,
+    sequence_logps,
+    strip_lightning_prefix,
+    top_k_accuracy,
+)
+from gpt_sovits.sampling import SamplingParams
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "gpt_sovits_v2"
+if not REF.is_dir():  # the checkout may sit elsewhere; the fixtures live in the shared folder
+    REF = Path("/work/shared/reference/gpt_sovits_v2")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Text2Semantic:
+    ckpt = torch.load(REF / "s1_tiny.ckpt", weights_only=True)
+    model = Text2Semantic(S1Config.from_official(ckpt["config"]))
+    weights = {k: v.float() for k, v in strip_lightning_prefix(ckpt["weight"]).items()}
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def io() -> dict:
+    return torch.load(REF / "s1_tiny_io.pt", weights_only=True)
+
+
+def greedy(rep: float, max_new: int) -> SamplingParams:
+    return SamplingParams(top_k=1, top_p=1.0, temperature=1.0, repetition_penalty=rep, max_new_tokens=max_new)
+
+
+def test_tiny_teacher_forced_parity(tiny: Text2Semantic, io: dict) -> None:
+    with torch.no_grad():
+        x_emb = tiny.embed_text(io["x"], io["bert_feature"])
+        y_emb = tiny.embed_audio(io["y"])
+        logits, targets, xy_dec = tiny._teacher_forced(
+            io["x"], io["x_lens"], io["y"], io["y_lens"], io["bert_feature"]
+        )
+        out = tiny(io["x"], io["x_lens"], io["y"], io["y_lens"], io["bert_feature"])
+    torch.testing.assert_close(x_emb, io["tf_x_emb"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(y_emb, io["tf_y_emb"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(xy_dec, io["tf_xy_dec"], atol=1e-4, rtol=0)
+    assert logits.shape == (1, 13, 1025)
+    torch.testing.assert_close(logits, io["tf_logits"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.logits, logits)
+    assert targets.tolist() == [io["y"][0].tolist() + [1024]]
+    assert s1_loss(logits, targets).item() == pytest.approx(io["tf_loss"].item(), rel=1e-5)
+    assert top_k_accuracy(logits, targets, k=3, ignore_index=1024).item() == pytest.approx(
+        io["tf_acc"].item()
+    )
+
+
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+def test_tiny_greedy_decode_parity(tiny: Text2Semantic, io: dict, case: str) -> None:
+    rep = float(io[f"dec_{case}_rep_penalty"])
+    early = io[f"dec_{case}_early_stop_num"]
+    prompt = io["prompt"][0]
+    res = tiny.generate(
+        [io["x"][0]], [io["bert_feature"][0]], prompt, greedy(rep, early + 1), return_step_logits=True
+    ).candidates[0][0]
+    ref_tokens = io[f"dec_{case}_tokens"][0]
+    assert torch.equal(torch.cat([prompt, res.tokens]), ref_tokens)
+    assert res.eos == bool(io[f"dec_{case}_eos_hit"])
+    assert res.steps == io[f"dec_{case}_steps"]
+    # The reference's idx: number of new tokens after EOS, one less after an early stop.
+    idx = res.tokens.numel() if res.eos else res.tokens.numel() - 1
+    assert idx == io[f"dec_{case}_idx"]
+    torch.testing.assert_close(res.step_logits, io[f"dec_{case}_logits"], atol=1e-4, rtol=0)
+    expected_lp = torch.log_softmax(res.step_logits[: res.tokens.numel()], -1).gather(1, res.tokens[:, None])[
+        :, 0
+    ]
+    torch.testing.assert_close(res.logprobs, expected_lp)
+
+
+def test_eos_ban_is_what_keeps_the_tiny_model_going(tiny: Text2Semantic, io: dict) -> None:
+    # The fixture's raw argmax is EOS at step 0: without the ban, decoding ends at once with no tokens.
+    params = SamplingParams(top_k=1, repetition_penalty=1.35, eos_ban_steps=0, max_new_tokens=41)
+    res = tiny.generate([io["x"][0]], [io["bert_feature"][0]], io["prompt"][0], params).candidates[0][0]
+    assert res.eos and res.steps == 1 and res.tokens.numel() == 0
+
+
+def test_kv_cache_decode_matches_full_sequence_forward(tiny: Text2Semantic, io: dict) -> None:
+    prompt = io["prompt"][0]
+    res = tiny.generate(
+        [io["x"][0]], [io["bert_feature"][0]], prompt, greedy(1.35, 41), return_step_logits=True
+    )
+    cand = res.candidates[0][0]
+    y = torch.cat([prompt, cand.tokens]).unsqueeze(0)
+    with torch.no_grad():
+        full = tiny(io["x"], io["x_lens"], y, torch.tensor([y.shape[1]]), io["bert_feature"]).logits[0]
+    tp = prompt.numel()
+    torch.testing.assert_close(full[tp : tp + cand.steps], cand.step_logits, atol=1e-4, rtol=0)
+
+
+def test_batched_greedy_equals_unbatched(tiny: Text2Semantic, io: dict) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, b0 = io["x"][0], io["bert_feature"][0]
+    x1 = torch.randint(0, 732, (9,), generator=g)
+    b1 = torch.randn(1024, 9, generator=g)
+    p0 = io["prompt"][0]
+    p1 = torch.randint(0, 1024, (6,), generator=g)
+    params = greedy(1.35, 30)
+    singles = [
+        tiny.generate([x0], [b0], p0, params).candidates[0][0],
+        tiny.generate([x1], [b1], p1, params).candidates[0][0],
+        tiny.generate([x1], [b1], None, params).candidates[0][0],
+    ]
+    batched = tiny.generate([x0, x1, x1], [b0, b1, b1], [p0, p1, None], params, num_candidates=3)
+    assert len(batched.candidates) == 3
+    for single, cands in zip(singles, batched.candidates, strict=True):
+        assert len(cands) == 3
+        for c in cands:
+            assert torch.equal(c.tokens, single.tokens)
+            assert c.eos == single.eos and c.steps == single.steps
+            torch.testing.assert_close(c.logprobs, single.logprobs, atol=1e-4, rtol=0)
+    # The rows finish at different steps, so rows really left the batch mid-way.
+    assert len({cands[0].steps for cands in batched.candidates}) > 1
+
+
+def random_tiny(seed: int = 0) -> Text2Semantic:
+    torch.manual_seed(seed)
+    cfg = S1Config(
+        embedding_dim=32, hidden_dim=32, head=2, n_layer=2, phoneme_vocab_size=50, vocab_size=65, EOS=64
+    )
+    return Text2Semantic(cfg).eval()
+
+
+def test_sampling_is_seedable_and_varies_with_seed() -> None:
+    model = random_tiny()
+    x, bert, prompt = torch.randint(0, 50, (7,)), torch.randn(1024, 7), torch.randint(0, 64, (5,))
+    params = SamplingParams(top_k=20, top_p=0.9, temperature=1.0, max_new_tokens=20)
+
+    def run(seed: int) -> list[list[int]]:
+        res = model.generate(
+            [x], [bert], prompt, params, num_candidates=4, generator=torch.Generator().manual_seed(seed)
+        )
+        return [c.tokens.tolist() for c in res.candidates[0]]
+
+    first = run(1)
+    assert first == run(1)
+    assert first != run(2)
+    assert len({tuple(t) for t in first}) > 1  # candidates in one batch differ
+    for toks in first:
+        assert all(0 <= t < 64 for t in toks) and len(toks) <= 20
+
+
+def test_right_padded_targets_do_not_change_valid_logits() -> None:
+    model = random_tiny(1)
+    x, bert = torch.randint(0, 50, (1, 6)), torch.randn(1, 1024, 6)
+    y = torch.randint(0, 64, (1, 8))
+    with torch.no_grad():
+        alone = model(x, torch.tensor([6]), y[:, :5], torch.tensor([5]), bert)
+        padded = model(
+            x.repeat(2, 1), torch.tensor([6, 6]), y.repeat(2, 1), torch.tensor([5, 8]), bert.repeat(2, 1, 1)
+        )
+    torch.testing.assert_close(padded.logits[0, :6], alone.logits[0], atol=1e-5, rtol=0)
+    assert padded.targets[0].tolist() == y[0, :5].tolist() + [64] * 4  # padding positions target EOS
+    assert padded.targets[1].tolist() == y[0].tolist() + [64]
+
+
+def test_full_size_v2_keys_and_shapes() -> None:
+    with open(REF / "s1_v2_keys.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    expected = [(r["name"].removeprefix("model."), json.loads(r["shape"])) for r in rows]
+    cfg = S1Config.from_official(json.loads((REF / "s1_v2_config.json").read_text()))
+    with torch.device("meta"):
+        model = Text2Semantic(cfg)
+    got = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    assert got == expected
+    assert sum(v.numel() for v in model.state_dict().values()) == 77_606_402
+
+
+def test_config_round_trips_and_rejects_bad_input() -> None:
+    official = json.loads((REF / "s1_v2_config.json").read_text())
+    cfg = S1Config.from_official(official)
+    assert (cfg.n_layer, cfg.head, cfg.hidden_dim, cfg.EOS) == (24, 16, 512, 1024)
+    assert S1Config.from_dict(cfg.to_dict()) == cfg
+    assert S1Config.from_official({"model": cfg.to_official()}) == cfg
+    assert (
+        S1Config.from_official(
+            {**official, "model": {**official["model"], "phoneme_vocab_size": 512}}
+        ).phoneme_vocab_size
+        == 512
+    )
+    with pytest.raises(S1ConfigError, match="n_layer"):
+        S1Config.from_official({"model": {k: v for k, v in official["model"].items() if k != "n_layer"}})
+    with pytest.raises(S1ConfigError, match="EOS"):
+        S1Config(vocab_size=1025, EOS=3)
+    with pytest.raises(S1ConfigError, match="unknown"):
+        S1Config.from_dict({"bogus": 1})
+
+
+def test_generate_rejects_inconsistent_inputs() -> None:
+    model = random_tiny()
+    x, bert, prompt = torch.randint(0, 50, (7,)), torch.randn(1024, 7), torch.randint(0, 64, (5,))
+    with pytest.raises(S1InputError, match="BERT features must be"):
+        model.generate([x], [torch.randn(1024, 6)], prompt)
+    with pytest.raises(S1InputError, match="non-empty"):
+        model.generate([x[:0]], [bert[:, :0]], prompt)
+    with pytest.raises(S1InputError, match="prompt semantic ids"):
+        model.generate([x], [bert], torch.tensor([64]))
+    with pytest.raises(S1InputError, match="phone ids"):
+        model.generate([x + 50], [bert], prompt)
+    with pytest.raises(S1InputError, match="prompts"):
+        model.generate([x, x], [bert, bert], [prompt])
+    with pytest.raises(S1InputError, match="BERT features must be"):
+        model(x[None], torch.tensor([7]), prompt[None], torch.tensor([5]), torch.randn(1, 1024, 6))
+
+
+def test_dpo_pieces() -> None:
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(1, 11).unsqueeze(0).repeat(4, 1)
+    rej, lens = make_reject_y(y, torch.full((4,), 10), generator=g)
+    assert rej.shape == (4, int(lens.max()))
+    for row, n in zip(rej, lens.tolist(), strict=True):
+        assert (row[n:] == 0).all()
+        assert set(row[:n].tolist()) <= set(range(1, 11))
+    logits = torch.randn(2, 5, 7)
+    targets = torch.randint(0, 7, (2, 5))
+    lp = sequence_logps(logits, targets)
+    manual = sum(torch.log_softmax(logits[0, t], -1)[targets[0, t]] for t in range(5))
+    assert lp[0].item() == pytest.approx(manual.item(), rel=1e-5)
+    assert dpo_loss(torch.tensor([0.0]), torch.tensor([0.0])).item() == pytest.approx(0.6931, abs=1e-4)
+    assert dpo_loss(torch.tensor([10.0]), torch.tensor([-10.0])).item() < 0.02
