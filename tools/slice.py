@@ -8,8 +8,6 @@ input gives the same cut points. Differences, all deliberate:
 
 - the RMS curve is computed block by block from running sums of squares, never as a
   (frames x window) matrix, so an hour of audio costs a few MB beyond the signal itself;
-- clip ends are clamped to the signal length (the reference names its last clip with the end of
-  the last *frame*, up to one hop past the end of the audio);
 - `max_length_s` splits over-long clips at their quietest frame (the reference has no maximum);
 - a clip whose peak exceeds 1 is divided by its peak once before mixing (the reference divides by
   the old peak twice); clips of pure digital silence are not written (the reference divides by 0);
@@ -17,7 +15,8 @@ input gives the same cut points. Differences, all deliberate:
   a different one gets a free name `name (1).wav` (see `tools.fsutil.unique_path`).
 
 Outputs are 32 kHz mono int16 wavs named `"%s_%010d_%010d.wav" % (source name with extension,
-start, end)`, start/end in samples at 32 kHz, as the reference names them.
+start, end)`, start/end in samples at 32 kHz, as the reference names them (so the last clip's end is that of the
+last RMS frame, up to one hop past the last sample, exactly as GPT-SoVITS writes it).
 """
 
 from __future__ import annotations
@@ -291,8 +290,10 @@ def find_cuts(audio: np.ndarray, params: SliceParams = SliceParams()) -> list[tu
         bounds += [(tags[k][1], tags[k + 1][0]) for k in range(len(tags) - 1)]
         if tags[-1][1] < total:
             bounds.append((tags[-1][1], total))
-    segments = [(a * fr.hop, min(n, b * fr.hop)) for a, b in bounds]
-    segments = [(s, e) for s, e in segments if e > s]
+    # Ends are frame indices x hop, as the reference names them: the last clip's end can lie up to
+    # one hop past the last sample (slicing the audio clamps it). Same names as GPT-SoVITS writes.
+    segments = [(a * fr.hop, b * fr.hop) for a, b in bounds]
+    segments = [(s, e) for s, e in segments if min(e, n) > s]
     if params.max_length_s is not None:
         segments = _split_long(segments, rms, fr.hop, int(round(params.max_length_s * params.sample_rate)))
     return segments
