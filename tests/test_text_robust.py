@@ -119,3 +119,12 @@ def test_property_arbitrary_unicode(text, lang, version):
 def test_property_mixed_chinese_latin_digits(text):
     for seg in clean_mixed_text(text, "zh"):
         assert set(seg.phones) <= set(get_symbols("v2"))
+
+
+@pytest.mark.parametrize("text", ["𑶠", "٣٤", "X$,1", "£,5.,"])
+def test_found_by_property_tests(text):
+    # Non-ASCII decimal digits and stray commas in money made the reference's regex rules raise.
+    for lang in ("zh", "en"):
+        phones, _, _ = clean_text(text, lang)
+        assert set(phones) <= set(get_symbols("v2"))
+    assert clean_text("٣", "zh")[2] == "三"

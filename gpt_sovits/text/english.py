@@ -98,8 +98,11 @@ def _money(m: re.Match, units: tuple[str, str, str, str]) -> str:
     parts = text.split(".")
     if len(parts) > 2:
         return f"{text} {many}"
-    main = int(parts[0]) if parts[0] else 0
-    sub = int(parts[1].ljust(2, "0")) if len(parts) > 1 and parts[1] else 0
+    # Commas left here ("$,1") would make the reference raise; they are ignored.
+    whole = parts[0].replace(",", "")
+    frac = parts[1].replace(",", "") if len(parts) > 1 else ""
+    main = int(whole) if whole else 0
+    sub = int(frac.ljust(2, "0")) if frac else 0
     main_unit = one if main == 1 else many
     sub_unit = sub_one if sub == 1 else sub_many
     if main and sub:

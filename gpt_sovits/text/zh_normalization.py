@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import string
+import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -326,9 +327,17 @@ def _post_replace(sentence: str) -> str:
     return re.sub(r"[-——《》【】<=>{}()（）#&@“”^_|\\]", "", sentence)
 
 
+def _ascii_digits(text: str) -> str:
+    # Other scripts' decimal digits match the regexes' \d but not the digit table (the reference raises a
+    # KeyError on them); read them as their ASCII values.
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
+
+
 def normalize_sentence(sentence: str) -> str:
     """Verbalise one sentence."""
-    s = traditional_to_simplified(sentence).translate(_F2H)
+    s = _ascii_digits(traditional_to_simplified(sentence).translate(_F2H))
     s = RE_DATE.sub(_replace_date, s)
     s = RE_DATE2.sub(_replace_date2, s)
     s = RE_TIME_RANGE.sub(_replace_time, s)
