@@ -467,11 +467,10 @@ class Text2Semantic(nn.Module):
                 parts.append(self.embed_audio(pr.to(dev).unsqueeze(0))[0])
                 kind.append(torch.full((pr.numel(),), 2, dtype=torch.long))
             prefix, k = torch.cat(parts), torch.cat(kind)
-            for _ in range(num_candidates):
-                prefixes.append(prefix)
-                kinds.append(k)
-                prompt_lens.append(0 if pr is None else pr.numel())
-                seen_lists.append(pr)
+            prefixes.append(prefix)
+            kinds.append(k)
+            prompt_lens.append(0 if pr is None else pr.numel())
+            seen_lists.append(pr)
         return self._decode(
             prefixes, kinds, prompt_lens, seen_lists, params, num_candidates, generator, return_step_logits
         )
@@ -487,12 +486,14 @@ class Text2Semantic(nn.Module):
         generator: torch.Generator | None,
         return_step_logits: bool,
     ) -> GenerationResult:
+        """Prefill once per sentence, copy the cache to its candidates, then decode step by step."""
         dev = self.ar_predict_layer.weight.device
-        n_rows = len(prefixes)
+        n_sent = len(prefixes)
+        n_rows = n_sent * num_candidates
         v = self.cfg.vocab_size
         lmax = max(p.size(0) for p in prefixes)
-        x = prefixes[0].new_zeros(n_rows, lmax, prefixes[0].size(1))  # (B, L, C), left-padded
-        kind = torch.zeros(n_rows, lmax, dtype=torch.long)  # 0 pad, 1 text, 2 audio
+        x = prefixes[0].new_zeros(n_sent, lmax, prefixes[0].size(1))  # (S, L, C), left-padded
+        kind = torch.zeros(n_sent, lmax, dtype=torch.long)  # 0 pad, 1 text, 2 audio
         for r, (p, k) in enumerate(zip(prefixes, kinds, strict=True)):
             x[r, lmax - p.size(0) :] = p
             kind[r, lmax - k.size(0) :] = k
@@ -504,10 +505,9 @@ class Text2Semantic(nn.Module):
         )
         # Padding rows attend to themselves only, which keeps softmax finite; their outputs are unused.
         mask = mask | (is_pad.unsqueeze(2) & torch.eye(lmax, dtype=torch.bool, device=dev))
-        key_ok = ~is_pad  # (B, L) grows by one column per step
         any_pad = bool(is_pad.any())
 
-        seen = torch.zeros(n_rows, v, dtype=torch.bool, device=dev)
+        seen = torch.zeros(n_sent, v, dtype=torch.bool, device=dev)
         for r, s in enumerate(seen_lists):
             if s is not None:
                 seen[r, s.to(dev).long()] = True
@@ -518,7 +518,13 @@ class Text2Semantic(nn.Module):
         for i, layer in enumerate(self.h.layers):
             h = layer.forward_cached(h, mask.unsqueeze(1), cache, i)
         cache.advance(lmax)
-        last = h[:, -1]  # (B, C)
+        # Row r is candidate r % N of sentence r // N; candidates share the prefix computation.
+        expand = torch.arange(n_sent, device=dev).repeat_interleave(num_candidates)
+        if num_candidates > 1:
+            cache.keep_rows(expand)
+        last = h[expand, -1]  # (B, C)
+        key_ok = (~is_pad)[expand]  # (B, L) grows by one column per step
+        seen, next_pos = seen[expand], next_pos[expand]
 
         rows = list(range(n_rows))  # original row of each live batch row
         out_tokens: list[list[int]] = [[] for _ in range(n_rows)]
