@@ -1,0 +1,421 @@
+"""Read and write GPT-SoVITS weight files (official formats) without unpickling arbitrary objects.
+
+Formats (see DESIGN.md "Formats we share with the GPT-SoVITS ecosystem"):
+
+- GPT (S1) weights `.ckpt`: ``{"weight": {"model.<name>": fp16}, "config": dict, "info": str}``.
+- SoVITS (S2) weights `.pth`: ``{"weight": {<name>: fp16} without enc_q.*, "config": hparams, "info": str}``.
+  Official files pickle the config as a `utils.HParams` object; newer ones (v2Pro, v2ProPlus, v3/v4
+  LoRA) replace the zip's leading ``PK`` by a two-byte version code.
+- Pretrained generator / discriminator ``s2G*.pth`` / ``s2D*.pth``: ``{"weight": full state dict, ...}``.
+
+Security: official files are pickles. They are read with a restricted unpickler that only resolves
+tensor-rebuild functions, storages, dtypes, ``collections.OrderedDict`` and the one config class
+``utils.HParams`` (mapped to a plain dict). Any other global (``os.system``, ``builtins.eval``, ...)
+stops loading with `UnsafeCheckpointError` before anything it names can run. Files written here
+contain only tensors, containers and primitives and load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import types
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from gpt_sovits.s2_model import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from tools.fsutil import atomic_write_with
+
+if TYPE_CHECKING:
+    from gpt_sovits.s1_model import S1Config, Text2Semantic
+
+
+class CheckpointError(Exception):
+    """A weight file cannot be used; the message says what the file is and what was expected."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file's pickle references code other than tensors and plain containers; nothing was run."""
+
+
+class WrongModelTypeError(CheckpointError):
+    """The file holds another kind of model than the one asked for (e.g. GPT given as SoVITS)."""
+
+
+class UnsupportedVersionError(CheckpointError):
+    """The file is a GPT-SoVITS model version this implementation does not build (v2Pro, v3, v4)."""
+
+
+# Version codes that replace the zip's "PK" in newer SoVITS files (process_ckpt.head2version).
+HEADER_VERSIONS: dict[bytes, str] = {
+    b"00": "v1",
+    b"01": "v2",
+    b"02": "v3",
+    b"03": "v3-lora",
+    b"04": "v4-lora",
+    b"05": "v2Pro",
+    b"06": "v2ProPlus",
+}
+SUPPORTED_S2_VERSIONS = ("v1", "v2")
+
+
+# --- restricted unpickling -----------------------------------------------------------------------
+
+
+class HParamsDict(dict):
+    """Stand-in for the official `utils.HParams`: rebuilt as a dict from the pickled `__dict__`."""
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict_state, slots_state)
+            state = state[0]
+        if not isinstance(state, dict):
+            raise UnsafeCheckpointError("utils.HParams carries a state that is not a dict; refusing")
+        self.update(state)
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("torch", "Size"): torch.Size,
+        ("utils", "HParams"): HParamsDict,
+    }
+    for name in dir(torch):
+        obj = getattr(torch, name, None)
+        if isinstance(obj, torch.dtype):
+            allowed[("torch", name)] = obj
+        elif name.endswith("Storage") and isinstance(obj, type):
+            allowed[("torch", name)] = obj
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only allowlisted globals; anything else raises before it could be called."""
+
+    _allowed: dict[tuple[str, str], Any] | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if _RestrictedUnpickler._allowed is None:
+            _RestrictedUnpickler._allowed = _allowed_globals()
+        try:
+            return _RestrictedUnpickler._allowed[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"the file's pickle references {module}.{name}, which a weight file never needs; refusing to "
+                "load it (nothing from it was run). Only tensors, plain containers and the official "
+                "utils.HParams config are accepted."
+            ) from None
+
+
+def _restricted_load(file: Any, **kwargs: Any) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# torch.load wants a module-like object with Unpickler and load.
+_restricted_pickle = types.ModuleType("gpt_sovits_restricted_pickle")
+_restricted_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
+_restricted_pickle.load = _restricted_load  # type: ignore[attr-defined]
+
+
+def _to_plain(obj: Any) -> Any:
+    """HParamsDict (and nested ones) -> plain dicts, keeping everything else as is."""
+    if isinstance(obj, HParamsDict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, OrderedDict):
+        return OrderedDict((k, _to_plain(v)) for k, v in obj.items())
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+@dataclass
+class RawCheckpoint:
+    """A weight file read safely: its top-level object and the version code of its header, if any."""
+
+    path: Path
+    content: Any
+    header_version: str | None
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Read a torch weight file with the restricted unpickler (zip format, with or without version header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weight file not found: {path}")
+    data = path.read_bytes()
+    if len(data) < 4:
+        raise CheckpointError(
+            f"{path} is empty or truncated ({len(data)} bytes); expected a PyTorch weight file"
+        )
+    head = data[:2]
+    header_version = None
+    if head != b"PK":
+        if head in HEADER_VERSIONS:
+            header_version = HEADER_VERSIONS[head]
+            data = b"PK" + data[2:]
+        elif data[:1] != b"\x80":  # not a legacy (pre-zip) torch pickle either
+            raise CheckpointError(
+                f"{path} is not a PyTorch weight file (starts with {data[:8]!r}); expected a GPT .ckpt or SoVITS .pth"
+            )
+    if header_version is not None and header_version not in SUPPORTED_S2_VERSIONS:
+        raise UnsupportedVersionError(
+            f"{path} is a SoVITS {header_version} file (version header {head!r}); only v1 and v2 SoVITS "
+            "models are supported here"
+        )
+    if data[:2] == b"PK" and not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError(
+            f"{path} is truncated or damaged (its zip directory is missing); download it again"
+        )
+    try:
+        content = torch.load(
+            io.BytesIO(data), map_location="cpu", pickle_module=_restricted_pickle, weights_only=False
+        )
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(f"{path}: {e}") from None
+    except Exception as e:  # zip/pickle/storage errors from a damaged file
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch weight file (truncated or damaged?): {e}"
+        ) from e
+    return RawCheckpoint(path, _to_plain(content), header_version)
+
+
+# --- what a file holds -----------------------------------------------------------------------------
+
+
+def _state_dict_of(content: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(content, Mapping):
+        for key in ("weight", "state_dict", "model"):
+            sd = content.get(key)
+            if isinstance(sd, Mapping) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
+                return dict(sd)
+        if content and all(isinstance(v, torch.Tensor) for v in content.values()):
+            return dict(content)
+    return None
+
+
+def classify(content: Any) -> str:
+    """Kind of model a checkpoint holds: gpt, sovits, sovits-v2pro, sovits-v3, sovits-discriminator, unknown."""
+    sd = _state_dict_of(content)
+    if sd is None:
+        return "unknown"
+    keys = list(sd)
+    if any("ar_predict_layer" in k or "ar_text_embedding" in k for k in keys):
+        return "gpt"
+    if any(k.startswith("discriminators.") for k in keys):
+        return "sovits-discriminator"
+    if any(k.startswith("cfm.") or k.startswith("bridge.") for k in keys):
+        return "sovits-v3"
+    if "sv_emb.weight" in sd:
+        return "sovits-v2pro"
+    if "enc_p.text_embedding.weight" in sd:
+        return "sovits"
+    return "unknown"
+
+
+_KIND_NAMES = {
+    "gpt": "a GPT (S1) checkpoint",
+    "sovits": "a SoVITS (S2) generator",
+    "sovits-v2pro": "a SoVITS v2Pro/v2ProPlus generator",
+    "sovits-v3": "a SoVITS v3/v4 model",
+    "sovits-discriminator": "a SoVITS discriminator (s2D)",
+    "unknown": "not a GPT-SoVITS weight file",
+}
+
+
+def _legacy_weight_norm_names(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map `parametrizations.weight.original0/1` (newer torch weight norm) to `weight_g/weight_v`."""
+    out = {}
+    for k, v in sd.items():
+        k = k.replace(".parametrizations.weight.original0", ".weight_g")
+        k = k.replace(".parametrizations.weight.original1", ".weight_v")
+        out[k] = v
+    return out
+
+
+def _load_strict(
+    model: nn.Module, sd: Mapping[str, torch.Tensor], path: Path, what: str, assign: bool = False
+) -> None:
+    try:
+        model.load_state_dict(sd, strict=True, assign=assign)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not match the {what} built from its config: {e}") from None
+
+
+# --- SoVITS ----------------------------------------------------------------------------------------
+
+
+def _refuse_kind(path: Path, kind: str, expected: str) -> None:
+    if kind in ("sovits-v2pro", "sovits-v3") and expected == "a SoVITS (S2) generator":
+        raise UnsupportedVersionError(
+            f"{path} is {_KIND_NAMES[kind]}; only v1 and v2 SoVITS models are supported here"
+        )
+    raise WrongModelTypeError(f"{path} is {_KIND_NAMES[kind]}; expected {expected}")
+
+
+def load_sovits(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[SynthesizerTrn, S2Config]:
+    """Load an official (or our) SoVITS v1/v2 weight file or pretrained s2G file, strictly, in eval mode.
+
+    The model includes `enc_q` only when the file has it (pretrained generators); exported weights
+    drop it and decode without it. Version comes from the phone-embedding rows (322 v1, 732 v2),
+    as official inference decides.
+    """
+    raw = read_checkpoint(path)
+    kind = classify(raw.content)
+    if kind != "sovits":
+        _refuse_kind(raw.path, kind, "a SoVITS (S2) generator")
+    if raw.header_version in ("v2Pro", "v2ProPlus"):  # pragma: no cover - refused in read_checkpoint
+        raise UnsupportedVersionError(f"{raw.path} is SoVITS {raw.header_version}")
+    sd = _legacy_weight_norm_names(_state_dict_of(raw.content) or {})
+    rows = sd["enc_p.text_embedding.weight"].shape[0]
+    by_rows = {n: v for v, n in N_SYMBOLS.items()}
+    if rows not in by_rows:
+        raise CheckpointError(f"{raw.path}: phone embedding has {rows} rows; expected 322 (v1) or 732 (v2)")
+    version = by_rows[rows]
+    config = raw.content.get("config") if isinstance(raw.content, Mapping) else None
+    if isinstance(config, Mapping) and "model" in config:
+        cfg = S2Config.from_hparams(config, version=version)
+    else:
+        cfg = S2Config(version=version)  # pretrained files without a config use configs/s2.json
+    cfg.semantic_frame_rate = "25hz"  # as official inference forces
+    try:
+        # Built on the meta device: no time spent on random initialisation that the weights replace.
+        with torch.device("meta"):
+            model = SynthesizerTrn(cfg, with_posterior=any(k.startswith("enc_q.") for k in sd))
+    except ValueError as e:
+        raise CheckpointError(f"{raw.path}: its config cannot build a SoVITS model: {e}") from None
+    sd = {k: v.to(dtype or torch.float32) for k, v in sd.items()}
+    _load_strict(model, sd, raw.path, f"SoVITS {version} model", assign=True)
+    model.to(device=device)
+    return model.eval(), cfg
+
+
+def load_sovits_discriminator(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> MultiPeriodDiscriminator:
+    """Load a pretrained `s2D*.pth` multi-period discriminator (v1/v2: periods 2, 3, 5, 7, 11)."""
+    raw = read_checkpoint(path)
+    kind = classify(raw.content)
+    if kind != "sovits-discriminator":
+        _refuse_kind(raw.path, kind, "a SoVITS discriminator (s2D)")
+    sd = _legacy_weight_norm_names(_state_dict_of(raw.content) or {})
+    n_disc = len({k.split(".")[1] for k in sd if k.startswith("discriminators.")})
+    if n_disc != 6:
+        raise UnsupportedVersionError(
+            f"{raw.path} has {n_disc} sub-discriminators; v1/v2 have 6 (v2Pro has 8 and is not supported)"
+        )
+    model = MultiPeriodDiscriminator()
+    _load_strict(model, sd, raw.path, "multi-period discriminator")
+    return model.to(device)
+
+
+def _check_plain(obj: Any, where: str = "config") -> None:
+    """Only containers and primitives, so the file loads with weights_only=True everywhere."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be str, got {type(k).__name__}")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif obj is not None and not isinstance(obj, (str, int, float, bool)):
+        raise TypeError(
+            f"{where} holds a {type(obj).__name__}; only plain containers and primitives are saved"
+        )
+
+
+def _half_state(model_or_sd: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    sd = model_or_sd.state_dict() if isinstance(model_or_sd, nn.Module) else model_or_sd
+    return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in sd.items()}
+
+
+def save_sovits_weights(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    cfg: S2Config,
+    path: str | Path,
+    info: str = "",
+) -> Path:
+    """Write SoVITS weights in the official export layout (fp16, no enc_q, plain-dict config, info)."""
+    sd = _half_state(model_or_state_dict)
+    weight = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("enc_q."))
+    config = cfg.to_hparams()
+    _check_plain(config)
+    payload = OrderedDict(weight=weight, config=config, info=str(info))
+    path = Path(path)
+    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+    return path
+
+
+# --- GPT ---------------------------------------------------------------------------------------------
+
+
+def load_gpt(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[Text2Semantic, S1Config]:
+    """Load an official (or our) GPT weight `.ckpt` strictly, in eval mode."""
+    from gpt_sovits.s1_model import S1Config, S1ConfigError, Text2Semantic
+
+    raw = read_checkpoint(path)
+    kind = classify(raw.content)
+    if kind != "gpt":
+        raise WrongModelTypeError(
+            f"{raw.path} is {_KIND_NAMES[kind]}; expected a GPT (S1) checkpoint (.ckpt)"
+        )
+    config = raw.content.get("config") if isinstance(raw.content, Mapping) else None
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{raw.path} is a GPT checkpoint without a config; cannot tell its size")
+    try:
+        cfg = S1Config.from_official(dict(config))
+    except S1ConfigError as e:
+        raise CheckpointError(f"{raw.path}: {e}") from None
+    sd = _state_dict_of(raw.content) or {}
+    sd = {k.removeprefix("model."): v for k, v in sd.items()}
+    model = Text2Semantic(cfg)
+    _load_strict(model, sd, raw.path, "GPT model")
+    model.to(device=device, dtype=dtype)
+    return model.eval(), cfg
+
+
+DEFAULT_GPT_CONFIG: dict[str, Any] = {
+    "train": {"seed": 1234, "epochs": 20, "batch_size": 8, "save_every_n_epoch": 1, "precision": "16-mixed"},
+    "optimizer": {"lr": 0.01, "lr_init": 1e-05, "lr_end": 0.0001, "warmup_steps": 2000, "decay_steps": 40000},
+    "data": {"max_eval_sample": 8, "max_sec": 54, "num_workers": 4, "pad_val": 1024},
+    "inference": {"top_k": 15},
+}
+
+
+def save_gpt_weights(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    cfg: S1Config,
+    path: str | Path,
+    info: str = "",
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write GPT weights in the official layout: fp16 "model."-prefixed state dict, config dict, info.
+
+    `config` is the full official config (train/data/...); its `model` section is replaced by `cfg`.
+    Official inference reads `config["data"]["max_sec"]`, so a default config is written when none is given.
+    """
+    import copy
+
+    full = copy.deepcopy(dict(config) if config is not None else DEFAULT_GPT_CONFIG)
+    full["model"] = cfg.to_official()
+    _check_plain(full)
+    weight = OrderedDict(("model." + k, v) for k, v in _half_state(model_or_state_dict).items())
+    payload = OrderedDict(weight=weight, config=full, info=str(info))
+    path = Path(path)
+    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+    return path
