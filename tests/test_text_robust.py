@@ -128,3 +128,20 @@ def test_found_by_property_tests(text):
         phones, _, _ = clean_text(text, lang)
         assert set(phones) <= set(get_symbols("v2"))
     assert clean_text("٣", "zh")[2] == "三"
+
+
+def test_no_network_on_first_use():
+    # Fresh process with sockets disabled: every dictionary and model must load from installed files.
+    code = (
+        "import socket\n"
+        "def _no(*a, **k):\n"
+        "    raise OSError('network used')\n"
+        "socket.socket.connect = _no\n"
+        "socket.create_connection = _no\n"
+        "from gpt_sovits.text import clean_text\n"
+        "from gpt_sovits.text.english import lookup\n"
+        "print(clean_text('你好，世界', 'zh')[0], clean_text('hello zorbled', 'en')[0], lookup('zorbled'))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "'n', 'i2'" in r.stdout and "'Z'" in r.stdout
