@@ -275,3 +275,20 @@ def test_saver_refuses_non_plain_config(tmp_path):
     with pytest.raises(TypeError, match="only plain containers"):
         save_gpt_weights(model, cfg, tmp_path / "x.ckpt", config={"data": {"bad": object()}})
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_legacy_non_zip_format_loads_and_is_gated(tmp_path):
+    ckpt = torch.load(S1_CKPT, weights_only=True)
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(ckpt, legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:2] != b"PK"
+    model, cfg = load_gpt(legacy)
+    assert cfg.n_layer == 2
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "legacy_evil.ckpt"
+    torch.save(
+        {"weight": OrderedDict(), "config": _Payload(marker)}, evil, _use_new_zipfile_serialization=False
+    )
+    with pytest.raises(UnsafeCheckpointError):
+        load_gpt(evil)
+    assert not marker.exists()
