@@ -24,8 +24,9 @@ from gpt_sovits.checkpoints import (
     save_sovits_weights,
 )
 from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 S2_WEIGHTS = REF / "s2_tiny_weights.pth"
 S2_G = REF / "s2_tiny_G.pth"
 S1_CKPT = REF / "s1_tiny.ckpt"

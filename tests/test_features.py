@@ -20,10 +20,9 @@ from gpt_sovits.features import (
     phone_bert_features,
     spectrogram,
 )
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "gpt_sovits_v2"
-if not REF.is_dir():
-    REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 
 
 @pytest.fixture(scope="module")

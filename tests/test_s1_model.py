@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +21,9 @@ from gpt_sovits.s1_model import (
     top_k_accuracy,
 )
 from gpt_sovits.sampling import SamplingParams
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "gpt_sovits_v2"
-if not REF.is_dir():  # the checkout may sit elsewhere; the fixtures live in the shared folder
-    REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from gpt_sovits.s2_model import S2Config, SynthesizerTrn, UnsupportedS2Version
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 
 
 def _table(name: str) -> dict[str, list[int]]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from gpt_sovits.s2_model import S2Config, SynthesizerTrn
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "gpt_sovits_v2"
-if not REF.is_dir():  # the checkout may live elsewhere; the shared folder is fixed
-    REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 
 WAV_ATOL = 1e-4
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -11,8 +10,9 @@ from gpt_sovits.commons import slice_segments
 from gpt_sovits.features import mel_spectrogram, spec_to_mel, spectrogram
 from gpt_sovits.s2_losses import discriminator_loss, feature_loss, generator_loss, kl_loss
 from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2")
+REF = REFERENCE_DIR
 
 
 def test_one_training_step_updates_generator_and_discriminator():

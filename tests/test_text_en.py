@@ -1,16 +1,14 @@
 """English frontend: normalisation parity with the reference, dictionary and offline OOV fallback."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from gpt_sovits.text import clean_text, get_symbols
 from gpt_sovits.text.english import _oov_model, g2p, lookup, text_normalize
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2/en_normalize_cases.json")
-if not REF.exists():
-    REF = Path(__file__).resolve().parents[1] / "shared" / "reference" / "gpt_sovits_v2" / REF.name
+REF = REFERENCE_DIR / "en_normalize_cases.json"
 
 
 def test_normalize_matches_reference():

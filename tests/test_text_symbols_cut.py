@@ -1,7 +1,6 @@
 """Symbol tables and text splitting against the reference fixtures."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,9 @@ from gpt_sovits.text.cut import (
 )
 from gpt_sovits.text.errors import UnknownVersionError
 from gpt_sovits.text.symbols import UNK, cleaned_text_to_sequence, get_symbols
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2")
-if not REF.exists():  # the checkout's shared/ link, when tests run elsewhere
-    REF = Path(__file__).resolve().parents[1] / "shared" / "reference" / "gpt_sovits_v2"
+REF = REFERENCE_DIR
 
 
 def _load(name: str):

@@ -1,7 +1,6 @@
 """Chinese frontend parity with the reference implementation's outputs (G2PW off)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -9,10 +8,9 @@ from gpt_sovits.text import clean_text, cleaned_text_to_sequence
 from gpt_sovits.text.chinese import pinyin_backend, text_normalize
 from gpt_sovits.text.symbols import get_symbols
 from gpt_sovits.text.zh_normalization import normalize, num2str, verbalize_cardinal
+from tests.reference_data import REFERENCE_DIR
 
-REF = Path("/work/shared/reference/gpt_sovits_v2/zh_frontend_cases.json")
-if not REF.exists():
-    REF = Path(__file__).resolve().parents[1] / "shared" / "reference" / "gpt_sovits_v2" / REF.name
+REF = REFERENCE_DIR / "zh_frontend_cases.json"
 
 
 @pytest.fixture(scope="module")
