@@ -19,7 +19,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 130
 
 
 class JobAlreadyRunning(RuntimeError):
-    pass
+    """A tab was asked to start a job while its previous one still runs."""
 
 
 def start_job(ctx: AppContext, state: dict[str, Any], module: str, args: list[str], name: str) -> Job:
