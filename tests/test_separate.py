@@ -363,3 +363,19 @@ def test_hf_repo_id_matches_demucs_mapping():
 
     for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra", "mdx_extra_q"):
         assert hf_repo_id(name) == f"adefossez/{hf_repo_name(name)}"
+
+
+def test_tab_status_reports_an_unreadable_cached_model(tmp_path, monkeypatch):
+    """A broken yaml in the Hugging Face cache is named in the tab's status line, with the fix."""
+    from ui.context import AppContext
+    from ui.separate_tab import model_status
+
+    snapshot = (
+        use_hf_cache(monkeypatch, tmp_path / "hf") / "models--adefossez--HTDemucs" / "snapshots" / "abc123"
+    )
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "htdemucs.yaml").write_text("models: []\n")
+    line = model_status(AppContext.create(tmp_path / "ws", "en_US"), "htdemucs")
+    assert "unreadable" in line and "empty" in line and "hf download adefossez/HTDemucs" in line

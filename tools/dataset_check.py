@@ -21,7 +21,7 @@ import numpy as np
 
 from tools.fsutil import PathOutsideRootError
 from tools.jobs import EventWriter, ProgressFn, StopFn, log_progress, never_stop
-from tools.labels import LANGUAGES, LabelError, field_count_message, load_list
+from tools.labels import LANGUAGES, LabelError, add_within_argument, field_count_message, load_list
 
 MIN_SECONDS = 0.6
 MAX_SECONDS = 54.0
@@ -183,13 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
     )
-    parser.add_argument(
-        "--within",
-        default=Path("/"),
-        type=Path,
-        metavar="DIR",
-        help="refuse audio paths outside DIR (default: none; lists made by ASR hold absolute paths)",
-    )
+    add_within_argument(parser)
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS)
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")

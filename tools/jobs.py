@@ -12,6 +12,7 @@ Stopping a job terminates the child process group, so nothing keeps running in t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -151,10 +152,8 @@ class Job:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=grace)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
 
     def log_tail(self, max_chars: int = 4000) -> str:

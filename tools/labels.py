@@ -561,6 +561,17 @@ def stats(doc: LabelDocument) -> LabelStats:
     )
 
 
+def add_within_argument(parser: argparse.ArgumentParser) -> None:
+    """`--within DIR` for the CLIs that read a .list: a boundary only when asked for one."""
+    parser.add_argument(
+        "--within",
+        default=Path("/"),
+        type=Path,
+        metavar="DIR",
+        help="refuse audio paths outside DIR (default: none; lists made by ASR hold absolute paths)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.labels", description="Validate or summarise a .list label file."
@@ -570,13 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", default=None, help="dataset root for relative audio paths (default: the list's folder)"
     )
-    parser.add_argument(
-        "--within",
-        default=Path("/"),
-        type=Path,
-        metavar="DIR",
-        help="refuse audio paths outside DIR (default: none; lists made by ASR hold absolute paths)",
-    )
+    add_within_argument(parser)
     parser.add_argument("--events", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

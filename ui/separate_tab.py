@@ -32,7 +32,7 @@ def model_choices(ctx: AppContext) -> list[str]:
 
 def model_status(ctx: AppContext, name: str) -> str:
     """One line: found locally (or in the Hugging Face cache), else what to fetch and where."""
-    from tools.demucs_models import _hf_cached
+    from tools.demucs_models import ModelLoadError, _hf_cached
 
     _ = ctx.i18n
     found, _missing = local_status(name, model_dir(ctx))
@@ -41,8 +41,12 @@ def model_status(ctx: AppContext, name: str) -> str:
     try:
         if _hf_cached(name, download=False) is not None:
             return _("Model found in the Hugging Face cache.")
-    except Exception:  # an unreadable cached yaml: report it as missing, with the fix
-        pass
+    except ModelLoadError as e:  # a cached copy that cannot be read: say so, then how to get a good one
+        return (
+            _("The cached copy of the model is unreadable: {error}", error=str(e))
+            + " "
+            + missing_model_message(name, model_dir(ctx))
+        )
     return _("Model not found locally.") + " " + missing_model_message(name, model_dir(ctx))
 
 

@@ -8,6 +8,7 @@ and 儿 sit inside one word; ``modified_tone`` then rewrites the finals of each 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import cache
 from pathlib import Path
@@ -241,14 +242,10 @@ class ToneSandhi:
         merged = self._merge_bu(seg)
         # The reference wraps these steps in try/except and keeps the previous grouping on failure
         # (an empty word makes the index lookups fail); the same here.
-        try:
+        with contextlib.suppress(IndexError):
             merged = self._merge_yi(merged)
-        except IndexError:
-            pass
         merged = self._merge_reduplication(merged)
         for whole in (True, False):
-            try:
+            with contextlib.suppress(IndexError):
                 merged = self._merge_third_tones(merged, whole)
-            except IndexError:
-                pass
         return self._merge_er(merged)
