@@ -155,3 +155,11 @@ def page(browser, served_app):
 def write_wav(path: Path, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
     sf.write(path, audio.T if audio.ndim == 2 else audio, sr, subtype=subtype)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny random v2 pretrained models (HuBERT, BERT, S1, S2 G/D) in the official folder layout."""
+    from tests.tiny_models import build_tiny_pretrained
+
+    return build_tiny_pretrained(tmp_path_factory.mktemp("pretrained_models"))
