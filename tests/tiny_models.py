@@ -99,6 +99,11 @@ def _save_bert(folder: Path) -> None:
     BertForMaskedLM(cfg).eval().save_pretrained(folder)
 
 
+def _half(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """Pretrained files store fp16 weights."""
+    return OrderedDict((k, v.half()) for k, v in model.state_dict().items())
+
+
 def build_tiny_pretrained(root: Path, seed: int = 0) -> TinyPretrained:
     """Write tiny random v2 pretrained models under `root` in the official names and formats."""
     torch.manual_seed(seed)
@@ -117,11 +122,11 @@ def build_tiny_pretrained(root: Path, seed: int = 0) -> TinyPretrained:
     # Pretrained generators keep enc_q; our loader reads the plain-dict config when one is present.
     s2g = v2 / "s2G2333k.pth"
     torch.save(
-        OrderedDict(weight=generator.state_dict(), config=s2_cfg.to_hparams(), info="tiny random pretrained"),
+        OrderedDict(weight=_half(generator), config=s2_cfg.to_hparams(), info="tiny random pretrained"),
         s2g,
     )
     s2d = v2 / "s2D2333k.pth"
-    torch.save({"weight": MultiPeriodDiscriminator().state_dict()}, s2d)
+    torch.save({"weight": _half(MultiPeriodDiscriminator())}, s2d)
     return TinyPretrained(root, hubert, bert, s1_path, s2g, s2d, s1_cfg, s2_cfg)
 
 
