@@ -1,1 +1,41 @@
-"""The contrastive phone/semantic-token reranker."""
+"""The contrastive phone/semantic-token reranker (CLVP) that picks the best of S1's candidates.
+
+Public API (torch and the model code load on first call, not at import):
+``load_clvp(path, device="cpu") -> ClvpModel`` and
+``rerank(model, phone_ids, candidates) -> list[float]`` (higher = the candidate says the text better).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from clvp.model import ClvpModel
+
+__all__ = ["load_clvp", "rerank"]
+
+
+def load_clvp(path: str, device: str | torch.device = "cpu") -> ClvpModel:
+    """Load a CLVP weight file written by ``python -m clvp.train`` (weights_only), in eval mode on ``device``.
+
+    Raises ``clvp.checkpoint.ClvpCheckpointError`` (a ValueError) with a message for a person.
+    """
+    from clvp.checkpoint import load_clvp_checkpoint
+
+    return load_clvp_checkpoint(path, device)
+
+
+def rerank(
+    model: ClvpModel, phone_ids: list[int], candidates: list[list[int]], batch_size: int = 16
+) -> list[float]:
+    """Score each candidate (semantic tokens, without EOS) against the phone ids; higher = better.
+
+    Scores are ``exp(scale) * cos`` in [-100, 100]; candidates are batched (``batch_size`` at a time) with
+    padding masks, so a score does not depend on the other candidates. A trailing S1 EOS (1024) is
+    dropped. Raises ``clvp.model.ClvpInputError`` (a ValueError) for empty inputs or out-of-range ids.
+    """
+    from clvp.score import score_candidates
+
+    return score_candidates(model, phone_ids, candidates, batch_size=batch_size)
