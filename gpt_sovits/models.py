@@ -1,0 +1,465 @@
+"""The registry of every model the project uses: where each lives, how to check it, how to fetch it.
+
+All models live under one pretrained-models folder (``model_dir``, the UI's ``ctx.model_dir``) in the
+layout of the official GPT-SoVITS release, so a folder filled by hand from the official downloads
+works as is:
+
+    model_dir/
+      gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt   GPT (S1) v2
+      gsv-v2final-pretrained/s2G2333k.pth, s2D2333k.pth                        SoVITS (S2) v2 G / D
+      s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt, s2G488k.pth, s2D488k.pth v1 equivalents
+      chinese-hubert-base/                      HuBERT content features (config.json + weights)
+      chinese-roberta-wwm-ext-large/            BERT for Chinese phone features (+ tokenizer)
+      G2PWModel/g2pW.onnx                       Chinese polyphone model (optional)
+      faster-whisper-<size>/                    ASR (tools.asr owns the size table)
+      demucs/<name>.yaml + <sig>.safetensors    separation (tools.demucs_models owns the names)
+
+``python -m gpt_sovits.models list`` prints the table with each model's status;
+``python -m gpt_sovits.models download NAME [--model-dir P]`` fetches one (or a group: ``v2``, ``v1``)
+from the Hugging Face hub with progress and resume. Nothing here touches the network unless asked to
+download, and then an unreachable hub is one clear message within seconds, never a hang.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt_sovits.features import (
+    BERT_FOLDER,
+    HUBERT_FOLDER,
+    FeatureModelNotFoundError,
+    _check_model_folder,
+)
+from tools import asr as asr_models
+from tools import demucs_models
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "pretrained_models"
+GSV_REPO = "lj1995/GPT-SoVITS"
+G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"
+G2PW_FOLDER = "G2PWModel"
+HUB_CHECK_TIMEOUT_S = 5.0
+
+V2_FOLDER = "gsv-v2final-pretrained"
+# version -> (S1 .ckpt, S2 generator, S2 discriminator), relative to model_dir (official names).
+PRETRAINED_FILES: dict[str, tuple[str, str, str]] = {
+    "v2": (
+        f"{V2_FOLDER}/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt",
+        f"{V2_FOLDER}/s2G2333k.pth",
+        f"{V2_FOLDER}/s2D2333k.pth",
+    ),
+    "v1": ("s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt", "s2G488k.pth", "s2D488k.pth"),
+}
+
+# Rough download sizes, shown so a person knows what a download costs.
+_WHISPER_SIZES = {  # first match wins: turbo/distil before large
+    "turbo": "1.6 GB",
+    "distil": "1.5 GB",
+    "tiny": "75 MB",
+    "base": "145 MB",
+    "small": "480 MB",
+    "medium": "1.5 GB",
+    "large": "3.1 GB",
+}
+_DEMUCS_SIZES = {"htdemucs": "80 MB", "htdemucs_ft": "320 MB", "mdx_extra": "650 MB"}
+
+
+class ModelDownloadError(RuntimeError):
+    """A download that could not happen (hub unreachable, offline mode, unknown name); the message says
+    which folder to fill by hand and where the files come from."""
+
+
+@dataclass(frozen=True)
+class PretrainedPaths:
+    """Official pretrained files of one version (paths may not exist; see model_status)."""
+
+    s1: Path
+    s2g: Path
+    s2d: Path
+    hubert: Path
+    bert: Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry row.
+
+    name: what `download NAME` takes; path: file or folder relative to model_dir; repo_id + files: where
+    it comes from on the Hugging Face hub (files are repo paths, a trailing ``/*`` means a folder).
+    """
+
+    name: str
+    kind: str  # "gpt", "sovits", "sovits-d", "hubert", "bert", "g2pw", "asr", "demucs"
+    path: str
+    repo_id: str
+    files: tuple[str, ...]
+    size_hint: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    path: Path
+    present: bool
+    how_to_get: str
+    kind: str = ""
+    size_hint: str = ""
+    description: str = ""
+
+
+def pretrained_paths(model_dir: str | Path, version: str = "v2") -> PretrainedPaths:
+    """The official pretrained files of `version` ("v1" or "v2") under `model_dir`."""
+    if version not in PRETRAINED_FILES:
+        raise ValueError(f"unknown GPT-SoVITS version {version!r}: use one of {', '.join(PRETRAINED_FILES)}")
+    root = Path(model_dir)
+    s1, s2g, s2d = PRETRAINED_FILES[version]
+    return PretrainedPaths(root / s1, root / s2g, root / s2d, root / HUBERT_FOLDER, root / BERT_FOLDER)
+
+
+def _whisper_size(size: str) -> str:
+    for key, hint in _WHISPER_SIZES.items():
+        if key in size:
+            return hint
+    return ""
+
+
+def registry() -> list[ModelSpec]:
+    """Every model the project knows, GPT-SoVITS first (built on call: nothing happens at import)."""
+    rows: list[ModelSpec] = []
+    sizes = {"v2": ("155 MB", "105 MB", "95 MB"), "v1": ("155 MB", "105 MB", "95 MB")}
+    for version, (s1, s2g, s2d) in PRETRAINED_FILES.items():
+        s1_size, g_size, d_size = sizes[version]
+        rows += [
+            ModelSpec(
+                f"gpt-{version}", "gpt", s1, GSV_REPO, (s1,), s1_size, f"GPT (S1) pretrained {version}"
+            ),
+            ModelSpec(
+                f"sovits-{version}",
+                "sovits",
+                s2g,
+                GSV_REPO,
+                (s2g,),
+                g_size,
+                f"SoVITS (S2) generator {version}",
+            ),
+            ModelSpec(
+                f"sovits-d-{version}",
+                "sovits-d",
+                s2d,
+                GSV_REPO,
+                (s2d,),
+                d_size,
+                f"SoVITS discriminator {version} (fine-tuning only)",
+            ),
+        ]
+    rows += [
+        ModelSpec(
+            HUBERT_FOLDER,
+            "hubert",
+            HUBERT_FOLDER,
+            GSV_REPO,
+            (f"{HUBERT_FOLDER}/*",),
+            "190 MB",
+            "HuBERT content",
+        ),
+        ModelSpec(
+            BERT_FOLDER,
+            "bert",
+            BERT_FOLDER,
+            GSV_REPO,
+            (f"{BERT_FOLDER}/*",),
+            "650 MB",
+            "BERT for Chinese text",
+        ),
+        ModelSpec(
+            "g2pw",
+            "g2pw",
+            f"{G2PW_FOLDER}/g2pW.onnx",
+            G2PW_REPO,
+            ("G2PWModel.zip",),
+            "600 MB",
+            "Chinese polyphone model (optional)",
+        ),
+    ]
+    for size, repo in asr_models.MODEL_REPOS.items():
+        rows.append(
+            ModelSpec(
+                f"faster-whisper-{size}",
+                "asr",
+                f"faster-whisper-{size}",
+                repo,
+                ("*",),
+                _whisper_size(size),
+                f"ASR (faster-whisper {size})",
+            )
+        )
+    for name in demucs_models.BUILTIN_MODELS:
+        rows.append(
+            ModelSpec(
+                f"demucs-{name}",
+                "demucs",
+                f"demucs/{name}.yaml",
+                demucs_models.hf_repo_id(name),
+                ("*",),
+                _DEMUCS_SIZES.get(name, ""),
+                f"separation (demucs {name})",
+            )
+        )
+    return rows
+
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "v2": ("gpt-v2", "sovits-v2", "sovits-d-v2", HUBERT_FOLDER, BERT_FOLDER),
+    "v1": ("gpt-v1", "sovits-v1", "sovits-d-v1", HUBERT_FOLDER, BERT_FOLDER),
+}
+
+
+def find_spec(name: str) -> ModelSpec:
+    for spec in registry():
+        if spec.name == name:
+            return spec
+    names = ", ".join([*GROUPS, *(s.name for s in registry())])
+    raise ModelDownloadError(f"unknown model {name!r}. Known names: {names}")
+
+
+def _hub_url(spec: ModelSpec) -> str:
+    return f"https://huggingface.co/{spec.repo_id}"
+
+
+def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
+    """The folder to fill and where the files come from, for when the download cannot run here."""
+    target = model_dir / spec.path
+    if spec.kind in ("gpt", "sovits", "sovits-d"):
+        return (
+            f"Put {Path(spec.path).name} at {target} (from {_hub_url(spec)}/blob/main/{spec.files[0]}), or run "
+            f"`python -m gpt_sovits.models download {spec.name} --model-dir {model_dir}` on a machine online."
+        )
+    if spec.kind == "g2pw":
+        return (
+            f"Unzip G2PWModel.zip from {_hub_url(spec)} into {model_dir} so that {target} exists, or run "
+            f"`python -m gpt_sovits.models download g2pw --model-dir {model_dir}`."
+        )
+    return (
+        f"Fill {model_dir / Path(spec.path).parts[0]} from {_hub_url(spec)}, or run "
+        f"`python -m gpt_sovits.models download {spec.name} --model-dir {model_dir}`."
+    )
+
+
+def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
+    """Presence by the same checks the loaders make, with their messages."""
+    path = model_dir / spec.path
+    present, how = False, ""
+    if spec.kind in ("hubert", "bert"):
+        try:
+            _check_model_folder(path, "HuBERT" if spec.kind == "hubert" else "BERT", spec.kind == "bert")
+            present = True
+        except FeatureModelNotFoundError as e:
+            how = str(e)
+    elif spec.kind == "asr":
+        size = spec.name[len("faster-whisper-") :]
+        present = asr_models.local_model_folder(size, model_dir) is not None
+        how = "" if present else asr_models._missing_message(size, model_dir)
+    elif spec.kind == "demucs":
+        name = spec.name[len("demucs-") :]
+        present = demucs_models.local_status(name, model_dir / "demucs")[0]
+        how = "" if present else demucs_models.missing_model_message(name, model_dir / "demucs")
+    else:
+        present = path.is_file() and path.stat().st_size > 0
+        how = "" if present else f"{spec.description} missing: {path}. " + _manual_hint(spec, model_dir)
+    return ModelStatus(spec.name, path, present, how, spec.kind, spec.size_hint, spec.description)
+
+
+def model_status(model_dir: str | Path) -> list[ModelStatus]:
+    """Every registry model's presence under `model_dir` (no network, no loading)."""
+    root = Path(model_dir)
+    return [_status(spec, root) for spec in registry()]
+
+
+def missing_message(name: str, model_dir: str | Path) -> str:
+    """One line for a missing model: what, where, and how to get it."""
+    return _status(find_spec(name), Path(model_dir)).how_to_get
+
+
+# ------------------------------------------------------------------------------------------- download
+
+
+def _hub_endpoint_host() -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
+    """True when a TCP connection to the hub opens within `timeout` s (name lookup included).
+
+    The lookup runs in a daemon thread because getaddrinfo ignores socket timeouts and can block for
+    a long time on a machine without DNS.
+    """
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(_hub_endpoint_host(), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _offline_message(spec: ModelSpec, model_dir: Path, why: str) -> str:
+    return f"Cannot download {spec.name}: {why}. " + _manual_hint(spec, model_dir)
+
+
+def _extract_g2pw(zip_path: Path, model_dir: Path) -> None:
+    """Unpack G2PWModel.zip into model_dir/G2PWModel, refusing members that would land outside it."""
+    target = (model_dir / G2PW_FOLDER).resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        for member in zf.infolist():
+            parts = Path(member.filename).parts
+            if not parts or member.is_dir():
+                continue
+            # The archive's top folder may be G2PWModel/ or G2PWModel_1.1/: keep what is below it.
+            rel = Path(*parts[1:]) if len(parts) > 1 and parts[0].startswith(G2PW_FOLDER) else Path(*parts)
+            dest = (target / rel).resolve()
+            if target not in dest.parents:
+                raise ModelDownloadError(
+                    f"{zip_path.name}: refused a member outside the model folder: {member}"
+                )
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def download(
+    name: str,
+    model_dir: str | Path = DEFAULT_MODEL_DIR,
+    log: Callable[[str], None] = print,
+    check_hub: bool = True,
+) -> list[Path]:
+    """Fetch `name` (a registry name or a group: v2, v1) into `model_dir` in the official layout.
+
+    huggingface_hub shows tqdm progress and resumes interrupted files (partial downloads are kept in
+    model_dir/.cache/huggingface). Models already present are skipped. Returns the fetched paths.
+    Raises ModelDownloadError with the folder to fill when the hub cannot be reached.
+    """
+    model_dir = Path(model_dir)
+    names = GROUPS.get(name, (name,))
+    specs = [find_spec(n) for n in names]
+    todo = [s for s in specs if not _status(s, model_dir).present]
+    for spec in specs:
+        if spec not in todo:
+            log(f"{spec.name}: already present at {model_dir / spec.path}")
+    if not todo:
+        return []
+    if check_hub and not hub_reachable():
+        why = (
+            "offline mode is on (HF_HUB_OFFLINE)"
+            if os.environ.get("HF_HUB_OFFLINE")
+            else f"the Hugging Face hub ({_hub_endpoint_host()[0]}) cannot be reached"
+        )
+        raise ModelDownloadError(" ".join(_offline_message(s, model_dir, why) for s in todo))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fetched = []
+    for spec in todo:
+        log(
+            f"{spec.name}: downloading from {spec.repo_id} ({spec.size_hint or 'size unknown'}) into {model_dir}"
+        )
+        try:
+            fetched.append(_download_one(spec, model_dir))
+        except ModelDownloadError:
+            raise
+        except Exception as e:  # network errors, missing files on the hub, disk full: one message
+            raise ModelDownloadError(_offline_message(spec, model_dir, f"{type(e).__name__}: {e}")) from e
+        status = _status(spec, model_dir)
+        if not status.present:
+            raise ModelDownloadError(f"{spec.name}: downloaded, but still incomplete: {status.how_to_get}")
+        log(f"{spec.name}: ready at {status.path}")
+    return fetched
+
+
+def _download_one(spec: ModelSpec, model_dir: Path) -> Path:
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if spec.kind in ("gpt", "sovits", "sovits-d"):
+        # The hub repo mirrors the official layout: local_dir=model_dir puts the file where it belongs.
+        return Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir))
+    if spec.kind in ("hubert", "bert"):
+        snapshot_download(spec.repo_id, allow_patterns=list(spec.files), local_dir=model_dir)
+        return model_dir / spec.path
+    if spec.kind == "g2pw":
+        zip_path = Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir / ".cache" / "g2pw"))
+        _extract_g2pw(zip_path, model_dir)
+        return model_dir / spec.path
+    folder = model_dir / Path(spec.path).parts[0]  # faster-whisper-<size>/ or demucs/
+    allow = [f"{spec.name[len('demucs-') :]}.yaml", "*.safetensors"] if spec.kind == "demucs" else None
+    snapshot_download(spec.repo_id, local_dir=folder, allow_patterns=allow)
+    return model_dir / spec.path
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _format_table(rows: list[ModelStatus], model_dir: Path) -> str:
+    width = max(len(r.name) for r in rows)
+    lines = [f"models in {model_dir}", f"{'name':<{width}}  status   size     location"]
+    for r in rows:
+        mark = "present" if r.present else "missing"
+        try:
+            where = r.path.relative_to(model_dir)
+        except ValueError:
+            where = r.path
+        lines.append(f"{r.name:<{width}}  {mark:<7}  {r.size_hint:<7}  {where}")
+    missing = [r for r in rows if not r.present and r.kind in ("gpt", "sovits", "hubert", "bert")]
+    if missing:
+        lines.append("")
+        lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.models download v2")
+    return "\n".join(lines)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gpt_sovits.models", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="the models and whether each is present")
+    p_list.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
+    p_dl = sub.add_parser("download", help="fetch a model (or the group v2 / v1) from the Hugging Face hub")
+    p_dl.add_argument("name", help="a name from `list`, or v2 / v1 for all files of that version")
+    p_dl.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    model_dir = Path(args.model_dir)
+    if args.command == "list":
+        print(_format_table(model_status(model_dir), model_dir))
+        return 0
+    try:
+        download(args.name, model_dir)
+    except ModelDownloadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The model registry: status of an empty and a filled folder, offline downloads, layout of downloads."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gpt_sovits import models
+
+
+def _by_name(rows: list[models.ModelStatus]) -> dict[str, models.ModelStatus]:
+    return {r.name: r for r in rows}
+
+
+def test_pretrained_paths_official_names(tmp_path: Path) -> None:
+    v2 = models.pretrained_paths(tmp_path)
+    assert v2.s1 == tmp_path / "gsv-v2final-pretrained" / "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
+    assert v2.s2g == tmp_path / "gsv-v2final-pretrained" / "s2G2333k.pth"
+    assert v2.s2d == tmp_path / "gsv-v2final-pretrained" / "s2D2333k.pth"
+    assert v2.hubert == tmp_path / "chinese-hubert-base"
+    assert v2.bert == tmp_path / "chinese-roberta-wwm-ext-large"
+    v1 = models.pretrained_paths(tmp_path, "v1")
+    assert v1.s1 == tmp_path / "s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt"
+    assert (v1.s2g.name, v1.s2d.name) == ("s2G488k.pth", "s2D488k.pth")
+    with pytest.raises(ValueError, match="v3"):
+        models.pretrained_paths(tmp_path, "v3")
+
+
+def test_status_empty_folder(tmp_path: Path) -> None:
+    rows = models.model_status(tmp_path)
+    assert rows and not any(r.present for r in rows)
+    by = _by_name(rows)
+    # Every kind the project uses is in the table, with a message naming the folder.
+    for name in (
+        "gpt-v2",
+        "sovits-v2",
+        "gpt-v1",
+        "chinese-hubert-base",
+        "g2pw",
+        "faster-whisper-large-v3",
+        "demucs-htdemucs",
+    ):
+        assert name in by, name
+        assert str(tmp_path) in by[name].how_to_get, by[name].how_to_get
+    assert "lj1995/GPT-SoVITS" in by["gpt-v2"].how_to_get
+    assert "Systran/faster-whisper-large-v3" in by["faster-whisper-large-v3"].how_to_get
+    assert "adefossez/HTDemucs" in by["demucs-htdemucs"].how_to_get
+    # The HuBERT message is the feature loader's own.
+    assert "config.json" in by["chinese-hubert-base"].how_to_get
+
+
+def test_status_tiny_pretrained(tiny_pretrained) -> None:
+    by = _by_name(models.model_status(tiny_pretrained.root))
+    for name in (
+        "gpt-v2",
+        "sovits-v2",
+        "sovits-d-v2",
+        "chinese-hubert-base",
+        "chinese-roberta-wwm-ext-large",
+    ):
+        assert by[name].present, (name, by[name].how_to_get)
+        assert by[name].how_to_get == ""
+    assert by["gpt-v2"].path == tiny_pretrained.s1
+    assert not by["gpt-v1"].present
+    assert not by["g2pw"].present
+
+
+def test_status_incomplete_bert_folder(tmp_path: Path) -> None:
+    (tmp_path / "chinese-roberta-wwm-ext-large").mkdir()
+    (tmp_path / "chinese-roberta-wwm-ext-large" / "config.json").write_text("{}")
+    row = _by_name(models.model_status(tmp_path))["chinese-roberta-wwm-ext-large"]
+    assert not row.present
+    assert "incomplete" in row.how_to_get
+
+
+def test_list_cli(tiny_pretrained, capsys) -> None:
+    assert models.main(["list", "--model-dir", str(tiny_pretrained.root)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("gpt-v2 "))
+    assert "present" in line
+    assert "missing" in next(ln for ln in out.splitlines() if ln.startswith("gpt-v1 "))
+
+
+def test_download_offline_is_quick_and_clear(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    assert models.main(["download", "gpt-v2", "--model-dir", str(tmp_path)]) == 1
+    assert time.monotonic() - start < 5
+    err = capsys.readouterr().err
+    assert "offline" in err
+    assert str(tmp_path / "gsv-v2final-pretrained") in err
+    assert "https://huggingface.co/lj1995/GPT-SoVITS" in err
+
+
+def test_download_unreachable_hub_is_quick(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # A port nothing listens on: the probe fails at once instead of waiting for a download timeout.
+    monkeypatch.setattr(models, "_hub_endpoint_host", lambda: ("127.0.0.1", 9))
+    start = time.monotonic()
+    with pytest.raises(models.ModelDownloadError, match="cannot be reached") as info:
+        models.download("v2", tmp_path, log=lambda _m: None)
+    assert time.monotonic() - start < 5
+    assert str(tmp_path / "chinese-hubert-base") in str(info.value)
+
+
+def test_download_unknown_name(tmp_path: Path) -> None:
+    with pytest.raises(models.ModelDownloadError, match="unknown model 'nope'.*gpt-v2"):
+        models.download("nope", tmp_path)
+
+
+def _fake_hub(monkeypatch, calls: list) -> None:
+    """hf_hub_download / snapshot_download that write small files where the real ones would."""
+    import huggingface_hub
+
+    def fake_file(repo_id, filename, local_dir=None, **kw):
+        calls.append(("file", repo_id, filename))
+        dest = Path(local_dir) / filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if filename.endswith(".zip"):
+            with zipfile.ZipFile(dest, "w") as zf:
+                zf.writestr("G2PWModel/g2pW.onnx", b"onnx")
+                zf.writestr("G2PWModel/config.py", "x = 1\n")
+        else:
+            dest.write_bytes(b"weights")
+        return str(dest)
+
+    def fake_snapshot(repo_id, allow_patterns=None, local_dir=None, **kw):
+        calls.append(("snapshot", repo_id, tuple(allow_patterns or ())))
+        for pattern in allow_patterns or ():
+            folder = Path(local_dir) / pattern.rstrip("/*")
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("config.json", "pytorch_model.bin", "tokenizer.json"):
+                (folder / name).write_text("{}")
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_file)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+
+
+def test_download_places_official_layout(tmp_path: Path, monkeypatch) -> None:
+    calls: list = []
+    _fake_hub(monkeypatch, calls)
+    logs: list[str] = []
+    models.download("v2", tmp_path, log=logs.append, check_hub=False)
+    paths = models.pretrained_paths(tmp_path)
+    for p in (paths.s1, paths.s2g, paths.s2d):
+        assert p.read_bytes() == b"weights"
+    assert (paths.hubert / "config.json").is_file() and (paths.bert / "tokenizer.json").is_file()
+    assert ("file", "lj1995/GPT-SoVITS", "gsv-v2final-pretrained/s2G2333k.pth") in calls
+    by = _by_name(models.model_status(tmp_path))
+    assert all(by[n].present for n in models.GROUPS["v2"])
+    # A second run skips what is present and downloads nothing.
+    calls.clear()
+    assert models.download("v2", tmp_path, log=logs.append, check_hub=False) == []
+    assert calls == []
+    assert any("already present" in m for m in logs)
+
+
+def test_download_g2pw_unzips_into_folder(tmp_path: Path, monkeypatch) -> None:
+    _fake_hub(monkeypatch, [])
+    models.download("g2pw", tmp_path, log=lambda _m: None, check_hub=False)
+    assert (tmp_path / "G2PWModel" / "g2pW.onnx").read_bytes() == b"onnx"
+    assert _by_name(models.model_status(tmp_path))["g2pw"].present
+
+
+def test_download_error_becomes_clear_message(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    def broken(*a, **kw):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
+    with pytest.raises(models.ModelDownloadError, match="connection reset.*Put s2G488k.pth"):
+        models.download("sovits-v1", tmp_path, log=lambda _m: None, check_hub=False)
