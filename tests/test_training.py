@@ -1,0 +1,178 @@
+"""Shared trainer infrastructure (gpt_sovits.training): checkpoints, resume, disk space, config, batching."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from gpt_sovits import training as tr
+from tools.jobs import EventWriter
+
+
+def _tiny_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
+    return model, opt, sched
+
+
+def _train(model, opt, sched, steps: int) -> None:
+    for _ in range(steps):
+        x = torch.randn(3, 4)
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+def test_checkpoint_roundtrip_weights_only_restores_everything(tmp_path):
+    model, opt, sched = _tiny_setup()
+    tr.seed_everything(7)
+    _train(model, opt, sched, 3)
+    payload = tr.training_state(
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        progress=tr.TrainProgress(1, 3, 2),
+        config={"a": tmp_path},
+    )
+    path = tr.save_checkpoint(tmp_path / "run" / "checkpoint.pt", payload)
+    # the RNG streams after the save, to compare with the restored ones
+    expect = (random.random(), np.random.rand(), torch.rand(2))
+
+    torch.load(path, weights_only=True)  # must not raise: only tensors and plain containers inside
+    state = tr.load_checkpoint(path)
+    model2, opt2, sched2 = _tiny_setup(seed=99)
+    prog = tr.restore_training_state(state, model=model2, optimizer=opt2, scheduler=sched2)
+    assert prog == tr.TrainProgress(epoch=1, step=3, batch_in_epoch=2)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    for k in s1:
+        assert torch.equal(s1[k]["exp_avg"], s2[k]["exp_avg"])
+        assert torch.equal(s1[k]["exp_avg_sq"], s2[k]["exp_avg_sq"])
+    assert sched2.last_epoch == sched.last_epoch == 3
+    assert state["config"] == {"a": str(tmp_path)}
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[0] == expect[0] and got[1] == expect[1] and torch.equal(got[2], expect[2])
+    # no temp files are left beside the checkpoint
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]
+
+
+def test_disk_full_raises_before_writing_and_keeps_old_checkpoint(tmp_path, monkeypatch):
+    model, opt, sched = _tiny_setup()
+    path = tmp_path / "checkpoint.pt"
+    tr.save_checkpoint(
+        path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 1, 0))
+    )
+    before = path.read_bytes()
+    monkeypatch.setattr(tr, "free_bytes", lambda p: 1000)
+    with pytest.raises(tr.DiskSpaceError, match=r"no disk space for checkpoints: need .*MB, have 1000 B"):
+        tr.save_checkpoint(
+            path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 2, 0))
+        )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    with pytest.raises(tr.DiskSpaceError, match="exported weights"):
+        tr.export_weights(tmp_path / "w.ckpt", lambda p: p.write_bytes(b"x"), estimate=10)
+    assert not (tmp_path / "w.ckpt").exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    model, opt, _ = _tiny_setup()
+    path = tmp_path / "checkpoint.pt"
+    tr.save_checkpoint(path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress()))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(tr.TrainingError, match="--fresh"):
+        tr.load_checkpoint(path)
+
+
+def test_rundir_fresh_moves_state_to_trash_and_resume_truncates_metrics(tmp_path):
+    run = tr.RunDir(tmp_path / "s1_train")
+    model, opt, _ = _tiny_setup()
+    run.write_config({"epochs": 3})
+    for step in range(1, 6):
+        run.append_metrics({"step": step, "epoch": 0, "loss/total": torch.tensor(1.0 / step)})
+    run.save(tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 3, 3)))
+    state = run.prepare(fresh=False)
+    assert state is not None and state["progress"]["step"] == 3
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+    assert run.read_metrics()[1]["loss/total"] == 0.5
+
+    assert run.prepare(fresh=True) is None
+    assert not run.checkpoint_path.exists() and not run.metrics_path.exists()
+    trashed = list((run.trash_dir).glob("fresh-*/checkpoint.pt"))
+    assert len(trashed) == 1 and zipfile.is_zipfile(trashed[0])
+    assert list(run.trash_dir.glob("fresh-*/config.json"))
+
+
+def test_non_writer_rank_writes_nothing(tmp_path):
+    run = tr.RunDir(tmp_path / "r", writer=False)
+    run.write_config({"a": 1})
+    run.append_metrics({"step": 1})
+    run.log("hello")
+    assert run.save({"format": tr.CHECKPOINT_FORMAT}) is None
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_file_defaults_and_flags_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"exp-dir": str(tmp_path / "exp"), "weights_dir": "W", "epochs": 4, "note": 1}))
+    parser = tr.add_common_args(argparse.ArgumentParser())
+    args = tr.parse_args(parser, ["--config", str(cfg), "--epochs", "9"])
+    assert args.epochs == 9 and args.weights_dir == "W" and args.exp_name == "exp" and args.batch_size == 0
+    with pytest.raises(SystemExit):
+        tr.parse_args(tr.add_common_args(argparse.ArgumentParser()), ["--epochs", "2"])  # no --exp-dir
+
+
+def test_batches_deterministic_cover_everything_and_shard_evenly():
+    lengths = [random.Random(0).randint(5, 500) for _ in range(103)]
+    a = tr.length_bucketed_batches(lengths, 8, seed=3, epoch=2)
+    assert a == tr.length_bucketed_batches(lengths, 8, seed=3, epoch=2)
+    assert a != tr.length_bucketed_batches(lengths, 8, seed=3, epoch=3)
+    assert sorted(i for b in a for i in b) == list(range(103))
+    shards = [tr.shard_batches(a, tr.DistInfo(rank=r, world_size=3)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1 and sum(len(s) for s in shards) == len(a) - len(a) % 3
+
+
+def test_export_keep_latest_moves_older_to_trash(tmp_path):
+    for e in (1, 2):
+        tr.export_weights(tmp_path / f"x-e{e}.ckpt", lambda p: p.write_bytes(b"w"), estimate=1)
+    tr.export_weights(
+        tmp_path / "x-e3.ckpt",
+        lambda p: p.write_bytes(b"w"),
+        estimate=1,
+        keep="latest",
+        older_exports="x-e*.ckpt",
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["x-e3.ckpt"]
+    assert sorted(p.name for p in (tmp_path / ".trash").iterdir()) == ["x-e1.ckpt", "x-e2.ckpt"]
+
+
+def test_progress_reporter_eta_and_saved_event(tmp_path):
+    now = [0.0]
+    events = EventWriter(tmp_path / "ev.jsonl")
+    rep = tr.ProgressReporter(
+        events, "s1", total_steps=10, start_step=4, min_interval=0, clock=lambda: now[0]
+    )
+    now[0] = 6.0
+    rep.step(6, 1, {"loss": 0.5})  # 2 steps in 6 s -> 3 s/step, 4 left -> 12 s
+    rep.saved(tmp_path / "a.ckpt", epoch=2, step=6)
+    lines = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert lines[0]["type"] == "progress" and lines[0]["done"] == 6 and "ETA 0m12s" in lines[0]["message"]
+    assert lines[1] == {**lines[1], "type": "saved", "model": "s1", "epoch": 2, "step": 6}
+
+
+def test_default_batch_size_scales_with_memory():
+    cpu = torch.device("cpu")
+    assert tr.default_batch_size(cpu, fixed_bytes=100, per_item_bytes=10, available=1000) == 32
+    assert tr.default_batch_size(cpu, fixed_bytes=600, per_item_bytes=10, available=1000) == 10
+    assert tr.default_batch_size(cpu, fixed_bytes=10**6, per_item_bytes=10, available=1000) == 1
