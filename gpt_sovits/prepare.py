@@ -1,0 +1,795 @@
+"""Dataset formatting (the reference's "1A"): a `.list` -> an experiment folder the trainers read.
+
+For each clip of the list (name = basename of its audio path, as the reference):
+
+1. text -> phones, word2ph, norm_text (``clean_text``, after the reference's ``%``->``-`` and
+   ``￥``->``,``); Chinese clips also get BERT features ``3-bert/<name>.pt`` (1024, n_phones).
+2. audio at 32 kHz -> the reference's loudness mix: with ``peak = max|x|``,
+   ``mix(s) = x / peak * (0.95 * 0.5 * s) + 0.5 * s * x``. ``s = 32768`` gives the int16 wav
+   ``5-wav32k/<name>``; ``s = 1145.14`` (yes: HuBERT sees that amplitude in the reference's training
+   data), resampled to 16 kHz, is the HuBERT input; its last hidden state (1, 768, T50) goes to
+   ``4-cnhubert/<name>.pt``. Clips with a peak above 2.2 are skipped as too loud (reference rule).
+3. the pretrained S2's ``extract_latent`` turns the HuBERT features into 25 Hz semantic tokens
+   (T50 // 2 of them), ``6-name2semantic.tsv``.
+
+Tensors are saved as fp32 CPU tensors (the reference saves fp16 when it runs in half precision on
+a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``.
+
+Incremental and resumable: ``prepare_manifest.json`` keeps, per clip, a key of what its text outputs
+depend on (text, language, version, BERT model) and one of what its audio outputs depend on (audio
+file path/size/mtime, HuBERT and S2 models). A re-run reuses every clip whose keys match and whose
+files and table rows exist, redoes the rest, and drops clips no longer in the list from the tables.
+Every file is written atomically; the tables and the manifest are rewritten (tables first) every
+few clips, at the end, and when the run stops, and only when their content changed, so a re-run
+with nothing to do writes nothing.
+
+    python -m gpt_sovits.prepare --list L --exp-dir D --pretrained-dir P [--wav-dir W] [--version v2]
+                                 [--device auto] [--workers N] [--events FILE] [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpt_sovits.experiment import (
+    SEMANTIC_HEADER,
+    ExperimentFormatError,
+    ExperimentPaths,
+    PhoneEntry,
+    format_name2text_line,
+    parse_name2semantic,
+    parse_name2text,
+)
+from tools.fsutil import atomic_write_text, atomic_write_with
+from tools.jobs import EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 32000
+HUBERT_SR = 16000
+MIX_MAX = 0.95  # the reference's `maxx`
+MIX_ALPHA = 0.5  # the reference's `alpha`: half peak-normalised, half as recorded
+WAV_SCALE = 32768.0
+HUBERT_SCALE = 1145.14  # the reference's HuBERT input amplitude (2-get-hubert-wav32k.py)
+MAX_PEAK = 2.2  # the reference skips louder clips (float files can exceed 1.0)
+# Shorter clips give HuBERT too few frames for a meaningful token sequence; both trainers drop far
+# longer ones anyway (S2 keeps 0.6-54 s).
+MIN_SECONDS = 0.25
+RECIPE = 1  # bump when what a clip's files contain changes, so old experiments are redone
+MANIFEST_FORMAT = 1
+FLUSH_EVERY_ITEMS = 16
+FLUSH_EVERY_SECONDS = 30.0
+PARALLEL_TEXT_MIN_ITEMS = 24  # below this a process pool costs more (frontend import) than it saves
+VERSIONS = ("v1", "v2")
+
+# Reasons a clip is left out, with the sentence a person reads.
+SKIP_REASONS: dict[str, str] = {
+    "malformed_line": "the line does not have 4 fields (path|speaker|language|text)",
+    "unsupported_language": "its language cannot be formatted",
+    "empty_text": "its text is empty (or gives no phones)",
+    "text_error": "its text could not be converted to phones",
+    "missing_file": "its audio file does not exist",
+    "unreadable": "its audio file cannot be decoded",
+    "duplicate_name": "another clip earlier in the list has the same file name",
+    "too_short": f"the audio is shorter than {MIN_SECONDS} s",
+    "silent": "the audio is silent",
+    "too_loud": f"the audio peak is above {MAX_PEAK} (the reference skips such clips)",
+    "feature_error": "the features came out invalid (NaN)",
+}
+
+
+class PrepareError(ValueError):
+    """Formatting cannot start (bad list, bad option, missing pretrained model); the message says why."""
+
+
+class PretrainedMissingError(PrepareError, FileNotFoundError):
+    """A pretrained model formatting needs is not where it should be."""
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One usable line of the list."""
+
+    line: int
+    name: str
+    audio: Path
+    language: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SkippedClip:
+    line: int
+    name: str
+    path: str
+    reason: str  # a key of SKIP_REASONS
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "?"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{where}: {self.name or self.path}: {SKIP_REASONS.get(self.reason, self.reason)}{extra}"
+
+
+@dataclass
+class PrepareReport:
+    """What a formatting run did."""
+
+    exp_dir: str
+    formatted: list[str] = field(default_factory=list)  # names in the tables after the run
+    processed: list[str] = field(default_factory=list)  # names (re)done by this run
+    reused: int = 0  # clips already up to date
+    skipped: list[SkippedClip] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # names dropped from the tables (no longer listed)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["skipped"] = [{**asdict(s), "message": str(s)} for s in self.skipped]
+        return d
+
+    def summary(self) -> str:
+        state = "stopped" if self.cancelled else "done"
+        return (
+            f"{state}: {len(self.formatted)} clips formatted ({len(self.processed)} processed now, "
+            f"{self.reused} already up to date), {len(self.skipped)} skipped, {len(self.removed)} removed, "
+            f"{self.seconds:.1f} s"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- recipe
+
+
+def loudness_mix(audio: np.ndarray, scale: float, peak: float | None = None) -> np.ndarray:
+    """The reference's mix: half peak-normalised to 0.95 * scale, half the recording times scale (float32)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if peak is None:
+        peak = float(np.abs(audio).max())
+    peak32 = np.float32(peak)
+    return (
+        audio / peak32 * np.float32(MIX_MAX * MIX_ALPHA * scale) + np.float32((1 - MIX_ALPHA) * scale) * audio
+    )
+
+
+def wav32k_int16(audio32k: np.ndarray) -> np.ndarray:
+    """The ``5-wav32k`` samples: the mix at 32768, truncated to int16 (clipped: the reference wraps)."""
+    mixed = loudness_mix(audio32k, WAV_SCALE)
+    return np.clip(mixed, -32768, 32767).astype(np.int16)
+
+
+def hubert_input(audio32k: np.ndarray) -> np.ndarray:
+    """The HuBERT input: the mix at 1145.14, resampled 32 -> 16 kHz, float32 (N16,)."""
+    from tools.audio import resample
+
+    return resample(loudness_mix(audio32k, HUBERT_SCALE), SAMPLE_RATE, HUBERT_SR)
+
+
+@dataclass
+class _Audio:
+    wav: np.ndarray  # int16 (N32,)
+    hubert_in: np.ndarray  # float32 (N16,)
+
+
+@dataclass
+class _Skip:
+    reason: str
+    detail: str = ""
+
+
+def _load_clip(path: Path) -> _Audio | _Skip:
+    """Decode, check and mix one clip (runs in a loader thread)."""
+    from tools.audio import AudioDecodeError, load_audio
+
+    if not path.is_file():
+        return _Skip("missing_file", str(path))
+    try:
+        audio, _ = load_audio(path, SAMPLE_RATE)
+    except AudioDecodeError as e:
+        return _Skip("unreadable", str(e))
+    if audio.shape[0] < MIN_SECONDS * SAMPLE_RATE:
+        return _Skip("too_short", f"{audio.shape[0] / SAMPLE_RATE:.2f} s")
+    peak = float(np.abs(audio).max())
+    if peak <= 0.0:
+        return _Skip("silent")
+    if peak > MAX_PEAK:
+        return _Skip("too_loud", f"peak {peak:.2f}")
+    return _Audio(wav32k_int16(audio), hubert_input(audio))
+
+
+def _clean_one(text: str, language: str, version: str) -> tuple[list[str], list[int] | None, str] | _Skip:
+    """Text -> (phones, word2ph, norm_text) or the reason it failed (picklable: runs in worker processes)."""
+    from gpt_sovits.text import cleaner
+    from gpt_sovits.text.errors import LanguageNotInstalledError, UnknownLanguageError
+
+    text = text.replace("%", "-").replace("￥", ",")  # as the reference's 1-get-text.py
+    if not text.strip():
+        return _Skip("empty_text")
+    try:
+        phones, word2ph, norm_text = cleaner.clean_text(text, language, version)
+    except (LanguageNotInstalledError, UnknownLanguageError) as e:
+        return _Skip("unsupported_language", str(e))
+    except Exception as e:  # noqa: BLE001 - one bad text must not stop the batch; the report says why
+        return _Skip("text_error", f"{type(e).__name__}: {e}")
+    if not phones or not norm_text.strip() or "\t" in norm_text or "\n" in norm_text:
+        return _Skip("empty_text", f"normalised to {norm_text!r}")
+    return phones, word2ph, norm_text
+
+
+# --------------------------------------------------------------------------------------------- the list
+
+
+def _basename(path: str) -> str:
+    """Basename of a path written on any system (a Windows list may hold backslashes)."""
+    return re.split(r"[\\/]", path.strip().strip('"').strip())[-1]
+
+
+def read_sources(
+    list_path: str | Path, wav_dir: str | Path | None = None, version: str = "v2"
+) -> tuple[list[ClipSource], list[SkippedClip]]:
+    """The usable clips of a `.list`, and the lines left out with why.
+
+    Audio is ``wav_dir/<basename>`` when `wav_dir` is given (as the reference), else the list's path
+    (relative paths against the list's folder).
+    """
+    from tools.labels import LabelError, load_list, normalize_language
+
+    try:
+        doc = load_list(list_path, boundary=Path("/"))
+    except LabelError as e:
+        raise PrepareError(str(e)) from e
+    from gpt_sovits.text.cleaner import LANGUAGES
+
+    allowed = LANGUAGES[version]
+    skipped = [
+        SkippedClip(raw.line, "", raw.text[:80], "malformed_line", "expected path|speaker|language|text")
+        for raw in doc.malformed
+    ]
+    sources: list[ClipSource] = []
+    seen: dict[str, int] = {}
+    for e in doc.entries:
+        name = _basename(e.path)
+        if not name:
+            skipped.append(SkippedClip(e.line, "", e.path, "missing_file", "the audio path is empty"))
+            continue
+        lang = normalize_language(e.language)
+        if lang is None or lang not in allowed:
+            skipped.append(
+                SkippedClip(
+                    e.line,
+                    name,
+                    e.path,
+                    "unsupported_language",
+                    f"{e.language!r}; a {version} model takes {', '.join(allowed)}",
+                )
+            )
+            continue
+        if name in seen:
+            skipped.append(SkippedClip(e.line, name, e.path, "duplicate_name", f"first on line {seen[name]}"))
+            continue
+        seen[name] = e.line
+        audio = (
+            Path(wav_dir) / name
+            if wav_dir
+            else (Path(e.path) if Path(e.path).is_absolute() else doc.root / e.path)
+        )
+        sources.append(ClipSource(e.line, name, audio, lang, e.text))
+    return sources, skipped
+
+
+# ------------------------------------------------------------------------------------- pretrained files
+
+
+@dataclass(frozen=True)
+class _Pretrained:
+    s2g: Path
+    hubert: Path
+    bert: Path
+
+
+def _pretrained(pretrained_dir: Path, version: str) -> _Pretrained:
+    from gpt_sovits.models import pretrained_paths
+
+    p = pretrained_paths(pretrained_dir, version)
+    return _Pretrained(p.s2g, p.hubert, p.bert)
+
+
+def _check_pretrained(names: list[str], pretrained_dir: Path) -> None:
+    """Raise PretrainedMissingError listing every missing model: its file or folder, and how to get it."""
+    from gpt_sovits.models import missing_message
+
+    problems = [m for m in (missing_message(n, pretrained_dir) for n in names) if m]
+    if problems:
+        raise PretrainedMissingError(
+            f"Formatting needs pretrained models that are missing from {pretrained_dir}:\n- "
+            + "\n- ".join(problems)
+        )
+
+
+def _fingerprint(path: Path) -> list[Any]:
+    """Size and mtime of a model file, or of a model folder's files: changes when the model is replaced."""
+    if path.is_file():
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    if path.is_dir():
+        return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in path.iterdir() if f.is_file())
+    return ["missing"]
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+class _Models:
+    """The models, loaded on first use only (a re-run with nothing to do loads none)."""
+
+    def __init__(self, pre: _Pretrained, device: Any) -> None:
+        self.pre = pre
+        self.device = device
+        self._bert = None
+        self._hubert = None
+        self._s2 = None
+
+    def bert(self):
+        if self._bert is None:
+            from gpt_sovits.features import load_bert
+
+            self._bert = load_bert(self.pre.bert, self.device)
+        return self._bert
+
+    def hubert(self):
+        if self._hubert is None:
+            from gpt_sovits.features import load_hubert
+
+            self._hubert = load_hubert(self.pre.hubert, self.device)
+        return self._hubert
+
+    def s2(self):
+        if self._s2 is None:
+            from gpt_sovits.checkpoints import load_sovits
+
+            # fp32 even on GPU: the quantizer's nearest-code search should not flip in half precision
+            self._s2, _ = load_sovits(self.pre.s2g, self.device)
+        return self._s2
+
+
+def _ssl_and_tokens(models: _Models, wav16k: np.ndarray) -> tuple[Any, list[int]] | _Skip:
+    """HuBERT features (1, 768, T50) fp32 CPU and the semantic tokens (T50 // 2) of one clip."""
+    import torch
+
+    from gpt_sovits.device import autocast_for
+    from gpt_sovits.features import hubert_features
+
+    x = torch.from_numpy(wav16k).unsqueeze(0)  # (1, N16)
+    ssl = None
+    for reduced in (True, False):  # on GPU: autocast first, fp32 again if it gives NaN (as the reference)
+        with autocast_for(models.device, enabled=reduced):
+            ssl = hubert_features(models.hubert(), x).float()
+        if torch.isfinite(ssl).all() or models.device.type == "cpu":
+            break
+    if ssl is None or not torch.isfinite(ssl).all():
+        return _Skip("feature_error", "HuBERT gave NaN")
+    with torch.inference_mode():
+        codes = models.s2().extract_latent(ssl)  # (1, 1, T25)
+    return ssl.cpu().contiguous(), [int(t) for t in codes[0, 0].tolist()]
+
+
+def _save_tensor(path: Path, tensor: Any) -> None:
+    import torch
+
+    atomic_write_with(path, lambda tmp: torch.save(tensor, tmp))
+
+
+def _save_wav(path: Path, wav: np.ndarray) -> None:
+    import soundfile as sf
+
+    atomic_write_with(path, lambda tmp: sf.write(str(tmp), wav, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _State:
+    """The experiment's tables and manifest in memory; written tables first, only when changed."""
+
+    paths: ExperimentPaths
+    texts: dict[str, PhoneEntry]
+    semantic: dict[str, list[int]]
+    items: dict[str, dict[str, Any]]  # manifest items: name -> {text_key, audio_key, language, audio}
+    skips: dict[str, dict[str, Any]]  # clips left out, with the keys they were judged under and why
+    version: str
+
+    @classmethod
+    def load(cls, paths: ExperimentPaths, version: str) -> _State:
+        texts: dict[str, PhoneEntry] = {}
+        semantic: dict[str, list[int]] = {}
+        items: dict[str, dict[str, Any]] = {}
+        skips: dict[str, dict[str, Any]] = {}
+        try:
+            if paths.name2text.is_file():
+                texts = parse_name2text(paths.name2text.read_text(encoding="utf-8"), str(paths.name2text))
+            if paths.name2semantic.is_file():
+                semantic = parse_name2semantic(
+                    paths.name2semantic.read_text(encoding="utf-8"), str(paths.name2semantic)
+                )
+        except (ExperimentFormatError, UnicodeDecodeError) as e:
+            logger.warning("%s; every clip will be formatted again", e)
+            texts, semantic = {}, {}
+        if paths.manifest.is_file():
+            try:
+                data = json.loads(paths.manifest.read_text(encoding="utf-8"))
+                if data.get("format") == MANIFEST_FORMAT and isinstance(data.get("items"), dict):
+                    items = {k: v for k, v in data["items"].items() if isinstance(v, dict)}
+                    skips = {k: v for k, v in data.get("skipped", {}).items() if isinstance(v, dict)}
+            except (ValueError, UnicodeDecodeError):
+                logger.warning("%s is unreadable; every clip will be formatted again", paths.manifest)
+        return cls(paths, texts, semantic, items, skips, version)
+
+    def flush(self, order: list[str]) -> None:
+        """Write the tables (clips complete in both, in list order), then the manifest."""
+        names = [n for n in order if n in self.texts and n in self.semantic and n in self.items]
+        text = "".join(format_name2text_line(self.texts[n]) + "\n" for n in names)
+        sem = (
+            SEMANTIC_HEADER
+            + "\n"
+            + "".join(f"{n}\t{' '.join(str(t) for t in self.semantic[n])}\n" for n in names)
+        )
+        manifest = (
+            json.dumps(
+                {
+                    "format": MANIFEST_FORMAT,
+                    "version": self.version,
+                    "items": {n: self.items[n] for n in names},
+                    "skipped": {n: self.skips[n] for n in order if n in self.skips},
+                },
+                ensure_ascii=False,
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+        _write_if_changed(self.paths.name2text, text)
+        _write_if_changed(self.paths.name2semantic, sem)
+        _write_if_changed(self.paths.manifest, manifest)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
+
+
+def _prefetch(loader: ThreadPoolExecutor, paths: list[Path], ahead: int = 2) -> Iterator[Future]:
+    """Futures of `_load_clip` in order, keeping `ahead` decodes running while the models work."""
+    futures: dict[int, Future] = {}
+    for i in range(len(paths)):
+        for j in range(i, min(i + ahead + 1, len(paths))):
+            if j not in futures:
+                futures[j] = loader.submit(_load_clip, paths[j])
+        yield futures.pop(i)
+
+
+def _clean_texts(
+    todo: list[ClipSource], version: str, workers: int, should_stop: StopFn
+) -> dict[str, tuple[list[str], list[int] | None, str] | _Skip]:
+    """Text cleaning of the clips that need it: in a process pool for large lists, else in process."""
+    results: dict[str, tuple[list[str], list[int] | None, str] | _Skip] = {}
+    if workers > 1 and len(todo) >= PARALLEL_TEXT_MIN_ITEMS:
+        # spawn: the parent holds torch threads, which do not survive fork well
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+            futures = [(s.name, pool.submit(_clean_one, s.text, s.language, version)) for s in todo]
+            for name, fut in futures:
+                if should_stop():
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise JobCancelled("stopped while converting texts")
+                results[name] = fut.result()
+        return results
+    for s in todo:
+        if should_stop():
+            raise JobCancelled("stopped while converting texts")
+        results[s.name] = _clean_one(s.text, s.language, version)
+    return results
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def prepare(
+    list_path: str | Path,
+    exp_dir: str | Path,
+    pretrained_dir: str | Path,
+    wav_dir: str | Path | None = None,
+    version: str = "v2",
+    device: str = "auto",
+    workers: int | None = None,
+    progress: ProgressFn = log_progress,
+    should_stop: StopFn = never_stop,
+) -> PrepareReport:
+    """Format the clips of `list_path` into `exp_dir` (see the module docstring); returns what happened.
+
+    Raises PrepareError (bad list or option), PretrainedMissingError (a needed model is missing)
+    before any clip is touched. When `should_stop()` turns true, what is done is saved and the
+    report has ``cancelled=True``; a later call goes on from there.
+    """
+    from gpt_sovits.device import pick_device
+
+    started = time.monotonic()
+    if version not in VERSIONS:
+        raise PrepareError(f"unknown version {version!r}: use one of {', '.join(VERSIONS)}")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise PrepareError(f"workers must be at least 1 (got {workers})")
+    if wav_dir is not None and str(wav_dir).strip() == "":
+        wav_dir = None
+    if wav_dir is not None and not Path(wav_dir).is_dir():
+        raise PrepareError(f"audio folder not found: {wav_dir}")
+    pretrained_dir = Path(pretrained_dir)
+    paths = ExperimentPaths.of(exp_dir)
+    report = PrepareReport(exp_dir=str(paths.root))
+
+    sources, skipped = read_sources(list_path, wav_dir, version)
+    report.skipped.extend(skipped)
+    pre = _pretrained(pretrained_dir, version)
+    bert_fp = _fingerprint(pre.bert)
+    audio_fp = [_fingerprint(pre.hubert), _fingerprint(pre.s2g)]
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    state = _State.load(paths, version)
+    order = [s.name for s in sources]
+    listed = set(order)
+    report.removed = sorted(n for n in set(state.texts) | set(state.items) if n not in listed)
+
+    # Plan: which clips need their text part, which their audio part (re)done.
+    text_keys: dict[str, str] = {}
+    audio_keys: dict[str, str] = {}
+    need_text: list[ClipSource] = []
+    need_audio: set[str] = set()
+    for s in sources:
+        text_keys[s.name] = _key(RECIPE, version, s.language, s.text, bert_fp if s.language == "zh" else None)
+        try:
+            st = s.audio.stat()
+            audio_stamp: list[Any] = [str(s.audio.resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            audio_stamp = [str(s.audio), "missing"]
+        audio_keys[s.name] = _key(RECIPE, audio_stamp, audio_fp)
+        old_skip = state.skips.get(s.name, {})
+        if old_skip.get("text_key") == text_keys[s.name] and old_skip.get("audio_key") == audio_keys[s.name]:
+            # judged under the same inputs before: report it again without redoing the work
+            report.skipped.append(
+                SkippedClip(
+                    s.line, s.name, str(s.audio), str(old_skip.get("reason")), str(old_skip.get("detail", ""))
+                )
+            )
+            continue
+        old = state.items.get(s.name, {})
+        text_ok = (
+            old.get("text_key") == text_keys[s.name]
+            and s.name in state.texts
+            and (s.language != "zh" or paths.bert(s.name).is_file())
+        )
+        audio_ok = (
+            old.get("audio_key") == audio_keys[s.name]
+            and s.name in state.semantic
+            and paths.hubert(s.name).is_file()
+            and paths.wav(s.name).is_file()
+        )
+        if not text_ok:
+            need_text.append(s)
+        if not audio_ok:
+            need_audio.add(s.name)
+    todo_names = {s.name for s in need_text} | need_audio
+    kept_skips = {k.name for k in report.skipped if k.name in state.skips}
+    state.skips = {n: v for n, v in state.skips.items() if n in kept_skips}
+    total = len(sources)
+
+    # Check the models this run needs before touching any clip.
+    from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
+
+    needed = [BERT_FOLDER] if any(s.language == "zh" for s in need_text) else []
+    needed += [HUBERT_FOLDER, f"sovits-{version}"] if need_audio else []
+    _check_pretrained(needed, pretrained_dir)
+    models = _Models(pre, pick_device(device) if todo_names else None)
+
+    # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
+    for name in todo_names:
+        state.items.pop(name, None)
+    done = total - len(todo_names)
+    report.reused = done - len(kept_skips)
+
+    def leave_out(s: ClipSource, reason: str, detail: str = "") -> None:
+        state.texts.pop(s.name, None)
+        state.semantic.pop(s.name, None)
+        report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
+        state.skips[s.name] = {
+            "text_key": text_keys[s.name],
+            "audio_key": audio_keys[s.name],
+            "reason": reason,
+            "detail": detail,
+        }
+
+    progress(done, total, "formatting")
+    last_flush = time.monotonic()
+    since_flush = 0
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio")
+    try:
+        cleaned = _clean_texts(need_text, version, workers, should_stop)
+        work = [s for s in sources if s.name in todo_names]
+        audio_iter = _prefetch(loader, [s.audio for s in work if s.name in need_audio])
+        for s in work:
+            if should_stop():
+                raise JobCancelled("stopped")
+            text_result = cleaned.get(s.name)  # None: the text part is up to date
+            clip = next(audio_iter).result() if s.name in need_audio else None  # None: audio part up to date
+            skip = (
+                text_result if isinstance(text_result, _Skip) else clip if isinstance(clip, _Skip) else None
+            )
+            if skip is None and isinstance(clip, _Audio):
+                out = _ssl_and_tokens(models, clip.hubert_in)
+                skip = out if isinstance(out, _Skip) else None
+            if skip is None and text_result is not None and s.language == "zh":
+                from gpt_sovits.features import FeatureInputError, bert_phone_features
+
+                _phones, word2ph, norm_text = text_result
+                try:
+                    feats = bert_phone_features(models.bert(), norm_text, word2ph or [])  # (1024, n_phones)
+                except FeatureInputError as e:
+                    skip = _Skip("text_error", str(e))
+            if skip is not None:
+                leave_out(s, skip.reason, skip.detail)
+                done += 1
+                progress(done, total, s.name)
+                continue
+            # All parts computed: write the files, then the rows (the tables follow at the next flush).
+            if text_result is not None:
+                phones, word2ph, norm_text = text_result
+                if s.language == "zh":
+                    _save_tensor(paths.bert(s.name), feats)
+                state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
+            if isinstance(clip, _Audio):
+                ssl, tokens = out
+                _save_wav(paths.wav(s.name), clip.wav)
+                _save_tensor(paths.hubert(s.name), ssl)
+                state.semantic[s.name] = tokens
+            state.items[s.name] = {
+                "text_key": text_keys[s.name],
+                "audio_key": audio_keys[s.name],
+                "language": s.language,
+                "audio": str(s.audio),
+            }
+            state.skips.pop(s.name, None)
+            report.processed.append(s.name)
+            done += 1
+            since_flush += 1
+            progress(done, total, s.name)
+            if since_flush >= FLUSH_EVERY_ITEMS or time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
+                state.flush(order)
+                since_flush, last_flush = 0, time.monotonic()
+    except JobCancelled:
+        report.cancelled = True
+    finally:
+        loader.shutdown(wait=True, cancel_futures=True)
+        state.flush(order)
+    report.formatted = [n for n in order if n in state.items]
+    report.skipped.sort(key=lambda k: k.line)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+_CONFIG_KEYS = ("list", "exp_dir", "pretrained_dir", "wav_dir", "version", "device", "workers")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt_sovits.prepare",
+        description="Format a .list into an experiment folder (phones, BERT, 32 kHz wavs, HuBERT, semantic tokens).",
+    )
+    parser.add_argument("--list", dest="list", help="the .list label file (path|speaker|language|text)")
+    parser.add_argument("--exp-dir", help="the experiment folder to fill (created if needed)")
+    parser.add_argument("--pretrained-dir", help="the pretrained-models folder (official layout)")
+    parser.add_argument("--wav-dir", help="read audio from WAV_DIR/<basename of the list's path>")
+    parser.add_argument("--version", choices=VERSIONS, help="model version (default v2)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--workers", type=int, help=f"text-cleaning processes (default {default_workers()})")
+    parser.add_argument("--events", help="append JSON-lines progress events to this file")
+    parser.add_argument(
+        "--config", help="JSON file with any of: " + ", ".join(_CONFIG_KEYS) + " (flags override)"
+    )
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {"wav_dir": None, "version": "v2", "device": "auto", "workers": None}
+    if args.config:
+        try:
+            data = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise PrepareError(f"cannot read the config file {args.config}: {e}") from e
+        if not isinstance(data, dict):
+            raise PrepareError(f"the config file {args.config} must hold a JSON object")
+        unknown = sorted(set(data) - set(_CONFIG_KEYS))
+        if unknown:
+            raise PrepareError(f"unknown keys in {args.config}: {', '.join(unknown)}")
+        opts.update(data)
+    for key in _CONFIG_KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    for key in ("list", "exp_dir", "pretrained_dir"):
+        if not opts.get(key):
+            raise PrepareError(f"--{key.replace('_', '-')} is required (as a flag or in --config)")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    events = EventWriter(args.events)
+    stop_requested = False
+
+    def on_term(signum: int, frame: Any) -> None:  # Job.stop sends SIGTERM: finish the clip, save, exit
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        opts = _options(args)
+        report = prepare(
+            opts["list"],
+            opts["exp_dir"],
+            opts["pretrained_dir"],
+            wav_dir=opts["wav_dir"],
+            version=opts["version"],
+            device=opts["device"],
+            workers=opts["workers"],
+            progress=events.progress,  # also logs each step
+            should_stop=lambda: stop_requested,
+        )
+    except (PrepareError, ValueError, OSError, RuntimeError) as e:
+        events.emit("error", message=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    events.emit("result", **report.to_dict())
+    for s in report.skipped:
+        print(f"skipped: {s}", file=sys.stderr)
+    for name in report.removed:
+        print(f"removed (no longer in the list): {name}")
+    print(report.summary())
+    if not report.formatted and not report.cancelled:
+        print("error: no clip could be formatted", file=sys.stderr)
+        return 1
+    return 1 if report.cancelled else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
