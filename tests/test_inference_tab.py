@@ -1,0 +1,275 @@
+"""Inference tab helpers without a browser: weight discovery, reference checks, tables, outputs, history."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gpt_sovits.tts import CandidateInfo, SentenceResult, SynthesisResult
+from i18n import I18n
+from tests.synth import voiced_segments
+from ui import inference_helpers as H
+from ui.context import AppContext
+
+
+def _touch(path: Path, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _wav(path: Path, seconds: float, sr: int = 32000) -> Path:
+    audio = voiced_segments([("silence", 0.2), ("voice", max(seconds - 0.4, 0.05)), ("silence", 0.2)], sr=sr)
+    sf.write(path, audio[: int(seconds * sr)], sr, subtype="PCM_16")
+    return path
+
+
+def _result(n_sentences: int = 2, n_cand: int = 3, clvp: bool = False) -> SynthesisResult:
+    sentences = []
+    for i in range(n_sentences):
+        cands = []
+        for j in range(n_cand):
+            lp = -1.0 - 0.1 * j - i
+            scores = {"logprob": lp, **({"clvp": 0.5 - 0.2 * j} if clvp else {})}
+            cands.append(CandidateInfo(tokens=[1] * (5 + j), mean_logprob=lp, scores=scores, total=lp))
+        sentences.append(SentenceResult(text=f"句子{i}。", phones=[1, 2, 3], candidates=cands, chosen=0))
+    return SynthesisResult(32000, np.zeros(32000, dtype=np.float32), sentences, seed=42)
+
+
+# ------------------------------------------------------------------------------------ weights
+
+
+def test_weight_discovery_lists_fine_tuned_newest_first_then_pretrained(tmp_path, tiny_pretrained):
+    ws = tmp_path / "ws"
+    old = _touch(ws / "weights" / "GPT_weights_v2" / "me-e5.ckpt", time.time() - 100)
+    new = _touch(ws / "weights" / "GPT_weights_v2" / "me-e10.ckpt", time.time())
+    v1 = _touch(ws / "weights" / "GPT_weights" / "old-e2.ckpt", time.time() - 50)
+    _touch(ws / "weights" / "GPT_weights_v2" / "notes.txt")
+    s2 = _touch(ws / "weights" / "SoVITS_weights_v2" / "me_e8_s80.pth")
+
+    gpt = H.gpt_choices(ws, tiny_pretrained.root)
+    assert [c.path for c in gpt if not c.pretrained] == [str(new), str(v1), str(old)]
+    pretrained = [c for c in gpt if c.pretrained]
+    assert pretrained[0].path == str(tiny_pretrained.s1)  # v2 first; the missing v1 file is not offered
+    assert len(pretrained) == 1
+    assert H.default_weight(gpt) == str(new)
+
+    sovits = H.sovits_choices(ws, tiny_pretrained.root)
+    assert [c.path for c in sovits] == [str(s2), str(tiny_pretrained.s2g)]
+
+
+def test_default_weight_is_the_pretrained_file_when_nothing_is_trained(tmp_path, tiny_pretrained):
+    assert H.default_weight(H.gpt_choices(tmp_path, tiny_pretrained.root)) == str(tiny_pretrained.s1)
+    assert H.default_weight(H.sovits_choices(tmp_path, tiny_pretrained.root)) == str(tiny_pretrained.s2g)
+
+
+def test_missing_pretrained_is_still_listed_so_the_status_can_say_so(tmp_path):
+    choices = H.gpt_choices(tmp_path, tmp_path / "models")
+    assert len(choices) == 1 and choices[0].pretrained and not Path(choices[0].path).exists()
+
+
+def test_resolve_weight_accepts_listed_names_and_paths_inside_but_refuses_outside(tmp_path, tiny_pretrained):
+    ws = tmp_path / "ws"
+    mine = _touch(ws / "weights" / "GPT_weights_v2" / "me-e3.ckpt")
+    outside = _touch(tmp_path / "elsewhere" / "evil.ckpt")
+    choices = H.gpt_choices(ws, tiny_pretrained.root)
+    roots = [ws, tiny_pretrained.root]
+    assert H.resolve_weight("me-e3.ckpt", choices, roots, "GPT") == mine
+    assert H.resolve_weight("weights/GPT_weights_v2/me-e3.ckpt", choices, roots, "GPT") == mine
+    assert H.resolve_weight("", choices, roots, "GPT") == mine
+    assert H.resolve_weight(str(tiny_pretrained.s1), choices, roots, "GPT") == tiny_pretrained.s1
+    with pytest.raises(H.InferenceUIError, match="not found"):
+        H.resolve_weight(str(outside), choices, roots, "GPT")
+    with pytest.raises(H.InferenceUIError, match="not found"):
+        H.resolve_weight("../elsewhere/evil.ckpt", choices, roots, "GPT")
+
+
+def test_clvp_choices_and_resolution(tmp_path):
+    assert H.clvp_choices(tmp_path) == []
+    a = _touch(tmp_path / "weights" / "clvp" / "a-e1.pt", time.time() - 10)
+    b = _touch(tmp_path / "weights" / "clvp" / "b-e2.pt", time.time())
+    assert H.clvp_choices(tmp_path) == [str(b), str(a)]
+    assert H.resolve_clvp("none", tmp_path) is None and H.resolve_clvp("", tmp_path) is None
+    assert H.resolve_clvp(str(a), tmp_path) == a
+    with pytest.raises(H.InferenceUIError, match="inside the workspace"):
+        H.resolve_clvp("/etc/passwd", tmp_path)
+
+
+def test_model_status_names_missing_models_and_the_command(tmp_path, tiny_pretrained):
+    from ui.inference_tab import models_markdown
+
+    empty = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "none")
+    text = models_markdown(empty)
+    assert text.count("⚠️") == 4 and "python -m gpt_sovits.models download gpt-v2" in text
+    full = AppContext.create(tmp_path / "ws", "en_US", tiny_pretrained.root)
+    assert models_markdown(full).count("✅") == 4
+
+
+# ---------------------------------------------------------------------------------- reference
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ok", "too_long"), [(1.0, False, False), (5.0, True, False), (12.5, False, True)]
+)
+def test_check_reference_window(tmp_path, seconds, ok, too_long):
+    check = H.check_reference(_wav(tmp_path / "r.wav", seconds))
+    assert check.ok is ok and check.too_long is too_long
+    assert check.duration == pytest.approx(seconds, abs=0.01)
+
+
+def test_reference_message_offers_trim_only_when_too_long(tmp_path):
+    from ui.inference_tab import reference_message
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US")
+    msg, offer = reference_message(ctx, str(_wav(tmp_path / "long.wav", 12.0)))
+    assert offer and "12.0 s" in msg and "Trim" in msg
+    msg, offer = reference_message(ctx, str(_wav(tmp_path / "short.wav", 1.0)))
+    assert not offer and "1.0 s" in msg and "longer clip" in msg
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    msg, offer = reference_message(ctx, str(tmp_path / "bad.wav"))
+    assert not offer and "Not a readable audio file" in msg
+
+
+def test_trim_cuts_in_a_pause_and_keeps_the_original(tmp_path):
+    sr = 32000
+    # Voice until 9.0 s, a 0.3 s pause, then voice to 12 s: the cut must fall inside the pause.
+    audio = voiced_segments([("voice", 9.0), ("silence", 0.3), ("voice", 2.7)], sr=sr)
+    src = tmp_path / "long.wav"
+    sf.write(src, audio, sr, subtype="PCM_16")
+    out = H.write_trimmed_reference(src, tmp_path / "uploads")
+    trimmed, tsr = sf.read(out)
+    assert tsr == sr and 9.0 <= len(trimmed) / sr <= 9.3
+    assert H.check_reference(out).ok
+    assert sf.info(src).duration == pytest.approx(12.0, abs=0.01)  # the upload is untouched
+    assert out.parent == tmp_path / "uploads" and out != src
+
+
+def test_trim_without_a_pause_cuts_at_the_limit():
+    audio = np.ones(32000 * 12, dtype=np.float32)
+    out = H.trim_reference_audio(audio, 32000)
+    assert H.REF_MIN_S * 32000 < out.shape[0] <= int(H.TRIM_TARGET_S * 32000)
+    short = np.ones(32000 * 5, dtype=np.float32)
+    assert H.trim_reference_audio(short, 32000).shape == short.shape
+
+
+# ------------------------------------------------------------------------------- form inputs
+
+
+def test_seed_resolution():
+    assert H.resolve_seed(1234, False) == 1234
+    drawn = {H.resolve_seed(1234, True) for _ in range(5)}
+    assert all(0 <= s < 2**31 for s in drawn) and len(drawn) > 1
+    assert H.resolve_seed(-1, False) >= 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ref_audio": None}, "reference clip"),
+        ({"text": "   "}, "Type the text"),
+        ({"text_lang": "fr"}, "Unknown language 'fr'"),
+        ({"cut": "cut9"}, "Unknown cut method"),
+        ({"candidates": 0}, "between 1 and 16"),
+    ],
+)
+def test_form_checks(change, message):
+    form = H.SynthesisForm(text="你好", text_lang="zh", ref_audio="ref.wav")
+    H.check_form(form)
+    for key, value in change.items():
+        setattr(form, key, value)
+    with pytest.raises(H.InferenceUIError, match=message):
+        H.check_form(form)
+
+
+def test_language_and_cut_keys_are_what_the_pipeline_accepts():
+    from gpt_sovits.text.cut import METHODS
+    from gpt_sovits.text.lang_segment import MODES
+
+    assert set(H.LANGUAGE_CODES) == set(MODES)
+    assert [k for k, _ in H.CUT_METHODS] == list(METHODS)
+    zh = I18n("zh_CN")
+    labels = [label for _, label in H.LANGUAGES] + [label for _, label in H.CUT_METHODS]
+    assert all(zh(label) != label for label in labels)
+
+
+def test_prompt_language_from_whisper():
+    assert H.prompt_language("zh") == "zh" and H.prompt_language("EN") == "en"
+    assert H.prompt_language("de") == "auto" and H.prompt_language("") == "auto"
+
+
+# ------------------------------------------------------------------------------------- tables
+
+
+def test_candidate_rows_mark_the_chosen_and_show_clvp():
+    result = _result(2, 3, clvp=True)
+    rows = H.candidate_rows(result)
+    assert len(rows) == 6
+    assert rows[0][:3] == [1, "句子0。", 1] and rows[0][6] == "✓"
+    assert rows[1][3] == pytest.approx(-1.1) and rows[1][4] == pytest.approx(0.3) and rows[1][6] == ""
+    swapped = H.candidate_rows(result, [2, 0])
+    assert [r[6] for r in swapped] == ["", "", "✓", "✓", "", ""]
+    assert H.candidate_rows(_result(1, 2))[0][4] is None  # no CLVP column value without CLVP
+
+
+def test_candidate_picker_values_round_trip():
+    result = _result(2, 2)
+    options = H.candidate_options(result)
+    assert [v for _, v in options] == ["0:0", "0:1", "1:0", "1:1"]
+    assert options[1][0].startswith("1.2 · 句子0")
+    assert H.parse_candidate("1:1", result) == (1, 1)
+    for bad in ("2:0", "0:5", "x", None):
+        with pytest.raises(H.InferenceUIError):
+            H.parse_candidate(bad, result)
+
+
+def test_result_summary_is_json_ready():
+    import json
+
+    summary = H.result_summary(_result(2, 3, clvp=True), [1, 0])
+    again = json.loads(json.dumps(summary))
+    assert again["seed"] == 42 and again["sample_rate"] == 32000 and again["duration"] == 1.0
+    assert [s["chosen"] for s in again["sentences"]] == [1, 0]
+    cand = again["sentences"][0]["candidates"][2]
+    assert cand["index"] == 2 and cand["tokens"] == 7 and set(cand["scores"]) == {"logprob", "clvp"}
+
+
+# ---------------------------------------------------------------------------- outputs, history
+
+
+def test_output_names_are_unique_safe_and_atomic(tmp_path):
+    a = H.output_path(tmp_path, "你好, world/../x", 7, now=0)
+    assert a.parent == tmp_path and a.suffix == ".wav"
+    assert re.fullmatch(r"\d{8}-\d{6}_你好_world_x_s7_[0-9a-f]{6}\.wav", a.name), a.name
+    audio = np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5
+    p1 = H.save_output(tmp_path / "outputs", audio, "same text", 1)
+    p2 = H.save_output(tmp_path / "outputs", audio, "same text", 1)
+    assert p1 != p2 and p1.is_file() and p2.is_file()
+    data, sr = sf.read(p1, dtype="float32")
+    assert sr == 32000 and data.shape == (16000,)
+    assert np.abs(data - audio).max() < 1e-3
+    assert not [p for p in (tmp_path / "outputs").iterdir() if p.suffix != ".wav"]  # no temp files left
+
+
+def test_history_keeps_newest_first_without_mutating_state():
+    state: list = []
+    for n in range(H.HISTORY_SIZE + 3):
+        new = H.push_history(state, H.HistoryEntry(f"/o/{n}.wav", f"t{n}", n, 1000.0 + n, "g", "s"))
+        assert new is not state
+        state = new
+    assert len(state) == H.HISTORY_SIZE
+    assert state[0].path == f"/o/{H.HISTORY_SIZE + 2}.wav" and state[-1].path == "/o/3.wav"
+    assert "seed 12" in state[0].label and "t12" in state[0].label
+
+
+def test_lazy_cache_builds_nothing_until_asked():
+    cache = H.LazyCache()
+    assert cache._tts_cache is None and cache._whisper == {}
+    assert cache.tts() is cache.tts()  # one ModelCache per app

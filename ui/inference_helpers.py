@@ -1,0 +1,515 @@
+"""The Inference tab's plain helpers: weight discovery, reference checks, tables, output files, history.
+
+Nothing here imports gradio or loads a model, so every helper is a plain function a test can call.
+The tab (`ui/inference_tab.py`) wires them to widgets; the named API endpoint reuses them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tools.fsutil import resolve_inside, unique_path
+
+REF_MIN_S = 3.0  # the reference's accepted reference length (48000..160000 samples at 16 kHz)
+REF_MAX_S = 10.0
+TRIM_TARGET_S = 9.8  # a little under the limit, so resampling rounding never pushes it over
+HISTORY_SIZE = 10
+OUTPUT_RATE = 32000
+
+# Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
+GPT_FOLDERS = ("GPT_weights_v2", "GPT_weights")
+SOVITS_FOLDERS = ("SoVITS_weights_v2", "SoVITS_weights")
+
+# Stable keys with English labels (translated at the display edge); the order is the reference's.
+CUT_METHODS: tuple[tuple[str, str], ...] = (
+    ("cut0", "No split"),
+    ("cut1", "Every 4 sentences"),
+    ("cut2", "Every 50 characters"),
+    ("cut3", "At Chinese full stops (。)"),
+    ("cut4", "At English full stops (.)"),
+    ("cut5", "At every punctuation mark"),
+)
+DEFAULT_CUT = "cut1"
+
+# (code, English label); gpt_sovits.text.lang_segment.MODES are the codes the pipeline accepts.
+LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("all_zh", "Chinese"),
+    ("en", "English"),
+    ("all_ja", "Japanese"),
+    ("all_yue", "Cantonese"),
+    ("all_ko", "Korean"),
+    ("zh", "Chinese + English"),
+    ("ja", "Japanese + English"),
+    ("yue", "Cantonese + English"),
+    ("ko", "Korean + English"),
+    ("auto", "Multilingual (detect)"),
+    ("auto_yue", "Multilingual (detect, Chinese as Cantonese)"),
+)
+LANGUAGE_CODES = tuple(code for code, _label in LANGUAGES)
+
+
+class InferenceUIError(ValueError):
+    """Something the person can fix in the form (a weight file outside the allowed folders, …)."""
+
+
+# ------------------------------------------------------------------------------------ weights
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """One selectable weight file: `label` for the dropdown, `path` its value."""
+
+    label: str
+    path: str
+    pretrained: bool
+
+
+def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]]:
+    from gpt_sovits.models import pretrained_paths
+
+    gpt, sovits = [], []
+    for version in ("v2", "v1"):
+        paths = pretrained_paths(model_dir, version)
+        if paths.s1.is_file() or version == "v2":
+            gpt.append(WeightChoice(f"pretrained {version}: {paths.s1.name}", str(paths.s1), True))
+        if paths.s2g.is_file() or version == "v2":
+            sovits.append(WeightChoice(f"pretrained {version}: {paths.s2g.name}", str(paths.s2g), True))
+    return gpt, sovits
+
+
+def _user_weights(workspace: Path, folders: tuple[str, ...], suffix: str) -> list[WeightChoice]:
+    """Files exported by the trainers, newest first (what a person just trained is on top)."""
+    found: list[tuple[float, WeightChoice]] = []
+    for folder in folders:
+        root = workspace / "weights" / folder
+        if not root.is_dir():
+            continue
+        for p in root.iterdir():
+            if p.is_file() and p.suffix == suffix and not p.name.startswith("."):
+                found.append((p.stat().st_mtime, WeightChoice(f"{folder}/{p.name}", str(p), False)))
+    return [c for _t, c in sorted(found, key=lambda x: (-x[0], x[1].label))]
+
+
+def gpt_choices(workspace: Path, model_dir: Path) -> list[WeightChoice]:
+    """Fine-tuned GPT weights of the workspace (newest first), then the pretrained ones."""
+    return _user_weights(workspace, GPT_FOLDERS, ".ckpt") + _pretrained(model_dir)[0]
+
+
+def sovits_choices(workspace: Path, model_dir: Path) -> list[WeightChoice]:
+    """Fine-tuned SoVITS weights of the workspace (newest first), then the pretrained ones."""
+    return _user_weights(workspace, SOVITS_FOLDERS, ".pth") + _pretrained(model_dir)[1]
+
+
+def default_weight(choices: list[WeightChoice]) -> str | None:
+    """The newest fine-tuned file when there is one, else the first pretrained file that exists."""
+    for c in choices:
+        if not c.pretrained or Path(c.path).is_file():
+            return c.path
+    return choices[0].path if choices else None
+
+
+def clvp_choices(workspace: Path) -> list[str]:
+    """CLVP checkpoints exported into `<workspace>/weights/clvp/*.pt`, newest first."""
+    root = workspace / "weights" / "clvp"
+    if not root.is_dir():
+        return []
+    files = [p for p in root.glob("*.pt") if p.is_file()]
+    return [str(p) for p in sorted(files, key=lambda p: (-p.stat().st_mtime, p.name))]
+
+
+def resolve_weight(value: str | None, choices: list[WeightChoice], roots: list[Path], kind: str) -> Path:
+    """A weight given as a dropdown value, a listed file name, or a path inside one of `roots`.
+
+    API callers may name any file, so paths are confined to the workspace and the model folder: the
+    server never loads (unpickles) a file from elsewhere on the machine.
+    """
+    if not value or not str(value).strip():
+        default = default_weight(choices)
+        if default is None:
+            raise InferenceUIError(f"No {kind} weights found.")
+        return Path(default)
+    value = str(value).strip()
+    for c in choices:
+        if value in (c.path, c.label, Path(c.path).name):
+            return Path(c.path)
+    for root in roots:
+        try:
+            path = resolve_inside(root, value)
+        except ValueError:
+            continue
+        if path.is_file():
+            return path
+    raise InferenceUIError(
+        f"{kind} weights {value!r} not found: choose a listed file, or a path inside "
+        + " or ".join(str(r) for r in roots)
+    )
+
+
+def model_status_lines(model_dir: Path) -> list[tuple[str, bool, str]]:
+    """(name, present, how to get it) for the models synthesis needs (v2 GPT, SoVITS, HuBERT, BERT)."""
+    from gpt_sovits.models import model_status
+
+    wanted = ("gpt-v2", "sovits-v2", "chinese-hubert-base", "chinese-roberta-wwm-ext-large")
+    rows = {s.name: s for s in model_status(model_dir)}
+    return [(n, rows[n].present, rows[n].how_to_get) for n in wanted if n in rows]
+
+
+def whisper_models(model_dir: Path) -> list[str]:
+    """Names `<x>` of the local `faster-whisper-<x>/` folders (the ones transcription can use offline)."""
+    from tools.asr import local_model_folder
+
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        p.name.removeprefix("faster-whisper-")
+        for p in model_dir.iterdir()
+        if p.name.startswith("faster-whisper-") and local_model_folder(str(p), model_dir) is not None
+    )
+
+
+def prompt_language(whisper_language: str) -> str:
+    """Whisper's language code as a prompt language (mixed-with-English forms, the reference's default)."""
+    code = (whisper_language or "").lower()
+    return code if code in ("zh", "en", "ja", "ko", "yue") else "auto"
+
+
+# ---------------------------------------------------------------------------------- reference
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    duration: float
+    ok: bool
+    too_long: bool  # only a too-long clip can be fixed by trimming
+
+
+def check_reference(path: str | Path) -> ReferenceCheck:
+    """The clip's length against the 3–10 s window. Raises AudioDecodeError for a file that is not audio."""
+    from tools.audio import audio_info
+
+    seconds = audio_info(path).duration
+    return ReferenceCheck(seconds, REF_MIN_S <= seconds <= REF_MAX_S, seconds > REF_MAX_S)
+
+
+def trim_reference_audio(audio: np.ndarray, sr: int, max_s: float = TRIM_TARGET_S) -> np.ndarray:
+    """The first `max_s` seconds, cut at the quietest 20 ms in the last 1.5 s so no word is cut in half.
+
+    audio: (samples,) float32. Returns a view of at most `max_s * sr` samples.
+    """
+    limit = int(max_s * sr)
+    if audio.shape[-1] <= limit:
+        return audio
+    hop = max(1, int(0.02 * sr))
+    start = max(0, limit - int(1.5 * sr))
+    window = audio[start:limit]
+    n = window.shape[-1] // hop
+    if n < 2:
+        return audio[:limit]
+    energy = (window[: n * hop].reshape(n, hop) ** 2).mean(axis=1)  # (n,) per 20 ms frame
+    cut = start + int(np.argmin(energy)) * hop + hop // 2
+    return audio[: max(cut, int(REF_MIN_S * sr) + hop)]
+
+
+def write_trimmed_reference(path: str | Path, out_dir: Path, max_s: float = TRIM_TARGET_S) -> Path:
+    """Trim the clip at `path` and save it as a new wav in `out_dir` (the original is left untouched)."""
+    from tools.audio import load_audio, save_wav
+
+    audio, sr = load_audio(path)
+    trimmed = trim_reference_audio(audio, sr, max_s)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = unique_path(out_dir / f"{safe_stem(Path(path).stem, 40) or 'reference'}_trimmed.wav")
+    return save_wav(target, trimmed, sr)
+
+
+# ---------------------------------------------------------------------------- sampling inputs
+
+
+def resolve_seed(seed: float | int | None, randomise: bool) -> int:
+    """The seed to use: a fresh random one when asked (or when the box says -1), else the given one."""
+    if randomise or seed is None or int(seed) < 0:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(seed)
+
+
+# ------------------------------------------------------------------------------ result tables
+
+
+def _score(scores: dict[str, float], key: str) -> float | None:
+    value = scores.get(key)
+    return None if value is None else round(float(value), 4)
+
+
+def candidate_rows(result: Any, choices: list[int] | None = None) -> list[list[Any]]:
+    """One row per (sentence, candidate): sentence #, text, candidate #, mean log-prob, CLVP, total, chosen.
+
+    `result` is a `gpt_sovits.tts.SynthesisResult`; `choices` (one index per sentence) overrides its
+    chosen candidates. Numbers are 1-based for people.
+    """
+    rows: list[list[Any]] = []
+    for i, sentence in enumerate(result.sentences):
+        chosen = choices[i] if choices is not None else sentence.chosen
+        for j, cand in enumerate(sentence.candidates):
+            rows.append(
+                [
+                    i + 1,
+                    sentence.text,
+                    j + 1,
+                    round(float(cand.mean_logprob), 4),
+                    _score(cand.scores, "clvp"),
+                    round(float(cand.total), 4),
+                    "✓" if j == chosen else "",
+                ]
+            )
+    return rows
+
+
+def candidate_options(result: Any) -> list[tuple[str, str]]:
+    """(label, "i:j") for the candidate picker, e.g. ("1.2 · 你好世界", "0:1")."""
+    out = []
+    for i, sentence in enumerate(result.sentences):
+        short = sentence.text if len(sentence.text) <= 30 else sentence.text[:29] + "…"
+        for j in range(len(sentence.candidates)):
+            out.append((f"{i + 1}.{j + 1} · {short}", f"{i}:{j}"))
+    return out
+
+
+def parse_candidate(value: str | None, result: Any) -> tuple[int, int]:
+    """ "i:j" from the picker, checked against `result` (raises InferenceUIError)."""
+    try:
+        i, j = (int(x) for x in str(value).split(":"))
+        if 0 <= i < len(result.sentences) and 0 <= j < len(result.sentences[i].candidates):
+            return i, j
+    except (TypeError, ValueError):
+        pass
+    raise InferenceUIError("Choose a candidate from the list.")
+
+
+def result_summary(result: Any, choices: list[int] | None = None) -> dict[str, Any]:
+    """The JSON the API returns beside the audio: seed, length, and every candidate with its scores."""
+    sentences = []
+    for i, s in enumerate(result.sentences):
+        sentences.append(
+            {
+                "text": s.text,
+                "chosen": choices[i] if choices is not None else s.chosen,
+                "candidates": [
+                    {
+                        "index": j,
+                        "tokens": len(c.tokens),
+                        "mean_logprob": float(c.mean_logprob),
+                        "scores": {k: float(v) for k, v in c.scores.items()},
+                        "total": float(c.total),
+                    }
+                    for j, c in enumerate(s.candidates)
+                ],
+            }
+        )
+    audio = np.asarray(result.audio)
+    return {
+        "sample_rate": int(result.sample_rate),
+        "seed": int(result.seed),
+        "duration": round(audio.shape[-1] / result.sample_rate, 3),
+        "sentences": sentences,
+    }
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+_UNSAFE = re.compile(r"[^\w\-]+", re.UNICODE)
+
+
+def safe_stem(text: str, limit: int = 24) -> str:
+    """A file-name-safe piece of `text` (letters of any script, digits, _ and -)."""
+    return _UNSAFE.sub("_", text.strip())[:limit].strip("_")
+
+
+def output_path(outputs_dir: Path, text: str, seed: int, now: float | None = None) -> Path:
+    """`<outputs>/<YYYYmmdd-HHMMSS>_<text>_s<seed>_<id>.wav`: sortable by time, never an existing file.
+
+    The random id keeps two sessions writing the same text in the same second apart.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    stem = "_".join(x for x in (stamp, safe_stem(text) or "tts", f"s{seed}", uuid.uuid4().hex[:6]))
+    return unique_path(outputs_dir / f"{stem}.wav")
+
+
+def save_output(outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = OUTPUT_RATE) -> Path:
+    """Write one generation as a 16-bit wav (atomically) and return its path."""
+    from tools.audio import save_wav
+
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    return save_wav(output_path(outputs_dir, text, seed), np.asarray(audio, dtype=np.float32), sr)
+
+
+# ----------------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    path: str
+    text: str
+    seed: int
+    created: float
+    gpt: str
+    sovits: str
+
+    @property
+    def label(self) -> str:
+        short = self.text if len(self.text) <= 40 else self.text[:39] + "…"
+        return f"{time.strftime('%H:%M:%S', time.localtime(self.created))} · seed {self.seed} · {short}"
+
+
+def push_history(history: list[HistoryEntry] | None, entry: HistoryEntry, keep: int = HISTORY_SIZE) -> list:
+    """A new list with `entry` first and at most `keep` entries (the State value is never mutated)."""
+    return [entry, *(history or [])][:keep]
+
+
+# ------------------------------------------------------------------------------- synthesis
+
+
+@dataclass
+class SynthesisForm:
+    """What the tab and the API collect, before it becomes a `gpt_sovits.tts.SynthesisRequest`."""
+
+    text: str
+    text_lang: str
+    ref_audio: str | None
+    ref_text: str = ""
+    ref_lang: str = "zh"
+    aux_refs: list[str] | None = None
+    gpt: str | None = None  # dropdown value, listed name or path; empty: the default
+    sovits: str | None = None
+    clvp: str | None = None  # path of a CLVP checkpoint, or empty / "none"
+    cut: str = DEFAULT_CUT
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    speed: float = 1.0
+    noise_scale: float = 0.5
+    pause: float = 0.3
+    seed: int = -1
+    random_seed: bool = False
+    candidates: int = 1
+
+
+@dataclass
+class SynthesisOutcome:
+    result: Any  # gpt_sovits.tts.SynthesisResult
+    path: Path  # the wav written into <workspace>/outputs
+    gpt: Path
+    sovits: Path
+    request: Any  # the SynthesisRequest, kept for re-assembly
+
+
+def check_form(form: SynthesisForm) -> None:
+    """The checks the form can make before any model loads (the pipeline checks the rest)."""
+    if not form.ref_audio:
+        raise InferenceUIError("Upload or record a reference clip (3–10 s) first.")
+    if not (form.text or "").strip():
+        raise InferenceUIError("Type the text to synthesise.")
+    for lang in (form.text_lang, form.ref_lang):
+        if lang not in LANGUAGE_CODES:
+            raise InferenceUIError(f"Unknown language {lang!r}: use one of {', '.join(LANGUAGE_CODES)}.")
+    if form.cut not in {k for k, _label in CUT_METHODS}:
+        raise InferenceUIError(f"Unknown cut method {form.cut!r}: use cut0 … cut5.")
+    if not 1 <= int(form.candidates) <= 16:
+        raise InferenceUIError("The number of candidates must be between 1 and 16.")
+
+
+def resolve_clvp(value: str | None, workspace: Path) -> Path | None:
+    """None for no reranking; otherwise a checkpoint inside the workspace."""
+    if not value or str(value).strip().lower() in ("", "none"):
+        return None
+    try:
+        path = resolve_inside(workspace, str(value).strip())
+    except ValueError as e:
+        raise InferenceUIError(f"CLVP checkpoint must be inside the workspace: {value}") from e
+    if not path.is_file():
+        raise InferenceUIError(f"CLVP checkpoint not found: {path}")
+    return path
+
+
+def synthesize(
+    form: SynthesisForm,
+    workspace: Path,
+    model_dir: Path,
+    cache: LazyCache,
+    progress: Any = None,
+) -> SynthesisOutcome:
+    """Run one synthesis for the tab or the API and write the wav into `<workspace>/outputs/`.
+
+    `progress(done, total, message)` follows tools.jobs.ProgressFn. Errors a person can fix are
+    ValueError subclasses (TTSInputError, InferenceUIError, AudioDecodeError) or missing-model errors.
+    """
+    from gpt_sovits.tts import SynthesisRequest, Synthesizer
+
+    check_form(form)
+    roots = [workspace, model_dir]
+    gpt = resolve_weight(form.gpt, gpt_choices(workspace, model_dir), roots, "GPT")
+    sovits = resolve_weight(form.sovits, sovits_choices(workspace, model_dir), roots, "SoVITS")
+    clvp = resolve_clvp(form.clvp, workspace)
+    request = SynthesisRequest(
+        text=form.text,
+        text_lang=form.text_lang,
+        ref_audio=str(form.ref_audio),
+        ref_text=(form.ref_text or "").strip(),
+        ref_lang=form.ref_lang,
+        aux_refs=[str(p) for p in (form.aux_refs or [])],
+        cut=form.cut,
+        top_k=int(form.top_k),
+        top_p=float(form.top_p),
+        temperature=float(form.temperature),
+        repetition_penalty=float(form.repetition_penalty),
+        seed=resolve_seed(form.seed, form.random_seed),
+        speed=float(form.speed),
+        noise_scale=float(form.noise_scale),
+        pause=float(form.pause),
+        candidates=int(form.candidates),
+        clvp_path=str(clvp) if clvp else None,
+    )
+    synth = Synthesizer(str(gpt), str(sovits), str(model_dir), cache=cache.tts())
+    kwargs = {"progress": progress} if progress is not None else {}
+    result = synth.synthesize(request, **kwargs)
+    path = save_output(workspace / "outputs", result.audio, form.text, int(result.seed), result.sample_rate)
+    return SynthesisOutcome(result, path, gpt, sovits, request)
+
+
+# --------------------------------------------------------------------------- model cache holder
+
+
+class LazyCache:
+    """The app's one `gpt_sovits.tts.ModelCache`, created on first use (never at import or build).
+
+    Also keeps the Whisper models used by "Transcribe reference", keyed by model name.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._whisper_lock = threading.Lock()  # a slow Whisper load must not hold up synthesis
+        self._tts_cache: Any = None
+        self._whisper: dict[str, Any] = {}
+
+    def tts(self) -> Any:
+        with self._lock:
+            if self._tts_cache is None:
+                from gpt_sovits.tts import ModelCache
+
+                self._tts_cache = ModelCache()
+            return self._tts_cache
+
+    def whisper(self, name: str, model_dir: Path) -> Any:
+        with self._whisper_lock:
+            if name not in self._whisper:
+                from tools.asr import load_whisper
+
+                self._whisper[name] = load_whisper(name, model_dir=model_dir)
+            return self._whisper[name]
