@@ -26,7 +26,6 @@ TABS: list[tuple[str, str]] = [
     ("asr_tab", "ASR"),
     ("labels_tab", "Label editor"),
     ("dataset_tab", "Dataset check"),
-    ("training_tab", "Training"),
     ("inference_tab", "Voice cloning"),
 ]
 
