@@ -26,6 +26,7 @@ TABS: list[tuple[str, str]] = [
     ("asr_tab", "ASR"),
     ("labels_tab", "Label editor"),
     ("dataset_tab", "Dataset check"),
+    ("training_tab", "Training"),
     ("inference_tab", "Voice cloning"),
 ]
 

@@ -1,0 +1,468 @@
+"""Training tab logic: the check before starting, argv/config per step, metrics -> plot data, progress,
+sample planning, exported weights, and the step runner's sequencing with real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.tiny_models import write_tiny_dataset
+from ui.training_plan import (
+    PIPELINE,
+    REQUEST_FILE,
+    Export,
+    FormatState,
+    Layout,
+    ModelFile,
+    PreflightInputs,
+    ProgressView,
+    SampleReference,
+    StepSpec,
+    TrainingInputError,
+    TrainSettings,
+    build_step,
+    check_plan,
+    choose_reference,
+    eta_seconds,
+    gather_preflight,
+    is_accuracy,
+    latest_export,
+    list_exports,
+    metric_series,
+    plan_sample,
+    plot_rows,
+    read_metrics,
+    sample_config,
+    validate_exp_name,
+    write_step_config,
+)
+from ui.training_runner import SampleQueue, StepRunner
+
+V2 = "gsv-v2final-pretrained"
+
+
+def fake_pretrained(root: Path) -> Path:
+    """A pretrained folder whose files exist in the official names (contents are not read by the check)."""
+    (root / V2).mkdir(parents=True)
+    for name in ("s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt", "s2G2333k.pth", "s2D2333k.pth"):
+        (root / V2 / name).write_bytes(b"x")
+    for folder in ("chinese-hubert-base", "chinese-roberta-wwm-ext-large"):
+        (root / folder).mkdir()
+        for name in ("config.json", "model.safetensors", "vocab.txt"):
+            (root / folder / name).write_text("{}")
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Layout:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    return Layout(workspace, fake_pretrained(tmp_path / "models"))
+
+
+def settings(layout: Layout, list_path: Path | str = "", **kw) -> TrainSettings:
+    return TrainSettings(exp_name=kw.pop("exp_name", "voice"), list_path=str(list_path), **kw)
+
+
+def messages(problems, severity: str) -> list[str]:
+    return [p.message for p in problems if p.severity == severity]
+
+
+# ---------------------------------------------------------------- experiment name
+
+
+@pytest.mark.parametrize("name", ["voice", "my_voice-2", "v1.0", "声音", "A" * 64])
+def test_safe_experiment_names_pass(name):
+    assert validate_exp_name(f"  {name} ") == name
+
+
+@pytest.mark.parametrize("name", ["", "   ", "../x", "a/b", "a b", ".hidden", "-x", "a.", "A" * 65, "a|b"])
+def test_unsafe_experiment_names_are_refused(name):
+    with pytest.raises(TrainingInputError):
+        validate_exp_name(name)
+
+
+# ---------------------------------------------------------------- the check before starting
+
+
+def test_good_dataset_passes_with_only_a_duration_warning(ws):
+    lst = write_tiny_dataset(ws.workspace / "data", n=6)
+    problems = check_plan(gather_preflight(ws, settings(ws, lst), PIPELINE))
+    assert messages(problems, "error") == []
+    # 6 clips of 1.6 s: far below a minute, said but not blocking
+    assert any("s of usable audio" in m for m in messages(problems, "warning"))
+
+
+def test_bad_dataset_lists_each_blocking_problem(ws):
+    lst = write_tiny_dataset(ws.workspace / "data", n=6)
+    lines = lst.read_text(encoding="utf-8").splitlines()
+    wavs = ws.workspace / "data" / "wavs"
+    (wavs / "broken.wav").write_bytes(b"RIFF no audio here")
+    lines[0] = lines[0].rsplit("|", 1)[0] + "|"  # empty text
+    lines[1] = lines[1].replace("|zh|", "|fr|")  # unsupported language
+    lines += [f"{wavs / 'gone.wav'}|tiny|zh|你好。", f"{wavs / 'broken.wav'}|tiny|zh|你好。"]
+    lst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    errors = messages(check_plan(gather_preflight(ws, settings(ws, lst), PIPELINE)), "error")
+    text = "\n".join(errors)
+    assert "empty text: 1 (clip_000.wav)" in text
+    assert "unsupported language" in text and "clip_001.wav" in text
+    assert "Missing audio files: 1 (gone.wav)" in text
+    assert "Unreadable audio files: 1 (broken.wav)" in text
+    # 6 listed clips minus empty text and French leave 4 usable: below the minimum of 5
+    assert "Only 4 usable clips" in text
+    assert errors[-1].startswith("Fix the label file")
+
+
+def test_too_short_and_too_long_clips_are_warnings_and_not_usable(ws):
+    lst = write_tiny_dataset(ws.workspace / "data", n=6)
+    sf.write(ws.workspace / "data" / "wavs" / "blip.wav", np.zeros(3200, np.float32), 32000)
+    with open(lst, "a", encoding="utf-8") as f:
+        f.write(f"{ws.workspace / 'data' / 'wavs' / 'blip.wav'}|tiny|zh|你好。\n")
+    problems = check_plan(gather_preflight(ws, settings(ws, lst), PIPELINE))
+    assert messages(problems, "error") == []
+    assert any(m.startswith("1 clips are shorter than 0.6 s") for m in messages(problems, "warning"))
+
+
+def test_empty_or_missing_list_blocks(ws):
+    empty = ws.workspace / "empty.list"
+    empty.write_text("", encoding="utf-8")
+    assert messages(check_plan(gather_preflight(ws, settings(ws, empty), PIPELINE)), "error") == [
+        "The label file has no clips."
+    ]
+    assert messages(check_plan(gather_preflight(ws, settings(ws, ""), ("prepare",))), "error") == [
+        "Choose the .list file to train on."
+    ]
+    missing = messages(
+        check_plan(gather_preflight(ws, settings(ws, ws.workspace / "nope.list"), PIPELINE)), "error"
+    )
+    assert (
+        len(missing) == 1
+        and missing[0].startswith("Cannot read the label file")
+        and "nope.list" in missing[0]
+    )
+
+
+def test_training_alone_needs_formatted_features_but_not_the_list(ws):
+    s = settings(ws, "")
+    for step in ("s2", "s1", "clvp"):
+        errors = messages(check_plan(gather_preflight(ws, s, (step,))), "error")
+        assert errors == ["Experiment voice is not formatted yet (features missing): run Format first."]
+    exp = ws.exp_dir("voice")
+    (exp / "4-cnhubert").mkdir(parents=True)
+    (exp / "5-wav32k").mkdir()
+    (exp / "4-cnhubert" / "a.wav.pt").write_bytes(b"x")
+    (exp / "5-wav32k" / "a.wav").write_bytes(b"x")
+    (exp / "2-name2text.txt").write_text("a.wav\tn i3\t[2]\t你\n", encoding="utf-8")
+    assert messages(check_plan(gather_preflight(ws, s, ("s2",))), "error") == []
+    # S1 also needs the semantic tokens: a header alone is not enough
+    (exp / "6-name2semantic.tsv").write_text("item_name\tsemantic_audio\n", encoding="utf-8")
+    assert messages(check_plan(gather_preflight(ws, s, ("s1",))), "error")
+    (exp / "6-name2semantic.tsv").write_text("item_name\tsemantic_audio\na.wav\t1 2 3\n", encoding="utf-8")
+    assert messages(check_plan(gather_preflight(ws, s, ("s1",))), "error") == []
+
+
+def test_missing_pretrained_models_block_only_the_steps_that_read_them(ws):
+    (ws.model_dir / V2 / "s2D2333k.pth").unlink()
+    state = FormatState(1, 1, 1, 1)
+    base = gather_preflight(ws, settings(ws, ""), ("s1",))
+    s1_only = PreflightInputs(**{**base.__dict__, "format_state": state})
+    assert messages(check_plan(s1_only), "error") == []
+    s2 = PreflightInputs(**{**s1_only.__dict__, "steps": ("s2",)})
+    errors = messages(check_plan(s2), "error")
+    assert len(errors) == 1 and "s2D2333k.pth" in errors[0]
+    assert "python -m gpt_sovits.models download sovits-d-v2" in errors[0]  # how to get it
+
+
+def test_settings_and_disk_space_checks():
+    s = TrainSettings(exp_name="bad name", s2_epochs=0)
+    inputs = PreflightInputs(
+        steps=("s2",),
+        exp_name=s.exp_name,
+        settings=s,
+        models=(ModelFile("s2g", "/m/g.pth", True), ModelFile("s2d", "/m/d.pth", True)),
+        format_state=FormatState(1, 1, 1, 1),
+        free_bytes=100 * 1024**2,
+    )
+    problems = check_plan(inputs)
+    errors = messages(problems, "error")
+    assert any("not a safe folder name" in m for m in errors)
+    assert "Epochs and save frequency must be at least 1." in errors
+    assert any("GiB free on the workspace disk: checkpoints will not fit" in m for m in errors)
+    low = PreflightInputs(**{**inputs.__dict__, "free_bytes": 1024**3, "exp_name": "ok"})
+    low = PreflightInputs(**{**low.__dict__, "settings": TrainSettings(exp_name="ok")})
+    assert messages(check_plan(low), "error") == []
+    assert messages(check_plan(low), "warning") == ["Only 1.0 GiB free on the workspace disk."]
+    assert [p.blocking for p in problems] == sorted((p.blocking for p in problems), reverse=True)
+
+
+def test_messages_go_through_the_translator(ws):
+    from i18n import I18n
+
+    zh = I18n("zh_CN")
+    problems = check_plan(gather_preflight(ws, settings(ws, "", exp_name=""), ("prepare",)), zh)
+    assert "请输入实验名称。" in messages(problems, "error")
+
+
+# ---------------------------------------------------------------- argv and config per step
+
+
+def test_each_step_argv_and_config(ws):
+    s = settings(
+        ws, "/ws/data/tiny.list", s2_epochs=3, s2_batch=0, s2_save_every=1, s1_epochs=2, s1_batch=4,
+        s1_save_every=2, dpo=True, clvp_epochs=7, fresh=True, device="cpu",
+    )  # fmt: skip
+    exp = str(ws.exp_dir("voice"))
+    prep = build_step("prepare", s, ws)
+    assert prep.module == "gpt_sovits.prepare" and prep.run_dir == ws.exp_dir("voice")
+    assert prep.args[:2] == ["--config", str(prep.config_path)]
+    assert prep.args[2:] == [
+        "--list", "/ws/data/tiny.list", "--exp-dir", exp, "--pretrained-dir", str(ws.model_dir),
+        "--version", "v2", "--device", "cpu",
+    ]  # fmt: skip
+    s2 = build_step("s2", s, ws)
+    assert s2.module == "gpt_sovits.train_s2" and s2.run_dir == ws.exp_dir("voice") / "s2_train"
+    assert s2.config_path == s2.run_dir / REQUEST_FILE
+    assert s2.args[2:] == [
+        "--exp-dir", exp, "--exp-name", "voice", "--pretrained-dir", str(ws.model_dir),
+        "--weights-dir", str(ws.weights_dir), "--epochs", "3", "--batch-size", "0", "--save-every", "1",
+        "--device", "cpu", "--fresh",
+    ]  # fmt: skip
+    s1 = build_step("s1", s, ws)
+    assert s1.run_dir.name == "s1_train" and "--dpo" in s1.args and "--fresh" in s1.args
+    assert s1.args[s1.args.index("--epochs") + 1] == "2" and s1.args[s1.args.index("--batch-size") + 1] == "4"
+    clvp = build_step("clvp", s, ws)
+    assert clvp.module == "clvp.train"
+    assert clvp.args[2:6] == ["--exp-dir", exp, "--out", str(ws.exp_dir("voice") / "clvp_train")]
+    assert clvp.args[clvp.args.index("--epochs") + 1] == "7"
+    not_fresh = build_step("s2", TrainSettings(exp_name="voice"), ws)
+    assert (
+        "--fresh" not in not_fresh.args and "--dpo" not in build_step("s1", TrainSettings("voice"), ws).args
+    )
+    with pytest.raises(TrainingInputError):
+        build_step("s3", s, ws)
+
+
+def test_written_config_is_accepted_by_the_real_parsers(ws):
+    """The config file and flags parse with the formatter's and the trainers' own argument parsers."""
+    from gpt_sovits import prepare, training
+
+    s = settings(ws, "/ws/data/tiny.list", s2_epochs=3, fresh=True)
+    prep = build_step("prepare", s, ws)
+    write_step_config(prep)
+    opts = prepare._options(prepare.make_parser().parse_args([*prep.args, "--events", "e.jsonl"]))
+    assert opts["list"] == "/ws/data/tiny.list" and opts["exp_dir"] == str(ws.exp_dir("voice"))
+    for step in ("s2", "s1"):
+        spec = build_step(step, s, ws)
+        assert json.loads(write_step_config(spec).read_text(encoding="utf-8")) == spec.config
+        import argparse
+
+        parser = training.add_common_args(argparse.ArgumentParser())
+        parser.add_argument("--dpo", action="store_true")
+        args = training.parse_args(parser, spec.args)
+        assert args.exp_dir == str(ws.exp_dir("voice")) and args.fresh is True
+        # the config file alone gives the same values as the flags
+        only_config = training.parse_args(parser, ["--config", str(spec.config_path)])
+        assert only_config.epochs == args.epochs and only_config.weights_dir == args.weights_dir
+
+
+# ---------------------------------------------------------------- metrics and progress
+
+
+def test_metrics_to_plot_series(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = [
+        {
+            "step": i,
+            "epoch": 0,
+            "time": 1.0 + i,
+            "loss/mel": 30.0 - i,
+            "loss/kl": 2.0,
+            "lr": 1e-4,
+            "acc/top3": 0.1 * i,
+        }
+        for i in range(1, 6)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in records) + '\n{"step": 6, "loss/me', encoding="utf-8")
+    read = read_metrics(path)
+    assert len(read) == 5  # the torn last line is skipped
+    series = metric_series(read)
+    assert set(series) == {"loss/mel", "loss/kl", "acc/top3"}  # not step, epoch, time or lr
+    assert series["loss/mel"] == [(i, 30.0 - i) for i in range(1, 6)]
+    rows = plot_rows(series, lambda k: not is_accuracy(k))
+    assert {r["metric"] for r in rows} == {"loss/mel", "loss/kl"} and len(rows) == 10
+    assert rows[0].keys() == {"step", "value", "metric"}
+    assert [r["metric"] for r in plot_rows(series, is_accuracy)] == ["acc/top3"] * 5
+    assert read_metrics(tmp_path / "none.jsonl") == []
+
+
+def test_long_series_are_thinned_by_averaging():
+    records = [{"step": i, "loss": float(i % 2)} for i in range(1000)]
+    points = metric_series(records, max_points=100)["loss"]
+    assert len(points) == 100
+    assert all(v == pytest.approx(0.5) for _s, v in points)  # pairs of 0 and 1 averaged
+    assert points[-1][0] == 999
+
+
+def test_progress_view_epoch_and_eta():
+    view = ProgressView()
+    view.update({"done": 10, "total": 110, "message": "epoch 2, step 10/110, loss 3.1", "time": 100.0})
+    assert view.epoch == 2 and view.eta_seconds is None
+    view.update({"done": 20, "total": 110, "message": "epoch 3, step 20/110", "time": 110.0})
+    assert view.epoch == 3
+    assert view.eta_seconds == pytest.approx(90.0)  # 1 s per step, 90 steps left
+    assert eta_seconds((0.0, 5), (10.0, 5), 100) is None
+
+
+# ---------------------------------------------------------------- samples and exports
+
+
+def export(tmp_path: Path, name: str) -> Path:
+    tmp_path.parent.mkdir(parents=True, exist_ok=True)
+    p = tmp_path
+    p.write_bytes(b"w")
+    return p
+
+
+def test_list_exports_matches_only_this_experiment(ws):
+    sovits, gpt = ws.sovits_dir("v2"), ws.gpt_dir("v2")
+    for p in (
+        sovits / "voice_e4_s40.pth",
+        sovits / "voice_e8_s80.pth",
+        sovits / "voice_b_e9_s90.pth",  # another experiment "voice_b"
+        gpt / "voice-e5.ckpt",
+        gpt / "voice-e15.ckpt",
+        gpt / "voicex-e1.ckpt",
+        ws.clvp_dir / "voice-e3.pt",
+    ):
+        export(p, p.name)
+    found = list_exports(ws, "voice", "v2")
+    assert [(e.model, e.epoch, e.step) for e in found] == [
+        ("s2", 8, 80), ("s2", 4, 40), ("s1", 15, None), ("s1", 5, None), ("clvp", 3, None),
+    ]  # fmt: skip
+    assert latest_export(found, "s1") == str(gpt / "voice-e15.ckpt")
+    assert latest_export(found, "s2") == str(sovits / "voice_e8_s80.pth")
+    assert ws.sovits_dir("v1").name == "SoVITS_weights" and ws.gpt_dir("v1").name == "GPT_weights"
+
+
+def test_plan_sample_pairs_the_new_checkpoint_with_the_latest_other_model(ws):
+    ref = SampleReference("/ws/a.wav", "你好", "zh", "这是样本。", "zh")
+    s2_event = {"type": "saved", "model": "s2", "path": "/w/voice_e4_s40.pth", "epoch": 4, "step": 40}
+    spec = plan_sample(s2_event, ws, "voice", [], "/m/s1.ckpt", "/m/s2G.pth", ref)
+    assert (spec.gpt_path, spec.sovits_path) == ("/m/s1.ckpt", "/w/voice_e4_s40.pth")
+    assert spec.out_path == str(ws.exp_dir("voice") / "samples" / "s2_e4.wav")
+    exports = [
+        Export("s2", 4, 40, "/w/voice_e4_s40.pth", 0.0),
+        Export("s2", 8, 80, "/w/voice_e8_s80.pth", 0.0),
+        Export("s1", 5, None, "/w/voice-e5.ckpt", 0.0),
+    ]
+    spec = plan_sample(s2_event, ws, "voice", exports, "/m/s1.ckpt", "/m/s2G.pth", ref)
+    assert spec.gpt_path == "/w/voice-e5.ckpt"  # the finished GPT, not the pretrained one
+    s1_event = {"type": "saved", "model": "s1", "path": "/w/voice-e10.ckpt", "epoch": 10}
+    spec = plan_sample(s1_event, ws, "voice", exports, "/m/s1.ckpt", "/m/s2G.pth", ref)
+    assert (spec.gpt_path, spec.sovits_path) == ("/w/voice-e10.ckpt", "/w/voice_e8_s80.pth")
+    assert spec.out_path.endswith("s1_e10.wav")
+    spec = plan_sample(s1_event, ws, "voice", [], "/m/s1.ckpt", "/m/s2G.pth", ref)
+    assert spec.sovits_path == "/m/s2G.pth"
+    clvp_event = {"type": "saved", "model": "clvp", "path": "/w/voice-e3.pt", "epoch": 3}
+    assert plan_sample(clvp_event, ws, "voice", [], "/m/s1.ckpt", "/m/s2G.pth", ref) is None
+    assert plan_sample(s1_event, ws, "voice", [], "/m/s1.ckpt", "/m/s2G.pth", None) is None
+    config = sample_config(spec, ws.model_dir)
+    assert config["ref_audio"] == "/ws/a.wav" and config["text"] == "这是样本。" and config["seed"] == 1234
+
+
+def test_choose_reference_prefers_the_chosen_clip_then_a_prompt_length_clip():
+    clips = [("/a.wav", "zh", "一", 1.5), ("/b.wav", "en", "two", 4.0), ("/c.wav", "zh", "三", 5.0)]
+    ref = choose_reference(clips)
+    assert (ref.audio, ref.language, ref.text, ref.target_language) == ("/b.wav", "en", "two", "en")
+    assert ref.target_text.startswith("This is a short sample")
+    assert choose_reference(clips, "/c.wav").audio == "/c.wav"
+    assert choose_reference(clips[:1]).audio == "/a.wav"  # nothing 3-10 s: the first clip
+    assert choose_reference([]) is None
+
+
+# ---------------------------------------------------------------- the runner, with real subprocesses
+
+
+def child_spec(tmp_path: Path, step: str, *args: str) -> StepSpec:
+    run = tmp_path / step
+    return StepSpec(
+        step,
+        "tests.training_child",
+        ["--config", str(run / REQUEST_FILE), *args],
+        {"x": 1},
+        run,
+        run / REQUEST_FILE,
+    )
+
+
+def wait_done(runner: StepRunner, timeout: float = 30.0) -> list[dict]:
+    saved, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        saved += runner.poll()
+        if not runner.running:
+            return saved
+        time.sleep(0.1)
+    raise TimeoutError("runner did not finish")
+
+
+def test_runner_runs_steps_in_order_and_reports_saves(tmp_path):
+    runner = StepRunner(
+        [child_spec(tmp_path, "s2", "--saved", "s2:/w/a.pth:4"), child_spec(tmp_path, "s1", "--code", "0")],
+        tmp_path / "jobs",
+    )
+    runner.begin()
+    saved = wait_done(runner)
+    assert [(r.step, r.code) for r in runner.results] == [("s2", 0), ("s1", 0)]
+    assert [(e["model"], e["path"], e["epoch"]) for e in saved] == [("s2", "/w/a.pth", 4)]
+    assert json.loads((tmp_path / "s2" / REQUEST_FILE).read_text()) == {"x": 1}  # config written first
+    assert runner.progress.done == 2 and runner.progress.epoch == 2
+
+
+def test_runner_stops_the_sequence_on_a_failed_step(tmp_path):
+    runner = StepRunner(
+        [child_spec(tmp_path, "prepare", "--code", "2"), child_spec(tmp_path, "s2")], tmp_path / "j"
+    )
+    runner.begin()
+    wait_done(runner)
+    assert [(r.step, r.code, r.error) for r in runner.results] == [
+        ("prepare", 2, "something a person can fix")
+    ]
+    assert runner.pending == []
+
+
+def test_runner_stop_ends_the_job_and_drops_the_rest(tmp_path):
+    runner = StepRunner(
+        [child_spec(tmp_path, "s2", "--sleep", "30"), child_spec(tmp_path, "s1")], tmp_path / "j"
+    )
+    runner.begin()
+    deadline = time.monotonic() + 20
+    while runner.progress.total == 0 and time.monotonic() < deadline:
+        runner.poll()
+        time.sleep(0.1)
+    assert runner.progress.total == 4
+    runner.stop()
+    wait_done(runner)
+    assert len(runner.results) == 1 and runner.results[0].stopped and runner.results[0].code != 0
+    assert runner.pending == []
+
+
+def test_sample_queue_reports_a_failed_sample_with_its_message(tmp_path):
+    queue = SampleQueue(tmp_path / "jobs", tmp_path / "models", "cpu")
+    ref = SampleReference(str(tmp_path / "nope.wav"), "你好", "zh", "样本。", "zh")
+    from ui.training_plan import SampleSpec
+
+    out = tmp_path / "exp" / "samples" / "s2_e1.wav"
+    queue.add("SoVITS epoch 1 sample", SampleSpec("s2", 1, "/none/g.ckpt", "/none/s.pth", str(out), ref))
+    queue.poll()
+    assert queue.busy and (tmp_path / "exp" / "samples" / "s2_e1.json").is_file()
+    deadline = time.monotonic() + 60
+    while queue.busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+        queue.poll()
+    assert len(queue.outcomes) == 1 and not queue.outcomes[0].ok and queue.outcomes[0].message
+    assert not out.exists()

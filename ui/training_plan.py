@@ -1,0 +1,798 @@
+"""What the Training tab decides before and while it runs, as plain functions (no gradio, no jobs).
+
+- where an experiment lives (`Layout`) and how its name is checked (`validate_exp_name`);
+- the check run before anything starts (`check_plan` over a `PreflightInputs` snapshot that
+  `gather_preflight` reads from disk; the dataset part reuses `tools.dataset_check`);
+- the argv and config file of each step (`build_step`): formatting, S2, S1, CLVP;
+- metrics.jsonl records -> plot series, progress events -> step/total/ETA/epoch;
+- which checkpoint pair synthesises the listening sample after a `saved` event (`plan_sample`);
+- the exported weights of an experiment (`list_exports`).
+
+Messages a person reads go through a translator argument `_` (an `i18n.I18n` in the UI, plain
+formatting in tests), so this module stays free of UI state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.dataset_check import DatasetReport
+
+Translator = Callable[..., str]
+
+VERSIONS: tuple[str, ...] = ("v2", "v1")
+STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
+PIPELINE: tuple[str, ...] = ("prepare", "s2", "s1")  # the one-click run
+MODULES: dict[str, str] = {
+    "prepare": "gpt_sovits.prepare",
+    "s2": "gpt_sovits.train_s2",
+    "s1": "gpt_sovits.train_s1",
+    "clvp": "clvp.train",
+}
+# Run folders inside the experiment (the trainers write config.json, metrics.jsonl, checkpoint.pt
+# there); formatting writes into the experiment folder itself.
+RUN_FOLDERS: dict[str, str] = {"prepare": "", "s2": "s2_train", "s1": "s1_train", "clvp": "clvp_train"}
+# The file the tab writes for `--config`; the trainer writes its effective config to config.json.
+REQUEST_FILE = "ui_request.json"
+PREPARE_REQUEST_FILE = "prepare_request.json"
+
+# Reference UI defaults (GPT-SoVITS webui.py, v1/v2): S2 8 epochs saved every 4, S1 15 every 5.
+DEFAULT_S2_EPOCHS, DEFAULT_S2_SAVE_EVERY = 8, 4
+DEFAULT_S1_EPOCHS, DEFAULT_S1_SAVE_EVERY = 15, 5
+DEFAULT_CLVP_EPOCHS = 20
+
+MIN_USABLE_CLIPS = 5  # below this, fine-tuning only memorises a handful of sentences
+MIN_TOTAL_SECONDS = 60.0  # GPT-SoVITS's "one minute of voice" is the smallest set that works well
+LOW_DISK_BYTES = 2 * 1024**3  # a resumable S2 checkpoint (G + D + optimisers) is ~1 GB at full size
+MIN_DISK_BYTES = 300 * 1024**2
+
+# Files a step needs in the experiment folder when it runs alone (not after formatting).
+_EXP_NAME = re.compile(r"[\w][\w.\-]{0,63}")
+
+SAMPLE_TEXTS: dict[str, str] = {
+    "zh": "这是训练过程中的试听样本，用来听出声音的变化。",
+    "yue": "呢个係训练过程入面嘅试听样本。",
+    "ja": "これは学習の途中で作った試聴用のサンプルです。",
+    "ko": "이것은 학습 중에 만든 미리 듣기 샘플입니다.",
+    "en": "This is a short sample made during training, to hear how the voice is coming along.",
+}
+SAMPLE_REF_SECONDS = (3.0, 10.0)  # the reference's advice for a prompt clip
+
+
+def plain(key: str, **fmt: object) -> str:
+    """The identity translator: English keys, formatted."""
+    return key.format(**fmt) if fmt else key
+
+
+class TrainingInputError(ValueError):
+    """A setting the tab cannot start with (bad experiment name, unknown step...)."""
+
+
+def validate_exp_name(name: str, _: Translator = plain) -> str:
+    """The stripped name if it is a safe folder name (letters, digits, _ . -; no leading dot)."""
+    name = (name or "").strip()
+    if not name:
+        raise TrainingInputError(_("Enter an experiment name."))
+    if not _EXP_NAME.fullmatch(name) or name.endswith("."):
+        raise TrainingInputError(
+            _(
+                "Experiment name {name!r} is not a safe folder name: use letters, digits, _ . - "
+                "(at most 64, no spaces, not starting with a dot).",
+                name=name,
+            )
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where experiments, exported weights and pretrained models live for one workspace."""
+
+    workspace: Path
+    model_dir: Path
+
+    def exp_dir(self, exp: str) -> Path:
+        return self.workspace / "experiments" / exp
+
+    def run_dir(self, exp: str, step: str) -> Path:
+        sub = RUN_FOLDERS[step]
+        return self.exp_dir(exp) / sub if sub else self.exp_dir(exp)
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.workspace / "weights"
+
+    def sovits_dir(self, version: str) -> Path:
+        # The reference's folder names: SoVITS_weights (v1), SoVITS_weights_v2 (v2).
+        return self.weights_dir / ("SoVITS_weights" if version == "v1" else f"SoVITS_weights_{version}")
+
+    def gpt_dir(self, version: str) -> Path:
+        return self.weights_dir / ("GPT_weights" if version == "v1" else f"GPT_weights_{version}")
+
+    @property
+    def clvp_dir(self) -> Path:
+        return self.weights_dir / "clvp"
+
+    def samples_dir(self, exp: str) -> Path:
+        return self.exp_dir(exp) / "samples"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything the tab's widgets say about a run (the list path already resolved)."""
+
+    exp_name: str
+    version: str = "v2"
+    list_path: str = ""
+    s2_epochs: int = DEFAULT_S2_EPOCHS
+    s2_batch: int = 0  # 0: the trainer picks from free memory
+    s2_save_every: int = DEFAULT_S2_SAVE_EVERY
+    s1_epochs: int = DEFAULT_S1_EPOCHS
+    s1_batch: int = 0
+    s1_save_every: int = DEFAULT_S1_SAVE_EVERY
+    dpo: bool = False
+    clvp_epochs: int = DEFAULT_CLVP_EPOCHS
+    clvp_batch: int = 0
+    fresh: bool = False
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One subprocess to run: `python -m module *args` (Job adds --events), with its config file."""
+
+    step: str
+    module: str
+    args: list[str]
+    config: dict[str, Any]
+    run_dir: Path
+    config_path: Path
+
+
+def _flags(config: dict[str, Any]) -> list[str]:
+    """`{"exp_dir": p, "dpo": True, "fresh": False}` -> ["--exp-dir", p, "--dpo"] (in insertion order)."""
+    args: list[str] = []
+    for key, value in config.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                args.append(flag)
+        elif isinstance(value, list | tuple):
+            args += [flag, *map(str, value)]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
+    """The argv and config of `step` for settings `s`; every value is also a flag (flags win)."""
+    if step not in MODULES:
+        raise TrainingInputError(f"unknown step {step!r}")
+    exp_dir = layout.exp_dir(s.exp_name)
+    run_dir = layout.run_dir(s.exp_name, step)
+    config: dict[str, Any]
+    if step == "prepare":
+        config = {
+            "list": s.list_path,
+            "exp_dir": str(exp_dir),
+            "pretrained_dir": str(layout.model_dir),
+            "version": s.version,
+            "device": s.device,
+        }
+        config_path = run_dir / PREPARE_REQUEST_FILE
+    elif step in ("s2", "s1"):
+        epochs, batch, every = (
+            (s.s2_epochs, s.s2_batch, s.s2_save_every)
+            if step == "s2"
+            else (s.s1_epochs, s.s1_batch, s.s1_save_every)
+        )
+        config = {
+            "exp_dir": str(exp_dir),
+            "exp_name": s.exp_name,
+            "pretrained_dir": str(layout.model_dir),
+            "weights_dir": str(layout.weights_dir),
+            "epochs": int(epochs),
+            "batch_size": int(batch),
+            "save_every": int(every),
+            "device": s.device,
+        }
+        if step == "s1":
+            config["dpo"] = bool(s.dpo)
+        config["fresh"] = bool(s.fresh)
+        config_path = run_dir / REQUEST_FILE
+    else:  # clvp
+        config = {
+            "exp_dir": [str(exp_dir)],
+            "out": str(run_dir),
+            "weights_dir": str(layout.clvp_dir),
+            "epochs": int(s.clvp_epochs),
+            "batch_size": int(s.clvp_batch),
+            "fresh": bool(s.fresh),
+        }
+        config_path = run_dir / REQUEST_FILE
+    args = ["--config", str(config_path), *_flags(config)]
+    return StepSpec(step, MODULES[step], args, config, run_dir, config_path)
+
+
+def write_step_config(spec: StepSpec) -> Path:
+    """Write the step's config JSON atomically into its run folder (the record of what was asked)."""
+    from tools.fsutil import atomic_write_text
+
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(spec.config_path, json.dumps(spec.config, ensure_ascii=False, indent=1) + "\n")
+    return spec.config_path
+
+
+# ---------------------------------------------------------------- the check before starting
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" blocks the start, "warning" is shown and the run goes on
+    message: str
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == "error"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A pretrained file a step needs: role (s1, s2g, s2d, hubert, bert), path, present, how to get it."""
+
+    role: str
+    path: str
+    present: bool
+    how_to_get: str = ""
+
+
+@dataclass(frozen=True)
+class FormatState:
+    """What formatting has written into the experiment folder (counts of files)."""
+
+    name2text_lines: int = 0
+    semantic_lines: int = 0
+    hubert_files: int = 0
+    wav_files: int = 0
+
+    @property
+    def formatted(self) -> bool:
+        return min(self.name2text_lines, self.semantic_lines, self.hubert_files, self.wav_files) > 0
+
+
+@dataclass(frozen=True)
+class PreflightInputs:
+    """A snapshot of everything `check_plan` judges; `gather_preflight` reads it from disk."""
+
+    steps: tuple[str, ...]
+    exp_name: str
+    settings: TrainSettings
+    list_chosen: bool = False
+    dataset: DatasetReport | None = None
+    dataset_error: str | None = None
+    models: tuple[ModelFile, ...] = ()
+    format_state: FormatState = field(default_factory=FormatState)
+    free_bytes: int | None = None
+
+
+# Pretrained files each step reads (roles of gpt_sovits.models.PretrainedPaths).
+STEP_MODELS: dict[str, tuple[str, ...]] = {
+    "prepare": ("hubert", "bert", "s2g"),
+    "s2": ("s2g", "s2d"),
+    "s1": ("s1",),
+    "clvp": (),
+}
+
+
+def usable_clips(report: DatasetReport) -> list[str]:
+    """Paths of clips training will use: readable, with text, a supported language, 0.6–54 s."""
+    bad = {
+        p.path
+        for p in (*report.empty_text, *report.unsupported_language, *report.too_short, *report.too_long)
+    }
+    return [path for path in report.durations if path not in bad]
+
+
+def _examples(problems: Sequence[Any], limit: int = 3) -> str:
+    names = [Path(p.path).name or f"line {p.line}" for p in problems[:limit]]
+    more = f" (+{len(problems) - limit})" if len(problems) > limit else ""
+    return ", ".join(names) + more
+
+
+def _dataset_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    if not inputs.list_chosen:
+        return [Problem("error", _("Choose the .list file to train on."))]
+    if inputs.dataset_error:
+        return [Problem("error", _("Cannot read the label file: {error}", error=inputs.dataset_error))]
+    report = inputs.dataset
+    if report is None or report.clip_count == 0:
+        return [Problem("error", _("The label file has no clips."))]
+    out: list[Problem] = []
+    blocking = [
+        (report.malformed, _("Malformed lines (not audio|speaker|language|text)")),
+        (report.empty_text, _("Clips with an empty text")),
+        (report.unsupported_language, _("Clips in an unsupported language (zh ja en ko yue only)")),
+        (report.outside_root, _("Audio outside the workspace")),
+        (report.missing_files, _("Missing audio files")),
+        (report.unreadable, _("Unreadable audio files")),
+    ]
+    for problems, label in blocking:
+        if problems:
+            out.append(Problem("error", f"{label}: {len(problems)} ({_examples(problems)})"))
+    if report.duplicate_basenames:
+        names = ", ".join(sorted(report.duplicate_basenames)[:3])
+        out.append(
+            Problem(
+                "error",
+                _(
+                    "Clips sharing a file name (their features would overwrite each other): {names}",
+                    names=names,
+                ),
+            )
+        )
+    skipped = [*report.too_short, *report.too_long]
+    if skipped:
+        out.append(
+            Problem(
+                "warning",
+                _(
+                    "{n} clips are shorter than 0.6 s or longer than 54 s and will be skipped.",
+                    n=len(skipped),
+                ),
+            )
+        )
+    usable = usable_clips(report)
+    if len(usable) < MIN_USABLE_CLIPS:
+        out.append(
+            Problem(
+                "error",
+                _(
+                    "Only {n} usable clips: at least {min} are needed to fine-tune.",
+                    n=len(usable),
+                    min=MIN_USABLE_CLIPS,
+                ),
+            )
+        )
+    seconds = sum(report.durations[p] for p in usable)
+    if usable and seconds < MIN_TOTAL_SECONDS:
+        out.append(
+            Problem(
+                "warning",
+                _(
+                    "Only {s:.0f} s of usable audio: a minute or more gives a much better voice.",
+                    s=seconds,
+                ),
+            )
+        )
+    if any(problem.blocking for problem in out):
+        out.append(Problem("error", _("Fix the label file in the Label editor, then check again.")))
+    return out
+
+
+def _format_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    """Training alone needs formatted features; formatting earlier in the same run provides them."""
+    if "prepare" in inputs.steps:
+        return []
+    fs = inputs.format_state
+    needs = {
+        "s2": (fs.name2text_lines, fs.hubert_files, fs.wav_files),
+        "s1": (fs.name2text_lines, fs.semantic_lines),
+        "clvp": (fs.name2text_lines, fs.semantic_lines),
+    }
+    if any(step in needs and min(needs[step]) == 0 for step in inputs.steps):
+        return [
+            Problem(
+                "error",
+                _(
+                    "Experiment {exp} is not formatted yet (features missing): run Format first.",
+                    exp=inputs.exp_name,
+                ),
+            )
+        ]
+    return []
+
+
+def _model_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    roles = {role for step in inputs.steps for role in STEP_MODELS[step]}
+    out = []
+    for m in inputs.models:
+        if m.role in roles and not m.present:
+            # The registry's line names the file, where it goes and the download command.
+            text = m.how_to_get or _("Pretrained model missing: {path}.", path=m.path)
+            out.append(Problem("error", text))
+    return out
+
+
+def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    s = inputs.settings
+    out = []
+    if s.version not in VERSIONS:
+        out.append(Problem("error", _("Unsupported version {v}: choose v2 or v1.", v=s.version)))
+    checks = {
+        "s2": ((s.s2_epochs, s.s2_save_every), s.s2_batch),
+        "s1": ((s.s1_epochs, s.s1_save_every), s.s1_batch),
+        "clvp": ((s.clvp_epochs, 1), s.clvp_batch),
+    }
+    for step in inputs.steps:
+        if step not in checks:
+            continue
+        (epochs, every), batch = checks[step]
+        if int(epochs) < 1 or int(every) < 1:
+            out.append(Problem("error", _("Epochs and save frequency must be at least 1.")))
+            break
+        if int(batch) < 0:
+            out.append(Problem("error", _("Batch size must be 0 (automatic) or more.")))
+            break
+    return out
+
+
+def _disk_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    free = inputs.free_bytes
+    if free is None or not any(step != "prepare" for step in inputs.steps):
+        return []
+    gib = free / 1024**3
+    if free < MIN_DISK_BYTES:
+        return [
+            Problem(
+                "error",
+                _("Only {gib:.1f} GiB free on the workspace disk: checkpoints will not fit.", gib=gib),
+            )
+        ]
+    if free < LOW_DISK_BYTES:
+        return [Problem("warning", _("Only {gib:.1f} GiB free on the workspace disk.", gib=gib))]
+    return []
+
+
+def check_plan(inputs: PreflightInputs, _: Translator = plain) -> list[Problem]:
+    """Every problem found before starting `inputs.steps`, errors first (each error blocks)."""
+    out: list[Problem] = []
+    try:
+        validate_exp_name(inputs.exp_name, _)
+    except TrainingInputError as e:
+        out.append(Problem("error", str(e)))
+    out += _settings_problems(inputs, _)
+    if "prepare" in inputs.steps:
+        out += _dataset_problems(inputs, _)
+    out += _format_problems(inputs, _)
+    out += _model_problems(inputs, _)
+    out += _disk_problems(inputs, _)
+    return sorted(out, key=lambda p: not p.blocking)
+
+
+def count_lines(path: Path, skip_header: bool = False) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        n = sum(1 for line in f if line.strip())
+    return max(0, n - 1) if skip_header else n
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+
+
+def format_state(exp_dir: Path) -> FormatState:
+    """Counts of the formatted files in the reference layout (see gpt_sovits.experiment)."""
+    return FormatState(
+        name2text_lines=count_lines(exp_dir / "2-name2text.txt"),
+        semantic_lines=count_lines(exp_dir / "6-name2semantic.tsv", skip_header=True),
+        hubert_files=count_files(exp_dir / "4-cnhubert"),
+        wav_files=count_files(exp_dir / "5-wav32k"),
+    )
+
+
+def pretrained_files(model_dir: Path, version: str) -> tuple[ModelFile, ...]:
+    """The pretrained files of `version` with their presence and how to get the missing ones."""
+    from gpt_sovits.models import model_status, pretrained_paths
+
+    paths = pretrained_paths(model_dir, version)
+    statuses = {}
+    try:  # the registry checks folders the way the loaders do (config + weights present)
+        statuses = {str(Path(st.path)): st for st in model_status(model_dir)}
+    except Exception:  # a broken registry must not hide which file is missing
+        statuses = {}
+    out = []
+    for role in ("s1", "s2g", "s2d", "hubert", "bert"):
+        path = Path(getattr(paths, role))
+        st = statuses.get(str(path))
+        present = st.present if st is not None else path.exists()
+        out.append(ModelFile(role, str(path), present, "" if present or st is None else st.how_to_get))
+    return tuple(out)
+
+
+def gather_preflight(
+    layout: Layout,
+    settings: TrainSettings,
+    steps: Iterable[str],
+    check_dataset: Callable[[Path], DatasetReport] | None = None,
+) -> PreflightInputs:
+    """Read from disk what `check_plan` needs (the dataset is read only when formatting runs)."""
+    steps = tuple(steps)
+    report, error = None, None
+    list_chosen = bool(settings.list_path)
+    if "prepare" in steps and list_chosen:
+        from tools.dataset_check import DatasetCheckError
+        from tools.dataset_check import check_dataset as default_check
+
+        run_check = check_dataset or (lambda p: default_check(p, boundary=layout.workspace))
+        try:
+            report = run_check(Path(settings.list_path))
+        except (DatasetCheckError, ValueError, OSError) as e:
+            error = str(e)
+    exp_dir = layout.exp_dir(settings.exp_name) if _EXP_NAME.fullmatch(settings.exp_name or "") else None
+    try:
+        models = pretrained_files(layout.model_dir, settings.version)
+    except ValueError as e:  # unknown version: reported by the settings check
+        models = (ModelFile("s1", str(e), True),)
+    try:
+        free = shutil.disk_usage(layout.workspace).free
+    except OSError:
+        free = None
+    return PreflightInputs(
+        steps=steps,
+        exp_name=settings.exp_name,
+        settings=settings,
+        list_chosen=list_chosen,
+        dataset=report,
+        dataset_error=error,
+        models=models,
+        format_state=format_state(exp_dir) if exp_dir else FormatState(),
+        free_bytes=free,
+    )
+
+
+# ---------------------------------------------------------------- progress and metrics
+
+
+@dataclass
+class ProgressView:
+    """What the status line shows for the running step."""
+
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    epoch: int | None = None
+    eta_seconds: float | None = None
+    first: tuple[float, int] | None = None  # (time, done) of the first progress event
+
+    def update(self, event: dict[str, Any]) -> None:
+        """Fold in one `progress` event ({"done", "total", "message", "time"})."""
+        done, total, t = int(event.get("done", 0)), int(event.get("total", 0)), float(event.get("time", 0))
+        self.done, self.total, self.message = done, total, str(event.get("message", ""))
+        epoch = event.get("epoch")
+        if epoch is None:
+            match = re.search(r"epoch\D{0,3}(\d+)", self.message, re.IGNORECASE)
+            epoch = int(match.group(1)) if match else None
+        if epoch is not None:
+            self.epoch = int(epoch)
+        if self.first is None or done < self.first[1]:
+            self.first = (t, done)
+        self.eta_seconds = eta_seconds(self.first, (t, done), total)
+
+
+def eta_seconds(first: tuple[float, int], last: tuple[float, int], total: int) -> float | None:
+    """Remaining seconds at the mean rate between two (time, done) points; None before a rate exists."""
+    (t0, d0), (t1, d1) = first, last
+    if d1 <= d0 or t1 <= t0 or total <= 0:
+        return None
+    return max(0.0, (total - d1) * (t1 - t0) / (d1 - d0))
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+_NOT_PLOTTED = {"step", "epoch", "time"}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl (a torn last line while the trainer writes is skipped)."""
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                out.append(record)
+    return out
+
+
+def metric_series(
+    records: Sequence[dict[str, Any]], max_points: int = 400
+) -> dict[str, list[tuple[int, float]]]:
+    """{metric name: [(step, value)]} of every numeric metric except step/epoch/time and learning rates.
+
+    Long runs are thinned to about `max_points` per series by averaging consecutive points, which
+    also smooths the noisy per-step losses.
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in records:
+        step = r.get("step")
+        if not isinstance(step, int | float):
+            continue
+        for key, value in r.items():
+            if key in _NOT_PLOTTED or "lr" in key.split("/")[-1].lower() or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float) and math.isfinite(value):
+                series.setdefault(key, []).append((int(step), float(value)))
+    return {k: _thin(v, max_points) for k, v in series.items()}
+
+
+def _thin(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+    if len(points) <= max_points:
+        return points
+    size = math.ceil(len(points) / max_points)
+    out = []
+    for i in range(0, len(points), size):
+        chunk = points[i : i + size]
+        out.append((chunk[-1][0], sum(v for _s, v in chunk) / len(chunk)))
+    return out
+
+
+def plot_rows(
+    series: dict[str, list[tuple[int, float]]], keep: Callable[[str], bool] = lambda k: True
+) -> list[dict]:
+    """Long-format rows {"step", "value", "metric"} for a line plot of the kept series."""
+    return [
+        {"step": step, "value": value, "metric": name}
+        for name, points in sorted(series.items())
+        if keep(name)
+        for step, value in points
+    ]
+
+
+def is_accuracy(name: str) -> bool:
+    return "acc" in name.lower()
+
+
+# ---------------------------------------------------------------- samples after each save
+
+
+@dataclass(frozen=True)
+class SampleReference:
+    """The fixed prompt clip and target text every progress sample uses."""
+
+    audio: str
+    text: str
+    language: str
+    target_text: str
+    target_language: str
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    model: str  # "s2" or "s1": which model was just saved
+    epoch: int
+    gpt_path: str
+    sovits_path: str
+    out_path: str
+    reference: SampleReference
+
+
+def sample_text(language: str) -> str:
+    return SAMPLE_TEXTS.get(language, SAMPLE_TEXTS["en"])
+
+
+def choose_reference(
+    clips: Sequence[tuple[str, str, str, float]], chosen: str | None = None
+) -> SampleReference | None:
+    """The prompt for samples from (path, language, text, seconds) clips: `chosen` when it is one of
+    them, else the first clip 3–10 s long, else the first clip."""
+    if not clips:
+        return None
+    pick = next((c for c in clips if chosen and c[0] == chosen), None)
+    lo, hi = SAMPLE_REF_SECONDS
+    pick = pick or next((c for c in clips if lo <= c[3] <= hi), clips[0])
+    path, language, text, _seconds = pick
+    return SampleReference(path, text, language, sample_text(language), language)
+
+
+_SOVITS_NAME = r"{exp}_e(\d+)_s(\d+)\.pth"
+_GPT_NAME = r"{exp}-e(\d+)\.ckpt"
+_CLVP_NAME = r"{exp}-e(\d+)\.pt"
+
+
+@dataclass(frozen=True)
+class Export:
+    model: str  # s2 | s1 | clvp
+    epoch: int
+    step: int | None
+    path: str
+    mtime: float
+
+
+def list_exports(layout: Layout, exp: str, version: str) -> list[Export]:
+    """The experiment's exported weights (what the Inference tab offers), newest first per model."""
+    found: list[Export] = []
+    folders = (
+        ("s2", layout.sovits_dir(version), _SOVITS_NAME),
+        ("s1", layout.gpt_dir(version), _GPT_NAME),
+        ("clvp", layout.clvp_dir, _CLVP_NAME),
+    )
+    for model, folder, pattern in folders:
+        if not folder.is_dir():
+            continue
+        regex = re.compile(pattern.format(exp=re.escape(exp)))
+        for p in folder.iterdir():
+            m = regex.fullmatch(p.name)
+            if m and p.is_file():
+                step = int(m.group(2)) if m.lastindex and m.lastindex >= 2 else None
+                found.append(Export(model, int(m.group(1)), step, str(p), p.stat().st_mtime))
+    order = {"s2": 0, "s1": 1, "clvp": 2}
+    return sorted(found, key=lambda e: (order[e.model], -e.epoch, -(e.step or 0)))
+
+
+def latest_export(exports: Sequence[Export], model: str) -> str | None:
+    """The newest (highest epoch, then step) export of `model`."""
+    ours = [e for e in exports if e.model == model]
+    return max(ours, key=lambda e: (e.epoch, e.step or 0)).path if ours else None
+
+
+def plan_sample(
+    event: dict[str, Any],
+    layout: Layout,
+    exp: str,
+    exports: Sequence[Export],
+    pretrained_s1: str,
+    pretrained_s2g: str,
+    reference: SampleReference | None,
+) -> SampleSpec | None:
+    """The checkpoint pair for the sample after a `saved` event (None for CLVP or without a reference).
+
+    An S2 save is heard with the newest exported GPT of the experiment (else the pretrained one);
+    an S1 save with the newest exported SoVITS (else the pretrained generator), so each sample
+    changes only through the model that was just trained, plus whatever was finished before.
+    """
+    model, path = event.get("model"), event.get("path")
+    if reference is None or model not in ("s1", "s2") or not path:
+        return None
+    epoch = int(event.get("epoch") or 0)
+    if model == "s2":
+        gpt, sovits = latest_export(exports, "s1") or pretrained_s1, str(path)
+    else:
+        gpt, sovits = str(path), latest_export(exports, "s2") or pretrained_s2g
+    out = layout.samples_dir(exp) / f"{model}_e{epoch}.wav"
+    return SampleSpec(model, epoch, gpt, sovits, str(out), reference)
+
+
+def sample_config(spec: SampleSpec, model_dir: Path, device: str = "auto") -> dict[str, Any]:
+    """The request for `python -m gpt_sovits.progress_sample --config FILE` (see that module)."""
+    ref = spec.reference
+    return {
+        "gpt_path": spec.gpt_path,
+        "sovits_path": spec.sovits_path,
+        "model_dir": str(model_dir),
+        "device": device,
+        "ref_audio": ref.audio,
+        "ref_text": ref.text,
+        "ref_lang": ref.language,
+        "text": ref.target_text,
+        "text_lang": ref.target_language,
+        "out": spec.out_path,
+        "seed": 1234,
+    }
+
+
+def saved_label(model: str, epoch: int, _: Translator = plain) -> str:
+    names = {"s2": "SoVITS", "s1": "GPT"}
+    return _("{model} epoch {epoch} sample", model=names.get(model, model), epoch=epoch)
+
+
+def settings_dict(s: TrainSettings) -> dict[str, Any]:
+    return asdict(s)

@@ -1,0 +1,174 @@
+"""The Training tab's moving parts: a queue of steps run one after another as `tools.jobs.Job`
+subprocesses, and a queue of listening samples synthesised after each save.
+
+Nothing here imports gradio: the tab keeps one `StepRunner` and one `SampleQueue` in its
+per-session state and calls `poll()` from a timer. Each call reads the new events of the
+running job, starts the next step when one ends with exit code 0, and stops the sequence on any
+other code (a stopped, failed or crashed step).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.jobs import Job
+from ui.training_plan import ProgressView, SampleSpec, StepSpec, write_step_config
+
+SAMPLE_MODULE = "gpt_sovits.progress_sample"
+
+
+def _job_dir(job_root: Path, prefix: str) -> Path:
+    job_root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=job_root))
+
+
+@dataclass
+class StepResult:
+    step: str
+    code: int
+    error: str = ""  # the last `error` event of the step, if any
+    log_tail: str = ""  # for crashes (codes other than 0/1/2/stopped)
+    stopped: bool = False  # ended after the user pressed Stop (formatting then exits with 1)
+
+
+@dataclass
+class StepRunner:
+    """Run `specs` in order; `poll()` advances. One runner per started click."""
+
+    specs: list[StepSpec]
+    job_root: Path
+    start: Callable[[str, list[str], Path], Job] = Job.start
+    pending: list[StepSpec] = field(init=False)
+    current: StepSpec | None = field(default=None, init=False)
+    job: Job | None = field(default=None, init=False)
+    progress: ProgressView = field(default_factory=ProgressView, init=False)
+    results: list[StepResult] = field(default_factory=list, init=False)
+    saved: list[dict[str, Any]] = field(default_factory=list, init=False)
+    stopped: bool = field(default=False, init=False)
+    _error: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = list(self.specs)
+
+    def begin(self) -> None:
+        """Start the first step."""
+        self._start_next()
+
+    def _start_next(self) -> None:
+        spec = self.pending.pop(0)
+        write_step_config(spec)
+        self.current, self.progress, self._error = spec, ProgressView(), ""
+        self.job = self.start(spec.module, spec.args, _job_dir(self.job_root, f"train-{spec.step}"))
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.current is not None
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Fold in the new events; returns the new `saved` events (for samples)."""
+        if self.job is None or self.current is None:
+            return []
+        alive = self.job.running()
+        new_saved = self._consume(self.job.poll())
+        if alive:
+            return new_saved
+        new_saved += self._consume(self.job.poll())  # lines written just before the exit
+        code = int(self.job.process.returncode)
+        tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else self.job.log_tail(2000)
+        self.results.append(StepResult(self.current.step, code, self._error, tail, self.stopped))
+        self.job, self.current = None, None
+        if code == 0 and self.pending and not self.stopped:
+            self._start_next()
+        else:
+            self.pending.clear()
+        return new_saved
+
+    def _consume(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        saved = []
+        for event in events:
+            kind = event.get("type")
+            if kind == "progress":
+                self.progress.update(event)
+            elif kind == "error":
+                self._error = str(event.get("message", ""))
+            elif kind == "saved":
+                saved.append(event)
+        self.saved += saved
+        return saved
+
+    def stop(self) -> None:
+        """Stop the running step (SIGTERM: trainers save and exit) and drop the steps after it."""
+        self.stopped = True
+        self.pending.clear()
+        if self.job is not None:
+            self.job.stop(grace=15.0)  # a trainer saves its state on SIGTERM before it exits
+
+
+@dataclass
+class SampleOutcome:
+    label: str
+    path: str
+    ok: bool
+    message: str = ""
+
+
+@dataclass
+class SampleQueue:
+    """Listening samples, synthesised one at a time in a subprocess (never in the request thread)."""
+
+    job_root: Path
+    model_dir: Path
+    device: str = "auto"
+    start: Callable[[str, list[str], Path], Job] = Job.start
+    pending: list[tuple[str, SampleSpec]] = field(default_factory=list)
+    current: tuple[str, SampleSpec] | None = None
+    job: Job | None = None
+    outcomes: list[SampleOutcome] = field(default_factory=list)
+
+    def add(self, label: str, spec: SampleSpec) -> None:
+        self.pending.append((label, spec))
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None or bool(self.pending)
+
+    def poll(self) -> None:
+        if self.job is not None and self.current is not None and not self.job.running():
+            label, spec = self.current
+            code = int(self.job.process.returncode)
+            ok = code == 0 and Path(spec.out_path).is_file()
+            errors = [e.get("message", "") for e in self.job.poll() if e.get("type") == "error"]
+            message = "" if ok else (errors[-1] if errors else self.job.log_tail(500))
+            self.outcomes.append(SampleOutcome(label, spec.out_path, ok, message))
+            self.job, self.current = None, None
+        if self.job is None and self.pending:
+            self.current = self.pending.pop(0)
+            self.job = self._start(self.current[1])
+
+    def _start(self, spec: SampleSpec) -> Job:
+        from tools.fsutil import atomic_write_text
+        from ui.training_plan import sample_config
+
+        request = Path(spec.out_path).with_suffix(".json")
+        request.parent.mkdir(parents=True, exist_ok=True)
+        config = sample_config(spec, self.model_dir, self.device)
+        atomic_write_text(request, json.dumps(config, ensure_ascii=False, indent=1) + "\n")
+        return self.start(SAMPLE_MODULE, ["--config", str(request)], _job_dir(self.job_root, "sample"))
+
+    def stop(self) -> None:
+        self.pending.clear()
+        if self.job is not None:
+            self.job.stop()
+
+
+def stop_all(state: dict[str, Any]) -> None:
+    """Stop whatever a session started (the tab's Stop button, and the state's delete callback)."""
+    for key in ("runner", "samples"):
+        obj = state.get(key) if isinstance(state, dict) else None
+        if obj is not None:
+            obj.stop()
