@@ -1,0 +1,399 @@
+"""Dataset formatting (gpt_sovits.prepare) and the experiment tables (gpt_sovits.experiment)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gpt_sovits import prepare as prep
+from gpt_sovits.experiment import (
+    ExperimentFormatError,
+    ExperimentPaths,
+    PhoneEntry,
+    read_languages,
+    read_name2semantic,
+    read_name2text,
+    write_name2semantic,
+    write_name2text,
+)
+from tests.synth import voiced_tone
+from tests.tiny_models import write_tiny_dataset
+
+# ------------------------------------------------------------------------------------ experiment tables
+
+
+def test_name2text_round_trip_in_the_reference_format(tmp_path):
+    path = tmp_path / "2-name2text.txt"
+    entries = [
+        PhoneEntry("a.wav", ["n", "i2", "h", "ao3", "."], [2, 2, 1], "你好.", "zh"),
+        PhoneEntry("b.wav", [",", "HH", "AY1"], None, "hi", "en"),
+    ]
+    write_name2text(path, entries)
+    # the reference's line: word2ph as str(list) for Chinese, None otherwise; a final line break
+    assert path.read_text(encoding="utf-8") == (
+        "a.wav\tn i2 h ao3 .\t[2, 2, 1]\t你好.\nb.wav\t, HH AY1\tNone\thi\n"
+    )
+    back = read_name2text(path, languages={"a.wav": "zh"})
+    assert back["a.wav"] == entries[0]
+    assert back["b.wav"] == PhoneEntry("b.wav", [",", "HH", "AY1"], None, "hi", None)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("a.wav\tn i2\n", "line 1: expected 4"),
+        ("a.wav\tn i2\t[1, 1]\tx\nb.wav\tn\t[oops]\tx\n", "line 2: word2ph"),
+        ("a.wav\tn i2 h\t[1, 1]\tx\n", "adds up to 2 but there are 3 phones"),
+        ("a.wav\t\tNone\tx\n", "no phones"),
+    ],
+)
+def test_name2text_malformed_lines_name_the_line(tmp_path, content, fragment):
+    path = tmp_path / "2-name2text.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ExperimentFormatError, match=fragment.replace("[", r"\[")):
+        read_name2text(path)
+
+
+def test_name2semantic_round_trip_and_errors(tmp_path):
+    path = tmp_path / "6-name2semantic.tsv"
+    write_name2semantic(path, {"a.wav": [1, 2, 1023], "b.wav": [0]})
+    assert path.read_text(encoding="utf-8") == "item_name\tsemantic_audio\na.wav\t1 2 1023\nb.wav\t0\n"
+    assert read_name2semantic(path) == {"a.wav": [1, 2, 1023], "b.wav": [0]}
+    path.write_text("item_name\tsemantic_audio\na.wav\t1 x 3\n", encoding="utf-8")
+    with pytest.raises(ExperimentFormatError, match="line 2"):
+        read_name2semantic(path)
+    with pytest.raises(ExperimentFormatError, match="tab or line break"):
+        write_name2text(tmp_path / "t.txt", [PhoneEntry("a\tb", ["a"], None, "x")])
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _run(list_path: Path, exp: Path, tiny, **kw) -> prep.PrepareReport:
+    kw.setdefault("device", "cpu")
+    kw.setdefault("workers", 1)
+    return prep.prepare(list_path, exp, tiny.root, progress=lambda *a: None, **kw)
+
+
+def _mtimes(exp: Path) -> dict[str, int]:
+    return {str(p.relative_to(exp)): p.stat().st_mtime_ns for p in sorted(exp.rglob("*")) if p.is_file()}
+
+
+def _rewrite_line(list_path: Path, index: int, new_text: str) -> None:
+    lines = list_path.read_text(encoding="utf-8").splitlines()
+    path, spk, lang, _ = lines[index].split("|")
+    lines[index] = f"{path}|{spk}|{lang}|{new_text}"
+    list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _check_consistent(exp: Path) -> tuple[dict, dict]:
+    paths = ExperimentPaths.of(exp)
+    texts = read_name2text(paths.name2text, read_languages(paths))
+    semantic = read_name2semantic(paths.name2semantic)
+    assert set(texts) == set(semantic)
+    for name, entry in texts.items():
+        ssl = torch.load(paths.hubert(name), weights_only=True)
+        assert ssl.dtype == torch.float32 and ssl.shape[:2] == (1, 768)
+        assert len(semantic[name]) == ssl.shape[-1] // 2  # ssl_proj: kernel 2, stride 2
+        assert all(0 <= t < 1024 for t in semantic[name])
+        info = sf.info(str(paths.wav(name)))
+        assert info.samplerate == 32000 and info.subtype == "PCM_16" and info.channels == 1
+        # HuBERT runs at 50 Hz on the 16 kHz version of the same clip
+        assert abs(ssl.shape[-1] - info.frames / 640) <= 1
+        if entry.language == "zh":
+            bert = torch.load(paths.bert(name), weights_only=True)
+            assert bert.dtype == torch.float32 and bert.shape == (1024, len(entry.phones))
+            assert entry.word2ph is not None and sum(entry.word2ph) == len(entry.phones)
+        else:
+            assert entry.language == "en" and entry.word2ph is None
+            assert not paths.bert(name).exists()
+    return texts, semantic
+
+
+# ----------------------------------------------------------------------------------------- formatting
+
+
+def test_formats_consistently_and_a_rerun_writes_nothing(tmp_path, tiny_pretrained):
+    list_path = write_tiny_dataset(tmp_path / "data", n=6)
+    exp = tmp_path / "exp"
+    calls = []
+    report = prep.prepare(
+        list_path, exp, tiny_pretrained.root, device="cpu", workers=1, progress=lambda *a: calls.append(a)
+    )
+    assert not report.skipped and not report.cancelled
+    assert report.formatted == [f"clip_{i:03d}.wav" for i in range(6)]
+    assert sorted(report.processed) == report.formatted
+    assert calls[-1][:2] == (6, 6)
+    texts, _ = _check_consistent(exp)
+    assert {e.language for e in texts.values()} == {"zh", "en"}
+    assert sorted(p.name for p in (exp / "3-bert").iterdir()) == sorted(
+        f"{n}.pt" for n, e in texts.items() if e.language == "zh"
+    )
+
+    before = _mtimes(exp)
+    again = _run(list_path, exp, tiny_pretrained)
+    assert again.processed == [] and again.reused == 6 and again.formatted == report.formatted
+    assert _mtimes(exp) == before  # nothing rewritten, not even the tables or the manifest
+
+
+def test_changed_text_or_audio_redoes_only_that_clip_and_removed_lines_are_dropped(tmp_path, tiny_pretrained):
+    list_path = write_tiny_dataset(tmp_path / "data", n=5)
+    exp = tmp_path / "exp"
+    _run(list_path, exp, tiny_pretrained)
+    paths = ExperimentPaths.of(exp)
+    before = _mtimes(exp)
+
+    _rewrite_line(list_path, 1, "我们去公园。")  # clip_001 (zh): new text, same audio
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.processed == ["clip_001.wav"]
+    assert read_name2text(paths.name2text)["clip_001.wav"].norm_text == "我们去公园."
+    after = _mtimes(exp)
+    changed = {k for k in after if after[k] != before.get(k)}
+    # the text part only: BERT features and the tables; its audio outputs are kept
+    assert changed == {"3-bert/clip_001.wav.pt", "2-name2text.txt", "prepare_manifest.json"}
+    assert torch.load(paths.bert("clip_001.wav"), weights_only=True).shape[1] == len(
+        read_name2text(paths.name2text)["clip_001.wav"].phones
+    )
+
+    # new audio for clip_002: its wav, HuBERT and tokens are redone, its text part is not
+    audio = voiced_tone(1.2, 32000, f0=200, seed=7)
+    sf.write(list_path.parent / "wavs" / "clip_002.wav", audio, 32000, subtype="PCM_16")
+    before = _mtimes(exp)
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.processed == ["clip_002.wav"]
+    after = _mtimes(exp)
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert {"5-wav32k/clip_002.wav", "4-cnhubert/clip_002.wav.pt", "6-name2semantic.tsv"} <= changed
+    assert not any(
+        k.startswith(("3-bert", "4-cnhubert/clip_00", "5-wav32k/clip_00")) and "002" not in k for k in changed
+    )
+    assert sf.info(str(paths.wav("clip_002.wav"))).frames == len(audio)
+
+    # a line removed from the list is dropped from both tables
+    lines = list_path.read_text(encoding="utf-8").splitlines()
+    list_path.write_text("\n".join(lines[:3] + lines[4:]) + "\n", encoding="utf-8")
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.removed == ["clip_003.wav"] and report.processed == []
+    texts, semantic = _check_consistent(exp)
+    assert "clip_003.wav" not in texts and "clip_003.wav" not in semantic and len(texts) == 4
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_pretrained):
+    list_path = write_tiny_dataset(tmp_path / "data", n=6)
+    exp = tmp_path / "exp"
+    done = {"n": 0}
+
+    def crash_after_three() -> bool:
+        if done["n"] >= 3:  # 3 clips complete, then the process "dies" in the middle of the run
+            raise RuntimeError("simulated crash")
+        return False
+
+    def progress(n: int, total: int, message: str = "") -> None:
+        done["n"] = n
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        prep.prepare(
+            list_path, exp, tiny_pretrained.root, device="cpu", workers=1,
+            progress=progress, should_stop=crash_after_three,
+        )  # fmt: skip
+    texts, _ = _check_consistent(exp)
+    assert sorted(texts) == ["clip_000.wav", "clip_001.wav", "clip_002.wav"]
+    done_files = _mtimes(exp)
+
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.processed == ["clip_003.wav", "clip_004.wav", "clip_005.wav"] and report.reused == 3
+    assert len(_check_consistent(exp)[0]) == 6
+    now = _mtimes(exp)
+    assert all(now[k] == v for k, v in done_files.items() if k.startswith(("3-", "4-", "5-")))
+
+    # a polite stop (the UI's Stop button) saves what is done and says so
+    shutil.rmtree(exp)
+    stopped = prep.prepare(
+        list_path, exp, tiny_pretrained.root, device="cpu", workers=1,
+        progress=lambda *a: None, should_stop=lambda: len(list((exp / "4-cnhubert").glob("*.pt"))) >= 2,
+    )  # fmt: skip
+    assert stopped.cancelled and stopped.formatted == ["clip_000.wav", "clip_001.wav"]
+    assert len(_check_consistent(exp)[0]) == 2
+
+
+def test_bad_clips_are_reported_with_reasons_and_the_rest_formatted(tmp_path, tiny_pretrained):
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    wavs = list_path.parent / "wavs"
+    other = tmp_path / "other"
+    other.mkdir()
+    sf.write(other / "clip_000.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")  # same basename
+    loud = voiced_tone(1.0, 32000) / 0.5 * 3.0  # peak 3.0: only a float file can hold it
+    sf.write(wavs / "loud.wav", loud.astype(np.float32), 32000, subtype="FLOAT")
+    sf.write(wavs / "short.wav", voiced_tone(0.1, 32000), 32000, subtype="PCM_16")
+    sf.write(wavs / "silent.wav", np.zeros(32000, dtype=np.float32), 32000, subtype="PCM_16")
+    sf.write(wavs / "fr.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")
+    sf.write(wavs / "empty.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")
+    (wavs / "broken.wav").write_bytes(b"RIFF not really a wav")
+    extra = [
+        f"{wavs / 'fr.wav'}|tiny|fr|Bonjour tout le monde.",
+        f"{wavs / 'empty.wav'}|tiny|zh|   ",
+        f"{wavs / 'missing.wav'}|tiny|zh|你好世界。",
+        f"{wavs / 'loud.wav'}|tiny|zh|你好世界。",
+        f"{other / 'clip_000.wav'}|tiny|zh|你好世界。",
+        f"{wavs / 'short.wav'}|tiny|zh|你好世界。",
+        f"{wavs / 'silent.wav'}|tiny|zh|你好世界。",
+        f"{wavs / 'broken.wav'}|tiny|zh|你好世界。",
+        "no fields here",
+    ]
+    with open(list_path, "a", encoding="utf-8") as f:
+        f.write("\n".join(extra) + "\n")
+    exp = tmp_path / "exp"
+    report = _run(list_path, exp, tiny_pretrained)
+    reasons = {(s.name or s.path): s.reason for s in report.skipped}
+    assert reasons == {
+        "fr.wav": "unsupported_language",
+        "empty.wav": "empty_text",
+        "missing.wav": "missing_file",
+        "loud.wav": "too_loud",
+        "clip_000.wav": "duplicate_name",
+        "short.wav": "too_short",
+        "silent.wav": "silent",
+        "broken.wav": "unreadable",
+        "no fields here": "malformed_line",
+    }
+    assert [s.line for s in report.skipped] == sorted(s.line for s in report.skipped)
+    assert all(str(s) for s in report.skipped)
+    assert report.formatted == ["clip_000.wav", "clip_001.wav"]
+    texts, _ = _check_consistent(exp)
+    assert sorted(texts) == report.formatted
+    assert not (exp / "5-wav32k" / "loud.wav").exists()
+
+    before = _mtimes(exp)
+    again = _run(list_path, exp, tiny_pretrained)
+    assert {(s.name or s.path): s.reason for s in again.skipped} == reasons  # remembered, not redone
+    assert again.processed == [] and _mtimes(exp) == before
+
+
+def test_files_follow_the_reference_recipe(tmp_path, tiny_pretrained):
+    """One clip recomputed here step by step from 2-get-hubert-wav32k.py / 3-get-semantic.py / 1-get-text.py."""
+    import torchaudio.functional as AF
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, HubertModel
+
+    from gpt_sovits.checkpoints import load_sovits
+
+    list_path = write_tiny_dataset(tmp_path / "data", n=1)  # clip_000: zh "你好世界。"
+    exp = tmp_path / "exp"
+    _run(list_path, exp, tiny_pretrained)
+    paths = ExperimentPaths.of(exp)
+    name = "clip_000.wav"
+
+    x, sr = sf.read(str(list_path.parent / "wavs" / name), dtype="float32")
+    assert sr == 32000
+    peak = np.abs(x).max()
+    mix = x / peak * np.float32(0.95 * 0.5 * 32768) + np.float32(0.5 * 32768) * x
+    written, _ = sf.read(str(paths.wav(name)), dtype="int16")
+    np.testing.assert_array_equal(written, mix.astype(np.int16))
+
+    mix_b = x / peak * np.float32(0.95 * 0.5 * 1145.14) + np.float32(0.5 * 1145.14) * x
+    wav16 = AF.resample(torch.from_numpy(mix_b.astype(np.float32)), 32000, 16000)
+    hubert = HubertModel.from_pretrained(str(tiny_pretrained.hubert)).eval()
+    with torch.no_grad():
+        expected = hubert(wav16.unsqueeze(0)).last_hidden_state.transpose(1, 2)
+    saved = torch.load(paths.hubert(name), weights_only=True)
+    torch.testing.assert_close(saved, expected, rtol=1e-4, atol=1e-4)
+
+    s2, _ = load_sovits(tiny_pretrained.s2g)
+    with torch.no_grad():
+        codes = s2.extract_latent(saved)
+    assert read_name2semantic(paths.name2semantic)[name] == codes[0, 0].tolist()
+
+    entry = read_name2text(paths.name2text)[name]
+    tok = AutoTokenizer.from_pretrained(str(tiny_pretrained.bert))
+    bert = AutoModelForMaskedLM.from_pretrained(str(tiny_pretrained.bert)).eval()
+    with torch.no_grad():
+        hidden = bert(**tok(entry.norm_text, return_tensors="pt"), output_hidden_states=True).hidden_states
+    res = hidden[-3][0][1:-1]
+    expected_bert = torch.cat([res[i].repeat(n, 1) for i, n in enumerate(entry.word2ph)], 0).T
+    torch.testing.assert_close(
+        torch.load(paths.bert(name), weights_only=True), expected_bert, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_text_cleaning_in_worker_processes_gives_the_same_rows(tmp_path, tiny_pretrained, monkeypatch):
+    list_path = write_tiny_dataset(tmp_path / "data", n=4)
+    _run(list_path, tmp_path / "serial", tiny_pretrained)
+    monkeypatch.setattr(prep, "PARALLEL_TEXT_MIN_ITEMS", 1)
+    report = _run(list_path, tmp_path / "pool", tiny_pretrained, workers=2)
+    assert len(report.processed) == 4
+    assert (tmp_path / "pool" / "2-name2text.txt").read_text(encoding="utf-8") == (
+        tmp_path / "serial" / "2-name2text.txt"
+    ).read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_with_config_events_and_wav_dir(tmp_path, tiny_pretrained, capsys):
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    # a list written on Windows: only the basename counts when --wav-dir is given (as the reference)
+    lines = [
+        "C:\\Users\\someone\\slices\\" + line.split("|", 1)[0].rsplit("/", 1)[1] + "|" + line.split("|", 1)[1]
+        for line in list_path.read_text(encoding="utf-8").splitlines()
+    ]
+    list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    exp = tmp_path / "exp"
+    config = tmp_path / "prepare.json"
+    config.write_text(
+        json.dumps({"list": str(list_path), "exp_dir": str(exp), "pretrained_dir": "/nowhere", "workers": 1}),
+        encoding="utf-8",
+    )
+    events = tmp_path / "events.jsonl"
+    argv = ["--config", str(config), "--pretrained-dir", str(tiny_pretrained.root)]  # the flag overrides
+    rc = prep.main(
+        [*argv, "--wav-dir", str(list_path.parent / "wavs"), "--device", "cpu", "--events", str(events)]
+    )
+    assert rc == 0, capsys.readouterr().err
+    kinds = [json.loads(line)["type"] for line in events.read_text(encoding="utf-8").splitlines()]
+    assert kinds[0] == "progress" and kinds[-1] == "result"
+    result = json.loads(events.read_text(encoding="utf-8").splitlines()[-1])
+    assert result["formatted"] == ["clip_000.wav", "clip_001.wav"]
+    assert len(_check_consistent(exp)[0]) == 2
+
+
+def test_missing_pretrained_models_give_one_clear_message(tmp_path, tiny_pretrained, capsys):
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    empty = tmp_path / "models"
+    empty.mkdir()
+    with pytest.raises(prep.PretrainedMissingError) as err:
+        prep.prepare(list_path, tmp_path / "exp", empty, device="cpu", progress=lambda *a: None)
+    msg = str(err.value)
+    for part in (
+        "s2G2333k.pth",
+        "gsv-v2final-pretrained",
+        "chinese-hubert-base",
+        "chinese-roberta-wwm-ext-large",
+    ):
+        assert part in msg
+    assert "python -m gpt_sovits.models download" in msg
+    assert not (tmp_path / "exp" / "2-name2text.txt").exists()
+
+    rc = prep.main(
+        ["--list", str(list_path), "--exp-dir", str(tmp_path / "exp"), "--pretrained-dir", str(empty)]
+    )
+    err_text = capsys.readouterr().err
+    assert rc == 2 and "s2G2333k.pth" in err_text and "Traceback" not in err_text
+    assert prep.main(["--exp-dir", str(tmp_path / "exp")]) == 2
+    assert "--list is required" in capsys.readouterr().err
+
+
+def test_an_unreadable_table_means_a_full_redo_not_a_crash(tmp_path, tiny_pretrained):
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    exp = tmp_path / "exp"
+    _run(list_path, exp, tiny_pretrained)
+    (exp / "2-name2text.txt").write_text("garbage line\n", encoding="utf-8")
+    report = _run(list_path, exp, tiny_pretrained)
+    assert sorted(report.processed) == ["clip_000.wav", "clip_001.wav"]
+    assert len(_check_consistent(exp)[0]) == 2
+    assert os.path.getsize(exp / "6-name2semantic.tsv") > len("item_name\tsemantic_audio\n")
