@@ -1,0 +1,126 @@
+"""The Training tab in a real browser: pretrained status, the check refusing a bad dataset, a run that
+shows progress and stops, with tiny pretrained models and a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
+from tests.tiny_models import write_tiny_dataset
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def training_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> Iterator[ServedApp]:
+    """webui.py on a free port with a workspace holding a good and a bad tiny dataset, and the tiny
+    pretrained folder as --model-dir."""
+    workspace = tmp_path_factory.mktemp("training_ws")
+    write_tiny_dataset(workspace / "good", n=12, speaker="good")
+    bad = write_tiny_dataset(workspace / "bad", n=3, speaker="bad")
+    lines = bad.read_text(encoding="utf-8").splitlines()
+    lines[0] = lines[0].replace("|zh|", "|fr|")
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = free_port()
+    log = workspace.parent / "training_webui.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "webui.py",
+                "--port",
+                str(port),
+                "--workspace",
+                str(workspace),
+                "--lang",
+                "en_US",
+                "--model-dir",
+                str(tiny_pretrained.root),
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url)
+        yield ServedApp(url, workspace, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def tpage(browser, training_app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    p.goto(training_app.url)
+    p.get_by_role("tab", name="Training").click()
+    p.locator("#train-models").wait_for()
+    yield p
+    context.close()
+
+
+def choose_list(page, value: str) -> None:
+    page.locator("#train-list input").click()
+    page.get_by_role("option", name=value).click()
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def text_of(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def test_bad_dataset_is_refused_with_the_check_message(tpage, training_app):
+    status = text_of(tpage, "train-models")
+    assert status.count("found") == 5 and "missing" not in status
+    assert str(Path(training_app.workspace)) not in status  # models come from --model-dir
+    choose_list(tpage, "bad/bad.list")
+    tpage.wait_for_function("document.querySelector('#train-exp input, #train-exp textarea').value === 'bad'")
+    tpage.locator("#train-all").click()
+    tpage.wait_for_function("document.querySelector('#train-check').innerText.includes('Cannot start')")
+    check = text_of(tpage, "train-check")
+    assert "unsupported language" in check and "clip_000.wav" in check
+    assert "Only 2 usable clips" in check
+    assert "Not started" in text_of(tpage, "train-status")
+    assert not (training_app.workspace / "experiments" / "bad").exists()  # nothing was written
+
+
+def test_one_click_run_shows_progress_and_stops(tpage, training_app):
+    tpage.locator("#train-exp input, #train-exp textarea").first.fill("tiny_run")
+    choose_list(tpage, "good/good.list")
+    set_number(tpage, "train-s2-epochs", 1)
+    set_number(tpage, "train-s1-epochs", 1)
+    tpage.locator("#train-all").click()
+    tpage.wait_for_function("document.querySelector('#train-status').innerText.includes('running')")
+    assert "Formatting" in text_of(tpage, "train-status")
+    # progress moves from "starting" to a step count
+    tpage.wait_for_function(
+        "/step \\d+\\/\\d+/.test(document.querySelector('#train-progress').innerText)", timeout=60_000
+    )
+    first = text_of(tpage, "train-progress")
+    tpage.wait_for_function(
+        f"document.querySelector('#train-progress').innerText !== {first!r}", timeout=60_000
+    )
+    tpage.locator("#train-stop").click()
+    tpage.wait_for_function(
+        "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=30_000
+    )
+    status = text_of(tpage, "train-status")
+    assert "Click the same step again to resume" in status
+    exp = training_app.workspace / "experiments" / "tiny_run"
+    assert (exp / "prepare_request.json").is_file()  # the config file written before the run
