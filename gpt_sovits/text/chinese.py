@@ -6,8 +6,10 @@ sentence, regrouping for tone sandhi, pypinyin initials/finals per word, tone sa
 and the mapping of each syllable to two phones of the symbol table (initial + toned final). ``word2ph``
 has one entry per character of the normalised text: 2 for a syllable, 1 for a punctuation mark.
 
-Pinyin source: the reference v2 uses the G2PW polyphone model when installed; this module reports which
-source is in use in ``pinyin_backend()`` (pypinyin here: see the function's docstring).
+Pinyin source: pypinyin per jieba word (the reference with G2PW off), or, for v2 when the caller passes a
+``G2PW`` object (``gpt_sovits.text.g2pw.load_g2pw(model_dir)``), the reference's G2PW path: the polyphone
+model reads whole sentences, then the reference's word corrections apply. ``pinyin_backend(g2pw)`` says
+which one is in use.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import logging
 import re
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpt_sovits.text import zh_normalization
 from gpt_sovits.text.symbols import PUNCTUATION, UNK
+
+if TYPE_CHECKING:
+    from gpt_sovits.text.g2pw import G2PW
 
 log = logging.getLogger(__name__)
 _DATA = Path(__file__).parent / "data"
@@ -60,30 +66,13 @@ _ALONE = {"ing": "ying", "i": "yi", "in": "yin", "u": "wu"}
 _ALONE_FIRST = {"v": "yu", "e": "e", "i": "y", "u": "w"}
 
 
-def g2pw_model_dir() -> Path | None:
-    """The G2PW model folder if present (``pretrained_models/G2PWModel`` with ``g2pW.onnx``), else None."""
-    for base in (Path("pretrained_models"), Path(__file__).resolve().parents[2] / "pretrained_models"):
-        d = base / "G2PWModel"
-        if (d / "g2pW.onnx").is_file():
-            return d
-    return None
+def pinyin_backend(g2pw: G2PW | None = None) -> str:
+    """Which pinyin source ``g2p`` uses with this ``g2pw`` argument: "g2pw" or "pypinyin".
 
-
-@cache
-def pinyin_backend() -> str:
-    """Which pinyin source the frontend uses: always "pypinyin" (with ToneSandhi and erhua).
-
-    The reference v2 uses the G2PW ONNX polyphone model when it is installed. That model is not
-    reimplemented here; when its files are found a warning says that pypinyin is used instead, so phones
-    can differ from a G2PW-enabled reference on polyphonic characters (the shared fixtures were made with
-    G2PW off and match this backend).
+    "g2pw" needs a loaded G2PW object (``load_g2pw``, which logs the choice once) that has not failed;
+    v1 always reads with pypinyin, as the reference v1 frontend does.
     """
-    d = g2pw_model_dir()
-    if d is not None:
-        log.warning("G2PW model found at %s but G2PW inference is not implemented; using pypinyin", d)
-    else:
-        log.info("Chinese pinyin: pypinyin (G2PW model not installed)")
-    return "pypinyin"
+    return "g2pw" if g2pw is not None and g2pw.usable else "pypinyin"
 
 
 @cache
@@ -140,6 +129,23 @@ def _initials_finals(word: str) -> tuple[list[str], list[str]]:
     return initials, finals
 
 
+def _split_pinyins(pinyins: list[str]) -> tuple[list[str], list[str]]:
+    """Initials and toned finals of TONE3 syllables ("zhang3" -> "zh", "ang3"); other items (punctuation)
+    are their own initial and final, as pypinyin's lazy_pinyin returns them."""
+    from pypinyin.contrib.tone_convert import to_finals_tone3, to_initials
+
+    initials: list[str] = []
+    finals: list[str] = []
+    for py in pinyins:
+        if py[:1].isascii() and py[:1].isalpha():
+            initials.append(to_initials(py))
+            finals.append(to_finals_tone3(py, neutral_tone_with_five=True))
+        else:
+            initials.append(py)
+            finals.append(py)
+    return initials, finals
+
+
 def _merge_erhua(initials: list[str], finals: list[str], word: str, pos: str) -> tuple[list[str], list[str]]:
     # A final 儿 read er1 is er2.
     if finals and len(finals) <= len(word) and word[len(finals) - 1] == "儿" and finals[-1] == "er1":
@@ -160,9 +166,9 @@ def _merge_erhua(initials: list[str], finals: list[str], word: str, pos: str) ->
 
 def _syllable_phones(initial: str, final: str) -> list[str]:
     """Two phones (initial, toned final) of one syllable, or ``[UNK]`` for one the table lacks."""
-    tone = final[-1]
+    tone = final[-1:]
     bare = final[:-1]
-    if tone not in "12345":
+    if not tone or tone not in "12345":
         return [UNK]
     if initial:
         pinyin = initial + _AFTER_INITIAL.get(bare, bare)
@@ -178,16 +184,26 @@ def _syllable_phones(initial: str, final: str) -> list[str]:
     return [entry[0], entry[1] + tone]
 
 
-def _sentence_g2p(sentence: str, version: str) -> tuple[list[str], list[int]]:
-    sentence = _LATIN_RE.sub("", sentence)
+def _sentence_g2p(
+    sentence: str, version: str, readings: list[str] | None = None
+) -> tuple[list[str], list[int]]:
+    """Phones of one sentence (Latin letters already removed). ``readings``: G2PW's TONE3 pinyin of each
+    character of the sentence (None: pypinyin per jieba word)."""
     sandhi = _tone_sandhi()
     seg = [(p.word, p.flag) for p in _posseg().lcut(sentence)]
     initials: list[str] = []
     finals: list[str] = []
+    offset = 0
     for word, pos in sandhi.pre_merge(seg):
+        start, offset = offset, offset + len(word)
         if pos == "eng":
             continue
-        sub_i, sub_f = _initials_finals(word)
+        if readings is None:
+            sub_i, sub_f = _initials_finals(word)
+        else:
+            from gpt_sovits.text.g2pw import correct_pronunciation
+
+            sub_i, sub_f = _split_pinyins(correct_pronunciation(word, readings[start:offset]))
         sub_f = sandhi.modified_tone(word, pos, sub_f)
         if version != "v1":
             sub_i, sub_f = _merge_erhua(sub_i, sub_f, word, pos)
@@ -206,14 +222,30 @@ def _sentence_g2p(sentence: str, version: str) -> tuple[list[str], list[int]]:
     return phones, word2ph
 
 
-def g2p(norm_text: str, version: str = "v2") -> tuple[list[str], list[int]]:
-    """Phones and per-character phone counts of normalised text (output of ``text_normalize``)."""
-    pinyin_backend()
-    sentences = [s for s in _SENTENCE_RE.split(norm_text) if s.strip()]
+def _g2pw_readings(sentences: list[str], g2pw: G2PW | None) -> list[list[str]] | None:
+    """G2PW's readings of all sentences at once (as the reference batches them), or None for pypinyin."""
+    if g2pw is None or not g2pw.usable:
+        return None
+    from gpt_sovits.text.g2pw import G2PWUnavailableError
+
+    try:
+        return g2pw.pinyins(sentences)
+    except G2PWUnavailableError as e:  # the object is now marked unusable: this is said once
+        log.warning("G2PW polyphone model failed; Chinese pinyin falls back to pypinyin: %s", e)
+        return None
+
+
+def g2p(norm_text: str, version: str = "v2", g2pw: G2PW | None = None) -> tuple[list[str], list[int]]:
+    """Phones and per-character phone counts of normalised text (output of ``text_normalize``).
+
+    ``g2pw``: read pinyin with the G2PW polyphone model (v2 only, as the reference); None: pypinyin.
+    """
+    sentences = [_LATIN_RE.sub("", s) for s in _SENTENCE_RE.split(norm_text) if s.strip()]
+    readings = _g2pw_readings(sentences, g2pw) if version != "v1" else None
     phones: list[str] = []
     word2ph: list[int] = []
-    for s in sentences:
-        p, w = _sentence_g2p(s, version)
+    for i, s in enumerate(sentences):
+        p, w = _sentence_g2p(s, version, None if readings is None else readings[i])
         phones += p
         word2ph += w
     return phones, word2ph

@@ -7,8 +7,13 @@ Languages per model version: v1 has zh/ja/en; v2 adds ko and yue. ``all_<lang>``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpt_sovits.text.errors import LanguageNotInstalledError, UnknownLanguageError
 from gpt_sovits.text.symbols import UNK, _check_version, get_symbols
+
+if TYPE_CHECKING:
+    from gpt_sovits.text.g2pw import G2PW
 
 LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 # Characters the reference turns into a pause symbol in Chinese text (instead of ",").
@@ -41,8 +46,13 @@ def _language_module(lang: str):
     raise LanguageNotInstalledError(lang, _MISSING_PACKAGES[lang], "This frontend implements zh and en only.")
 
 
-def clean_text(text: str, language: str, version: str = "v2") -> tuple[list[str], list[int] | None, str]:
+def clean_text(
+    text: str, language: str, version: str = "v2", *, g2pw: G2PW | None = None
+) -> tuple[list[str], list[int] | None, str]:
     """Phones, per-character phone counts (Chinese only, else None) and the normalised text.
+
+    ``g2pw``: a loaded G2PW polyphone model (``gpt_sovits.text.load_g2pw(model_dir)``) for Chinese v2
+    pinyin, as the reference with G2PW installed; None (default) reads pinyin with pypinyin.
 
     Every returned phone is in the version's symbol table (unknown ones become ``UNK``). For Chinese,
     ``len(word2ph) == len(norm_text)`` and ``sum(word2ph) == len(phones)``.
@@ -57,11 +67,11 @@ def clean_text(text: str, language: str, version: str = "v2") -> tuple[list[str]
         special = next(((s, sym) for s, sym in SPECIAL_PAUSES if s in text), None)
         if special is not None:
             norm_text = module.text_normalize(text.replace(special[0], ","))
-            phones, word2ph = module.g2p(norm_text, version)
+            phones, word2ph = module.g2p(norm_text, version, g2pw)
             phones = [special[1] if p == "," else p for p in phones]
         else:
             norm_text = module.text_normalize(text)
-            phones, word2ph = module.g2p(norm_text, version)
+            phones, word2ph = module.g2p(norm_text, version, g2pw)
         if len(word2ph) != len(norm_text) or sum(word2ph) != len(phones):  # pragma: no cover - invariant
             raise AssertionError(f"word2ph misaligned for {norm_text!r}")
     else:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpt_sovits.text.cleaner import clean_text
 from gpt_sovits.text.errors import UnknownLanguageError
 from gpt_sovits.text.symbols import cleaned_text_to_sequence
+
+if TYPE_CHECKING:
+    from gpt_sovits.text.g2pw import G2PW
 
 _SCRIPTS = (
     ("en", re.compile(r"[A-Za-z\uff21-\uff3a\uff41-\uff5a]")),
@@ -89,23 +93,30 @@ def split_languages(text: str, language: str) -> list[tuple[str, str]]:
     return out
 
 
-def clean_mixed_text(text: str, language: str = "zh", version: str = "v2") -> list[TextSegment]:
-    """Clean each language run of ``text`` (runs that normalise to nothing are dropped)."""
+def clean_mixed_text(
+    text: str, language: str = "zh", version: str = "v2", *, g2pw: G2PW | None = None
+) -> list[TextSegment]:
+    """Clean each language run of ``text`` (runs that normalise to nothing are dropped).
+
+    ``g2pw``: the G2PW polyphone model for Chinese runs (see ``clean_text``); None: pypinyin.
+    """
     text = re.sub(r" {2,}", " ", text)
     segments = []
     for lang, run in split_languages(text, language):
-        phones, word2ph, norm = clean_text(run, lang, version)
+        phones, word2ph, norm = clean_text(run, lang, version, g2pw=g2pw)
         if lang != "en" and not phones:
             continue
         segments.append(TextSegment(lang, run, phones, word2ph, norm))
     return segments
 
 
-def get_phones(text: str, language: str = "zh", version: str = "v2") -> tuple[list[int], list[TextSegment]]:
+def get_phones(
+    text: str, language: str = "zh", version: str = "v2", *, g2pw: G2PW | None = None
+) -> tuple[list[int], list[TextSegment]]:
     """Phone ids of a piece of inference text, as the reference (fewer than 6 phones: retry with "." first)."""
-    segments = clean_mixed_text(text, language, version)
+    segments = clean_mixed_text(text, language, version, g2pw=g2pw)
     phones = [p for s in segments for p in s.phones]
     if len(phones) < 6:
-        segments = clean_mixed_text("." + text, language, version)
+        segments = clean_mixed_text("." + text, language, version, g2pw=g2pw)
         phones = [p for s in segments for p in s.phones]
     return cleaned_text_to_sequence(phones, version), segments
