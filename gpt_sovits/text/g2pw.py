@@ -186,13 +186,11 @@ def read_tables(folder: Path) -> G2PWTables:
     chars = sorted(candidates)
     masks = {}
     for c, ids in candidates.items():
-        mask = (
-            np.zeros(len(labels), dtype=np.float32)
-            if config["use_mask"]
-            else np.ones(len(labels), np.float32)
+        # Without use_mask the model was trained to choose among all labels.
+        masks[c] = (
+            np.zeros(len(labels), np.float32) if config["use_mask"] else np.ones(len(labels), np.float32)
         )
-        mask[ids] = 1.0
-        masks[c] = mask
+        masks[c][ids] = 1.0
     monophonic = {c: p for c, p in _read_pairs(folder / "MONOPHONIC_CHARS.txt") if c not in NON_MONOPHONIC}
     # char_bopomofo_dict.json is read (a missing or broken one means a broken install) but, as in the
     # reference, characters it lists take pypinyin's reading like any other unlisted character.
