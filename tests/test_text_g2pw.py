@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpt_sovits.text import clean_text
 from gpt_sovits.text.chinese import pinyin_backend
@@ -267,6 +269,26 @@ def test_clean_text_uses_g2pw_and_stays_aligned(g2pw):
     phones, word2ph, norm = clean_text(text, "zh", "v2", g2pw=g2pw)
     assert len(word2ph) == len(norm) and sum(word2ph) == len(phones)
     assert "UNK" not in phones
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.text(alphabet=st.sampled_from(list("长重厦一不天好高度儿了，。！？ 123abc…—%")), max_size=40),
+    )
+)
+def test_any_text_stays_aligned_and_in_the_symbol_table(g2pw, text):
+    from gpt_sovits.text.symbols import get_symbols
+
+    phones, word2ph, norm = clean_text(text, "zh", "v2", g2pw=g2pw)
+    assert len(word2ph) == len(norm) and sum(word2ph) == len(phones)
+    assert set(phones) <= set(get_symbols("v2"))
+    assert g2pw.usable
 
 
 def test_word_table_corrects_the_model(g2pw):
