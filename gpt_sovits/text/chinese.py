@@ -193,8 +193,11 @@ def _sentence_g2p(
     seg = [(p.word, p.flag) for p in _posseg().lcut(sentence)]
     initials: list[str] = []
     finals: list[str] = []
+    words = sandhi.pre_merge(seg)
+    if readings is not None and "".join(w for w, _ in words) != sentence:  # pragma: no cover - defensive
+        readings = None  # per-character readings cannot be matched to words that do not tile the sentence
     offset = 0
-    for word, pos in sandhi.pre_merge(seg):
+    for word, pos in words:
         start, offset = offset, offset + len(word)
         if pos == "eng":
             continue
