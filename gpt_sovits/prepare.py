@@ -38,7 +38,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -203,6 +203,8 @@ def _load_clip(path: Path) -> _Audio | _Skip:
         audio, _ = load_audio(path, SAMPLE_RATE)
     except AudioDecodeError as e:
         return _Skip("unreadable", str(e))
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch; the report says why
+        return _Skip("unreadable", f"{type(e).__name__}: {e}")
     if audio.shape[0] < MIN_SECONDS * SAMPLE_RATE:
         return _Skip("too_short", f"{audio.shape[0] / SAMPLE_RATE:.2f} s")
     peak = float(np.abs(audio).max())
@@ -227,8 +229,10 @@ def _clean_one(text: str, language: str, version: str) -> tuple[list[str], list[
         return _Skip("unsupported_language", str(e))
     except Exception as e:  # noqa: BLE001 - one bad text must not stop the batch; the report says why
         return _Skip("text_error", f"{type(e).__name__}: {e}")
-    if not phones or not norm_text.strip() or "\t" in norm_text or "\n" in norm_text:
+    if not phones or not norm_text.strip():
         return _Skip("empty_text", f"normalised to {norm_text!r}")
+    if "\t" in norm_text or "\n" in norm_text:  # would break the tab-separated table
+        return _Skip("text_error", f"the normalised text holds a tab or line break: {norm_text!r}")
     return phones, word2ph, norm_text
 
 
@@ -493,24 +497,32 @@ def _prefetch(loader: ThreadPoolExecutor, paths: list[Path], ahead: int = 2) -> 
 
 
 def _clean_texts(
-    todo: list[ClipSource], version: str, workers: int, should_stop: StopFn
+    todo: list[ClipSource], version: str, workers: int, should_stop: StopFn, note: Callable[[str], None]
 ) -> dict[str, tuple[list[str], list[int] | None, str] | _Skip]:
-    """Text cleaning of the clips that need it: in a process pool for large lists, else in process."""
+    """Text cleaning of the clips that need it: in a process pool for large lists, else in process.
+
+    `note(message)` reports how far it got (the clip counter only moves when a clip is complete).
+    """
     results: dict[str, tuple[list[str], list[int] | None, str] | _Skip] = {}
+    every = max(1, len(todo) // 20)
     if workers > 1 and len(todo) >= PARALLEL_TEXT_MIN_ITEMS:
         # spawn: the parent holds torch threads, which do not survive fork well
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
             futures = [(s.name, pool.submit(_clean_one, s.text, s.language, version)) for s in todo]
-            for name, fut in futures:
+            for k, (name, fut) in enumerate(futures, start=1):
                 if should_stop():
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise JobCancelled("stopped while converting texts")
                 results[name] = fut.result()
+                if k % every == 0:
+                    note(f"texts to phones: {k}/{len(todo)}")
         return results
-    for s in todo:
+    for k, s in enumerate(todo, start=1):
         if should_stop():
             raise JobCancelled("stopped while converting texts")
         results[s.name] = _clean_one(s.text, s.language, version)
+        if k % every == 0:
+            note(f"texts to phones: {k}/{len(todo)}")
     return results
 
 
@@ -639,7 +651,7 @@ def prepare(
     since_flush = 0
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio")
     try:
-        cleaned = _clean_texts(need_text, version, workers, should_stop)
+        cleaned = _clean_texts(need_text, version, workers, should_stop, lambda m: progress(done, total, m))
         work = [s for s in sources if s.name in todo_names]
         audio_iter = _prefetch(loader, [s.audio for s in work if s.name in need_audio])
         for s in work:
