@@ -346,9 +346,10 @@ def _key(*parts: Any) -> str:
 class _Models:
     """The models, loaded on first use only (a re-run with nothing to do loads none)."""
 
-    def __init__(self, pre: _Pretrained, device: Any) -> None:
+    def __init__(self, pre: _Pretrained, device: Any, version: str) -> None:
         self.pre = pre
         self.device = device
+        self.version = version
         self._bert = None
         self._hubert = None
         self._s2 = None
@@ -369,10 +370,19 @@ class _Models:
 
     def s2(self):
         if self._s2 is None:
-            from gpt_sovits.checkpoints import load_sovits
+            from gpt_sovits.checkpoints import CheckpointError, load_sovits
 
-            # fp32 even on GPU: the quantizer's nearest-code search should not flip in half precision
-            self._s2, _ = load_sovits(self.pre.s2g, self.device)
+            try:
+                # fp32 even on GPU: the quantizer's nearest-code search should not flip in half precision
+                model, cfg = load_sovits(self.pre.s2g, self.device)
+            except CheckpointError as e:
+                raise PrepareError(f"the pretrained SoVITS generator cannot be used: {e}") from e
+            if cfg.version != self.version:
+                raise PrepareError(
+                    f"{self.pre.s2g} is a SoVITS {cfg.version} model but version {self.version} was asked for; "
+                    f"put the official {self.version} file there or choose version {cfg.version}"
+                )
+            self._s2 = model
         return self._s2
 
 
@@ -627,7 +637,9 @@ def prepare(
     needed = [BERT_FOLDER] if any(s.language == "zh" for s in need_text) else []
     needed += [HUBERT_FOLDER, f"sovits-{version}"] if need_audio else []
     _check_pretrained(needed, pretrained_dir)
-    models = _Models(pre, pick_device(device) if todo_names else None)
+    models = _Models(pre, pick_device(device) if todo_names else None, version)
+    if need_audio:
+        models.s2()  # fail now, not after the texts, on a generator of the wrong version or kind
 
     # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
     for name in todo_names:

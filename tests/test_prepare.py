@@ -388,6 +388,26 @@ def test_missing_pretrained_models_give_one_clear_message(tmp_path, tiny_pretrai
     assert "--list is required" in capsys.readouterr().err
 
 
+def test_a_pretrained_generator_of_another_version_is_refused_before_any_work(tmp_path, tiny_pretrained):
+    from dataclasses import replace
+
+    from gpt_sovits.s2_model import SynthesizerTrn
+    from tests.tiny_models import tiny_s2_config
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_pretrained.root, models)
+    cfg = replace(tiny_s2_config(), version="v1")
+    gen = SynthesizerTrn(cfg, with_posterior=True)
+    torch.save(
+        {"weight": gen.state_dict(), "config": cfg.to_hparams()},
+        models / "gsv-v2final-pretrained" / "s2G2333k.pth",
+    )
+    list_path = write_tiny_dataset(tmp_path / "data", n=1)
+    with pytest.raises(prep.PrepareError, match="is a SoVITS v1 model but version v2"):
+        prep.prepare(list_path, tmp_path / "exp", models, device="cpu", workers=1, progress=lambda *a: None)
+    assert not (tmp_path / "exp" / "4-cnhubert").exists()
+
+
 def test_an_unreadable_table_means_a_full_redo_not_a_crash(tmp_path, tiny_pretrained):
     list_path = write_tiny_dataset(tmp_path / "data", n=2)
     exp = tmp_path / "exp"
