@@ -354,6 +354,25 @@ def _text_pieces(text: str, lang: str, cut: str, version: str) -> list[_Piece]:
     return pieces
 
 
+def _precheck_text(text: str, lang: str, cut: str) -> None:
+    """Empty or punctuation-only text, an unknown cut method or language mode: fail before loading models."""
+    from gpt_sovits.text.cut import UnknownCutMethodError, prepare_segments
+    from gpt_sovits.text.errors import TextFrontendError
+    from gpt_sovits.text.lang_segment import split_languages
+
+    if not isinstance(text, str) or not text.strip():
+        raise TTSInputError("The text to speak is empty.")
+    try:
+        pieces = prepare_segments(text, cut, "en" if lang == "en" else "zh")
+        split_languages(pieces[0] if pieces else text, lang)
+    except (UnknownCutMethodError, TextFrontendError) as e:
+        raise TTSInputError(str(e)) from None
+    if not pieces:
+        raise TTSInputError(
+            f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
+        )
+
+
 def _prompt_text(text: str, lang: str) -> str:
     from gpt_sovits.text.cut import SPLITS
 
@@ -679,8 +698,8 @@ class Synthesizer:
         t0 = time.perf_counter()
         text_lang = request.text_lang.strip().lower()
         ref_lang = request.ref_lang.strip().lower()
-        # The text is checked before any model loads; the frontend version needs the SoVITS model's.
-        _text_pieces(request.text, text_lang, request.cut, "v2")
+        # Cheap checks of the text before any model loads; phones need the SoVITS model's version.
+        _precheck_text(request.text, text_lang, request.cut)
         version = self.version()
         pieces = _text_pieces(request.text, text_lang, request.cut, version)
         ref = self.prepare_reference(request)
