@@ -90,7 +90,7 @@ SKIP_REASONS: dict[str, str] = {
     "too_short": f"the audio is shorter than {MIN_SECONDS} s",
     "silent": "the audio is silent",
     "too_loud": f"the audio peak is above {MAX_PEAK} (the reference skips such clips)",
-    "feature_error": "the features came out invalid (NaN)",
+    "feature_error": "its features could not be computed",
 }
 
 
@@ -638,8 +638,13 @@ def prepare(
     needed += [HUBERT_FOLDER, f"sovits-{version}"] if need_audio else []
     _check_pretrained(needed, pretrained_dir)
     models = _Models(pre, pick_device(device) if todo_names else None, version)
+    # Load what this run needs now: a broken model folder or a generator of the wrong version or kind
+    # fails here, with one message, instead of clip after clip.
     if need_audio:
-        models.s2()  # fail now, not after the texts, on a generator of the wrong version or kind
+        models.s2()
+        models.hubert()
+    if any(s.language == "zh" for s in need_text):
+        models.bert()
 
     # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
     for name in todo_names:
@@ -651,6 +656,8 @@ def prepare(
         state.texts.pop(s.name, None)
         state.semantic.pop(s.name, None)
         report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
+        if reason == "feature_error":  # may be passing (e.g. GPU memory): tried again next run
+            return
         state.skips[s.name] = {
             "text_key": text_keys[s.name],
             "audio_key": audio_keys[s.name],
@@ -675,7 +682,10 @@ def prepare(
                 text_result if isinstance(text_result, _Skip) else clip if isinstance(clip, _Skip) else None
             )
             if skip is None and isinstance(clip, _Audio):
-                out = _ssl_and_tokens(models, clip.hubert_in)
+                try:
+                    out = _ssl_and_tokens(models, clip.hubert_in)
+                except Exception as e:  # noqa: BLE001 - one clip's failure is reported, the rest go on
+                    out = _Skip("feature_error", f"HuBERT/semantic tokens: {type(e).__name__}: {e}")
                 skip = out if isinstance(out, _Skip) else None
             if skip is None and text_result is not None and s.language == "zh":
                 from gpt_sovits.features import FeatureInputError, bert_phone_features
@@ -685,6 +695,8 @@ def prepare(
                     feats = bert_phone_features(models.bert(), norm_text, word2ph or [])  # (1024, n_phones)
                 except FeatureInputError as e:
                     skip = _Skip("text_error", str(e))
+                except Exception as e:  # noqa: BLE001 - e.g. a text longer than BERT's 512 positions
+                    skip = _Skip("feature_error", f"BERT: {type(e).__name__}: {e}")
             if skip is not None:
                 leave_out(s, skip.reason, skip.detail)
                 done += 1

@@ -235,6 +235,7 @@ def test_bad_clips_are_reported_with_reasons_and_the_rest_formatted(tmp_path, ti
     sf.write(wavs / "silent.wav", np.zeros(32000, dtype=np.float32), 32000, subtype="PCM_16")
     sf.write(wavs / "fr.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")
     sf.write(wavs / "empty.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")
+    sf.write(wavs / "long_text.wav", voiced_tone(1.0, 32000), 32000, subtype="PCM_16")
     (wavs / "broken.wav").write_bytes(b"RIFF not really a wav")
     extra = [
         f"{wavs / 'fr.wav'}|tiny|fr|Bonjour tout le monde.",
@@ -245,6 +246,7 @@ def test_bad_clips_are_reported_with_reasons_and_the_rest_formatted(tmp_path, ti
         f"{wavs / 'short.wav'}|tiny|zh|你好世界。",
         f"{wavs / 'silent.wav'}|tiny|zh|你好世界。",
         f"{wavs / 'broken.wav'}|tiny|zh|你好世界。",
+        f"{wavs / 'long_text.wav'}|tiny|zh|{'你好世界' * 150}",  # more than BERT's 512 positions
         "no fields here",
     ]
     with open(list_path, "a", encoding="utf-8") as f:
@@ -261,6 +263,7 @@ def test_bad_clips_are_reported_with_reasons_and_the_rest_formatted(tmp_path, ti
         "short.wav": "too_short",
         "silent.wav": "silent",
         "broken.wav": "unreadable",
+        "long_text.wav": "feature_error",
         "no fields here": "malformed_line",
     }
     assert [s.line for s in report.skipped] == sorted(s.line for s in report.skipped)
