@@ -97,7 +97,9 @@ class ClvpConfig:
         """``tiny`` (tests, seconds on a CPU) or ``base`` (the default; ~9M parameters, trains on one
         consumer GPU and scores 8 candidates of 10 s in well under a second on a CPU)."""
         if name == "tiny":
-            return cls(dim=64, heads=4, text_layers=2, speech_layers=2, latent_dim=64, speech_stride=1)
+            return cls(
+                dim=64, heads=4, text_layers=2, speech_layers=2, latent_dim=64, speech_stride=1, dropout=0.0
+            )
         if name == "base":
             return cls()
         raise ClvpConfigError(f"unknown CLVP size {name!r}; use tiny or base (or a JSON config file)")
@@ -133,7 +135,6 @@ class EncoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
         self.heads = heads
-        self.dropout = dropout
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -147,8 +148,8 @@ class EncoderLayer(nn.Module):
         """x (B, T, C); key_ok (B, T) bool, True where a key is real (padded keys are never attended)."""
         b, t, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok[:, None, None, :], dropout_p=p)
+        # no dropout on the attention weights: on CPU it costs more than the rest of the layer
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok[:, None, None, :])
         x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, t, c)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
