@@ -149,15 +149,15 @@ def test_trim_cuts_in_a_pause_and_keeps_the_original(tmp_path):
     assert tsr == sr and 9.0 <= len(trimmed) / sr <= 9.3
     assert H.check_reference(out).ok
     assert sf.info(src).duration == pytest.approx(12.0, abs=0.01)  # the upload is untouched
-    assert out.parent == tmp_path / "uploads" and out != src
+    assert out.parent == tmp_path / "uploads" and out.name == "long_trimmed.wav"
+    assert H.write_trimmed_reference(src, tmp_path / "uploads") != out  # never replaces an earlier trim
 
 
-def test_trim_without_a_pause_cuts_at_the_limit():
-    audio = np.ones(32000 * 12, dtype=np.float32)
-    out = H.trim_reference_audio(audio, 32000)
-    assert H.REF_MIN_S * 32000 < out.shape[0] <= int(H.TRIM_TARGET_S * 32000)
-    short = np.ones(32000 * 5, dtype=np.float32)
-    assert H.trim_reference_audio(short, 32000).shape == short.shape
+def test_trimming_a_too_short_clip_says_so(tmp_path):
+    from gpt_sovits.tts import TTSInputError
+
+    with pytest.raises(TTSInputError, match="at least 3 s"):
+        H.write_trimmed_reference(_wav(tmp_path / "short.wav", 1.5), tmp_path / "uploads")
 
 
 # ------------------------------------------------------------------------------- form inputs

@@ -43,6 +43,7 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
         seed: int = -1,
         clvp: str = "",
         aux_refs: list[FileData] | None = None,
+        max_new_tokens: int = H.MAX_NEW_TOKENS,
     ) -> tuple[FileData, str]:
         """Synthesise `text` in the voice of `ref_audio` (3–10 s); returns (32 kHz wav, JSON details).
 
@@ -66,6 +67,7 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
             seed: random seed; -1 for a random one (the JSON gives the one used).
             clvp: CLVP checkpoint path inside the workspace for reranking; empty: none.
             aux_refs: more reference clips whose timbre is averaged in.
+            max_new_tokens: S1 tokens per sentence at most (25 per second).
         """
         form = H.SynthesisForm(
             text=text or "",
@@ -88,6 +90,7 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
             seed=int(seed),
             random_seed=False,
             candidates=int(candidates),
+            max_new_tokens=int(max_new_tokens),
         )
         try:
             outcome = H.synthesize(form, ctx.workspace, ctx.model_dir, cache)

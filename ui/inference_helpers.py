@@ -20,8 +20,8 @@ from tools.fsutil import resolve_inside, unique_path
 
 REF_MIN_S = 3.0  # the reference's accepted reference length (48000..160000 samples at 16 kHz)
 REF_MAX_S = 10.0
-TRIM_TARGET_S = 9.8  # a little under the limit, so resampling rounding never pushes it over
 HISTORY_SIZE = 10
+MAX_NEW_TOKENS = 1500  # S1 tokens per sentence at most (25 per second: 60 s), as the reference
 OUTPUT_RATE = 32000
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
@@ -199,34 +199,13 @@ def check_reference(path: str | Path) -> ReferenceCheck:
     return ReferenceCheck(seconds, REF_MIN_S <= seconds <= REF_MAX_S, seconds > REF_MAX_S)
 
 
-def trim_reference_audio(audio: np.ndarray, sr: int, max_s: float = TRIM_TARGET_S) -> np.ndarray:
-    """The first `max_s` seconds, cut at the quietest 20 ms in the last 1.5 s so no word is cut in half.
+def write_trimmed_reference(path: str | Path, out_dir: Path) -> Path:
+    """A copy of the clip at `path` trimmed into the 3–10 s window (cut at a quiet moment), saved in
+    `out_dir` under a new name; the original is left untouched. Raises TTSInputError when it cannot fit."""
+    from gpt_sovits.tts import trim_reference
 
-    audio: (samples,) float32. Returns a view of at most `max_s * sr` samples.
-    """
-    limit = int(max_s * sr)
-    if audio.shape[-1] <= limit:
-        return audio
-    hop = max(1, int(0.02 * sr))
-    start = max(0, limit - int(1.5 * sr))
-    window = audio[start:limit]
-    n = window.shape[-1] // hop
-    if n < 2:
-        return audio[:limit]
-    energy = (window[: n * hop].reshape(n, hop) ** 2).mean(axis=1)  # (n,) per 20 ms frame
-    cut = start + int(np.argmin(energy)) * hop + hop // 2
-    return audio[: max(cut, int(REF_MIN_S * sr) + hop)]
-
-
-def write_trimmed_reference(path: str | Path, out_dir: Path, max_s: float = TRIM_TARGET_S) -> Path:
-    """Trim the clip at `path` and save it as a new wav in `out_dir` (the original is left untouched)."""
-    from tools.audio import load_audio, save_wav
-
-    audio, sr = load_audio(path)
-    trimmed = trim_reference_audio(audio, sr, max_s)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = unique_path(out_dir / f"{safe_stem(Path(path).stem, 40) or 'reference'}_trimmed.wav")
-    return save_wav(target, trimmed, sr)
+    return trim_reference(str(path), out_dir / f"{safe_stem(Path(path).stem, 40) or 'reference'}_trimmed.wav")
 
 
 # ---------------------------------------------------------------------------- sampling inputs
@@ -321,6 +300,24 @@ def result_summary(result: Any, choices: list[int] | None = None) -> dict[str, A
     }
 
 
+def candidate_audio(synth: Any, result: Any, i: int, j: int) -> np.ndarray:
+    """Piece i spoken with candidate j, decoded as `Synthesizer.reassemble` would (same noise), without
+    changing `result`: the re-assembly runs on a copy whose pieces are copies.
+
+    Returns (samples,) float32 at result.sample_rate, without the pause.
+    """
+    from dataclasses import replace
+
+    sentences = [replace(s) for s in result.sentences]
+    if j == sentences[i].chosen and sentences[i].audio is not None:
+        return np.asarray(sentences[i].audio, dtype=np.float32)
+    copy = replace(result, sentences=sentences)
+    choices = [s.chosen for s in sentences]
+    choices[i] = j
+    synth.reassemble(copy, choices)
+    return np.asarray(sentences[i].audio, dtype=np.float32)
+
+
 # ----------------------------------------------------------------------------------- outputs
 
 _UNSAFE = re.compile(r"[^\w\-]+", re.UNICODE)
@@ -399,6 +396,7 @@ class SynthesisForm:
     seed: int = -1
     random_seed: bool = False
     candidates: int = 1
+    max_new_tokens: int = MAX_NEW_TOKENS  # S1 cap per sentence, 25 tokens a second (the reference's 60 s)
 
 
 @dataclass
@@ -423,6 +421,8 @@ def check_form(form: SynthesisForm) -> None:
         raise InferenceUIError(f"Unknown cut method {form.cut!r}: use cut0 … cut5.")
     if not 1 <= int(form.candidates) <= 16:
         raise InferenceUIError("The number of candidates must be between 1 and 16.")
+    if not 1 <= int(form.max_new_tokens) <= MAX_NEW_TOKENS:
+        raise InferenceUIError(f"The token limit per sentence must be between 1 and {MAX_NEW_TOKENS}.")
 
 
 def resolve_clvp(value: str | None, workspace: Path) -> Path | None:
@@ -475,6 +475,7 @@ def synthesize(
         pause=float(form.pause),
         candidates=int(form.candidates),
         clvp_path=str(clvp) if clvp else None,
+        max_new_tokens=int(form.max_new_tokens),
     )
     synth = Synthesizer(str(gpt), str(sovits), str(model_dir), cache=cache.tts())
     kwargs = {"progress": progress} if progress is not None else {}

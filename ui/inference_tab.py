@@ -89,10 +89,6 @@ def reference_message(ctx: AppContext, path: str | None) -> tuple[str, bool]:
     ), False
 
 
-def history_choices(history: list[H.HistoryEntry]) -> list[tuple[str, str]]:
-    return [(e.label, e.path) for e in history]
-
-
 def build(ctx: AppContext) -> None:
     import gradio as gr
 
@@ -200,6 +196,14 @@ def build(ctx: AppContext) -> None:
         with gr.Row():
             seed = gr.Number(value=-1, precision=0, label=_("Seed (-1: random)"), elem_id="inf-seed")
             random_seed = gr.Checkbox(True, label=_("New random seed each time"), elem_id="inf-random-seed")
+            max_tokens = gr.Slider(
+                10,
+                H.MAX_NEW_TOKENS,
+                value=H.MAX_NEW_TOKENS,
+                step=1,
+                label=_("Longest sentence in tokens (25 per second)"),
+                elem_id="inf-max-tokens",
+            )
 
     go = gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go")
     with gr.Row():
@@ -228,11 +232,11 @@ def build(ctx: AppContext) -> None:
         pick = gr.Dropdown([], label=_("Sentence.candidate"), elem_id="inf-pick", scale=3)
         play = gr.Button(_("Play candidate"), elem_id="inf-play", scale=1)
         swap = gr.Button(_("Use this candidate"), elem_id="inf-swap", scale=1)
-    cand_audio = gr.Audio(label=_("Candidate"), type="filepath", interactive=False, elem_id="inf-cand-audio")
+    cand_audio = gr.Audio(label=_("Candidate"), type="numpy", interactive=False, elem_id="inf-cand-audio")
 
     gr.Markdown("### " + _("History (this session)"))
     history = gr.State([])
-    session = gr.State(None)  # {"outcome": SynthesisOutcome, "choices": [int per sentence]}
+    session = gr.State(None)  # {"outcome": SynthesisOutcome} of the last synthesis
 
     @gr.render(inputs=history)
     def show_history(entries: list[H.HistoryEntry]):
@@ -304,7 +308,7 @@ def build(ctx: AppContext) -> None:
 
     def on_synthesize(
         gpt_v, sovits_v, clvp_v, ref, ref_txt, ref_lg, aux, txt, txt_lg, cut_v, k, p, t, r, spd, ns, ps,
-        seed_v, rand, n, hist, progress=gr.Progress(),  # noqa: B008
+        seed_v, rand, n, max_tok, hist, progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         form = H.SynthesisForm(
             text=txt or "",
@@ -327,22 +331,22 @@ def build(ctx: AppContext) -> None:
             seed=int(seed_v if seed_v is not None else -1),
             random_seed=bool(rand),
             candidates=int(n),
+            max_new_tokens=int(max_tok),
         )
         outcome = _run(form, progress)
         result = outcome.result
         entry = H.HistoryEntry(
             str(outcome.path), form.text, int(result.seed), time.time(), str(outcome.gpt), str(outcome.sovits)
         )
-        choices = [s.chosen for s in result.sentences]
         options = H.candidate_options(result)
         return (
             str(outcome.path),
             str(result.seed),
             str(outcome.path),
-            H.candidate_rows(result, choices),
+            H.candidate_rows(result),
             gr.update(choices=options, value=options[0][1] if options else None),
             None,
-            {"outcome": outcome, "choices": choices},
+            {"outcome": outcome},
             H.push_history(hist, entry),
         )
 
@@ -359,13 +363,13 @@ def build(ctx: AppContext) -> None:
         outcome = state["outcome"]
         try:
             i, j = H.parse_candidate(value, outcome.result)
-            audio = _synth(outcome).decode_candidate(outcome.result, i, j)
-            path = H.save_output(
-                ctx.workspace / "outputs" / "candidates", audio, f"{i + 1}.{j + 1}", int(outcome.result.seed)
-            )
+            audio = H.candidate_audio(_synth(outcome), outcome.result, i, j)
         except user_errors() as e:
             raise gr.Error(str(e)) from e
-        return str(path)
+        from tools.audio import to_int16
+
+        # Gradio caches it as a wav (outputs/ stays tidy); int16 is what it would convert to anyway.
+        return int(outcome.result.sample_rate), to_int16(audio)
 
     def on_swap(value: str | None, state: dict | None, hist: list):
         if not state:
@@ -373,8 +377,9 @@ def build(ctx: AppContext) -> None:
         outcome = state["outcome"]
         try:
             i, j = H.parse_candidate(value, outcome.result)
-            choices = list(state["choices"])
+            choices = [s.chosen for s in outcome.result.sentences]
             choices[i] = j
+            # Re-decodes piece i only and updates the result in place (its chosen marks included).
             audio = _synth(outcome).reassemble(outcome.result, choices)
             text = outcome.request.text
             path = H.save_output(ctx.workspace / "outputs", audio, text, int(outcome.result.seed))
@@ -386,8 +391,8 @@ def build(ctx: AppContext) -> None:
         return (
             str(path),
             str(path),
-            H.candidate_rows(outcome.result, choices),
-            {"outcome": outcome, "choices": choices},
+            H.candidate_rows(outcome.result),
+            {"outcome": outcome},
             H.push_history(hist, entry),
         )
 
@@ -425,8 +430,9 @@ def build(ctx: AppContext) -> None:
             seed,
             random_seed,
             n_cand,
+            max_tokens,
             history,
-        ],  # fmt: skip
+        ],
         outputs=[out_audio, used_seed, out_file, table, pick, cand_audio, session, history],
         api_visibility="private",  # the API is /synthesize below, with named parameters
         **SYNTH_QUEUE,

@@ -1,0 +1,205 @@
+"""The Voice cloning tab in a real browser and the `/synthesize` API from gradio_client, on tiny models.
+
+The app is served by this module's own fixture with `--model-dir` pointing at the tiny pretrained
+models (conftest's `served_app` has no models), so synthesis really runs: reference upload, text,
+candidates table, candidate playback, history; a too-short reference gives a visible message.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
+from tests.synth import voiced_segments
+
+# Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
+MAX_TOKENS = 20
+
+
+def _reference(path: Path, seconds: float) -> Path:
+    pattern = [("silence", 0.3), ("voice", max(seconds - 0.6, 0.1)), ("silence", 0.3)]
+    sf.write(path, voiced_segments(pattern)[: int(seconds * 32000)], 32000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tts_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> Iterator[ServedApp]:
+    """`python webui.py --model-dir <tiny pretrained>` on a free port with a fresh workspace."""
+    workspace = tmp_path_factory.mktemp("tts_workspace")
+    port = free_port()
+    log = workspace.parent / "tts_webui.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "webui.py",
+                "--port",
+                str(port),
+                "--workspace",
+                str(workspace),
+                "--lang",
+                "en_US",
+                "--model-dir",
+                str(tiny_pretrained.root),
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url)
+        yield ServedApp(url, workspace, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def tts_page(browser, tts_app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    p.goto(tts_app.url)
+    p.get_by_role("tab", name="Voice cloning").click()
+    p.wait_for_selector("#inf-ref")
+    yield p
+    context.close()
+
+
+def _set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _served_wav(page, elem_id: str, dest: Path, timeout: float = 30_000) -> Path:
+    """Wait for the audio player `elem_id` to hold a file and fetch what the browser would play."""
+    import urllib.request
+
+    link = page.locator(f"{elem_id} a[data-testid=download-link]")
+    link.wait_for(timeout=timeout)
+    with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as r:
+        dest.write_bytes(r.read())
+    return dest
+
+
+def _upload_reference(page, path: Path) -> None:
+    page.locator("#inf-ref input[type=file]").set_input_files(str(path))
+
+
+@pytest.mark.browser
+def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
+    page = tts_page
+    assert page.locator("#inf-model-status").inner_text().count("found") == 4
+    _upload_reference(page, _reference(tmp_path / "ref.wav", 4.0))
+    page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('Reference: 4.0 s')")
+    page.locator("#inf-text textarea").fill("你好世界。今天天气很不错。")
+    _set_number(page, "#inf-candidates", 2)
+    page.get_by_text("Sampling", exact=True).click()
+    _set_number(page, "#inf-max-tokens", MAX_TOKENS)
+    page.locator("#inf-go").click()
+
+    page.wait_for_function(
+        "document.querySelector('#inf-used-seed textarea').value.length > 0", timeout=60_000
+    )
+    table = page.locator("#inf-candidates-table").inner_text()
+    assert "Mean log-prob" in table and table.count("✓") >= 1
+    outputs = sorted((tts_app.workspace / "outputs").glob("*.wav"))
+    assert len(outputs) == 1 and sf.info(str(outputs[0])).samplerate == 32000
+    result = _served_wav(page, "#inf-out", tmp_path / "result.wav")
+    assert sf.read(result)[0].shape == sf.read(outputs[0])[0].shape
+    assert page.locator("#inf-download").inner_text().count(".wav") >= 1
+    assert page.locator(".inf-history").count() == 1
+
+    page.locator("#inf-pick input").click()
+    page.get_by_role("option").nth(1).click()  # sentence 1, candidate 2
+    page.locator("#inf-play").click()
+    cand = _served_wav(page, "#inf-cand-audio", tmp_path / "cand.wav")
+    assert sf.info(str(cand)).samplerate == 32000 and sf.info(str(cand)).frames > 0
+    page.locator("#inf-cand-audio button[aria-label=Play]").click()  # the player takes it
+
+    page.locator("#inf-swap").click()
+    page.wait_for_function("document.querySelectorAll('.inf-history').length === 2", timeout=30_000)
+    assert len(list((tts_app.workspace / "outputs").glob("*.wav"))) == 2
+
+
+@pytest.mark.browser
+def test_too_short_reference_is_a_visible_error(tts_page, tmp_path):
+    page = tts_page
+    _upload_reference(page, _reference(tmp_path / "short.wav", 1.0))
+    page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('1.0 s')")
+    assert "3–10 s" in page.locator("#inf-ref-status").inner_text()
+    assert not page.locator("#inf-trim").is_visible()
+    page.locator("#inf-text textarea").fill("你好世界。")
+    page.locator("#inf-go").click()
+    toast = page.locator("[data-testid=toast-body]").filter(has_text="1.0 s")
+    toast.first.wait_for(timeout=30_000)
+    assert "10 s" in toast.first.inner_text()
+    assert page.locator("#inf-used-seed textarea").input_value() == ""  # nothing was synthesised
+
+
+@pytest.mark.browser
+def test_too_long_reference_can_be_trimmed(tts_page, tts_app, tmp_path):
+    page = tts_page
+    _upload_reference(page, _reference(tmp_path / "long.wav", 12.0))
+    page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('12.0 s')")
+    page.locator("#inf-trim").click()
+    page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('Reference: ')")
+    assert not page.locator("#inf-trim").is_visible()
+    trimmed = tts_app.workspace / "uploads" / "long_trimmed.wav"
+    assert 3.0 <= sf.info(str(trimmed)).duration <= 10.0
+
+
+def test_api_from_gradio_client(tts_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(tts_app.url, verbose=False)
+    ref = _reference(tmp_path / "api_ref.wav", 5.0)
+    wav, details = client.predict(
+        "你好世界。",
+        "zh",
+        handle_file(str(ref)),
+        candidates=3,
+        seed=7,
+        max_new_tokens=MAX_TOKENS,
+        api_name="/synthesize",
+    )
+    info = json.loads(details)
+    audio, sr = sf.read(wav)
+    assert sr == 32000 and audio.ndim == 1
+    assert len(audio) / sr == pytest.approx(info["duration"], abs=0.01)
+    assert info["seed"] == 7 and len(info["sentences"]) == 1
+    cands = info["sentences"][0]["candidates"]
+    assert len(cands) == 3 and all("logprob" in c["scores"] for c in cands)
+    chosen = info["sentences"][0]["chosen"]
+    assert cands[chosen]["total"] == max(c["total"] for c in cands)
+    assert Path(info["path"]).parent == tts_app.workspace / "outputs"
+
+    again, details2 = client.predict(
+        "你好世界。",
+        "zh",
+        handle_file(str(ref)),
+        candidates=3,
+        seed=7,
+        max_new_tokens=MAX_TOKENS,
+        api_name="/synthesize",
+    )
+    assert (sf.read(again)[0] == audio).all()  # same seed, same audio
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"1\.0 s.*10 s"):
+        client.predict(
+            "你好。", "zh", handle_file(str(_reference(tmp_path / "s.wav", 1.0))), api_name="/synthesize"
+        )
