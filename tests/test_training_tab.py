@@ -31,6 +31,7 @@ from ui.training_plan import (
     eta_seconds,
     gather_preflight,
     is_accuracy,
+    is_loss,
     latest_export,
     list_exports,
     metric_series,
@@ -229,7 +230,7 @@ def test_each_step_argv_and_config(ws):
     assert s2.config_path == s2.run_dir / REQUEST_FILE
     assert s2.args[2:] == [
         "--exp-dir", exp, "--exp-name", "voice", "--pretrained-dir", str(ws.model_dir),
-        "--weights-dir", str(ws.weights_dir), "--epochs", "3", "--batch-size", "0", "--save-every", "1",
+        "--weights-dir", str(ws.sovits_dir("v2")), "--version", "v2", "--epochs", "3", "--batch-size", "0", "--save-every", "1",
         "--device", "cpu", "--fresh",
     ]  # fmt: skip
     s1 = build_step("s1", s, ws)
@@ -237,8 +238,21 @@ def test_each_step_argv_and_config(ws):
     assert s1.args[s1.args.index("--epochs") + 1] == "2" and s1.args[s1.args.index("--batch-size") + 1] == "4"
     clvp = build_step("clvp", s, ws)
     assert clvp.module == "clvp.train"
-    assert clvp.args[2:6] == ["--exp-dir", exp, "--out", str(ws.exp_dir("voice") / "clvp_train")]
+    assert s1.args[s1.args.index("--weights-dir") + 1] == str(ws.gpt_dir("v2"))
+    v1 = build_step("s1", TrainSettings("voice", version="v1"), ws)
+    assert v1.config["weights_dir"] == str(ws.weights_dir / "GPT_weights") and v1.config["version"] == "v1"
+    assert clvp.args[2:8] == [
+        "--exp-dir",
+        exp,
+        "--exp-name",
+        "voice",
+        "--out",
+        str(ws.exp_dir("voice") / "clvp_train"),
+    ]
     assert clvp.args[clvp.args.index("--epochs") + 1] == "7"
+    assert clvp.args[clvp.args.index("--weights-dir") + 1] == str(ws.clvp_dir) and "--init" not in clvp.args
+    tuned = build_step("clvp", TrainSettings("voice", clvp_init="/m/clvp/general.pt"), ws)
+    assert tuned.args[tuned.args.index("--init") + 1] == "/m/clvp/general.pt"
     not_fresh = build_step("s2", TrainSettings(exp_name="voice"), ws)
     assert (
         "--fresh" not in not_fresh.args and "--dpo" not in build_step("s1", TrainSettings("voice"), ws).args
@@ -263,6 +277,7 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
 
         parser = training.add_common_args(argparse.ArgumentParser())
         parser.add_argument("--dpo", action="store_true")
+        parser.add_argument("--version")
         args = training.parse_args(parser, spec.args)
         assert args.exp_dir == str(ws.exp_dir("voice")) and args.fresh is True
         # the config file alone gives the same values as the flags
@@ -283,6 +298,7 @@ def test_metrics_to_plot_series(tmp_path):
             "loss/mel": 30.0 - i,
             "loss/kl": 2.0,
             "lr": 1e-4,
+            "grad_norm_g": 5.0,
             "acc/top3": 0.1 * i,
         }
         for i in range(1, 6)
@@ -291,9 +307,9 @@ def test_metrics_to_plot_series(tmp_path):
     read = read_metrics(path)
     assert len(read) == 5  # the torn last line is skipped
     series = metric_series(read)
-    assert set(series) == {"loss/mel", "loss/kl", "acc/top3"}  # not step, epoch, time or lr
+    assert set(series) == {"loss/mel", "loss/kl", "acc/top3", "grad_norm_g"}  # not step, epoch, time or lr
     assert series["loss/mel"] == [(i, 30.0 - i) for i in range(1, 6)]
-    rows = plot_rows(series, lambda k: not is_accuracy(k))
+    rows = plot_rows(series, is_loss)
     assert {r["metric"] for r in rows} == {"loss/mel", "loss/kl"} and len(rows) == 10
     assert rows[0].keys() == {"step", "value", "metric"}
     assert [r["metric"] for r in plot_rows(series, is_accuracy)] == ["acc/top3"] * 5

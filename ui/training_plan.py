@@ -140,6 +140,7 @@ class TrainSettings:
     dpo: bool = False
     clvp_epochs: int = DEFAULT_CLVP_EPOCHS
     clvp_batch: int = 0
+    clvp_init: str = ""  # CLVP weights to fine-tune from (empty: a new model)
     fresh: bool = False
     device: str = "auto"
 
@@ -193,11 +194,14 @@ def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
             if step == "s2"
             else (s.s1_epochs, s.s1_batch, s.s1_save_every)
         )
+        # The trainers write `<weights-dir>/<name>`: give them the reference's per-version folder.
+        weights = layout.sovits_dir(s.version) if step == "s2" else layout.gpt_dir(s.version)
         config = {
             "exp_dir": str(exp_dir),
             "exp_name": s.exp_name,
             "pretrained_dir": str(layout.model_dir),
-            "weights_dir": str(layout.weights_dir),
+            "weights_dir": str(weights),
+            "version": s.version,
             "epochs": int(epochs),
             "batch_size": int(batch),
             "save_every": int(every),
@@ -210,12 +214,16 @@ def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
     else:  # clvp
         config = {
             "exp_dir": [str(exp_dir)],
+            "exp_name": s.exp_name,
             "out": str(run_dir),
             "weights_dir": str(layout.clvp_dir),
             "epochs": int(s.clvp_epochs),
             "batch_size": int(s.clvp_batch),
-            "fresh": bool(s.fresh),
+            "device": s.device,
         }
+        if s.clvp_init:  # fine-tune a general CLVP model instead of training a new one
+            config["init"] = s.clvp_init
+        config["fresh"] = bool(s.fresh)
         config_path = run_dir / REQUEST_FILE
     args = ["--config", str(config_path), *_flags(config)]
     return StepSpec(step, MODULES[step], args, config, run_dir, config_path)
@@ -658,7 +666,12 @@ def plot_rows(
 
 
 def is_accuracy(name: str) -> bool:
-    return "acc" in name.lower()
+    return "acc" in name.lower() or "top1" in name.lower()
+
+
+def is_loss(name: str) -> bool:
+    """Loss curves only: gradient norms and the like have other scales and would flatten them."""
+    return "loss" in name.lower()
 
 
 # ---------------------------------------------------------------- samples after each save

@@ -39,6 +39,7 @@ from ui.training_plan import (
     format_duration,
     gather_preflight,
     is_accuracy,
+    is_loss,
     list_exports,
     metric_series,
     plan_sample,
@@ -196,6 +197,20 @@ def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tu
     return []
 
 
+def resolve_model_path(ctx: AppContext, value: str) -> Path:
+    """A weights file typed by the user: inside the workspace or the models folder, and existing."""
+    from tools.fsutil import PathOutsideRootError, resolve_inside
+
+    for root in (ctx.workspace, ctx.model_dir):
+        try:
+            path = resolve_inside(root, value)
+        except PathOutsideRootError:
+            continue
+        if path.is_file():
+            return path
+    raise ValueError(ctx.i18n("Not a weights file in the workspace or the models folder: {path}", path=value))
+
+
 def plot_frame(rows: list[dict]):
     import pandas as pd
 
@@ -210,10 +225,10 @@ def plots_for(layout: Layout, exp: str | None) -> list[Any]:
     s1 = metric_series(read_metrics(layout.run_dir(exp, "s1") / "metrics.jsonl"))
     clvp = metric_series(read_metrics(layout.run_dir(exp, "clvp") / "metrics.jsonl"))
     return [
-        plot_frame(plot_rows(s2)),
-        plot_frame(plot_rows(s1, lambda k: not is_accuracy(k))),
+        plot_frame(plot_rows(s2, is_loss)),
+        plot_frame(plot_rows(s1, is_loss)),
         plot_frame(plot_rows(s1, is_accuracy)),
-        plot_frame(plot_rows(clvp, lambda k: not is_accuracy(k))),
+        plot_frame(plot_rows(clvp, is_loss)),
     ]
 
 
@@ -371,6 +386,10 @@ def build(ctx: AppContext) -> None:
             fresh = gr.Checkbox(
                 False, label=_("Start over (do not resume the previous run)"), elem_id="train-fresh"
             )
+        clvp_init = gr.Textbox(
+            label=_("CLVP weights to fine-tune from (optional; empty: train a new model)"),
+            elem_id="train-clvp-init",
+        )
         with gr.Row():
             ref_choice = gr.Dropdown(
                 clip_choices(ctx, None),
@@ -429,23 +448,25 @@ def build(ctx: AppContext) -> None:
 
     settings_inputs = [
         exp_name, version, list_choice, s2_epochs, s2_batch, s2_save,
-        s1_epochs, s1_batch, s1_save, dpo, clvp_epochs, device, fresh,
+        s1_epochs, s1_batch, s1_save, dpo, clvp_epochs, clvp_init, device, fresh,
     ]  # fmt: skip
 
-    def settings_from(name, ver, list_value, e2, b2, k2, e1, b1, k1, use_dpo, ec, dev, start_over):
-        list_path = ""
-        if list_value:
-            try:
+    def settings_from(name, ver, list_value, e2, b2, k2, e1, b1, k1, use_dpo, ec, init, dev, start_over):
+        list_path, init_path = "", ""
+        try:
+            if list_value:
                 list_path = str(ctx.inside(list_value))
-            except ValueError as e:
-                raise gr.Error(str(e)) from e
+            if init and init.strip():
+                init_path = str(resolve_model_path(ctx, init.strip()))
+        except ValueError as e:
+            raise gr.Error(str(e)) from e
         return TrainSettings(
             exp_name=(name or "").strip(),
             version=ver or "v2",
             list_path=list_path,
             s2_epochs=int(e2), s2_batch=int(b2), s2_save_every=int(k2),
             s1_epochs=int(e1), s1_batch=int(b1), s1_save_every=int(k1), dpo=bool(use_dpo),
-            clvp_epochs=int(ec), fresh=bool(start_over), device=dev or "auto",
+            clvp_epochs=int(ec), clvp_init=init_path, fresh=bool(start_over), device=dev or "auto",
         )  # fmt: skip
 
     def view(st: dict[str, Any], exp: str | None, ver: str) -> list[Any]:
