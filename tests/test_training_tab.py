@@ -3,6 +3,7 @@ sample planning, exported weights, and the step runner's sequencing with real su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -482,3 +483,32 @@ def test_sample_queue_reports_a_failed_sample_with_its_message(tmp_path):
         queue.poll()
     assert len(queue.outcomes) == 1 and not queue.outcomes[0].ok and queue.outcomes[0].message
     assert not out.exists()
+
+
+def test_short_clips_are_joined_into_one_prompt(tmp_path):
+    short = [("/a.wav", "zh", "一。", 1.6), ("/b.wav", "zh", "二。", 1.6), ("/c.wav", "zh", "三。", 1.6)]
+    ref = choose_reference(short)
+    assert ref.parts == ("/a.wav", "/b.wav") and ref.text == "一。二。"  # 1.6 + 0.3 + 1.6 = 3.5 s
+    mixed = [("/e.wav", "en", "One.", 1.6), ("/f.wav", "en", "Two.", 1.6), ("/g.wav", "zh", "三。", 1.6)]
+    assert choose_reference(mixed).text == "One. Two."  # spaced languages are joined with a space
+    lone = [("/e.wav", "en", "One.", 1.6), ("/g.wav", "zh", "三。", 1.6)]
+    assert choose_reference(lone).parts == () and choose_reference(lone).audio == "/e.wav"
+    assert choose_reference(short, "/b.wav").parts == ("/b.wav", "/c.wav")
+
+    from ui.training_tab import materialize_reference
+
+    wavs = []
+    for name, seconds in (("a.wav", 1.6), ("b.wav", 1.6)):
+        sf.write(tmp_path / name, np.full(int(seconds * 32000), 0.1, np.float32), 32000)
+        wavs.append(str(tmp_path / name))
+    joined = choose_reference([(wavs[0], "zh", "一。", 1.6), (wavs[1], "zh", "二。", 1.6)])
+    out = materialize_reference(joined, tmp_path / "samples" / "reference.wav")
+    audio, sr = sf.read(out.audio)
+    assert sr == 32000 and len(audio) == int(1.6 * 32000) * 2 + int(0.3 * 32000)
+    assert np.all(audio[51200 : 51200 + 9600] == 0)  # the gap
+    assert (
+        materialize_reference(
+            dataclasses.replace(joined, parts=(wavs[0], str(tmp_path / "gone.wav"))), tmp_path / "r.wav"
+        )
+        is None
+    )

@@ -679,13 +679,17 @@ def is_loss(name: str) -> bool:
 
 @dataclass(frozen=True)
 class SampleReference:
-    """The fixed prompt clip and target text every progress sample uses."""
+    """The fixed prompt clip and target text every progress sample uses.
+
+    `parts` lists the clips to join (with REF_GAP_SECONDS of silence) when no single clip is long
+    enough for a prompt; the tab writes them to one file and sets `audio` to it."""
 
     audio: str
     text: str
     language: str
     target_text: str
     target_language: str
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -698,22 +702,54 @@ class SampleSpec:
     reference: SampleReference
 
 
+REF_GAP_SECONDS = 0.3
+_SPACED = ("en", "ko")
+
+
 def sample_text(language: str) -> str:
     return SAMPLE_TEXTS.get(language, SAMPLE_TEXTS["en"])
+
+
+def _run_from(clips: Sequence[tuple[str, str, str, float]], start: int) -> list[tuple[str, str, str, float]]:
+    """Clips from `start` on, same language, added while the joined length stays within the prompt
+    bounds, stopping once it reaches the lower bound."""
+    lo, hi = SAMPLE_REF_SECONDS
+    run, total = [clips[start]], clips[start][3]
+    for clip in clips[start + 1 :]:
+        if total >= lo or clip[1] != clips[start][1] or total + REF_GAP_SECONDS + clip[3] > hi:
+            break
+        run.append(clip)
+        total += REF_GAP_SECONDS + clip[3]
+    return run
+
+
+def _joined_seconds(run: Sequence[tuple[str, str, str, float]]) -> float:
+    return sum(c[3] for c in run) + REF_GAP_SECONDS * (len(run) - 1)
 
 
 def choose_reference(
     clips: Sequence[tuple[str, str, str, float]], chosen: str | None = None
 ) -> SampleReference | None:
-    """The prompt for samples from (path, language, text, seconds) clips: `chosen` when it is one of
-    them, else the first clip 3–10 s long, else the first clip."""
+    """The prompt for samples from (path, language, text, seconds) clips.
+
+    `chosen` when it is one of them (joined with the clips after it if it is shorter than 3 s), else
+    the first clip of 3-10 s, else the first run of consecutive same-language clips that reaches 3 s
+    when joined, else the first clip."""
     if not clips:
         return None
-    pick = next((c for c in clips if chosen and c[0] == chosen), None)
     lo, hi = SAMPLE_REF_SECONDS
-    pick = pick or next((c for c in clips if lo <= c[3] <= hi), clips[0])
-    path, language, text, _seconds = pick
-    return SampleReference(path, text, language, sample_text(language), language)
+    index = next((i for i, c in enumerate(clips) if chosen and c[0] == chosen), None)
+    if index is None:
+        index = next((i for i, c in enumerate(clips) if lo <= c[3] <= hi), None)
+    if index is not None:
+        run = _run_from(clips, index) if clips[index][3] < lo else [clips[index]]
+    else:
+        runs = (_run_from(clips, i) for i in range(len(clips)))
+        run = next((r for r in runs if _joined_seconds(r) >= lo), [clips[0]])
+    language = run[0][1]
+    text = (" " if language in _SPACED else "").join(c[2].strip() for c in run)
+    parts = tuple(c[0] for c in run) if len(run) > 1 else ()
+    return SampleReference(run[0][0], text, language, sample_text(language), language, parts)
 
 
 _SOVITS_NAME = r"{exp}_e(\d+)_s(\d+)\.pth"

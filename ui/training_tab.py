@@ -14,6 +14,7 @@ The pure decisions live in `ui/training_plan.py`, the job sequencing in `ui/trai
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from ui.training_plan import (
     DEFAULT_S2_EPOCHS,
     DEFAULT_S2_SAVE_EVERY,
     PIPELINE,
+    PREPARE_REQUEST_FILE,
+    REF_GAP_SECONDS,
     SAMPLE_REF_SECONDS,
     Layout,
     Problem,
@@ -51,6 +54,7 @@ from ui.training_plan import (
 )
 from ui.training_runner import SampleQueue, StepRunner, stop_all
 
+SAMPLE_RATE = 32000  # what S2 and the reference clips use
 MAX_SAMPLES = 8  # audio players shown (newest first)
 TICK_SECONDS = 1.0
 _SAMPLE_FILE = re.compile(r"(s1|s2)_e(\d+)\.wav")
@@ -164,21 +168,44 @@ def clip_choices(ctx: AppContext, list_value: str | None) -> list[tuple[str, str
 
 
 def sample_reference(
-    ctx: AppContext, list_value: str | None, chosen: str | None, text: str | None
+    ctx: AppContext, exp: str, list_path: str, chosen: str | None, text: str | None
 ) -> SampleReference | None:
-    if not list_value:
-        return None
-    try:
-        list_path = ctx.inside(list_value)
-    except ValueError:
-        return None
-    clips = reference_clips(list_path, ctx.workspace)
+    """The fixed prompt of this run's samples, from the chosen list (or the one the experiment was
+    formatted from); clips too short for a prompt are joined into `<exp>/samples/reference.wav`."""
+    layout = layout_of(ctx)
+    if not list_path:  # training alone: the list recorded by the last formatting run
+        try:
+            request = json.loads((layout.exp_dir(exp) / PREPARE_REQUEST_FILE).read_text(encoding="utf-8"))
+            list_path = str(ctx.inside(request["list"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    clips = reference_clips(Path(list_path), ctx.workspace)
     if chosen and chosen not in {c[0] for c in clips}:
-        clips = reference_clips_for(chosen, list_path, ctx.workspace) + clips
+        clips = reference_clips_for(chosen, Path(list_path), ctx.workspace) + clips
     ref = choose_reference(clips, chosen or None)
     if ref is not None and text and text.strip():
         ref = dataclasses.replace(ref, target_text=text.strip())
-    return ref
+    return materialize_reference(ref, layout.samples_dir(exp) / "reference.wav") if ref else None
+
+
+def materialize_reference(ref: SampleReference, out: Path) -> SampleReference | None:
+    """Join `ref.parts` (32 kHz, REF_GAP_SECONDS of silence between) into `out`; None if one is unreadable."""
+    if not ref.parts:
+        return ref
+    import numpy as np
+
+    from tools.audio import AudioDecodeError, load_audio, save_wav
+
+    gap = np.zeros(int(REF_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    try:
+        for i, part in enumerate(ref.parts):
+            audio, _sr = load_audio(part, SAMPLE_RATE)
+            pieces += [gap, audio] if i else [audio]
+    except AudioDecodeError:
+        return None
+    save_wav(out, np.concatenate(pieces), SAMPLE_RATE)
+    return dataclasses.replace(ref, audio=str(out))
 
 
 def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tuple[str, str, str, float]]:
@@ -523,7 +550,7 @@ def build(ctx: AppContext) -> None:
                 samples=SampleQueue(ctx.folder("jobs"), ctx.model_dir, settings.device),
                 exp=settings.exp_name,
                 version=settings.version,
-                reference=sample_reference(ctx, values[2], ref_value, text_value),
+                reference=sample_reference(ctx, settings.exp_name, settings.list_path, ref_value, text_value),
             )
             return [
                 problems_markdown(problems, _),
