@@ -197,6 +197,17 @@ def test_api_from_gradio_client(tts_app, tmp_path):
     )
     assert (sf.read(again)[0] == audio).all()  # same seed, same audio
 
+    with_aux, details3 = client.predict(
+        "你好世界。",
+        "zh",
+        handle_file(str(ref)),
+        aux_refs=[handle_file(str(_reference(tmp_path / "aux.wav", 3.5)))],
+        seed=7,
+        max_new_tokens=MAX_TOKENS,
+        api_name="/synthesize",
+    )
+    assert sf.info(with_aux).samplerate == 32000 and json.loads(details3)["seed"] == 7
+
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=r"1\.0 s.*10 s"):

@@ -273,3 +273,52 @@ def test_lazy_cache_builds_nothing_until_asked():
     cache = H.LazyCache()
     assert cache._tts_cache is None and cache._whisper == {}
     assert cache.tts() is cache.tts()  # one ModelCache per app
+
+
+# ------------------------------------------------------------------------ synthesis, in process
+
+
+def test_synthesis_writes_output_and_candidates_play_without_changing_the_result(tmp_path, tiny_pretrained):
+    from gpt_sovits.tts import Synthesizer
+
+    ref = _wav(tmp_path / "ref.wav", 4.0)
+    form = H.SynthesisForm(
+        text="你好世界。今天天气很不错。",
+        text_lang="zh",
+        ref_audio=str(ref),
+        cut="cut5",
+        candidates=2,
+        seed=11,
+        max_new_tokens=15,
+    )
+    cache = H.LazyCache()
+    outcome = H.synthesize(form, tmp_path, tiny_pretrained.root, cache)
+    result = outcome.result
+    assert outcome.path.parent == tmp_path / "outputs" and "_s11_" in outcome.path.name
+    assert sf.info(str(outcome.path)).samplerate == 32000
+    assert sf.info(str(outcome.path)).frames == result.audio.shape[0]
+    assert outcome.gpt == tiny_pretrained.s1 and outcome.sovits == tiny_pretrained.s2g
+    assert len(result.sentences) == 2 and all(len(s.candidates) == 2 for s in result.sentences)
+
+    synth = Synthesizer(outcome.gpt, outcome.sovits, tiny_pretrained.root, cache=cache.tts())
+    other = 1 - result.sentences[1].chosen
+    before = result.audio.copy()
+    piece = H.candidate_audio(synth, result, 1, other)
+    assert np.array_equal(result.audio, before) and result.sentences[1].chosen != other  # untouched
+    chosen_piece = H.candidate_audio(synth, result, 0, result.sentences[0].chosen)
+    assert np.array_equal(chosen_piece, result.sentences[0].audio)
+    # Swapping that candidate in gives exactly the piece that was played.
+    synth.reassemble(result, [result.sentences[0].chosen, other])
+    assert np.array_equal(result.sentences[1].audio, piece)
+
+
+def test_synthesis_refuses_weights_outside_the_allowed_folders(tmp_path, tiny_pretrained):
+    import shutil
+
+    stray = tmp_path / "elsewhere" / "gpt.ckpt"
+    stray.parent.mkdir()
+    shutil.copy(tiny_pretrained.s1, stray)
+    form = H.SynthesisForm(text="你好。", text_lang="zh", ref_audio=str(_wav(tmp_path / "r.wav", 4.0)))
+    form.gpt = str(stray)
+    with pytest.raises(H.InferenceUIError, match="not found"):
+        H.synthesize(form, tmp_path / "ws", tiny_pretrained.root, H.LazyCache())
