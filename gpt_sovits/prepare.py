@@ -361,6 +361,19 @@ class _Models:
             self._bert = load_bert(self.pre.bert, self.device)
         return self._bert
 
+    def release_bert(self) -> None:
+        """Free BERT (the largest model) before the audio models run: lower peak memory."""
+        if self._bert is None:
+            return
+        import gc
+
+        import torch
+
+        self._bert = None
+        gc.collect()
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def hubert(self):
         if self._hubert is None:
             from gpt_sovits.features import load_hubert
@@ -405,6 +418,20 @@ def _ssl_and_tokens(models: _Models, wav16k: np.ndarray) -> tuple[Any, list[int]
     with torch.inference_mode():
         codes = models.s2().extract_latent(ssl)  # (1, 1, T25)
     return ssl.cpu().contiguous(), [int(t) for t in codes[0, 0].tolist()]
+
+
+def _bert_to_file(models: _Models, path: Path, norm_text: str, word2ph: list[int] | None) -> _Skip | None:
+    """BERT features (1024, n_phones) of one Chinese clip to ``3-bert``; the reason when they fail."""
+    from gpt_sovits.features import FeatureInputError, bert_phone_features
+
+    try:
+        feats = bert_phone_features(models.bert(), norm_text, word2ph or [])
+    except FeatureInputError as e:
+        return _Skip("text_error", str(e))
+    except Exception as e:  # noqa: BLE001 - e.g. a text longer than BERT's 512 positions
+        return _Skip("feature_error", f"BERT: {type(e).__name__}: {e}")
+    _save_tensor(path, feats)
+    return None
 
 
 def _save_tensor(path: Path, tensor: Any) -> None:
@@ -638,13 +665,9 @@ def prepare(
     needed += [HUBERT_FOLDER, f"sovits-{version}"] if need_audio else []
     _check_pretrained(needed, pretrained_dir)
     models = _Models(pre, pick_device(device) if todo_names else None, version)
-    # Load what this run needs now: a broken model folder or a generator of the wrong version or kind
-    # fails here, with one message, instead of clip after clip.
+    # Fail now, with one message, on a generator of the wrong version or kind (it is small: kept).
     if need_audio:
         models.s2()
-        models.hubert()
-    if any(s.language == "zh" for s in need_text):
-        models.bert()
 
     # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
     for name in todo_names:
@@ -652,10 +675,17 @@ def prepare(
     done = total - len(todo_names)
     report.reused = done - len(kept_skips)
 
+    bert_written: set[str] = set()
+
     def leave_out(s: ClipSource, reason: str, detail: str = "") -> None:
+        nonlocal done
+        if s.name in bert_written:  # our own output of this run, for a clip that is not kept
+            paths.bert(s.name).unlink(missing_ok=True)
         state.texts.pop(s.name, None)
         state.semantic.pop(s.name, None)
         report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
+        done += 1
+        progress(done, total, s.name)
         if reason == "feature_error":  # may be passing (e.g. GPU memory): tried again next run
             return
         state.skips[s.name] = {
@@ -665,68 +695,84 @@ def prepare(
             "detail": detail,
         }
 
-    progress(done, total, "formatting")
     last_flush = time.monotonic()
     since_flush = 0
+
+    def complete(s: ClipSource) -> None:
+        nonlocal done, since_flush, last_flush
+        state.items[s.name] = {
+            "text_key": text_keys[s.name],
+            "audio_key": audio_keys[s.name],
+            "language": s.language,
+            "audio": str(s.audio),
+        }
+        state.skips.pop(s.name, None)
+        report.processed.append(s.name)
+        done += 1
+        since_flush += 1
+        progress(done, total, s.name)
+        if since_flush >= FLUSH_EVERY_ITEMS or time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
+            state.flush(order)
+            since_flush, last_flush = 0, time.monotonic()
+
+    # Two passes, one model family each, so BERT (the largest) is gone before HuBERT loads. A clip
+    # counts as done (manifest entry, table rows) only when both of its parts are; files are atomic.
+    progress(done, total, "formatting")
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio")
     try:
+        # 1. texts -> phones (process pool for large lists), Chinese -> 3-bert/<name>.pt
         cleaned = _clean_texts(need_text, version, workers, should_stop, lambda m: progress(done, total, m))
-        work = [s for s in sources if s.name in todo_names]
-        audio_iter = _prefetch(loader, [s.audio for s in work if s.name in need_audio])
-        for s in work:
+        pending_audio: list[ClipSource] = []
+        n_bert = sum(1 for s in need_text if s.language == "zh")
+        k_bert = 0
+        for s in sources:
+            if s.name not in todo_names:
+                continue
             if should_stop():
                 raise JobCancelled("stopped")
-            text_result = cleaned.get(s.name)  # None: the text part is up to date
-            clip = next(audio_iter).result() if s.name in need_audio else None  # None: audio part up to date
-            skip = (
-                text_result if isinstance(text_result, _Skip) else clip if isinstance(clip, _Skip) else None
-            )
-            if skip is None and isinstance(clip, _Audio):
+            result = cleaned.get(s.name)  # None: the text part is up to date
+            if isinstance(result, _Skip):
+                leave_out(s, result.reason, result.detail)
+                continue
+            if result is not None:
+                phones, word2ph, norm_text = result
+                if s.language == "zh":
+                    k_bert += 1
+                    skip = _bert_to_file(models, paths.bert(s.name), norm_text, word2ph)
+                    if skip is not None:
+                        leave_out(s, skip.reason, skip.detail)
+                        continue
+                    bert_written.add(s.name)
+                    if k_bert % max(1, n_bert // 20) == 0:
+                        progress(done, total, f"BERT features: {k_bert}/{n_bert}")
+                state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
+            if s.name in need_audio:
+                pending_audio.append(s)
+            else:
+                complete(s)
+        models.release_bert()
+
+        # 2. audio -> 5-wav32k/<name>, 4-cnhubert/<name>.pt, semantic tokens
+        audio_iter = _prefetch(loader, [s.audio for s in pending_audio])
+        for s in pending_audio:
+            if should_stop():
+                raise JobCancelled("stopped")
+            clip = next(audio_iter).result()
+            if isinstance(clip, _Audio):
                 try:
                     out = _ssl_and_tokens(models, clip.hubert_in)
                 except Exception as e:  # noqa: BLE001 - one clip's failure is reported, the rest go on
                     out = _Skip("feature_error", f"HuBERT/semantic tokens: {type(e).__name__}: {e}")
-                skip = out if isinstance(out, _Skip) else None
-            if skip is None and text_result is not None and s.language == "zh":
-                from gpt_sovits.features import FeatureInputError, bert_phone_features
-
-                _phones, word2ph, norm_text = text_result
-                try:
-                    feats = bert_phone_features(models.bert(), norm_text, word2ph or [])  # (1024, n_phones)
-                except FeatureInputError as e:
-                    skip = _Skip("text_error", str(e))
-                except Exception as e:  # noqa: BLE001 - e.g. a text longer than BERT's 512 positions
-                    skip = _Skip("feature_error", f"BERT: {type(e).__name__}: {e}")
-            if skip is not None:
-                leave_out(s, skip.reason, skip.detail)
-                done += 1
-                progress(done, total, s.name)
+            else:
+                out = clip
+            if isinstance(out, _Skip):
+                leave_out(s, out.reason, out.detail)
                 continue
-            # All parts computed: write the files, then the rows (the tables follow at the next flush).
-            if text_result is not None:
-                phones, word2ph, norm_text = text_result
-                if s.language == "zh":
-                    _save_tensor(paths.bert(s.name), feats)
-                state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
-            if isinstance(clip, _Audio):
-                ssl, tokens = out
-                _save_wav(paths.wav(s.name), clip.wav)
-                _save_tensor(paths.hubert(s.name), ssl)
-                state.semantic[s.name] = tokens
-            state.items[s.name] = {
-                "text_key": text_keys[s.name],
-                "audio_key": audio_keys[s.name],
-                "language": s.language,
-                "audio": str(s.audio),
-            }
-            state.skips.pop(s.name, None)
-            report.processed.append(s.name)
-            done += 1
-            since_flush += 1
-            progress(done, total, s.name)
-            if since_flush >= FLUSH_EVERY_ITEMS or time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
-                state.flush(order)
-                since_flush, last_flush = 0, time.monotonic()
+            ssl, tokens = out
+            _save_wav(paths.wav(s.name), clip.wav)
+            _save_tensor(paths.hubert(s.name), ssl)
+            state.semantic[s.name] = tokens
+            complete(s)
     except JobCancelled:
         report.cancelled = True
     finally:
