@@ -322,3 +322,18 @@ def test_synthesis_refuses_weights_outside_the_allowed_folders(tmp_path, tiny_pr
     form.gpt = str(stray)
     with pytest.raises(H.InferenceUIError, match="not found"):
         H.synthesize(form, tmp_path / "ws", tiny_pretrained.root, H.LazyCache())
+
+
+def test_transcribe_reference_with_a_local_whisper(tmp_path):
+    from tests.test_asr import speech_wav
+    from tests.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
+
+    models = tmp_path / "models"
+    assert H.whisper_models(models) == []
+    build_tiny_whisper(models / "faster-whisper-tiny-test", quantization="int8")
+    (models / "faster-whisper-broken").mkdir()  # no model files: not offered
+    assert H.whisper_models(models) == ["tiny-test"]
+    cache = H.LazyCache()
+    text, lang = H.transcribe_reference(cache, speech_wav(tmp_path / "ref.wav"), "tiny-test", models)
+    assert (text, lang) == (EXPECTED_TEXT, "en")
+    assert list(cache._whisper) == ["tiny-test"]  # loaded once, kept for the next click

@@ -175,6 +175,18 @@ def whisper_models(model_dir: Path) -> list[str]:
     )
 
 
+def transcribe_reference(cache: LazyCache, path: str | Path, model: str, model_dir: Path) -> tuple[str, str]:
+    """(text, prompt language) of a reference clip by the ASR stage's faster-whisper (model cached).
+
+    Raises tools.asr.ModelNotFoundError / ModelLoadError / AudioDecodeError with their messages.
+    """
+    from tools.asr import AsrOptions, transcribe_clip
+
+    whisper = cache.whisper(model, model_dir)
+    clip = transcribe_clip(whisper, Path(path), AsrOptions(model=model, model_dir=model_dir))
+    return clip.text, prompt_language(clip.language)
+
+
 def prompt_language(whisper_language: str) -> str:
     """Whisper's language code as a prompt language (mixed-with-English forms, the reference's default)."""
     code = (whisper_language or "").lower()

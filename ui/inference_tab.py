@@ -295,16 +295,13 @@ def build(ctx: AppContext) -> None:
             raise gr.Error(_("Upload or record a reference clip first."))
         if not model_name:
             raise gr.Error(_("No Whisper model found in the model folder."))
-        from tools.asr import AsrOptions, transcribe_clip
-
         try:
-            model = cache.whisper(model_name, ctx.model_dir)
-            clip = transcribe_clip(model, Path(path), AsrOptions(model=model_name, model_dir=ctx.model_dir))
+            text, language = H.transcribe_reference(cache, path, model_name, ctx.model_dir)
         except user_errors() as e:
             raise gr.Error(str(e)) from e
-        if not clip.text:
+        if not text:
             gr.Warning(_("No speech was recognised in the reference."))
-        return clip.text, H.prompt_language(clip.language)
+        return text, language
 
     def on_synthesize(
         gpt_v, sovits_v, clvp_v, ref, ref_txt, ref_lg, aux, txt, txt_lg, cut_v, k, p, t, r, spd, ns, ps,
