@@ -87,6 +87,7 @@ from gpt_sovits.training import (
     all_reduce_mean,
     default_batch_size,
     ensure_free_space,
+    export_name_pattern,
     export_weights,
     half_size,
     init_distributed,
@@ -478,7 +479,7 @@ def train_s1(
                     ),
                     estimate=half_size(model),
                     keep=cfg.keep_exports,
-                    older_exports=f"{_glob_escape(cfg.exp_name)}-e*.ckpt",
+                    older_exports=export_name_pattern(f"{cfg.exp_name}-e{{epoch}}.ckpt"),
                 )
                 result.exports.append(path)
                 run.log(f"exported {path}")
@@ -492,10 +493,6 @@ def train_s1(
     run.log(f"done: {prog.epoch} epochs, {prog.step} steps")
     shutdown_distributed(dist)
     return result
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
 def _stop_everywhere(stop: StopFlag, dist: DistInfo, device: torch.device) -> bool:

@@ -25,7 +25,8 @@ the same pieces, so a person sees the same behaviour everywhere:
 - **Exported weights** — ``export_weights(path, write)`` writes a small weight file with the same
   disk-space check and atomicity. Following the reference's ``if_save_every_weights``, every export is
   kept by default (they are what users pick in the inference tab); ``keep="latest"`` moves older exports
-  of the same experiment (``older_exports`` glob) into ``<weights-dir>/.trash/``.
+  of the same experiment (``older_exports=export_name_pattern("<exp>-e{epoch}.ckpt")``) into
+  ``<weights-dir>/.trash/``.
 - **Data order** — ``length_bucketed_batches(lengths, batch_size, seed, epoch)`` gives a deterministic
   list of batches per epoch (a pure function of seed and epoch), so a resumed run continues with the same
   batches: skip the first ``progress.batch_in_epoch`` of the epoch. ``shard_batches`` gives each
@@ -74,6 +75,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -594,20 +596,28 @@ class RunDir:
 # ----------------------------------------------------------------------------------------------- exports
 
 
+def export_name_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching the export names of ONE experiment: ``{epoch}``/``{step}`` in ``template`` match
+    digits, the rest literally. ``export_name_pattern("voice-e{epoch}.ckpt")`` matches ``voice-e12.ckpt`` but
+    not ``voice-extra-e3.ckpt`` (which the glob ``voice-e*.ckpt`` would also take)."""
+    parts = re.split(r"(\{epoch\}|\{step\})", template)
+    return re.compile("".join(r"\d+" if p in ("{epoch}", "{step}") else re.escape(p) for p in parts))
+
+
 def export_weights(
     path: str | Path,
     write: Callable[[Path], Any],
     *,
     estimate: int,
     keep: str = "all",
-    older_exports: str | None = None,
+    older_exports: str | re.Pattern[str] | None = None,
 ) -> Path:
     """Write an exported weights file through ``write(path)`` (e.g. ``lambda p: save_gpt_weights(m, cfg, p)``;
     the saver itself must write atomically, as gpt_sovits.checkpoints' savers do).
 
     ``estimate``: expected size in bytes (checked against free space BEFORE writing). ``keep="latest"``
-    moves the files matching the glob ``older_exports`` in the same folder (other than ``path``) into
-    ``<folder>/.trash/`` after the new file is written."""
+    moves the other files of the same folder whose names match ``older_exports`` (a regex from
+    ``export_name_pattern``, full match, or a glob) into ``<folder>/.trash/`` after the new file is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(path.parent, estimate + SPACE_MARGIN_BYTES, "exported weights")
@@ -617,8 +627,12 @@ def export_weights(
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskSpaceError(f"no disk space for exported weights: writing {path} failed ({e})") from None
         raise
-    if keep == "latest" and older_exports:
-        for old in sorted(path.parent.glob(older_exports)):
+    if keep == "latest" and older_exports is not None:
+        if isinstance(older_exports, re.Pattern):
+            olds = [p for p in path.parent.iterdir() if older_exports.fullmatch(p.name)]
+        else:
+            olds = list(path.parent.glob(older_exports))
+        for old in sorted(olds):
             if old.resolve() != path.resolve() and old.is_file():
                 move_to_trash(old, path.parent / ".trash")
     return path

@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,17 +145,21 @@ def test_batches_deterministic_cover_everything_and_shard_evenly():
 
 
 def test_export_keep_latest_moves_older_to_trash(tmp_path):
-    for e in (1, 2):
-        tr.export_weights(tmp_path / f"x-e{e}.ckpt", lambda p: p.write_bytes(b"w"), estimate=1)
+    for name in ("x-e1.ckpt", "x-e2.ckpt", "x-extra-e1.ckpt"):
+        tr.export_weights(tmp_path / name, lambda p: p.write_bytes(b"w"), estimate=1)
+    pattern = tr.export_name_pattern("x-e{epoch}.ckpt")
     tr.export_weights(
         tmp_path / "x-e3.ckpt",
         lambda p: p.write_bytes(b"w"),
         estimate=1,
         keep="latest",
-        older_exports="x-e*.ckpt",
+        older_exports=pattern,
     )
-    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["x-e3.ckpt"]
+    # another experiment whose name starts the same ("x-extra") keeps its file
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["x-e3.ckpt", "x-extra-e1.ckpt"]
     assert sorted(p.name for p in (tmp_path / ".trash").iterdir()) == ["x-e1.ckpt", "x-e2.ckpt"]
+    s2 = tr.export_name_pattern("a.b_e{epoch}_s{step}.pth")
+    assert s2.fullmatch("a.b_e2_s40.pth") and not s2.fullmatch("aXb_e2_s40.pth")
 
 
 def test_progress_reporter_eta_and_saved_event(tmp_path):
@@ -176,3 +181,23 @@ def test_default_batch_size_scales_with_memory():
     assert tr.default_batch_size(cpu, fixed_bytes=100, per_item_bytes=10, available=1000) == 32
     assert tr.default_batch_size(cpu, fixed_bytes=600, per_item_bytes=10, available=1000) == 10
     assert tr.default_batch_size(cpu, fixed_bytes=10**6, per_item_bytes=10, available=1000) == 1
+
+
+def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    model, opt, _ = _tiny_setup()
+    path = tmp_path / "checkpoint.pt"
+    tr.save_checkpoint(
+        path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 1, 0))
+    )
+
+    def half_written(obj, f):  # a kill in the middle of the write, as seen by the writer
+        Path(f).write_bytes(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr.torch, "save", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        tr.save_checkpoint(
+            path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 2, 0))
+        )
+    assert tr.load_checkpoint(path)["progress"]["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
