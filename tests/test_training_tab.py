@@ -512,3 +512,32 @@ def test_short_clips_are_joined_into_one_prompt(tmp_path):
         )
         is None
     )
+
+
+def test_a_running_step_is_followed_from_another_page_and_blocks_a_second_start(tmp_path, ws):
+    from ui.training_runner import JOB_RECORD, StepRunner, live_job
+
+    exp = ws.exp_dir("voice")
+    spec = child_spec(exp, "s2", "--sleep", "30")
+    first = StepRunner([spec], tmp_path / "jobs")
+    first.begin()
+    try:
+        assert json.loads((exp / JOB_RECORD).read_text())["step"] == "s2"
+        live = live_job(exp)
+        assert live is not None and live[0].step == "s2" and live[1].process.pid == first.job.process.pid
+        # a second start on the same experiment is refused by the check
+        inputs = gather_preflight(ws, settings(ws, ""), ("s1",))
+        assert inputs.running.startswith("s2 (pid ")
+        assert any("is already running s2" in m for m in messages(check_plan(inputs), "error"))
+        follower = StepRunner.attach(live[0], live[1], tmp_path / "jobs")
+        deadline = time.monotonic() + 20
+        while follower.progress.total == 0 and time.monotonic() < deadline:
+            follower.poll()
+            time.sleep(0.1)
+        assert follower.progress.total == 4  # the events written before it attached
+        follower.stop()
+        wait_done(follower)
+        assert [(r.step, r.code, r.stopped) for r in follower.results] == [("s2", 130, True)]
+        assert live_job(exp) is None
+    finally:
+        first.stop()

@@ -288,6 +288,7 @@ class PreflightInputs:
     models: tuple[ModelFile, ...] = ()
     format_state: FormatState = field(default_factory=FormatState)
     free_bytes: int | None = None
+    running: str | None = None  # a step already running on this experiment (another page or session)
 
 
 # Pretrained files each step reads (roles of gpt_sovits.models.PretrainedPaths).
@@ -465,6 +466,17 @@ def check_plan(inputs: PreflightInputs, _: Translator = plain) -> list[Problem]:
         validate_exp_name(inputs.exp_name, _)
     except TrainingInputError as e:
         out.append(Problem("error", str(e)))
+    if inputs.running:
+        out.append(
+            Problem(
+                "error",
+                _(
+                    "Experiment {exp} is already running {what}: wait for it or stop it first.",
+                    exp=inputs.exp_name,
+                    what=inputs.running,
+                ),
+            )
+        )
     out += _settings_problems(inputs, _)
     if "prepare" in inputs.steps:
         out += _dataset_problems(inputs, _)
@@ -543,6 +555,12 @@ def gather_preflight(
         free = shutil.disk_usage(layout.workspace).free
     except OSError:
         free = None
+    running = None
+    if exp_dir is not None:
+        from ui.training_runner import live_job
+
+        live = live_job(exp_dir)
+        running = f"{live[0].step} (pid {live[1].process.pid})" if live else None
     return PreflightInputs(
         steps=steps,
         exp_name=settings.exp_name,
@@ -553,6 +571,7 @@ def gather_preflight(
         models=models,
         format_state=format_state(exp_dir) if exp_dir else FormatState(),
         free_bytes=free,
+        running=running,
     )
 
 

@@ -10,7 +10,9 @@ other code (a stopped, failed or crashed step).
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,73 @@ SAMPLE_MODULE = "gpt_sovits.progress_sample"
 def _job_dir(job_root: Path, prefix: str) -> Path:
     job_root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=job_root))
+
+
+JOB_RECORD = "ui_job.json"  # in the experiment folder: the step running on it now
+EXIT_STOPPED = 130
+ENDED = -1000  # PidProcess.poll() after the end of a process whose exit code cannot be known
+
+
+def exp_dir_of(spec: StepSpec) -> Path:
+    return spec.run_dir if spec.step == "prepare" else spec.run_dir.parent
+
+
+def record_job(spec: StepSpec, job: Job) -> None:
+    """Note in the experiment folder which process runs which step, so a later page can follow it
+    and a second start on the same experiment is refused."""
+    from tools.fsutil import atomic_write_text
+
+    record = {"pid": job.process.pid, "step": spec.step, "module": spec.module, "job_dir": str(job.job_dir)}
+    record["argv"] = list(spec.args)
+    record["run_dir"], record["config_path"] = str(spec.run_dir), str(spec.config_path)
+    atomic_write_text(exp_dir_of(spec) / JOB_RECORD, json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _alive(pid: int, module: str) -> bool:
+    """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and module.encode() in cmdline
+
+
+class PidProcess:
+    """The part of `subprocess.Popen` that `Job` uses, for a process this server did not start."""
+
+    def __init__(self, pid: int, module: str) -> None:
+        self.pid, self.module = pid, module
+        self.returncode: int | None = None  # unknown for a non-child: read from its events
+
+    def poll(self) -> int | None:
+        """None while it runs, then ENDED (`Job.running()` only asks whether this is None)."""
+        return None if _alive(self.pid, self.module) else ENDED
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _alive(self.pid, self.module):
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.module, timeout)
+            time.sleep(0.1)
+        return self.returncode
+
+
+def live_job(exp_dir: Path) -> tuple[StepSpec, Job] | None:
+    """The step still running on this experiment according to its job record, as a followable Job."""
+    try:
+        record = json.loads((exp_dir / JOB_RECORD).read_text(encoding="utf-8"))
+        pid, module = int(record["pid"]), str(record["module"])
+        spec = StepSpec(
+            str(record["step"]), module, list(record["argv"]), {}, Path(record["run_dir"]),
+            Path(record["config_path"]),
+        )  # fmt: skip
+        job_dir = Path(record["job_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(pid, module):
+        return None
+    return spec, Job(argv=[module, *spec.args], job_dir=job_dir, process=PidProcess(pid, module))
 
 
 @dataclass
@@ -51,6 +120,7 @@ class StepRunner:
     saved: list[dict[str, Any]] = field(default_factory=list, init=False)
     stopped: bool = field(default=False, init=False)
     _error: str = field(default="", init=False)
+    _result: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.pending = list(self.specs)
@@ -62,8 +132,16 @@ class StepRunner:
     def _start_next(self) -> None:
         spec = self.pending.pop(0)
         write_step_config(spec)
-        self.current, self.progress, self._error = spec, ProgressView(), ""
+        self.current, self.progress, self._error, self._result = spec, ProgressView(), "", False
         self.job = self.start(spec.module, spec.args, _job_dir(self.job_root, f"train-{spec.step}"))
+        record_job(spec, self.job)
+
+    @classmethod
+    def attach(cls, spec: StepSpec, job: Job, job_root: Path) -> StepRunner:
+        """A runner following a step started earlier (by another session or before a page reload)."""
+        runner = cls([], job_root)
+        runner.current, runner.job = spec, job
+        return runner
 
     @property
     def running(self) -> bool:
@@ -78,7 +156,10 @@ class StepRunner:
         if alive:
             return new_saved
         new_saved += self._consume(self.job.poll())  # lines written just before the exit
-        code = int(self.job.process.returncode)
+        code = self.job.process.returncode
+        if code is None:  # an attached job is not our child: its events tell how it ended
+            code = 2 if self._error else 0 if self._result else EXIT_STOPPED
+        code = int(code)
         tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else self.job.log_tail(2000)
         self.results.append(StepResult(self.current.step, code, self._error, tail, self.stopped))
         self.job, self.current = None, None
@@ -98,6 +179,8 @@ class StepRunner:
                 self._error = str(event.get("message", ""))
             elif kind == "saved":
                 saved.append(event)
+            elif kind == "result":
+                self._result = True
         self.saved += saved
         return saved
 

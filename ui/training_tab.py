@@ -52,7 +52,7 @@ from ui.training_plan import (
     saved_label,
     validate_exp_name,
 )
-from ui.training_runner import SampleQueue, StepRunner, stop_all
+from ui.training_runner import SampleQueue, StepRunner, live_job, stop_all
 
 SAMPLE_RATE = 32000  # what S2 and the reference clips use
 MAX_SAMPLES = 8  # audio players shown (newest first)
@@ -471,7 +471,9 @@ def build(ctx: AppContext) -> None:
     with gr.Accordion(_("Log"), open=False):
         log_box = gr.Textbox(lines=10, interactive=False, show_label=False, elem_id="train-log")
     timer = gr.Timer(TICK_SECONDS, active=False)
-    state = gr.State({}, delete_callback=stop_all)  # per session: {"runner", "samples", "exp", ...}
+    # Per session: {"runner", "samples", "exp", "version", "reference"}. Closing the page does not
+    # stop a training run (it may last hours): entering the experiment's name again follows it.
+    state = gr.State({})
 
     settings_inputs = [
         exp_name, version, list_choice, s2_epochs, s2_batch, s2_save,
@@ -580,7 +582,8 @@ def build(ctx: AppContext) -> None:
         spec = plan_sample(
             event, layout, exp, list_exports(layout, exp, ver), pre["s1"], pre["s2g"], st.get("reference")
         )
-        if spec is not None:
+        # A followed run replays its earlier `saved` events: their samples exist already.
+        if spec is not None and not Path(spec.out_path).exists():
             st["samples"].add(saved_label(spec.model, spec.epoch, _), spec)
 
     def on_stop(st):
@@ -593,8 +596,28 @@ def build(ctx: AppContext) -> None:
         return problems_markdown(problems, _)
 
     def on_show(name, ver, st):
+        """Show an experiment; follow a step still running on it (started before a page reload)."""
         exp = safe_exp(name)
-        return [models_markdown(ctx, ver), *view(st, exp, ver)]
+        runner = st.get("runner")
+        attached = False
+        if exp and (runner is None or not runner.running):
+            live = live_job(layout.exp_dir(exp))
+            if live is not None:
+                spec, job = live
+                st.update(
+                    runner=StepRunner.attach(spec, job, ctx.folder("jobs")),
+                    samples=st.get("samples") or SampleQueue(ctx.folder("jobs"), ctx.model_dir),
+                    exp=exp,
+                    version=ver,
+                    reference=sample_reference(ctx, exp, "", None, None),
+                )
+                attached = True
+        shown = st.get("exp") if attached else exp
+        return [
+            models_markdown(ctx, ver),
+            *view(st, shown, ver),
+            gr.Timer(active=True) if attached else gr.Timer(),
+        ]
 
     def on_list(list_value, name):
         new_name = name if (name or "").strip() else suggested_name(list_value)
@@ -613,11 +636,12 @@ def build(ctx: AppContext) -> None:
     timer.tick(on_tick, inputs=state, outputs=[*view_outputs, timer])
     stop_btn.click(on_stop, inputs=state, outputs=status_md, concurrency_limit=None)
     check_btn.click(on_check, inputs=[*settings_inputs, state], outputs=check_md)
+    show_outputs = [models_md, *view_outputs, timer]
     refresh.click(
         lambda n, v, s: [gr.update(choices=find_lists(ctx.workspace)), *on_show(n, v, s)],
         inputs=[exp_name, version, state],
-        outputs=[list_choice, models_md, *view_outputs],
+        outputs=[list_choice, *show_outputs],
     )
-    version.change(on_show, inputs=[exp_name, version, state], outputs=[models_md, *view_outputs])
-    exp_name.blur(on_show, inputs=[exp_name, version, state], outputs=[models_md, *view_outputs])
+    version.change(on_show, inputs=[exp_name, version, state], outputs=show_outputs)
+    exp_name.blur(on_show, inputs=[exp_name, version, state], outputs=show_outputs)
     list_choice.change(on_list, inputs=[list_choice, exp_name], outputs=[ref_choice, exp_name])
