@@ -214,3 +214,23 @@ def test_api_from_gradio_client(tts_app, tmp_path):
         client.predict(
             "你好。", "zh", handle_file(str(_reference(tmp_path / "s.wav", 1.0))), api_name="/synthesize"
         )
+
+
+@pytest.mark.browser
+def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained):
+    import shutil
+
+    page = tts_page
+    exported = tts_app.workspace / "weights" / "GPT_weights_v2" / "myvoice-e4.ckpt"
+    exported.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_pretrained.s1, exported)
+    page.locator("#inf-gpt input").click()
+    assert page.get_by_role("option", name="myvoice-e4.ckpt", exact=False).count() == 0
+    page.keyboard.press("Escape")
+    page.locator("#inf-refresh").click()
+    page.wait_for_timeout(1000)
+    page.locator("#inf-gpt input").click()
+    page.get_by_role("option", name="GPT_weights_v2/myvoice-e4.ckpt").wait_for(timeout=15_000)
+    assert page.get_by_role("option", name="pretrained v2", exact=False).count() == 1
+    # Refresh keeps the person's current choice (the pretrained file) rather than jumping to the new one.
+    assert "pretrained v2" in page.locator("#inf-gpt input").input_value()

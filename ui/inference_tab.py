@@ -255,10 +255,11 @@ def build(ctx: AppContext) -> None:
 
     # ----------------------------------------------------------------------------------- handlers
 
-    def on_refresh(gpt_value: str | None, sovits_value: str | None, clvp_value: str | None):
+    def on_refresh(gpt_value: str | None, sovits_value: str | None, clvp_value: str | None, asr: str | None):
         g = H.gpt_choices(ctx.workspace, ctx.model_dir)
         s = H.sovits_choices(ctx.workspace, ctx.model_dir)
         clvps = H.clvp_choices(ctx.workspace)
+        whispers = H.whisper_models(ctx.model_dir)
         g_paths, s_paths = {c.path for c in g}, {c.path for c in s}
         return (
             gr.update(
@@ -274,6 +275,12 @@ def build(ctx: AppContext) -> None:
                 value=clvp_value if clvp_value in clvps else "none",
             ),
             models_markdown(ctx),
+            gr.update(
+                choices=whispers,
+                value=asr if asr in whispers else (whispers[0] if whispers else None),
+                visible=bool(whispers),
+            ),
+            gr.update(visible=bool(whispers)),
         )
 
     def on_reference(path: str | None):
@@ -398,7 +405,11 @@ def build(ctx: AppContext) -> None:
 
         return Synthesizer(str(outcome.gpt), str(outcome.sovits), str(ctx.model_dir), cache=cache.tts())
 
-    refresh.click(on_refresh, inputs=[gpt, sovits, clvp], outputs=[gpt, sovits, clvp, models_md])
+    refresh.click(
+        on_refresh,
+        inputs=[gpt, sovits, clvp, asr_model],
+        outputs=[gpt, sovits, clvp, models_md, asr_model, transcribe],
+    )
     ref_audio.change(on_reference, inputs=ref_audio, outputs=[ref_status, trim], concurrency_limit=None)
     trim.click(on_trim, inputs=ref_audio, outputs=[ref_audio, ref_status, trim])
     transcribe.click(
