@@ -271,19 +271,25 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
     write_step_config(prep)
     opts = prepare._options(prepare.make_parser().parse_args([*prep.args, "--events", "e.jsonl"]))
     assert opts["list"] == "/ws/data/tiny.list" and opts["exp_dir"] == str(ws.exp_dir("voice"))
-    for step in ("s2", "s1"):
-        spec = build_step(step, s, ws)
-        assert json.loads(write_step_config(spec).read_text(encoding="utf-8")) == spec.config
-        import argparse
+    import argparse
 
-        parser = training.add_common_args(argparse.ArgumentParser())
-        parser.add_argument("--dpo", action="store_true")
-        parser.add_argument("--version")
+    from clvp import train as clvp_train
+    from gpt_sovits import train_s1
+
+    generic = training.add_common_args(argparse.ArgumentParser())  # train_s2 adds --version to these
+    generic.add_argument("--version")
+    parsers = {"s2": generic, "s1": train_s1.build_parser(), "clvp": clvp_train.build_parser()}
+    for step, parser in parsers.items():
+        spec = build_step(step, dataclasses.replace(s, dpo=True, clvp_init="/m/c.pt"), ws)
+        assert json.loads(write_step_config(spec).read_text(encoding="utf-8")) == spec.config
         args = training.parse_args(parser, spec.args)
-        assert args.exp_dir == str(ws.exp_dir("voice")) and args.fresh is True
+        exp_dirs = args.exp_dir if step == "clvp" else [args.exp_dir]
+        assert exp_dirs == [str(ws.exp_dir("voice"))] and args.fresh is True and args.exp_name == "voice"
         # the config file alone gives the same values as the flags
         only_config = training.parse_args(parser, ["--config", str(spec.config_path)])
-        assert only_config.epochs == args.epochs and only_config.weights_dir == args.weights_dir
+        assert vars(only_config) | {"config": None} == vars(args) | {"config": None}
+    parsed = train_s1.build_parser().parse_args(build_step("s1", s, ws).args)
+    assert parsed.version == "v2" and parsed.dpo is False and parsed.weights_dir == str(ws.gpt_dir("v2"))
 
 
 # ---------------------------------------------------------------- metrics and progress
