@@ -270,6 +270,32 @@ def test_kill9_mid_training_resumes_to_same_weights(tmp_path, tiny_pretrained):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_sigterm_saves_state_and_exits_cleanly(tmp_path, tiny_pretrained):
+    """tools.jobs.Job.stop sends SIGTERM: the trainer saves where it is and exits 0, ready to resume."""
+    exp = make_experiment(tmp_path / "exp")
+    events = tmp_path / "events.jsonl"
+    argv = [sys.executable, "-m", "gpt_sovits.train_s1", "--exp-dir", str(exp), "--weights-dir",
+            str(tmp_path / "w"), "--pretrained-dir", str(tiny_pretrained.root), "--epochs", "50",
+            "--save-every", "50", "--batch-size", "16", "--device", "cpu", "--checkpoint-minutes", "60",
+            "--events", str(events)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = exp / "s1_train" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    step = training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["step"]
+    assert 3 <= step < 350
+    assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["type"] == "result" and last["stopped"] is True and last["step"] == step
+
+
 def test_dpo_training_run(tmp_path, tiny_pretrained):
     exp = make_experiment(tmp_path / "exp")
     result = train_s1(config(tmp_path, tiny_pretrained, exp, epochs=1, dpo=True, batch_size=8))
