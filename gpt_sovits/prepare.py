@@ -570,6 +570,193 @@ def default_workers() -> int:
 # ---------------------------------------------------------------------------------------------- main
 
 
+@dataclass
+class _Plan:
+    """What a run has to do: per clip the keys its parts depend on, and which parts are out of date."""
+
+    text_keys: dict[str, str]
+    audio_keys: dict[str, str]
+    need_text: list[ClipSource]  # text part (phones, BERT) to (re)do, in list order
+    need_audio: set[str]  # names whose audio part (wav, HuBERT, tokens) is to (re)do
+    known_skips: list[SkippedClip]  # clips left out before under the same inputs: reported, not redone
+
+    @property
+    def todo(self) -> set[str]:
+        return {s.name for s in self.need_text} | self.need_audio
+
+
+def _plan(
+    sources: list[ClipSource], state: _State, version: str, bert_fp: list[Any], audio_fp: list[Any]
+) -> _Plan:
+    plan = _Plan({}, {}, [], set(), [])
+    paths = state.paths
+    for s in sources:
+        plan.text_keys[s.name] = _key(
+            RECIPE, version, s.language, s.text, bert_fp if s.language == "zh" else None
+        )
+        try:
+            st = s.audio.stat()
+            stamp: list[Any] = [str(s.audio.resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            stamp = [str(s.audio), "missing"]
+        plan.audio_keys[s.name] = _key(RECIPE, stamp, audio_fp)
+        old_skip = state.skips.get(s.name, {})
+        if (old_skip.get("text_key"), old_skip.get("audio_key")) == (
+            plan.text_keys[s.name],
+            plan.audio_keys[s.name],
+        ):
+            detail = str(old_skip.get("detail", ""))
+            plan.known_skips.append(
+                SkippedClip(s.line, s.name, str(s.audio), str(old_skip.get("reason")), detail)
+            )
+            continue
+        old = state.items.get(s.name, {})
+        text_ok = (
+            old.get("text_key") == plan.text_keys[s.name]
+            and s.name in state.texts
+            and (s.language != "zh" or paths.bert(s.name).is_file())
+        )
+        audio_ok = (
+            old.get("audio_key") == plan.audio_keys[s.name]
+            and s.name in state.semantic
+            and paths.hubert(s.name).is_file()
+            and paths.wav(s.name).is_file()
+        )
+        if not text_ok:
+            plan.need_text.append(s)
+        if not audio_ok:
+            plan.need_audio.add(s.name)
+    return plan
+
+
+class _Run:
+    """One formatting run over the planned clips: two passes, bookkeeping, periodic saves.
+
+    Two passes, one model family each, so BERT (the largest) is freed before HuBERT loads. A clip
+    counts as done (manifest entry, table rows) only when both of its parts are; files are atomic.
+    """
+
+    def __init__(
+        self,
+        sources: list[ClipSource],
+        state: _State,
+        plan: _Plan,
+        models: _Models,
+        report: PrepareReport,
+        progress: ProgressFn,
+        should_stop: StopFn,
+    ) -> None:
+        self.sources, self.state, self.plan, self.models = sources, state, plan, models
+        self.report, self.progress, self.should_stop = report, progress, should_stop
+        self.paths = state.paths
+        self.order = [s.name for s in sources]
+        self.total = len(sources)
+        self.done = self.total - len(plan.todo)
+        self.bert_written: set[str] = set()
+        self.since_flush = 0
+        self.last_flush = time.monotonic()
+
+    def note(self, message: str) -> None:
+        self.progress(self.done, self.total, message)
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise JobCancelled("stopped")
+
+    def leave_out(self, s: ClipSource, reason: str, detail: str = "") -> None:
+        if s.name in self.bert_written:  # our own output of this run, for a clip that is not kept
+            self.paths.bert(s.name).unlink(missing_ok=True)
+        self.state.texts.pop(s.name, None)
+        self.state.semantic.pop(s.name, None)
+        self.report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
+        self.done += 1
+        self.note(s.name)
+        if reason == "feature_error":  # may be passing (e.g. GPU memory): tried again next run
+            return
+        keys = {"text_key": self.plan.text_keys[s.name], "audio_key": self.plan.audio_keys[s.name]}
+        self.state.skips[s.name] = {**keys, "reason": reason, "detail": detail}
+
+    def complete(self, s: ClipSource) -> None:
+        self.state.items[s.name] = {
+            "text_key": self.plan.text_keys[s.name],
+            "audio_key": self.plan.audio_keys[s.name],
+            "language": s.language,
+            "audio": str(s.audio),
+        }
+        self.state.skips.pop(s.name, None)
+        self.report.processed.append(s.name)
+        self.done += 1
+        self.since_flush += 1
+        self.note(s.name)
+        if self.since_flush >= FLUSH_EVERY_ITEMS or time.monotonic() - self.last_flush > FLUSH_EVERY_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.state.flush(self.order)
+        self.since_flush, self.last_flush = 0, time.monotonic()
+
+    def text_pass(self, workers: int, version: str) -> list[ClipSource]:
+        """Texts -> phones (a process pool for large lists), Chinese -> ``3-bert``; returns the clips
+        whose audio part is still to do."""
+        cleaned = _clean_texts(self.plan.need_text, version, workers, self.should_stop, self.note)
+        n_bert = sum(1 for s in self.plan.need_text if s.language == "zh")
+        k_bert = 0
+        pending_audio: list[ClipSource] = []
+        for s in self.sources:
+            if s.name not in self.plan.todo:
+                continue
+            self.check_stop()
+            result = cleaned.get(s.name)  # None: the text part is up to date
+            if isinstance(result, _Skip):
+                self.leave_out(s, result.reason, result.detail)
+                continue
+            if result is not None:
+                phones, word2ph, norm_text = result
+                if s.language == "zh":
+                    k_bert += 1
+                    skip = _bert_to_file(self.models, self.paths.bert(s.name), norm_text, word2ph)
+                    if skip is not None:
+                        self.leave_out(s, skip.reason, skip.detail)
+                        continue
+                    self.bert_written.add(s.name)
+                    if k_bert % max(1, n_bert // 20) == 0:
+                        self.note(f"BERT features: {k_bert}/{n_bert}")
+                self.state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
+            if s.name in self.plan.need_audio:
+                pending_audio.append(s)
+            else:
+                self.complete(s)
+        return pending_audio
+
+    def audio_pass(self, pending: list[ClipSource]) -> None:
+        """Audio -> ``5-wav32k``, ``4-cnhubert`` and semantic tokens; decoding runs a clip or two ahead."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio") as loader:
+            clips = _prefetch(loader, [s.audio for s in pending])
+            try:
+                for s in pending:
+                    self.check_stop()
+                    clip = next(clips).result()
+                    out: tuple[Any, list[int]] | _Skip = (
+                        clip if isinstance(clip, _Skip) else self._features(clip)
+                    )
+                    if isinstance(out, _Skip):
+                        self.leave_out(s, out.reason, out.detail)
+                        continue
+                    ssl, tokens = out
+                    _save_wav(self.paths.wav(s.name), clip.wav)
+                    _save_tensor(self.paths.hubert(s.name), ssl)
+                    self.state.semantic[s.name] = tokens
+                    self.complete(s)
+            finally:
+                loader.shutdown(wait=True, cancel_futures=True)
+
+    def _features(self, clip: _Audio) -> tuple[Any, list[int]] | _Skip:
+        try:
+            return _ssl_and_tokens(self.models, clip.hubert_in)
+        except Exception as e:  # noqa: BLE001 - one clip's failure is reported, the rest go on
+            return _Skip("feature_error", f"HuBERT/semantic tokens: {type(e).__name__}: {e}")
+
+
 def prepare(
     list_path: str | Path,
     exp_dir: str | Path,
@@ -583,11 +770,13 @@ def prepare(
 ) -> PrepareReport:
     """Format the clips of `list_path` into `exp_dir` (see the module docstring); returns what happened.
 
-    Raises PrepareError (bad list or option), PretrainedMissingError (a needed model is missing)
-    before any clip is touched. When `should_stop()` turns true, what is done is saved and the
-    report has ``cancelled=True``; a later call goes on from there.
+    Raises PrepareError (bad list or option, unusable pretrained generator) or PretrainedMissingError
+    (a needed model is missing) before any clip is touched. When `should_stop()` turns true, what is
+    done is saved and the report has ``cancelled=True``; a later call goes on from there. Any other
+    exception also saves what is done before it propagates.
     """
     from gpt_sovits.device import pick_device
+    from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
 
     started = time.monotonic()
     if version not in VERSIONS:
@@ -606,178 +795,38 @@ def prepare(
     sources, skipped = read_sources(list_path, wav_dir, version)
     report.skipped.extend(skipped)
     pre = _pretrained(pretrained_dir, version)
-    bert_fp = _fingerprint(pre.bert)
-    audio_fp = [_fingerprint(pre.hubert), _fingerprint(pre.s2g)]
-
     paths.root.mkdir(parents=True, exist_ok=True)
     state = _State.load(paths, version)
     order = [s.name for s in sources]
-    listed = set(order)
-    report.removed = sorted(n for n in set(state.texts) | set(state.items) if n not in listed)
+    report.removed = sorted(n for n in set(state.texts) | set(state.items) if n not in set(order))
+    plan = _plan(
+        sources, state, version, _fingerprint(pre.bert), [_fingerprint(pre.hubert), _fingerprint(pre.s2g)]
+    )
+    report.skipped.extend(plan.known_skips)
+    state.skips = {k.name: state.skips[k.name] for k in plan.known_skips}
 
-    # Plan: which clips need their text part, which their audio part (re)done.
-    text_keys: dict[str, str] = {}
-    audio_keys: dict[str, str] = {}
-    need_text: list[ClipSource] = []
-    need_audio: set[str] = set()
-    for s in sources:
-        text_keys[s.name] = _key(RECIPE, version, s.language, s.text, bert_fp if s.language == "zh" else None)
-        try:
-            st = s.audio.stat()
-            audio_stamp: list[Any] = [str(s.audio.resolve()), st.st_size, st.st_mtime_ns]
-        except OSError:
-            audio_stamp = [str(s.audio), "missing"]
-        audio_keys[s.name] = _key(RECIPE, audio_stamp, audio_fp)
-        old_skip = state.skips.get(s.name, {})
-        if old_skip.get("text_key") == text_keys[s.name] and old_skip.get("audio_key") == audio_keys[s.name]:
-            # judged under the same inputs before: report it again without redoing the work
-            report.skipped.append(
-                SkippedClip(
-                    s.line, s.name, str(s.audio), str(old_skip.get("reason")), str(old_skip.get("detail", ""))
-                )
-            )
-            continue
-        old = state.items.get(s.name, {})
-        text_ok = (
-            old.get("text_key") == text_keys[s.name]
-            and s.name in state.texts
-            and (s.language != "zh" or paths.bert(s.name).is_file())
-        )
-        audio_ok = (
-            old.get("audio_key") == audio_keys[s.name]
-            and s.name in state.semantic
-            and paths.hubert(s.name).is_file()
-            and paths.wav(s.name).is_file()
-        )
-        if not text_ok:
-            need_text.append(s)
-        if not audio_ok:
-            need_audio.add(s.name)
-    todo_names = {s.name for s in need_text} | need_audio
-    kept_skips = {k.name for k in report.skipped if k.name in state.skips}
-    state.skips = {n: v for n, v in state.skips.items() if n in kept_skips}
-    total = len(sources)
-
-    # Check the models this run needs before touching any clip.
-    from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
-
-    needed = [BERT_FOLDER] if any(s.language == "zh" for s in need_text) else []
-    needed += [HUBERT_FOLDER, f"sovits-{version}"] if need_audio else []
+    # The models this run needs must be there before any clip is touched.
+    needed = [BERT_FOLDER] if any(s.language == "zh" for s in plan.need_text) else []
+    needed += [HUBERT_FOLDER, f"sovits-{version}"] if plan.need_audio else []
     _check_pretrained(needed, pretrained_dir)
-    models = _Models(pre, pick_device(device) if todo_names else None, version)
-    # Fail now, with one message, on a generator of the wrong version or kind (it is small: kept).
-    if need_audio:
-        models.s2()
+    models = _Models(pre, pick_device(device) if plan.todo else None, version)
+    if plan.need_audio:
+        models.s2()  # a generator of the wrong version or kind fails now (it is small: kept loaded)
 
     # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
-    for name in todo_names:
+    for name in plan.todo:
         state.items.pop(name, None)
-    done = total - len(todo_names)
-    report.reused = done - len(kept_skips)
-
-    bert_written: set[str] = set()
-
-    def leave_out(s: ClipSource, reason: str, detail: str = "") -> None:
-        nonlocal done
-        if s.name in bert_written:  # our own output of this run, for a clip that is not kept
-            paths.bert(s.name).unlink(missing_ok=True)
-        state.texts.pop(s.name, None)
-        state.semantic.pop(s.name, None)
-        report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
-        done += 1
-        progress(done, total, s.name)
-        if reason == "feature_error":  # may be passing (e.g. GPU memory): tried again next run
-            return
-        state.skips[s.name] = {
-            "text_key": text_keys[s.name],
-            "audio_key": audio_keys[s.name],
-            "reason": reason,
-            "detail": detail,
-        }
-
-    last_flush = time.monotonic()
-    since_flush = 0
-
-    def complete(s: ClipSource) -> None:
-        nonlocal done, since_flush, last_flush
-        state.items[s.name] = {
-            "text_key": text_keys[s.name],
-            "audio_key": audio_keys[s.name],
-            "language": s.language,
-            "audio": str(s.audio),
-        }
-        state.skips.pop(s.name, None)
-        report.processed.append(s.name)
-        done += 1
-        since_flush += 1
-        progress(done, total, s.name)
-        if since_flush >= FLUSH_EVERY_ITEMS or time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
-            state.flush(order)
-            since_flush, last_flush = 0, time.monotonic()
-
-    # Two passes, one model family each, so BERT (the largest) is gone before HuBERT loads. A clip
-    # counts as done (manifest entry, table rows) only when both of its parts are; files are atomic.
-    progress(done, total, "formatting")
-    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio")
+    run = _Run(sources, state, plan, models, report, progress, should_stop)
+    report.reused = run.done - len(plan.known_skips)
+    run.note("formatting")
     try:
-        # 1. texts -> phones (process pool for large lists), Chinese -> 3-bert/<name>.pt
-        cleaned = _clean_texts(need_text, version, workers, should_stop, lambda m: progress(done, total, m))
-        pending_audio: list[ClipSource] = []
-        n_bert = sum(1 for s in need_text if s.language == "zh")
-        k_bert = 0
-        for s in sources:
-            if s.name not in todo_names:
-                continue
-            if should_stop():
-                raise JobCancelled("stopped")
-            result = cleaned.get(s.name)  # None: the text part is up to date
-            if isinstance(result, _Skip):
-                leave_out(s, result.reason, result.detail)
-                continue
-            if result is not None:
-                phones, word2ph, norm_text = result
-                if s.language == "zh":
-                    k_bert += 1
-                    skip = _bert_to_file(models, paths.bert(s.name), norm_text, word2ph)
-                    if skip is not None:
-                        leave_out(s, skip.reason, skip.detail)
-                        continue
-                    bert_written.add(s.name)
-                    if k_bert % max(1, n_bert // 20) == 0:
-                        progress(done, total, f"BERT features: {k_bert}/{n_bert}")
-                state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
-            if s.name in need_audio:
-                pending_audio.append(s)
-            else:
-                complete(s)
+        pending_audio = run.text_pass(workers, version)
         models.release_bert()
-
-        # 2. audio -> 5-wav32k/<name>, 4-cnhubert/<name>.pt, semantic tokens
-        audio_iter = _prefetch(loader, [s.audio for s in pending_audio])
-        for s in pending_audio:
-            if should_stop():
-                raise JobCancelled("stopped")
-            clip = next(audio_iter).result()
-            if isinstance(clip, _Audio):
-                try:
-                    out = _ssl_and_tokens(models, clip.hubert_in)
-                except Exception as e:  # noqa: BLE001 - one clip's failure is reported, the rest go on
-                    out = _Skip("feature_error", f"HuBERT/semantic tokens: {type(e).__name__}: {e}")
-            else:
-                out = clip
-            if isinstance(out, _Skip):
-                leave_out(s, out.reason, out.detail)
-                continue
-            ssl, tokens = out
-            _save_wav(paths.wav(s.name), clip.wav)
-            _save_tensor(paths.hubert(s.name), ssl)
-            state.semantic[s.name] = tokens
-            complete(s)
+        run.audio_pass(pending_audio)
     except JobCancelled:
         report.cancelled = True
     finally:
-        loader.shutdown(wait=True, cancel_futures=True)
-        state.flush(order)
+        run.flush()
     report.formatted = [n for n in order if n in state.items]
     report.skipped.sort(key=lambda k: k.line)
     report.seconds = time.monotonic() - started
