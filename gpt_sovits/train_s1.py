@@ -59,7 +59,6 @@ from gpt_sovits.device import DeviceError, autocast_dtype, autocast_for
 from gpt_sovits.optim import ReferenceLR, ScaledAdam
 from gpt_sovits.s1_data import (
     S1Batch,
-    S1DataError,
     S1Item,
     collate,
     effective_batch_size,
@@ -346,11 +345,11 @@ def train_s1(
     except DeviceError as e:
         raise TrainingError(str(e)) from None
     device = dist.device
-    run = RunDir(cfg.exp_dir / RUN_FOLDER, writer=dist.is_main)
     if not cfg.exp_dir.is_dir():
         raise TrainingError(
             f"the experiment folder {cfg.exp_dir} does not exist; format a dataset into it first"
         )
+    run = RunDir(cfg.exp_dir / RUN_FOLDER, writer=dist.is_main)
 
     pretrained = resolve_pretrained(cfg)
     model, s1cfg, version = load_pretrained(pretrained, cfg.version)
@@ -567,11 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(build_parser(), argv)
     events = EventWriter(args.events)
-    run = RunDir(Path(args.exp_dir) / RUN_FOLDER, writer=False)
     try:
         result = train_s1(config_from_args(args), events)
-    except (TrainingError, S1DataError) as e:
-        return report_failure(e, events, RunDir(run.path) if Path(args.exp_dir).is_dir() else None)
+    except TrainingError as e:  # includes S1DataError and DiskSpaceError
+        run_dir = Path(args.exp_dir) / RUN_FOLDER
+        return report_failure(e, events, RunDir(run_dir) if run_dir.is_dir() else None)
     for path in result.exports:
         print(path)
     if result.stopped:

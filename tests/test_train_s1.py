@@ -324,6 +324,9 @@ def test_empty_experiment_is_a_clear_error(tmp_path, tiny_pretrained, capsys):
 
 
 def test_missing_and_filtered_data_errors(tmp_path, tiny_pretrained):
+    with pytest.raises(training.TrainingError, match="experiment folder .* does not exist"):
+        train_s1(config(tmp_path, tiny_pretrained, tmp_path / "nope"))
+    assert not (tmp_path / "nope").exists()
     with pytest.raises(training.TrainingError, match="2-name2text.txt is missing"):
         train_s1(config(tmp_path, tiny_pretrained, tmp_path))
     exp = make_experiment(tmp_path / "bad", n=3, rate_ok=False)
