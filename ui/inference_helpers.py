@@ -18,8 +18,6 @@ import numpy as np
 
 from tools.fsutil import resolve_inside, unique_path
 
-REF_MIN_S = 3.0  # the reference's accepted reference length (48000..160000 samples at 16 kHz)
-REF_MAX_S = 10.0
 HISTORY_SIZE = 10
 MAX_NEW_TOKENS = 1500  # S1 tokens per sentence at most (25 per second: 60 s), as the reference
 OUTPUT_RATE = 32000
@@ -205,6 +203,7 @@ class ReferenceCheck:
 
 def check_reference(path: str | Path) -> ReferenceCheck:
     """The clip's length against the 3–10 s window. Raises AudioDecodeError for a file that is not audio."""
+    from gpt_sovits.tts import REF_MAX_S, REF_MIN_S
     from tools.audio import audio_info
 
     seconds = audio_info(path).duration
