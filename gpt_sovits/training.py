@@ -45,23 +45,37 @@ the same pieces, so a person sees the same behaviour everywhere:
 
 A trainer's loop, in outline (see ``gpt_sovits/train_s1.py`` for the real one)::
 
-    args = parse_args(build_parser(), argv)
-    dist = init_distributed(args.device)
+    args = parse_args(build_parser(), argv)               # --config values, flags win
+    dist = init_distributed(args.device)                   # torchrun-aware; dist.device is the device
     run = RunDir(Path(args.exp_dir) / "s1_train", writer=dist.is_main)
-    seed_everything(args.seed + dist.rank)
-    ... build model, optimizer, scheduler, scaler ...
+    seed_everything(args.seed)
+    ... build model, optimizer, scheduler, scaler = make_grad_scaler(dist.device) ...
+    net = wrap_ddp(model, dist)
     prog = TrainProgress()
-    if (state := run.prepare(fresh=args.fresh)) is not None:
-        prog = restore_training_state(state, model=..., optimizer=..., scheduler=..., scaler=...)
+    if (state := run.prepare(fresh=args.fresh)) is not None:  # after restore, RNG streams continue too
+        prog = restore_training_state(state, model=model, optimizer=..., scheduler=..., scaler=scaler)
     run.write_config(config_dict)
-    for epoch in range(prog.epoch, args.epochs):
-        batches = shard_batches(length_bucketed_batches(lengths, bs, args.seed, epoch), dist)
-        for i, batch in enumerate(batches):
-            if i < prog.batch_in_epoch: continue          # already trained before the restart
-            ... step ...; prog.step += 1; prog.batch_in_epoch = i + 1
-            if saver.due(): run.save(training_state(...))
-        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-        run.save(training_state(...)); maybe export_weights(...); reporter.saved(...)
+    reporter = ProgressReporter(EventWriter(args.events), "s1", total_steps, prog.step, enabled=dist.is_main)
+    timer = CheckpointTimer(args.checkpoint_minutes)
+    with StopFlag() as stop:
+        for epoch in range(prog.epoch, args.epochs):
+            batches = shard_batches(length_bucketed_batches(lengths, bs, args.seed, epoch), dist)
+            for i, batch in enumerate(batches):
+                if i < prog.batch_in_epoch: continue      # trained before the restart
+                with autocast_for(dist.device): loss = ...
+                scaler.scale(loss).backward(); ... optimizer step ...
+                prog.step += 1; prog.batch_in_epoch = i + 1
+                run.append_metrics({"step": prog.step, "epoch": epoch + 1, "loss/...": ...})
+                reporter.step(prog.step, epoch, {"loss": ...})
+                if stop(): run.save(training_state(...)); return     # resumable
+                if timer.due(): run.save(training_state(...)); timer.reset()
+            prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+            if export due: export_weights(...) THEN reporter.saved(...)   # export before the checkpoint,
+            run.save(training_state(...))                                 # so a kill between them re-exports
+    reporter.result(...)
+
+Errors for a person: raise ``TrainingError`` (or a subclass); ``main`` returns ``report_failure(e, events,
+run)`` (an ``error`` event, one stderr line, exit code 2).
 """
 
 from __future__ import annotations
