@@ -721,6 +721,10 @@ class _Run:
                     self.bert_written.add(s.name)
                     if k_bert % max(1, n_bert // 20) == 0:
                         self.note(f"BERT features: {k_bert}/{n_bert}")
+                else:
+                    # A clip that was Chinese before: trainers load 3-bert/<name>.pt whenever it exists,
+                    # and old features would not match the new phones.
+                    self.paths.bert(s.name).unlink(missing_ok=True)
                 self.state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
             if s.name in self.plan.need_audio:
                 pending_audio.append(s)

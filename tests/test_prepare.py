@@ -176,6 +176,15 @@ def test_changed_text_or_audio_redoes_only_that_clip_and_removed_lines_are_dropp
     )
     assert sf.info(str(paths.wav("clip_002.wav"))).frames == len(audio)
 
+    # clip_000 becomes English: its old BERT features go (trainers load them whenever they exist)
+    _rewrite_line(list_path, 0, "Hello world.")
+    lines = list_path.read_text(encoding="utf-8").splitlines()
+    lines[0] = lines[0].replace("|zh|", "|en|")
+    list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert _run(list_path, exp, tiny_pretrained).processed == ["clip_000.wav"]
+    assert not paths.bert("clip_000.wav").exists()
+    assert read_name2text(paths.name2text)["clip_000.wav"].word2ph is None
+
     # a line removed from the list is dropped from both tables
     lines = list_path.read_text(encoding="utf-8").splitlines()
     list_path.write_text("\n".join(lines[:3] + lines[4:]) + "\n", encoding="utf-8")
