@@ -208,6 +208,10 @@ def test_api_from_gradio_client(tts_app, tmp_path):
     )
     assert sf.info(with_aux).samplerate == 32000 and json.loads(details3)["seed"] == 7
 
+    listed = json.loads(client.predict(api_name="/weights"))
+    assert listed["gpt"][0]["path"] == info["gpt"] and listed["gpt"][0]["present"]
+    assert [w["pretrained"] for w in listed["sovits"]] == [True] and listed["clvp"] == []
+
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=r"1\.0 s.*10 s"):

@@ -1,4 +1,4 @@
-"""The named API endpoint `/synthesize`: the Inference tab's synthesis for `gradio_client`.
+"""The named API endpoints: `/synthesize` (the Inference tab's synthesis) and `/weights`, for `gradio_client`.
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:9874/")
@@ -6,11 +6,14 @@
 
 Returns the path of a 32 kHz wav (written to `<workspace>/outputs/`, downloaded by the client) and a
 JSON string: sample_rate, seed, duration, and per sentence its text, chosen candidate and every
-candidate's scores. No `from __future__ import annotations` here: `gr.api` reads the real type
-hints of `synthesize` to describe the endpoint. Imported by the tab's `build`, never at app import.
+candidate's scores. `client.predict(api_name="/weights")` lists the weight files it accepts.
+
+No `from __future__ import annotations` here: `gr.api` reads the real type hints of `synthesize` to
+describe the endpoint. Imported by the tab's `build`, never at app import.
 """
 
 import json
+from pathlib import Path
 
 import gradio as gr
 from gradio import FileData
@@ -21,7 +24,7 @@ from ui.inference_tab import SYNTH_QUEUE, file_path, user_errors
 
 
 def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
-    """The named endpoint `/synthesize` (parameters documented in its docstring, typed for the client)."""
+    """The named endpoints `/synthesize` and `/weights` (parameters documented in their docstrings)."""
 
     def synthesize(
         text: str,
@@ -101,4 +104,32 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
         details["gpt"], details["sovits"] = str(outcome.gpt), str(outcome.sovits)
         return FileData(path=str(outcome.path)), json.dumps(details, ensure_ascii=False)
 
+    def weights() -> str:
+        """The weight files `/synthesize` accepts as `gpt`, `sovits` and `clvp`, as JSON lists.
+
+        Each gpt/sovits entry is {"name", "path", "pretrained", "present"}; the first present one is the
+        default used when the parameter is empty.
+        """
+
+        def rows(choices: list[H.WeightChoice]) -> list[dict]:
+            return [
+                {
+                    "name": Path(c.path).name,
+                    "path": c.path,
+                    "pretrained": c.pretrained,
+                    "present": Path(c.path).is_file(),
+                }
+                for c in choices
+            ]
+
+        return json.dumps(
+            {
+                "gpt": rows(H.gpt_choices(ctx.workspace, ctx.model_dir)),
+                "sovits": rows(H.sovits_choices(ctx.workspace, ctx.model_dir)),
+                "clvp": H.clvp_choices(ctx.workspace),
+            },
+            ensure_ascii=False,
+        )
+
     gr.api(synthesize, api_name="synthesize", **SYNTH_QUEUE)
+    gr.api(weights, api_name="weights", concurrency_limit=None)
