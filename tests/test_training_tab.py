@@ -547,3 +547,42 @@ def test_a_running_step_is_followed_from_another_page_and_blocks_a_second_start(
         assert live_job(exp) is None
     finally:
         first.stop()
+
+
+# ---------------------------------------------------------------- what the tab shows
+
+
+def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
+    from i18n import I18n
+    from ui.context import AppContext
+    from ui.training_runner import StepResult
+    from ui.training_tab import models_markdown, plots_for, progress_markdown, status_markdown, suggested_name
+
+    en = I18n("en_US")
+    assert suggested_name("asr/My Voice (1).list") == "My_Voice_1" and suggested_name(None) == ""
+    runner = StepRunner([], tmp_path / "jobs")
+    runner.results = [StepResult("prepare", 0), StepResult("s2", 1, stopped=True)]
+    text = status_markdown(runner, None, en)
+    assert text.splitlines()[:2] == ["- Formatting: Done.", "- SoVITS (S2) training: Stopped."]
+    assert text.endswith("Click the same step again to resume where it stopped, or tick Start over.")
+    runner.results = [StepResult("s1", 2, error="no clip left after filtering")]
+    assert status_markdown(runner, None, en) == "- GPT (S1) training: Failed. no clip left after filtering"
+    runner.current = build_step("s1", TrainSettings("voice"), ws)
+    runner.progress.update({"done": 5, "total": 20, "message": "epoch 2, step 5/20", "time": 1.0})
+    assert progress_markdown(runner, en).startswith(
+        "**GPT (S1) training** · step 5/20 · epoch 2 · ETA ? (25%)"
+    )
+
+    run = ws.run_dir("voice", "s1")
+    run.mkdir(parents=True)
+    lines = [{"step": i, "epoch": 1, "loss/ce": 5.0 - i, "acc/top3": 0.1 * i, "lr": 0.01} for i in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    s2, s1_loss, s1_acc, clvp = plots_for(ws, "voice")
+    assert len(s2) == 0 and len(clvp) == 0
+    assert s1_loss["metric"].unique().tolist() == ["loss/ce"] and s1_loss["value"].tolist() == [4.0, 3.0, 2.0]
+    assert s1_acc["step"].tolist() == [1, 2, 3]
+
+    (ws.model_dir / V2 / "s2G2333k.pth").unlink()
+    md = models_markdown(AppContext(ws.workspace, en, ws.model_dir), "v2")
+    assert md.count("found") == 4 and "❌ SoVITS (S2) generator: missing" in md
+    assert "python -m gpt_sovits.models download sovits-v2" in md

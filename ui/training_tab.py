@@ -238,6 +238,15 @@ def resolve_model_path(ctx: AppContext, value: str) -> Path:
     raise ValueError(ctx.i18n("Not a weights file in the workspace or the models folder: {path}", path=value))
 
 
+def file_signature(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, None when it does not exist: cheap change detection."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def plot_frame(rows: list[dict]):
     import pandas as pd
 
@@ -307,20 +316,21 @@ def status_markdown(runner: StepRunner | None, sample_queue: SampleQueue | None,
         lines.append(f"- {labels[runner.current.step]}: {_('running…')}")
     if runner.pending:
         lines.append(f"- {_('Next')}: " + ", ".join(labels[s.step] for s in runner.pending))
-    if runner.results and runner.current is None:
-        last = runner.results[-1]
-        if last.stopped or was_stopped(last.code):
-            lines.append(
-                _("Stopped. Click the same step again to resume where it stopped, or tick Start over.")
-            )
-        elif last.code == 0 and not runner.pending:
-            lines.append("✅ " + _("All steps finished."))
     if sample_queue is not None:
         for o in sample_queue.outcomes[-3:]:
             if not o.ok:
                 lines.append(f"- ⚠️ {o.label}: {_('sample failed')}: {o.message.strip()[-300:]}")
         if sample_queue.job is not None and sample_queue.current is not None:
             lines.append(f"- {sample_queue.current[0]}: {_('synthesising…')}")
+    if runner.results and runner.current is None:  # a paragraph after the list
+        last = runner.results[-1]
+        if last.stopped or was_stopped(last.code):
+            lines += [
+                "",
+                _("Stopped. Click the same step again to resume where it stopped, or tick Start over."),
+            ]
+        elif last.code == 0 and not runner.pending:
+            lines += ["", "✅ " + _("All steps finished.")]
     return "\n".join(lines)
 
 
@@ -498,12 +508,36 @@ def build(ctx: AppContext) -> None:
             clvp_epochs=int(ec), clvp_init=init_path, fresh=bool(start_over), device=dev or "auto",
         )  # fmt: skip
 
-    def view(st: dict[str, Any], exp: str | None, ver: str) -> list[Any]:
-        """Everything the timer refreshes: status, progress, 4 plots, sample players, exports, log."""
+    def view(st: dict[str, Any], exp: str | None, ver: str, force: bool = True) -> list[Any]:
+        """Everything the timer refreshes: status, progress, 4 plots, sample players, exports, log.
+
+        Plots, players and the exports table are sent only when their files changed since the last
+        tick (`force=False`), so the browser does not redraw them every second."""
         runner, samples = st.get("runner"), st.get("samples")
-        players = [gr.update(visible=False, value=None) for _ in range(MAX_SAMPLES)]
-        for i, (model, epoch, path) in enumerate(sample_files(layout, exp)[:MAX_SAMPLES]):
-            players[i] = gr.update(visible=True, value=path, label=saved_label(model, epoch, _))
+        shown = st.setdefault("shown", {})
+
+        def changed(key: str, signature: Any) -> bool:
+            if not force and shown.get(key) == signature:
+                return False
+            shown[key] = signature
+            return True
+
+        metric_files = (
+            [layout.run_dir(exp, step) / "metrics.jsonl" for step in ("s2", "s1", "clvp")] if exp else []
+        )
+        plots = (
+            plots_for(layout, exp)
+            if changed("plots", (exp, [file_signature(f) for f in metric_files]))
+            else [gr.skip()] * 4
+        )
+        found = sample_files(layout, exp)[:MAX_SAMPLES]
+        players = [gr.skip()] * MAX_SAMPLES
+        if changed("samples", (exp, [(path, file_signature(Path(path))) for _m, _e, path in found])):
+            players = [gr.update(visible=False, value=None) for _ in range(MAX_SAMPLES)]
+            for i, (model, epoch, path) in enumerate(found):
+                players[i] = gr.update(visible=True, value=path, label=saved_label(model, epoch, _))
+        rows = export_rows(layout, exp, ver, _)
+        table = rows if changed("exports", rows) else gr.skip()
         log = ""
         if runner is not None and runner.job is not None:
             log = runner.job.log_tail(3000)
@@ -512,9 +546,9 @@ def build(ctx: AppContext) -> None:
         return [
             status_markdown(runner, samples, _),
             progress_markdown(runner, _),
-            *plots_for(layout, exp),
+            *plots,
             *players,
-            export_rows(layout, exp, ver, _),
+            table,
             log,
         ]
 
@@ -571,7 +605,7 @@ def build(ctx: AppContext) -> None:
         if samples is not None:
             samples.poll()
         busy = (runner is not None and runner.running) or (samples is not None and samples.busy)
-        return [*view(st, exp, ver), gr.Timer(active=busy)]
+        return [*view(st, exp, ver, force=False), gr.Timer(active=busy)]
 
     def plan_and_queue(st, event):
         exp, ver = st["exp"], st.get("version", "v2")
