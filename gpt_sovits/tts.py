@@ -24,6 +24,7 @@ CLI: ``python -m gpt_sovits.tts --gpt G.ckpt --sovits S.pth --ref-audio ref.wav 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 import time
@@ -327,35 +328,9 @@ class _Piece:
     bert: torch.Tensor | None = None  # (1024, n_phones)
 
 
-def _text_pieces(text: str, lang: str, cut: str, version: str) -> list[_Piece]:
-    """Cut ``text`` as the reference does and turn each piece into phone ids (no models needed)."""
-    from gpt_sovits.text.cut import UnknownCutMethodError, prepare_segments
-    from gpt_sovits.text.errors import TextFrontendError
-    from gpt_sovits.text.lang_segment import get_phones
-
-    if not isinstance(text, str) or not text.strip():
-        raise TTSInputError("The text to speak is empty.")
-    try:
-        raw = prepare_segments(text, cut, "en" if lang == "en" else "zh")
-    except UnknownCutMethodError as e:
-        raise TTSInputError(str(e)) from None
-    pieces = []
-    for piece in raw:
-        try:
-            ids, segments = get_phones(piece, lang, version)
-        except TextFrontendError as e:
-            raise TTSInputError(f"{e}") from None
-        if ids and any(s.norm_text.strip() for s in segments):
-            pieces.append(_Piece(piece, ids, segments))
-    if not pieces:
-        raise TTSInputError(
-            f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
-        )
-    return pieces
-
-
-def _precheck_text(text: str, lang: str, cut: str) -> None:
-    """Empty or punctuation-only text, an unknown cut method or language mode: fail before loading models."""
+def _split_text(text: str, lang: str, cut: str) -> list[str]:
+    """The pieces as the reference cuts them; empty or punctuation-only text and unknown cut methods or
+    language modes raise TTSInputError. Needs no model, so it runs before any model loads."""
     from gpt_sovits.text.cut import UnknownCutMethodError, prepare_segments
     from gpt_sovits.text.errors import TextFrontendError
     from gpt_sovits.text.lang_segment import split_languages
@@ -364,13 +339,42 @@ def _precheck_text(text: str, lang: str, cut: str) -> None:
         raise TTSInputError("The text to speak is empty.")
     try:
         pieces = prepare_segments(text, cut, "en" if lang == "en" else "zh")
-        split_languages(pieces[0] if pieces else text, lang)
+        split_languages(pieces[0] if pieces else text, lang)  # validates the language mode
     except (UnknownCutMethodError, TextFrontendError) as e:
         raise TTSInputError(str(e)) from None
     if not pieces:
         raise TTSInputError(
             f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
         )
+    return pieces
+
+
+def _phones(text: str, lang: str, version: str) -> _Piece:
+    """One piece -> phone ids and its language segments (frontend errors become TTSInputError)."""
+    from gpt_sovits.text.errors import TextFrontendError
+    from gpt_sovits.text.lang_segment import get_phones
+
+    try:
+        ids, segments = get_phones(text, lang, version)
+    except TextFrontendError as e:
+        raise TTSInputError(str(e)) from None
+    return _Piece(text, ids, segments)
+
+
+def _has_words(piece: _Piece) -> bool:
+    return any(re.sub(r"[\W_]+", "", s.norm_text) for s in piece.segments)
+
+
+def _text_pieces(text: str, lang: str, cut: str, version: str) -> list[_Piece]:
+    """Cut ``text`` as the reference does and turn each piece into phone ids (no models needed)."""
+    pieces = [_phones(raw, lang, version) for raw in _split_text(text, lang, cut)]
+    # As the reference, a piece whose text normalises to nothing is left out.
+    pieces = [p for p in pieces if p.phones and _has_words(p)]
+    if not pieces:
+        raise TTSInputError(
+            f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
+        )
+    return pieces
 
 
 def _prompt_text(text: str, lang: str) -> str:
@@ -521,21 +525,23 @@ class Synthesizer:
         path = self._weights(self.sovits_path, "SoVITS")
         return self._load("sovits", path, lambda: load_sovits(path, self.device))
 
-    def _feature_model(self, kind: str) -> Any:
-        from gpt_sovits.features import (
-            BERT_FOLDER,
-            HUBERT_FOLDER,
-            FeatureModelNotFoundError,
-            load_bert,
-            load_hubert,
-        )
+    def feature_folder(self, kind: str) -> Path:
+        """The HuBERT ("hubert") or BERT ("bert") folder under model_dir, in the official names."""
+        from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
 
-        folder = self.model_dir / (HUBERT_FOLDER if kind == "hubert" else BERT_FOLDER)
+        return self.model_dir / (HUBERT_FOLDER if kind == "hubert" else BERT_FOLDER)
+
+    def feature_key(self, kind: str) -> tuple:
+        """The cache key of a feature model (lets a benchmark place an in-memory model in the cache)."""
+        return (kind, str(self.feature_folder(kind).resolve()), str(self.device))
+
+    def _feature_model(self, kind: str) -> Any:
+        from gpt_sovits.features import FeatureModelNotFoundError, load_bert, load_hubert
+
+        folder = self.feature_folder(kind)
         load = load_hubert if kind == "hubert" else load_bert
         try:
-            return self.cache.get(
-                (kind, str(folder.resolve()), str(self.device)), lambda: load(folder, self.device)
-            )
+            return self.cache.get(self.feature_key(kind), lambda: load(folder, self.device))
         except FeatureModelNotFoundError as e:
             raise TTSInputError(str(e)) from None
 
@@ -699,7 +705,7 @@ class Synthesizer:
         text_lang = request.text_lang.strip().lower()
         ref_lang = request.ref_lang.strip().lower()
         # Cheap checks of the text before any model loads; phones need the SoVITS model's version.
-        _precheck_text(request.text, text_lang, request.cut)
+        _split_text(request.text, text_lang, request.cut)
         version = self.version()
         pieces = _text_pieces(request.text, text_lang, request.cut, version)
         ref = self.prepare_reference(request)
@@ -707,10 +713,15 @@ class Synthesizer:
         prompt_phones: list[int] = []
         prompt_bert = torch.zeros(1024, 0)
         if ref.prompt is not None:
-            prompt_text = _prompt_text(request.ref_text, ref_lang)
-            prompt_piece = _text_pieces(prompt_text, ref_lang, "cut0", version)
-            prompt_phones = [p for pc in prompt_piece for p in pc.phones]
-            prompt_bert = torch.cat([self._bert(pc.segments) for pc in prompt_piece], dim=1)
+            # As the reference: the whole prompt text, ended with a stop, without cutting.
+            prompt = _phones(_prompt_text(request.ref_text, ref_lang), ref_lang, version)
+            if not _has_words(prompt):
+                raise TTSInputError(
+                    "The reference text has no words; give what the reference says, or leave it empty "
+                    "for the reference-free mode."
+                )
+            prompt_phones = prompt.phones
+            prompt_bert = self._bert(prompt.segments)
         timings["reference"] = time.perf_counter() - t0
         scorers = self._scorers(request)
         gpt, _ = self.gpt()

@@ -247,6 +247,7 @@ def test_reference_length_error_carries_duration(synth, refs) -> None:
         ({"text": "你好", "text_lang": "xx"}, "Unknown language mode 'xx'"),
         ({"text": "こんにちは", "text_lang": "all_ja"}, "pyopenjtalk"),
         ({"ref_audio": None}, "reference clip"),
+        ({"ref_text": "。，"}, "reference text has no words"),
         ({"candidates": 0}, "candidates must be between 1 and 32"),
         ({"cut": "cut9"}, "cut9"),
         ({"temperature": -1.0}, "temperature"),
