@@ -16,34 +16,39 @@ from tests.tiny_models import write_tiny_dataset
 from ui.training_plan import (
     PIPELINE,
     REQUEST_FILE,
-    Export,
     FormatState,
     Layout,
     ModelFile,
     PreflightInputs,
-    ProgressView,
-    SampleReference,
     StepSpec,
     TrainingInputError,
     TrainSettings,
     build_step,
     check_plan,
-    choose_reference,
-    eta_seconds,
     gather_preflight,
-    is_accuracy,
-    is_loss,
-    latest_export,
-    list_exports,
-    metric_series,
-    plan_sample,
-    plot_rows,
-    read_metrics,
-    sample_config,
     validate_exp_name,
     write_step_config,
 )
+from ui.training_progress import (
+    ProgressView,
+    eta_seconds,
+    is_accuracy,
+    is_loss,
+    metric_series,
+    plot_rows,
+    read_metrics,
+)
 from ui.training_runner import SampleQueue, StepRunner
+from ui.training_samples import (
+    Export,
+    SampleReference,
+    SampleSpec,
+    choose_reference,
+    latest_export,
+    list_exports,
+    plan_sample,
+    sample_config,
+)
 
 V2 = "gsv-v2final-pretrained"
 
@@ -477,8 +482,6 @@ def test_runner_stop_ends_the_job_and_drops_the_rest(tmp_path):
 def test_sample_queue_reports_a_failed_sample_with_its_message(tmp_path):
     queue = SampleQueue(tmp_path / "jobs", tmp_path / "models", "cpu")
     ref = SampleReference(str(tmp_path / "nope.wav"), "你好", "zh", "样本。", "zh")
-    from ui.training_plan import SampleSpec
-
     out = tmp_path / "exp" / "samples" / "s2_e1.wav"
     queue.add("SoVITS epoch 1 sample", SampleSpec("s2", 1, "/none/g.ckpt", "/none/s.pth", str(out), ref))
     queue.poll()

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.jobs import Job
-from ui.training_plan import ProgressView, SampleSpec, StepSpec, write_step_config
+from ui.training_plan import StepSpec, write_step_config
+from ui.training_progress import ProgressView
+from ui.training_samples import SampleSpec
 
 SAMPLE_MODULE = "gpt_sovits.progress_sample"
 
@@ -235,7 +237,7 @@ class SampleQueue:
 
     def _start(self, spec: SampleSpec) -> Job:
         from tools.fsutil import atomic_write_text
-        from ui.training_plan import sample_config
+        from ui.training_samples import sample_config
 
         request = Path(spec.out_path).with_suffix(".json")
         request.parent.mkdir(parents=True, exist_ok=True)

@@ -29,30 +29,27 @@ from ui.training_plan import (
     DEFAULT_S2_SAVE_EVERY,
     PIPELINE,
     PREPARE_REQUEST_FILE,
-    REF_GAP_SECONDS,
-    SAMPLE_REF_SECONDS,
     Layout,
     Problem,
-    SampleReference,
     TrainingInputError,
     TrainSettings,
     build_step,
     check_plan,
-    choose_reference,
-    format_duration,
     gather_preflight,
-    is_accuracy,
-    is_loss,
-    list_exports,
-    metric_series,
-    plan_sample,
-    plot_rows,
     pretrained_files,
-    read_metrics,
-    saved_label,
     validate_exp_name,
 )
+from ui.training_progress import format_duration, is_accuracy, is_loss, metric_series, plot_rows, read_metrics
 from ui.training_runner import SampleQueue, StepRunner, live_job, stop_all
+from ui.training_samples import (
+    REF_GAP_SECONDS,
+    SAMPLE_REF_SECONDS,
+    SampleReference,
+    choose_reference,
+    list_exports,
+    plan_sample,
+    saved_label,
+)
 
 SAMPLE_RATE = 32000  # what S2 and the reference clips use
 MAX_SAMPLES = 8  # audio players shown (newest first)
