@@ -1,0 +1,176 @@
+"""End-to-end text to speech: full-size v2 architecture with random weights, CPU by default.
+
+    python -m bench.bench_tts [--tokens 250] [--candidates 4] [--repeats 2] [--threads N] [--device cpu]
+
+Builds the official v2 sizes with random weights: GPT `S1Config()` (24 layers, 512 wide) and SoVITS
+`S2Config()` written in the official file formats and loaded by the pipeline's loaders, HuBERT-base
+(12 layers, 768) and BERT-large (24 layers, 1024) from default `transformers` configs placed in the
+pipeline's model cache. Then, through `gpt_sovits.tts.Synthesizer` (reference: a 4 s clip with prompt
+text, so HuBERT, prompt phones and BERT all run):
+
+- RTF: one Chinese sentence with a forced token count (`--tokens`, 250 = 10 s of audio), 1 candidate;
+  wall time / audio duration.
+- Candidates: the same with N candidates, time relative to 1.
+- Streaming: four sentences (`--tokens` / 4 each); time until the first piece's audio is ready.
+- Peak RSS of the process (`ru_maxrss`).
+
+Each figure is the best of `--repeats` runs after a warm-up. Random weights never stop on EOS, which
+is why the token count is forced (EOS is banned until it is reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+SENTENCE = (
+    "今天天气很不错，我们一起去公园散步，看看湖边的花草树木，再找一家安静的小店喝杯茶，聊聊最近的生活。"
+)
+FOUR = "今天天气很不错。我们一起去公园散步。看看湖边的花草树木。再找一家小店喝杯茶。"
+REF_TEXT = "你好，欢迎来到这里，今天我们聊一聊声音。"
+
+
+def _build_models(root: Path, device: str):
+    """Random full-size v2 GPT/SoVITS files in the official formats; HuBERT/BERT models in memory."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer, HubertConfig, HubertModel
+
+    from gpt_sovits.checkpoints import save_gpt_weights, save_sovits_weights
+    from gpt_sovits.features import BertBundle
+    from gpt_sovits.s1_model import S1Config, Text2Semantic
+    from gpt_sovits.s2_model import S2Config, SynthesizerTrn
+
+    torch.manual_seed(0)
+    s1_cfg = S1Config()
+    gpt = save_gpt_weights(Text2Semantic(s1_cfg), s1_cfg, root / "gpt.ckpt")
+    s2_cfg = S2Config()
+    s2 = SynthesizerTrn(s2_cfg, with_posterior=False)
+    with torch.no_grad():  # non-zero codebook entries, as trained weights have
+        s2.quantizer.vq.layers[0]._codebook.embed.normal_()
+    sovits = save_sovits_weights(s2, s2_cfg, root / "sovits.pth")
+    del s2
+
+    hubert = HubertModel(HubertConfig()).eval().to(device)  # base: 12 layers, 768
+    chars = sorted(set(SENTENCE + FOUR + REF_TEXT))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(root / "vocab.txt"))
+    bert_cfg = BertConfig(
+        vocab_size=21128,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+    )  # chinese-roberta-wwm-ext-large sizes
+    bert = BertBundle(tokenizer, BertForMaskedLM(bert_cfg).eval().to(device))
+    return gpt, sovits, hubert, bert
+
+
+def _reference(path: Path, seconds: float = 4.0) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    sr = 32000
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    audio = 0.4 * np.sin(2 * np.pi * np.cumsum(f0) / sr) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2)
+    audio += 0.01 * np.random.default_rng(0).standard_normal(audio.size)
+    sf.write(path, audio.astype(np.float32), sr)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=int, default=250, help="forced semantic tokens (25 per second)")
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from gpt_sovits.tts import ModelCache, SynthesisRequest, Synthesizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-tts-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        gpt, sovits, hubert, bert = _build_models(root, args.device)
+        build_s = time.perf_counter() - t0
+        rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ref = _reference(root / "ref.wav")
+        cache = ModelCache()
+        synth = Synthesizer(gpt, sovits, root, device=args.device, cache=cache)
+        cache.get(synth.feature_key("hubert"), lambda: hubert)
+        cache.get(synth.feature_key("bert"), lambda: bert)
+
+        def request(text: str, tokens: int, n: int, cut: str = "cut0") -> SynthesisRequest:
+            # force_tokens counts per piece: cut0 keeps SENTENCE whole, cut5 splits FOUR at each stop.
+            return SynthesisRequest(
+                text=text, text_lang="zh", ref_audio=ref, ref_text=REF_TEXT, ref_lang="zh", cut=cut,
+                seed=1, pause=0.0, candidates=n, force_tokens=tokens,
+            )  # fmt: skip
+
+        def best(fn, repeats: int) -> tuple[float, object]:
+            out, times = None, []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - t)
+            return min(times), out
+
+        t0 = time.perf_counter()
+        synth.synthesize(request(SENTENCE, 20, 1))  # warm-up: loads GPT/SoVITS, first-call costs
+        warm_s = time.perf_counter() - t0
+
+        one_s, one = best(lambda: synth.synthesize(request(SENTENCE, args.tokens, 1)), args.repeats)
+        n_s, n_res = best(
+            lambda: synth.synthesize(request(SENTENCE, args.tokens, args.candidates)), args.repeats
+        )
+        per = max(1, args.tokens // 4)
+
+        def first_audio() -> tuple[float, float]:
+            t = time.perf_counter()
+            first = None
+            for _chunk in synth.stream(request(FOUR, per, 1, cut="cut5")):
+                first = first if first is not None else time.perf_counter() - t
+            return first or 0.0, time.perf_counter() - t
+
+        firsts = [first_audio() for _ in range(args.repeats)]
+        audio_s = one.duration
+        assert len(one.sentences) == 1 and abs(audio_s - args.tokens / 25) < 1e-6, (
+            len(one.sentences),
+            audio_s,
+        )
+        result = {
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "build_models_s": round(build_s, 1),
+            "warmup_s": round(warm_s, 2),
+            "tokens": args.tokens,
+            "audio_s": round(audio_s, 2),
+            "n1_s": round(one_s, 2),
+            "rtf_n1": round(one_s / audio_s, 3),
+            "n1_timings": {k: round(v, 2) for k, v in one.timings.items()},
+            f"n{args.candidates}_s": round(n_s, 2),
+            f"rtf_n{args.candidates}": round(n_s / audio_s, 3),
+            f"n{args.candidates}_over_n1": round(n_s / one_s, 2),
+            f"n{args.candidates}_timings": {k: round(v, 2) for k, v in n_res.timings.items()},
+            "stream_pieces": 4,
+            "stream_first_audio_s": round(min(f for f, _ in firsts), 2),
+            "stream_total_s": round(min(t for _, t in firsts), 2),
+            "peak_rss_after_build_mb": round(rss_built, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
