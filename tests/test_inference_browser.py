@@ -197,20 +197,30 @@ def test_api_from_gradio_client(tts_app, tmp_path):
     )
     assert (sf.read(again)[0] == audio).all()  # same seed, same audio
 
+    # Auxiliary references and a CLVP reranker exported into the workspace.
+    from clvp.checkpoint import save_clvp
+    from clvp.model import ClvpConfig, ClvpModel
+
+    save_clvp(tts_app.workspace / "weights" / "clvp" / "tiny-e1.pt", ClvpModel(ClvpConfig.preset("tiny")))
     with_aux, details3 = client.predict(
         "你好世界。",
         "zh",
         handle_file(str(ref)),
         aux_refs=[handle_file(str(_reference(tmp_path / "aux.wav", 3.5)))],
+        clvp="weights/clvp/tiny-e1.pt",
+        candidates=2,
         seed=7,
         max_new_tokens=MAX_TOKENS,
         api_name="/synthesize",
     )
-    assert sf.info(with_aux).samplerate == 32000 and json.loads(details3)["seed"] == 7
+    assert sf.info(with_aux).samplerate == 32000
+    reranked = json.loads(details3)["sentences"][0]["candidates"]
+    assert all(set(c["scores"]) == {"logprob", "clvp"} for c in reranked)
 
     listed = json.loads(client.predict(api_name="/weights"))
     assert listed["gpt"][0]["path"] == info["gpt"] and listed["gpt"][0]["present"]
-    assert [w["pretrained"] for w in listed["sovits"]] == [True] and listed["clvp"] == []
+    assert [w["pretrained"] for w in listed["sovits"]] == [True]
+    assert [Path(p).name for p in listed["clvp"]] == ["tiny-e1.pt"]
 
     from gradio_client.exceptions import AppError
 
@@ -228,11 +238,17 @@ def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained
     exported = tts_app.workspace / "weights" / "GPT_weights_v2" / "myvoice-e4.ckpt"
     exported.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tiny_pretrained.s1, exported)
+    assert not page.locator("#inf-clvp").is_visible()  # no CLVP file when the app started
     page.locator("#inf-gpt input").click()
     assert page.get_by_role("option", name="myvoice-e4.ckpt", exact=False).count() == 0
     page.keyboard.press("Escape")
+    from clvp.checkpoint import save_clvp
+    from clvp.model import ClvpConfig, ClvpModel
+
+    save_clvp(tts_app.workspace / "weights" / "clvp" / "mine-e2.pt", ClvpModel(ClvpConfig.preset("tiny")))
     page.locator("#inf-refresh").click()
-    page.wait_for_timeout(1000)
+    page.locator("#inf-clvp").wait_for(state="visible", timeout=15_000)  # hidden until a CLVP file exists
+    page.wait_for_timeout(500)
     page.locator("#inf-gpt input").click()
     page.get_by_role("option", name="GPT_weights_v2/myvoice-e4.ckpt").wait_for(timeout=15_000)
     assert page.get_by_role("option", name="pretrained v2", exact=False).count() == 1

@@ -56,6 +56,10 @@ def _weight_dropdown_choices(choices: list[H.WeightChoice], _) -> list[tuple[str
     return out
 
 
+def _clvp_dropdown_choices(paths: list[str], _) -> list[tuple[str, str]]:
+    return [(_("none"), "none"), *((Path(p).name, p) for p in paths)]
+
+
 def models_markdown(ctx: AppContext) -> str:
     """One line per model synthesis needs: found, or missing with how to get it."""
     _ = ctx.i18n
@@ -122,11 +126,13 @@ def build(ctx: AppContext) -> None:
                 elem_id="inf-sovits",
                 scale=3,
             )
-            clvp = gr.Dropdown(
-                [(_("none"), "none"), *((Path(p).name, p) for p in H.clvp_choices(ctx.workspace))],
+            clvps = H.clvp_choices(ctx.workspace)
+            clvp = gr.Dropdown(  # shown once a CLVP model has been trained (weights/clvp/*.pt)
+                _clvp_dropdown_choices(clvps, _),
                 value="none",
                 label=_("CLVP reranker"),
                 elem_id="inf-clvp",
+                visible=bool(clvps),
                 scale=2,
             )
             refresh = gr.Button(_("Refresh"), elem_id="inf-refresh", scale=1)
@@ -271,8 +277,9 @@ def build(ctx: AppContext) -> None:
                 value=sovits_value if sovits_value in s_paths else H.default_weight(s),
             ),
             gr.update(
-                choices=[(_("none"), "none"), *((Path(p).name, p) for p in clvps)],
+                choices=_clvp_dropdown_choices(clvps, _),
                 value=clvp_value if clvp_value in clvps else "none",
+                visible=bool(clvps),
             ),
             models_markdown(ctx),
             gr.update(
