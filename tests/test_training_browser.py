@@ -100,7 +100,7 @@ def test_bad_dataset_is_refused_with_the_check_message(tpage, training_app):
     assert not (training_app.workspace / "experiments" / "bad").exists()  # nothing was written
 
 
-def test_one_click_run_shows_progress_and_stops(tpage, training_app):
+def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, training_app, browser):
     tpage.locator("#train-exp input, #train-exp textarea").first.fill("tiny_run")
     choose_list(tpage, "good/good.list")
     set_number(tpage, "train-s2-epochs", 1)
@@ -108,7 +108,7 @@ def test_one_click_run_shows_progress_and_stops(tpage, training_app):
     tpage.locator("#train-all").click()
     tpage.wait_for_function("document.querySelector('#train-status').innerText.includes('running')")
     assert "Formatting" in text_of(tpage, "train-status")
-    # progress moves from "starting" to a step count
+    # progress moves from "starting" to a step count, then on
     tpage.wait_for_function(
         "/step \\d+\\/\\d+/.test(document.querySelector('#train-progress').innerText)", timeout=60_000
     )
@@ -116,11 +116,32 @@ def test_one_click_run_shows_progress_and_stops(tpage, training_app):
     tpage.wait_for_function(
         f"document.querySelector('#train-progress').innerText !== {first!r}", timeout=60_000
     )
-    tpage.locator("#train-stop").click()
-    tpage.wait_for_function(
-        "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=30_000
-    )
-    status = text_of(tpage, "train-status")
-    assert "Click the same step again to resume" in status
     exp = training_app.workspace / "experiments" / "tiny_run"
     assert (exp / "prepare_request.json").is_file()  # the config file written before the run
+
+    # A second page (as after closing the first one) follows the run by its name and stops it.
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = context.new_page()
+    other.set_default_timeout(30_000)
+    try:
+        other.goto(training_app.url)
+        other.get_by_role("tab", name="Training").click()
+        other.locator("#train-refresh").click()
+        other.locator("#train-exp-pick input").click()
+        other.get_by_role("option", name="tiny_run").click()
+        other.wait_for_function(
+            "document.querySelector('#train-status').innerText.includes('running')", timeout=30_000
+        )
+        other.locator("#train-stop").click()
+        other.wait_for_function(
+            "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=30_000
+        )
+        assert "Click the same step again to resume" in text_of(other, "train-status")
+    finally:
+        context.close()
+    # the first page sees its step end too, and starts nothing after it
+    tpage.wait_for_function(
+        "!document.querySelector('#train-status').innerText.includes('running')", timeout=30_000
+    )
+    status = text_of(tpage, "train-status")
+    assert "Formatting: Stopped." in status and "Next" not in status

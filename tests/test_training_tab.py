@@ -25,6 +25,7 @@ from ui.training_plan import (
     TrainSettings,
     build_step,
     check_plan,
+    existing_experiments,
     gather_preflight,
     validate_exp_name,
     write_step_config,
@@ -589,3 +590,23 @@ def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
     md = models_markdown(AppContext(ws.workspace, en, ws.model_dir), "v2")
     assert md.count("found") == 4 and "❌ SoVITS (S2) generator: missing" in md
     assert "python -m gpt_sovits.models download sovits-v2" in md
+
+
+def test_existing_experiments_lists_safe_folder_names(ws):
+    assert existing_experiments(ws) == []
+    for name in ("b_voice", "a", ".trash", "has space"):
+        (ws.workspace / "experiments" / name).mkdir(parents=True)
+    (ws.workspace / "experiments" / "file.txt").write_text("x")
+    assert existing_experiments(ws) == ["a", "b_voice"]
+
+
+def test_a_step_that_reports_a_stop_ends_the_sequence(tmp_path):
+    """A trainer stopped from elsewhere exits 0 with stopped=true: the next step must not start."""
+    runner = StepRunner([child_spec(tmp_path, "s2", "--stopped"), child_spec(tmp_path, "s1")], tmp_path / "j")
+    runner.begin()
+    wait_done(runner)
+    assert [(r.step, r.code, r.stopped) for r in runner.results] == [("s2", 0, True)]
+    from i18n import I18n
+    from ui.training_tab import status_markdown
+
+    assert status_markdown(runner, None, I18n("en_US")).startswith("- SoVITS (S2) training: Stopped.")

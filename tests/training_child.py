@@ -14,6 +14,7 @@ if __name__ == "__main__":
     parser.add_argument("--code", type=int, default=0)
     parser.add_argument("--saved", nargs="*", default=[])
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--stopped", action="store_true", help="report a stop in the result, as trainers do")
     parser.add_argument("--config")
     parser.add_argument("--events")
     args = parser.parse_args()
@@ -26,4 +27,6 @@ if __name__ == "__main__":
     if args.code == 2:
         events.emit("error", message="something a person can fix")
     time.sleep(args.sleep)
+    if args.code == 0:
+        events.emit("result", stopped=args.stopped)
     sys.exit(args.code)

@@ -113,6 +113,14 @@ class Layout:
         return self.exp_dir(exp) / "samples"
 
 
+def existing_experiments(layout: Layout) -> list[str]:
+    """Names of the experiment folders of the workspace (to continue or follow one)."""
+    root = layout.workspace / "experiments"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _EXP_NAME.fullmatch(p.name))
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything the tab's widgets say about a run (the list path already resolved)."""

@@ -104,7 +104,7 @@ class StepResult:
     code: int
     error: str = ""  # the last `error` event of the step, if any
     log_tail: str = ""  # for crashes (codes other than 0/1/2/stopped)
-    stopped: bool = False  # ended after the user pressed Stop (formatting then exits with 1)
+    stopped: bool = False  # ended by Stop (trainers then exit 0, formatting 1): say "Stopped."
 
 
 @dataclass
@@ -123,6 +123,7 @@ class StepRunner:
     stopped: bool = field(default=False, init=False)
     _error: str = field(default="", init=False)
     _result: bool = field(default=False, init=False)
+    _interrupted: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.pending = list(self.specs)
@@ -134,7 +135,8 @@ class StepRunner:
     def _start_next(self) -> None:
         spec = self.pending.pop(0)
         write_step_config(spec)
-        self.current, self.progress, self._error, self._result = spec, ProgressView(), "", False
+        self.current, self.progress, self._error = spec, ProgressView(), ""
+        self._result = self._interrupted = False
         self.job = self.start(spec.module, spec.args, _job_dir(self.job_root, f"train-{spec.step}"))
         record_job(spec, self.job)
 
@@ -163,9 +165,10 @@ class StepRunner:
             code = 2 if self._error else 0 if self._result else EXIT_STOPPED
         code = int(code)
         tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else self.job.log_tail(2000)
-        self.results.append(StepResult(self.current.step, code, self._error, tail, self.stopped))
+        stopped = self.stopped or self._interrupted  # here or from another page
+        self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
         self.job, self.current = None, None
-        if code == 0 and self.pending and not self.stopped:
+        if code == 0 and self.pending and not stopped:
             self._start_next()
         else:
             self.pending.clear()
@@ -183,6 +186,8 @@ class StepRunner:
                 saved.append(event)
             elif kind == "result":
                 self._result = True
+                # trainers report a stop in their result (exit 0), formatting as "cancelled" (exit 1)
+                self._interrupted = bool(event.get("stopped") or event.get("cancelled"))
         self.saved += saved
         return saved
 

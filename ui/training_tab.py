@@ -35,6 +35,7 @@ from ui.training_plan import (
     TrainSettings,
     build_step,
     check_plan,
+    existing_experiments,
     gather_preflight,
     pretrained_files,
     validate_exp_name,
@@ -304,7 +305,7 @@ def status_markdown(runner: StepRunner | None, sample_queue: SampleQueue | None,
     labels = step_labels(_)
     lines = []
     for r in runner.results:
-        code = 130 if r.stopped and r.code != 0 else r.code
+        code = 130 if r.stopped and r.code in (0, 1) else r.code
         line = f"- {labels[r.step]}: {exit_message(_, code)}"
         if r.error:
             line += f" {r.error}"
@@ -362,6 +363,13 @@ def build(ctx: AppContext) -> None:
     )
     with gr.Row():
         exp_name = gr.Textbox(label=_("Experiment name"), elem_id="train-exp", scale=2)
+        exp_pick = gr.Dropdown(
+            existing_experiments(layout),
+            value=None,
+            label=_("Or an existing experiment"),
+            elem_id="train-exp-pick",
+            scale=1,
+        )
         version = gr.Radio(["v2", "v1"], value="v2", label=_("Version"), elem_id="train-version", scale=1)
     with gr.Row():
         list_choice = gr.Dropdown(
@@ -669,9 +677,16 @@ def build(ctx: AppContext) -> None:
     check_btn.click(on_check, inputs=[*settings_inputs, state], outputs=check_md)
     show_outputs = [models_md, *view_outputs, timer]
     refresh.click(
-        lambda n, v, s: [gr.update(choices=find_lists(ctx.workspace)), *on_show(n, v, s)],
+        lambda n, v, s: [
+            gr.update(choices=find_lists(ctx.workspace)),
+            gr.update(choices=existing_experiments(layout)),
+            *on_show(n, v, s),
+        ],
         inputs=[exp_name, version, state],
-        outputs=[list_choice, *show_outputs],
+        outputs=[list_choice, exp_pick, *show_outputs],
+    )
+    exp_pick.select(lambda picked: picked, inputs=exp_pick, outputs=exp_name).then(
+        on_show, inputs=[exp_name, version, state], outputs=show_outputs
     )
     version.change(on_show, inputs=[exp_name, version, state], outputs=show_outputs)
     exp_name.blur(on_show, inputs=[exp_name, version, state], outputs=show_outputs)
