@@ -610,3 +610,12 @@ def test_a_step_that_reports_a_stop_ends_the_sequence(tmp_path):
     from ui.training_tab import status_markdown
 
     assert status_markdown(runner, None, I18n("en_US")).startswith("- SoVITS (S2) training: Stopped.")
+
+
+def test_tail_text_reads_the_end_of_a_long_log(tmp_path):
+    from ui.training_runner import tail_text
+
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"步 {i}\n" for i in range(100_000)), encoding="utf-8")
+    assert tail_text(log, 12) == "\n步 99998\n步 99999\n"[-12:]
+    assert tail_text(tmp_path / "none.txt") == ""

@@ -98,6 +98,19 @@ def live_job(exp_dir: Path) -> tuple[StepSpec, Job] | None:
     return spec, Job(argv=[module, *spec.args], job_dir=job_dir, process=PidProcess(pid, module))
 
 
+def tail_text(path: Path, max_chars: int = 3000) -> str:
+    """The end of a log file, reading only its last bytes (training logs grow for hours)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4 * max_chars))  # UTF-8: at most 4 bytes per character
+            data = f.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")[-max_chars:]
+
+
 @dataclass
 class StepResult:
     step: str
@@ -164,7 +177,7 @@ class StepRunner:
         if code is None:  # an attached job is not our child: its events tell how it ended
             code = 2 if self._error else 0 if self._result else EXIT_STOPPED
         code = int(code)
-        tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else self.job.log_tail(2000)
+        tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else tail_text(self.job.log_path, 2000)
         stopped = self.stopped or self._interrupted  # here or from another page
         self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
         self.job, self.current = None, None
@@ -233,7 +246,7 @@ class SampleQueue:
             code = int(self.job.process.returncode)
             ok = code == 0 and Path(spec.out_path).is_file()
             errors = [e.get("message", "") for e in self.job.poll() if e.get("type") == "error"]
-            message = "" if ok else (errors[-1] if errors else self.job.log_tail(500))
+            message = "" if ok else (errors[-1] if errors else tail_text(self.job.log_path, 500))
             self.outcomes.append(SampleOutcome(label, spec.out_path, ok, message))
             self.job, self.current = None, None
         if self.job is None and self.pending:

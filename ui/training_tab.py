@@ -41,7 +41,7 @@ from ui.training_plan import (
     validate_exp_name,
 )
 from ui.training_progress import format_duration, is_accuracy, is_loss, metric_series, plot_rows, read_metrics
-from ui.training_runner import SampleQueue, StepRunner, live_job, stop_all
+from ui.training_runner import SampleQueue, StepRunner, live_job, stop_all, tail_text
 from ui.training_samples import (
     REF_GAP_SECONDS,
     SAMPLE_REF_SECONDS,
@@ -545,7 +545,7 @@ def build(ctx: AppContext) -> None:
         table = rows if changed("exports", rows) else gr.skip()
         log = ""
         if runner is not None and runner.job is not None:
-            log = runner.job.log_tail(3000)
+            log = tail_text(runner.job.log_path, 3000)
         elif runner is not None and runner.results and runner.results[-1].log_tail:
             log = runner.results[-1].log_tail
         return [
