@@ -159,14 +159,16 @@ def _no_progress(done: int, total: int, message: str) -> None:
 class ModelCache:
     """Models loaded on first use and kept, one lock per key so concurrent users never load one twice.
 
-    Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "clvp") and naming what was
-    loaded (resolved path, file mtime, device), so switching GPT weights loads only the new GPT: SoVITS,
-    HuBERT and BERT stay. At most ``max_per_kind`` models of one kind are kept (least recently used
-    leaves first). Owned by the app (one per process), never a module global.
+    Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "clvp", "ref" for prepared
+    references) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
+    loads only the new GPT: SoVITS, HuBERT and BERT stay. At most ``max_per_kind`` entries of one kind
+    are kept (``limits`` per kind; least recently used leaves first). Owned by the app (one per process), never a module global.
     """
 
-    def __init__(self, max_per_kind: int = 2) -> None:
+    def __init__(self, max_per_kind: int = 2, limits: Mapping[str, int] | None = None) -> None:
         self.max_per_kind = max(1, max_per_kind)
+        # Prepared references are small (tokens and spectrograms): keep more of them.
+        self.limits = {"ref": 16, **(limits or {})}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._items: OrderedDict[tuple, Any] = OrderedDict()
@@ -183,10 +185,15 @@ class ModelCache:
                 if key in self._items:
                     self._items.move_to_end(key)
                     return self._items[key]
-            value = loader()
+            try:
+                value = loader()
+            finally:
+                with self._lock:  # waiters already hold this lock object; new callers find the value
+                    self._key_locks.pop(key, None)
             with self._lock:
                 same_kind = [k for k in self._items if k[0] == key[0]]
-                for old in same_kind[: max(0, len(same_kind) - self.max_per_kind + 1)]:
+                limit = max(1, self.limits.get(key[0], self.max_per_kind))
+                for old in same_kind[: max(0, len(same_kind) - limit + 1)]:
                     del self._items[old]
                 self._items[key] = value
                 self.loads[key] = self.loads.get(key, 0) + 1
@@ -201,6 +208,11 @@ class ModelCache:
         with self._lock:
             for key in [k for k in self._items if k[0] == kind]:
                 del self._items[key]
+
+
+def _clip_identity(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
 def _file_key(kind: str, path: Path, device: torch.device) -> tuple:
@@ -571,13 +583,28 @@ class Synthesizer:
         return spectrogram(wav32.unsqueeze(0)).to(self.device)  # (1, 1025, T)
 
     def prepare_reference(self, request: SynthesisRequest) -> _Reference:
-        """Check the reference(s); prompt tokens via HuBERT + extract_latent unless reference-free."""
+        """Check the reference(s); prompt tokens via HuBERT + extract_latent unless reference-free.
+
+        Prepared references of files are cached (keyed by path, size and mtime of every clip, the mode
+        and the SoVITS weights), as the reference's prompt cache: synthesising several texts with one
+        reference runs HuBERT once.
+        """
+        if request.ref_audio is None or (isinstance(request.ref_audio, str) and not request.ref_audio):
+            raise TTSInputError("A reference clip (3-10 s of the voice to clone) is needed.")
+        clips = [request.ref_audio, *request.aux_refs]
+        with_prompt = bool(request.ref_text.strip())
+        if all(isinstance(c, (str, Path)) and Path(c).is_file() for c in clips):
+            ids = tuple(_clip_identity(Path(c)) for c in clips)  # type: ignore[arg-type]
+            sovits_key = _file_key("sovits", self._weights(self.sovits_path, "SoVITS"), self.device)
+            key = ("ref", ids, with_prompt, sovits_key, self.feature_key("hubert"))
+            return self.cache.get(key, lambda: self._prepare_reference(request, with_prompt))
+        return self._prepare_reference(request, with_prompt)
+
+    def _prepare_reference(self, request: SynthesisRequest, with_prompt: bool) -> _Reference:
         from gpt_sovits.features import hubert_features
         from tools.audio import resample
 
-        if request.ref_audio is None or (isinstance(request.ref_audio, str) and not request.ref_audio):
-            raise TTSInputError("A reference clip (3-10 s of the voice to clone) is needed.")
-        samples, sr = read_reference(request.ref_audio)
+        samples, sr = read_reference(request.ref_audio)  # type: ignore[arg-type]
         check_reference(samples, sr)
         specs = [self._spec(samples, sr)]
         for aux in request.aux_refs:
@@ -586,7 +613,7 @@ class Synthesizer:
                 raise TTSInputError(f"The extra reference {_describe(aux)} is silent or shorter than 0.5 s.")
             specs.append(self._spec(a, asr))
         prompt = None
-        if request.ref_text.strip():
+        if with_prompt:
             sovits, _ = self.sovits()
             hubert = self._feature_model("hubert")
             wav16 = torch.from_numpy(resample(samples, sr, 16000).copy())

@@ -325,6 +325,24 @@ def test_cache_loads_each_model_once(tiny_pretrained, refs, synth, cache, tmp_pa
     assert sum(1 for k in cache.loads if k[0] == "gpt") == 2
 
 
+def test_reference_prepared_once(synth, refs, cache, monkeypatch) -> None:
+    synth.synthesize(_req(refs, aux_refs=[refs["aux"]]))
+    reads = []
+    real = tts.read_reference
+    monkeypatch.setattr(tts, "read_reference", lambda ref: reads.append(ref) or real(ref))
+    synth.synthesize(_req(refs, aux_refs=[refs["aux"]], text="我们去公园。"))
+    assert reads == []  # HuBERT and the spectrograms were not computed again
+    ref_keys = [k for k in cache.loads if k[0] == "ref"]
+    assert ref_keys and all(cache.loads[k] == 1 for k in ref_keys)
+    # Touching the file (new mtime) prepares it again.
+    import os
+
+    st = refs["aux"].stat()
+    os.utime(refs["aux"], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    synth.synthesize(_req(refs, aux_refs=[refs["aux"]]))
+    assert len(reads) == 2
+
+
 def test_cache_one_load_under_concurrency() -> None:
     cache = ModelCache()
     calls = []
