@@ -8,6 +8,22 @@ features) and ``--tokens`` semantic tokens per item, then times ``--steps`` full
 warm-up step, each = forward + summed-CE loss (``train_s1.batch_loss``, as in training) + backward +
 optimiser step. It reports the median wall and CPU (all threads) seconds per step, wall seconds per item,
 and the child's peak RSS (``ru_maxrss``) beside the RSS after the model was built.
+
+Figures on the 2-core development machine while 7 other jobs ran on it (load average ~13, so wall times
+are ~7x the CPU times; the CPU column is what a quiet single core would take), 200 phones + 250 tokens:
+
+| batch | threads | DPO | s/step (median) | CPU s/step | s/item | RSS after model | peak RSS |
+|------:|--------:|:---:|----------------:|-----------:|-------:|----------------:|---------:|
+| 2 | 1 | no | 46.20 | 6.70 | 23.10 | 921 MB | 7214 MB |
+| 4 | 1 | no | 47.78 | 13.88 | 11.95 | 921 MB | 9582 MB |
+| 2 | 2 | no | 68.18 | - | 34.09 | 921 MB | 7686 MB |
+| 4 | 2 | no | 119.91 | - | 29.98 | 921 MB | 9681 MB |
+
+CPU cost is linear in the batch (~3.4 CPU-seconds per 450-position item: forward + backward + ScaledAdam).
+Memory: the model with gradients and ScaledAdam state is ~1.9 GB; activations add ~1.2-2.7 GB per item
+in fp32 on CPU, mostly the (B, 16, 450, 450) attention tensors that the math attention path keeps for
+the backward of every layer. Full-size S1 fine-tuning on CPU is therefore a correctness path, not a
+practical one: a 15-epoch run on 100 items at batch 4 is ~375 steps, ~1.5 hours of one quiet core.
 """
 
 from __future__ import annotations

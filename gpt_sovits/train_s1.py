@@ -441,10 +441,11 @@ def train_s1(
                 scaler.scale(loss).backward()
                 lr = optimizer.param_groups[0]["lr"]
                 if _should_step(i, cfg.accumulate):
-                    scaler.unscale_(optimizer)
-                    scaler.step(optimizer)
+                    scale = scaler.get_scale()
+                    scaler.step(optimizer)  # skipped when fp16 gradients overflowed
                     scaler.update()
-                    scheduler.step()
+                    if not scaler.is_enabled() or scaler.get_scale() >= scale:
+                        scheduler.step()  # count only steps the optimiser took
                     optimizer.zero_grad(set_to_none=True)
                 prog.step += 1
                 prog.batch_in_epoch = i + 1
