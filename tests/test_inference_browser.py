@@ -113,6 +113,7 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     page.wait_for_function(
         "document.querySelector('#inf-used-seed textarea').value.length > 0", timeout=60_000
     )
+    assert "1 sentence(s)" in page.locator("#inf-summary").inner_text()  # cut1 keeps both in one piece
     table = page.locator("#inf-candidates-table").inner_text()
     assert "Mean log-prob" in table and table.count("✓") >= 1
     outputs = sorted((tts_app.workspace / "outputs").glob("*.wav"))

@@ -219,6 +219,17 @@ def test_candidate_rows_mark_the_chosen_and_show_clvp():
     assert H.candidate_rows(_result(1, 2))[0][4] is None  # no CLVP column value without CLVP
 
 
+def test_summary_line_gives_length_time_and_real_time_factor(tmp_path):
+    from ui.inference_tab import summary_line
+
+    result = _result(2, 1)
+    result.timings["total"] = 0.5
+    en = AppContext.create(tmp_path / "ws", "en_US")
+    assert summary_line(en, result) == "2 sentence(s), 1.0 s of audio in 0.5 s (real-time factor 0.50)"
+    zh = AppContext.create(tmp_path / "ws", "zh_CN")
+    assert summary_line(zh, result) == "2 句，1.0 秒音频，用时 0.5 秒（实时率 0.50）"
+
+
 def test_candidate_picker_values_round_trip():
     result = _result(2, 2)
     options = H.candidate_options(result)

@@ -93,6 +93,21 @@ def reference_message(ctx: AppContext, path: str | None) -> tuple[str, bool]:
     ), False
 
 
+def summary_line(ctx: AppContext, result: Any) -> str:
+    """ "2 sentences, 3.4 s of audio in 1.2 s (real-time factor 0.35)" for the result panel."""
+    _ = ctx.i18n
+    seconds = result.audio.shape[-1] / result.sample_rate
+    took = float(result.timings.get("total", 0.0))
+    rtf = took / seconds if seconds > 0 else 0.0
+    return _(
+        "{n} sentence(s), {audio:.1f} s of audio in {took:.1f} s (real-time factor {rtf:.2f})",
+        n=len(result.sentences),
+        audio=seconds,
+        took=took,
+        rtf=rtf,
+    )
+
+
 def build(ctx: AppContext) -> None:
     import gradio as gr
 
@@ -218,6 +233,7 @@ def build(ctx: AppContext) -> None:
         )
         with gr.Column():
             used_seed = gr.Textbox(label=_("Seed used"), interactive=False, elem_id="inf-used-seed")
+            summary = gr.Markdown(elem_id="inf-summary")
             out_file = gr.File(label=_("Download"), interactive=False, elem_id="inf-download")
 
     gr.Markdown("### " + _("Candidates"))
@@ -353,6 +369,7 @@ def build(ctx: AppContext) -> None:
         return (
             str(outcome.path),
             str(result.seed),
+            summary_line(ctx, result),
             str(outcome.path),
             H.candidate_rows(result),
             gr.update(choices=options, value=options[0][1] if options else None),
@@ -448,7 +465,7 @@ def build(ctx: AppContext) -> None:
             max_tokens,
             history,
         ],
-        outputs=[out_audio, used_seed, out_file, table, pick, cand_audio, session, history],
+        outputs=[out_audio, used_seed, summary, out_file, table, pick, cand_audio, session, history],
         api_visibility="private",  # the API is /synthesize below, with named parameters
         **SYNTH_QUEUE,
     )
