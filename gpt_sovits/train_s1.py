@@ -33,8 +33,8 @@ What the reference (``GPT_SoVITS/s1_train.py`` + ``AR/models/t2s_lightning_modul
   ``saved`` event. Every export is kept unless ``--keep-exports latest``.
 - **Resume**: ``<exp>/s1_train/checkpoint.pt`` holds the model, ScaledAdam state, schedule, loss scaler,
   the gradients accumulated since the last optimiser step, the position (epoch, step, batch in epoch) and
-  the RNG states; it is written atomically at exports, every ``--checkpoint-minutes``, on stop and at the
-  end. A re-run (also after kill -9) continues with the same batches, optimiser state and random
+  the RNG states; it is written atomically at exports, every ``--checkpoint-minutes`` (0: at the end of
+  every epoch instead), on stop and at the end. A re-run (also after kill -9) continues with the same batches, optimiser state and random
   streams, so it ends with the same weights as an uninterrupted run. ``--fresh`` moves the old state to
   ``s1_train/.trash``.
 - **Multi-GPU**: ``torchrun --nproc_per_node N -m gpt_sovits.train_s1 ...``: DDP, each rank a share of the

@@ -186,7 +186,8 @@ def add_common_args(
         "--checkpoint-minutes",
         type=float,
         default=10.0,
-        help="also save the full resumable state mid-epoch this often (default 10; 0 = epoch ends only)",
+        help="save the full resumable state at least this often, mid-epoch too (default 10); it is always "
+        "saved at each export, on stop and at the end",
     )
     return parser
 
