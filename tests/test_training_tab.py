@@ -505,7 +505,7 @@ def test_short_clips_are_joined_into_one_prompt(tmp_path):
     assert choose_reference(lone).parts == () and choose_reference(lone).audio == "/e.wav"
     assert choose_reference(short, "/b.wav").parts == ("/b.wav", "/c.wav")
 
-    from ui.training_tab import materialize_reference
+    from ui.training_samples import materialize_reference
 
     wavs = []
     for name, seconds in (("a.wav", 1.6), ("b.wav", 1.6)):

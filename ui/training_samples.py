@@ -8,6 +8,7 @@ also what the Inference tab offers.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,3 +191,73 @@ def sample_config(spec: SampleSpec, model_dir: Path, device: str = "auto") -> di
 def saved_label(model: str, epoch: int, _: Translator = plain) -> str:
     names = {"s2": "SoVITS", "s1": "GPT"}
     return _("{model} epoch {epoch} sample", model=names.get(model, model), epoch=epoch)
+
+
+# ---------------------------------------------------------------- reading the prompt clips
+
+
+SAMPLE_RATE = 32000  # what S2 and the reference clips use
+
+
+def reference_clips(list_path: Path, workspace: Path, limit: int = 60) -> list[tuple[str, str, str, float]]:
+    """(audio path, language, text, seconds) of the first usable clips of a `.list` (for samples).
+
+    Stops early at the first clip whose length suits a prompt (3-10 s): only that one is needed.
+    """
+    from tools.audio import audio_info
+    from tools.labels import LANGUAGES, LabelError, load_list
+
+    try:
+        doc = load_list(list_path, boundary=workspace)
+    except LabelError:
+        return []
+    clips = []
+    lo, hi = SAMPLE_REF_SECONDS
+    for entry in doc.entries[:limit]:
+        if entry.language not in LANGUAGES or not entry.text.strip():
+            continue
+        try:
+            audio = doc.resolve_audio(entry)
+            seconds = audio_info(audio).duration
+        except Exception:  # noqa: BLE001 - missing/unreadable clips are the check's business
+            continue
+        clips.append((str(audio), entry.language, entry.text, seconds))
+        if lo <= seconds <= hi:
+            break
+    return clips
+
+
+def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tuple[str, str, str, float]]:
+    """The chosen clip's (path, language, text, seconds), found by its audio path in the list."""
+    from tools.audio import audio_info
+    from tools.labels import LabelError, load_list
+
+    try:
+        doc = load_list(list_path, boundary=workspace)
+        for entry in doc.entries:
+            path = doc.resolve_audio(entry)
+            if str(path) == audio:
+                return [(audio, entry.language, entry.text, audio_info(path).duration)]
+    except (LabelError, ValueError, OSError):
+        return []
+    return []
+
+
+def materialize_reference(ref: SampleReference, out: Path) -> SampleReference | None:
+    """Join `ref.parts` (32 kHz, REF_GAP_SECONDS of silence between) into `out`; None if one is unreadable."""
+    if not ref.parts:
+        return ref
+    import numpy as np
+
+    from tools.audio import AudioDecodeError, load_audio, save_wav
+
+    gap = np.zeros(int(REF_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    try:
+        for i, part in enumerate(ref.parts):
+            audio, _sr = load_audio(part, SAMPLE_RATE)
+            pieces += [gap, audio] if i else [audio]
+    except AudioDecodeError:
+        return None
+    save_wav(out, np.concatenate(pieces), SAMPLE_RATE)
+    return dataclasses.replace(ref, audio=str(out))

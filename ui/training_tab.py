@@ -43,16 +43,16 @@ from ui.training_plan import (
 from ui.training_progress import format_duration, is_accuracy, is_loss, metric_series, plot_rows, read_metrics
 from ui.training_runner import SampleQueue, StepRunner, live_job, stop_all, tail_text
 from ui.training_samples import (
-    REF_GAP_SECONDS,
-    SAMPLE_REF_SECONDS,
     SampleReference,
     choose_reference,
     list_exports,
+    materialize_reference,
     plan_sample,
+    reference_clips,
+    reference_clips_for,
     saved_label,
 )
 
-SAMPLE_RATE = 32000  # what S2 and the reference clips use
 MAX_SAMPLES = 8  # audio players shown (newest first)
 TICK_SECONDS = 1.0
 _SAMPLE_FILE = re.compile(r"(s1|s2)_e(\d+)\.wav")
@@ -116,34 +116,6 @@ def suggested_name(list_value: str | None) -> str:
     return name[:64]
 
 
-def reference_clips(list_path: Path, workspace: Path, limit: int = 60) -> list[tuple[str, str, str, float]]:
-    """(audio path, language, text, seconds) of the first usable clips of a `.list` (for samples).
-
-    Stops early at the first clip whose length suits a prompt (3-10 s): only that one is needed.
-    """
-    from tools.audio import audio_info
-    from tools.labels import LANGUAGES, LabelError, load_list
-
-    try:
-        doc = load_list(list_path, boundary=workspace)
-    except LabelError:
-        return []
-    clips = []
-    lo, hi = SAMPLE_REF_SECONDS
-    for entry in doc.entries[:limit]:
-        if entry.language not in LANGUAGES or not entry.text.strip():
-            continue
-        try:
-            audio = doc.resolve_audio(entry)
-            seconds = audio_info(audio).duration
-        except Exception:  # noqa: BLE001 - missing/unreadable clips are the check's business
-            continue
-        clips.append((str(audio), entry.language, entry.text, seconds))
-        if lo <= seconds <= hi:
-            break
-    return clips
-
-
 def clip_choices(ctx: AppContext, list_value: str | None) -> list[tuple[str, str]]:
     """(label, audio path) of the clips of the chosen list, for the sample-reference dropdown."""
     from tools.labels import LabelError, load_list
@@ -184,42 +156,6 @@ def sample_reference(
     if ref is not None and text and text.strip():
         ref = dataclasses.replace(ref, target_text=text.strip())
     return materialize_reference(ref, layout.samples_dir(exp) / "reference.wav") if ref else None
-
-
-def materialize_reference(ref: SampleReference, out: Path) -> SampleReference | None:
-    """Join `ref.parts` (32 kHz, REF_GAP_SECONDS of silence between) into `out`; None if one is unreadable."""
-    if not ref.parts:
-        return ref
-    import numpy as np
-
-    from tools.audio import AudioDecodeError, load_audio, save_wav
-
-    gap = np.zeros(int(REF_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    pieces: list[np.ndarray] = []
-    try:
-        for i, part in enumerate(ref.parts):
-            audio, _sr = load_audio(part, SAMPLE_RATE)
-            pieces += [gap, audio] if i else [audio]
-    except AudioDecodeError:
-        return None
-    save_wav(out, np.concatenate(pieces), SAMPLE_RATE)
-    return dataclasses.replace(ref, audio=str(out))
-
-
-def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tuple[str, str, str, float]]:
-    """The chosen clip's (path, language, text, seconds), found by its audio path in the list."""
-    from tools.audio import audio_info
-    from tools.labels import LabelError, load_list
-
-    try:
-        doc = load_list(list_path, boundary=workspace)
-        for entry in doc.entries:
-            path = doc.resolve_audio(entry)
-            if str(path) == audio:
-                return [(audio, entry.language, entry.text, audio_info(path).duration)]
-    except (LabelError, ValueError, OSError):
-        return []
-    return []
 
 
 def resolve_model_path(ctx: AppContext, value: str) -> Path:
