@@ -435,3 +435,15 @@ def test_an_unreadable_table_means_a_full_redo_not_a_crash(tmp_path, tiny_pretra
     assert sorted(report.processed) == ["clip_000.wav", "clip_001.wav"]
     assert len(_check_consistent(exp)[0]) == 2
     assert os.path.getsize(exp / "6-name2semantic.tsv") > len("item_name\tsemantic_audio\n")
+
+
+def test_an_empty_or_missing_list_is_a_clear_error_not_a_crash(tmp_path, tiny_pretrained, capsys):
+    empty = tmp_path / "empty.list"
+    empty.write_text("\n", encoding="utf-8")
+    report = _run(empty, tmp_path / "exp", tiny_pretrained)
+    assert report.formatted == [] and report.skipped == [] and not report.cancelled
+    args = ["--exp-dir", str(tmp_path / "exp"), "--pretrained-dir", str(tiny_pretrained.root)]
+    assert prep.main(["--list", str(empty), *args]) == 1
+    assert "no clip could be formatted" in capsys.readouterr().err
+    assert prep.main(["--list", str(tmp_path / "nope.list"), *args]) == 2
+    assert "label file not found" in capsys.readouterr().err
