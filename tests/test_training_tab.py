@@ -619,3 +619,33 @@ def test_tail_text_reads_the_end_of_a_long_log(tmp_path):
     log.write_text("".join(f"步 {i}\n" for i in range(100_000)), encoding="utf-8")
     assert tail_text(log, 12) == "\n步 99998\n步 99999\n"[-12:]
     assert tail_text(tmp_path / "none.txt") == ""
+
+
+def test_progress_sample_cli_refuses_an_incomplete_request(tmp_path):
+    from gpt_sovits.progress_sample import SampleRequest, SampleRequestError, main
+
+    request = tmp_path / "s2_e1.json"
+    request.write_text(json.dumps({"gpt_path": "g.ckpt", "text": "你好"}), encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    assert main(["--config", str(request), "--events", str(events)]) == 2
+    error = json.loads(events.read_text(encoding="utf-8").splitlines()[-1])
+    assert error["type"] == "error" and "lacks: model_dir, out, ref_audio" in error["message"]
+    with pytest.raises(SampleRequestError, match="cannot read"):
+        SampleRequest.read(tmp_path / "none.json")
+    spec = plan_sample(
+        {"model": "s2", "path": "/w/v_e1_s2.pth", "epoch": 1},
+        Layout(tmp_path, tmp_path / "m"),
+        "v",
+        [],
+        "/m/s1.ckpt",
+        "/m/g.pth",
+        SampleReference("/a.wav", "一", "zh", "二", "zh"),
+    )
+    request.write_text(json.dumps(sample_config(spec, tmp_path / "m", "cpu")), encoding="utf-8")
+    read = SampleRequest.read(request)  # what the tab writes is a complete request
+    assert (read.gpt_path, read.sovits_path, read.device, read.seed) == (
+        "/m/s1.ckpt",
+        "/w/v_e1_s2.pth",
+        "cpu",
+        1234,
+    )
