@@ -367,3 +367,22 @@ def test_no_disk_space_fails_before_writing(tmp_path, tiny_pretrained, monkeypat
         train_s1(config(tmp_path, tiny_pretrained, exp, epochs=3))
     assert training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["epoch"] == 1
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["voice-e1.ckpt"]
+
+
+def test_batch_size_zero_is_chosen_from_free_memory(tmp_path, tiny_pretrained, monkeypatch):
+    from gpt_sovits.s1_model import S1Config
+    from gpt_sovits.train_s1 import choose_batch_size
+
+    exp = make_experiment(tmp_path / "exp")
+    items, _ = load_s1_items(exp)
+    full = S1Config()  # the estimate for the full-size model; the weights are never built
+    model = Text2Semantic(S1Config(embedding_dim=32, hidden_dim=32, head=2, n_layer=1))
+    cfg = config(tmp_path, tiny_pretrained, exp, batch_size=0)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "available_memory", lambda device: 64 * 1024**3)
+    assert choose_batch_size(cfg, full, model, items, cpu) == 8  # CPU cap
+    monkeypatch.setattr(training, "available_memory", lambda device: 100 * 1024**2)
+    assert choose_batch_size(cfg, full, model, items, cpu) == 1
+    assert (
+        choose_batch_size(config(tmp_path, tiny_pretrained, exp, batch_size=5), full, model, items, cpu) == 5
+    )
