@@ -239,7 +239,6 @@ def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained
     exported = tts_app.workspace / "weights" / "GPT_weights_v2" / "myvoice-e4.ckpt"
     exported.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tiny_pretrained.s1, exported)
-    assert not page.locator("#inf-clvp").is_visible()  # no CLVP file when the app started
     page.locator("#inf-gpt input").click()
     assert page.get_by_role("option", name="myvoice-e4.ckpt", exact=False).count() == 0
     page.keyboard.press("Escape")
@@ -248,10 +247,18 @@ def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained
 
     save_clvp(tts_app.workspace / "weights" / "clvp" / "mine-e2.pt", ClvpModel(ClvpConfig.preset("tiny")))
     page.locator("#inf-refresh").click()
-    page.locator("#inf-clvp").wait_for(state="visible", timeout=15_000)  # hidden until a CLVP file exists
+    page.locator("#inf-clvp").wait_for(state="visible", timeout=15_000)
     page.wait_for_timeout(500)
     page.locator("#inf-gpt input").click()
     page.get_by_role("option", name="GPT_weights_v2/myvoice-e4.ckpt").wait_for(timeout=15_000)
     assert page.get_by_role("option", name="pretrained v2", exact=False).count() == 1
     # Refresh keeps the person's current choice (the pretrained file) rather than jumping to the new one.
     assert "pretrained v2" in page.locator("#inf-gpt input").input_value()
+    page.keyboard.press("Escape")
+
+    # A fresh page starts from the newest fine-tuned file.
+    page.reload()
+    page.get_by_role("tab", name="Voice cloning").click()
+    page.wait_for_function(
+        "document.querySelector('#inf-gpt input').value.includes('myvoice-e4.ckpt')", timeout=15_000
+    )

@@ -429,10 +429,16 @@ def build(ctx: AppContext) -> None:
 
         return Synthesizer(str(outcome.gpt), str(outcome.sovits), str(ctx.model_dir), cache=cache.tts())
 
-    refresh.click(
-        on_refresh,
-        inputs=[gpt, sovits, clvp, asr_model],
-        outputs=[gpt, sovits, clvp, models_md, asr_model, transcribe],
+    refreshed = [gpt, sovits, clvp, models_md, asr_model, transcribe]
+    refresh.click(on_refresh, inputs=[gpt, sovits, clvp, asr_model], outputs=refreshed)
+    # Each page load lists the files as they are now (weights trained since the app started included).
+    gr.on(
+        triggers=None,
+        fn=lambda: on_refresh(None, None, None, None),
+        inputs=[],
+        outputs=refreshed,
+        api_visibility="private",
+        concurrency_limit=None,
     )
     ref_audio.change(on_reference, inputs=ref_audio, outputs=[ref_status, trim], concurrency_limit=None)
     trim.click(on_trim, inputs=ref_audio, outputs=[ref_audio, ref_status, trim])
