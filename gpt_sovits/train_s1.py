@@ -488,7 +488,8 @@ def train_s1(
                 save_state()
                 timer.reset()
     result.step, result.epoch = prog.step, prog.epoch
-    reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
+    if prog.step == reporter.start_step:  # nothing left to train: still tell the caller where it stands
+        reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
     reporter.result(stopped=False, step=prog.step, epoch=prog.epoch, exports=result.exports)
     run.log(f"done: {prog.epoch} epochs, {prog.step} steps")
     shutdown_distributed(dist)
