@@ -33,6 +33,7 @@ def _job_dir(job_root: Path, prefix: str) -> Path:
 
 JOB_RECORD = "ui_job.json"  # in the experiment folder: the step running on it now
 EXIT_STOPPED = 130
+STOP_GRACE_SECONDS = 60.0
 ENDED = -1000  # PidProcess.poll() after the end of a process whose exit code cannot be known
 
 
@@ -204,12 +205,17 @@ class StepRunner:
         self.saved += saved
         return saved
 
-    def stop(self) -> None:
-        """Stop the running step (SIGTERM: trainers save and exit) and drop the steps after it."""
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop the running step and drop the steps after it.
+
+        SIGTERM first: a trainer finishes its current step, saves its state and exits, which can take
+        a while for a big model on CPU; only after `grace` seconds is it killed (it then resumes from
+        its last saved checkpoint). Blocks until the process is gone."""
         self.stopped = True
         self.pending.clear()
-        if self.job is not None:
-            self.job.stop(grace=15.0)  # a trainer saves its state on SIGTERM before it exits
+        job = self.job
+        if job is not None:
+            job.stop(grace=grace)
 
 
 @dataclass
@@ -270,7 +276,7 @@ class SampleQueue:
 
 
 def stop_all(state: dict[str, Any]) -> None:
-    """Stop whatever a session started (the tab's Stop button, and the state's delete callback)."""
+    """Stop whatever a session runs (blocking: see `StepRunner.stop`)."""
     for key in ("runner", "samples"):
         obj = state.get(key) if isinstance(state, dict) else None
         if obj is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,8 @@ def status_markdown(runner: StepRunner | None, sample_queue: SampleQueue | None,
             line += f" {r.error}"
         lines.append(line)
     if runner.current is not None:
-        lines.append(f"- {labels[runner.current.step]}: {_('running…')}")
+        doing = _("Stopping…") if runner.stopped else _("running…")
+        lines.append(f"- {labels[runner.current.step]}: {doing}")
     if runner.pending:
         lines.append(f"- {_('Next')}: " + ", ".join(labels[s.step] for s in runner.pending))
     if sample_queue is not None:
@@ -562,7 +564,9 @@ def build(ctx: AppContext) -> None:
             st["samples"].add(saved_label(spec.model, spec.epoch, _), spec)
 
     def on_stop(st):
-        stop_all(st)
+        # The trainer saves before it exits, which may outlast a request: wait in the background,
+        # the timer shows the step ending.
+        threading.Thread(target=stop_all, args=(st,), name="training-stop", daemon=True).start()
         return _("Stopping…")
 
     def on_check(*args):
