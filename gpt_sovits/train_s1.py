@@ -130,7 +130,7 @@ class S1TrainConfig:
     fresh: bool = False
     dpo: bool = False
     keep_exports: str = "all"
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = 2.0
     accumulate: int = 4
     lr_schedule: str = "reference"
     max_sec: float = 54

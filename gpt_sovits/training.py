@@ -185,9 +185,9 @@ def add_common_args(
     g.add_argument(
         "--checkpoint-minutes",
         type=float,
-        default=10.0,
-        help="save the full resumable state at least this often, mid-epoch too (default 10); it is always "
-        "saved at each export, on stop and at the end",
+        default=2.0,
+        help="save the full resumable state at least this often, mid-epoch too (default 2: a crash loses at "
+        "most ~2 minutes of training); it is always saved at each export, on stop and at the end",
     )
     return parser
 
