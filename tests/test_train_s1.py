@@ -386,3 +386,23 @@ def test_batch_size_zero_is_chosen_from_free_memory(tmp_path, tiny_pretrained, m
     assert (
         choose_batch_size(config(tmp_path, tiny_pretrained, exp, batch_size=5), full, model, items, cpu) == 5
     )
+
+
+def test_torchrun_two_processes_share_the_batches(tmp_path, tiny_pretrained):
+    """torchrun (CPU, gloo): each rank trains half the batches; only rank 0 writes files and events."""
+    exp = make_experiment(tmp_path / "exp")
+    events = tmp_path / "events.jsonl"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "gpt_sovits.train_s1", "--exp-dir", str(exp), "--weights-dir", str(tmp_path / "w"),
+            "--exp-name", "voice", "--pretrained-dir", str(tiny_pretrained.root), "--epochs", "1",
+            "--save-every", "1", "--batch-size", "8", "--device", "cpu", "--events", str(events)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 100 items / 8 = 13 batches -> 12 shared evenly -> 6 steps on each rank
+    metrics = [json.loads(x) for x in (exp / "s1_train" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 7))
+    assert json.loads((exp / "s1_train" / "config.json").read_text())["world_size"] == 2
+    saved = [json.loads(x) for x in events.read_text().splitlines() if '"saved"' in x]
+    assert len(saved) == 1 and saved[0]["step"] == 6
+    load_gpt(tmp_path / "w" / "voice-e1.ckpt")
