@@ -476,11 +476,17 @@ def restore_training_state(
         else:
             obj.load_state_dict(saved)
 
-    load(model, state.get("model"), "model")
-    load(optimizer, state.get("optimizer"), "optimizer")
-    load(scheduler, state.get("scheduler"), "scheduler")
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    try:
+        load(model, state.get("model"), "model")
+        load(optimizer, state.get("optimizer"), "optimizer")
+        load(scheduler, state.get("scheduler"), "scheduler")
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise TrainingError(
+            "the saved training state does not fit this model (was the run started with another pretrained "
+            f"model or version?); run with --fresh to start over (the old state is kept in .trash). ({e})"
+        ) from None
     if restore_rng and state.get("rng"):
         set_rng_state(state["rng"])
     return TrainProgress(**state["progress"])

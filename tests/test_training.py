@@ -201,3 +201,11 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
         )
     assert tr.load_checkpoint(path)["progress"]["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_state_of_another_model_is_a_clear_error(tmp_path):
+    model, opt, _ = _tiny_setup()
+    state = tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress())
+    other = torch.nn.Linear(3, 3)
+    with pytest.raises(tr.TrainingError, match="does not fit this model.*--fresh"):
+        tr.restore_training_state(state, model=other, optimizer=torch.optim.AdamW(other.parameters()))
