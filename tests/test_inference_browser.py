@@ -262,3 +262,32 @@ def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained
     page.wait_for_function(
         "document.querySelector('#inf-gpt input').value.includes('myvoice-e4.ckpt')", timeout=15_000
     )
+
+
+def test_other_requests_are_served_during_a_long_synthesis(tts_app, tmp_path):
+    """Synthesis runs in its own queue: a long job does not hold up the rest of the app.
+
+    Kept last in the module: the long job is left to the server's shutdown.
+    """
+    import time
+
+    from gradio_client import Client, handle_file
+
+    client = Client(tts_app.url, verbose=False)
+    job = client.submit(
+        "你好世界。今天天气很不错。" * 30,
+        "zh",
+        handle_file(str(_reference(tmp_path / "ref.wav", 4.0))),
+        cut="cut5",
+        candidates=4,
+        api_name="/synthesize",
+    )
+    deadline = time.monotonic() + 30
+    while job.status().code.name != "PROCESSING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.status().code.name == "PROCESSING"
+    t0 = time.monotonic()
+    listed = json.loads(Client(tts_app.url, verbose=False).predict(api_name="/weights"))
+    assert time.monotonic() - t0 < 10 and listed["gpt"]
+    assert not job.done()  # answered while the synthesis was still running
+    job.cancel()
