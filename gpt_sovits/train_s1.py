@@ -46,7 +46,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,20 @@ def _should_step(batch_index: int, accumulate: int) -> bool:
     return accumulate == 1 or (batch_index > 0 and batch_index % accumulate == 0)
 
 
+def prefetched(
+    items: Sequence[S1Item], batches: Sequence[Sequence[int]], start: int = 0
+) -> Iterator[tuple[int, S1Batch]]:
+    """(index, collated batch) for ``batches[start:]``, the next batch read (BERT files) in a worker thread
+    while the current one trains. Collation is deterministic, so this changes nothing but the waiting."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s1-collate") as pool:
+        pending = None
+        for i in range(start, len(batches)):
+            current = pending.result() if pending is not None else collate([items[j] for j in batches[i]])
+            nxt = i + 1
+            pending = pool.submit(collate, [items[j] for j in batches[nxt]]) if nxt < len(batches) else None
+            yield i, current
+
+
 def _grads(model: torch.nn.Module) -> list[torch.Tensor | None]:
     return [None if p.grad is None else p.grad.detach().cpu().clone() for p in model.parameters()]
 
@@ -432,10 +447,9 @@ def train_s1(
     with StopFlag(should_stop) as stop:
         for epoch in range(prog.epoch, cfg.epochs):
             batches = shard_batches(length_bucketed_batches(lengths, bs, cfg.seed, epoch), dist)
-            for i, idx in enumerate(batches):
-                if i < prog.batch_in_epoch:
-                    continue  # trained before the restart
-                batch = collate([items[j] for j in idx]).to(device)
+            # batches already trained before a restart are skipped; the rest are collated one ahead
+            for i, batch in prefetched(items, batches, start=prog.batch_in_epoch):
+                batch = batch.to(device)
                 with autocast_for(device):
                     loss, metrics = batch_loss(net, batch, cfg.dpo, eos)
                 scaler.scale(loss).backward()
