@@ -104,6 +104,26 @@ def test_cli_writes_32k_wav(tiny_pretrained, refs, tmp_path, capsys) -> None:
     assert not list(tmp_path.glob(".*tmp"))  # written atomically, no temp file left
 
 
+def test_cli_text_file_trim_and_errors(tiny_pretrained, refs, tmp_path, capsys) -> None:
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("你好世界。", encoding="utf-8")
+    common = [
+        "--gpt", str(tiny_pretrained.s1), "--sovits", str(tiny_pretrained.s2g), "--model-dir",
+        str(tiny_pretrained.root), "--text-file", str(text_file), "--max-new-tokens", "12", "--device", "cpu",
+    ]  # fmt: skip
+    out = tmp_path / "a.wav"
+    # A 12 s reference is refused with the offer to trim; --trim-reference trims a copy and goes on.
+    assert tts.main([*common, "--ref-audio", str(refs["long"]), "--out", str(out)]) == 2
+    assert "12.0 s long" in capsys.readouterr().err and not out.exists()
+    argv = [*common, "--ref-audio", str(refs["long"]), "--trim-reference", "--aux-ref", str(refs["aux"])]
+    assert tts.main([*argv, "--out", str(out)]) == 0
+    assert "reference trimmed to" in capsys.readouterr().out
+    assert sf.info(out).samplerate == SR and sf.info(out).frames > 0
+    assert refs["long"].stat().st_size > 0  # the original is untouched
+    assert tts.main([*common, "--ref-audio", str(refs["ref"]), "--lang", "xx", "--out", str(out)]) == 2
+    assert "Unknown language mode 'xx'" in capsys.readouterr().err
+
+
 def test_seed_reproducible_candidates_scored(synth, refs) -> None:
     a = synth.synthesize(_req(refs, candidates=3))
     b = synth.synthesize(_req(refs, candidates=3))
