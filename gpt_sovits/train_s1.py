@@ -359,6 +359,15 @@ def train_s1(
         dist = init_distributed(cfg.device)
     except DeviceError as e:
         raise TrainingError(str(e)) from None
+    try:
+        return _train(cfg, events, should_stop, dist)
+    finally:
+        shutdown_distributed(dist)
+
+
+def _train(
+    cfg: S1TrainConfig, events: EventWriter, should_stop: Callable[[], bool] | None, dist: DistInfo
+) -> S1TrainResult:
     device = dist.device
     if not cfg.exp_dir.is_dir():
         raise TrainingError(
@@ -476,7 +485,6 @@ def train_s1(
                     run.log(f"stopped at epoch {epoch + 1}, step {prog.step}; run again to resume")
                     result.stopped, result.step, result.epoch = True, prog.step, prog.epoch
                     reporter.result(stopped=True, step=prog.step, epoch=prog.epoch, exports=result.exports)
-                    shutdown_distributed(dist)
                     return result
                 if timer.due() and prog.batch_in_epoch < len(batches):
                     save_state()
@@ -506,7 +514,6 @@ def train_s1(
         reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
     reporter.result(stopped=False, step=prog.step, epoch=prog.epoch, exports=result.exports)
     run.log(f"done: {prog.epoch} epochs, {prog.step} steps")
-    shutdown_distributed(dist)
     return result
 
 
