@@ -118,6 +118,8 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     assert "Mean log-prob" in table and table.count("✓") >= 1
     outputs = sorted((tts_app.workspace / "outputs").glob("*.wav"))
     assert len(outputs) == 1 and sf.info(str(outputs[0])).samplerate == 32000
+    # The token cap took effect: at most MAX_TOKENS / 25 s of speech plus the pause.
+    assert sf.info(str(outputs[0])).duration <= MAX_TOKENS / 25 * 2 + 0.35
     result = _served_wav(page, "#inf-out", tmp_path / "result.wav")
     assert sf.read(result)[0].shape == sf.read(outputs[0])[0].shape
     assert page.locator("#inf-download").inner_text().count(".wav") >= 1
