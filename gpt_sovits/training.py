@@ -636,16 +636,22 @@ def export_weights(
     """Write an exported weights file through ``write(path)`` (e.g. ``lambda p: save_gpt_weights(m, cfg, p)``;
     the saver itself must write atomically, as gpt_sovits.checkpoints' savers do).
 
-    ``estimate``: expected size in bytes (checked against free space BEFORE writing). ``keep="latest"``
+    ``estimate``: expected size in bytes (checked against free space BEFORE writing). An existing file at
+    ``path`` is moved to ``<folder>/.trash/`` first (restored if the write fails). ``keep="latest"``
     moves the other files of the same folder whose names match ``older_exports`` (a regex from
     ``export_name_pattern``, full match, or a glob) into ``<folder>/.trash/`` after the new file is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(path.parent, estimate + SPACE_MARGIN_BYTES, "exported weights")
+    # A file of the same name (e.g. from a run started over with --fresh) is moved to .trash, not replaced;
+    # it comes back if the new one cannot be written.
+    previous = move_to_trash(path, path.parent / ".trash") if path.exists() else None
     try:
         write(path)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    except BaseException as e:
+        if previous is not None and not path.exists():
+            shutil.move(str(previous), str(path))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskSpaceError(f"no disk space for exported weights: writing {path} failed ({e})") from None
         raise
     if keep == "latest" and older_exports is not None:

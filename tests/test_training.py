@@ -209,3 +209,18 @@ def test_state_of_another_model_is_a_clear_error(tmp_path):
     other = torch.nn.Linear(3, 3)
     with pytest.raises(tr.TrainingError, match="does not fit this model.*--fresh"):
         tr.restore_training_state(state, model=other, optimizer=torch.optim.AdamW(other.parameters()))
+
+
+def test_export_never_replaces_a_file_without_a_copy(tmp_path):
+    target = tmp_path / "x-e1.ckpt"
+    target.write_bytes(b"old run")
+    tr.export_weights(target, lambda p: p.write_bytes(b"new run"), estimate=1)
+    assert target.read_bytes() == b"new run"
+    assert (tmp_path / ".trash" / "x-e1.ckpt").read_bytes() == b"old run"
+
+    def failing(p):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(tr.DiskSpaceError):
+        tr.export_weights(target, failing, estimate=1)
+    assert target.read_bytes() == b"new run"  # put back
