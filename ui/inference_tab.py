@@ -168,6 +168,7 @@ def build(ctx: AppContext) -> None:
                 file_types=["audio"],
                 label=_("More references for the timbre (optional)"),
                 elem_id="inf-aux",
+                height=110,
             )
         with gr.Column():
             ref_text = gr.Textbox(
