@@ -25,6 +25,7 @@ from ui.training_plan import (
     TrainSettings,
     build_step,
     check_plan,
+    dataset_summary,
     existing_experiments,
     gather_preflight,
     validate_exp_name,
@@ -100,7 +101,9 @@ def test_unsafe_experiment_names_are_refused(name):
 
 def test_good_dataset_passes_with_only_a_duration_warning(ws):
     lst = write_tiny_dataset(ws.workspace / "data", n=6)
-    problems = check_plan(gather_preflight(ws, settings(ws, lst), PIPELINE))
+    inputs = gather_preflight(ws, settings(ws, lst), PIPELINE)
+    assert dataset_summary(inputs) == "6 of 6 clips usable, 0.2 min of audio."
+    problems = check_plan(inputs)
     assert messages(problems, "error") == []
     # 6 clips of 1.6 s: far below a minute, said but not blocking
     assert any("s of usable audio" in m for m in messages(problems, "warning"))

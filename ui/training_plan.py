@@ -456,6 +456,21 @@ def _disk_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
     return []
 
 
+def dataset_summary(inputs: PreflightInputs, _: Translator = plain) -> str:
+    """One line about the dataset that would be formatted ("" when no dataset was read)."""
+    report = inputs.dataset
+    if report is None:
+        return ""
+    usable = usable_clips(report)
+    seconds = sum(report.durations[p] for p in usable)
+    return _(
+        "{usable} of {total} clips usable, {minutes:.1f} min of audio.",
+        usable=len(usable),
+        total=report.clip_count,
+        minutes=seconds / 60,
+    )
+
+
 def check_plan(inputs: PreflightInputs, _: Translator = plain) -> list[Problem]:
     """Every problem found before starting `inputs.steps`, errors first (each error blocks)."""
     out: list[Problem] = []

@@ -36,6 +36,7 @@ from ui.training_plan import (
     TrainSettings,
     build_step,
     check_plan,
+    dataset_summary,
     existing_experiments,
     gather_preflight,
     pretrained_files,
@@ -99,15 +100,18 @@ def models_markdown(ctx: AppContext, version: str) -> str:
     return "\n".join(lines)
 
 
-def problems_markdown(problems: list[Problem], _) -> str:
+def problems_markdown(problems: list[Problem], _, summary: str = "") -> str:
+    """The check's verdict, its problems as a list, and the dataset summary line."""
+    tail = ["", summary] if summary else []
     if not problems:
-        return "✅ " + _("All checks passed.")
+        return "\n".join(["✅ " + _("All checks passed."), *tail])
     head = (
         _("Cannot start: fix the problems marked ❌.")
         if any(p.blocking for p in problems)
         else _("Checks passed with warnings:")
     )
-    return "\n".join([f"**{head}**", *(f"- {'❌' if p.blocking else '⚠️'} {p.message}" for p in problems)])
+    items = [f"- {'❌' if p.blocking else '⚠️'} {p.message}" for p in problems]
+    return "\n".join([f"**{head}**", *items, *tail])
 
 
 def suggested_name(list_value: str | None) -> str:
@@ -499,10 +503,13 @@ def build(ctx: AppContext) -> None:
         status_md, progress_md, s2_plot, s1_plot, s1_acc_plot, clvp_plot, *sample_players, exports, log_box,
     ]  # fmt: skip
 
-    def run_check(steps, values) -> tuple[TrainSettings, list[Problem]]:
+    def run_check(steps, values) -> tuple[TrainSettings, str, bool]:
+        """(settings, the check as Markdown, whether it blocks the start)."""
         settings = settings_from(*values)
         inputs = gather_preflight(layout, settings, steps)
-        return settings, check_plan(inputs, _)
+        problems = check_plan(inputs, _)
+        blocked = any(p.blocking for p in problems)
+        return settings, problems_markdown(problems, _, dataset_summary(inputs, _)), blocked
 
     def make_start(steps: tuple[str, ...]):
         def on_start(*args):
@@ -510,10 +517,10 @@ def build(ctx: AppContext) -> None:
             runner = st.get("runner")
             if runner is not None and runner.running:
                 raise gr.Error(_("A job is already running in this tab: stop it or wait for it."))
-            settings, problems = run_check(steps, values)
-            if any(p.blocking for p in problems):
+            settings, check_text, blocked = run_check(steps, values)
+            if blocked:
                 return [
-                    problems_markdown(problems, _),
+                    check_text,
                     "❌ " + _("Not started."),
                     *[gr.update() for _ in view_outputs[1:]],
                     gr.Timer(active=False),
@@ -532,7 +539,7 @@ def build(ctx: AppContext) -> None:
                 reference=sample_reference(ctx, settings.exp_name, settings.list_path, ref_value, text_value),
             )
             return [
-                problems_markdown(problems, _),
+                check_text,
                 *view(st, settings.exp_name, settings.version),
                 gr.Timer(active=True),
             ]
@@ -571,8 +578,7 @@ def build(ctx: AppContext) -> None:
 
     def on_check(*args):
         *values, _st = args
-        _settings, problems = run_check(PIPELINE, values)
-        return problems_markdown(problems, _)
+        return run_check(PIPELINE, values)[1]
 
     def on_show(name, ver, st):
         """Show an experiment; follow a step still running on it (started before a page reload)."""
