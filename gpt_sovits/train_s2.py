@@ -1,0 +1,646 @@
+"""Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, with the reference's recipe.
+
+    python -m gpt_sovits.train_s2 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
+        --epochs 8 --batch-size 0 --save-every 4 [--version v2] [--device auto] [--seed 1234] [--fresh]
+
+The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
+
+- generator and multi-period discriminator initialised from the pretrained ``s2G``/``s2D``;
+- discriminator step: LSGAN loss; generator step: adversarial + feature matching + 45 x L1 of the
+  128-bin log mel of a random 20480-sample slice + KL x 1 + the quantizer's commitment loss;
+- two AdamW (betas 0.8/0.99, eps 1e-9, torch's default weight decay 0.01, which the reference keeps),
+  lr 1e-4; ``enc_p.text_embedding``, ``enc_p.encoder_text`` and ``enc_p.mrte`` at lr x
+  text_low_lr_rate (0.4); ExponentialLR(0.999875) stepped per epoch, and (as the reference, which
+  steps the scheduler once before the first epoch) epoch e (1-based) trains at lr x 0.999875^e;
+- the content path (``ssl_proj`` + quantizer) frozen (``freeze_quantizer``): no gradient, no update;
+- gradient norms logged, not clipped (the reference's ``clip_grad_value_(..., None)``);
+- autocast (fp16 with loss scaling, or bf16) on CUDA; fp32 elsewhere.
+
+Data comes from ``gpt_sovits.s2_data`` (filters, repetition and length buckets as the reference). The run
+folder ``<exp>/s2_train`` holds config.json, metrics.jsonl, checkpoint.pt (G, D, both optimizers and
+schedulers, the scaler, step/epoch/batch position, RNG) and log.txt (``gpt_sovits.training``); a re-run
+resumes unless ``--fresh``. Every ``--save-every`` epochs and at the end the generator is exported with
+``save_sovits_weights`` to ``<weights-dir>/<exp>_e<epoch>_s<step>.pth`` and a ``saved`` event is emitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt_sovits.checkpoints import (
+    CheckpointError,
+    load_sovits,
+    load_sovits_discriminator,
+    save_sovits_weights,
+)
+from gpt_sovits.commons import slice_segments
+from gpt_sovits.device import DeviceError, autocast_dtype
+from gpt_sovits.features import mel_spectrogram, spec_to_mel
+from gpt_sovits.s2_data import (
+    BucketBatchSampler,
+    S2Batch,
+    S2DataError,
+    S2Dataset,
+    collate_s2,
+    scan_experiment,
+)
+from gpt_sovits.s2_losses import discriminator_loss, feature_loss, generator_loss, kl_loss
+from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.training import (
+    CheckpointTimer,
+    DiskSpaceError,
+    DistInfo,
+    ProgressReporter,
+    RunDir,
+    StopFlag,
+    TrainingError,
+    TrainProgress,
+    add_common_args,
+    all_reduce_mean,
+    barrier,
+    default_batch_size,
+    ensure_free_space,
+    estimate_bytes,
+    export_name_pattern,
+    export_weights,
+    half_size,
+    init_distributed,
+    make_grad_scaler,
+    parse_args,
+    report_failure,
+    restore_training_state,
+    seed_everything,
+    shutdown_distributed,
+    training_state,
+    wrap_ddp,
+)
+from tools.jobs import EventWriter
+
+logger = logging.getLogger(__name__)
+
+RUN_FOLDER = "s2_train"
+DEFAULT_EPOCHS = 8  # the reference web UI's defaults for v1/v2
+DEFAULT_SAVE_EVERY = 4
+LOW_LR_MODULES = ("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte")
+FROZEN_MODULES = ("ssl_proj", "quantizer")  # the content path that produced the semantic tokens
+# Memory estimate for the automatic batch size: the reference web UI picks VRAM_GB // 2 per GPU.
+PER_ITEM_BYTES = int(1.5 * 1024**3)
+
+
+@dataclass
+class S2Recipe:
+    """The training hyper-parameters (the ``train`` section of the reference's ``configs/s2.json``)."""
+
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    weight_decay: float = 0.01  # torch AdamW's default; the reference does not change it
+    lr_decay: float = 0.999875
+    segment_size: int = 20480
+    c_mel: float = 45.0
+    c_kl: float = 1.0
+    text_low_lr_rate: float = 0.4
+    fp16_run: bool = True  # autocast on CUDA (fp16 + loss scaling, or bf16 where supported)
+
+    def to_train_hparams(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+# ----------------------------------------------------------------------------------------- models
+
+
+class PretrainedModelError(TrainingError):
+    """A pretrained G/D file is missing, unreadable or of another version than asked for."""
+
+
+def _missing_pretrained(path: Path, what: str, model_name: str, model_dir: Path | None) -> str:
+    hint = ""
+    if model_dir is not None:
+        with contextlib.suppress(Exception):
+            from gpt_sovits.models import missing_message
+
+            hint = " " + missing_message(model_name, model_dir)
+    return f"pretrained {what} not found: {path}.{hint}"
+
+
+def load_pretrained(
+    s2g: str | Path,
+    s2d: str | Path,
+    version: str | None = None,
+    model_dir: str | Path | None = None,
+) -> tuple[SynthesizerTrn, MultiPeriodDiscriminator, S2Config]:
+    """The trainable generator (with enc_q) and discriminator, initialised from pretrained files, on CPU.
+
+    The generator's architecture comes from its file's config when it has one, else the defaults
+    (configs/s2.json); its version from the phone table size. ``version`` given and different raises.
+    A generator without enc_q (exported weights) is accepted: enc_q starts random, as the
+    reference's non-strict load leaves it.
+    """
+    s2g, s2d = Path(s2g), Path(s2d)
+    md = Path(model_dir) if model_dir is not None else None
+    tag = version or "v2"
+    if not s2g.is_file():
+        raise PretrainedModelError(_missing_pretrained(s2g, "S2 generator", f"sovits-{tag}", md))
+    if not s2d.is_file():
+        raise PretrainedModelError(_missing_pretrained(s2d, "S2 discriminator", f"sovits-d-{tag}", md))
+    try:
+        loaded, cfg = load_sovits(s2g)
+    except CheckpointError as e:
+        raise PretrainedModelError(f"pretrained S2 generator unusable: {e}") from None
+    if version is not None and cfg.version != version:
+        raise PretrainedModelError(
+            f"{s2g} is a SoVITS {cfg.version} generator but version {version} was asked for; "
+            f"use the {version} pretrained files or train with --version {cfg.version}"
+        )
+    try:
+        net_d = load_sovits_discriminator(s2d)
+    except CheckpointError as e:
+        raise PretrainedModelError(f"pretrained S2 discriminator unusable: {e}") from None
+    cfg.freeze_quantizer = True
+    net_g = SynthesizerTrn(cfg, with_posterior=True)
+    missing, unexpected = net_g.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("enc_q.") for k in missing):
+        raise PretrainedModelError(
+            f"{s2g} does not fit the S2 model: missing {missing}, unexpected {unexpected}"
+        )
+    if missing:
+        logger.warning("%s has no enc_q (exported weights?): the posterior encoder starts random", s2g)
+    return net_g, net_d, cfg
+
+
+def freeze_content_path(net_g: SynthesizerTrn) -> list[str]:
+    """Freeze ssl_proj and the quantizer (they define the semantic tokens S1 predicts); returns their names."""
+    names = []
+    for mod_name in FROZEN_MODULES:
+        for p_name, p in getattr(net_g, mod_name).named_parameters():
+            p.requires_grad_(False)
+            names.append(f"{mod_name}.{p_name}")
+    return names
+
+
+def low_lr_parameters(net_g: SynthesizerTrn) -> list[nn.Parameter]:
+    """The text-side parameters the reference trains at lr x text_low_lr_rate."""
+    return [p for name in LOW_LR_MODULES for p in net_g.get_submodule(name).parameters()]
+
+
+def make_optimizers(
+    net_g: SynthesizerTrn, net_d: MultiPeriodDiscriminator, recipe: S2Recipe
+) -> tuple[torch.optim.AdamW, torch.optim.AdamW]:
+    """AdamW for G (group 0: everything trainable but the text modules; group 1: text modules at the
+    low rate) and for D."""
+    low = low_lr_parameters(net_g)
+    low_ids = {id(p) for p in low}
+    base = [p for p in net_g.parameters() if p.requires_grad and id(p) not in low_ids]
+    kw = {"betas": tuple(recipe.betas), "eps": recipe.eps, "weight_decay": recipe.weight_decay}
+    opt_g = torch.optim.AdamW(
+        [
+            {"params": base, "lr": recipe.learning_rate},
+            {"params": low, "lr": recipe.learning_rate * recipe.text_low_lr_rate},
+        ],
+        recipe.learning_rate,
+        **kw,
+    )
+    opt_d = torch.optim.AdamW(net_d.parameters(), recipe.learning_rate, **kw)
+    return opt_g, opt_d
+
+
+def make_schedulers(
+    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, recipe: S2Recipe
+) -> tuple[torch.optim.lr_scheduler.ExponentialLR, torch.optim.lr_scheduler.ExponentialLR]:
+    """Per-epoch exponential decay, already stepped once: the reference's first epoch trains at lr x gamma."""
+    scheds = []
+    for opt in (opt_g, opt_d):
+        s = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=recipe.lr_decay)
+        with warnings.catch_warnings():  # "scheduler stepped before optimizer": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            s.step()
+        scheds.append(s)
+    return scheds[0], scheds[1]
+
+
+# ----------------------------------------------------------------------------------------- one step
+
+
+def _grad_norm(params: Sequence[nn.Parameter] | Any) -> float:
+    """L2 norm of all gradients (what the reference's clip_grad_value_(params, None) returns)."""
+    norms = [p.grad.detach().float().norm(2) for p in params if p.grad is not None]
+    return float(torch.stack(norms).norm(2)) if norms else 0.0
+
+
+def train_step(
+    net_g: nn.Module,
+    net_d: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: S2Batch,
+    cfg: S2Config,
+    recipe: S2Recipe,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """One discriminator step then one generator step on `batch` (already on the device); returns losses."""
+    device = batch.spec.device
+    amp = (
+        torch.autocast(device_type=device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    hop, seg = cfg.hop_length, cfg.segment_size // cfg.hop_length
+    mel_kw = {"n_fft": cfg.filter_length, "n_mels": cfg.n_mel_channels, "sr": cfg.sampling_rate}
+    mel_kw.update(fmin=cfg.mel_fmin, fmax=cfg.mel_fmax)
+    with amp:
+        out = net_g(batch.ssl, batch.spec, batch.spec_lengths, batch.text, batch.text_lengths)
+    y_hat = out.wav_slice  # (B, 1, seg * hop)
+    with torch.no_grad():
+        y_mel = slice_segments(spec_to_mel(batch.spec.float(), **mel_kw), out.ids_slice, seg)  # (B, 128, seg)
+        y = slice_segments(batch.wav, out.ids_slice * hop, seg * hop)  # (B, 1, seg * hop)
+    # The generated slice's mel in fp32 (stft under fp16/bf16 autocast is unsupported or lossy).
+    y_hat_mel = mel_spectrogram(
+        y_hat.squeeze(1).float(), hop=hop, win=cfg.win_length, **mel_kw
+    )  # (B, 128, seg)
+
+    # Discriminator.
+    with amp:
+        d_real, d_fake, _, _ = net_d(y, y_hat.detach())
+    loss_d, _, _ = discriminator_loss(d_real, d_fake)
+    opt_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.unscale_(opt_d)
+    grad_norm_d = _grad_norm(net_d.parameters())
+    scaler.step(opt_d)
+
+    # Generator.
+    with amp:
+        _, d_fake, fmap_r, fmap_g = net_d(y, y_hat)
+    loss_mel = F.l1_loss(y_mel, y_hat_mel) * recipe.c_mel
+    loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * recipe.c_kl
+    loss_fm = feature_loss(fmap_r, fmap_g).to(device)
+    loss_gen, _ = generator_loss(d_fake)
+    commit = out.commit_loss.float().to(device)
+    loss_g = loss_gen + loss_fm + loss_mel + commit + loss_kl
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.unscale_(opt_g)
+    grad_norm_g = _grad_norm(net_g.parameters())
+    scaler.step(opt_g)
+    scaler.update()
+    values = {
+        "loss/d/total": loss_d,
+        "loss/g/total": loss_g,
+        "loss/g/mel": loss_mel,
+        "loss/g/kl": loss_kl,
+        "loss/g/fm": loss_fm,
+        "loss/g/gen": loss_gen,
+        "loss/g/kl_ssl": commit,
+    }
+    out_values = {k: float(v.detach()) for k, v in values.items()}
+    out_values.update(grad_norm_g=grad_norm_g, grad_norm_d=grad_norm_d)
+    return out_values
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+def export_name(exp_name: str, epoch: int | str, step: int | str) -> str:
+    """The reference's weight file name: ``<exp>_e<epoch>_s<step>.pth`` (epoch 1-based)."""
+    return f"{exp_name}_e{epoch}_s{step}.pth"
+
+
+def export_generator(
+    net_g: SynthesizerTrn,
+    cfg: S2Config,
+    weights_dir: str | Path,
+    exp_name: str,
+    epoch: int,
+    step: int,
+    keep: str = "all",
+) -> Path:
+    """Write the small inference weights (fp16, no enc_q, config, info) in the official layout."""
+    path = Path(weights_dir) / export_name(exp_name, epoch, step)
+    info = f"{epoch}epoch_{step}iteration"
+    return export_weights(
+        path,
+        lambda p: save_sovits_weights(net_g, cfg, p, info=info),
+        estimate=half_size(net_g),
+        keep=keep,
+        older_exports=export_name_pattern(export_name(exp_name, "{epoch}", "{step}")),
+    )
+
+
+# ----------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class S2TrainResult:
+    exports: list[str]
+    step: int
+    epoch: int  # finished epochs
+    stopped: bool
+    report: dict[str, Any]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gpt_sovits.train_s2",
+        description="Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, as the reference's 1Ba step.",
+    )
+    add_common_args(p, epochs=DEFAULT_EPOCHS, save_every=DEFAULT_SAVE_EVERY)
+    g = p.add_argument_group("S2 options")
+    g.add_argument("--version", choices=("v1", "v2"), default=None, help="model version (default: v2)")
+    g.add_argument(
+        "--pretrained-s2g", help="pretrained generator (default: the official name under --pretrained-dir)"
+    )
+    g.add_argument("--pretrained-s2d", help="pretrained discriminator (default: the official name)")
+    g.add_argument(
+        "--text-low-lr-rate", type=float, default=0.4, help="lr factor of the text modules (default 0.4)"
+    )
+    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    g.add_argument(
+        "--segment-size", type=int, default=20480, help="samples per training slice (default 20480)"
+    )
+    g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
+    g.add_argument(
+        "--workers", type=int, default=-1, help="data loader workers (default: 4 on CUDA, 0 on CPU)"
+    )
+    g.add_argument("--log-every", type=int, default=1, help="write metrics every N steps (default 1)")
+    g.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="stop after this many steps in all (counting earlier runs), save and export; 0 = no limit",
+    )
+    return p
+
+
+def _pretrained_files(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    model_dir = Path(args.pretrained_dir) if args.pretrained_dir else None
+    if args.pretrained_s2g and args.pretrained_s2d:
+        return Path(args.pretrained_s2g), Path(args.pretrained_s2d), model_dir
+    if model_dir is None:
+        raise PretrainedModelError("give --pretrained-dir (or both --pretrained-s2g and --pretrained-s2d)")
+    from gpt_sovits.models import pretrained_paths
+
+    paths = pretrained_paths(model_dir, args.version or "v2")
+    s2g = Path(args.pretrained_s2g) if args.pretrained_s2g else paths.s2g
+    s2d = Path(args.pretrained_s2d) if args.pretrained_s2d else paths.s2d
+    return s2g, s2d, model_dir
+
+
+def _checkpoint_bytes(net_g: nn.Module, net_d: nn.Module) -> int:
+    """Full state size: fp32 weights + two Adam moments for G and D."""
+    n = sum(p.numel() for p in net_g.parameters()) + sum(p.numel() for p in net_d.parameters())
+    return estimate_bytes(net_g.state_dict()) + estimate_bytes(net_d.state_dict()) + 8 * n
+
+
+def _pick_batch_size(
+    args: argparse.Namespace, device: torch.device, net_g: nn.Module, net_d: nn.Module
+) -> int:
+    if args.batch_size:
+        return int(args.batch_size)
+    n = sum(p.numel() for p in net_g.parameters()) + sum(p.numel() for p in net_d.parameters())
+    return default_batch_size(device, fixed_bytes=16 * n, per_item_bytes=PER_ITEM_BYTES, hi=32)
+
+
+def train(
+    args: argparse.Namespace,
+    events: EventWriter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    dist: DistInfo | None = None,
+) -> S2TrainResult:
+    """Run (or resume) S2 fine-tuning as configured by `args` (see `build_parser`)."""
+    events = events or EventWriter(None)
+    dist = dist or init_distributed(args.device)
+    device = dist.device
+    run = RunDir(Path(args.exp_dir) / RUN_FOLDER, writer=dist.is_main)
+    seed_everything(args.seed + dist.rank)
+
+    # Everything a person can fix is checked before any training starts.
+    s2g, s2d, model_dir = _pretrained_files(args)
+    net_g, net_d, cfg = load_pretrained(s2g, s2d, args.version, model_dir)
+    recipe = S2Recipe(
+        learning_rate=args.lr,
+        segment_size=args.segment_size,
+        text_low_lr_rate=args.text_low_lr_rate,
+        fp16_run=not args.no_amp,
+    )
+    cfg.segment_size = recipe.segment_size
+    items, report = scan_experiment(args.exp_dir, cfg.version, cfg.sampling_rate, cfg.hop_length)
+    if dist.is_main:
+        ensure_free_space(run.path, _checkpoint_bytes(net_g, net_d), "checkpoints")
+        ensure_free_space(args.weights_dir, half_size(net_g), "exported weights")
+    run.log(f"S2 data: {report.summary()}")
+    frozen = freeze_content_path(net_g)
+    net_g.to(device).train()
+    net_d.to(device).train()
+    batch_size = _pick_batch_size(args, device, net_g, net_d)
+    opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
+    sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
+    amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
+    scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
+
+    dataset = S2Dataset(
+        args.exp_dir,
+        items,
+        report.repeats,
+        cfg.sampling_rate,
+        cfg.filter_length,
+        cfg.hop_length,
+        cfg.win_length,
+    )
+    sampler = BucketBatchSampler(
+        dataset.lengths, batch_size, num_replicas=dist.world_size, rank=dist.rank, seed=args.seed
+    )
+    workers = (
+        args.workers if args.workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_s2,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a
+        # resumed run (global RNG restored from the checkpoint) would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(args.seed + dist.rank),
+    )
+    steps_per_epoch = len(sampler)
+
+    prog = TrainProgress()
+    state = run.prepare(fresh=args.fresh)
+    if state is not None:
+        prog = restore_training_state(
+            state,
+            model={"G": net_g, "D": net_d},
+            optimizer={"G": opt_g, "D": opt_d},
+            scheduler={"G": sched_g, "D": sched_d},
+            scaler=scaler,
+        )
+        run.log(
+            f"resumed at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)"
+        )
+    barrier(dist)
+    if prog.batch_in_epoch >= steps_per_epoch:  # the batch size changed since; start the next epoch
+        prog.batch_in_epoch = 0
+
+    config = {
+        "args": vars(args),
+        "batch_size": batch_size,
+        "recipe": recipe.to_train_hparams(),
+        "model": cfg.to_hparams(),
+        "pretrained_s2g": str(s2g),
+        "pretrained_s2d": str(s2d),
+        "device": str(device),
+        "amp_dtype": str(amp_dtype) if amp_dtype else None,
+        "world_size": dist.world_size,
+        "steps_per_epoch": steps_per_epoch,
+        "frozen": frozen,
+        "data": report.to_dict(),
+    }
+    run.write_config(config)
+    cfg.train = {**cfg.train, **recipe.to_train_hparams(), "epochs": args.epochs, "batch_size": batch_size}
+    cfg.extra = {**cfg.extra, "name": args.exp_name}
+
+    g_model = wrap_ddp(net_g, dist, find_unused_parameters=True)
+    d_model = wrap_ddp(net_d, dist, find_unused_parameters=True)
+    total_steps = args.epochs * steps_per_epoch
+    reporter = ProgressReporter(events, "s2", total_steps, start_step=prog.step, enabled=dist.is_main)
+    timer = CheckpointTimer(args.checkpoint_minutes)
+    exports: list[str] = []
+    stopped = False
+
+    def save_state() -> None:
+        run.save(
+            training_state(
+                model={"G": net_g, "D": net_d},
+                optimizer={"G": opt_g, "D": opt_d},
+                progress=prog,
+                scheduler={"G": sched_g, "D": sched_d},
+                scaler=scaler,
+                config=config,
+            )
+        )
+        timer.reset()
+
+    run.log(
+        f"S2 {cfg.version} training on {device} ({amp_dtype or 'fp32'}), batch {batch_size}, "
+        f"{steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{args.epochs}"
+    )
+
+    def export(epoch_label: int) -> None:
+        if not dist.is_main:
+            return
+        path = export_generator(
+            net_g, cfg, args.weights_dir, args.exp_name, epoch_label, prog.step, args.keep_exports
+        )
+        exports.append(str(path))
+        run.log(f"exported {path}")
+        reporter.saved(path, epoch_label, prog.step)
+
+    max_steps = max(0, int(args.max_steps or 0))
+    at_limit = False
+    with StopFlag(should_stop) as stop:
+        for epoch in range(prog.epoch, args.epochs):
+            sampler.set_epoch(epoch + 1, start=prog.batch_in_epoch)  # the reference's epochs are 1-based
+            t_epoch = time.monotonic()
+            for batch in loader:
+                if stop():
+                    stopped = True
+                    break
+                if max_steps and prog.step >= max_steps:
+                    at_limit = True
+                    break
+                batch = batch.to(device, non_blocking=True)
+                losses = train_step(g_model, d_model, opt_g, opt_d, scaler, batch, cfg, recipe, amp_dtype)
+                prog.step += 1
+                prog.batch_in_epoch += 1
+                if prog.step % max(1, args.log_every) == 0 or prog.batch_in_epoch == steps_per_epoch:
+                    if dist.distributed:
+                        losses = {
+                            k: float(all_reduce_mean(torch.tensor(v, device=device), dist))
+                            for k, v in losses.items()
+                        }
+                    record = {
+                        "step": prog.step,
+                        "epoch": epoch + 1,
+                        **losses,
+                        "lr": opt_g.param_groups[0]["lr"],
+                    }
+                    run.append_metrics(record)
+                    if not all(math.isfinite(v) for v in losses.values()):
+                        run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
+                reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
+                if timer.due():
+                    save_state()
+            if stopped or prog.batch_in_epoch < steps_per_epoch:
+                break  # stopped, or the step limit was reached inside the epoch
+            prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+            sched_g.step()
+            sched_d.step()
+            finished = epoch + 1
+            run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {prog.step}")
+            last = finished == args.epochs or (max_steps > 0 and prog.step >= max_steps)
+            export_now = finished % args.save_every == 0 or last
+            if export_now or timer.due():
+                save_state()
+            if export_now:
+                export(finished)
+            barrier(dist)
+            if last:
+                break
+        if stopped:
+            save_state()
+            run.log(f"stopped at step {prog.step}; the next run resumes here")
+        elif at_limit and prog.batch_in_epoch > 0:
+            # The step limit fell inside an epoch: keep the state and export what was trained so far,
+            # named after the epoch in progress.
+            save_state()
+            export(prog.epoch + 1)
+            run.log(f"step limit {max_steps} reached in epoch {prog.epoch + 1}")
+    result = S2TrainResult(exports, prog.step, prog.epoch, stopped, report.to_dict())
+    reporter.result(**asdict(result))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    events = EventWriter(args.events)
+    dist: DistInfo | None = None
+    run: RunDir | None = None
+    try:
+        dist = init_distributed(args.device)
+        run = RunDir(Path(args.exp_dir) / RUN_FOLDER, writer=dist.is_main)
+        result = train(args, events, dist=dist)
+    except (TrainingError, S2DataError, DeviceError, DiskSpaceError) as e:
+        return report_failure(e, events, run)
+    finally:
+        if dist is not None:
+            shutdown_distributed(dist)
+    print(
+        f"S2 training {'stopped' if result.stopped else 'done'}: step {result.step}, "
+        f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
