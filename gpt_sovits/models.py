@@ -265,9 +265,9 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
         except FeatureModelNotFoundError as e:
             how = str(e)
     elif spec.kind == "asr":
-        size = spec.name[len("faster-whisper-") :]
-        present = asr_models.local_model_folder(size, model_dir) is not None
-        how = "" if present else asr_models._missing_message(size, model_dir)
+        # As the ASR stage loads it: the local folder, else the Hugging Face cache.
+        found = asr_models.model_status(spec.name[len("faster-whisper-") :], model_dir)
+        present, how = found.found, "" if found.found else found.message
     elif spec.kind == "demucs":
         name = spec.name[len("demucs-") :]
         present = demucs_models.local_status(name, model_dir / "demucs")[0]

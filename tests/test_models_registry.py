@@ -29,7 +29,10 @@ def test_pretrained_paths_official_names(tmp_path: Path) -> None:
         models.pretrained_paths(tmp_path, "v3")
 
 
-def test_status_empty_folder(tmp_path: Path) -> None:
+def test_status_empty_folder(tmp_path: Path, monkeypatch) -> None:
+    import tools.asr
+
+    monkeypatch.setattr(tools.asr, "_in_hf_cache", lambda model: False)  # this machine's cache aside
     rows = models.model_status(tmp_path)
     assert rows and not any(r.present for r in rows)
     by = _by_name(rows)
