@@ -807,6 +807,26 @@ class Synthesizer:
             refer_specs=state.specs,
         )
 
+    def candidate_audio(self, result: SynthesisResult, piece: int, candidate: int) -> np.ndarray:
+        """Piece ``piece`` spoken with candidate ``candidate`` (same S2 noise as ``reassemble`` uses),
+        without changing ``result``. Returns (samples,) float32 at 32 kHz, without the pause."""
+        if result.request is None or not result.refer_specs:
+            raise TTSInputError("This result cannot be re-decoded (it carries no request/reference).")
+        if not 0 <= piece < len(result.sentences):
+            raise TTSInputError(f"there are {len(result.sentences)} pieces; piece {piece + 1} does not exist")
+        sentence = result.sentences[piece]
+        if not 0 <= candidate < len(sentence.candidates):
+            raise TTSInputError(
+                f"piece {piece + 1} has {len(sentence.candidates)} candidates; "
+                f"choice {candidate + 1} does not exist"
+            )
+        if candidate == sentence.chosen and sentence.audio is not None:
+            return sentence.audio
+        tokens = sentence.candidates[candidate].tokens
+        if not tokens:
+            raise TTSInputError(f"candidate {candidate + 1} of piece {piece + 1} has no tokens to decode")
+        return self._decode(tokens, sentence.phones, result.refer_specs, result.request, result.seed, piece)
+
     def reassemble(self, result: SynthesisResult, choices: Sequence[int]) -> np.ndarray:
         """Audio with candidate ``choices[i]`` for piece i; only pieces whose choice changed are re-decoded.
 
@@ -816,20 +836,11 @@ class Synthesizer:
             raise TTSInputError("This result cannot be re-assembled (it carries no request/reference).")
         if len(choices) != len(result.sentences):
             raise TTSInputError(f"{len(result.sentences)} pieces but {len(choices)} choices were given")
-        for i, (sentence, choice) in enumerate(zip(result.sentences, choices, strict=True)):
-            choice = int(choice)
-            if not 0 <= choice < len(sentence.candidates):
-                raise TTSInputError(
-                    f"piece {i + 1} has {len(sentence.candidates)} candidates; choice {choice + 1} does not exist"
-                )
-            if choice != sentence.chosen or sentence.audio is None:
-                tokens = sentence.candidates[choice].tokens
-                if not tokens:
-                    raise TTSInputError(f"candidate {choice + 1} of piece {i + 1} has no tokens to decode")
-                sentence.audio = self._decode(
-                    tokens, sentence.phones, result.refer_specs, result.request, result.seed, i
-                )
-                sentence.chosen = choice
+        new_audio = [
+            self.candidate_audio(result, i, int(choice)) for i, choice in enumerate(choices)
+        ]  # all checked and decoded before anything in result changes
+        for sentence, choice, audio in zip(result.sentences, choices, new_audio, strict=True):
+            sentence.chosen, sentence.audio = int(choice), audio
         pause = self._pause(result.request)
         result.audio = np.concatenate([np.concatenate([s.audio, pause]) for s in result.sentences]).astype(
             np.float32

@@ -182,7 +182,11 @@ def test_reassemble_swaps_one_piece(synth, refs) -> None:
     original, first_audio = r.audio.copy(), r.sentences[0].audio.copy()
     chosen = [s.chosen for s in r.sentences]
     swapped = [chosen[0], 1 - chosen[1]]
+    preview = synth.candidate_audio(r, 1, swapped[1])  # play a candidate: result unchanged
+    assert [s.chosen for s in r.sentences] == chosen and np.array_equal(r.audio, original)
+    assert preview.size == len(r.sentences[1].candidates[swapped[1]].tokens) * SAMPLES_PER_TOKEN
     audio = synth.reassemble(r, swapped)
+    assert np.array_equal(r.sentences[1].audio, preview)
     assert [s.chosen for s in r.sentences] == swapped
     assert np.array_equal(r.sentences[0].audio, first_audio)  # untouched piece not re-decoded
     assert audio.size == _expected_len(r, 0.1)
