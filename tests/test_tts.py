@@ -176,6 +176,28 @@ def test_pluggable_scorer_decides(tiny_pretrained, refs, cache) -> None:
     assert sentence.chosen == int(np.argmax(totals))
 
 
+def test_clvp_blended_in(synth, refs, tmp_path) -> None:
+    import clvp
+    from clvp.checkpoint import save_clvp
+    from clvp.model import ClvpConfig, ClvpModel
+
+    torch.manual_seed(0)
+    path = save_clvp(tmp_path / "clvp.pt", ClvpModel(ClvpConfig.preset("tiny")))
+    r = synth.synthesize(_req(refs, candidates=3, clvp_path=str(path), clvp_weight=0.5))
+    (sentence,) = r.sentences
+    expected = clvp.rerank(
+        clvp.load_clvp(str(path)), sentence.phones, [c.tokens for c in sentence.candidates]
+    )
+    for cand, score in zip(sentence.candidates, expected, strict=True):
+        assert cand.scores["clvp"] == pytest.approx(score, abs=1e-4)
+        assert cand.total == pytest.approx(cand.mean_logprob + 0.5 * score, abs=1e-4)
+    assert sentence.chosen == int(np.argmax([c.total for c in sentence.candidates]))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(TTSInputError, match="Cannot use the CLVP checkpoint broken.pt"):
+        synth.synthesize(_req(refs, clvp_path=str(broken)))
+
+
 def test_reassemble_swaps_one_piece(synth, refs) -> None:
     r = synth.synthesize(_req(refs, text=TWO_PIECES, cut="cut5", candidates=2))
     assert len(r.sentences) == 2
