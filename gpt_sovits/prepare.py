@@ -533,6 +533,13 @@ def _prefetch(loader: ThreadPoolExecutor, paths: list[Path], ahead: int = 2) -> 
         yield futures.pop(i)
 
 
+def _ignore_stop_signals() -> None:
+    """Pool workers leave SIGTERM/SIGINT (sent to the whole process group by Job.stop) to the parent,
+    which stops the pool and saves; a killed worker would break the pool instead."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _clean_texts(
     todo: list[ClipSource], version: str, workers: int, should_stop: StopFn, note: Callable[[str], None]
 ) -> dict[str, tuple[list[str], list[int] | None, str] | _Skip]:
@@ -544,7 +551,8 @@ def _clean_texts(
     every = max(1, len(todo) // 20)
     if workers > 1 and len(todo) >= PARALLEL_TEXT_MIN_ITEMS:
         # spawn: the parent holds torch threads, which do not survive fork well
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+        pool_args = {"mp_context": get_context("spawn"), "initializer": _ignore_stop_signals}
+        with ProcessPoolExecutor(min(workers, len(todo)), **pool_args) as pool:
             futures = [(s.name, pool.submit(_clean_one, s.text, s.language, version)) for s in todo]
             for k, (name, fut) in enumerate(futures, start=1):
                 if should_stop():

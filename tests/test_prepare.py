@@ -447,3 +447,31 @@ def test_an_empty_or_missing_list_is_a_clear_error_not_a_crash(tmp_path, tiny_pr
     assert "no clip could be formatted" in capsys.readouterr().err
     assert prep.main(["--list", str(tmp_path / "nope.list"), *args]) == 2
     assert "label file not found" in capsys.readouterr().err
+
+
+def test_stopping_the_cli_job_saves_what_is_done_and_a_rerun_finishes(tmp_path, tiny_pretrained):
+    """The Training tab's Stop: SIGTERM to the job's process group; the clip in hand finishes, tables are saved."""
+    import time
+
+    from tools.jobs import Job
+
+    list_path = write_tiny_dataset(tmp_path / "data", n=16, seconds=0.6)
+    exp = tmp_path / "exp"
+    args = ["--list", str(list_path), "--exp-dir", str(exp), "--pretrained-dir", str(tiny_pretrained.root)]
+    job = Job.start("gpt_sovits.prepare", [*args, "--device", "cpu", "--workers", "1"], tmp_path / "job")
+    events: list[dict] = []
+    deadline = time.monotonic() + 120
+    while not any(e["type"] == "progress" and e["done"] >= 1 for e in events):
+        assert job.running() and time.monotonic() < deadline, job.log_tail()
+        time.sleep(0.05)
+        events += job.poll()
+    job.stop(grace=60)
+    events += job.poll()
+    assert job.process.returncode == 1, job.log_tail()  # stopped, not crashed
+    result = next(e for e in events if e["type"] == "result")
+    assert result["cancelled"] and 1 <= len(result["formatted"]) < 16
+    texts, _ = _check_consistent(exp)
+    assert sorted(texts) == sorted(result["formatted"])
+
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.reused == len(result["formatted"]) and len(report.formatted) == 16
