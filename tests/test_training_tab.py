@@ -280,17 +280,19 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
     write_step_config(prep)
     opts = prepare._options(prepare.make_parser().parse_args([*prep.args, "--events", "e.jsonl"]))
     assert opts["list"] == "/ws/data/tiny.list" and opts["exp_dir"] == str(ws.exp_dir("voice"))
-    import argparse
 
     from clvp import train as clvp_train
-    from gpt_sovits import train_s1
+    from gpt_sovits import train_s1, train_s2
 
-    generic = training.add_common_args(argparse.ArgumentParser())  # train_s2 adds --version to these
-    generic.add_argument("--version")
-    parsers = {"s2": generic, "s1": train_s1.build_parser(), "clvp": clvp_train.build_parser()}
+    parsers = {
+        "s2": train_s2.build_parser(),
+        "s1": train_s1.build_parser(),
+        "clvp": clvp_train.build_parser(),
+    }
     for step, parser in parsers.items():
         spec = build_step(step, dataclasses.replace(s, dpo=True, clvp_init="/m/c.pt"), ws)
         assert json.loads(write_step_config(spec).read_text(encoding="utf-8")) == spec.config
+        assert set(spec.config) <= {a.dest for a in parser._actions}  # no key the trainer ignores
         args = training.parse_args(parser, spec.args)
         exp_dirs = args.exp_dir if step == "clvp" else [args.exp_dir]
         assert exp_dirs == [str(ws.exp_dir("voice"))] and args.fresh is True and args.exp_name == "voice"
