@@ -13,7 +13,16 @@ For each clip of the list (name = basename of its audio path, as the reference):
    (T50 // 2 of them), ``6-name2semantic.tsv``.
 
 Tensors are saved as fp32 CPU tensors (the reference saves fp16 when it runs in half precision on
-a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``.
+a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``. Differences from
+the reference, on purpose: decoding and the 32 -> 16 kHz resampling use tools.audio (torchaudio's
+sinc resampler, not ffmpeg/librosa); the int16 wav is clipped where the reference's cast wraps
+(peaks between 1.03 and 2.2); a clip is kept only when all its parts succeed (the reference can
+leave HuBERT files for clips whose text failed). Languages: those of the text frontend (zh, en);
+ja/ko/yue lines are reported as unsupported.
+
+The work runs in two passes, texts + BERT, then audio + HuBERT + tokens, so BERT (the largest
+model) is freed before HuBERT loads; text cleaning can use a process pool; audio is decoded a clip
+or two ahead in a thread while the models run.
 
 Incremental and resumable: ``prepare_manifest.json`` keeps, per clip, a key of what its text outputs
 depend on (text, language, version, BERT model) and one of what its audio outputs depend on (audio
