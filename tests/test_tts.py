@@ -389,6 +389,29 @@ def test_reference_prepared_once(synth, refs, cache, monkeypatch) -> None:
     assert len(reads) == 2
 
 
+def test_concurrent_requests_share_models(tiny_pretrained, refs) -> None:
+    """Two users at once on a fresh cache: each model loads once and each gets its own seeded audio."""
+    cache = ModelCache()
+    make = lambda: Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, tiny_pretrained.root, "cpu", cache)  # noqa: E731
+    out: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def run(seed: int) -> None:
+        try:
+            out[seed] = make().synthesize(_req(refs, seed=seed)).audio
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (21, 22)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(n == 1 for n in cache.loads.values())
+    assert np.array_equal(out[21], make().synthesize(_req(refs, seed=21)).audio)
+
+
 def test_cache_one_load_under_concurrency() -> None:
     cache = ModelCache()
     calls = []
