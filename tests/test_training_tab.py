@@ -574,6 +574,12 @@ def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
     text = status_markdown(runner, None, en)
     assert text.splitlines()[:2] == ["- Formatting: Done.", "- SoVITS (S2) training: Stopped."]
     assert text.endswith("Click the same step again to resume where it stopped, or tick Start over.")
+    runner.results = [StepResult("s2", -9)]  # killed, not by Stop
+    assert status_markdown(runner, None, en).startswith(
+        "- SoVITS (S2) training: Failed: the process was killed (signal 9)"
+    )
+    runner.results = [StepResult("s2", -15, stopped=True)]
+    assert status_markdown(runner, None, en).startswith("- SoVITS (S2) training: Stopped.")
     runner.results = [StepResult("s1", 2, error="no clip left after filtering")]
     assert status_markdown(runner, None, en) == "- GPT (S1) training: Failed. no clip left after filtering"
     runner.current = build_step("s1", TrainSettings("voice"), ws)

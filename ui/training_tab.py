@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ui.context import AppContext
-from ui.job_ui import exit_message, was_stopped
+from ui.job_ui import exit_message
 from ui.training_plan import (
     DEFAULT_CLVP_EPOCHS,
     DEFAULT_S1_EPOCHS,
@@ -247,7 +247,15 @@ def status_markdown(runner: StepRunner | None, sample_queue: SampleQueue | None,
     lines = []
     for r in runner.results:
         code = 130 if r.stopped and r.code in (0, 1) else r.code
-        line = f"- {labels[r.step]}: {exit_message(_, code)}"
+        if code < 0 and not r.stopped:  # killed by a signal nobody here sent: the OOM killer, mostly
+            verdict = _(
+                "Failed: the process was killed (signal {sig}), often for lack of memory; "
+                "try a smaller batch size.",
+                sig=-code,
+            )
+        else:
+            verdict = exit_message(_, code)
+        line = f"- {labels[r.step]}: {verdict}"
         if r.error:
             line += f" {r.error}"
         lines.append(line)
@@ -264,7 +272,7 @@ def status_markdown(runner: StepRunner | None, sample_queue: SampleQueue | None,
             lines.append(f"- {sample_queue.current[0]}: {_('synthesising…')}")
     if runner.results and runner.current is None:  # a paragraph after the list
         last = runner.results[-1]
-        if last.stopped or was_stopped(last.code):
+        if last.stopped or last.code == 130:
             lines += [
                 "",
                 _("Stopped. Click the same step again to resume where it stopped, or tick Start over."),
