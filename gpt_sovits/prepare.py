@@ -248,9 +248,14 @@ def _clean_one(text: str, language: str, version: str) -> tuple[list[str], list[
 # --------------------------------------------------------------------------------------------- the list
 
 
+# What the reference's clean_path strips from a list's path: spaces, quotes, line breaks and the
+# invisible LEFT-TO-RIGHT EMBEDDING that Windows' "copy as path" adds.
+_PATH_JUNK = " '\"\n\u202a"
+
+
 def _basename(path: str) -> str:
     """Basename of a path written on any system (a Windows list may hold backslashes)."""
-    return re.split(r"[\\/]", path.strip().strip('"').strip())[-1]
+    return re.split(r"[\\/]", path)[-1]
 
 
 def read_sources(
@@ -277,7 +282,8 @@ def read_sources(
     sources: list[ClipSource] = []
     seen: dict[str, int] = {}
     for e in doc.entries:
-        name = _basename(e.path)
+        raw = e.path.strip(_PATH_JUNK)
+        name = _basename(raw)
         if not name:
             skipped.append(SkippedClip(e.line, "", e.path, "missing_file", "the audio path is empty"))
             continue
@@ -298,9 +304,7 @@ def read_sources(
             continue
         seen[name] = e.line
         audio = (
-            Path(wav_dir) / name
-            if wav_dir
-            else (Path(e.path) if Path(e.path).is_absolute() else doc.root / e.path)
+            Path(wav_dir) / name if wav_dir else (Path(raw) if Path(raw).is_absolute() else doc.root / raw)
         )
         sources.append(ClipSource(e.line, name, audio, lang, e.text))
     return sources, skipped

@@ -360,6 +360,7 @@ def test_cli_with_config_events_and_wav_dir(tmp_path, tiny_pretrained, capsys):
         "C:\\Users\\someone\\slices\\" + line.split("|", 1)[0].rsplit("/", 1)[1] + "|" + line.split("|", 1)[1]
         for line in list_path.read_text(encoding="utf-8").splitlines()
     ]
+    lines[0] = '\u202a"' + lines[0].replace("|", '"|', 1)  # "copy as path" quotes and its invisible mark
     list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     exp = tmp_path / "exp"
     config = tmp_path / "prepare.json"
