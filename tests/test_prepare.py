@@ -476,3 +476,28 @@ def test_stopping_the_cli_job_saves_what_is_done_and_a_rerun_finishes(tmp_path, 
 
     report = _run(list_path, exp, tiny_pretrained)
     assert report.reused == len(result["formatted"]) and len(report.formatted) == 16
+
+
+def test_nan_features_are_reported_and_retried_on_the_next_run(tmp_path, tiny_pretrained, monkeypatch):
+    import gpt_sovits.features as features
+
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    exp = tmp_path / "exp"
+    real = features.hubert_features
+
+    def nan_for_the_second(model, wav16k):
+        out = real(model, wav16k)
+        nan_for_the_second.calls += 1
+        return out * float("nan") if nan_for_the_second.calls == 2 else out
+
+    nan_for_the_second.calls = 0
+    monkeypatch.setattr(features, "hubert_features", nan_for_the_second)
+    report = _run(list_path, exp, tiny_pretrained)
+    assert report.formatted == ["clip_000.wav"]
+    assert [(s.name, s.reason) for s in report.skipped] == [("clip_001.wav", "feature_error")]
+    assert not (exp / "3-bert" / "clip_001.wav.pt").exists()  # its BERT pass output was removed
+
+    monkeypatch.setattr(features, "hubert_features", real)
+    again = _run(list_path, exp, tiny_pretrained)  # not remembered as a skip: tried again
+    assert again.processed == ["clip_001.wav"] and not again.skipped
+    assert len(_check_consistent(exp)[0]) == 2
