@@ -78,9 +78,15 @@ def tts_page(browser, tts_app):
 
 
 def _set_number(page, elem_id: str, value: int) -> None:
+    """Type into a slider's number box and wait until the slider itself holds the value."""
     box = page.locator(f"{elem_id} input[type=number]")
+    box.wait_for(state="visible")
     box.fill(str(value))
     box.press("Enter")
+    box.blur()
+    page.wait_for_function(
+        f"document.querySelector('{elem_id} input[type=range]').value === '{value}'", timeout=10_000
+    )
 
 
 def _served_wav(page, elem_id: str, dest: Path, timeout: float = 30_000) -> Path:
@@ -123,7 +129,8 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     result = _served_wav(page, "#inf-out", tmp_path / "result.wav")
     assert sf.read(result)[0].shape == sf.read(outputs[0])[0].shape
     assert page.locator("#inf-download").inner_text().count(".wav") >= 1
-    assert page.locator(".inf-history").count() == 1
+    # gr.render draws the history in a second round trip after the outputs.
+    page.wait_for_function("document.querySelectorAll('.inf-history').length === 1", timeout=15_000)
 
     page.locator("#inf-pick input").click()
     page.get_by_role("option").nth(1).click()  # sentence 1, candidate 2
