@@ -59,11 +59,18 @@ class ClvpConfig:
     logit_scale_init: float = math.log(1 / 0.07)
     logit_scale_max: float = math.log(100.0)
     max_positions: int = 4096
+    length_feature: bool = True
+    conv_kernel: int = 5
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+            if f.name == "conv_kernel":
+                if not isinstance(v, int) or v < 0:
+                    raise ClvpConfigError(
+                        f"ClvpConfig.conv_kernel must be 0 (none) or a kernel size, got {v!r}"
+                    )
+            elif f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
                 raise ClvpConfigError(f"ClvpConfig.{f.name} must be a positive integer, got {v!r}")
         if self.dim % self.heads:
             raise ClvpConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
@@ -108,14 +115,37 @@ class ClvpConfig:
 # ----------------------------------------------------------------------------------------- building blocks
 
 
-def sine_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
-    """(length, dim) sinusoidal table (sin on even channels, cos on odd), fp32."""
-    pos = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * -(math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device)
+def sine_features(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N,) positions or lengths -> (N, dim) sinusoidal features (sin on even channels, cos on odd), fp32."""
+    pos = values.to(torch.float32).unsqueeze(1)
+    div = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float32, device=values.device) * -(math.log(10000.0) / dim)
+    )
+    pe = torch.zeros(values.shape[0], dim, device=values.device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)
     return pe
+
+
+def log_length_features(lengths: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N,) lengths -> (N, dim): sin/cos of w_k * log(length), w_k geometric from 0.5 to 64.
+
+    On a log scale a text's phone count and its speech's token count differ by a near-constant shift (the
+    speaking rate), and a shift is a rotation of each (sin, cos) pair, which a linear layer can apply; so
+    the dot product of the two sides' features peaks where the lengths agree, to within a few percent.
+    """
+    half = dim // 2
+    w = torch.exp(torch.linspace(math.log(0.5), math.log(64.0), half, device=lengths.device))
+    arg = torch.log(lengths.to(torch.float32).clamp_min(1.0)).unsqueeze(1) * w  # (N, half)
+    out = torch.zeros(lengths.shape[0], dim, device=lengths.device)
+    out[:, 0 : 2 * half : 2] = torch.sin(arg)
+    out[:, 1 : 2 * half : 2] = torch.cos(arg)
+    return out
+
+
+def sine_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
+    """(length, dim) table for positions 0..length-1."""
+    return sine_features(torch.arange(length, device=device), dim)
 
 
 def lengths_to_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -163,16 +193,24 @@ class SequenceEncoder(nn.Module):
         self.stride = stride
         self.embed = nn.Embedding(vocab, cfg.dim)
         self.merge = nn.Linear(stride * cfg.dim, cfg.dim) if stride > 1 else None
+        # A local convolution before attention finds short patterns (a phone's codes over a few frames)
+        # much sooner in training than attention with positions does.
+        k = cfg.conv_kernel
+        self.conv = nn.Conv1d(cfg.dim, cfg.dim, k, padding=k // 2) if k > 1 else None
         self.layers = nn.ModuleList(
             EncoderLayer(cfg.dim, cfg.heads, cfg.ffn_mult * cfg.dim, cfg.dropout) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)
+        # The sequence length as an explicit feature of the pooled vector: a repeated or dropped word
+        # moves a mean of content only slightly, but it changes the length a text implies.
+        self.length = nn.Linear(cfg.dim, cfg.dim) if cfg.length_feature else None
         self.proj = nn.Linear(cfg.dim, cfg.latent_dim, bias=False)
         self.max_positions = cfg.max_positions
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) padded on the right, lengths (B,) -> (B, latent_dim)."""
         b, t = ids.shape
+        n_tokens = lengths
         mask = lengths_to_mask(lengths, t)
         x = self.embed(ids) * mask.unsqueeze(-1).to(self.embed.weight.dtype)  # (B, T, C), padding zeroed
         if self.merge is not None:
@@ -183,12 +221,18 @@ class SequenceEncoder(nn.Module):
             lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
             t = t2
             mask = lengths_to_mask(lengths, t)
+        if self.conv is not None:  # padded positions are zero here, so their count does not matter
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+            x = x + F.gelu(self.conv(x.transpose(1, 2))[..., :t].transpose(1, 2))
         if t > self.max_positions:
             raise ClvpInputError(f"sequence of {t} positions exceeds the model's {self.max_positions}")
         x = x + sine_positions(t, x.shape[-1], x.device).to(x.dtype)
         for layer in self.layers:
             x = layer(x, mask)
-        return self.proj(masked_mean(self.norm(x), mask))
+        pooled = masked_mean(self.norm(x), mask)  # (B, C)
+        if self.length is not None:
+            pooled = pooled + self.length(log_length_features(n_tokens, pooled.shape[-1]).to(pooled.dtype))
+        return self.proj(pooled)
 
 
 @dataclass

@@ -52,12 +52,13 @@ class CorpusSpec:
     seed: int = 0
     voice_seed: int = 1234
     languages: tuple[str, ...] = ("zh", "en")
-    min_words: int = 3
-    max_words: int = 12
+    min_words: int = 2
+    max_words: int = 8
     tokens_per_phone: int = 2
-    max_repeat: int = 3
-    noise: float = 0.05
+    max_repeat: int = 2
+    noise: float = 0.02
     silence_code: int = 0
+    vocabulary: int = 0  # draw words/characters from the first N only (0 = all): a smaller, easier corpus
 
 
 def phone_table(voice_seed: int, tokens_per_phone: int, n_phones: int = 732) -> list[tuple[int, ...]]:
@@ -88,12 +89,13 @@ def phones_to_tokens(
 
 def _random_sentence(lang: str, rng: random.Random, spec: CorpusSpec) -> str:
     n = rng.randint(spec.min_words, spec.max_words)
+    limit = spec.vocabulary or None
     if lang == "zh":
-        chars = [rng.choice(ZH_CHARS) for _ in range(n * 2)]
+        chars = [rng.choice(ZH_CHARS[:limit]) for _ in range(n * 2)]
         if n > 6:
             chars.insert(rng.randint(2, len(chars) - 2), "，")
         return "".join(chars) + "。"
-    words = [rng.choice(EN_WORDS) for _ in range(n)]
+    words = [rng.choice(EN_WORDS[:limit]) for _ in range(n)]
     return " ".join(words).capitalize() + rng.choice(PUNCT[1:])
 
 

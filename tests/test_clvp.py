@@ -162,3 +162,124 @@ def test_make_negatives_covers_every_kind() -> None:
     negs = make_negatives(list(range(40)), 5, random.Random(2), others=[[900, 901, 902]])
     assert sorted(k for k, _ in negs) == sorted(KINDS)
     assert all(t != list(range(40)) for _, t in negs)
+
+
+# ------------------------------------------------------------------------------------- training / evaluation
+
+EASY = dict(min_words=2, max_words=5, noise=0.0, max_repeat=1)  # durations fixed: the "easy" task
+
+
+def _read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from clvp.train import main
+    from tests.clvp_corpus import CorpusSpec, build_corpus
+
+    root = tmp_path_factory.mktemp("clvp_train")
+    exp = root / "exp"
+    build_corpus(exp, CorpusSpec(items=500, seed=0, **EASY))
+    events = root / "events.jsonl"
+    argv = [
+        "--exp-dir", str(exp), "--weights-dir", str(root / "weights"), "--exp-name", "easy",
+        "--epochs", "3", "--save-every", "3", "--batch-size", "16", "--model", "tiny", "--lr", "3e-3",
+        "--device", "cpu", "--events", str(events),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return {"root": root, "exp": exp, "events": events, "weights": root / "weights" / "easy-e3.pt"}
+
+
+def test_training_lowers_the_loss_and_exports(trained: dict) -> None:
+    run = trained["exp"] / "clvp_train"
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss/train"] for m in metrics if "loss/train" in m]
+    assert len(losses) >= 6
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3
+    steps = [m["step"] for m in metrics if "loss/train" in m]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert any("val/top1" in m for m in metrics)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model_config"]["dim"] == ClvpConfig.preset("tiny").dim
+    saved = [e for e in _read_events(trained["events"]) if e["type"] == "saved"]
+    assert [(e["model"], e["epoch"], Path(e["path"])) for e in saved] == [("clvp", 3, trained["weights"])]
+    assert torch.load(trained["weights"], weights_only=True)["info"]["epoch"] == 3
+    assert [e["type"] for e in _read_events(trained["events"])][-1] == "result"
+
+
+def test_reranker_picks_the_true_tokens_on_held_out_items(trained: dict) -> None:
+    from clvp.evaluate import format_table, run_evaluation
+
+    results, n = run_evaluation(trained["weights"], [trained["exp"]], k=6)
+    by = {r.name: r for r in results}
+    assert n >= 40
+    assert by["clvp"].top1 >= 0.9, format_table(results, 6)
+    assert by["clvp"].mean_rank < 1.3 < by["random"].mean_rank
+    assert by["random"].top1 == pytest.approx(1 / 6)
+    assert set(by["clvp"].beats) == set(KINDS)
+
+
+def test_resume_fresh_and_init(tmp_path: Path, trained: dict) -> None:
+    from clvp.train import main
+    from tests.clvp_corpus import CorpusSpec, build_corpus
+
+    exp = tmp_path / "small"
+    build_corpus(exp, CorpusSpec(items=24, seed=5, **EASY))
+    common = [
+        "--exp-dir",
+        str(exp),
+        "--weights-dir",
+        str(tmp_path / "w"),
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
+    # fine-tune the trained model: its (tiny) architecture wins over --model base
+    assert main([*common, "--epochs", "1", "--init", str(trained["weights"]), "--model", "base"]) == 0
+    run = exp / "clvp_train"
+    assert json.loads((run / "config.json").read_text())["model_config"]["dim"] == 64
+    first = torch.load(tmp_path / "w" / "small-e1.pt", weights_only=True)
+    assert first["config"] == torch.load(trained["weights"], weights_only=True)["config"]
+    # run again with more epochs: it resumes at epoch 1 instead of starting over
+    assert main([*common, "--epochs", "2"]) == 0
+    assert "resumed at epoch 1" in (run / "log.txt").read_text()
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["progress"]["epoch"] == 2 and ck["progress"]["step"] == 2 * first["info"]["step"]
+    # --fresh moves the old state to .trash (recoverable) and starts at step 0 with a new tiny model
+    assert main([*common, "--epochs", "1", "--fresh", "--model", "tiny"]) == 0
+    trash = list((run / ".trash").glob("fresh-*/checkpoint.pt"))
+    assert len(trash) == 1
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 1
+
+
+def test_train_cli_reports_missing_data(tmp_path: Path) -> None:
+    from clvp.train import main
+
+    (tmp_path / "exp").mkdir()
+    events = tmp_path / "ev.jsonl"
+    code = main(
+        ["--exp-dir", str(tmp_path / "exp"), "--weights-dir", str(tmp_path / "w"), "--events", str(events)]
+    )
+    assert code == 2
+    err = [e for e in _read_events(events) if e["type"] == "error"]
+    assert err and "2-name2text.txt" in err[0]["message"] and "format" in err[0]["message"]
+
+
+def test_s1_baseline_scores_candidates_by_mean_logprob() -> None:
+    from clvp.evaluate import s1_mean_logprobs
+    from gpt_sovits.s1_model import Text2Semantic
+    from tests.tiny_models import tiny_s1_config
+
+    torch.manual_seed(0)
+    gpt = Text2Semantic(tiny_s1_config()).eval()
+    phones, cands = [5, 6, 7], [[1, 2, 3, 4], [9], [1, 2, 3, 4, 5, 6]]
+    got = s1_mean_logprobs(gpt, phones, cands)
+    for c, g in zip(cands, got, strict=True):  # each alone, no padding: sum over tokens + EOS / (n + 1)
+        x = torch.tensor([phones])
+        out = gpt(x, torch.tensor([3]), torch.tensor([c]), torch.tensor([len(c)]), torch.zeros(1, 1024, 3))
+        lp = out.logits.log_softmax(-1).gather(2, out.targets.unsqueeze(2)).sum() / (len(c) + 1)
+        assert g == pytest.approx(float(lp), abs=1e-4)
