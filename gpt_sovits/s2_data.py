@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from gpt_sovits.experiment import ExperimentFormatError, ExperimentPaths, read_name2text
 from gpt_sovits.features import spectrogram
-from gpt_sovits.text import cleaned_text_to_sequence
+from gpt_sovits.text import cleaned_text_to_sequence, get_symbols
 
 # Spectrogram-frame bucket boundaries of the reference's s2_train.py (50 frames per second).
 BUCKET_BOUNDARIES: tuple[int, ...] = (32, *range(300, 2000, 100))
@@ -66,6 +66,7 @@ class S2DataReport:
     too_short: list[str] = field(default_factory=list)
     too_long: list[str] = field(default_factory=list)
     outside_buckets: list[str] = field(default_factory=list)
+    unknown_phones: list[str] = field(default_factory=list)  # used, but with phones outside the table
 
     def dropped(self) -> dict[str, list[str]]:
         """Non-empty filters, keyed by a short reason."""
@@ -84,8 +85,11 @@ class S2DataReport:
         if self.repeats > 1:
             parts.append(f"repeated x{self.repeats} (small set)")
         for reason, names in self.dropped().items():
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            parts.append(f"{len(names)} {reason}: {shown}")
+            parts.append(f"{len(names)} {reason}: {_names(names)}")
+        if self.unknown_phones:
+            parts.append(
+                f"{len(self.unknown_phones)} with phones unknown to the model: {_names(self.unknown_phones)}"
+            )
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -94,7 +98,24 @@ class S2DataReport:
             "used": self.used,
             "repeats": self.repeats,
             "dropped": {k: list(v) for k, v in self.dropped().items()},
+            "unknown_phones": list(self.unknown_phones),
         }
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _manifest_version(paths: ExperimentPaths) -> str | None:
+    """The version our formatter recorded in prepare_manifest.json (None for reference-made folders)."""
+    import json
+
+    try:
+        data = json.loads(paths.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, str) else None
 
 
 def _wav_frames(path: Path) -> int | None:
@@ -141,7 +162,14 @@ def scan_experiment(
     if not entries:
         raise S2DataError(f"{paths.name2text} lists no clips; the experiment is empty")
 
+    formatted_for = _manifest_version(paths)
+    if formatted_for is not None and formatted_for != version:
+        raise S2DataError(
+            f"{paths.root.name} was formatted for {formatted_for} but the S2 model is {version}; the phone "
+            f"tables differ: format it again with version {version} (or train a {formatted_for} model)"
+        )
     report = S2DataReport(listed=len(entries))
+    known = set(get_symbols(version))
     present: list[str] = []
     for name in sorted(entries):
         if not paths.hubert(name).is_file():
@@ -170,7 +198,10 @@ def scan_experiment(
         if _bucket_of(frames, boundaries) < 0:
             report.outside_buckets.append(name)
             continue
-        ids = tuple(cleaned_text_to_sequence(entries[name].phones, version))
+        phones = entries[name].phones
+        if any(p not in known for p in phones):
+            report.unknown_phones.append(name)  # kept, as the reference; those phones read as UNK
+        ids = tuple(cleaned_text_to_sequence(phones, version))
         items.append(S2Item(name, ids, frames))
     report.used = len(items)
     if not items:

@@ -129,6 +129,12 @@ def test_scan_filters_like_the_reference_and_reports_each_reason(tmp_path, tiny_
     assert items[0].frames == SR * 1 // HOP
     assert items[0].phone_ids == tuple(cleaned_text_to_sequence(PHONES[:3], "v2"))
     assert "1 shorter than 0.6 s: clip_1.wav" in report.summary()
+    assert report.unknown_phones == []
+    write_name2text(exp.name2text, [PhoneEntry(f"clip_{i}.wav", ["n", "zz9"], None, "x") for i in range(5)])
+    assert scan_experiment(exp.root)[1].unknown_phones == ["clip_0.wav", "clip_2.wav"]
+    exp.manifest.write_text(json.dumps({"format": 1, "version": "v1", "items": {}}))
+    with pytest.raises(S2DataError, match="formatted for v1 but the S2 model is v2"):
+        scan_experiment(exp.root)
 
 
 def test_dataset_items_align_features_to_the_spectrogram(tiny_exp):
