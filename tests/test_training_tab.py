@@ -660,3 +660,29 @@ def test_progress_sample_cli_refuses_an_incomplete_request(tmp_path):
         "cpu",
         1234,
     )
+
+
+def test_the_check_says_which_trainers_resume(ws):
+    from i18n import I18n
+    from ui.training_tab import problems_markdown
+
+    run = ws.run_dir("voice", "s1")
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"x")
+    inputs = gather_preflight(ws, settings(ws, ""), ("s2", "s1"))
+    assert inputs.resumable == ("s1",)
+    notes = [p for p in check_plan(inputs) if p.severity == "info"]
+    assert [p.message for p in notes] == [
+        "GPT (S1): continues the previous run (tick Start over to begin again)."
+    ]
+    fresh = gather_preflight(ws, settings(ws, "", fresh=True), ("s1",))
+    assert [p.message for p in check_plan(fresh) if p.severity == "info"] == [
+        "GPT (S1): the previous run is moved aside and training starts over."
+    ]
+    text = problems_markdown(notes, I18n("en_US"), "6 of 6 clips usable")
+    assert text.splitlines() == [
+        "**✅ All checks passed.**",
+        "- ℹ️ GPT (S1): continues the previous run (tick Start over to begin again).",
+        "",
+        "6 of 6 clips usable",
+    ]

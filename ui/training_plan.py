@@ -240,7 +240,7 @@ def write_step_config(spec: StepSpec) -> Path:
 
 @dataclass(frozen=True)
 class Problem:
-    severity: str  # "error" blocks the start, "warning" is shown and the run goes on
+    severity: str  # "error" blocks the start; "warning" and "info" are shown and the run goes on
     message: str
 
     @property
@@ -284,6 +284,7 @@ class PreflightInputs:
     dataset_error: str | None = None
     models: tuple[ModelFile, ...] = ()
     format_state: FormatState = field(default_factory=FormatState)
+    resumable: tuple[str, ...] = ()  # trainer steps whose run folder holds a checkpoint to resume
     free_bytes: int | None = None
     running: str | None = None  # a step already running on this experiment (another page or session)
 
@@ -439,6 +440,27 @@ def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
     return out
 
 
+def _resume_notes(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    """Say which trainers continue a previous run, since the same button either resumes or starts."""
+    labels = {"s2": "SoVITS (S2)", "s1": "GPT (S1)", "clvp": "CLVP"}
+    steps = [s for s in inputs.steps if s in inputs.resumable]
+    if not steps:
+        return []
+    names = ", ".join(labels[s] for s in steps)
+    if inputs.settings.fresh:
+        return [
+            Problem(
+                "info", _("{names}: the previous run is moved aside and training starts over.", names=names)
+            )
+        ]
+    return [
+        Problem(
+            "info",
+            _("{names}: continues the previous run (tick Start over to begin again).", names=names),
+        )
+    ]
+
+
 def _disk_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
     free = inputs.free_bytes
     if free is None or not any(step != "prepare" for step in inputs.steps):
@@ -495,7 +517,9 @@ def check_plan(inputs: PreflightInputs, _: Translator = plain) -> list[Problem]:
     out += _format_problems(inputs, _)
     out += _model_problems(inputs, _)
     out += _disk_problems(inputs, _)
-    return sorted(out, key=lambda p: not p.blocking)
+    out += _resume_notes(inputs, _)
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(out, key=lambda p: order.get(p.severity, 1))
 
 
 def count_lines(path: Path, skip_header: bool = False) -> int:
@@ -582,6 +606,13 @@ def gather_preflight(
         dataset_error=error,
         models=models,
         format_state=format_state(exp_dir) if exp_dir else FormatState(),
+        resumable=tuple(
+            step
+            for step in steps
+            if step != "prepare"
+            and exp_dir
+            and (layout.run_dir(settings.exp_name, step) / "checkpoint.pt").is_file()
+        ),
         free_bytes=free,
         running=running,
     )

@@ -103,14 +103,14 @@ def models_markdown(ctx: AppContext, version: str) -> str:
 def problems_markdown(problems: list[Problem], _, summary: str = "") -> str:
     """The check's verdict, its problems as a list, and the dataset summary line."""
     tail = ["", summary] if summary else []
-    if not problems:
-        return "\n".join(["✅ " + _("All checks passed."), *tail])
-    head = (
-        _("Cannot start: fix the problems marked ❌.")
-        if any(p.blocking for p in problems)
-        else _("Checks passed with warnings:")
-    )
-    items = [f"- {'❌' if p.blocking else '⚠️'} {p.message}" for p in problems]
+    if any(p.blocking for p in problems):
+        head = _("Cannot start: fix the problems marked ❌.")
+    elif any(p.severity == "warning" for p in problems):
+        head = _("Checks passed with warnings:")
+    else:
+        head = "✅ " + _("All checks passed.")
+    marks = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
+    items = [f"- {marks.get(p.severity, '⚠️')} {p.message}" for p in problems]
     return "\n".join([f"**{head}**", *items, *tail])
 
 
