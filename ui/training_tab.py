@@ -6,9 +6,13 @@ button runs format -> S2 -> S1 in sequence. A check runs before anything starts 
 on blocking problems. While a step runs a timer reads its events (step/total, epoch, ETA) and the run
 folder's metrics.jsonl (loss curves); after each export a short sample is synthesised from the new
 checkpoint in another subprocess and listed as an audio player. Stop ends the running step (the
-trainer saves first); clicking the same step again resumes, unless "Start over" is ticked.
+trainer saves first); clicking the same step again resumes, unless "Start over" is ticked. A run
+outlives the page: choosing its experiment again (after a reload, or from another browser) follows
+it and can stop it.
 
-The pure decisions live in `ui/training_plan.py`, the job sequencing in `ui/training_runner.py`.
+Plain logic lives beside this file: `training_plan` (layout, settings, argv, the check),
+`training_progress` (events, ETA, curves), `training_samples` (samples, exports) and
+`training_runner` (the job sequence and the sample queue).
 """
 
 from __future__ import annotations
