@@ -39,6 +39,7 @@ with nothing to do writes nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -224,8 +225,26 @@ def _load_clip(path: Path) -> _Audio | _Skip:
     return _Audio(wav32k_int16(audio), hubert_input(audio))
 
 
-def _clean_one(text: str, language: str, version: str) -> tuple[list[str], list[int] | None, str] | _Skip:
-    """Text -> (phones, word2ph, norm_text) or the reason it failed (picklable: runs in worker processes)."""
+@functools.lru_cache(maxsize=1)
+def _g2pw_for(g2pw_dir: str | None) -> Any:
+    """The G2PW polyphone model of a pretrained folder, loaded once per process (None: pypinyin).
+
+    Worker processes load their own: the model holds an ONNX session and a tokenizer, not picklable.
+    """
+    if g2pw_dir is None:
+        return None
+    from gpt_sovits.text import load_g2pw
+
+    return load_g2pw(g2pw_dir, threads=1)
+
+
+def _clean_one(
+    text: str, language: str, version: str, g2pw_dir: str | None = None
+) -> tuple[list[str], list[int] | None, str] | _Skip:
+    """Text -> (phones, word2ph, norm_text) or the reason it failed (picklable: runs in worker processes).
+
+    `g2pw_dir`: the pretrained folder holding G2PWModel/ when Chinese v2 pinyin comes from G2PW.
+    """
     from gpt_sovits.text import cleaner
     from gpt_sovits.text.errors import LanguageNotInstalledError, UnknownLanguageError
 
@@ -233,7 +252,8 @@ def _clean_one(text: str, language: str, version: str) -> tuple[list[str], list[
     if not text.strip():
         return _Skip("empty_text")
     try:
-        phones, word2ph, norm_text = cleaner.clean_text(text, language, version)
+        g2pw = _g2pw_for(g2pw_dir) if language == "zh" else None
+        phones, word2ph, norm_text = cleaner.clean_text(text, language, version, g2pw=g2pw)
     except (LanguageNotInstalledError, UnknownLanguageError) as e:
         return _Skip("unsupported_language", str(e))
     except Exception as e:  # noqa: BLE001 - one bad text must not stop the batch; the report says why
@@ -325,6 +345,17 @@ def _pretrained(pretrained_dir: Path, version: str) -> _Pretrained:
 
     p = pretrained_paths(pretrained_dir, version)
     return _Pretrained(p.s2g, p.hubert, p.bert)
+
+
+def _g2pw_folder(pretrained_dir: Path, version: str) -> str | None:
+    """The pretrained folder as G2PW's home when it holds the G2PW model (v2 only), else None."""
+    from gpt_sovits.text.g2pw import find_g2pw_files
+
+    try:
+        found = version == "v2" and find_g2pw_files(pretrained_dir) is not None
+    except Exception:  # noqa: BLE001 - a broken G2PW folder means pypinyin; load_g2pw logs why
+        found = version == "v2"
+    return str(pretrained_dir) if found else None
 
 
 def _check_pretrained(names: list[str], pretrained_dir: Path) -> None:
@@ -554,7 +585,12 @@ def _ignore_stop_signals() -> None:
 
 
 def _clean_texts(
-    todo: list[ClipSource], version: str, workers: int, should_stop: StopFn, note: Callable[[str], None]
+    todo: list[ClipSource],
+    version: str,
+    workers: int,
+    should_stop: StopFn,
+    note: Callable[[str], None],
+    g2pw_dir: str | None = None,
 ) -> dict[str, tuple[list[str], list[int] | None, str] | _Skip]:
     """Text cleaning of the clips that need it: in a process pool for large lists, else in process.
 
@@ -566,7 +602,7 @@ def _clean_texts(
         # spawn: the parent holds torch threads, which do not survive fork well
         pool_args = {"mp_context": get_context("spawn"), "initializer": _ignore_stop_signals}
         with ProcessPoolExecutor(min(workers, len(todo)), **pool_args) as pool:
-            futures = [(s.name, pool.submit(_clean_one, s.text, s.language, version)) for s in todo]
+            futures = [(s.name, pool.submit(_clean_one, s.text, s.language, version, g2pw_dir)) for s in todo]
             for k, (name, fut) in enumerate(futures, start=1):
                 if should_stop():
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -578,7 +614,7 @@ def _clean_texts(
     for k, s in enumerate(todo, start=1):
         if should_stop():
             raise JobCancelled("stopped while converting texts")
-        results[s.name] = _clean_one(s.text, s.language, version)
+        results[s.name] = _clean_one(s.text, s.language, version, g2pw_dir)
         if k % every == 0:
             note(f"texts to phones: {k}/{len(todo)}")
     return results
@@ -716,10 +752,10 @@ class _Run:
         self.state.flush(self.order)
         self.since_flush, self.last_flush = 0, time.monotonic()
 
-    def text_pass(self, workers: int, version: str) -> list[ClipSource]:
+    def text_pass(self, workers: int, version: str, g2pw_dir: str | None = None) -> list[ClipSource]:
         """Texts -> phones (a process pool for large lists), Chinese -> ``3-bert``; returns the clips
         whose audio part is still to do."""
-        cleaned = _clean_texts(self.plan.need_text, version, workers, self.should_stop, self.note)
+        cleaned = _clean_texts(self.plan.need_text, version, workers, self.should_stop, self.note, g2pw_dir)
         n_bert = sum(1 for s in self.plan.need_text if s.language == "zh")
         k_bert = 0
         pending_audio: list[ClipSource] = []
@@ -802,6 +838,7 @@ def prepare(
     """
     from gpt_sovits.device import pick_device
     from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
+    from gpt_sovits.text.g2pw import G2PW_FOLDER
 
     started = time.monotonic()
     if version not in VERSIONS:
@@ -824,9 +861,11 @@ def prepare(
     state = _State.load(paths, version)
     order = [s.name for s in sources]
     report.removed = sorted(n for n in set(state.texts) | set(state.items) if n not in set(order))
-    plan = _plan(
-        sources, state, version, _fingerprint(pre.bert), [_fingerprint(pre.hubert), _fingerprint(pre.s2g)]
-    )
+    # Chinese v2 pinyin from G2PW when its files are there (as the reference); the text key includes it,
+    # so installing or replacing G2PW redoes the Chinese texts.
+    g2pw_dir = _g2pw_folder(pretrained_dir, version)
+    text_fp = [_fingerprint(pre.bert), _fingerprint(pretrained_dir / G2PW_FOLDER) if g2pw_dir else None]
+    plan = _plan(sources, state, version, text_fp, [_fingerprint(pre.hubert), _fingerprint(pre.s2g)])
     report.skipped.extend(plan.known_skips)
     state.skips = {k.name: state.skips[k.name] for k in plan.known_skips}
 
@@ -845,7 +884,7 @@ def prepare(
     report.reused = run.done - len(plan.known_skips)
     run.note("formatting")
     try:
-        pending_audio = run.text_pass(workers, version)
+        pending_audio = run.text_pass(workers, version, g2pw_dir)
         models.release_bert()
         run.audio_pass(pending_audio)
     except JobCancelled:

@@ -501,3 +501,18 @@ def test_nan_features_are_reported_and_retried_on_the_next_run(tmp_path, tiny_pr
     again = _run(list_path, exp, tiny_pretrained)  # not remembered as a skip: tried again
     assert again.processed == ["clip_001.wav"] and not again.skipped
     assert len(_check_consistent(exp)[0]) == 2
+
+
+def test_chinese_texts_use_g2pw_when_the_pretrained_folder_has_it(tmp_path):
+    from gpt_sovits.prepare import _clean_one, _g2pw_folder
+    from tests.test_text_g2pw import build_tiny_g2pw_root
+
+    root = build_tiny_g2pw_root(tmp_path / "pretrained")
+    assert _g2pw_folder(root, "v2") == str(root)
+    assert _g2pw_folder(root, "v1") is None  # v1 always reads pinyin with pypinyin, as the reference
+    assert _g2pw_folder(tmp_path, "v2") is None
+    with_g2pw = _clean_one("他很重", "zh", "v2", str(root))
+    without = _clean_one("他很重", "zh", "v2", None)
+    assert with_g2pw[0][-2:] == ["ch", "ong2"]  # the tiny model's reading of 重 here
+    assert without[0][-2:] == ["zh", "ong4"]
+    assert _clean_one("Hello.", "en", "v2", str(root)) == _clean_one("Hello.", "en", "v2", None)
