@@ -361,13 +361,16 @@ def _split_text(text: str, lang: str, cut: str) -> list[str]:
     return pieces
 
 
-def _phones(text: str, lang: str, version: str) -> _Piece:
-    """One piece -> phone ids and its language segments (frontend errors become TTSInputError)."""
+def _phones(text: str, lang: str, version: str, g2pw: Any = None) -> _Piece:
+    """One piece -> phone ids and its language segments (frontend errors become TTSInputError).
+
+    `g2pw`: the G2PW polyphone model for Chinese v2 pinyin, or None for pypinyin.
+    """
     from gpt_sovits.text.errors import TextFrontendError
     from gpt_sovits.text.lang_segment import get_phones
 
     try:
-        ids, segments = get_phones(text, lang, version)
+        ids, segments = get_phones(text, lang, version, g2pw=g2pw)
     except TextFrontendError as e:
         raise TTSInputError(str(e)) from None
     return _Piece(text, ids, segments)
@@ -377,9 +380,10 @@ def _has_words(piece: _Piece) -> bool:
     return any(re.sub(r"[\W_]+", "", s.norm_text) for s in piece.segments)
 
 
-def _text_pieces(text: str, lang: str, cut: str, version: str) -> list[_Piece]:
-    """Cut ``text`` as the reference does and turn each piece into phone ids (no models needed)."""
-    pieces = [_phones(raw, lang, version) for raw in _split_text(text, lang, cut)]
+def _text_pieces(text: str, lang: str, cut: str, version: str, g2pw: Any = None) -> list[_Piece]:
+    """Cut ``text`` as the reference does and turn each piece into phone ids (no neural model needed
+    unless `g2pw` is given)."""
+    pieces = [_phones(raw, lang, version, g2pw) for raw in _split_text(text, lang, cut)]
     # As the reference, a piece whose text normalises to nothing is left out.
     pieces = [p for p in pieces if p.phones and _has_words(p)]
     if not pieces:
@@ -536,6 +540,17 @@ class Synthesizer:
 
         path = self._weights(self.sovits_path, "SoVITS")
         return self._load("sovits", path, lambda: load_sovits(path, self.device))
+
+    def g2pw(self, version: str) -> Any:
+        """The G2PW polyphone model of model_dir for Chinese v2 pinyin (as the reference), else None.
+
+        Loaded once per folder into the cache; None (pypinyin) when it is not installed, with a logged reason.
+        """
+        if version != "v2":
+            return None
+        from gpt_sovits.text import load_g2pw
+
+        return self.cache.get(("g2pw", str(self.model_dir.resolve())), lambda: load_g2pw(self.model_dir))
 
     def feature_folder(self, kind: str) -> Path:
         """The HuBERT ("hubert") or BERT ("bert") folder under model_dir, in the official names."""
@@ -734,14 +749,15 @@ class Synthesizer:
         # Cheap checks of the text before any model loads; phones need the SoVITS model's version.
         _split_text(request.text, text_lang, request.cut)
         version = self.version()
-        pieces = _text_pieces(request.text, text_lang, request.cut, version)
+        g2pw = self.g2pw(version)
+        pieces = _text_pieces(request.text, text_lang, request.cut, version, g2pw)
         ref = self.prepare_reference(request)
         state.specs = [s.cpu() for s in ref.specs]  # kept for reassemble()
         prompt_phones: list[int] = []
         prompt_bert = torch.zeros(1024, 0)
         if ref.prompt is not None:
             # As the reference: the whole prompt text, ended with a stop, without cutting.
-            prompt = _phones(_prompt_text(request.ref_text, ref_lang), ref_lang, version)
+            prompt = _phones(_prompt_text(request.ref_text, ref_lang), ref_lang, version, g2pw)
             if not _has_words(prompt):
                 raise TTSInputError(
                     "The reference text has no words; give what the reference says, or leave it empty "

@@ -438,3 +438,18 @@ def test_cache_keeps_at_most_n_per_kind() -> None:
         cache.get(("gpt", name), lambda: torch.zeros(1))
     cache.get(("sovits", "s"), lambda: torch.zeros(1))
     assert cache.keys() == [("gpt", "b"), ("gpt", "c"), ("sovits", "s")]
+
+
+def test_g2pw_reads_chinese_v2_when_installed(tiny_pretrained, tmp_path) -> None:
+    from tests.test_text_g2pw import build_tiny_g2pw_root
+
+    root = build_tiny_g2pw_root(tmp_path / "pretrained")
+    s = Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, root, device="cpu", cache=ModelCache())
+    g2pw = s.g2pw("v2")
+    assert g2pw is not None and s.g2pw("v2") is g2pw  # loaded once, kept in the cache
+    assert s.g2pw("v1") is None
+    with_g2pw = tts._text_pieces("他很重。", "zh", "cut0", "v2", g2pw)[0].phones
+    plain = tts._text_pieces("他很重。", "zh", "cut0", "v2")[0].phones
+    assert with_g2pw != plain  # the tiny model reads 重 as chong2, pypinyin as zhong4
+    no_model = Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, tiny_pretrained.root, device="cpu")
+    assert no_model.g2pw("v2") is None
