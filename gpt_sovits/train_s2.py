@@ -195,6 +195,15 @@ def freeze_content_path(net_g: SynthesizerTrn) -> list[str]:
     return names
 
 
+def content_path_in_fp32(net_g: SynthesizerTrn, device_type: str) -> None:
+    """Run ssl_proj and the quantizer with autocast off, as the reference does (``autocast(enabled=False)``
+    around them in ``SynthesizerTrn.forward``): under fp16/bf16 the nearest-codebook search could pick
+    other codes than the fp32 ones S1 was trained on. Only these two modules' ``forward`` are wrapped."""
+    for name in FROZEN_MODULES:
+        module = net_g.get_submodule(name)
+        module.forward = torch.autocast(device_type=device_type, enabled=False)(module.forward)
+
+
 def low_lr_parameters(net_g: SynthesizerTrn) -> list[nn.Parameter]:
     """The text-side parameters the reference trains at lr x text_low_lr_rate."""
     return [p for name in LOW_LR_MODULES for p in net_g.get_submodule(name).parameters()]
@@ -449,10 +458,15 @@ def train(
     frozen = freeze_content_path(net_g)
     net_g.to(device).train()
     net_d.to(device).train()
-    batch_size = _pick_batch_size(args, device, net_g, net_d)
+    state = run.prepare(fresh=args.fresh)
+    # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
+    resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
+    batch_size = int(args.batch_size) or resumed_bs or _pick_batch_size(args, device, net_g, net_d)
     opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
     sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
     amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
+    if amp_dtype is not None:
+        content_path_in_fp32(net_g, device.type)
     scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
 
     dataset = S2Dataset(
@@ -484,7 +498,6 @@ def train(
     steps_per_epoch = len(sampler)
 
     prog = TrainProgress()
-    state = run.prepare(fresh=args.fresh)
     if state is not None:
         prog = restore_training_state(
             state,
@@ -496,6 +509,7 @@ def train(
         run.log(
             f"resumed at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)"
         )
+        state = None  # the loaded copy of every state dict is no longer needed
     barrier(dist)
     if prog.batch_in_epoch >= steps_per_epoch:  # the batch size changed since; start the next epoch
         prog.batch_in_epoch = 0

@@ -34,6 +34,7 @@ from gpt_sovits.train_s2 import (
     PretrainedModelError,
     S2Recipe,
     build_parser,
+    content_path_in_fp32,
     freeze_content_path,
     load_pretrained,
     main,
@@ -234,6 +235,24 @@ def test_one_batch_overfits_and_the_recipe_is_the_references(tiny_pretrained, ti
     assert not torch.equal(before["enc_p.text_embedding.weight"], after["enc_p.text_embedding.weight"])
     sched_g.step()
     assert opt_g.param_groups[1]["lr"] == pytest.approx(2e-3 * 0.4 * 0.999875**2)
+
+
+def test_content_path_stays_fp32_under_autocast(tiny_pretrained):
+    net_g, _, _ = load_pretrained(tiny_pretrained.s2g, tiny_pretrained.s2d)
+    gen = torch.Generator().manual_seed(0)
+    ssl = torch.randn(1, 768, 20, generator=gen)
+    with torch.no_grad():  # codebook rows in near-tied pairs around the projected frames
+        x = net_g.ssl_proj(ssl)[0].T  # (10, 768)
+        embed = net_g.quantizer.vq.layers[0]._codebook.embed
+        embed[:10] = x + 0.01 * torch.randn(x.shape, generator=gen)
+        embed[10:20] = x + 0.01 * torch.randn(x.shape, generator=gen)
+    _, codes_fp32, _ = net_g.quantizer(net_g.ssl_proj(ssl))
+    content_path_in_fp32(net_g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net_g.enc_p.proj(torch.randn(1, 192, 3)).dtype == torch.bfloat16  # autocast is on
+        assert net_g.ssl_proj(ssl).dtype == torch.float32
+        _, codes, _ = net_g.quantizer(net_g.ssl_proj(ssl))
+    assert torch.equal(codes, codes_fp32)  # in bf16, about half of these near ties flip
 
 
 # ----------------------------------------------------------------------------------------- the loop
