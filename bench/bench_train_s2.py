@@ -11,6 +11,21 @@ after one warm-up step; each is the generator forward over the whole clips, the 
 the generator step on a 20480-sample slice (the reference's segment). It reports the median wall and CPU
 (all threads) seconds per step and the child's peak RSS (``ru_maxrss``) beside the RSS after the models
 were built. With ``--device cuda`` it uses the trainer's autocast dtype and reports peak CUDA memory.
+
+Figures on the 2-core development machine shared with 7 other jobs (load average 5-10), one torch thread
+(with two threads on the loaded machine OpenMP oversubscription made a step 78 s, not representative):
+
+| batch | clip s | device | threads | s/step (median) | CPU s/step | RSS after models | peak RSS |
+|------:|-------:|:-------|--------:|----------------:|-----------:|-----------------:|---------:|
+| 2 | 5 | cpu | 1 | 4.67 | 4.62 | 993 MB | 3916 MB |
+| 2 | 10 | cpu | 1 | 5.42 | 5.39 | 1118 MB | 4286 MB |
+| 4 | 5 | cpu | 2 (load ~10) | 100.98 | 40.13 | 1064 MB | 5048 MB |
+
+Most of a step is the per-parameter work on the 46.7 M-parameter discriminator and the generator (AdamW,
+weight norm, the discriminator's wide convolutions on the 20480-sample slice), so a longer clip costs
+little more (only enc_p/enc_q/flow run over the whole clip). Memory: models + gradients + AdamW state are
+~1.6 GB; each 5 s item adds ~0.5 GB of fp32 activations. An 8-epoch run on 100 items at batch 2 is
+400 steps, about 30 minutes of one quiet core: CPU fine-tuning of S2 is slow but practical for a small set.
 """
 
 from __future__ import annotations
