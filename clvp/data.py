@@ -94,8 +94,9 @@ def split_items(items: Sequence[ClvpItem], held_out: float = 0.1) -> tuple[list[
     """(train, held-out) by name hash. With fewer than 10 items everything trains (nothing can be spared)."""
     if len(items) < 10 or held_out <= 0:
         return list(items), []
-    train = [it for it in items if not is_held_out(f"{it.source}/{it.name}", held_out)]
-    val = [it for it in items if is_held_out(f"{it.source}/{it.name}", held_out)]
+    # by clip name only: the split does not move with the folder's location or when folders are added
+    train = [it for it in items if not is_held_out(it.name, held_out)]
+    val = [it for it in items if is_held_out(it.name, held_out)]
     if not train:
         return list(items), []
     return train, val

@@ -229,10 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most this many items (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     if not args.ckpt and not args.gpt:
         ap.error("give --ckpt (CLVP) and/or --gpt (S1)")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         results, n = run_evaluation(
             args.ckpt,
