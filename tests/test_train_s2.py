@@ -79,6 +79,16 @@ def write_experiment(
     return exp
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: these steps are small, and on a busy 2-core machine a second OpenMP thread
+    spins waiting for the first (a step took ~5x the CPU time with two)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny_exp(tiny_pretrained, tmp_path_factory) -> Path:
     return write_experiment(
