@@ -7,7 +7,11 @@ the training tests keep to a handful of steps on short slices) and a tiny experi
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -338,6 +342,48 @@ def test_resume_after_a_kill_is_exact_and_exports_load_back(tiny_pretrained, tin
     out_e = exported.decode(codes, text, refer, generator=torch.Generator().manual_seed(2))
     out_t = trained.decode(codes, text, refer, generator=torch.Generator().manual_seed(2))
     assert out_e.shape == (1, 1, 24 * HOP) and torch.equal(out_e, out_t)
+
+
+def test_a_trainer_killed_with_sigkill_resumes_where_its_checkpoint_stood(
+    tiny_pretrained, tiny_exp, tmp_path
+):
+    exp, weights = _copy_exp(tiny_exp, tmp_path / "exp"), tmp_path / "w"
+    argv = _args(exp, tiny_pretrained, weights, "--checkpoint-minutes", "1e-9")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpt_sovits.train_s2", *argv],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = exp / "s2_train" / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the trainer ended before it could be killed"
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
+        proc.wait()
+    on_disk = _load_ckpt(exp)  # the atomic writes leave a complete checkpoint
+    k = on_disk["progress"]["step"]
+    assert k >= 1 and on_disk["progress"]["batch_in_epoch"] == k
+
+    res = train(training.parse_args(build_parser(), [*argv, "--max-steps", str(k + 1)]))
+    assert res.step == k + 1
+    assert (
+        f"resumed at epoch 1, step {k} (batch {k} of the epoch)" in (exp / "s2_train" / "log.txt").read_text()
+    )
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, k + 2))  # no step logged twice
+    after = _load_ckpt(exp)
+    for part in ("G", "D"):  # the optimizers went on from their saved state (one more step each)
+        saved, now = on_disk["optimizer"][part]["state"], after["optimizer"][part]["state"]
+        assert all(int(now[i]["step"]) == int(saved[i]["step"]) + 1 == k + 1 for i in saved)
 
 
 # ----------------------------------------------------------------------------------------- errors
