@@ -118,14 +118,17 @@ def _manifest_version(paths: ExperimentPaths) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def _wav_frames(path: Path) -> int | None:
-    """Number of samples of a wav, from its header; None if it cannot be read."""
+def _wav_samples(path: Path, sampling_rate: int) -> int | None:
+    """Length of an audio file in samples at `sampling_rate`, from its header; None if unreadable."""
     try:
         import soundfile as sf
 
-        return int(sf.info(str(path)).frames)
-    except Exception:
+        info = sf.info(str(path))
+    except Exception:  # soundfile raises several types for a damaged or foreign file
         return None
+    if info.samplerate <= 0:
+        return None
+    return int(info.frames) * sampling_rate // int(info.samplerate)
 
 
 def _bucket_of(frames: int, boundaries: Sequence[int]) -> int:
@@ -183,7 +186,7 @@ def scan_experiment(
 
     items: list[S2Item] = []
     for name in present:
-        n = _wav_frames(paths.wav(name))
+        n = _wav_samples(paths.wav(name), sampling_rate)
         if n is None:
             report.unreadable_wav.append(name)
             continue

@@ -408,6 +408,9 @@ def test_data_errors_say_what_is_wrong(tmp_path):
         p.unlink()
     with pytest.raises(S2DataError, match="2 no 4-cnhubert features"):
         scan_experiment(nofeat.root)
+    bad = write_experiment(tmp_path / "bad", [1.0, 1.0])
+    bad.wav("clip_1.wav").write_bytes(b"not audio at all")
+    assert scan_experiment(bad.root)[1].unreadable_wav == ["clip_1.wav"]
     shutil.rmtree(nofeat.hubert_dir)
     with pytest.raises(S2DataError, match="4-cnhubert .*missing; run formatting"):
         scan_experiment(nofeat.root)
