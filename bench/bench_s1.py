@@ -34,13 +34,7 @@ import subprocess
 import sys
 import time
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from bench.memory import rss_mb
 
 
 def child(batch: int, prompt_len: int, tokens: int, phones: int, seed: int, threads: int) -> dict:

@@ -20,15 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.memory import rss_mb
+
 SR = 44100
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def write_synthetic(path: Path, seconds: float, seed: int = 0) -> Path:
