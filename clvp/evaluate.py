@@ -14,6 +14,19 @@ tokens, about a word at 25 Hz). Each selection rule ranks the K candidates:
 
 Prints one table (also per corruption kind: how often the true tokens beat that corruption) and writes it
 as JSON with ``--json FILE``.
+
+Measured on the synthetic corpus of ``tests/clvp_corpus.py`` (default spec; 3000 items, seed 0), tiny CLVP
+trained 20 epochs on its 2712 training items (CPU, ~7 min), S1 = the tiny GPT fine-tuned 20 epochs on all
+3000 items (it saw the held-out items, so its row is if anything flattered), K = 6:
+
+| items | rule | top-1 | mean rank | beats drop | beats other | beats repeat | beats run_on | beats truncate |
+|---|---|---|---|---|---|---|---|---|
+| 288 held-out | clvp | 0.965 | 1.03 | 0.983 | 1.000 | 0.993 | 0.990 | 1.000 |
+| | s1 mean log-prob | 0.653 | 1.42 | 0.819 | 0.906 | 0.941 | 0.986 | 0.931 |
+| | random | 0.167 | 3.50 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 |
+| 300 unseen (seed 1) | clvp | 0.953 | 1.05 | 0.983 | 1.000 | 0.983 | 0.987 | 0.997 |
+| | s1 mean log-prob | 0.563 | 1.56 | 0.773 | 0.900 | 0.927 | 0.993 | 0.850 |
+| | random | 0.167 | 3.50 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 |
 """
 
 from __future__ import annotations
