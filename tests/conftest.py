@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -80,30 +81,14 @@ class ServedApp:
         self.url, self.workspace, self.process, self.log = url, workspace, process, log
 
 
-@pytest.fixture(scope="session")
-def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
-    """`python webui.py` on a free port with a fresh workspace, stopped after the session."""
-    workspace = tmp_path_factory.mktemp("workspace")
+@contextlib.contextmanager
+def serve_webui(workspace: Path, model_dir: Path, log: Path) -> Iterator[ServedApp]:
+    """`python webui.py` on a free port with `workspace` and `model_dir`, stopped on exit; output to `log`."""
     port = free_port()
-    log = workspace.parent / "webui.log"
+    argv = [sys.executable, "webui.py", "--port", str(port), "--workspace", str(workspace)]
+    argv += ["--lang", "en_US", "--model-dir", str(model_dir)]
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "webui.py",
-                "--port",
-                str(port),
-                "--workspace",
-                str(workspace),
-                "--lang",
-                "en_US",
-                "--model-dir",
-                str(workspace / "models"),
-            ],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_http(url)
@@ -114,6 +99,14 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    """The web UI with a fresh workspace and an empty model folder, for the whole session."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    with serve_webui(workspace, workspace / "models", workspace.parent / "webui.log") as app:
+        yield app
 
 
 @pytest.fixture(scope="session")

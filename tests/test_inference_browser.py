@@ -8,15 +8,13 @@ candidates table, candidate playback, history; a too-short reference gives a vis
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
+from tests.conftest import ServedApp, serve_webui
 from tests.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
@@ -33,36 +31,8 @@ def _reference(path: Path, seconds: float) -> Path:
 def tts_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> Iterator[ServedApp]:
     """`python webui.py --model-dir <tiny pretrained>` on a free port with a fresh workspace."""
     workspace = tmp_path_factory.mktemp("tts_workspace")
-    port = free_port()
-    log = workspace.parent / "tts_webui.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "webui.py",
-                "--port",
-                str(port),
-                "--workspace",
-                str(workspace),
-                "--lang",
-                "en_US",
-                "--model-dir",
-                str(tiny_pretrained.root),
-            ],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url)
-        yield ServedApp(url, workspace, process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serve_webui(workspace, tiny_pretrained.root, workspace.parent / "tts_webui.log") as app:
+        yield app
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ shows progress and stops, with tiny pretrained models and a tiny synthetic datas
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
+from tests.conftest import ServedApp, serve_webui
 from tests.tiny_models import write_tiny_dataset
 
 pytestmark = pytest.mark.browser
@@ -26,36 +24,8 @@ def training_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> I
     lines = bad.read_text(encoding="utf-8").splitlines()
     lines[0] = lines[0].replace("|zh|", "|fr|")
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    port = free_port()
-    log = workspace.parent / "training_webui.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "webui.py",
-                "--port",
-                str(port),
-                "--workspace",
-                str(workspace),
-                "--lang",
-                "en_US",
-                "--model-dir",
-                str(tiny_pretrained.root),
-            ],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url)
-        yield ServedApp(url, workspace, process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serve_webui(workspace, tiny_pretrained.root, workspace.parent / "training_webui.log") as app:
+        yield app
 
 
 @pytest.fixture
