@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from tools.jobs import runtime_env
 from ui.context import REPO_ROOT, AppContext
 
 DEFAULT_PORT = 9874
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # Gradio copies uploads into its temp folder and serves from there: keep that inside the workspace.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.workspace / ".gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.update(runtime_env())  # before anything loads torch (synthesis runs in this process)
     app = build_app(ctx)
     app.queue(default_concurrency_limit=2).launch(
         server_name=args.host,
