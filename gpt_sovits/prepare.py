@@ -17,8 +17,9 @@ a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``
 the reference, on purpose: decoding and the 32 -> 16 kHz resampling use tools.audio (torchaudio's
 sinc resampler, not ffmpeg/librosa); the int16 wav is clipped where the reference's cast wraps
 (peaks between 1.03 and 2.2); a clip is kept only when all its parts succeed (the reference can
-leave HuBERT files for clips whose text failed). Languages: those of the text frontend (zh, en);
-ja/ko/yue lines are reported as unsupported.
+leave HuBERT files for clips whose text failed). Languages: those of the text frontend (zh, en,
+and yue for v2); ja/ko lines are reported as unsupported. BERT features are computed for zh only,
+as the reference.
 
 The work runs in two passes, texts + BERT, then audio + HuBERT + tokens, so BERT (the largest
 model) is freed before HuBERT loads; text cleaning can use a process pool; audio is decoded a clip

@@ -19,7 +19,7 @@ LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 # Characters the reference turns into a pause symbol in Chinese text (instead of ",").
 SPECIAL_PAUSES = (("￥", "SP2"), ("^", "SP3"))
 # Packages the reference uses for languages not implemented here.
-_MISSING_PACKAGES = {"ja": "pyopenjtalk", "ko": "g2pk2", "yue": "ToJyutping"}
+_MISSING_PACKAGES = {"ja": "pyopenjtalk", "ko": "g2pk2"}
 
 
 def _language(language: str, version: str) -> str:
@@ -43,18 +43,24 @@ def _language_module(lang: str):
         from gpt_sovits.text import english
 
         return english
-    raise LanguageNotInstalledError(lang, _MISSING_PACKAGES[lang], "This frontend implements zh and en only.")
+    if lang == "yue":
+        from gpt_sovits.text import cantonese
+
+        return cantonese
+    raise LanguageNotInstalledError(
+        lang, _MISSING_PACKAGES[lang], "This frontend implements zh, en and yue only."
+    )
 
 
 def clean_text(
     text: str, language: str, version: str = "v2", *, g2pw: G2PW | None = None
 ) -> tuple[list[str], list[int] | None, str]:
-    """Phones, per-character phone counts (Chinese only, else None) and the normalised text.
+    """Phones, per-character phone counts (zh and yue, else None) and the normalised text.
 
     ``g2pw``: a loaded G2PW polyphone model (``gpt_sovits.text.load_g2pw(model_dir)``) for Chinese v2
     pinyin, as the reference with G2PW installed; None (default) reads pinyin with pypinyin.
 
-    Every returned phone is in the version's symbol table (unknown ones become ``UNK``). For Chinese,
+    Every returned phone is in the version's symbol table (unknown ones become ``UNK``). For zh and yue,
     ``len(word2ph) == len(norm_text)`` and ``sum(word2ph) == len(phones)``.
     """
     if not isinstance(text, str):
@@ -72,6 +78,11 @@ def clean_text(
         else:
             norm_text = module.text_normalize(text)
             phones, word2ph = module.g2p(norm_text, version, g2pw)
+        if len(word2ph) != len(norm_text) or sum(word2ph) != len(phones):  # pragma: no cover - invariant
+            raise AssertionError(f"word2ph misaligned for {norm_text!r}")
+    elif lang == "yue":
+        norm_text = module.text_normalize(text)
+        phones, word2ph = module.g2p(norm_text)
         if len(word2ph) != len(norm_text) or sum(word2ph) != len(phones):  # pragma: no cover - invariant
             raise AssertionError(f"word2ph misaligned for {norm_text!r}")
     else:
