@@ -21,7 +21,7 @@ class LanguageNotInstalledError(TextFrontendError):
         self.package = package
         msg = (
             f"Language {language!r} needs the Python package {package!r}, which is not installed "
-            f"(install it with pip, or choose zh/en)."
+            f"(install it with pip, or choose zh, en or yue)."
         )
         if extra:
             msg += " " + extra
