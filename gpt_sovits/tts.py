@@ -11,7 +11,8 @@ Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get
    neither the prompt phones nor the prompt tokens.
 3. S1 samples N candidates per piece in one batched KV-cache decode; each keeps its tokens and per-token
    log-probabilities. A scorer picks one per piece: highest mean log-probability, blended with CLVP when
-   a CLVP checkpoint is given. Every candidate is returned with its scores.
+   a CLVP checkpoint is given and, when weighted, with ASR agreement and speaker similarity of each
+   decoded candidate (gpt_sovits.blends). Every candidate is returned with its scores.
 4. S2 decodes the chosen tokens with the target phones (speed, noise scale); pieces are joined with
    ``pause`` seconds of silence. Output: 32 kHz float32 mono.
 
@@ -87,8 +88,14 @@ class SynthesisRequest:
     pause: float = 0.3  # seconds of silence after each piece
     candidates: int = 1  # S1 samples per piece
     clvp_path: str | None = None  # CLVP checkpoint: rerank candidates with it
-    logprob_weight: float = 1.0  # total = logprob_weight * mean_logprob + clvp_weight * clvp
+    logprob_weight: float = 1.0  # total = logprob_weight * mean_logprob + clvp_weight * clvp + ...
     clvp_weight: float = 1.0
+    # Audio blends (gpt_sovits.blends), run only with weight > 0 and >= 2 candidates: each candidate is
+    # decoded by S2, then rated by faster-whisper agreement with the text (1 - CER/WER, 0..1) and by the
+    # cosine similarity of its S2 style vector to the reference's (-1..1).
+    asr_weight: float = 0.0
+    asr_model: str | None = None  # a size name or CTranslate2 folder; None: first under model_dir
+    speaker_weight: float = 0.0
     max_new_tokens: int = 1500  # S1 cap per piece (60 s at 25 Hz), as the reference
     force_tokens: int = 0  # > 0: exactly this many tokens per piece (EOS banned; for benchmarks)
 
@@ -99,7 +106,7 @@ class CandidateInfo:
 
     tokens: list[int]
     mean_logprob: float
-    scores: dict[str, float]  # "logprob" and, with CLVP, "clvp"
+    scores: dict[str, float]  # "logprob" and, when used, "clvp", "asr", "speaker"
     total: float  # what the selection maximises
     eos: bool = True  # False when the piece hit max_new_tokens without ending
 
@@ -439,8 +446,12 @@ def select_candidates(
     for i, c in enumerate(infos):
         if i not in usable:
             c.total = float("-inf")
-    chosen = max(range(len(infos)), key=lambda i: (infos[i].total, -i))
-    return infos, chosen
+    return infos, best_candidate(infos)
+
+
+def best_candidate(infos: Sequence[CandidateInfo]) -> int:
+    """The index of the highest total (the first one on a tie)."""
+    return max(range(len(infos)), key=lambda i: (infos[i].total, -i))
 
 
 # ----------------------------------------------------------------------------------------- synthesiser
@@ -678,6 +689,81 @@ class Synthesizer:
             scorers["clvp"] = (clvp_scorer, request.clvp_weight)
         return scorers
 
+    # -- audio blends (gpt_sovits.blends) ------------------------------------------------------------
+
+    def whisper(self, model: str | None = None) -> Any:
+        """The faster-whisper model for ASR agreement, loaded once into the cache; never downloads.
+
+        ``model``: a size name (looked up as ``<model_dir>/faster-whisper-<size>`` then the Hugging Face
+        cache) or a CTranslate2 folder; None: the first local ``faster-whisper-*`` folder of model_dir.
+        A missing model raises TTSInputError with the ASR stage's message (where to put it, how to get it).
+        """
+        from gpt_sovits.blends import resolve_whisper
+        from tools.asr import ModelLoadError, ModelNotFoundError, load_whisper
+
+        device = "cuda" if self.device.type == "cuda" else "cpu"
+        try:
+            name = resolve_whisper(model, self.model_dir)
+            key = ("whisper", name, str(self.model_dir.resolve()), device)
+            return self.cache.get(key, lambda: load_whisper(name, device=device, model_dir=self.model_dir))
+        except (ModelNotFoundError, ModelLoadError) as e:
+            raise TTSInputError(f"ASR agreement needs a local faster-whisper model: {e}") from None
+
+    def reference_embedding(self, specs: Sequence[torch.Tensor]) -> np.ndarray:
+        """S2's style vector ``ge`` (gin,) of the reference(s), averaged over clips as ``decode`` does."""
+        sovits, _ = self.sovits()
+        dtype = next(sovits.parameters()).dtype
+        with torch.inference_mode(), autocast_for(self.device):
+            ge = torch.stack([sovits.style(s.to(self.device, dtype)) for s in specs], 0).mean(0)
+        return ge.float().reshape(-1).cpu().numpy()
+
+    def speaker_embedding(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """S2's style vector ``ge`` (gin,) of a clip (float32 mono): the timbre vector S2 conditions on."""
+        return self.reference_embedding([self._spec(audio, sample_rate)])
+
+    def _audio_blends(
+        self,
+        piece: _Piece,
+        infos: list[CandidateInfo],
+        specs: list[torch.Tensor],
+        request: SynthesisRequest,
+        seed: int,
+        index: int,
+        whisper: Any,
+        ref_embedding: np.ndarray | None,
+        timings: dict[str, float],
+    ) -> tuple[int, dict[int, np.ndarray]]:
+        """Decode every usable candidate, add the weighted "asr"/"speaker" scores to its total, re-pick.
+
+        Returns (chosen index, {candidate index: its audio}). The audio uses the piece's seeded S2 noise,
+        so it is exactly what the final decode (or ``candidate_audio``) would give and can be reused.
+        """
+        from gpt_sovits.blends import agreement_score, cosine, transcribe, whisper_language
+
+        usable = [j for j, c in enumerate(infos) if c.tokens]
+        if len(usable) < 2:
+            return best_candidate(infos), {}
+        t0 = time.perf_counter()
+        audios = {j: self._decode(infos[j].tokens, piece.phones, specs, request, seed, index) for j in usable}
+        timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t0
+        if whisper is not None and request.asr_weight > 0:
+            t1 = time.perf_counter()
+            language = whisper_language(request.text_lang, getattr(whisper, "supported_languages", None))
+            for j in usable:
+                heard = transcribe(whisper, audios[j], SAMPLE_RATE, language)
+                score = agreement_score(piece.text, heard, request.text_lang)
+                infos[j].scores["asr"] = score
+                infos[j].total += request.asr_weight * score
+            timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - t1
+        if ref_embedding is not None and request.speaker_weight > 0:
+            t2 = time.perf_counter()
+            for j in usable:
+                score = cosine(self.speaker_embedding(audios[j]), ref_embedding)
+                infos[j].scores["speaker"] = score
+                infos[j].total += request.speaker_weight * score
+            timings["speaker"] = timings.get("speaker", 0.0) + time.perf_counter() - t2
+        return best_candidate(infos), audios
+
     def _decode(
         self,
         tokens: list[int],
@@ -720,6 +806,10 @@ class Synthesizer:
             raise TTSInputError(f"noise_scale must be between 0 and 2, got {request.noise_scale}")
         if not 0 <= request.pause <= 10:
             raise TTSInputError(f"pause must be between 0 and 10 s, got {request.pause}")
+        for name in ("asr_weight", "speaker_weight"):
+            value = float(getattr(request, name))
+            if not (np.isfinite(value) and value >= 0):
+                raise TTSInputError(f"{name} must be 0 (off) or more, got {value}")
         force = int(request.force_tokens)
         params = SamplingParams(
             top_k=int(request.top_k),
@@ -767,6 +857,10 @@ class Synthesizer:
             prompt_bert = self._bert(prompt.segments)
         timings["reference"] = time.perf_counter() - t0
         scorers = self._scorers(request)
+        # Audio blends need at least two candidates; the Whisper model is checked before S1 runs.
+        blend = int(request.candidates) >= 2 and (request.asr_weight > 0 or request.speaker_weight > 0)
+        whisper = self.whisper(request.asr_model) if blend and request.asr_weight > 0 else None
+        ref_embedding = self.reference_embedding(ref.specs) if blend and request.speaker_weight > 0 else None
         gpt, _ = self.gpt()
         n = len(pieces)
         progress(0, n, f"{n} piece(s) to synthesise")
@@ -784,10 +878,17 @@ class Synthesizer:
                 )
             timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
             for i, cands in zip(batch, out.candidates, strict=True):
-                t2 = time.perf_counter()
                 infos, chosen = select_candidates(pieces[i].phones, cands, scorers, request.logprob_weight)
-                audio = self._decode(infos[chosen].tokens, pieces[i].phones, ref.specs, request, seed, i)
-                timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t2
+                decoded: dict[int, np.ndarray] = {}
+                if blend:
+                    chosen, decoded = self._audio_blends(
+                        pieces[i], infos, ref.specs, request, seed, i, whisper, ref_embedding, timings
+                    )
+                audio = decoded.get(chosen)
+                if audio is None:
+                    t3 = time.perf_counter()
+                    audio = self._decode(infos[chosen].tokens, pieces[i].phones, ref.specs, request, seed, i)
+                    timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
                 sentence = SentenceResult(pieces[i].text, pieces[i].phones, infos, chosen, audio)
                 done += 1
                 progress(done, n, f"piece {done}/{n} done")
@@ -897,6 +998,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=int, default=d.candidates, help="S1 samples per piece")
     p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
     p.add_argument("--clvp-weight", type=float, default=d.clvp_weight)
+    p.add_argument(
+        "--asr-weight", type=float, default=d.asr_weight,
+        help="weight of ASR agreement (1 - CER of faster-whisper on each decoded candidate); 0: off",
+    )  # fmt: skip
+    p.add_argument(
+        "--asr-model", default=None,
+        help="faster-whisper size name or CTranslate2 folder (default: first faster-whisper-* under --model-dir)",
+    )  # fmt: skip
+    p.add_argument(
+        "--speaker-weight", type=float, default=d.speaker_weight,
+        help="weight of speaker similarity (cosine of S2 style vectors, candidate vs reference); 0: off",
+    )  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--force-tokens", type=int, default=0, help="exactly N tokens per piece (benchmarks)")
     p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/ etc.")
@@ -952,6 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
                 candidates=args.candidates,
                 clvp_path=args.clvp,
                 clvp_weight=args.clvp_weight,
+                asr_weight=args.asr_weight,
+                asr_model=args.asr_model,
+                speaker_weight=args.speaker_weight,
                 max_new_tokens=args.max_new_tokens,
                 force_tokens=args.force_tokens,
             )
