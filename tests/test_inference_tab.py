@@ -209,14 +209,37 @@ def test_prompt_language_from_whisper():
 
 
 def test_candidate_rows_mark_the_chosen_and_show_clvp():
+    # Columns: sentence, text, candidate, log-prob, CLVP, ASR, speaker, total, chosen.
     result = _result(2, 3, clvp=True)
     rows = H.candidate_rows(result)
-    assert len(rows) == 6
-    assert rows[0][:3] == [1, "句子0。", 1] and rows[0][6] == "✓"
-    assert rows[1][3] == pytest.approx(-1.1) and rows[1][4] == pytest.approx(0.3) and rows[1][6] == ""
+    assert len(rows) == 6 and all(len(r) == 9 for r in rows)
+    assert rows[0][:3] == [1, "句子0。", 1] and rows[0][8] == "✓"
+    assert rows[1][3] == pytest.approx(-1.1) and rows[1][4] == pytest.approx(0.3) and rows[1][8] == ""
+    assert rows[1][7] == pytest.approx(-1.1)  # the total
     swapped = H.candidate_rows(result, [2, 0])
-    assert [r[6] for r in swapped] == ["", "", "✓", "✓", "", ""]
+    assert [r[8] for r in swapped] == ["", "", "✓", "✓", "", ""]
     assert H.candidate_rows(_result(1, 2))[0][4] is None  # no CLVP column value without CLVP
+    assert rows[0][5] is None and rows[0][6] is None  # no ASR / speaker scores without those blends
+
+
+def test_candidate_rows_show_asr_and_speaker_scores():
+    result = _result(1, 2)
+    result.sentences[0].candidates[1].scores.update({"asr": 0.75, "speaker": 0.912345})
+    row = H.candidate_rows(result)[1]
+    assert row[5] == pytest.approx(0.75) and row[6] == pytest.approx(0.9123)
+    summary = H.result_summary(result)
+    assert summary["sentences"][0]["candidates"][1]["scores"]["asr"] == pytest.approx(0.75)
+
+
+def test_blend_weights_are_checked():
+    form = H.SynthesisForm(text="你好", text_lang="zh", ref_audio="ref.wav", asr_weight=-1.0)
+    with pytest.raises(H.InferenceUIError, match="ASR agreement weight"):
+        H.check_form(form)
+    form = H.SynthesisForm(
+        text="你好", text_lang="zh", ref_audio="ref.wav", speaker_weight=H.MAX_BLEND_WEIGHT + 1
+    )
+    with pytest.raises(H.InferenceUIError, match="speaker similarity weight"):
+        H.check_form(form)
 
 
 def test_summary_line_gives_length_time_and_real_time_factor(tmp_path):

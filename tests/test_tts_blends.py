@@ -192,3 +192,18 @@ def test_cli_flags(tiny_pretrained, model_dir, ref_wav, tmp_path, capsys) -> Non
     assert printed.count("asr=") == 2 and printed.count("speaker=") == 2
     args = tts.make_parser().parse_args([*argv, "--asr-model", "tiny"])
     assert (args.asr_weight, args.asr_model, args.speaker_weight) == (1.0, "tiny", 0.5)
+
+
+def test_inference_tab_form_passes_the_blends(tiny_pretrained, model_dir, ref_wav, tmp_path) -> None:
+    from ui import inference_helpers as H
+
+    form = H.SynthesisForm(
+        text="hello world.", text_lang="en", ref_audio=str(ref_wav), candidates=2, seed=3,
+        max_new_tokens=14, asr_weight=1.5, speaker_weight=0.5, asr_model="tiny",
+    )  # fmt: skip
+    outcome = H.synthesize(form, tmp_path, model_dir, H.LazyCache())
+    assert (outcome.request.asr_weight, outcome.request.speaker_weight) == (1.5, 0.5)
+    assert outcome.request.asr_model == "tiny"
+    rows = H.candidate_rows(outcome.result)
+    assert len(rows) == 2 and all(0 <= r[5] <= 1 and -1 <= r[6] <= 1 for r in rows)
+    assert [r[8] for r in rows].count("✓") == 1

@@ -47,6 +47,8 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
         clvp: str = "",
         aux_refs: list[FileData] | None = None,
         max_new_tokens: int = H.MAX_NEW_TOKENS,
+        asr_weight: float = 0.0,
+        speaker_weight: float = 0.0,
     ) -> tuple[FileData, str]:
         """Synthesise `text` in the voice of `ref_audio` (3–10 s); returns (32 kHz wav, JSON details).
 
@@ -71,6 +73,10 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
             clvp: CLVP checkpoint path inside the workspace for reranking; empty: none.
             aux_refs: more reference clips whose timbre is averaged in.
             max_new_tokens: S1 tokens per sentence at most (25 per second).
+            asr_weight: weight of ASR agreement (1 - character/word error rate of faster-whisper on each
+                decoded candidate; needs a faster-whisper folder in the model folder); 0: off.
+            speaker_weight: weight of speaker similarity (cosine of S2 style vectors, candidate vs
+                reference); 0: off. Both blends need candidates >= 2.
         """
         form = H.SynthesisForm(
             text=text or "",
@@ -94,6 +100,8 @@ def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
             random_seed=False,
             candidates=int(candidates),
             max_new_tokens=int(max_new_tokens),
+            asr_weight=float(asr_weight),
+            speaker_weight=float(speaker_weight),
         )
         try:
             outcome = H.synthesize(form, ctx.workspace, ctx.model_dir, cache)

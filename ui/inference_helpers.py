@@ -20,6 +20,7 @@ from tools.fsutil import resolve_inside, unique_path
 
 HISTORY_SIZE = 10
 MAX_NEW_TOKENS = 1500  # S1 tokens per sentence at most (25 per second: 60 s), as the reference
+MAX_BLEND_WEIGHT = 10.0  # the sliders' range for the ASR / speaker blend weights
 OUTPUT_RATE = 32000
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
@@ -162,15 +163,9 @@ def model_status_lines(model_dir: Path) -> list[tuple[str, bool, str]]:
 
 def whisper_models(model_dir: Path) -> list[str]:
     """Names `<x>` of the local `faster-whisper-<x>/` folders (the ones transcription can use offline)."""
-    from tools.asr import local_model_folder
+    from gpt_sovits.blends import local_whisper_models
 
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        p.name.removeprefix("faster-whisper-")
-        for p in model_dir.iterdir()
-        if p.name.startswith("faster-whisper-") and local_model_folder(str(p), model_dir) is not None
-    )
+    return local_whisper_models(model_dir)
 
 
 def transcribe_reference(cache: LazyCache, path: str | Path, model: str, model_dir: Path) -> tuple[str, str]:
@@ -238,7 +233,8 @@ def _score(scores: dict[str, float], key: str) -> float | None:
 
 
 def candidate_rows(result: Any, choices: list[int] | None = None) -> list[list[Any]]:
-    """One row per (sentence, candidate): sentence #, text, candidate #, mean log-prob, CLVP, total, chosen.
+    """One row per (sentence, candidate): sentence #, text, candidate #, mean log-prob, CLVP, ASR agreement,
+    speaker similarity, total, chosen (a score the run did not compute is None).
 
     `result` is a `gpt_sovits.tts.SynthesisResult`; `choices` (one index per sentence) overrides its
     chosen candidates. Numbers are 1-based for people.
@@ -254,6 +250,8 @@ def candidate_rows(result: Any, choices: list[int] | None = None) -> list[list[A
                     j + 1,
                     round(float(cand.mean_logprob), 4),
                     _score(cand.scores, "clvp"),
+                    _score(cand.scores, "asr"),
+                    _score(cand.scores, "speaker"),
                     round(float(cand.total), 4),
                     "✓" if j == chosen else "",
                 ]
@@ -407,6 +405,9 @@ class SynthesisForm:
     seed: int = -1
     random_seed: bool = False
     candidates: int = 1
+    asr_weight: float = 0.0  # ASR agreement blend (needs a local faster-whisper model and >= 2 candidates)
+    speaker_weight: float = 0.0  # speaker similarity blend (S2 style vectors; >= 2 candidates)
+    asr_model: str | None = None  # faster-whisper name under model_dir; None: the first one there
     max_new_tokens: int = MAX_NEW_TOKENS  # S1 cap per sentence, 25 tokens a second (the reference's 60 s)
 
 
@@ -432,6 +433,9 @@ def check_form(form: SynthesisForm) -> None:
         raise InferenceUIError(f"Unknown cut method {form.cut!r}: use cut0 … cut5.")
     if not 1 <= int(form.candidates) <= 16:
         raise InferenceUIError("The number of candidates must be between 1 and 16.")
+    for label, weight in (("ASR agreement", form.asr_weight), ("speaker similarity", form.speaker_weight)):
+        if not 0 <= float(weight) <= MAX_BLEND_WEIGHT:
+            raise InferenceUIError(f"The {label} weight must be between 0 and {MAX_BLEND_WEIGHT:g}.")
     if not 1 <= int(form.max_new_tokens) <= MAX_NEW_TOKENS:
         raise InferenceUIError(f"The token limit per sentence must be between 1 and {MAX_NEW_TOKENS}.")
 
@@ -486,6 +490,9 @@ def synthesize(
         pause=float(form.pause),
         candidates=int(form.candidates),
         clvp_path=str(clvp) if clvp else None,
+        asr_weight=float(form.asr_weight),
+        speaker_weight=float(form.speaker_weight),
+        asr_model=form.asr_model or None,
         max_new_tokens=int(form.max_new_tokens),
     )
     synth = Synthesizer(str(gpt), str(sovits), str(model_dir), cache=cache.tts())

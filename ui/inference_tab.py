@@ -226,6 +226,28 @@ def build(ctx: AppContext) -> None:
                 label=_("Longest sentence in tokens (25 per second)"),
                 elem_id="inf-max-tokens",
             )
+        with gr.Row():
+            # Blends for choosing among candidates (2 or more): each candidate is decoded and rated.
+            asr_weight = gr.Slider(
+                0.0,
+                H.MAX_BLEND_WEIGHT,
+                value=0.0,
+                step=0.1,
+                label=_("ASR agreement weight"),
+                info=_(
+                    "Transcribe each candidate with the Whisper model above and favour the one that says the text (0: off)."
+                ),
+                elem_id="inf-asr-weight",
+            )
+            speaker_weight = gr.Slider(
+                0.0,
+                H.MAX_BLEND_WEIGHT,
+                value=0.0,
+                step=0.1,
+                label=_("Speaker similarity weight"),
+                info=_("Favour the candidate whose timbre is closest to the reference (0: off)."),
+                elem_id="inf-speaker-weight",
+            )
 
     go = gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go")
     with gr.Row():
@@ -245,6 +267,8 @@ def build(ctx: AppContext) -> None:
             _("Candidate"),
             _("Mean log-prob"),
             _("CLVP score"),
+            _("ASR"),
+            _("Speaker"),
             _("Total"),
             _("Chosen"),
         ],
@@ -336,7 +360,7 @@ def build(ctx: AppContext) -> None:
 
     def on_synthesize(
         gpt_v, sovits_v, clvp_v, ref, ref_txt, ref_lg, aux, txt, txt_lg, cut_v, k, p, t, r, spd, ns, ps,
-        seed_v, rand, n, max_tok, hist, progress=gr.Progress(),  # noqa: B008
+        seed_v, rand, n, max_tok, asr_w, spk_w, asr_name, hist, progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         form = H.SynthesisForm(
             text=txt or "",
@@ -360,6 +384,9 @@ def build(ctx: AppContext) -> None:
             random_seed=bool(rand),
             candidates=int(n),
             max_new_tokens=int(max_tok),
+            asr_weight=float(asr_w or 0.0),
+            speaker_weight=float(spk_w or 0.0),
+            asr_model=asr_name or None,
         )
         outcome = _run(form, progress)
         result = outcome.result
@@ -470,6 +497,9 @@ def build(ctx: AppContext) -> None:
             random_seed,
             n_cand,
             max_tokens,
+            asr_weight,
+            speaker_weight,
+            asr_model,
             history,
         ],
         outputs=[out_audio, used_seed, summary, out_file, table, pick, cand_audio, session, history],
