@@ -137,6 +137,19 @@ def resolve_whisper(model: str | None, model_dir: str | Path) -> str:
     return name
 
 
+def model_languages(whisper: Any) -> list[str] | None:
+    """The language codes a faster-whisper model accepts; ``yue`` only where its vocabulary has the token
+    (large-v3 and later: faster-whisper lists ``yue`` for every multilingual model). None: unknown."""
+    langs = getattr(whisper, "supported_languages", None)
+    if langs is None:
+        return None
+    langs = list(langs)
+    tokenizer = getattr(whisper, "hf_tokenizer", None)
+    if "yue" in langs and tokenizer is not None and tokenizer.token_to_id("<|yue|>") is None:
+        langs.remove("yue")
+    return langs
+
+
 def transcribe(whisper: Any, audio: np.ndarray, sample_rate: int, language: str | None) -> str:
     """One decoded candidate (float32 mono) -> Whisper's text. Greedy, no VAD, no timestamps:
     a short clip is scored as a whole, quickly, and the same audio always gives the same text."""

@@ -738,7 +738,7 @@ class Synthesizer:
         Returns (chosen index, {candidate index: its audio}). The audio uses the piece's seeded S2 noise,
         so it is exactly what the final decode (or ``candidate_audio``) would give and can be reused.
         """
-        from gpt_sovits.blends import agreement_score, cosine, transcribe, whisper_language
+        from gpt_sovits.blends import agreement_score, cosine, model_languages, transcribe, whisper_language
 
         usable = [j for j, c in enumerate(infos) if c.tokens]
         if len(usable) < 2:
@@ -748,7 +748,7 @@ class Synthesizer:
         timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t0
         if whisper is not None and request.asr_weight > 0:
             t1 = time.perf_counter()
-            language = whisper_language(request.text_lang, getattr(whisper, "supported_languages", None))
+            language = whisper_language(request.text_lang, model_languages(whisper))
             for j in usable:
                 heard = transcribe(whisper, audios[j], SAMPLE_RATE, language)
                 score = agreement_score(piece.text, heard, request.text_lang)

@@ -80,13 +80,17 @@ def test_error_rate_characters_and_words() -> None:
     assert blends.edit_distance(list("kitten"), list("sitting")) == 3
 
 
-def test_whisper_language_and_model_resolution(model_dir, tmp_path, monkeypatch) -> None:
+def test_whisper_language_and_model_resolution(tiny_pretrained, model_dir, tmp_path, monkeypatch) -> None:
     assert blends.whisper_language("zh") == "zh" and blends.whisper_language("all_ja") == "ja"
     assert blends.whisper_language("en") == "en"
     assert blends.whisper_language("auto") is None and blends.whisper_language("auto_yue") is None
     assert blends.whisper_language("yue", ["zh", "en", "yue"]) == "yue"
     assert blends.whisper_language("all_yue", ["zh", "en"]) == "zh"
     assert blends.local_whisper_models(model_dir) == ["tiny"]
+    whisper = Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, model_dir, "cpu").whisper()
+    langs = blends.model_languages(whisper)
+    assert "en" in langs and "zh" in langs
+    assert ("yue" in langs) == (whisper.hf_tokenizer.token_to_id("<|yue|>") is not None)
     assert blends.resolve_whisper(None, model_dir) == str(model_dir / "faster-whisper-tiny")
     assert blends.resolve_whisper("tiny", model_dir) == "tiny"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # an empty cache, whatever is here
