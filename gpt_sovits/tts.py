@@ -120,6 +120,8 @@ class SentenceResult:
     candidates: list[CandidateInfo]
     chosen: int
     audio: np.ndarray | None = None  # (samples,) float32 32 kHz of the chosen candidate, without the pause
+    # Candidates already decoded by the audio blends (index -> audio): playing or swapping one is free.
+    decoded: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -889,7 +891,7 @@ class Synthesizer:
                     t3 = time.perf_counter()
                     audio = self._decode(infos[chosen].tokens, pieces[i].phones, ref.specs, request, seed, i)
                     timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
-                sentence = SentenceResult(pieces[i].text, pieces[i].phones, infos, chosen, audio)
+                sentence = SentenceResult(pieces[i].text, pieces[i].phones, infos, chosen, audio, decoded)
                 done += 1
                 progress(done, n, f"piece {done}/{n} done")
                 if "first_audio" not in timings:
@@ -939,6 +941,8 @@ class Synthesizer:
             )
         if candidate == sentence.chosen and sentence.audio is not None:
             return sentence.audio
+        if candidate in sentence.decoded:  # same tokens, phones, references and seeded noise
+            return sentence.decoded[candidate]
         tokens = sentence.candidates[candidate].tokens
         if not tokens:
             raise TTSInputError(f"candidate {candidate + 1} of piece {piece + 1} has no tokens to decode")

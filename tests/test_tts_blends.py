@@ -122,7 +122,8 @@ def test_scores_in_range_and_choice_is_weighted_argmax(synth, ref_wav) -> None:
     assert [c.scores for c in again.sentences[0].candidates] == [c.scores for c in sentence.candidates]
     plain = synth.synthesize(_req(ref_wav))
     assert [c.tokens for c in plain.sentences[0].candidates] == [c.tokens for c in sentence.candidates]
-    for j in range(3):
+    assert sorted(sentence.decoded) == [0, 1, 2] and not plain.sentences[0].decoded
+    for j in range(3):  # kept audio (blends) == a fresh decode (plain): playing/swapping costs nothing
         assert np.array_equal(synth.candidate_audio(plain, 0, j), synth.candidate_audio(r, 0, j))
     assert np.array_equal(sentence.audio, synth.candidate_audio(plain, 0, sentence.chosen))
 
