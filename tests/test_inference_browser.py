@@ -48,15 +48,27 @@ def tts_page(browser, tts_app):
 
 
 def _set_number(page, elem_id: str, value: int) -> None:
-    """Type into a slider's number box and wait until the slider itself holds the value."""
+    """Type into a slider's number box and wait until the slider itself holds the value.
+
+    Under load the box can take the keystrokes before its change handler is attached (for example
+    right after an accordion opens): type again rather than fail on the first miss.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.locator(f"{elem_id} input[type=number]")
     box.wait_for(state="visible")
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-    page.wait_for_function(
-        f"document.querySelector('{elem_id} input[type=range]').value === '{value}'", timeout=10_000
-    )
+    for attempt in range(3):
+        box.fill(str(value))
+        box.press("Enter")
+        box.blur()
+        try:
+            page.wait_for_function(
+                f"document.querySelector('{elem_id} input[type=range]').value === '{value}'", timeout=10_000
+            )
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
 
 
 def _served_wav(page, elem_id: str, dest: Path, timeout: float = 30_000) -> Path:
