@@ -554,6 +554,10 @@ def test_a_running_step_is_followed_from_another_page_and_blocks_a_second_start(
         wait_done(follower)
         assert [(r.step, r.code, r.stopped) for r in follower.results] == [("s2", 130, True)]
         assert live_job(exp) is None
+        # The page that started it did not ask for the stop and its child died of SIGTERM without a
+        # word: it still reads "stopped" (the follower's marker), not a crash.
+        wait_done(first)
+        assert [(r.step, r.code, r.stopped) for r in first.results] == [("s2", -15, True)]
     finally:
         first.stop()
 

@@ -26,6 +26,9 @@ from ui.training_samples import SampleSpec
 SAMPLE_MODULE = "gpt_sovits.progress_sample"
 
 
+STOP_MARKER = "stop_requested"  # written into a job's folder by the page that stops it
+
+
 def _job_dir(job_root: Path, prefix: str) -> Path:
     job_root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=job_root))
@@ -179,7 +182,8 @@ class StepRunner:
             code = 2 if self._error else 0 if self._result else EXIT_STOPPED
         code = int(code)
         tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else tail_text(self.job.log_path, 2000)
-        stopped = self.stopped or self._interrupted  # here or from another page
+        # asked here, reported by the step, or asked from another page (the marker)
+        stopped = self.stopped or self._interrupted or (self.job.job_dir / STOP_MARKER).exists()
         self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
         self.job, self.current = None, None
         if code == 0 and self.pending and not stopped:
@@ -215,6 +219,9 @@ class StepRunner:
         self.pending.clear()
         job = self.job
         if job is not None:
+            # Other pages following this job read the marker: a stop asked here is "Stopped." there
+            # too, even when the step dies of the signal before it can report that it stopped.
+            (job.job_dir / STOP_MARKER).touch()
             job.stop(grace=grace)
 
 

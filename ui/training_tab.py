@@ -630,7 +630,9 @@ def build(ctx: AppContext) -> None:
         (clvp_btn, ("clvp",)),
     ):
         button.click(make_start(steps), inputs=start_inputs, outputs=start_outputs)
-    timer.tick(on_tick, inputs=state, outputs=[*view_outputs, timer])
+    # A tick only polls this session's job and re-reads small files: no shared limit, so the pages of
+    # several users (or one user's two pages) never wait on each other to see their progress.
+    timer.tick(on_tick, inputs=state, outputs=[*view_outputs, timer], concurrency_limit=None)
     stop_btn.click(on_stop, inputs=state, outputs=status_md, concurrency_limit=None)
     check_btn.click(on_check, inputs=[*settings_inputs, state], outputs=check_md)
     show_outputs = [models_md, *view_outputs, timer]
