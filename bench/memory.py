@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 
 
 def rss_mb() -> float:
     """The current resident set size of this process in MiB (NaN where /proc is missing)."""
-    try:
+    with contextlib.suppress(OSError):  # no /proc (not Linux): report NaN rather than fail a benchmark
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     return float("nan")
 
 

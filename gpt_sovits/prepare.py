@@ -40,6 +40,7 @@ with nothing to do writes nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -560,11 +561,10 @@ class _State:
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    try:
+    # An unreadable old file is simply rewritten: comparing is only there to keep mtimes of unchanged tables.
+    with contextlib.suppress(OSError, UnicodeDecodeError):
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
-    except (OSError, UnicodeDecodeError):
-        pass
     atomic_write_text(path, text)
 
 

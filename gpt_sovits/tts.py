@@ -159,7 +159,7 @@ Scorer = Callable[[list[int], list[list[int]]], list[float]]
 
 
 def _no_progress(done: int, total: int, message: str) -> None:
-    pass
+    """The default progress callback: the library reports nothing unless asked."""
 
 
 # ------------------------------------------------------------------------------------------ the cache

@@ -6,6 +6,7 @@ The tab (`ui/inference_tab.py`) wires them to widgets; the named API endpoint re
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -271,12 +272,10 @@ def candidate_options(result: Any) -> list[tuple[str, str]]:
 
 def parse_candidate(value: str | None, result: Any) -> tuple[int, int]:
     """ "i:j" from the picker, checked against `result` (raises InferenceUIError)."""
-    try:
+    with contextlib.suppress(TypeError, ValueError):  # a malformed value is the same error as a stale one
         i, j = (int(x) for x in str(value).split(":"))
         if 0 <= i < len(result.sentences) and 0 <= j < len(result.sentences[i].candidates):
             return i, j
-    except (TypeError, ValueError):
-        pass
     raise InferenceUIError("Choose a candidate from the list.")
 
 
