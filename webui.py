@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from tools.jobs import runtime_env
+from core.jobs import runtime_env
 from ui.context import REPO_ROOT, AppContext
 
 DEFAULT_PORT = 9874

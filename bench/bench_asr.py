@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_asr [--clips 20] [--model PATH_OR_SIZE] [--device auto]
 
-Without `--model` it uses the tiny wired test Whisper (tests/tiny_whisper.py), so the figure is the
+Without `--model` it uses the tiny wired test Whisper (tests/support/tiny_whisper.py), so the figure is the
 pipeline's own cost per clip (decode + resample, Silero VAD, log-mel features, beam search, list and
 sidecar writes), not a real model's: with large-v3 the model dominates. Give `--model large-v3`
 (with the model in pretrained_models/) for real figures.
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 if __package__:  # run as `python -m bench.bench_asr` from the repository root
-    from tests.synth import espeak_speech
-    from tests.tiny_whisper import build_tiny_whisper
+    from tests.support.synth import espeak_speech
+    from tests.support.tiny_whisper import build_tiny_whisper
     from tools.asr import AsrOptions, load_whisper, transcribe_folder
 
 SENTENCES = [

@@ -7,7 +7,7 @@ Builds a pretrained-models folder in the official layout with random weights (no
 12 layers, 512-channel conv front end, as chinese-hubert-base), BERT-large (hidden 1024, 24 layers,
 16 heads, vocabulary 21128, as chinese-roberta-wwm-ext-large) and the v2 S2 generator (configs/s2.json
 sizes). Writes `clips` synthetic voiced clips of `seconds` at 32 kHz with alternating Chinese and English
-labels, then runs ``python -m gpt_sovits.prepare`` in a child process and reports:
+labels, then runs ``python -m gpt_sovits.data.prepare`` in a child process and reports:
 
 - wall time of the whole run (process start, imports, model loads included),
 - processing throughput: clips per minute from the first progress event (after start-up and the
@@ -42,9 +42,9 @@ def _build_full(root: Path) -> None:
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer, HubertConfig, HubertModel
 
-    from gpt_sovits.models import pretrained_paths
-    from gpt_sovits.s2_model import S2Config, SynthesizerTrn
-    from tests.tiny_models import _BERT_CHARS
+    from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
+    from gpt_sovits.pretrained import pretrained_paths
+    from tests.support.tiny_models import _BERT_CHARS
 
     torch.manual_seed(0)
     paths = pretrained_paths(root, "v2")
@@ -75,7 +75,7 @@ def _build_full(root: Path) -> None:
 def _write_clips(folder: Path, n: int, seconds: float) -> Path:
     import soundfile as sf
 
-    from tests.synth import voiced_segments
+    from tests.support.synth import voiced_segments
 
     wavs = folder / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def _write_clips(folder: Path, n: int, seconds: float) -> Path:
 
 
 def _run_prepare(list_path: Path, exp: Path, models: Path, device: str, threads: int, events: Path) -> float:
-    cmd = [sys.executable, "-m", "gpt_sovits.prepare", "--list", str(list_path), "--exp-dir", str(exp)]
+    cmd = [sys.executable, "-m", "gpt_sovits.data.prepare", "--list", str(list_path), "--exp-dir", str(exp)]
     cmd += ["--pretrained-dir", str(models), "--device", device, "--workers", "1", "--events", str(events)]
     env = None
     if threads:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         if args.size == "tiny":
-            from tests.tiny_models import build_tiny_pretrained
+            from tests.support.tiny_models import build_tiny_pretrained
 
             build_tiny_pretrained(tmp / "models")
         else:

@@ -43,8 +43,8 @@ def child(batch: int, prompt_len: int, tokens: int, phones: int, seed: int, thre
     if threads > 0:
         torch.set_num_threads(threads)
 
-    from gpt_sovits.s1_model import S1Config, Text2Semantic
-    from gpt_sovits.sampling import SamplingParams
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
+    from gpt_sovits.models.sampling import SamplingParams
 
     torch.manual_seed(seed)
     model = Text2Semantic(S1Config()).eval()  # s1longer-v2: 24 layers, 512 wide, 16 heads

@@ -21,7 +21,7 @@ import time
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from gpt_sovits.s2_model import S2Config, SynthesizerTrn
+    from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0)

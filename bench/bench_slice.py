@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 if __package__:  # run as `python -m bench.bench_slice` from the repository root
-    from tests.synth import voiced_segments
+    from tests.support.synth import voiced_segments
     from tools.slice import SliceParams, find_cuts, slice_file
 
 SR = 32000

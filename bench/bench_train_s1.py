@@ -44,10 +44,10 @@ def child(batch: int, phones: int, tokens: int, steps: int, dpo: bool, threads: 
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from gpt_sovits.optim import ScaledAdam
-    from gpt_sovits.s1_data import S1Batch
-    from gpt_sovits.s1_model import S1Config, Text2Semantic
-    from gpt_sovits.train_s1 import batch_loss
+    from gpt_sovits.data.s1_dataset import S1Batch
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
+    from gpt_sovits.train.optim import ScaledAdam
+    from gpt_sovits.train.s1 import batch_loss
 
     torch.manual_seed(seed)
     cfg = S1Config()

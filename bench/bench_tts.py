@@ -5,7 +5,7 @@
 Builds the official v2 sizes with random weights: GPT `S1Config()` (24 layers, 512 wide) and SoVITS
 `S2Config()` written in the official file formats and loaded by the pipeline's loaders, HuBERT-base
 (12 layers, 768) and BERT-large (24 layers, 1024) from default `transformers` configs placed in the
-pipeline's model cache. Then, through `gpt_sovits.tts.Synthesizer` (reference: a 4 s clip with prompt
+pipeline's model cache. Then, through `gpt_sovits.infer.synthesizer.Synthesizer` (reference: a 4 s clip with prompt
 text, so HuBERT, prompt phones and BERT all run):
 
 - RTF: one Chinese sentence with a forced token count (`--tokens`, 250 = 10 s of audio), 1 candidate;
@@ -39,10 +39,10 @@ def _build_models(root: Path, device: str):
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer, HubertConfig, HubertModel
 
-    from gpt_sovits.checkpoints import save_gpt_weights, save_sovits_weights
-    from gpt_sovits.features import BertBundle
-    from gpt_sovits.s1_model import S1Config, Text2Semantic
-    from gpt_sovits.s2_model import S2Config, SynthesizerTrn
+    from gpt_sovits.models.features import BertBundle
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
+    from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
+    from gpt_sovits.models.weights import save_gpt_weights, save_sovits_weights
 
     torch.manual_seed(0)
     s1_cfg = S1Config()
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gpt_sovits.tts import ModelCache, SynthesisRequest, Synthesizer
+    from gpt_sovits.infer.synthesizer import ModelCache, SynthesisRequest, Synthesizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

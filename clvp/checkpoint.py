@@ -13,13 +13,14 @@ from typing import Any
 import torch
 
 from clvp.model import ClvpConfig, ClvpConfigError, ClvpModel
-from tools.fsutil import atomic_write_with
+from core.errors import UserError
+from core.fsutil import atomic_write_with
 
 FORMAT = "clvp"
 FORMAT_VERSION = 1
 
 
-class ClvpCheckpointError(ValueError):
+class ClvpCheckpointError(UserError, ValueError):
     """A file that is missing or is not a CLVP weight file we can read."""
 
 

@@ -2,7 +2,7 @@
 and batches with hard negatives.
 
 An experiment folder in the reference layout has ``2-name2text.txt`` (phones) and ``6-name2semantic.tsv``
-(tokens); both are read with ``gpt_sovits.experiment``. Several folders can be pooled (a general model on
+(tokens); both are read with ``gpt_sovits.data.experiment``. Several folders can be pooled (a general model on
 many speakers), and the held-out split is a hash of the clip name, so it is the same on every run and does
 not move when other folders are added.
 """
@@ -19,9 +19,10 @@ import torch
 
 from clvp.model import N_CODES, N_PHONES, pad_sequences
 from clvp.negatives import DEFAULT_SPAN, KINDS, SpanSpec, make_negatives
+from core.errors import UserError
 
 
-class ClvpDataError(ValueError):
+class ClvpDataError(UserError, ValueError):
     """A dataset that cannot train CLVP (missing files, no usable items); the message says what to do."""
 
 
@@ -47,7 +48,7 @@ def load_items(exp_dirs: Sequence[str | Path], max_tokens: int = 1500) -> tuple[
     ``max_tokens`` drops clips longer than that many semantic tokens (60 s at 25 Hz by default); the model's
     position table would not cover them and they would dominate the batch memory.
     """
-    from gpt_sovits.experiment import ExperimentPaths, read_name2semantic, read_name2text
+    from gpt_sovits.data.experiment import ExperimentPaths, read_name2semantic, read_name2text
     from gpt_sovits.text import cleaned_text_to_sequence
 
     items: list[ClvpItem] = []

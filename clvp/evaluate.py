@@ -15,7 +15,7 @@ tokens, about a word at 25 Hz). Each selection rule ranks the K candidates:
 Prints one table (also per corruption kind: how often the true tokens beat that corruption) and writes it
 as JSON with ``--json FILE``.
 
-Measured on the synthetic corpus of ``tests/clvp_corpus.py`` (default spec; 3000 items, seed 0), tiny CLVP
+Measured on the synthetic corpus of ``tests/support/clvp_corpus.py`` (default spec; 3000 items, seed 0), tiny CLVP
 trained 20 epochs on its 2712 training items (CPU, ~7 min), S1 = the tiny GPT fine-tuned 20 epochs on all
 3000 items (it saw the held-out items, so its row is if anything flattered), K = 6:
 
@@ -141,7 +141,7 @@ def s1_mean_logprobs(
 ) -> list[float]:
     """Mean log-probability per token (candidate tokens + the final EOS) under S1, teacher-forced, with the
     item's phones as the only prefix (no prompt). ``bert`` (1024, n_phones) or zeros."""
-    from gpt_sovits.s1_model import BERT_DIM
+    from gpt_sovits.models.s1 import BERT_DIM
 
     device = next(gpt.parameters()).device
     n = len(candidates)
@@ -165,7 +165,7 @@ def s1_scores(gpt: Any, cases: Sequence[EvalCase], bert_for: Callable[[ClvpItem]
 
 def _bert_loader(item: ClvpItem) -> torch.Tensor | None:
     """3-bert/<name>.pt of the item's experiment when present (Chinese clips), else None (zeros)."""
-    from gpt_sovits.experiment import ExperimentPaths
+    from gpt_sovits.data.experiment import ExperimentPaths
 
     p = ExperimentPaths.of(item.source).bert(item.name)
     if not p.is_file():
@@ -223,7 +223,7 @@ def run_evaluation(
         model = load_clvp_checkpoint(ckpt, dev)
         results.append(summarise("clvp", cases, clvp_scores(model, cases)))
     if gpt_path:
-        from gpt_sovits.checkpoints import load_gpt
+        from gpt_sovits.models.weights import load_gpt
 
         gpt, _cfg = load_gpt(gpt_path, dev)
         results.append(summarise("s1 mean log-prob", cases, s1_scores(gpt, cases, _bert_loader)))
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_table(results, args.k))
     if args.json:
-        from tools.fsutil import atomic_write_text
+        from core.fsutil import atomic_write_text
 
         payload = {"k": args.k, "items": n, "results": [r.__dict__ for r in results]}
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")

@@ -25,15 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UserError
+
 N_PHONES = 732  # GPT-SoVITS v2 symbol table (gpt_sovits.text.symbols); id 732 is our padding
 N_CODES = 1024  # S1 semantic codebook; S1's EOS (1024) is never a speech token here, id 1024 is padding
 
 
-class ClvpConfigError(ValueError):
+class ClvpConfigError(UserError, ValueError):
     """A CLVP config that cannot describe a model (unknown size, bad field, inconsistent dims)."""
 
 
-class ClvpInputError(ValueError):
+class ClvpInputError(UserError, ValueError):
     """Inputs a person passed to scoring: empty sequences, ids outside the vocabulary."""
 
 

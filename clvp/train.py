@@ -5,7 +5,7 @@
         [--held-out 0.1] [--fresh] [--device auto] [--events FILE] [--config OPTIONS.json]
 
 The run folder (default ``<first exp-dir>/clvp_train``) holds config.json, metrics.jsonl, checkpoint.pt and
-log.txt (``gpt_sovits.training.RunDir``); running again resumes unless ``--fresh``. Every ``--save-every``
+log.txt (``gpt_sovits.train.common.RunDir``); running again resumes unless ``--fresh``. Every ``--save-every``
 epochs and at the end the model is exported to ``<weights-dir>/<exp-name>-e<epoch>.pt`` and a ``saved``
 event (model="clvp") is emitted. ``--init`` starts from a CLVP weight file (a general model) and keeps its
 architecture: that is fine-tuning on one speaker's data. ``--model`` picks the size of a new model
@@ -32,9 +32,9 @@ import torch
 from clvp.checkpoint import read_clvp_file, save_clvp
 from clvp.data import ClvpDataError, ClvpItem, collate, load_items, split_items
 from clvp.model import ClvpConfig, ClvpConfigError, ClvpModel
-from gpt_sovits import training as T
+from core.jobs import EventWriter
 from gpt_sovits.device import autocast_for
-from tools.jobs import EventWriter
+from gpt_sovits.train import common as T
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 import torch
 
+from core.errors import UserError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(UserError, RuntimeError):
     """A requested device is not available on this machine."""
 
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.reference_data import MODULES_NEEDING_REFERENCE, REFERENCE_DIR
-from tests.synth import voiced_segments
+from tests.support.reference_data import MODULES_NEEDING_REFERENCE, REFERENCE_DIR
+from tests.support.synth import voiced_segments
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 
-# The reference fixtures live outside the repository (tests/reference_data.py). Without them the
+# The reference fixtures live outside the repository (tests/support/reference_data.py). Without them the
 # parity modules cannot run: leave them out and say so, except in CI, which must always run them.
 collect_ignore: list[str] = []
 if not REFERENCE_DIR.is_dir():
@@ -153,6 +153,6 @@ def write_wav(path: Path, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -
 @pytest.fixture(scope="session")
 def tiny_pretrained(tmp_path_factory: pytest.TempPathFactory):
     """Tiny random v2 pretrained models (HuBERT, BERT, S1, S2 G/D) in the official folder layout."""
-    from tests.tiny_models import build_tiny_pretrained
+    from tests.support.tiny_models import build_tiny_pretrained
 
     return build_tiny_pretrained(tmp_path_factory.mktemp("pretrained_models"))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.support.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
 from tests.test_asr import speech_wav
-from tests.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
 
 pytestmark = pytest.mark.browser
 

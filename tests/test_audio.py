@@ -1,4 +1,4 @@
-"""tools.audio: every common format decodes to float32 at the asked rate; bad inputs raise AudioDecodeError."""
+"""core.audio: every common format decodes to float32 at the asked rate; bad inputs raise AudioDecodeError."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tools.audio import AudioDecodeError, audio_info, load_audio, resample, save_wav, to_int16
+from core.audio import AudioDecodeError, audio_info, load_audio, resample, save_wav, to_int16
 
 SR = 24000
 SECONDS = 1.5

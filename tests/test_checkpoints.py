@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt_sovits.checkpoints import (
+from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config
+from gpt_sovits.models.weights import (
     CheckpointError,
     UnsafeCheckpointError,
     UnsupportedVersionError,
@@ -23,8 +24,7 @@ from gpt_sovits.checkpoints import (
     save_gpt_weights,
     save_sovits_weights,
 )
-from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config
-from tests.reference_data import REFERENCE_DIR
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 S2_WEIGHTS = REF / "s2_tiny_weights.pth"

@@ -176,7 +176,7 @@ def _read_events(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from clvp.train import main
-    from tests.clvp_corpus import CorpusSpec, build_corpus
+    from tests.support.clvp_corpus import CorpusSpec, build_corpus
 
     root = tmp_path_factory.mktemp("clvp_train")
     exp = root / "exp"
@@ -231,7 +231,7 @@ def test_reranker_picks_the_true_tokens_on_held_out_items(trained: dict) -> None
 
 def test_resume_fresh_and_init(tmp_path: Path, trained: dict) -> None:
     from clvp.train import main
-    from tests.clvp_corpus import CorpusSpec, build_corpus
+    from tests.support.clvp_corpus import CorpusSpec, build_corpus
 
     exp = tmp_path / "small"
     build_corpus(exp, CorpusSpec(items=24, seed=5, **EASY))
@@ -280,8 +280,8 @@ def test_train_cli_reports_missing_data(tmp_path: Path) -> None:
 
 def test_s1_baseline_scores_candidates_by_mean_logprob() -> None:
     from clvp.evaluate import s1_mean_logprobs
-    from gpt_sovits.s1_model import Text2Semantic
-    from tests.tiny_models import tiny_s1_config
+    from gpt_sovits.models.s1 import Text2Semantic
+    from tests.support.tiny_models import tiny_s1_config
 
     torch.manual_seed(0)
     gpt = Text2Semantic(tiny_s1_config()).eval()

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits.features import (
+from gpt_sovits.models.features import (
     FeatureInputError,
     FeatureModelNotFoundError,
     bert_phone_features,
@@ -20,7 +20,7 @@ from gpt_sovits.features import (
     phone_bert_features,
     spectrogram,
 )
-from tests.reference_data import REFERENCE_DIR
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tools.fsutil import (
+from core.fsutil import (
     PathOutsideRootError,
     atomic_write_text,
     backup_copy,

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import ServedApp, serve_webui
-from tests.synth import voiced_segments
+from tests.support.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
 MAX_TOKENS = 20

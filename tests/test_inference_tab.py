@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gpt_sovits.tts import CandidateInfo, SentenceResult, SynthesisResult
+from gpt_sovits.infer.synthesizer import CandidateInfo, SentenceResult, SynthesisResult
 from i18n import I18n
-from tests.synth import voiced_segments
+from tests.support.synth import voiced_segments
 from ui import inference_helpers as H
 from ui.context import AppContext
 
@@ -108,7 +108,7 @@ def test_model_status_names_missing_models_and_the_command(tmp_path, tiny_pretra
 
     empty = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "none")
     text = models_markdown(empty)
-    assert text.count("⚠️") == 4 and "python -m gpt_sovits.models download gpt-v2" in text
+    assert text.count("⚠️") == 4 and "python -m gpt_sovits.pretrained download gpt-v2" in text
     full = AppContext.create(tmp_path / "ws", "en_US", tiny_pretrained.root)
     assert models_markdown(full).count("✅") == 4
 
@@ -154,7 +154,7 @@ def test_trim_cuts_in_a_pause_and_keeps_the_original(tmp_path):
 
 
 def test_trimming_a_too_short_clip_says_so(tmp_path):
-    from gpt_sovits.tts import TTSInputError
+    from gpt_sovits.infer.synthesizer import TTSInputError
 
     with pytest.raises(TTSInputError, match="at least 3 s"):
         H.write_trimmed_reference(_wav(tmp_path / "short.wav", 1.5), tmp_path / "uploads")
@@ -313,7 +313,7 @@ def test_lazy_cache_builds_nothing_until_asked():
 
 
 def test_synthesis_writes_output_and_candidates_play_without_changing_the_result(tmp_path, tiny_pretrained):
-    from gpt_sovits.tts import Synthesizer
+    from gpt_sovits.infer.synthesizer import Synthesizer
 
     ref = _wav(tmp_path / "ref.wav", 4.0)
     form = H.SynthesisForm(
@@ -359,8 +359,8 @@ def test_synthesis_refuses_weights_outside_the_allowed_folders(tmp_path, tiny_pr
 
 
 def test_transcribe_reference_with_a_local_whisper(tmp_path):
+    from tests.support.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
     from tests.test_asr import speech_wav
-    from tests.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
 
     models = tmp_path / "models"
     assert H.whisper_models(models) == []

@@ -11,12 +11,12 @@ from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_
 def test_one_job_per_tab_state_and_stop(tmp_path):
     ctx = AppContext.create(tmp_path, "en_US")
     state: dict = {}
-    job = start_job(ctx, state, "tests.sleeper", [], "sleep")
+    job = start_job(ctx, state, "tests.support.sleeper", [], "sleep")
     assert state["job"] is job and job.job_dir.parent == ctx.folder("jobs")
     with pytest.raises(JobAlreadyRunning):
-        start_job(ctx, state, "tests.sleeper", [], "sleep")
+        start_job(ctx, state, "tests.support.sleeper", [], "sleep")
     other_state: dict = {}  # another browser session has its own state and is not blocked
-    other = start_job(ctx, other_state, "tests.sleeper", [], "sleep")
+    other = start_job(ctx, other_state, "tests.support.sleeper", [], "sleep")
     stop_job(state)
     assert not job.running() and other.running()
     assert was_stopped(job.process.returncode)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import time
 
-from tools.jobs import EventWriter, Job
+from core.jobs import EventWriter, Job
 
 
 def test_event_writer_and_poll_roundtrip(tmp_path):
@@ -16,17 +16,17 @@ def test_event_writer_and_poll_roundtrip(tmp_path):
 
 
 def test_job_runs_module_and_reports_exit(tmp_path):
-    job = Job.start("tools.audio", ["--help"], tmp_path / "job")
+    job = Job.start("core.audio", ["--help"], tmp_path / "job")
     events = list(job.follow(interval=0.05))
     assert events[-1] == {"type": "exit", "returncode": 0}
     assert "usage" in job.log_tail().lower()
     argv = json.loads((tmp_path / "job" / "argv.json").read_text())
-    assert argv[1:3] == ["-m", "tools.audio"] and "--events" in argv
+    assert argv[1:3] == ["-m", "core.audio"] and "--events" in argv
 
 
 def test_job_stop_terminates_child(tmp_path):
     # A child that would run for a minute: stop() must end it quickly.
-    job = Job.start("tests.sleeper", [], tmp_path / "job")
+    job = Job.start("tests.support.sleeper", [], tmp_path / "job")
     deadline = time.monotonic() + 20
     events = []
     while not events and time.monotonic() < deadline:

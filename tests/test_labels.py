@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.fsutil import PathOutsideRootError
 from tools import labels
-from tools.fsutil import PathOutsideRootError
 from tools.labels import LabelDocument, LabelError, load_list, main, parse_list
 
 SR = 32000

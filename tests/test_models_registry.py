@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt_sovits import models
+from gpt_sovits import pretrained as models
 
 
 def _by_name(rows: list[models.ModelStatus]) -> dict[str, models.ModelStatus]:

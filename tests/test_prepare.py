@@ -1,4 +1,4 @@
-"""Dataset formatting (gpt_sovits.prepare) and the experiment tables (gpt_sovits.experiment)."""
+"""Dataset formatting (gpt_sovits.data.prepare) and the experiment tables (gpt_sovits.data.experiment)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits import prepare as prep
-from gpt_sovits.experiment import (
+from gpt_sovits.data import prepare as prep
+from gpt_sovits.data.experiment import (
     ExperimentFormatError,
     ExperimentPaths,
     PhoneEntry,
@@ -23,8 +23,8 @@ from gpt_sovits.experiment import (
     write_name2semantic,
     write_name2text,
 )
-from tests.synth import voiced_tone
-from tests.tiny_models import write_tiny_dataset
+from tests.support.synth import voiced_tone
+from tests.support.tiny_models import write_tiny_dataset
 
 # ------------------------------------------------------------------------------------ experiment tables
 
@@ -299,7 +299,7 @@ def test_files_follow_the_reference_recipe(tmp_path, tiny_pretrained):
     import torchaudio.functional as AF
     from transformers import AutoModelForMaskedLM, AutoTokenizer, HubertModel
 
-    from gpt_sovits.checkpoints import load_sovits
+    from gpt_sovits.models.weights import load_sovits
 
     list_path = write_tiny_dataset(tmp_path / "data", n=1)  # clip_000: zh "你好世界。"
     exp = tmp_path / "exp"
@@ -395,7 +395,7 @@ def test_missing_pretrained_models_give_one_clear_message(tmp_path, tiny_pretrai
         "chinese-roberta-wwm-ext-large",
     ):
         assert part in msg
-    assert "python -m gpt_sovits.models download" in msg
+    assert "python -m gpt_sovits.pretrained download" in msg
     assert not (tmp_path / "exp" / "2-name2text.txt").exists()
 
     rc = prep.main(
@@ -410,8 +410,8 @@ def test_missing_pretrained_models_give_one_clear_message(tmp_path, tiny_pretrai
 def test_a_pretrained_generator_of_another_version_is_refused_before_any_work(tmp_path, tiny_pretrained):
     from dataclasses import replace
 
-    from gpt_sovits.s2_model import SynthesizerTrn
-    from tests.tiny_models import tiny_s2_config
+    from gpt_sovits.models.s2 import SynthesizerTrn
+    from tests.support.tiny_models import tiny_s2_config
 
     models = tmp_path / "models"
     shutil.copytree(tiny_pretrained.root, models)
@@ -454,12 +454,12 @@ def test_stopping_the_cli_job_saves_what_is_done_and_a_rerun_finishes(tmp_path, 
     """The Training tab's Stop: SIGTERM to the job's process group; the clip in hand finishes, tables are saved."""
     import time
 
-    from tools.jobs import Job
+    from core.jobs import Job
 
     list_path = write_tiny_dataset(tmp_path / "data", n=16, seconds=0.6)
     exp = tmp_path / "exp"
     args = ["--list", str(list_path), "--exp-dir", str(exp), "--pretrained-dir", str(tiny_pretrained.root)]
-    job = Job.start("gpt_sovits.prepare", [*args, "--device", "cpu", "--workers", "1"], tmp_path / "job")
+    job = Job.start("gpt_sovits.data.prepare", [*args, "--device", "cpu", "--workers", "1"], tmp_path / "job")
     events: list[dict] = []
     deadline = time.monotonic() + 120
     while not any(e["type"] == "progress" and e["done"] >= 1 for e in events):
@@ -479,7 +479,7 @@ def test_stopping_the_cli_job_saves_what_is_done_and_a_rerun_finishes(tmp_path, 
 
 
 def test_nan_features_are_reported_and_retried_on_the_next_run(tmp_path, tiny_pretrained, monkeypatch):
-    import gpt_sovits.features as features
+    import gpt_sovits.models.features as features
 
     list_path = write_tiny_dataset(tmp_path / "data", n=2)
     exp = tmp_path / "exp"
@@ -504,7 +504,7 @@ def test_nan_features_are_reported_and_retried_on_the_next_run(tmp_path, tiny_pr
 
 
 def test_chinese_texts_use_g2pw_when_the_pretrained_folder_has_it(tmp_path):
-    from gpt_sovits.prepare import _clean_one, _g2pw_folder
+    from gpt_sovits.data.prepare import _clean_one, _g2pw_folder
     from tests.test_text_g2pw import build_tiny_g2pw_root
 
     root = build_tiny_g2pw_root(tmp_path / "pretrained")

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from gpt_sovits.s1_model import (
+from gpt_sovits.models.s1 import (
     S1Config,
     S1ConfigError,
     S1InputError,
@@ -20,8 +20,8 @@ from gpt_sovits.s1_model import (
     strip_lightning_prefix,
     top_k_accuracy,
 )
-from gpt_sovits.sampling import SamplingParams
-from tests.reference_data import REFERENCE_DIR
+from gpt_sovits.models.sampling import SamplingParams
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 

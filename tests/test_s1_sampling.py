@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt_sovits.sampling import (
+from gpt_sovits.models.sampling import (
     SamplingError,
     SamplingParams,
     apply_repetition_penalty,

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from gpt_sovits.s2_model import S2Config, SynthesizerTrn
-from tests.reference_data import REFERENCE_DIR
+from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 

@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from gpt_sovits.commons import slice_segments
-from gpt_sovits.features import mel_spectrogram, spec_to_mel, spectrogram
-from gpt_sovits.s2_losses import discriminator_loss, feature_loss, generator_loss, kl_loss
-from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
-from tests.reference_data import REFERENCE_DIR
+from gpt_sovits.models.commons import slice_segments
+from gpt_sovits.models.features import mel_spectrogram, spec_to_mel, spectrogram
+from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 

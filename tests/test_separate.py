@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.tiny_demucs import build_tiny_model_dir
+from tests.support.tiny_demucs import build_tiny_model_dir
 from tools import demucs_models
 from tools.separate import (
     ModelNotFoundError,
@@ -172,7 +172,7 @@ def test_th_with_disallowed_global_is_refused_and_nothing_runs(tmp_path, model_d
 
 
 def test_safetensors_naming_a_non_demucs_class_is_refused(tmp_path):
-    from tests.tiny_demucs import save_safetensors, tiny_model
+    from tests.support.tiny_demucs import save_safetensors, tiny_model
 
     folder = tmp_path / "models"
     folder.mkdir()
@@ -191,7 +191,7 @@ def use_hf_cache(monkeypatch, folder: Path) -> Path:
 
 
 def test_model_found_in_hugging_face_cache_without_network(tmp_path, monkeypatch):
-    from tests.tiny_demucs import save_safetensors, tiny_model
+    from tests.support.tiny_demucs import save_safetensors, tiny_model
 
     snapshot = (
         use_hf_cache(monkeypatch, tmp_path / "hf") / "models--adefossez--HTDemucs" / "snapshots" / "abc123"
@@ -338,7 +338,7 @@ def test_should_stop_cancels_and_leaves_no_partial_files(tmp_path, model_dir):
 
 
 def test_job_stop_terminates_cli_cleanly(tmp_path, model_dir):
-    from tools.jobs import Job
+    from core.jobs import Job
 
     src = tmp_path / "long.wav"
     sf.write(src, music(90.0), SR, subtype="PCM_16")

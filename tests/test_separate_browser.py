@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.tiny_demucs import build_tiny_model_dir
+from tests.support.tiny_demucs import build_tiny_model_dir
 
 pytestmark = pytest.mark.browser
 

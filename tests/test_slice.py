@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import REPO_ROOT, write_wav
-from tests.synth import voiced_segments
+from tests.support.synth import voiced_segments
 from tools.slice import (
     SliceOutputError,
     SliceParams,
@@ -469,7 +469,7 @@ def test_ui_helpers_stage_uploads_once_and_keep_outputs_inside(tmp_path):
 
 
 def test_job_stop_ends_a_running_slice(tmp_path):
-    from tools.jobs import Job
+    from core.jobs import Job
 
     inp = tmp_path / "in"
     inp.mkdir()

@@ -7,7 +7,7 @@ import time
 import pytest
 import soundfile as sf
 
-from tests.synth import voiced_segments
+from tests.support.synth import voiced_segments
 
 pytestmark = pytest.mark.browser
 

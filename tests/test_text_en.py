@@ -6,7 +6,7 @@ import pytest
 
 from gpt_sovits.text import clean_text, get_symbols
 from gpt_sovits.text.english import _oov_model, g2p, lookup, text_normalize
-from tests.reference_data import REFERENCE_DIR
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR / "en_normalize_cases.json"
 

@@ -13,7 +13,7 @@ from gpt_sovits.text.cut import (
 )
 from gpt_sovits.text.errors import UnknownVersionError
 from gpt_sovits.text.symbols import UNK, cleaned_text_to_sequence, get_symbols
-from tests.reference_data import REFERENCE_DIR
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
 

@@ -146,7 +146,7 @@ def test_inference_modes():
 
 
 def test_prepare_formats_yue_lines(tmp_path):
-    from gpt_sovits.prepare import _clean_one, read_sources
+    from gpt_sovits.data.prepare import _clean_one, read_sources
 
     phones, word2ph, norm = _clean_one("佢個鋤頭太短啦。", "yue", "v2")
     _check_aligned(phones, word2ph, norm)

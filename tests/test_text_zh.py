@@ -8,7 +8,7 @@ from gpt_sovits.text import clean_text, cleaned_text_to_sequence
 from gpt_sovits.text.chinese import pinyin_backend, text_normalize
 from gpt_sovits.text.symbols import get_symbols
 from gpt_sovits.text.zh_normalization import normalize, num2str, verbalize_cardinal
-from tests.reference_data import REFERENCE_DIR
+from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR / "zh_frontend_cases.json"
 

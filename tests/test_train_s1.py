@@ -1,4 +1,4 @@
-"""S1 fine-tuning (gpt_sovits.train_s1) on a tiny random GPT and a hand-written experiment."""
+"""S1 fine-tuning (gpt_sovits.train.s1) on a tiny random GPT and a hand-written experiment."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt_sovits import training
-from gpt_sovits.checkpoints import load_gpt, read_checkpoint
-from gpt_sovits.experiment import ExperimentPaths, PhoneEntry, write_name2semantic, write_name2text
-from gpt_sovits.optim import ReferenceLR, ScaledAdam
-from gpt_sovits.s1_data import S1Item, collate, load_s1_items
-from gpt_sovits.s1_model import Text2Semantic
+from core.errors import UserError
+from core.jobs import EventWriter
+from gpt_sovits.data.experiment import ExperimentPaths, PhoneEntry, write_name2semantic, write_name2text
+from gpt_sovits.data.s1_dataset import S1Item, collate, load_s1_items
+from gpt_sovits.models.s1 import Text2Semantic
+from gpt_sovits.models.weights import load_gpt, read_checkpoint
 from gpt_sovits.text.symbols import get_symbols
-from gpt_sovits.train_s1 import S1TrainConfig, batch_loss, main, train_s1
-from tools.jobs import EventWriter
+from gpt_sovits.train import common as training
+from gpt_sovits.train.optim import ReferenceLR, ScaledAdam
+from gpt_sovits.train.s1 import S1TrainConfig, batch_loss, main, train_s1
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -245,7 +246,7 @@ def test_kill9_mid_training_resumes_to_same_weights(tmp_path, tiny_pretrained):
     exp = make_experiment(tmp_path / "b" / "exp")
     cfg_file = tmp_path / "b" / "train.json"
     cfg_file.write_text(json.dumps({"exp-dir": str(exp), "weights-dir": str(tmp_path / "b" / "weights")}))
-    argv = [sys.executable, "-m", "gpt_sovits.train_s1", "--config", str(cfg_file), "--exp-name", "voice",
+    argv = [sys.executable, "-m", "gpt_sovits.train.s1", "--config", str(cfg_file), "--exp-name", "voice",
             "--pretrained-dir", str(tiny_pretrained.root), "--epochs", "6", "--save-every", "6",
             "--batch-size", "16", "--device", "cpu", "--checkpoint-minutes", "0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -271,10 +272,10 @@ def test_kill9_mid_training_resumes_to_same_weights(tmp_path, tiny_pretrained):
 
 
 def test_sigterm_saves_state_and_exits_cleanly(tmp_path, tiny_pretrained):
-    """tools.jobs.Job.stop sends SIGTERM: the trainer saves where it is and exits 0, ready to resume."""
+    """core.jobs.Job.stop sends SIGTERM: the trainer saves where it is and exits 0, ready to resume."""
     exp = make_experiment(tmp_path / "exp")
     events = tmp_path / "events.jsonl"
-    argv = [sys.executable, "-m", "gpt_sovits.train_s1", "--exp-dir", str(exp), "--weights-dir",
+    argv = [sys.executable, "-m", "gpt_sovits.train.s1", "--exp-dir", str(exp), "--weights-dir",
             str(tmp_path / "w"), "--pretrained-dir", str(tiny_pretrained.root), "--epochs", "50",
             "--save-every", "50", "--batch-size", "16", "--device", "cpu", "--checkpoint-minutes", "60",
             "--events", str(events)]  # fmt: skip
@@ -324,30 +325,30 @@ def test_empty_experiment_is_a_clear_error(tmp_path, tiny_pretrained, capsys):
 
 
 def test_missing_and_filtered_data_errors(tmp_path, tiny_pretrained):
-    with pytest.raises(training.TrainingError, match="experiment folder .* does not exist"):
+    with pytest.raises(UserError, match="experiment folder .* does not exist"):
         train_s1(config(tmp_path, tiny_pretrained, tmp_path / "nope"))
     assert not (tmp_path / "nope").exists()
-    with pytest.raises(training.TrainingError, match="2-name2text.txt is missing"):
+    with pytest.raises(UserError, match="2-name2text.txt is missing"):
         train_s1(config(tmp_path, tiny_pretrained, tmp_path))
     exp = make_experiment(tmp_path / "bad", n=3, rate_ok=False)
     with pytest.raises(
-        training.TrainingError, match=r"all 3 were removed.*3 phones per second outside 3\.\.25"
+        UserError, match=r"all 3 were removed.*3 phones per second outside 3\.\.25"
     ):
         train_s1(config(tmp_path, tiny_pretrained, exp))
-    with pytest.raises(training.TrainingError, match="pretrained GPT is missing.*download gpt-v2"):
+    with pytest.raises(UserError, match="pretrained GPT is missing.*download gpt-v2"):
         train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_dir=tmp_path / "nothing"))
 
 
 def test_wrong_version_pretrained(tmp_path, tiny_pretrained):
-    from gpt_sovits.checkpoints import save_gpt_weights
-    from gpt_sovits.s1_model import S1Config
+    from gpt_sovits.models.s1 import S1Config
+    from gpt_sovits.models.weights import save_gpt_weights
 
     v1 = S1Config(embedding_dim=32, hidden_dim=32, head=2, n_layer=1, phoneme_vocab_size=512)
     path = save_gpt_weights(Text2Semantic(v1), v1, tmp_path / "v1.ckpt")
     exp = make_experiment(tmp_path / "exp")  # random v2 phones, most unknown to v1's table
-    with pytest.raises(training.TrainingError, match="v1 symbol table lacks"):
+    with pytest.raises(UserError, match="v1 symbol table lacks"):
         train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path))
-    with pytest.raises(training.TrainingError, match="is a v1 model .* version v2 was asked"):
+    with pytest.raises(UserError, match="is a v1 model .* version v2 was asked"):
         train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path, version="v2"))
 
 
@@ -370,8 +371,8 @@ def test_no_disk_space_fails_before_writing(tmp_path, tiny_pretrained, monkeypat
 
 
 def test_batch_size_zero_is_chosen_from_free_memory(tmp_path, tiny_pretrained, monkeypatch):
-    from gpt_sovits.s1_model import S1Config
-    from gpt_sovits.train_s1 import choose_batch_size
+    from gpt_sovits.models.s1 import S1Config
+    from gpt_sovits.train.s1 import choose_batch_size
 
     exp = make_experiment(tmp_path / "exp")
     items, _ = load_s1_items(exp)
@@ -393,7 +394,7 @@ def test_torchrun_two_processes_share_the_batches(tmp_path, tiny_pretrained):
     exp = make_experiment(tmp_path / "exp")
     events = tmp_path / "events.jsonl"
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "gpt_sovits.train_s1", "--exp-dir", str(exp), "--weights-dir", str(tmp_path / "w"),
+            "-m", "gpt_sovits.train.s1", "--exp-dir", str(exp), "--weights-dir", str(tmp_path / "w"),
             "--exp-name", "voice", "--pretrained-dir", str(tiny_pretrained.root), "--epochs", "1",
             "--save-every", "1", "--batch-size", "8", "--device", "cpu", "--events", str(events)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from gpt_sovits.checkpoints import load_gpt
-from gpt_sovits.s1_data import S1Batch
-from gpt_sovits.train_s1 import S1TrainConfig, batch_loss, export_config
-from gpt_sovits.training import RunDir
-from tests.reference_data import REFERENCE_DIR
+from gpt_sovits.data.s1_dataset import S1Batch
+from gpt_sovits.models.weights import load_gpt
+from gpt_sovits.train.common import RunDir
+from gpt_sovits.train.s1 import S1TrainConfig, batch_loss, export_config
+from tests.support.reference_data import REFERENCE_DIR
 
 
 def test_training_loss_and_accuracy_equal_the_reference():

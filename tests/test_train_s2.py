@@ -18,10 +18,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits import training
-from gpt_sovits.checkpoints import load_sovits
-from gpt_sovits.experiment import ExperimentPaths, PhoneEntry, write_name2semantic, write_name2text
-from gpt_sovits.s2_data import (
+from gpt_sovits.data.experiment import ExperimentPaths, PhoneEntry, write_name2semantic, write_name2text
+from gpt_sovits.data.s2_dataset import (
     BUCKET_BOUNDARIES,
     BucketBatchSampler,
     S2DataError,
@@ -32,9 +30,11 @@ from gpt_sovits.s2_data import (
     collate_s2,
     scan_experiment,
 )
-from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.weights import load_sovits
 from gpt_sovits.text import cleaned_text_to_sequence
-from gpt_sovits.train_s2 import (
+from gpt_sovits.train import common as training
+from gpt_sovits.train.s2 import (
     PretrainedModelError,
     S2Recipe,
     build_parser,
@@ -47,7 +47,7 @@ from gpt_sovits.train_s2 import (
     train,
     train_step,
 )
-from tests.synth import voiced_tone
+from tests.support.synth import voiced_tone
 
 SR, HOP = 32000, 640
 PHONES = ["n", "i2", "h", "ao3", "SP"]
@@ -352,7 +352,7 @@ def test_a_trainer_killed_with_sigkill_resumes_where_its_checkpoint_stood(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpt_sovits.train_s2", *argv],
+        [sys.executable, "-m", "gpt_sovits.train.s2", *argv],
         cwd=repo,
         env=env,
         stdout=subprocess.DEVNULL,

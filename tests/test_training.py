@@ -1,4 +1,4 @@
-"""Shared trainer infrastructure (gpt_sovits.training): checkpoints, resume, disk space, config, batching."""
+"""Shared trainer infrastructure (gpt_sovits.train.common): checkpoints, resume, disk space, config, batching."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpt_sovits import training as tr
-from tools.jobs import EventWriter
+from core.jobs import EventWriter
+from gpt_sovits.train import common as tr
 
 
 def _tiny_setup(seed: int = 0):

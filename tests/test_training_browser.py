@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServedApp, serve_webui
-from tests.tiny_models import write_tiny_dataset
+from tests.support.tiny_models import write_tiny_dataset
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.tiny_models import write_tiny_dataset
+from tests.support.tiny_models import write_tiny_dataset
 from ui.training_plan import (
     PIPELINE,
     REQUEST_FILE,
@@ -186,7 +186,7 @@ def test_missing_pretrained_models_block_only_the_steps_that_read_them(ws):
     s2 = PreflightInputs(**{**s1_only.__dict__, "steps": ("s2",)})
     errors = messages(check_plan(s2), "error")
     assert len(errors) == 1 and "s2D2333k.pth" in errors[0]
-    assert "python -m gpt_sovits.models download sovits-d-v2" in errors[0]  # how to get it
+    assert "python -m gpt_sovits.pretrained download sovits-d-v2" in errors[0]  # how to get it
 
 
 def test_settings_and_disk_space_checks():
@@ -229,14 +229,14 @@ def test_each_step_argv_and_config(ws):
     )  # fmt: skip
     exp = str(ws.exp_dir("voice"))
     prep = build_step("prepare", s, ws)
-    assert prep.module == "gpt_sovits.prepare" and prep.run_dir == ws.exp_dir("voice")
+    assert prep.module == "gpt_sovits.data.prepare" and prep.run_dir == ws.exp_dir("voice")
     assert prep.args[:2] == ["--config", str(prep.config_path)]
     assert prep.args[2:] == [
         "--list", "/ws/data/tiny.list", "--exp-dir", exp, "--pretrained-dir", str(ws.model_dir),
         "--version", "v2", "--device", "cpu",
     ]  # fmt: skip
     s2 = build_step("s2", s, ws)
-    assert s2.module == "gpt_sovits.train_s2" and s2.run_dir == ws.exp_dir("voice") / "s2_train"
+    assert s2.module == "gpt_sovits.train.s2" and s2.run_dir == ws.exp_dir("voice") / "s2_train"
     assert s2.config_path == s2.run_dir / REQUEST_FILE
     assert s2.args[2:] == [
         "--exp-dir", exp, "--exp-name", "voice", "--pretrained-dir", str(ws.model_dir),
@@ -273,7 +273,8 @@ def test_each_step_argv_and_config(ws):
 
 def test_written_config_is_accepted_by_the_real_parsers(ws):
     """The config file and flags parse with the formatter's and the trainers' own argument parsers."""
-    from gpt_sovits import prepare, training
+    from gpt_sovits.data import prepare
+    from gpt_sovits.train import common as training
 
     s = settings(ws, "/ws/data/tiny.list", s2_epochs=3, fresh=True)
     prep = build_step("prepare", s, ws)
@@ -282,7 +283,8 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
     assert opts["list"] == "/ws/data/tiny.list" and opts["exp_dir"] == str(ws.exp_dir("voice"))
 
     from clvp import train as clvp_train
-    from gpt_sovits import train_s1, train_s2
+    from gpt_sovits.train import s1 as train_s1
+    from gpt_sovits.train import s2 as train_s2
 
     parsers = {
         "s2": train_s2.build_parser(),
@@ -426,7 +428,7 @@ def child_spec(tmp_path: Path, step: str, *args: str) -> StepSpec:
     run = tmp_path / step
     return StepSpec(
         step,
-        "tests.training_child",
+        "tests.support.training_child",
         ["--config", str(run / REQUEST_FILE), *args],
         {"x": 1},
         run,
@@ -604,7 +606,7 @@ def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
     (ws.model_dir / V2 / "s2G2333k.pth").unlink()
     md = models_markdown(AppContext(ws.workspace, en, ws.model_dir), "v2")
     assert md.count("found") == 4 and "❌ SoVITS (S2) generator: missing" in md
-    assert "python -m gpt_sovits.models download sovits-v2" in md
+    assert "python -m gpt_sovits.pretrained download sovits-v2" in md
 
 
 def test_existing_experiments_lists_safe_folder_names(ws):
@@ -637,7 +639,7 @@ def test_tail_text_reads_the_end_of_a_long_log(tmp_path):
 
 
 def test_progress_sample_cli_refuses_an_incomplete_request(tmp_path):
-    from gpt_sovits.progress_sample import SampleRequest, SampleRequestError, main
+    from gpt_sovits.infer.samples import SampleRequest, SampleRequestError, main
 
     request = tmp_path / "s2_e1.json"
     request.write_text(json.dumps({"gpt_path": "g.ckpt", "text": "你好"}), encoding="utf-8")

@@ -11,9 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits import tts
-from gpt_sovits.tts import ModelCache, ReferenceLengthError, SynthesisRequest, Synthesizer, TTSInputError
-from tests.synth import voiced_segments
+from gpt_sovits.infer import synthesizer as tts
+from gpt_sovits.infer.synthesizer import (
+    ModelCache,
+    ReferenceLengthError,
+    SynthesisRequest,
+    Synthesizer,
+    TTSInputError,
+)
+from tests.support.synth import voiced_segments
 
 SR = 32000
 SAMPLES_PER_TOKEN = 1280  # 25 Hz tokens -> 50 Hz frames x hop 640 at speed 1
@@ -306,8 +312,8 @@ def test_bad_request(synth, refs, kw, pattern) -> None:
 
 
 def test_mismatched_versions(tiny_pretrained, refs, tmp_path) -> None:
-    from gpt_sovits.checkpoints import save_gpt_weights
-    from gpt_sovits.s1_model import S1Config, Text2Semantic
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
+    from gpt_sovits.models.weights import save_gpt_weights
 
     cfg = S1Config(
         phoneme_vocab_size=512, embedding_dim=32, hidden_dim=32, head=2, n_layer=1, linear_units=128
@@ -324,11 +330,11 @@ def test_missing_models(tiny_pretrained, refs, tmp_path) -> None:
         s.synthesize(_req(refs))
     # The official pretrained name in an empty folder: the registry's message with the download command.
     empty = tmp_path / "models"
-    from gpt_sovits.models import pretrained_paths
+    from gpt_sovits.pretrained import pretrained_paths
 
     p = pretrained_paths(empty)
     s = Synthesizer(p.s1, p.s2g, empty, "cpu")
-    with pytest.raises(TTSInputError, match="gpt_sovits.models download gpt-v2"):
+    with pytest.raises(TTSInputError, match="gpt_sovits.pretrained download gpt-v2"):
         s.synthesize(_req(refs))
     # Weights present, HuBERT folder missing.
     s = Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, empty, "cpu")

@@ -11,10 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits import blends, tts
-from gpt_sovits.tts import ModelCache, SynthesisRequest, Synthesizer, TTSInputError
-from tests.synth import voiced_segments
-from tests.tiny_whisper import build_tiny_whisper
+from gpt_sovits.infer import blends
+from gpt_sovits.infer import synthesizer as tts
+from gpt_sovits.infer.synthesizer import ModelCache, SynthesisRequest, Synthesizer, TTSInputError
+from tests.support.synth import voiced_segments
+from tests.support.tiny_whisper import build_tiny_whisper
 
 SR = 32000
 

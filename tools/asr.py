@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.audio import list_audio_files, load_audio
-from tools.fsutil import atomic_write_text, backup_copy
-from tools.jobs import EventWriter, FileFailure, ProgressFn, StopFn, log_progress, never_stop
+from core.audio import list_audio_files, load_audio
+from core.errors import UserError
+from core.fsutil import atomic_write_text, backup_copy
+from core.jobs import EventWriter, FileFailure, ProgressFn, StopFn, log_progress, never_stop
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,15 @@ DEVICES = ("auto", "cuda", "cpu")
 COMPUTE_TYPES = ("auto", "int8", "float16", "float32")
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(UserError, RuntimeError):
     """The Whisper model is not in the model folder nor the Hugging Face cache, and downloading is off."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model files are there but CTranslate2 could not load them (corrupt files, no CUDA, …)."""
 
 
-class AsrInputError(ValueError):
+class AsrInputError(UserError, ValueError):
     """The input folder is missing or holds no audio."""
 
 

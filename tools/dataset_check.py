@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.fsutil import PathOutsideRootError
-from tools.jobs import EventWriter, ProgressFn, StopFn, log_progress, never_stop
+from core.fsutil import PathOutsideRootError
+from core.jobs import EventWriter, ProgressFn, StopFn, log_progress, never_stop
 from tools.labels import LANGUAGES, LabelError, add_within_argument, field_count_message, load_list
 
 MIN_SECONDS = 0.6
@@ -130,7 +130,7 @@ def check_dataset(
     should_stop: StopFn = never_stop,
 ) -> DatasetReport:
     """Read every clip of `list_path` once and report each problem found."""
-    from tools.audio import audio_info
+    from core.audio import audio_info
 
     try:
         doc = load_list(list_path, root=root, boundary=boundary)

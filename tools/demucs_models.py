@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
+
 DEFAULT_MODEL = "htdemucs"
 BUILTIN_MODELS = ("htdemucs", "htdemucs_ft", "mdx_extra")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained_models" / "demucs"
@@ -30,15 +32,15 @@ LEGACY_ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
 ALLOWED_CLASSES = ("demucs.demucs.Demucs", "demucs.hdemucs.HDemucs", "demucs.htdemucs.HTDemucs")
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(UserError, RuntimeError):
     """The model is neither in the local folder nor in the Hugging Face cache (and no download)."""
 
 
-class UnsafeModelError(RuntimeError):
+class UnsafeModelError(UserError, RuntimeError):
     """A model file asks to run or build something other than a demucs model: refused."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model file exists but is unreadable: truncated, corrupt, wrong checksum, bad yaml."""
 
 

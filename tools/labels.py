@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.fsutil import (
+from core.audio import DATASET_RATE
+from core.errors import UserError
+from core.fsutil import (
     PathOutsideRootError,
     atomic_write_text,
     backup_copy,
@@ -49,13 +51,13 @@ LANGUAGES: tuple[str, ...] = ("zh", "ja", "en", "ko", "yue")
 _LANGUAGE_ALIASES = {"zh": "zh", "ja": "ja", "jp": "ja", "en": "en", "ko": "ko", "yue": "yue"}
 # Languages whose words are separated by spaces, so merged texts are joined with one.
 _SPACED_LANGUAGES = ("en", "ko")
-MERGE_SAMPLE_RATE = 32000
+MERGE_SAMPLE_RATE = DATASET_RATE
 HISTORY_DIR = ".history"
 SORT_KEYS = ("file", "path", "duration", "confidence")
 UNDO_LIMIT = 200
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """An edit or a file that cannot be accepted (bad language, unknown clip, nothing to merge…)."""
 
 
@@ -217,7 +219,7 @@ class LabelDocument:
     def duration(self, entry: LabelEntry) -> float | None:
         """Clip length in seconds (cached), or None when the audio is missing or unreadable."""
         if entry.path not in self._durations:
-            from tools.audio import audio_info
+            from core.audio import audio_info
 
             try:
                 self._durations[entry.path] = audio_info(self.resolve_audio(entry)).duration
@@ -388,7 +390,7 @@ class LabelDocument:
         The new file is `<first stem>_merged.wav` beside the first clip (int16, `sample_rate`);
         texts are joined with a space for en/ko and with nothing for zh/ja/yue.
         """
-        from tools.audio import load_audio, save_wav
+        from core.audio import load_audio, save_wav
 
         chosen = set(uids)
         targets = [i for i in self.items if isinstance(i, LabelEntry) and i.uid in chosen]
@@ -428,7 +430,7 @@ class LabelDocument:
 
         The first part keeps the text; the second gets an empty text flagged for review.
         """
-        from tools.audio import load_audio, save_wav
+        from core.audio import load_audio, save_wav
 
         e = self.entry(uid)
         audio_path = self.resolve_audio(e)

@@ -37,18 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.audio import AudioDecodeError, list_audio_files
-from tools.demucs_models import (
-    BUILTIN_MODELS,
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_DIR,
-    ModelLoadError,
-    ModelNotFoundError,
-    UnsafeModelError,
-    load_model,
-)
-from tools.fsutil import make_temp_path, unique_path
-from tools.jobs import (
+from core.audio import AudioDecodeError, list_audio_files
+from core.errors import UserError
+from core.fsutil import make_temp_path, unique_path
+from core.jobs import (
+    EXIT_STOPPED,
     BatchReport,
     EventWriter,
     FileFailure,
@@ -57,6 +50,15 @@ from tools.jobs import (
     StopFn,
     log_progress,
     never_stop,
+)
+from tools.demucs_models import (
+    BUILTIN_MODELS,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_DIR,
+    ModelLoadError,
+    ModelNotFoundError,
+    UnsafeModelError,
+    load_model,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,11 +80,11 @@ __all__ = [
 STEMS = ("vocals", "accompaniment")
 
 
-class SeparationError(RuntimeError):
+class SeparationError(UserError, RuntimeError):
     """Separation of one file failed for a reason a person can act on."""
 
 
-class OutputConflictError(ValueError):
+class OutputConflictError(UserError, ValueError):
     """An output path would be equal to an input: refused so no input is ever overwritten."""
 
 
@@ -560,7 +562,7 @@ def _run(args: argparse.Namespace) -> int:
     except JobCancelled:
         events.emit("cancelled")
         print("cancelled", file=sys.stderr)
-        return 130
+        return EXIT_STOPPED
     except Exception as e:  # unexpected: one line for the person, the traceback in the debug log
         logger.debug("separation failed", exc_info=True)
         events.emit("error", message=f"{type(e).__name__}: {e}")
@@ -571,7 +573,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"failed: {failure.path}: {failure.error}", file=sys.stderr)
     if report.cancelled:
         print("cancelled", file=sys.stderr)
-        return 130
+        return EXIT_STOPPED
     return 1 if report.failures else 0
 
 

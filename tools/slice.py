@@ -12,7 +12,7 @@ input gives the same cut points. Differences, all deliberate:
 - a clip whose peak exceeds 1 is divided by its peak once before mixing (the reference divides by
   the old peak twice); clips of pure digital silence are not written (the reference divides by 0);
 - an output name that already exists is never overwritten: an identical file is kept and counted,
-  a different one gets a free name `name (1).wav` (see `tools.fsutil.unique_path`).
+  a different one gets a free name `name (1).wav` (see `core.fsutil.unique_path`).
 
 Outputs are 32 kHz mono int16 wavs named `"%s_%010d_%010d.wav" % (source name with extension,
 start, end)`, start/end in samples at 32 kHz, as the reference names them (so the last clip's end is that of the
@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from tools.audio import list_audio_files, load_audio, to_int16
-from tools.fsutil import atomic_write_bytes, unique_path
-from tools.jobs import (
+from core.audio import DATASET_RATE, list_audio_files, load_audio, to_int16
+from core.errors import UserError
+from core.fsutil import atomic_write_bytes, unique_path
+from core.jobs import (
     BatchReport,
     EventWriter,
     FileFailure,
@@ -49,15 +50,15 @@ from tools.jobs import (
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 32000
+SAMPLE_RATE = DATASET_RATE  # clips are written at the training rate
 NAME_FORMAT = "%s_%010d_%010d.wav"
 
 
-class SliceParamsError(ValueError):
+class SliceParamsError(UserError, ValueError):
     """Slicer parameters that cannot work together (e.g. min_length < min_interval)."""
 
 
-class SliceOutputError(ValueError):
+class SliceOutputError(UserError, ValueError):
     """The output folder would mix clips with their inputs."""
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.fsutil import resolve_inside
 from i18n import I18n
-from tools.fsutil import resolve_inside
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

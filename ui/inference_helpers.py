@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tools.fsutil import resolve_inside, unique_path
+from core.errors import UserError
+from core.fsutil import resolve_inside, unique_path
 
 HISTORY_SIZE = 10
 MAX_NEW_TOKENS = 1500  # S1 tokens per sentence at most (25 per second: 60 s), as the reference
@@ -56,7 +57,7 @@ LANGUAGES: tuple[tuple[str, str], ...] = (
 LANGUAGE_CODES = tuple(code for code, _label in LANGUAGES)
 
 
-class InferenceUIError(ValueError):
+class InferenceUIError(UserError, ValueError):
     """Something the person can fix in the form (a weight file outside the allowed folders, …)."""
 
 
@@ -73,7 +74,7 @@ class WeightChoice:
 
 
 def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]]:
-    from gpt_sovits.models import pretrained_paths
+    from gpt_sovits.pretrained import pretrained_paths
 
     gpt, sovits = [], []
     for version in ("v2", "v1"):
@@ -155,7 +156,7 @@ def resolve_weight(value: str | None, choices: list[WeightChoice], roots: list[P
 
 def model_status_lines(model_dir: Path) -> list[tuple[str, bool, str]]:
     """(name, present, how to get it) for the models synthesis needs (v2 GPT, SoVITS, HuBERT, BERT)."""
-    from gpt_sovits.models import model_status
+    from gpt_sovits.pretrained import model_status
 
     wanted = ("gpt-v2", "sovits-v2", "chinese-hubert-base", "chinese-roberta-wwm-ext-large")
     rows = {s.name: s for s in model_status(model_dir)}
@@ -164,7 +165,7 @@ def model_status_lines(model_dir: Path) -> list[tuple[str, bool, str]]:
 
 def whisper_models(model_dir: Path) -> list[str]:
     """Names `<x>` of the local `faster-whisper-<x>/` folders (the ones transcription can use offline)."""
-    from gpt_sovits.blends import local_whisper_models
+    from gpt_sovits.infer.blends import local_whisper_models
 
     return local_whisper_models(model_dir)
 
@@ -199,8 +200,8 @@ class ReferenceCheck:
 
 def check_reference(path: str | Path) -> ReferenceCheck:
     """The clip's length against the 3–10 s window. Raises AudioDecodeError for a file that is not audio."""
-    from gpt_sovits.tts import REF_MAX_S, REF_MIN_S
-    from tools.audio import audio_info
+    from core.audio import audio_info
+    from gpt_sovits.infer.synthesizer import REF_MAX_S, REF_MIN_S
 
     seconds = audio_info(path).duration
     return ReferenceCheck(seconds, REF_MIN_S <= seconds <= REF_MAX_S, seconds > REF_MAX_S)
@@ -209,7 +210,7 @@ def check_reference(path: str | Path) -> ReferenceCheck:
 def write_trimmed_reference(path: str | Path, out_dir: Path) -> Path:
     """A copy of the clip at `path` trimmed into the 3–10 s window (cut at a quiet moment), saved in
     `out_dir` under a new name; the original is left untouched. Raises TTSInputError when it cannot fit."""
-    from gpt_sovits.tts import trim_reference
+    from gpt_sovits.infer.synthesizer import trim_reference
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return trim_reference(str(path), out_dir / f"{safe_stem(Path(path).stem, 40) or 'reference'}_trimmed.wav")
@@ -237,7 +238,7 @@ def candidate_rows(result: Any, choices: list[int] | None = None) -> list[list[A
     """One row per (sentence, candidate): sentence #, text, candidate #, mean log-prob, CLVP, ASR agreement,
     speaker similarity, total, chosen (a score the run did not compute is None).
 
-    `result` is a `gpt_sovits.tts.SynthesisResult`; `choices` (one index per sentence) overrides its
+    `result` is a `gpt_sovits.infer.synthesizer.SynthesisResult`; `choices` (one index per sentence) overrides its
     chosen candidates. Numbers are 1-based for people.
     """
     rows: list[list[Any]] = []
@@ -348,7 +349,7 @@ def output_path(outputs_dir: Path, text: str, seed: int, now: float | None = Non
 
 def save_output(outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = OUTPUT_RATE) -> Path:
     """Write one generation as a 16-bit wav (atomically) and return its path."""
-    from tools.audio import save_wav
+    from core.audio import save_wav
 
     outputs_dir.mkdir(parents=True, exist_ok=True)
     return save_wav(output_path(outputs_dir, text, seed), np.asarray(audio, dtype=np.float32), sr)
@@ -382,7 +383,7 @@ def push_history(history: list[HistoryEntry] | None, entry: HistoryEntry, keep: 
 
 @dataclass
 class SynthesisForm:
-    """What the tab and the API collect, before it becomes a `gpt_sovits.tts.SynthesisRequest`."""
+    """What the tab and the API collect, before it becomes a `gpt_sovits.infer.synthesizer.SynthesisRequest`."""
 
     text: str
     text_lang: str
@@ -412,7 +413,7 @@ class SynthesisForm:
 
 @dataclass
 class SynthesisOutcome:
-    result: Any  # gpt_sovits.tts.SynthesisResult
+    result: Any  # gpt_sovits.infer.synthesizer.SynthesisResult
     path: Path  # the wav written into <workspace>/outputs
     gpt: Path
     sovits: Path
@@ -461,10 +462,10 @@ def synthesize(
 ) -> SynthesisOutcome:
     """Run one synthesis for the tab or the API and write the wav into `<workspace>/outputs/`.
 
-    `progress(done, total, message)` follows tools.jobs.ProgressFn. Errors a person can fix are
+    `progress(done, total, message)` follows core.jobs.ProgressFn. Errors a person can fix are
     ValueError subclasses (TTSInputError, InferenceUIError, AudioDecodeError) or missing-model errors.
     """
-    from gpt_sovits.tts import SynthesisRequest, Synthesizer
+    from gpt_sovits.infer.synthesizer import SynthesisRequest, Synthesizer
 
     check_form(form)
     roots = [workspace, model_dir]
@@ -505,7 +506,7 @@ def synthesize(
 
 
 class LazyCache:
-    """The app's one `gpt_sovits.tts.ModelCache`, created on first use (never at import or build).
+    """The app's one `gpt_sovits.infer.synthesizer.ModelCache`, created on first use (never at import or build).
 
     Also keeps the Whisper models used by "Transcribe reference", keyed by model name.
     """
@@ -519,7 +520,7 @@ class LazyCache:
     def tts(self) -> Any:
         with self._lock:
             if self._tts_cache is None:
-                from gpt_sovits.tts import ModelCache
+                from gpt_sovits.infer.synthesizer import ModelCache
 
                 self._tts_cache = ModelCache()
             return self._tts_cache

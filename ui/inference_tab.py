@@ -1,6 +1,6 @@
 """Voice cloning tab: a 3–10 s reference clip + text -> speech, with every candidate and its scores.
 
-The tab is thin over `gpt_sovits.tts` (one `Synthesizer` per request over the app's one model cache,
+The tab is thin over `gpt_sovits.infer.synthesizer` (one `Synthesizer` per request over the app's one model cache,
 created on first use) and `ui.inference_helpers`. Per-user state lives in `gr.State`: the last
 result (for playing and swapping candidates) and the session's history of generations. Results are
 written to `<workspace>/outputs/`.
@@ -31,14 +31,14 @@ SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": 1}
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message a person can act on (shown as is, no stack trace)."""
-    from gpt_sovits.checkpoints import CheckpointError
     from gpt_sovits.device import DeviceError
+    from gpt_sovits.models.weights import CheckpointError
 
     return (ValueError, OSError, CheckpointError, DeviceError, RuntimeError)
 
 
 def _progress_adapter(progress: Any):
-    """tools.jobs.ProgressFn (done, total, message) -> gr.Progress."""
+    """core.jobs.ProgressFn (done, total, message) -> gr.Progress."""
 
     def report(done: int, total: int, message: str = "") -> None:
         progress(done / total if total else None, desc=message or None)
@@ -77,7 +77,7 @@ def reference_message(ctx: AppContext, path: str | None) -> tuple[str, bool]:
     _ = ctx.i18n
     if not path:
         return _("Upload or record 3–10 s of clean speech."), False
-    from tools.audio import AudioDecodeError
+    from core.audio import AudioDecodeError
 
     try:
         check = H.check_reference(path)
@@ -422,7 +422,7 @@ def build(ctx: AppContext) -> None:
             audio = H.candidate_audio(_synth(outcome), outcome.result, i, j)
         except user_errors() as e:
             raise gr.Error(str(e)) from e
-        from tools.audio import to_int16
+        from core.audio import to_int16
 
         # Gradio caches it as a wav (outputs/ stays tidy); int16 is what it would convert to anyway.
         return int(outcome.result.sample_rate), to_int16(audio)
@@ -453,7 +453,7 @@ def build(ctx: AppContext) -> None:
         )
 
     def _synth(outcome: H.SynthesisOutcome):
-        from gpt_sovits.tts import Synthesizer
+        from gpt_sovits.infer.synthesizer import Synthesizer
 
         return Synthesizer(str(outcome.gpt), str(outcome.sovits), str(ctx.model_dir), cache=cache.tts())
 

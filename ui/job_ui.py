@@ -9,8 +9,9 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+from core.errors import UserError
+from core.jobs import Job
 from i18n import I18n
-from tools.jobs import Job
 from ui.context import AppContext
 
 # Exit codes shared by the stage CLIs: 0 all done, 1 some inputs failed, 2 a user error (nothing
@@ -18,7 +19,7 @@ from ui.context import AppContext
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 130
 
 
-class JobAlreadyRunning(RuntimeError):
+class JobAlreadyRunning(UserError, RuntimeError):
     """A tab was asked to start a job while its previous one still runs."""
 
 

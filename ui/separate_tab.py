@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from core.fsutil import unique_path
 from tools.demucs_models import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
@@ -17,7 +18,6 @@ from tools.demucs_models import (
     local_status,
     missing_model_message,
 )
-from tools.fsutil import unique_path
 from ui.context import AppContext
 from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
 

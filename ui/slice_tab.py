@@ -1,7 +1,7 @@
 """Slicing tab: preview the silence cuts on a waveform, then slice into the workspace `sliced/` folder.
 
 Preview runs the slicer in-process on the first few files without writing anything; Slice runs
-`python -m tools.slice` as a subprocess (`tools.jobs.Job`) so it can be stopped. Uploaded files are
+`python -m tools.slice` as a subprocess (`core.jobs.Job`) so it can be stopped. Uploaded files are
 copied into `uploads/` first; the user's originals are never touched.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.fsutil import unique_path
+from core.fsutil import unique_path
 from tools.slice import SliceParams, check_output_dir, default_workers, find_cuts
 from ui.context import AppContext
 from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
@@ -126,7 +126,7 @@ def waveform_figure(audio: np.ndarray, sr: int, segments: list[tuple[int, int]],
 
 def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any]]]:
     """Figure for the first file and table rows for up to `PREVIEW_FILES` files; writes nothing."""
-    from tools.audio import list_audio_files, load_audio
+    from core.audio import list_audio_files, load_audio
 
     files = list_audio_files(inputs)[:PREVIEW_FILES]
     if not files:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from tools.dataset_check import DatasetReport
 
 Translator = Callable[..., str]
@@ -29,9 +30,9 @@ VERSIONS: tuple[str, ...] = ("v2", "v1")
 STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
 PIPELINE: tuple[str, ...] = ("prepare", "s2", "s1")  # the one-click run
 MODULES: dict[str, str] = {
-    "prepare": "gpt_sovits.prepare",
-    "s2": "gpt_sovits.train_s2",
-    "s1": "gpt_sovits.train_s1",
+    "prepare": "gpt_sovits.data.prepare",
+    "s2": "gpt_sovits.train.s2",
+    "s1": "gpt_sovits.train.s1",
     "clvp": "clvp.train",
 }
 # Run folders inside the experiment (the trainers write config.json, metrics.jsonl, checkpoint.pt
@@ -60,7 +61,7 @@ def plain(key: str, **fmt: object) -> str:
     return key.format(**fmt) if fmt else key
 
 
-class TrainingInputError(ValueError):
+class TrainingInputError(UserError, ValueError):
     """A setting the tab cannot start with (bad experiment name, unknown step...)."""
 
 
@@ -228,7 +229,7 @@ def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
 
 def write_step_config(spec: StepSpec) -> Path:
     """Write the step's config JSON atomically into its run folder (the record of what was asked)."""
-    from tools.fsutil import atomic_write_text
+    from core.fsutil import atomic_write_text
 
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec.config_path, json.dumps(spec.config, ensure_ascii=False, indent=1) + "\n")
@@ -289,7 +290,7 @@ class PreflightInputs:
     running: str | None = None  # a step already running on this experiment (another page or session)
 
 
-# Pretrained files each step reads (roles of gpt_sovits.models.PretrainedPaths).
+# Pretrained files each step reads (roles of gpt_sovits.pretrained.PretrainedPaths).
 STEP_MODELS: dict[str, tuple[str, ...]] = {
     "prepare": ("hubert", "bert", "s2g"),
     "s2": ("s2g", "s2d"),
@@ -535,7 +536,7 @@ def count_files(folder: Path) -> int:
 
 
 def format_state(exp_dir: Path) -> FormatState:
-    """Counts of the formatted files in the reference layout (see gpt_sovits.experiment)."""
+    """Counts of the formatted files in the reference layout (see gpt_sovits.data.experiment)."""
     return FormatState(
         name2text_lines=count_lines(exp_dir / "2-name2text.txt"),
         semantic_lines=count_lines(exp_dir / "6-name2semantic.tsv", skip_header=True),
@@ -546,7 +547,7 @@ def format_state(exp_dir: Path) -> FormatState:
 
 def pretrained_files(model_dir: Path, version: str) -> tuple[ModelFile, ...]:
     """The pretrained files of `version` with their presence and how to get the missing ones."""
-    from gpt_sovits.models import model_status, pretrained_paths
+    from gpt_sovits.pretrained import model_status, pretrained_paths
 
     paths = pretrained_paths(model_dir, version)
     statuses = {}

@@ -1,4 +1,4 @@
-"""The Training tab's moving parts: a queue of steps run one after another as `tools.jobs.Job`
+"""The Training tab's moving parts: a queue of steps run one after another as `core.jobs.Job`
 subprocesses, and a queue of listening samples synthesised after each save.
 
 Nothing here imports gradio: the tab keeps one `StepRunner` and one `SampleQueue` in its
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.jobs import Job
+from core.jobs import Job
 from ui.training_plan import StepSpec, write_step_config
 from ui.training_progress import ProgressView
 from ui.training_samples import SampleSpec
 
-SAMPLE_MODULE = "gpt_sovits.progress_sample"
+SAMPLE_MODULE = "gpt_sovits.infer.samples"
 
 
 STOP_MARKER = "stop_requested"  # written into a job's folder by the page that stops it
@@ -47,7 +47,7 @@ def exp_dir_of(spec: StepSpec) -> Path:
 def record_job(spec: StepSpec, job: Job) -> None:
     """Note in the experiment folder which process runs which step, so a later page can follow it
     and a second start on the same experiment is refused."""
-    from tools.fsutil import atomic_write_text
+    from core.fsutil import atomic_write_text
 
     record = {"pid": job.process.pid, "step": spec.step, "module": spec.module, "job_dir": str(job.job_dir)}
     record["argv"] = list(spec.args)
@@ -267,7 +267,7 @@ class SampleQueue:
             self.job = self._start(self.current[1])
 
     def _start(self, spec: SampleSpec) -> Job:
-        from tools.fsutil import atomic_write_text
+        from core.fsutil import atomic_write_text
         from ui.training_samples import sample_config
 
         request = Path(spec.out_path).with_suffix(".json")

@@ -2,7 +2,7 @@
 
 After a `saved` event the tab synthesises a short fixed sentence with a fixed prompt from the new
 checkpoint paired with the newest other model (`plan_sample`); the request goes to
-`python -m gpt_sovits.progress_sample`. `list_exports` finds what the trainers exported, which is
+`python -m gpt_sovits.infer.samples`. `list_exports` finds what the trainers exported, which is
 also what the Inference tab offers.
 """
 
@@ -171,7 +171,7 @@ def plan_sample(
 
 
 def sample_config(spec: SampleSpec, model_dir: Path, device: str = "auto") -> dict[str, Any]:
-    """The request for `python -m gpt_sovits.progress_sample --config FILE` (see that module)."""
+    """The request for `python -m gpt_sovits.infer.samples --config FILE` (see that module)."""
     ref = spec.reference
     return {
         "gpt_path": spec.gpt_path,
@@ -204,7 +204,7 @@ def reference_clips(list_path: Path, workspace: Path, limit: int = 60) -> list[t
 
     Stops early at the first clip whose length suits a prompt (3-10 s): only that one is needed.
     """
-    from tools.audio import audio_info
+    from core.audio import audio_info
     from tools.labels import LANGUAGES, LabelError, load_list
 
     try:
@@ -229,7 +229,7 @@ def reference_clips(list_path: Path, workspace: Path, limit: int = 60) -> list[t
 
 def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tuple[str, str, str, float]]:
     """The chosen clip's (path, language, text, seconds), found by its audio path in the list."""
-    from tools.audio import audio_info
+    from core.audio import audio_info
     from tools.labels import LabelError, load_list
 
     try:
@@ -249,7 +249,7 @@ def materialize_reference(ref: SampleReference, out: Path) -> SampleReference | 
         return ref
     import numpy as np
 
-    from tools.audio import AudioDecodeError, load_audio, save_wav
+    from core.audio import AudioDecodeError, load_audio, save_wav
 
     gap = np.zeros(int(REF_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
     pieces: list[np.ndarray] = []

@@ -1,6 +1,6 @@
 """Training tab: format a `.list`, fine-tune SoVITS (S2) and GPT (S1), train CLVP, hear progress.
 
-Each step is a subprocess (`gpt_sovits.prepare`, `gpt_sovits.train_s2`, `gpt_sovits.train_s1`,
+Each step is a subprocess (`gpt_sovits.data.prepare`, `gpt_sovits.train.s2`, `gpt_sovits.train.s1`,
 `clvp.train`) started with an argv list and a config file written into its run folder; the one-click
 button runs format -> S2 -> S1 in sequence. A check runs before anything starts and refuses to start
 on blocking problems. While a step runs a timer reads its events (step/total, epoch, ETA) and the run
@@ -169,7 +169,7 @@ def sample_reference(
 
 def resolve_model_path(ctx: AppContext, value: str) -> Path:
     """A weights file typed by the user: inside the workspace or the models folder, and existing."""
-    from tools.fsutil import PathOutsideRootError, resolve_inside
+    from core.fsutil import PathOutsideRootError, resolve_inside
 
     for root in (ctx.workspace, ctx.model_dir):
         try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from core.errors import UserError
+
 # Characters that end a sentence for split() / split_big_text().
 SPLITS = frozenset("，。？！,.?!~:：—…")
 # A piece made only of these is dropped.
@@ -20,7 +22,7 @@ MAX_SEGMENT_LEN = 510
 MIN_SEGMENT_LEN = 5
 
 
-class UnknownCutMethodError(ValueError):
+class UnknownCutMethodError(UserError, ValueError):
     """The requested text-splitting method does not exist."""
 
 

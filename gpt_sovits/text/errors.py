@@ -1,7 +1,9 @@
 """Errors raised by the text frontend, with messages a person can act on."""
 
+from core.errors import UserError
 
-class TextFrontendError(ValueError):
+
+class TextFrontendError(UserError, ValueError):
     """Base class for text frontend errors (bad language code, bad version, missing package)."""
 
 

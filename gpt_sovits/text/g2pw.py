@@ -72,7 +72,7 @@ class G2PWUnavailableError(TextFrontendError):
 def _files_hint(model_dir: Path) -> str:
     return (
         f"Download G2PWModel.zip from {G2PW_URL} and unzip it into {model_dir} so that "
-        f"{model_dir / G2PW_FOLDER / ONNX_NAMES[0]} exists (or run `python -m gpt_sovits.models download g2pw "
+        f"{model_dir / G2PW_FOLDER / ONNX_NAMES[0]} exists (or run `python -m gpt_sovits.pretrained download g2pw "
         f"--model-dir {model_dir}`)."
     )
 

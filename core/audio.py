@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.fsutil import atomic_write_with
+from core.errors import UserError
+from core.fsutil import atomic_write_with
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,13 @@ AUDIO_EXTENSIONS = (
 )
 
 
-class AudioDecodeError(ValueError):
+# The rates shared by every stage: sliced clips, 5-wav32k and S2 v1/v2 run at 32 kHz; HuBERT (and the
+# SV model) read 16 kHz.
+DATASET_RATE = 32000
+HUBERT_RATE = 16000
+
+
+class AudioDecodeError(UserError, ValueError):
     """A file could not be read as audio: missing, empty, corrupt or not audio at all."""
 
 
@@ -183,7 +190,7 @@ def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.audio", description="Inspect or convert audio files (any common format)."
+        prog="python -m core.audio", description="Inspect or convert audio files (any common format)."
     )
     parser.add_argument("inputs", nargs="+", help="audio files or folders")
     parser.add_argument("--to", metavar="DIR", help="convert each input to a wav in DIR")

@@ -14,8 +14,8 @@ works as is:
       faster-whisper-<size>/                    ASR (tools.asr owns the size table)
       demucs/<name>.yaml + <sig>.safetensors    separation (tools.demucs_models owns the names)
 
-``python -m gpt_sovits.models list`` prints the table with each model's status;
-``python -m gpt_sovits.models download NAME [--model-dir P]`` fetches one (or a group: ``v2``, ``v1``)
+``python -m gpt_sovits.pretrained list`` prints the table with each model's status;
+``python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group: ``v2``, ``v1``)
 from the Hugging Face hub with progress and resume. Nothing here touches the network unless asked to
 download, and then an unreachable hub is one clear message within seconds, never a hang.
 """
@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt_sovits.features import (
+from core.errors import UserError
+from gpt_sovits.models.features import (
     BERT_FOLDER,
     HUBERT_FOLDER,
     FeatureModelNotFoundError,
@@ -72,7 +73,7 @@ _WHISPER_SIZES = {  # first match wins: turbo/distil before large
 _DEMUCS_SIZES = {"htdemucs": "80 MB", "htdemucs_ft": "320 MB", "mdx_extra": "650 MB"}
 
 
-class ModelDownloadError(RuntimeError):
+class ModelDownloadError(UserError, RuntimeError):
     """A download that could not happen (hub unreachable, offline mode, unknown name); the message says
     which folder to fill by hand and where the files come from."""
 
@@ -241,16 +242,16 @@ def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
     if spec.kind in ("gpt", "sovits", "sovits-d"):
         return (
             f"Put {Path(spec.path).name} at {target} (from {_hub_url(spec)}/blob/main/{spec.files[0]}), or run "
-            f"`python -m gpt_sovits.models download {spec.name} --model-dir {model_dir}` on a machine online."
+            f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}` on a machine online."
         )
     if spec.kind == "g2pw":
         return (
             f"Unzip G2PWModel.zip from {_hub_url(spec)} into {model_dir} so that {target} exists, or run "
-            f"`python -m gpt_sovits.models download g2pw --model-dir {model_dir}`."
+            f"`python -m gpt_sovits.pretrained download g2pw --model-dir {model_dir}`."
         )
     return (
         f"Fill {model_dir / Path(spec.path).parts[0]} from {_hub_url(spec)}, or run "
-        f"`python -m gpt_sovits.models download {spec.name} --model-dir {model_dir}`."
+        f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}`."
     )
 
 
@@ -432,12 +433,14 @@ def _format_table(rows: list[ModelStatus], model_dir: Path) -> str:
     missing = [r for r in rows if not r.present and r.kind in ("gpt", "sovits", "hubert", "bert")]
     if missing:
         lines.append("")
-        lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.models download v2")
+        lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.pretrained download v2")
     return "\n".join(lines)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gpt_sovits.models", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt_sovits.pretrained", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="the models and whether each is present")
     p_list.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from core.errors import UserError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -36,7 +38,7 @@ def make_temp_path(target: Path, suffix: str | None = None) -> Path:
     return Path(tmp_name)
 
 
-class PathOutsideRootError(ValueError):
+class PathOutsideRootError(UserError, ValueError):
     """A path escapes the folder it must stay inside (e.g. a dataset root or the workspace)."""
 
 

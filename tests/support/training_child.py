@@ -1,13 +1,13 @@
 """A child process for Training-tab runner tests: progress, optional `saved` events, then an exit code.
 
-python -m tests.training_child --code N [--saved MODEL:PATH:EPOCH ...] [--sleep S] --events FILE
+python -m tests.support.training_child --code N [--saved MODEL:PATH:EPOCH ...] [--sleep S] --events FILE
 """
 
 import argparse
 import sys
 import time
 
-from tools.jobs import EventWriter
+from core.jobs import EventWriter
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

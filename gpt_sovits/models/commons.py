@@ -51,12 +51,3 @@ def rand_slice_segments(
     rand = torch.rand(b, generator=generator).to(x.device)
     starts = (rand * max_start).to(torch.long)
     return slice_segments(x, starts, segment_size), starts
-
-
-def kl_divergence(
-    m_p: torch.Tensor, logs_p: torch.Tensor, m_q: torch.Tensor, logs_q: torch.Tensor
-) -> torch.Tensor:
-    """Element-wise KL(P || Q) between diagonal Gaussians given means and log-stds."""
-    kl = (logs_q - logs_p) - 0.5
-    kl = kl + 0.5 * (torch.exp(2.0 * logs_p) + (m_p - m_q) ** 2) * torch.exp(-2.0 * logs_q)
-    return kl

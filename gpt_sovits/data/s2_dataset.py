@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gpt_sovits.experiment import ExperimentFormatError, ExperimentPaths, read_name2text
-from gpt_sovits.features import spectrogram
+from core.audio import DATASET_RATE
+from core.errors import UserError
+from gpt_sovits.data.experiment import ExperimentFormatError, ExperimentPaths, read_name2text
+from gpt_sovits.models.features import spectrogram
 from gpt_sovits.text import cleaned_text_to_sequence, get_symbols
 
 # Spectrogram-frame bucket boundaries of the reference's s2_train.py (50 frames per second).
@@ -40,7 +42,7 @@ SHUFFLE_SEED = 1234  # the reference's random.seed(1234) before shuffling the it
 MAX_SSL_MISMATCH = 2  # frames; more means the features belong to another clip
 
 
-class S2DataError(ValueError):
+class S2DataError(UserError, ValueError):
     """The experiment cannot feed S2 training; the message says what to fix."""
 
 
@@ -142,7 +144,7 @@ def _bucket_of(frames: int, boundaries: Sequence[int]) -> int:
 def scan_experiment(
     exp_dir: str | Path,
     version: str = "v2",
-    sampling_rate: int = 32000,
+    sampling_rate: int = DATASET_RATE,
     hop_length: int = 640,
     boundaries: Sequence[int] = BUCKET_BOUNDARIES,
 ) -> tuple[list[S2Item], S2DataReport]:
@@ -256,7 +258,7 @@ class S2Dataset(torch.utils.data.Dataset):
         exp_dir: str | Path,
         items: Sequence[S2Item],
         repeats: int = 1,
-        sampling_rate: int = 32000,
+        sampling_rate: int = DATASET_RATE,
         filter_length: int = 2048,
         hop_length: int = 640,
         win_length: int = 2048,
@@ -273,7 +275,7 @@ class S2Dataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> S2Example:
-        from tools.audio import AudioDecodeError, load_audio
+        from core.audio import AudioDecodeError, load_audio
 
         item = self.items[index]
         try:

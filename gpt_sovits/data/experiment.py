@@ -10,7 +10,7 @@
 word2ph as Python's ``str(list)`` (``[2, 2, 1]``) for Chinese and ``None`` for other languages, and
 does not store the language at all (its trainers tell Chinese clips by the presence of a
 ``3-bert`` file). We write the same; the language of each clip is kept in our own sidecar
-(``prepare_manifest.json``, see ``gpt_sovits.prepare``) so files stay interchangeable with the reference.
+(``prepare_manifest.json``, see ``gpt_sovits.data.prepare``) so files stay interchangeable with the reference.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.fsutil import atomic_write_text
+from core.errors import UserError
+from core.fsutil import atomic_write_text
 
 NAME2TEXT = "2-name2text.txt"
 BERT_DIR = "3-bert"
@@ -31,7 +32,7 @@ MANIFEST = "prepare_manifest.json"
 SEMANTIC_HEADER = "item_name\tsemantic_audio"
 
 
-class ExperimentFormatError(ValueError):
+class ExperimentFormatError(UserError, ValueError):
     """A line of an experiment table that cannot be read (the message names the file and line)."""
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from gpt_sovits.checkpoints import save_gpt_weights
-from gpt_sovits.s1_model import S1Config, Text2Semantic
-from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
-from tests.synth import voiced_segments
+from gpt_sovits.models.s1 import S1Config, Text2Semantic
+from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.weights import save_gpt_weights
+from tests.support.synth import voiced_segments
 
 S1_NAME = "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
 V2_FOLDER = "gsv-v2final-pretrained"

@@ -1,6 +1,6 @@
 """Shared infrastructure for the trainers (S1, S2, CLVP): run folder, checkpoints, resume, seeding, CLI.
 
-Every trainer (``python -m gpt_sovits.train_s1``, ``gpt_sovits.train_s2``, ``clvp.train``) is built from
+Every trainer (``python -m gpt_sovits.train.s1``, ``gpt_sovits.train.s2``, ``clvp.train``) is built from
 the same pieces, so a person sees the same behaviour everywhere:
 
 - **CLI** — ``add_common_args(parser)`` adds ``--exp-dir --exp-name --pretrained-dir --weights-dir
@@ -39,11 +39,11 @@ the same pieces, so a person sees the same behaviour everywhere:
   and only rank 0 writes files or events.
 - **Progress** — ``ProgressReporter`` emits ``progress`` events with an ETA (computed from the steps run in
   THIS process, so a resumed run does not look instantly fast) and the ``saved`` / ``result`` events.
-- **Stop** — ``StopFlag`` turns SIGTERM/SIGINT (``tools.jobs.Job.stop``) into a flag the loop checks at
+- **Stop** — ``StopFlag`` turns SIGTERM/SIGINT (``core.jobs.Job.stop``) into a flag the loop checks at
   step boundaries, so a stopped trainer saves its state and exits cleanly; ``kill -9`` is covered by
   the atomic checkpoint.
 
-A trainer's loop, in outline (see ``gpt_sovits/train_s1.py`` for the real one)::
+A trainer's loop, in outline (see ``gpt_sovits/train/s1.py`` for the real one)::
 
     args = parse_args(build_parser(), argv)               # --config values, flags win
     dist = init_distributed(args.device)                   # torchrun-aware; dist.device is the device
@@ -102,9 +102,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.errors import UserError
+from core.fsutil import atomic_write_text, atomic_write_with, move_to_trash
+from core.jobs import EventWriter
 from gpt_sovits.device import autocast_dtype, pick_device
-from tools.fsutil import atomic_write_text, atomic_write_with, move_to_trash
-from tools.jobs import EventWriter
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ SPACE_MARGIN_BYTES = 16 * 1024 * 1024
 # ----------------------------------------------------------------------------------------------- errors
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A problem a person can act on (bad data, missing file, no space); shown without a stack trace."""
 
 
@@ -148,7 +149,7 @@ def add_common_args(
     g.add_argument(
         "--exp-dir",
         nargs="+" if multi_exp else None,
-        help="experiment folder(s) produced by gpt_sovits.prepare (required)",
+        help="experiment folder(s) produced by gpt_sovits.data.prepare (required)",
     )
     g.add_argument(
         "--exp-name", help="name used for exported weights (default: the experiment folder's name)"
@@ -634,7 +635,7 @@ def export_weights(
     older_exports: str | re.Pattern[str] | None = None,
 ) -> Path:
     """Write an exported weights file through ``write(path)`` (e.g. ``lambda p: save_gpt_weights(m, cfg, p)``;
-    the saver itself must write atomically, as gpt_sovits.checkpoints' savers do).
+    the saver itself must write atomically, as gpt_sovits.models.weights' savers do).
 
     ``estimate``: expected size in bytes (checked against free space BEFORE writing). An existing file at
     ``path`` is moved to ``<folder>/.trash/`` first (restored if the write fails). ``keep="latest"``
@@ -903,7 +904,7 @@ class ProgressReporter:
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT (``tools.jobs.Job.stop`` sends SIGTERM) or by an extra ``should_stop`` callable.
+    """Set by SIGTERM/SIGINT (``core.jobs.Job.stop`` sends SIGTERM) or by an extra ``should_stop`` callable.
 
     Use as a context manager around the training loop; the previous handlers are restored on exit.
     Signal handlers can only be installed from the main thread, so elsewhere (e.g. a test calling the

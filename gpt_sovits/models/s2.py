@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits import attentions
-from gpt_sovits.commons import rand_slice_segments, sequence_mask
-from gpt_sovits.quantize import ResidualVectorQuantizer
-from gpt_sovits.s2_modules import (
+from core.audio import DATASET_RATE
+from core.errors import UserError
+from gpt_sovits.models import attentions
+from gpt_sovits.models.commons import rand_slice_segments, sequence_mask
+from gpt_sovits.models.modules import (
     LRELU_SLOPE,
     MRTE,
     WN,
@@ -40,6 +41,7 @@ from gpt_sovits.s2_modules import (
     WNConv2d,
     WNConvTranspose1d,
 )
+from gpt_sovits.models.quantize import ResidualVectorQuantizer
 
 SUPPORTED_VERSIONS = ("v1", "v2")
 # Phone vocabulary sizes of the official symbol tables (text/symbols.py, text/symbols2.py).
@@ -48,7 +50,7 @@ SSL_DIM = 768  # HuBERT base hidden size, hard-coded in the reference
 REF_ENC_BINS_V2 = 704  # v2 and later feed only the first 704 spectrogram bins to the style encoder
 
 
-class UnsupportedS2Version(ValueError):
+class UnsupportedS2Version(UserError, ValueError):
     """The S2 model version is not one this implementation can build (only v1 and v2 are)."""
 
 
@@ -86,7 +88,7 @@ class S2Config:
     freeze_quantizer: bool = True
     n_speakers: int = 300
     # data
-    sampling_rate: int = 32000
+    sampling_rate: int = DATASET_RATE
     filter_length: int = 2048
     hop_length: int = 640
     win_length: int = 2048

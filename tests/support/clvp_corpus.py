@@ -12,7 +12,7 @@ characters, English sentences of common words), so phone statistics look like a 
 A model can only match text to tokens by learning the table, so the corpus checks that CLVP learns
 content, and the corruptions of ``clvp.negatives`` then check what S1's failure modes cost it.
 
-    .venv/bin/python -m tests.clvp_corpus --out /tmp/clvp_corpus --items 2000 --seed 0
+    .venv/bin/python -m tests.support.clvp_corpus --out /tmp/clvp_corpus --items 2000 --seed 0
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt_sovits.experiment import PhoneEntry, write_name2semantic, write_name2text
+from gpt_sovits.data.experiment import PhoneEntry, write_name2semantic, write_name2text
 
 ZH_CHARS = (
     "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说"

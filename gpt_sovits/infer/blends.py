@@ -153,8 +153,8 @@ def model_languages(whisper: Any) -> list[str] | None:
 def transcribe(whisper: Any, audio: np.ndarray, sample_rate: int, language: str | None) -> str:
     """One decoded candidate (float32 mono) -> Whisper's text. Greedy, no VAD, no timestamps:
     a short clip is scored as a whole, quickly, and the same audio always gives the same text."""
+    from core.audio import resample
     from tools.asr import SAMPLE_RATE, join_segments
-    from tools.audio import resample
 
     wav16 = np.ascontiguousarray(resample(audio, sample_rate, SAMPLE_RATE), dtype=np.float32)
     segments, info = whisper.transcribe(

@@ -14,7 +14,7 @@ For each clip of the list (name = basename of its audio path, as the reference):
 
 Tensors are saved as fp32 CPU tensors (the reference saves fp16 when it runs in half precision on
 a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``. Differences from
-the reference, on purpose: decoding and the 32 -> 16 kHz resampling use tools.audio (torchaudio's
+the reference, on purpose: decoding and the 32 -> 16 kHz resampling use core.audio (torchaudio's
 sinc resampler, not ffmpeg/librosa); the int16 wav is clipped where the reference's cast wraps
 (peaks between 1.03 and 2.2); a clip is kept only when all its parts succeed (the reference can
 leave HuBERT files for clips whose text failed). Languages: those of the text frontend (zh, en,
@@ -33,7 +33,7 @@ Every file is written atomically; the tables and the manifest are rewritten (tab
 few clips, at the end, and when the run stops, and only when their content changed, so a re-run
 with nothing to do writes nothing.
 
-    python -m gpt_sovits.prepare --list L --exp-dir D --pretrained-dir P [--wav-dir W] [--version v2]
+    python -m gpt_sovits.data.prepare --list L --exp-dir D --pretrained-dir P [--wav-dir W] [--version v2]
                                  [--device auto] [--workers N] [--events FILE] [--config FILE]
 """
 
@@ -59,7 +59,11 @@ from typing import Any
 
 import numpy as np
 
-from gpt_sovits.experiment import (
+from core.audio import DATASET_RATE, HUBERT_RATE
+from core.errors import UserError
+from core.fsutil import atomic_write_text, atomic_write_with
+from core.jobs import EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
+from gpt_sovits.data.experiment import (
     SEMANTIC_HEADER,
     ExperimentFormatError,
     ExperimentPaths,
@@ -68,13 +72,11 @@ from gpt_sovits.experiment import (
     parse_name2semantic,
     parse_name2text,
 )
-from tools.fsutil import atomic_write_text, atomic_write_with
-from tools.jobs import EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 32000
-HUBERT_SR = 16000
+SAMPLE_RATE = DATASET_RATE
+HUBERT_SR = HUBERT_RATE
 MIX_MAX = 0.95  # the reference's `maxx`
 MIX_ALPHA = 0.5  # the reference's `alpha`: half peak-normalised, half as recorded
 WAV_SCALE = 32768.0
@@ -106,7 +108,7 @@ SKIP_REASONS: dict[str, str] = {
 }
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """Formatting cannot start (bad list, bad option, missing pretrained model); the message says why."""
 
 
@@ -188,7 +190,7 @@ def wav32k_int16(audio32k: np.ndarray) -> np.ndarray:
 
 def hubert_input(audio32k: np.ndarray) -> np.ndarray:
     """The HuBERT input: the mix at 1145.14, resampled 32 -> 16 kHz, float32 (N16,)."""
-    from tools.audio import resample
+    from core.audio import resample
 
     return resample(loudness_mix(audio32k, HUBERT_SCALE), SAMPLE_RATE, HUBERT_SR)
 
@@ -207,7 +209,7 @@ class _Skip:
 
 def _load_clip(path: Path) -> _Audio | _Skip:
     """Decode, check and mix one clip (runs in a loader thread)."""
-    from tools.audio import AudioDecodeError, load_audio
+    from core.audio import AudioDecodeError, load_audio
 
     if not path.is_file():
         return _Skip("missing_file", str(path))
@@ -343,7 +345,7 @@ class _Pretrained:
 
 
 def _pretrained(pretrained_dir: Path, version: str) -> _Pretrained:
-    from gpt_sovits.models import pretrained_paths
+    from gpt_sovits.pretrained import pretrained_paths
 
     p = pretrained_paths(pretrained_dir, version)
     return _Pretrained(p.s2g, p.hubert, p.bert)
@@ -362,7 +364,7 @@ def _g2pw_folder(pretrained_dir: Path, version: str) -> str | None:
 
 def _check_pretrained(names: list[str], pretrained_dir: Path) -> None:
     """Raise PretrainedMissingError listing every missing model: its file or folder, and how to get it."""
-    from gpt_sovits.models import missing_message
+    from gpt_sovits.pretrained import missing_message
 
     problems = [m for m in (missing_message(n, pretrained_dir) for n in names) if m]
     if problems:
@@ -402,7 +404,7 @@ class _Models:
 
     def bert(self):
         if self._bert is None:
-            from gpt_sovits.features import load_bert
+            from gpt_sovits.models.features import load_bert
 
             self._bert = load_bert(self.pre.bert, self.device)
         return self._bert
@@ -422,14 +424,14 @@ class _Models:
 
     def hubert(self):
         if self._hubert is None:
-            from gpt_sovits.features import load_hubert
+            from gpt_sovits.models.features import load_hubert
 
             self._hubert = load_hubert(self.pre.hubert, self.device)
         return self._hubert
 
     def s2(self):
         if self._s2 is None:
-            from gpt_sovits.checkpoints import CheckpointError, load_sovits
+            from gpt_sovits.models.weights import CheckpointError, load_sovits
 
             try:
                 # fp32 even on GPU: the quantizer's nearest-code search should not flip in half precision
@@ -450,7 +452,7 @@ def _ssl_and_tokens(models: _Models, wav16k: np.ndarray) -> tuple[Any, list[int]
     import torch
 
     from gpt_sovits.device import autocast_for
-    from gpt_sovits.features import hubert_features
+    from gpt_sovits.models.features import hubert_features
 
     x = torch.from_numpy(wav16k).unsqueeze(0)  # (1, N16)
     ssl = None
@@ -468,7 +470,7 @@ def _ssl_and_tokens(models: _Models, wav16k: np.ndarray) -> tuple[Any, list[int]
 
 def _bert_to_file(models: _Models, path: Path, norm_text: str, word2ph: list[int] | None) -> _Skip | None:
     """BERT features (1024, n_phones) of one Chinese clip to ``3-bert``; the reason when they fail."""
-    from gpt_sovits.features import FeatureInputError, bert_phone_features
+    from gpt_sovits.models.features import FeatureInputError, bert_phone_features
 
     try:
         feats = bert_phone_features(models.bert(), norm_text, word2ph or [])
@@ -838,7 +840,7 @@ def prepare(
     exception also saves what is done before it propagates.
     """
     from gpt_sovits.device import pick_device
-    from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
+    from gpt_sovits.models.features import BERT_FOLDER, HUBERT_FOLDER
     from gpt_sovits.text.g2pw import G2PW_FOLDER
 
     started = time.monotonic()
@@ -905,7 +907,7 @@ _CONFIG_KEYS = ("list", "exp_dir", "pretrained_dir", "wav_dir", "version", "devi
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.prepare",
+        prog="python -m gpt_sovits.data.prepare",
         description="Format a .list into an experiment folder (phones, BERT, 32 kHz wavs, HuBERT, semantic tokens).",
     )
     parser.add_argument("--list", dest="list", help="the .list label file (path|speaker|language|text)")

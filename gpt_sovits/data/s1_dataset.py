@@ -26,10 +26,15 @@ from pathlib import Path
 
 import torch
 
-from gpt_sovits.experiment import ExperimentFormatError, ExperimentPaths, read_name2semantic, read_name2text
-from gpt_sovits.s1_model import BERT_DIM
+from core.errors import UserError
+from gpt_sovits.data.experiment import (
+    ExperimentFormatError,
+    ExperimentPaths,
+    read_name2semantic,
+    read_name2text,
+)
+from gpt_sovits.models.s1 import BERT_DIM
 from gpt_sovits.text.symbols import UNK, symbol_to_id
-from gpt_sovits.training import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ HZ = 25  # semantic tokens per second (the v1/v2 "25hz" frame rate)
 MIN_ITEMS = 100  # the reference repeats smaller sets up to about this many items
 
 
-class S1DataError(TrainingError):
+class S1DataError(UserError, ValueError):
     """The experiment cannot give S1 training data (missing files, nothing left after the filters, ...)."""
 
 
@@ -150,7 +155,7 @@ def load_s1_items(
         if not p.is_file():
             raise S1DataError(
                 f"{p} is missing: the experiment has no {what}. Run the formatting step "
-                "(python -m gpt_sovits.prepare) for this experiment first."
+                "(python -m gpt_sovits.data.prepare) for this experiment first."
             )
     try:
         texts = read_name2text(paths.name2text)

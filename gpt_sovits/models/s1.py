@@ -21,16 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits.sampling import SamplingParams, logits_to_probs, sample_from_probs
+from core.errors import UserError
+from gpt_sovits.models.sampling import SamplingParams, logits_to_probs, sample_from_probs
 
 BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size; fixed by the official bert_proj shape
 
 
-class S1ConfigError(ValueError):
+class S1ConfigError(UserError, ValueError):
     """A GPT config dict that cannot describe a Text2Semantic model."""
 
 
-class S1InputError(ValueError):
+class S1InputError(UserError, ValueError):
     """Inputs to S1 with inconsistent shapes or out-of-range ids."""
 
 
@@ -302,10 +303,6 @@ class Candidate:
     eos: bool
     steps: int
     step_logits: torch.Tensor | None = None
-
-    @property
-    def total_logprob(self) -> float:
-        return float(self.logprobs.sum())
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, with the reference's recipe.
 
-    python -m gpt_sovits.train_s2 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
+    python -m gpt_sovits.train.s2 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
         --epochs 8 --batch-size 0 --save-every 4 [--version v2] [--device auto] [--seed 1234] [--fresh]
 
 The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
@@ -16,9 +16,9 @@ The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
 - gradient norms logged, not clipped (the reference's ``clip_grad_value_(..., None)``);
 - autocast (fp16 with loss scaling, or bf16) on CUDA; fp32 elsewhere.
 
-Data comes from ``gpt_sovits.s2_data`` (filters, repetition and length buckets as the reference). The run
+Data comes from ``gpt_sovits.data.s2_dataset`` (filters, repetition and length buckets as the reference). The run
 folder ``<exp>/s2_train`` holds config.json, metrics.jsonl, checkpoint.pt (G, D, both optimizers and
-schedulers, the scaler, step/epoch/batch position, RNG) and log.txt (``gpt_sovits.training``); a re-run
+schedulers, the scaler, step/epoch/batch position, RNG) and log.txt (``gpt_sovits.train.common``); a re-run
 resumes unless ``--fresh``. Every ``--save-every`` epochs and at the end the generator is exported with
 ``save_sovits_weights`` to ``<weights-dir>/<exp>_e<epoch>_s<step>.pth`` and a ``saved`` event is emitted.
 """
@@ -42,16 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits.checkpoints import (
-    CheckpointError,
-    load_sovits,
-    load_sovits_discriminator,
-    save_sovits_weights,
-)
-from gpt_sovits.commons import slice_segments
-from gpt_sovits.device import DeviceError, autocast_dtype
-from gpt_sovits.features import mel_spectrogram, spec_to_mel
-from gpt_sovits.s2_data import (
+from core.jobs import EventWriter
+from gpt_sovits.data.s2_dataset import (
     BucketBatchSampler,
     S2Batch,
     S2DataError,
@@ -59,9 +51,17 @@ from gpt_sovits.s2_data import (
     collate_s2,
     scan_experiment,
 )
-from gpt_sovits.s2_losses import discriminator_loss, feature_loss, generator_loss, kl_loss
-from gpt_sovits.s2_model import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
-from gpt_sovits.training import (
+from gpt_sovits.device import DeviceError, autocast_dtype
+from gpt_sovits.models.commons import slice_segments
+from gpt_sovits.models.features import mel_spectrogram, spec_to_mel
+from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.weights import (
+    CheckpointError,
+    load_sovits,
+    load_sovits_discriminator,
+    save_sovits_weights,
+)
+from gpt_sovits.train.common import (
     CheckpointTimer,
     DiskSpaceError,
     DistInfo,
@@ -89,7 +89,7 @@ from gpt_sovits.training import (
     training_state,
     wrap_ddp,
 )
-from tools.jobs import EventWriter
+from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _missing_pretrained(path: Path, what: str, model_name: str, model_dir: Path 
     hint = ""
     if model_dir is not None:
         with contextlib.suppress(Exception):
-            from gpt_sovits.models import missing_message
+            from gpt_sovits.pretrained import missing_message
 
             hint = " " + missing_message(model_name, model_dir)
     return f"pretrained {what} not found: {path}.{hint}"
@@ -367,7 +367,7 @@ class S2TrainResult:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.train_s2",
+        prog="python -m gpt_sovits.train.s2",
         description="Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, as the reference's 1Ba step.",
     )
     add_common_args(p, epochs=DEFAULT_EPOCHS, save_every=DEFAULT_SAVE_EVERY)
@@ -404,7 +404,7 @@ def _pretrained_files(args: argparse.Namespace) -> tuple[Path, Path, Path | None
         return Path(args.pretrained_s2g), Path(args.pretrained_s2d), model_dir
     if model_dir is None:
         raise PretrainedModelError("give --pretrained-dir (or both --pretrained-s2g and --pretrained-s2d)")
-    from gpt_sovits.models import pretrained_paths
+    from gpt_sovits.pretrained import pretrained_paths
 
     paths = pretrained_paths(model_dir, args.version or "v2")
     s2g = Path(args.pretrained_s2g) if args.pretrained_s2g else paths.s2g

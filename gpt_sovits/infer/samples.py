@@ -4,7 +4,7 @@ The Training tab runs this after each `saved` event, in a subprocess so synthesi
 web server; the request is a JSON file written beside the sample (`<exp>/samples/<model>_e<N>.json`)
 so each sample records exactly which weights, reference and text made it.
 
-    python -m gpt_sovits.progress_sample --config REQUEST.json [--events FILE]
+    python -m gpt_sovits.infer.samples --config REQUEST.json [--events FILE]
 
 REQUEST keys: gpt_path, sovits_path, model_dir, ref_audio, ref_text, ref_lang, text, text_lang, out,
 and optionally device (auto) and seed (1234: the same seed for every sample, so samples differ
@@ -19,12 +19,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.jobs import EventWriter
+from core.errors import UserError
+from core.jobs import EventWriter
 
 EXIT_OK, EXIT_USER_ERROR = 0, 2
 
 
-class SampleRequestError(ValueError):
+class SampleRequestError(UserError, ValueError):
     """The request file is missing, unreadable or lacks a key."""
 
 
@@ -59,8 +60,8 @@ class SampleRequest:
 
 def make_sample(req: SampleRequest) -> Path:
     """Synthesise `req.text` with the pair of weights and write a 32 kHz wav atomically to `req.out`."""
-    from gpt_sovits.tts import SynthesisRequest, Synthesizer
-    from tools.audio import save_wav
+    from core.audio import save_wav
+    from gpt_sovits.infer.synthesizer import SynthesisRequest, Synthesizer
 
     synth = Synthesizer(req.gpt_path, req.sovits_path, req.model_dir, device=req.device)
     result = synth.synthesize(
@@ -79,7 +80,7 @@ def make_sample(req: SampleRequest) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.progress_sample",
+        prog="python -m gpt_sovits.infer.samples",
         description="Synthesise a short listening sample from a GPT/SoVITS checkpoint pair.",
     )
     parser.add_argument("--config", required=True, help="JSON request file (see the module docstring)")

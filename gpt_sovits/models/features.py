@@ -22,7 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-HUBERT_SR = 16000
+from core.audio import DATASET_RATE, HUBERT_RATE
+from core.errors import UserError
+
+HUBERT_SR = HUBERT_RATE
 HUBERT_FOLDER = "chinese-hubert-base"
 BERT_FOLDER = "chinese-roberta-wwm-ext-large"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -33,11 +36,11 @@ _HUB_SOURCES = {
 }
 
 
-class FeatureModelNotFoundError(FileNotFoundError):
+class FeatureModelNotFoundError(UserError, FileNotFoundError):
     """A HuBERT or BERT model folder is missing or incomplete."""
 
 
-class FeatureInputError(ValueError):
+class FeatureInputError(UserError, ValueError):
     """Inputs to a feature extractor that do not fit together (for example text and word2ph lengths)."""
 
 
@@ -219,7 +222,7 @@ def spec_to_mel(
     spec: torch.Tensor,
     n_fft: int = 2048,
     n_mels: int = 128,
-    sr: int = 32000,
+    sr: int = DATASET_RATE,
     fmin: float = 0.0,
     fmax: float | None = None,
 ) -> torch.Tensor:
@@ -232,7 +235,7 @@ def mel_spectrogram(
     y: torch.Tensor,
     n_fft: int = 2048,
     n_mels: int = 128,
-    sr: int = 32000,
+    sr: int = DATASET_RATE,
     hop: int = 640,
     win: int = 2048,
     fmin: float = 0.0,

@@ -4,7 +4,7 @@ import argparse
 import os
 import time
 
-from tools.jobs import EventWriter
+from core.jobs import EventWriter
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -12,14 +12,14 @@ Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get
 3. S1 samples N candidates per piece in one batched KV-cache decode; each keeps its tokens and per-token
    log-probabilities. A scorer picks one per piece: highest mean log-probability, blended with CLVP when
    a CLVP checkpoint is given and, when weighted, with ASR agreement and speaker similarity of each
-   decoded candidate (gpt_sovits.blends). Every candidate is returned with its scores.
+   decoded candidate (gpt_sovits.infer.blends). Every candidate is returned with its scores.
 4. S2 decodes the chosen tokens with the target phones (speed, noise scale); pieces are joined with
    ``pause`` seconds of silence. Output: 32 kHz float32 mono.
 
 The same seed and inputs give the same audio: S1 draws from a torch.Generator seeded per batch, S2's noise
 from one seeded per piece, so ``reassemble`` can swap one piece's candidate and re-decode only that piece.
 
-CLI: ``python -m gpt_sovits.tts --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav``.
+CLI: ``python -m gpt_sovits.infer.synthesizer --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav``.
 """
 
 from __future__ import annotations
@@ -38,19 +38,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.errors import UserError
 from gpt_sovits.device import autocast_for
 
 if TYPE_CHECKING:
-    from gpt_sovits.s1_model import Candidate, S1Config, Text2Semantic
-    from gpt_sovits.s2_model import S2Config, SynthesizerTrn
-    from gpt_sovits.sampling import SamplingParams
+    from gpt_sovits.models.s1 import Candidate, S1Config, Text2Semantic
+    from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
+    from gpt_sovits.models.sampling import SamplingParams
 
 SAMPLE_RATE = 32000
 REF_MIN_S = 3.0
 REF_MAX_S = 10.0
 
 
-class TTSInputError(ValueError):
+class TTSInputError(UserError, ValueError):
     """An input a person can fix (reference length, empty text, unknown language, mismatched models...)."""
 
 
@@ -90,7 +91,7 @@ class SynthesisRequest:
     clvp_path: str | None = None  # CLVP checkpoint: rerank candidates with it
     logprob_weight: float = 1.0  # total = logprob_weight * mean_logprob + clvp_weight * clvp + ...
     clvp_weight: float = 1.0
-    # Audio blends (gpt_sovits.blends), run only with weight > 0 and >= 2 candidates: each candidate is
+    # Audio blends (gpt_sovits.infer.blends), run only with weight > 0 and >= 2 candidates: each candidate is
     # decoded by S2, then rated by faster-whisper agreement with the text (1 - CER/WER, 0..1) and by the
     # cosine similarity of its S2 style vector to the reference's (-1..1).
     asr_weight: float = 0.0
@@ -250,7 +251,7 @@ def _describe(ref: RefAudio) -> str:
 
 def read_reference(ref: RefAudio) -> tuple[np.ndarray, int]:
     """A reference as (mono float32 samples, sample rate); unreadable input -> TTSInputError."""
-    from tools.audio import AudioDecodeError, load_audio
+    from core.audio import AudioDecodeError, load_audio
 
     if isinstance(ref, tuple):
         if len(ref) != 2:
@@ -299,8 +300,8 @@ def trim_reference(
     in the last two seconds before ``max_seconds``. ``dest`` is never overwritten (a free name beside it
     is used). A clip too short even untrimmed raises ReferenceLengthError.
     """
-    from tools.audio import save_wav
-    from tools.fsutil import unique_path
+    from core.audio import save_wav
+    from core.fsutil import unique_path
 
     samples, sr = read_reference(ref)
     frame = max(1, int(0.02 * sr))
@@ -524,7 +525,7 @@ class Synthesizer:
 
     def _weights(self, path: Path, what: str) -> Path:
         if not path.is_file():
-            from gpt_sovits import models
+            from gpt_sovits import pretrained as models
 
             for version in models.PRETRAINED_FILES:
                 paths = models.pretrained_paths(self.model_dir, version)
@@ -535,7 +536,7 @@ class Synthesizer:
         return path
 
     def _load(self, kind: str, path: Path, loader: Callable[[], Any]) -> Any:
-        from gpt_sovits.checkpoints import CheckpointError
+        from gpt_sovits.models.weights import CheckpointError
 
         try:
             return self.cache.get(_file_key(kind, path, self.device), loader)
@@ -543,13 +544,13 @@ class Synthesizer:
             raise TTSInputError(f"Cannot use {path.name}: {e}") from None
 
     def gpt(self) -> tuple[Text2Semantic, S1Config]:
-        from gpt_sovits.checkpoints import load_gpt
+        from gpt_sovits.models.weights import load_gpt
 
         path = self._weights(self.gpt_path, "GPT")
         return self._load("gpt", path, lambda: load_gpt(path, self.device))
 
     def sovits(self) -> tuple[SynthesizerTrn, S2Config]:
-        from gpt_sovits.checkpoints import load_sovits
+        from gpt_sovits.models.weights import load_sovits
 
         path = self._weights(self.sovits_path, "SoVITS")
         return self._load("sovits", path, lambda: load_sovits(path, self.device))
@@ -567,7 +568,7 @@ class Synthesizer:
 
     def feature_folder(self, kind: str) -> Path:
         """The HuBERT ("hubert") or BERT ("bert") folder under model_dir, in the official names."""
-        from gpt_sovits.features import BERT_FOLDER, HUBERT_FOLDER
+        from gpt_sovits.models.features import BERT_FOLDER, HUBERT_FOLDER
 
         return self.model_dir / (HUBERT_FOLDER if kind == "hubert" else BERT_FOLDER)
 
@@ -576,7 +577,7 @@ class Synthesizer:
         return (kind, str(self.feature_folder(kind).resolve()), str(self.device))
 
     def _feature_model(self, kind: str) -> Any:
-        from gpt_sovits.features import FeatureModelNotFoundError, load_bert, load_hubert
+        from gpt_sovits.models.features import FeatureModelNotFoundError, load_bert, load_hubert
 
         folder = self.feature_folder(kind)
         load = load_hubert if kind == "hubert" else load_bert
@@ -601,8 +602,8 @@ class Synthesizer:
     # -- steps -----------------------------------------------------------------------------------
 
     def _spec(self, samples: np.ndarray, sr: int) -> torch.Tensor:
-        from gpt_sovits.features import spectrogram
-        from tools.audio import resample
+        from core.audio import resample
+        from gpt_sovits.models.features import spectrogram
 
         wav32 = torch.from_numpy(resample(samples, sr, SAMPLE_RATE).copy())
         peak = float(wav32.abs().max())
@@ -629,8 +630,8 @@ class Synthesizer:
         return self._prepare_reference(request, with_prompt)
 
     def _prepare_reference(self, request: SynthesisRequest, with_prompt: bool) -> _Reference:
-        from gpt_sovits.features import hubert_features
-        from tools.audio import resample
+        from core.audio import resample
+        from gpt_sovits.models.features import hubert_features
 
         samples, sr = read_reference(request.ref_audio)  # type: ignore[arg-type]
         check_reference(samples, sr)
@@ -654,7 +655,7 @@ class Synthesizer:
         return _Reference(prompt, specs)
 
     def _bert(self, segments: list[Any]) -> torch.Tensor:
-        from gpt_sovits.features import FeatureInputError, phone_bert_features
+        from gpt_sovits.models.features import FeatureInputError, phone_bert_features
 
         feats = []
         for s in segments:
@@ -691,7 +692,7 @@ class Synthesizer:
             scorers["clvp"] = (clvp_scorer, request.clvp_weight)
         return scorers
 
-    # -- audio blends (gpt_sovits.blends) ------------------------------------------------------------
+    # -- audio blends (gpt_sovits.infer.blends) ------------------------------------------------------------
 
     def whisper(self, model: str | None = None) -> Any:
         """The faster-whisper model for ASR agreement, loaded once into the cache; never downloads.
@@ -700,7 +701,7 @@ class Synthesizer:
         cache) or a CTranslate2 folder; None: the first local ``faster-whisper-*`` folder of model_dir.
         A missing model raises TTSInputError with the ASR stage's message (where to put it, how to get it).
         """
-        from gpt_sovits.blends import resolve_whisper
+        from gpt_sovits.infer.blends import resolve_whisper
         from tools.asr import ModelLoadError, ModelNotFoundError, load_whisper
 
         device = "cuda" if self.device.type == "cuda" else "cpu"
@@ -740,7 +741,13 @@ class Synthesizer:
         Returns (chosen index, {candidate index: its audio}). The audio uses the piece's seeded S2 noise,
         so it is exactly what the final decode (or ``candidate_audio``) would give and can be reused.
         """
-        from gpt_sovits.blends import agreement_score, cosine, model_languages, transcribe, whisper_language
+        from gpt_sovits.infer.blends import (
+            agreement_score,
+            cosine,
+            model_languages,
+            transcribe,
+            whisper_language,
+        )
 
         usable = [j for j, c in enumerate(infos) if c.tokens]
         if len(usable) < 2:
@@ -798,7 +805,7 @@ class Synthesizer:
     # -- public ----------------------------------------------------------------------------------
 
     def _validate(self, request: SynthesisRequest) -> SamplingParams:
-        from gpt_sovits.sampling import SamplingError, SamplingParams
+        from gpt_sovits.models.sampling import SamplingError, SamplingParams
 
         if not 1 <= int(request.candidates) <= 32:
             raise TTSInputError(f"candidates must be between 1 and 32, got {request.candidates}")
@@ -975,7 +982,7 @@ class Synthesizer:
 def make_parser() -> argparse.ArgumentParser:
     d = SynthesisRequest(text="")
     p = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.tts",
+        prog="python -m gpt_sovits.infer.synthesizer",
         description="Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1/v2 weights).",
     )
     p.add_argument("--gpt", required=True, help="GPT (S1) weights .ckpt")
@@ -1033,8 +1040,8 @@ def _print_scores(result: SynthesisResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     import tempfile
 
-    from gpt_sovits.models import DEFAULT_MODEL_DIR
-    from tools.audio import save_wav
+    from core.audio import save_wav
+    from gpt_sovits.pretrained import DEFAULT_MODEL_DIR
 
     args = make_parser().parse_args(argv)
     try:

@@ -35,6 +35,12 @@ def log_progress(done: int, total: int, message: str = "") -> None:
     logger.info("[%d/%d] %s", done, total, message)
 
 
+# Exit codes of every job (stages, formatting, trainers, samples): 1 = some files failed (the rest ran),
+# 2 = a person's mistake (message on stderr), 130 = stopped (SIGTERM handled). A negative code from
+# subprocess means the process was killed by that signal.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 130
+
+
 def never_stop() -> bool:
     return False
 

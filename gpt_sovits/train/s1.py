@@ -1,6 +1,6 @@
 """Fine-tune S1 (the GPT, Text2Semantic) on a formatted experiment, reproducing the reference's training.
 
-    python -m gpt_sovits.train_s1 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
+    python -m gpt_sovits.train.s1 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
         --epochs 15 --batch-size 0 --save-every 5 [--dpo] [--device auto] [--seed 1234] [--fresh]
 
 What the reference (``GPT_SoVITS/s1_train.py`` + ``AR/models/t2s_lightning_module.py``) does, and we do:
@@ -8,14 +8,14 @@ What the reference (``GPT_SoVITS/s1_train.py`` + ``AR/models/t2s_lightning_modul
 - **Init**: the pretrained GPT (``s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt`` for v2), loaded strictly
   (``checkpoints.load_gpt`` strips the Lightning ``model.`` prefix). Its phone vocabulary tells the
   version (512 = v1, 732 = v2); an experiment whose phones the table lacks is refused before training.
-- **Data** (``gpt_sovits.s1_data``): the reference's filters (<= 54 s, <= 540 phones, 3..25 phones per
+- **Data** (``gpt_sovits.data.s1_dataset``): the reference's filters (<= 54 s, <= 540 phones, 3..25 phones per
   second), small sets repeated ``max(2, 100 // n)`` times, BERT from ``3-bert`` or zeros; batch size
   ``min(B, n_items // 4)`` (B halved with DPO); length-bucketed batches, reshuffled every epoch.
 - **Loss**: summed token cross-entropy (``s1_loss``; "longer clips should move the model more").
   ``--dpo``: per item a rejected sequence made by repeating or dropping a random span
   (``make_reject_y``), loss = CE + reference-free DPO (beta 0.2) on summed sequence log-probs.
 - **Optimiser**: ScaledAdam(lr 0.01, betas (0.9, 0.95), clipping_scale 2.0, clipping_update_period 1000),
-  reimplemented in ``gpt_sovits.optim`` and checked step by step against the reference's optimiser.
+  reimplemented in ``gpt_sovits.train.optim`` and checked step by step against the reference's optimiser.
   We kept ScaledAdam rather than an "equivalent" AdamW because its per-tensor RELATIVE update
   (Adam step x rms(param)) cannot be matched by one AdamW learning rate. Gradient clipping is
   ScaledAdam's own median-based clipping, as in the reference (nothing else clips).
@@ -37,7 +37,7 @@ What the reference (``GPT_SoVITS/s1_train.py`` + ``AR/models/t2s_lightning_modul
   every epoch instead), on stop and at the end. A re-run (also after kill -9) continues with the same batches, optimiser state and random
   streams, so it ends with the same weights as an uninterrupted run. ``--fresh`` moves the old state to
   ``s1_train/.trash``.
-- **Multi-GPU**: ``torchrun --nproc_per_node N -m gpt_sovits.train_s1 ...``: DDP, each rank a share of the
+- **Multi-GPU**: ``torchrun --nproc_per_node N -m gpt_sovits.train.s1 ...``: DDP, each rank a share of the
   batches; only rank 0 writes.
 """
 
@@ -55,17 +55,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gpt_sovits.checkpoints import CheckpointError, load_gpt, save_gpt_weights
-from gpt_sovits.device import DeviceError, autocast_dtype, autocast_for
-from gpt_sovits.optim import ReferenceLR, ScaledAdam
-from gpt_sovits.s1_data import (
+from core.jobs import EventWriter
+from gpt_sovits.data.s1_dataset import (
     S1Batch,
+    S1DataError,
     S1Item,
     collate,
     effective_batch_size,
     load_s1_items,
 )
-from gpt_sovits.s1_model import (
+from gpt_sovits.device import DeviceError, autocast_dtype, autocast_for
+from gpt_sovits.models.s1 import (
     S1Config,
     Text2Semantic,
     dpo_loss,
@@ -74,7 +74,8 @@ from gpt_sovits.s1_model import (
     sequence_logps,
     top_k_accuracy,
 )
-from gpt_sovits.training import (
+from gpt_sovits.models.weights import CheckpointError, load_gpt, save_gpt_weights
+from gpt_sovits.train.common import (
     SPACE_MARGIN_BYTES,
     CheckpointTimer,
     DistInfo,
@@ -103,7 +104,7 @@ from gpt_sovits.training import (
     training_state,
     wrap_ddp,
 )
-from tools.jobs import EventWriter
+from gpt_sovits.train.optim import ReferenceLR, ScaledAdam
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class S1TrainResult:
 
 def resolve_pretrained(cfg: S1TrainConfig) -> Path:
     """The pretrained GPT file: --pretrained-s1, else the official v2 (or v1) name under --pretrained-dir."""
-    from gpt_sovits.models import pretrained_paths
+    from gpt_sovits.pretrained import pretrained_paths
 
     if cfg.pretrained_s1 is not None:
         if not cfg.pretrained_s1.is_file():
@@ -185,7 +186,7 @@ def resolve_pretrained(cfg: S1TrainConfig) -> Path:
             return path
     raise TrainingError(
         f"the pretrained GPT is missing: expected {candidates[0]}. Download it with "
-        f"`python -m gpt_sovits.models download gpt-{versions[0]}` (or from the Models tab), or pass --pretrained-s1."
+        f"`python -m gpt_sovits.pretrained download gpt-{versions[0]}` (or from the Models tab), or pass --pretrained-s1."
     )
 
 
@@ -534,7 +535,7 @@ def _stop_everywhere(stop: StopFlag, dist: DistInfo, device: torch.device) -> bo
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.train_s1",
+        prog="python -m gpt_sovits.train.s1",
         description="Fine-tune the GPT (S1) of GPT-SoVITS on a formatted experiment; re-running resumes.",
     )
     add_common_args(parser, epochs=15, save_every=5)
@@ -591,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = EventWriter(args.events)
     try:
         result = train_s1(config_from_args(args), events)
-    except TrainingError as e:  # includes S1DataError and DiskSpaceError
+    except (TrainingError, S1DataError) as e:  # TrainingError includes DiskSpaceError
         run_dir = Path(args.exp_dir) / RUN_FOLDER
         return report_failure(e, events, RunDir(run_dir) if run_dir.is_dir() else None)
     for path in result.exports:

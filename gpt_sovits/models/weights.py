@@ -1,6 +1,6 @@
 """Read and write GPT-SoVITS weight files (official formats) without unpickling arbitrary objects.
 
-Formats (see DESIGN.md "Formats we share with the GPT-SoVITS ecosystem"):
+Formats (the README's "Formats" section; the reference's ``process_ckpt.py`` writes them):
 
 - GPT (S1) weights `.ckpt`: ``{"weight": {"model.<name>": fp16}, "config": dict, "info": str}``.
 - SoVITS (S2) weights `.pth`: ``{"weight": {<name>: fp16} without enc_q.*, "config": hparams, "info": str}``.
@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gpt_sovits.s2_model import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
-from tools.fsutil import atomic_write_with
+from core.errors import UserError
+from core.fsutil import atomic_write_with
+from gpt_sovits.models.s2 import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
 
 if TYPE_CHECKING:
-    from gpt_sovits.s1_model import S1Config, Text2Semantic
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A weight file cannot be used; the message says what the file is and what was expected."""
 
 
@@ -366,7 +367,7 @@ def load_gpt(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[Text2Semantic, S1Config]:
     """Load an official (or our) GPT weight `.ckpt` strictly, in eval mode."""
-    from gpt_sovits.s1_model import S1Config, S1ConfigError, Text2Semantic
+    from gpt_sovits.models.s1 import S1Config, S1ConfigError, Text2Semantic
 
     raw = read_checkpoint(path)
     kind = classify(raw.content)

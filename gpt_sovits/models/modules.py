@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits.attentions import MultiHeadAttention as RelMultiHeadAttention
-from gpt_sovits.commons import fused_add_tanh_sigmoid_multiply, get_padding
+from gpt_sovits.models.attentions import MultiHeadAttention as RelMultiHeadAttention
+from gpt_sovits.models.commons import fused_add_tanh_sigmoid_multiply, get_padding
 
 LRELU_SLOPE = 0.1
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import torch
 
+from core.errors import UserError
 
-class SamplingError(ValueError):
+
+class SamplingError(UserError, ValueError):
     """Sampling parameters that cannot be used (for example a negative temperature)."""
 
 
