@@ -331,9 +331,7 @@ def test_missing_and_filtered_data_errors(tmp_path, tiny_pretrained):
     with pytest.raises(UserError, match="2-name2text.txt is missing"):
         train_s1(config(tmp_path, tiny_pretrained, tmp_path))
     exp = make_experiment(tmp_path / "bad", n=3, rate_ok=False)
-    with pytest.raises(
-        UserError, match=r"all 3 were removed.*3 phones per second outside 3\.\.25"
-    ):
+    with pytest.raises(UserError, match=r"all 3 were removed.*3 phones per second outside 3\.\.25"):
         train_s1(config(tmp_path, tiny_pretrained, exp))
     with pytest.raises(UserError, match="pretrained GPT is missing.*download gpt-v2"):
         train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_dir=tmp_path / "nothing"))
