@@ -13,22 +13,18 @@ import pytest
 import soundfile as sf
 
 from tests.support.tiny_models import write_tiny_dataset
+from ui.training_common import Layout, StepSpec, TrainingInputError, existing_experiments, validate_exp_name
 from ui.training_plan import (
     PIPELINE,
     REQUEST_FILE,
     FormatState,
-    Layout,
     ModelFile,
     PreflightInputs,
-    StepSpec,
-    TrainingInputError,
     TrainSettings,
     build_step,
     check_plan,
     dataset_summary,
-    existing_experiments,
     gather_preflight,
-    validate_exp_name,
     write_step_config,
 )
 from ui.training_progress import (
@@ -274,7 +270,7 @@ def test_each_step_argv_and_config(ws):
 def test_written_config_is_accepted_by_the_real_parsers(ws):
     """The config file and flags parse with the formatter's and the trainers' own argument parsers."""
     from gpt_sovits.data import prepare
-    from gpt_sovits.train import common as training
+    from gpt_sovits.train import cli as training
 
     s = settings(ws, "/ws/data/tiny.list", s2_epochs=3, fresh=True)
     prep = build_step("prepare", s, ws)
@@ -532,7 +528,8 @@ def test_short_clips_are_joined_into_one_prompt(tmp_path):
 
 
 def test_a_running_step_is_followed_from_another_page_and_blocks_a_second_start(tmp_path, ws):
-    from ui.training_runner import JOB_RECORD, StepRunner, live_job
+    from ui.training_jobs import JOB_RECORD, live_job
+    from ui.training_runner import StepRunner
 
     exp = ws.exp_dir("voice")
     spec = child_spec(exp, "s2", "--sleep", "30")
@@ -571,7 +568,13 @@ def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
     from i18n import I18n
     from ui.context import AppContext
     from ui.training_runner import StepResult
-    from ui.training_tab import models_markdown, plots_for, progress_markdown, status_markdown, suggested_name
+    from ui.training_views import (
+        models_markdown,
+        plots_for,
+        progress_markdown,
+        status_markdown,
+        suggested_name,
+    )
 
     en = I18n("en_US")
     assert suggested_name("asr/My Voice (1).list") == "My_Voice_1" and suggested_name(None) == ""
@@ -624,13 +627,13 @@ def test_a_step_that_reports_a_stop_ends_the_sequence(tmp_path):
     wait_done(runner)
     assert [(r.step, r.code, r.stopped) for r in runner.results] == [("s2", 0, True)]
     from i18n import I18n
-    from ui.training_tab import status_markdown
+    from ui.training_views import status_markdown
 
     assert status_markdown(runner, None, I18n("en_US")).startswith("- SoVITS (S2) training: Stopped.")
 
 
 def test_tail_text_reads_the_end_of_a_long_log(tmp_path):
-    from ui.training_runner import tail_text
+    from ui.training_jobs import tail_text
 
     log = tmp_path / "log.txt"
     log.write_text("".join(f"步 {i}\n" for i in range(100_000)), encoding="utf-8")
@@ -670,7 +673,7 @@ def test_progress_sample_cli_refuses_an_incomplete_request(tmp_path):
 
 def test_the_check_says_which_trainers_resume(ws):
     from i18n import I18n
-    from ui.training_tab import problems_markdown
+    from ui.training_views import problems_markdown
 
     run = ws.run_dir("voice", "s1")
     run.mkdir(parents=True)

@@ -1,11 +1,12 @@
-"""What the Training tab decides before and while it runs, as plain functions (no gradio, no jobs).
+"""What the Training tab decides before it runs, as plain functions (no gradio, no jobs).
 
-- where an experiment lives (`Layout`) and how its name is checked (`validate_exp_name`);
+- the settings of a run (`TrainSettings`);
 - the check run before anything starts (`check_plan` over a `PreflightInputs` snapshot that
   `gather_preflight` reads from disk; the dataset part reuses `tools.dataset_check`);
 - the argv and config file of each step (`build_step`): formatting, S2, S1, CLVP.
 
-Progress and curves are in `ui/training_progress.py`, samples and exports in `ui/training_samples.py`.
+Where an experiment lives (`Layout`) and how its name is checked are in `ui/training_common.py`,
+progress and curves in `ui/training_progress.py`, samples and exports in `ui/training_samples.py`.
 
 Messages a person reads go through a translator argument `_` (an `i18n.I18n` in the UI, plain
 formatting in tests), so this module stays free of UI state.
@@ -14,17 +15,23 @@ formatting in tests), so this module stays free of UI state.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
 from tools.dataset_check import DatasetReport
-
-Translator = Callable[..., str]
+from ui.training_common import (
+    EXP_NAME,
+    Layout,
+    StepSpec,
+    TrainingInputError,
+    Translator,
+    plain,
+    validate_exp_name,
+)
+from ui.training_jobs import live_job
 
 VERSIONS: tuple[str, ...] = ("v2", "v1")
 STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
@@ -35,9 +42,6 @@ MODULES: dict[str, str] = {
     "s1": "gpt_sovits.train.s1",
     "clvp": "clvp.train",
 }
-# Run folders inside the experiment (the trainers write config.json, metrics.jsonl, checkpoint.pt
-# there); formatting writes into the experiment folder itself.
-RUN_FOLDERS: dict[str, str] = {"prepare": "", "s2": "s2_train", "s1": "s1_train", "clvp": "clvp_train"}
 # The file the tab writes for `--config`; the trainer writes its effective config to config.json.
 REQUEST_FILE = "ui_request.json"
 PREPARE_REQUEST_FILE = "prepare_request.json"
@@ -51,75 +55,6 @@ MIN_USABLE_CLIPS = 5  # below this, fine-tuning only memorises a handful of sent
 MIN_TOTAL_SECONDS = 60.0  # GPT-SoVITS's "one minute of voice" is the smallest set that works well
 LOW_DISK_BYTES = 2 * 1024**3  # a resumable S2 checkpoint (G + D + optimisers) is ~1 GB at full size
 MIN_DISK_BYTES = 300 * 1024**2
-
-# Files a step needs in the experiment folder when it runs alone (not after formatting).
-_EXP_NAME = re.compile(r"[\w][\w.\-]{0,63}")
-
-
-def plain(key: str, **fmt: object) -> str:
-    """The identity translator: English keys, formatted."""
-    return key.format(**fmt) if fmt else key
-
-
-class TrainingInputError(UserError, ValueError):
-    """A setting the tab cannot start with (bad experiment name, unknown step...)."""
-
-
-def validate_exp_name(name: str, _: Translator = plain) -> str:
-    """The stripped name if it is a safe folder name (letters, digits, _ . -; no leading dot)."""
-    name = (name or "").strip()
-    if not name:
-        raise TrainingInputError(_("Enter an experiment name."))
-    if not _EXP_NAME.fullmatch(name) or name.endswith("."):
-        raise TrainingInputError(
-            _(
-                "Experiment name {name!r} is not a safe folder name: use letters, digits, _ . - "
-                "(at most 64, no spaces, not starting with a dot).",
-                name=name,
-            )
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where experiments, exported weights and pretrained models live for one workspace."""
-
-    workspace: Path
-    model_dir: Path
-
-    def exp_dir(self, exp: str) -> Path:
-        return self.workspace / "experiments" / exp
-
-    def run_dir(self, exp: str, step: str) -> Path:
-        sub = RUN_FOLDERS[step]
-        return self.exp_dir(exp) / sub if sub else self.exp_dir(exp)
-
-    @property
-    def weights_dir(self) -> Path:
-        return self.workspace / "weights"
-
-    def sovits_dir(self, version: str) -> Path:
-        # The reference's folder names: SoVITS_weights (v1), SoVITS_weights_v2 (v2).
-        return self.weights_dir / ("SoVITS_weights" if version == "v1" else f"SoVITS_weights_{version}")
-
-    def gpt_dir(self, version: str) -> Path:
-        return self.weights_dir / ("GPT_weights" if version == "v1" else f"GPT_weights_{version}")
-
-    @property
-    def clvp_dir(self) -> Path:
-        return self.weights_dir / "clvp"
-
-    def samples_dir(self, exp: str) -> Path:
-        return self.exp_dir(exp) / "samples"
-
-
-def existing_experiments(layout: Layout) -> list[str]:
-    """Names of the experiment folders of the workspace (to continue or follow one)."""
-    root = layout.workspace / "experiments"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and _EXP_NAME.fullmatch(p.name))
 
 
 @dataclass(frozen=True)
@@ -141,18 +76,6 @@ class TrainSettings:
     clvp_init: str = ""  # CLVP weights to fine-tune from (empty: a new model)
     fresh: bool = False
     device: str = "auto"
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """One subprocess to run: `python -m module *args` (Job adds --events), with its config file."""
-
-    step: str
-    module: str
-    args: list[str]
-    config: dict[str, Any]
-    run_dir: Path
-    config_path: Path
 
 
 def _flags(config: dict[str, Any]) -> list[str]:
@@ -583,7 +506,7 @@ def gather_preflight(
             report = run_check(Path(settings.list_path))
         except (DatasetCheckError, ValueError, OSError) as e:
             error = str(e)
-    exp_dir = layout.exp_dir(settings.exp_name) if _EXP_NAME.fullmatch(settings.exp_name or "") else None
+    exp_dir = layout.exp_dir(settings.exp_name) if EXP_NAME.fullmatch(settings.exp_name or "") else None
     try:
         models = pretrained_files(layout.model_dir, settings.version)
     except ValueError as e:  # unknown version: reported by the settings check
@@ -594,8 +517,6 @@ def gather_preflight(
         free = None
     running = None
     if exp_dir is not None:
-        from ui.training_runner import live_job
-
         live = live_job(exp_dir)
         running = f"{live[0].step} (pid {live[1].process.pid})" if live else None
     return PreflightInputs(

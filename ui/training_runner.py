@@ -1,118 +1,40 @@
 """The Training tab's moving parts: a queue of steps run one after another as `core.jobs.Job`
 subprocesses, and a queue of listening samples synthesised after each save.
 
-Nothing here imports gradio: the tab keeps one `StepRunner` and one `SampleQueue` in its
-per-session state and calls `poll()` from a timer. Each call reads the new events of the
-running job, starts the next step when one ends with exit code 0, and stops the sequence on any
-other code (a stopped, failed or crashed step).
+Nothing here imports gradio: the tab keeps one `TrainingSession` (a `StepRunner` and a
+`SampleQueue`) in its per-session state and calls `poll()` from a timer. Each call reads the new
+events of the running job, starts the next step when one ends with EXIT_OK, and stops the sequence
+on any other code (a stopped, failed or crashed step). The job record that lets another page follow
+a step is in `ui/training_jobs.py`.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.jobs import Job
-from ui.training_plan import StepSpec, write_step_config
+from core.fsutil import atomic_write_text
+from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR, Job
+from ui.training_common import StepSpec
+from ui.training_jobs import record_job, tail_text
+from ui.training_plan import write_step_config
 from ui.training_progress import ProgressView
-from ui.training_samples import SampleSpec
+from ui.training_samples import SampleReference, SampleSpec, sample_config
 
 SAMPLE_MODULE = "gpt_sovits.infer.samples"
-
-
 STOP_MARKER = "stop_requested"  # written into a job's folder by the page that stops it
+STOP_GRACE_SECONDS = 60.0
+# Codes that say how a step ended by themselves; any other one is a crash, shown with its log's end.
+SPOKEN_CODES = (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED)
 
 
 def _job_dir(job_root: Path, prefix: str) -> Path:
     job_root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=job_root))
-
-
-JOB_RECORD = "ui_job.json"  # in the experiment folder: the step running on it now
-EXIT_STOPPED = 130
-STOP_GRACE_SECONDS = 60.0
-ENDED = -1000  # PidProcess.poll() after the end of a process whose exit code cannot be known
-
-
-def exp_dir_of(spec: StepSpec) -> Path:
-    return spec.run_dir if spec.step == "prepare" else spec.run_dir.parent
-
-
-def record_job(spec: StepSpec, job: Job) -> None:
-    """Note in the experiment folder which process runs which step, so a later page can follow it
-    and a second start on the same experiment is refused."""
-    from core.fsutil import atomic_write_text
-
-    record = {"pid": job.process.pid, "step": spec.step, "module": spec.module, "job_dir": str(job.job_dir)}
-    record["argv"] = list(spec.args)
-    record["run_dir"], record["config_path"] = str(spec.run_dir), str(spec.config_path)
-    atomic_write_text(exp_dir_of(spec) / JOB_RECORD, json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _alive(pid: int, module: str) -> bool:
-    """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and module.encode() in cmdline
-
-
-class PidProcess:
-    """The part of `subprocess.Popen` that `Job` uses, for a process this server did not start."""
-
-    def __init__(self, pid: int, module: str) -> None:
-        self.pid, self.module = pid, module
-        self.returncode: int | None = None  # unknown for a non-child: read from its events
-
-    def poll(self) -> int | None:
-        """None while it runs, then ENDED (`Job.running()` only asks whether this is None)."""
-        return None if _alive(self.pid, self.module) else ENDED
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while _alive(self.pid, self.module):
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.module, timeout)
-            time.sleep(0.1)
-        return self.returncode
-
-
-def live_job(exp_dir: Path) -> tuple[StepSpec, Job] | None:
-    """The step still running on this experiment according to its job record, as a followable Job."""
-    try:
-        record = json.loads((exp_dir / JOB_RECORD).read_text(encoding="utf-8"))
-        pid, module = int(record["pid"]), str(record["module"])
-        spec = StepSpec(
-            str(record["step"]), module, list(record["argv"]), {}, Path(record["run_dir"]),
-            Path(record["config_path"]),
-        )  # fmt: skip
-        job_dir = Path(record["job_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not _alive(pid, module):
-        return None
-    return spec, Job(argv=[module, *spec.args], job_dir=job_dir, process=PidProcess(pid, module))
-
-
-def tail_text(path: Path, max_chars: int = 3000) -> str:
-    """The end of a log file, reading only its last bytes (training logs grow for hours)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 4 * max_chars))  # UTF-8: at most 4 bytes per character
-            data = f.read()
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")[-max_chars:]
 
 
 @dataclass
@@ -179,14 +101,14 @@ class StepRunner:
         new_saved += self._consume(self.job.poll())  # lines written just before the exit
         code = self.job.process.returncode
         if code is None:  # an attached job is not our child: its events tell how it ended
-            code = 2 if self._error else 0 if self._result else EXIT_STOPPED
+            code = EXIT_USER_ERROR if self._error else EXIT_OK if self._result else EXIT_STOPPED
         code = int(code)
-        tail = "" if code in (0, 1, 2) or code == 130 or code < 0 else tail_text(self.job.log_path, 2000)
+        tail = "" if code in SPOKEN_CODES or code < 0 else tail_text(self.job.log_path, 2000)
         # asked here, reported by the step, or asked from another page (the marker)
         stopped = self.stopped or self._interrupted or (self.job.job_dir / STOP_MARKER).exists()
         self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
         self.job, self.current = None, None
-        if code == 0 and self.pending and not stopped:
+        if code == EXIT_OK and self.pending and not stopped:
             self._start_next()
         else:
             self.pending.clear()
@@ -257,7 +179,7 @@ class SampleQueue:
         if self.job is not None and self.current is not None and not self.job.running():
             label, spec = self.current
             code = int(self.job.process.returncode)
-            ok = code == 0 and Path(spec.out_path).is_file()
+            ok = code == EXIT_OK and Path(spec.out_path).is_file()
             errors = [e.get("message", "") for e in self.job.poll() if e.get("type") == "error"]
             message = "" if ok else (errors[-1] if errors else tail_text(self.job.log_path, 500))
             self.outcomes.append(SampleOutcome(label, spec.out_path, ok, message))
@@ -267,9 +189,6 @@ class SampleQueue:
             self.job = self._start(self.current[1])
 
     def _start(self, spec: SampleSpec) -> Job:
-        from core.fsutil import atomic_write_text
-        from ui.training_samples import sample_config
-
         request = Path(spec.out_path).with_suffix(".json")
         request.parent.mkdir(parents=True, exist_ok=True)
         config = sample_config(spec, self.model_dir, self.device)
@@ -282,9 +201,29 @@ class SampleQueue:
             self.job.stop()
 
 
-def stop_all(state: dict[str, Any]) -> None:
-    """Stop whatever a session runs (blocking: see `StepRunner.stop`)."""
-    for key in ("runner", "samples"):
-        obj = state.get(key) if isinstance(state, dict) else None
-        if obj is not None:
-            obj.stop()
+@dataclass
+class TrainingSession:
+    """One page's training state (kept in its `gr.State`): the steps it runs or follows, its sample
+    queue, the experiment shown, and what the views last sent (`shown`, so a tick resends only changes).
+
+    Closing the page does not stop a run (it may last hours): choosing the experiment again follows it.
+    """
+
+    runner: StepRunner | None = None
+    samples: SampleQueue | None = None
+    exp: str | None = None
+    version: str = "v2"
+    reference: SampleReference | None = None
+    shown: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        """A step runs or a sample is pending: the timer keeps ticking."""
+        runner_busy = self.runner is not None and self.runner.running
+        return runner_busy or (self.samples is not None and self.samples.busy)
+
+    def stop(self) -> None:
+        """Stop whatever this session runs (blocking: see `StepRunner.stop`)."""
+        for job in (self.runner, self.samples):
+            if job is not None:
+                job.stop()

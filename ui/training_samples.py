@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ui.training_plan import Layout, Translator, plain
+from core.audio import DATASET_RATE
+from ui.training_common import Layout, Translator, plain
 
 SAMPLE_TEXTS: dict[str, str] = {
     "zh": "这是训练过程中的试听样本，用来听出声音的变化。",
@@ -196,9 +197,6 @@ def saved_label(model: str, epoch: int, _: Translator = plain) -> str:
 # ---------------------------------------------------------------- reading the prompt clips
 
 
-SAMPLE_RATE = 32000  # what S2 and the reference clips use
-
-
 def reference_clips(list_path: Path, workspace: Path, limit: int = 60) -> list[tuple[str, str, str, float]]:
     """(audio path, language, text, seconds) of the first usable clips of a `.list` (for samples).
 
@@ -244,20 +242,21 @@ def reference_clips_for(audio: str, list_path: Path, workspace: Path) -> list[tu
 
 
 def materialize_reference(ref: SampleReference, out: Path) -> SampleReference | None:
-    """Join `ref.parts` (32 kHz, REF_GAP_SECONDS of silence between) into `out`; None if one is unreadable."""
+    """Join `ref.parts` (at DATASET_RATE, REF_GAP_SECONDS of silence between) into `out`; None if one
+    is unreadable."""
     if not ref.parts:
         return ref
     import numpy as np
 
     from core.audio import AudioDecodeError, load_audio, save_wav
 
-    gap = np.zeros(int(REF_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    gap = np.zeros(int(REF_GAP_SECONDS * DATASET_RATE), dtype=np.float32)
     pieces: list[np.ndarray] = []
     try:
         for i, part in enumerate(ref.parts):
-            audio, _sr = load_audio(part, SAMPLE_RATE)
+            audio, _sr = load_audio(part, DATASET_RATE)
             pieces += [gap, audio] if i else [audio]
     except AudioDecodeError:
         return None
-    save_wav(out, np.concatenate(pieces), SAMPLE_RATE)
+    save_wav(out, np.concatenate(pieces), DATASET_RATE)
     return dataclasses.replace(ref, audio=str(out))
