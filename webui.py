@@ -14,40 +14,52 @@ import importlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 from core.jobs import runtime_env
 from ui.context import REPO_ROOT, AppContext
 
+if TYPE_CHECKING:
+    import gradio as gr
+
 DEFAULT_PORT = 9874
 
-# (module under ui/, English tab title). Each module has `build(ctx: AppContext) -> None`.
-TABS: list[tuple[str, str]] = [
-    ("separate_tab", "Separation"),
-    ("slice_tab", "Slicing"),
-    ("asr_tab", "ASR"),
-    ("labels_tab", "Label editor"),
-    ("dataset_tab", "Dataset check"),
-    ("training_tab", "Training"),
-    ("inference_tab", "Voice cloning"),
+
+class TabSpec(NamedTuple):
+    """A tab of the app: its module under ui/ (with `build(ctx: AppContext)`) and its English title."""
+
+    module: str
+    title: str
+
+
+# In pipeline order. The modules are imported when the app is built, so `--help` stays instant.
+TABS: list[TabSpec] = [
+    TabSpec("separate_tab", "Separation"),
+    TabSpec("slice_tab", "Slicing"),
+    TabSpec("asr_tab", "ASR"),
+    TabSpec("labels_tab", "Label editor"),
+    TabSpec("dataset_tab", "Dataset check"),
+    TabSpec("training_tab", "Training"),
+    TabSpec("inference_tab", "Voice cloning"),
 ]
 
 
-def build_app(ctx: AppContext):
-    """Build (not launch) the Blocks app for `ctx`."""
+def build_app(ctx: AppContext) -> gr.Blocks:
+    """Build (not launch) the Blocks app for `ctx`: a header, then one tab per stage."""
     import gradio as gr
 
     _ = ctx.i18n
     with gr.Blocks(title=_("GPT-SoVITS voice workshop"), analytics_enabled=False) as app:
         gr.Markdown(f"## {_('GPT-SoVITS voice workshop')}\n{_('Workspace')}: `{ctx.workspace}`")
         with gr.Tabs():
-            for module_name, title in TABS:
-                module = importlib.import_module(f"ui.{module_name}")
-                with gr.Tab(_(title), id=module_name):
-                    module.build(ctx)
+            for tab in TABS:
+                with gr.Tab(_(tab.title), id=tab.module):
+                    importlib.import_module(f"ui.{tab.module}").build(ctx)
     return app
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`user:password` (the password may hold colons) for `--auth`; None when not given."""
     if not value:
         return None
     user, sep, password = value.partition(":")

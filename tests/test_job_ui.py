@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR
 from ui.context import AppContext
-from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
+from ui.job_ui import JobAlreadyRunning, crashed, exit_message, start_job, stop_job, was_stopped
 
 
 def test_one_job_per_tab_state_and_stop(tmp_path):
@@ -25,8 +26,13 @@ def test_one_job_per_tab_state_and_stop(tmp_path):
 
 def test_exit_messages(tmp_path):
     _ = AppContext.create(tmp_path, "en_US").i18n
-    assert exit_message(_, 0) == "Done."
-    assert exit_message(_, 1) == "Done, some files failed."
-    assert exit_message(_, 130) == exit_message(_, -15) == "Stopped."
-    assert exit_message(_, 2) == "Failed."
+    assert exit_message(_, EXIT_OK) == "Done."
+    assert exit_message(_, EXIT_SOME_FAILED) == "Done, some files failed."
+    assert exit_message(_, EXIT_STOPPED) == exit_message(_, -15) == "Stopped."
+    assert exit_message(_, EXIT_USER_ERROR) == "Failed."
     assert "exit code 3" in exit_message(_, 3)
+
+
+def test_only_an_unexpected_exit_is_a_crash():
+    assert [crashed(c) for c in (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED, -9)] == [False] * 5
+    assert crashed(3) and crashed(137)

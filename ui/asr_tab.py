@@ -7,12 +7,19 @@ workspace typed by hand). The list goes to `asr/<folder name>.list`, its details
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
+
+from core.jobs import Job
 from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, local_model_folder, model_status
-from ui.context import AppContext
-from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
+from ui.context import AppContext, InputError
+from ui.errors import shown_in_toast
+from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.wiring import connect
 
 PREVIEW_ROWS = 20
 
@@ -69,10 +76,10 @@ def resolve_input(ctx: AppContext, folder: str) -> Path:
     """A workspace folder typed or chosen by the user; refuses paths outside the workspace."""
     _ = ctx.i18n
     if not folder or not folder.strip():
-        raise ValueError(_("Choose an input folder."))
+        raise InputError(_("Choose an input folder."))
     path = ctx.inside(folder.strip())
     if not path.is_dir():
-        raise ValueError(_("Not a folder: {path}", path=str(path)))
+        raise InputError(_("Not a folder: {path}", path=str(path)))
     return path
 
 
@@ -153,9 +160,61 @@ def preview_rows(list_path: str | None, limit: int = PREVIEW_ROWS) -> list[list[
     return rows
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
+# ---------- layout ----------
 
+
+@dataclass
+class AsrLayout:
+    folder: gr.Dropdown
+    refresh: gr.Button
+    model: gr.Dropdown
+    language: gr.Dropdown
+    model_status: gr.Markdown
+    device: gr.Dropdown
+    compute_type: gr.Dropdown
+    beam_size: gr.Slider
+    batch_size: gr.Slider
+    vad: gr.Checkbox
+    start: gr.Button
+    stop: gr.Button
+    status: gr.Textbox
+    report: gr.Markdown
+    preview: gr.Dataframe
+    job_state: gr.State  # per session: {"job": Job} while one runs
+
+
+def advanced_options(ctx: AppContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Slider, gr.Slider, gr.Checkbox]:
+    """Device, compute type, beam size, batch size and VAD, in a closed accordion."""
+    _ = ctx.i18n
+    with gr.Accordion(_("Advanced"), open=False):
+        with gr.Row():
+            device = gr.Dropdown(
+                [(_("Automatic"), "auto"), ("CUDA", "cuda"), ("CPU", "cpu")],
+                value="auto",
+                label=_("Device"),
+                elem_id="asr-device",
+            )
+            compute = gr.Dropdown(
+                [
+                    (_("Automatic (float16 on GPU, int8 on CPU)"), "auto"),
+                    ("int8", "int8"),
+                    ("float16", "float16"),
+                    ("float32", "float32"),
+                ],
+                value="auto",
+                label=_("Compute type"),
+                elem_id="asr-compute",
+            )
+        with gr.Row():
+            beam = gr.Slider(1, 10, value=5, step=1, label=_("Beam size"), elem_id="asr-beam")
+            batch = gr.Slider(
+                0, 32, value=0, step=1, label=_("Batch size (0: one segment at a time)"), elem_id="asr-batch"
+            )
+            vad = gr.Checkbox(True, label=_("Skip silence (VAD)"), elem_id="asr-vad")
+    return device, compute, beam, batch, vad
+
+
+def layout(ctx: AppContext) -> AsrLayout:
     _ = ctx.i18n
     gr.Markdown(
         _("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`).")
@@ -187,31 +246,7 @@ def build(ctx: AppContext) -> None:
             scale=1,
         )
     model_line = gr.Markdown(status_line(ctx, default_model(ctx)), elem_id="asr-model-status")
-    with gr.Accordion(_("Advanced"), open=False):
-        with gr.Row():
-            device = gr.Dropdown(
-                [(_("Automatic"), "auto"), ("CUDA", "cuda"), ("CPU", "cpu")],
-                value="auto",
-                label=_("Device"),
-                elem_id="asr-device",
-            )
-            compute = gr.Dropdown(
-                [
-                    (_("Automatic (float16 on GPU, int8 on CPU)"), "auto"),
-                    ("int8", "int8"),
-                    ("float16", "float16"),
-                    ("float32", "float32"),
-                ],
-                value="auto",
-                label=_("Compute type"),
-                elem_id="asr-compute",
-            )
-        with gr.Row():
-            beam = gr.Slider(1, 10, value=5, step=1, label=_("Beam size"), elem_id="asr-beam")
-            batch = gr.Slider(
-                0, 32, value=0, step=1, label=_("Batch size (0: one segment at a time)"), elem_id="asr-batch"
-            )
-            vad = gr.Checkbox(True, label=_("Skip silence (VAD)"), elem_id="asr-vad")
+    device, compute, beam, batch, vad = advanced_options(ctx)
     with gr.Row():
         start = gr.Button(_("Start"), variant="primary", elem_id="asr-start")
         stop = gr.Button(_("Stop"), elem_id="asr-stop")
@@ -220,56 +255,121 @@ def build(ctx: AppContext) -> None:
     preview = gr.Dataframe(
         headers=[_("File"), _("Speaker"), _("Language"), _("Text")], interactive=False, elem_id="asr-preview"
     )
-    job_state = gr.State({})  # per session: {"job": Job} while one runs
-
-    def on_refresh(current_folder: str, current_model: str):
-        models = model_choices(ctx)
-        values = [v for _label, v in models]
-        m = (
-            current_model
-            if current_model in values or (current_model and "/" in current_model)
-            else default_model(ctx)
-        )
-        return (
-            gr.update(choices=folder_choices(ctx), value=current_folder or default_folder(ctx)),
-            gr.update(choices=models, value=m),
-            status_line(ctx, m),
-        )
-
-    def on_start(folder_text, model_name, lang, dev, ctype, beam_size, batch_size, use_vad, state):
-        try:
-            input_dir = resolve_input(ctx, folder_text)
-            args = cli_args(ctx, input_dir, model_name, lang, dev, ctype, beam_size, batch_size, use_vad)
-            job = start_job(ctx, state, "tools.asr", args, "asr")
-        except (ValueError, JobAlreadyRunning) as e:
-            raise gr.Error(str(e)) from e
-        message, text, rows = _("Starting…"), "", []
-        yield message, text, rows
-        for event in job.follow():
-            kind = event.get("type")
-            if kind == "progress":
-                message = f"{event['done']}/{event['total']}  {event.get('message', '')}"
-            elif kind == "error":
-                text = "⚠️ " + event["message"]
-            elif kind == "result":
-                text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
-            elif kind == "exit":
-                code = event["returncode"]
-                message = exit_message(_, code)
-                if code not in (0, 1, 2) and not was_stopped(code):
-                    text = job.log_tail(1000)  # a crash: the log says why
-            yield message, text, rows
-        state.pop("job", None)
-
-    def on_stop(state):
-        stop_job(state)
-        return _("Stopped.")
-
-    refresh.click(on_refresh, inputs=[folder, model], outputs=[folder, model, model_line])
-    model.change(lambda m: status_line(ctx, m), inputs=model, outputs=model_line)
-    start.click(
-        on_start,
-        inputs=[folder, model, language, device, compute, beam, batch, vad, job_state],
-        outputs=[status, report, preview],
+    return AsrLayout(
+        folder=folder,
+        refresh=refresh,
+        model=model,
+        language=language,
+        model_status=model_line,
+        device=device,
+        compute_type=compute,
+        beam_size=beam,
+        batch_size=batch,
+        vad=vad,
+        start=start,
+        stop=stop,
+        status=status,
+        report=report,
+        preview=preview,
+        job_state=gr.State({}),
     )
-    stop.click(on_stop, inputs=job_state, outputs=status, concurrency_limit=None)
+
+
+# ---------- handlers ----------
+
+
+def refresh_choices(ctx: AppContext, folder: str, model: str) -> tuple[Any, Any, str]:
+    """Re-list folders and models; keep the current ones (a typed `org/repo` model too)."""
+    models = model_choices(ctx)
+    values = [v for _label, v in models]
+    kept = model if model in values or (model and "/" in model) else default_model(ctx)
+    return (
+        gr.update(choices=folder_choices(ctx), value=folder or default_folder(ctx)),
+        gr.update(choices=models, value=kept),
+        status_line(ctx, kept),
+    )
+
+
+def show_model_status(ctx: AppContext, model: str) -> str:
+    return status_line(ctx, model)
+
+
+def start_transcription(
+    ctx: AppContext,
+    folder: str,
+    model: str,
+    language: str,
+    device: str,
+    compute_type: str,
+    beam_size: int,
+    batch_size: int,
+    vad: bool,
+    state: dict[str, Any],
+) -> Iterator[tuple[str, str, list[list[str]]]]:
+    """Start `tools.asr`, then stream (status line, summary, first lines of the written list)."""
+    with shown_in_toast(ctx.i18n, "ASR start"):
+        input_dir = resolve_input(ctx, folder)
+        args = cli_args(ctx, input_dir, model, language, device, compute_type, beam_size, batch_size, vad)
+        job = start_job(ctx, state, "tools.asr", args, "asr")
+    yield from follow_transcription(ctx, job)
+    state.pop("job", None)
+
+
+def follow_transcription(ctx: AppContext, job: Job) -> Iterator[tuple[str, str, list[list[str]]]]:
+    _ = ctx.i18n
+    message, text, rows = _("Starting…"), "", []
+    yield message, text, rows
+    for event in job.follow():
+        kind = event.get("type")
+        if kind == "progress":
+            message = f"{event['done']}/{event['total']}  {event.get('message', '')}"
+        elif kind == "error":
+            text = "⚠️ " + event["message"]
+        elif kind == "result":
+            text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
+        elif kind == "exit":
+            message = exit_message(_, event["returncode"])
+            if crashed(event["returncode"]):
+                text = job.log_tail(1000)  # a crash: the log says why
+        yield message, text, rows
+
+
+def stop_transcription(ctx: AppContext, state: dict[str, Any]) -> str:
+    stop_job(state)
+    return ctx.i18n("Stopped.")
+
+
+# ---------- wiring ----------
+
+
+def wire(ctx: AppContext, ui: AsrLayout) -> None:
+    connect(
+        ui.refresh.click,
+        ctx,
+        refresh_choices,
+        {"folder": ui.folder, "model": ui.model},
+        [ui.folder, ui.model, ui.model_status],
+    )
+    connect(ui.model.change, ctx, show_model_status, {"model": ui.model}, ui.model_status)
+    form = {
+        "folder": ui.folder,
+        "model": ui.model,
+        "language": ui.language,
+        "device": ui.device,
+        "compute_type": ui.compute_type,
+        "beam_size": ui.beam_size,
+        "batch_size": ui.batch_size,
+        "vad": ui.vad,
+        "state": ui.job_state,
+    }
+    connect(ui.start.click, ctx, start_transcription, form, [ui.status, ui.report, ui.preview])
+    # The stop must not queue behind the running transcription.
+    connect(
+        ui.stop.click, ctx, stop_transcription, {"state": ui.job_state}, ui.status, concurrency_limit=None
+    )
+
+
+def build(ctx: AppContext) -> AsrLayout:
+    ui = layout(ctx)
+    wire(ctx, ui)
+    return ui

@@ -1,18 +1,49 @@
 """What every tab needs from the app: the workspace folders, the translator, where models live.
 
-One `AppContext` is built by `webui.py` at start-up and handed to each tab's `build(ctx)`; it is
-read-only afterwards (per-user state lives in `gr.State`).
+One `AppContext` is built by `webui.py` at start-up and handed to each tab's `build(ctx)` and, bound
+by the wiring, to every handler; it is read-only afterwards (per-user state lives in `gr.State`).
+The errors a tab raises about what the person typed or chose live here too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
 from core.fsutil import resolve_inside
 from i18n import I18n
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class InputError(UserError, ValueError):
+    """A tab's input is missing or wrong (nothing chosen, not a folder, no audio in it...)."""
+
+
+class InputNotFoundError(UserError, FileNotFoundError):
+    """A file or folder the person typed does not exist."""
+
+
+class WorkspaceFileError(UserError, OSError):
+    """Reading or writing the person's files failed (no permission, disk full, file gone)."""
+
+
+@contextmanager
+def person_files() -> Iterator[None]:
+    """Show an OSError met while copying or editing the person's own files as their message.
+
+    Such a failure is theirs to fix (permissions, free space, a file moved away meanwhile), so the
+    toast keeps the system's message instead of calling it an internal error.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except OSError as e:
+        raise WorkspaceFileError(str(e)) from e
 
 
 @dataclass(frozen=True)
@@ -42,3 +73,10 @@ class AppContext:
     def inside(self, path: str | Path) -> Path:
         """Resolve a user-typed path against the workspace and refuse anything outside it."""
         return resolve_inside(self.workspace, path)
+
+    def existing(self, path: str | Path) -> Path:
+        """`inside(path)`, which must also exist (else `InputNotFoundError` naming it)."""
+        resolved = self.inside(path)
+        if not resolved.exists():
+            raise InputNotFoundError(self.i18n("Not found: {path}", path=str(resolved)))
+        return resolved

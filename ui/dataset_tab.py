@@ -1,12 +1,20 @@
-"""Dataset check tab: summary, a histogram of clip durations and tables of problems for a `.list`."""
+"""Dataset check tab: summary, a histogram of clip durations and tables of problems for a `.list`.
+
+`layout()` builds the components, `wire()` connects them to the named handlers below.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
 from tools.dataset_check import DatasetReport, check_dataset
-from ui.context import AppContext
+from ui.context import AppContext, InputError
+from ui.errors import shown_in_toast
 from ui.labels_tab import find_lists
+from ui.wiring import connect
 
 
 def duration_figure(report: DatasetReport, title: str, xlabel: str, ylabel: str):
@@ -38,11 +46,10 @@ def problem_rows(report: DatasetReport, kind_labels: dict[str, str]) -> list[lis
     ]
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
-
+def kind_labels(ctx: AppContext) -> dict[str, str]:
+    """Display names of the report's problem kinds."""
     _ = ctx.i18n
-    kind_labels = {
+    return {
         "malformed": _("Malformed line"),
         "empty_text": _("Empty text"),
         "unsupported_language": _("Unsupported language"),
@@ -53,6 +60,42 @@ def build(ctx: AppContext) -> None:
         "too_long": _("Too long (> 54 s)"),
         "duplicate_basenames": _("Duplicate basename"),
     }
+
+
+def summary_markdown(ctx: AppContext, report: DatasetReport) -> str:
+    _ = ctx.i18n
+    lines = [
+        _("Clips: {n}", n=report.clip_count),
+        _(
+            "Total duration: {s:.1f} s ({m:.1f} min)",
+            s=report.total_duration,
+            m=report.total_duration / 60,
+        ),
+        _("Problems that block training: {n}", n=report.error_count),
+        _(
+            "Too short or too long (skipped by training): {n}",
+            n=len(report.too_short) + len(report.too_long),
+        ),
+    ]
+    return "\n\n".join(lines)
+
+
+# ---------- layout ----------
+
+
+@dataclass
+class DatasetLayout:
+    list_choice: gr.Dropdown
+    refresh: gr.Button
+    path: gr.Textbox
+    run: gr.Button
+    summary: gr.Markdown
+    plot: gr.Plot
+    problems: gr.Dataframe
+
+
+def layout(ctx: AppContext) -> DatasetLayout:
+    _ = ctx.i18n
     with gr.Row():
         list_choice = gr.Dropdown(
             choices=find_lists(ctx.workspace),
@@ -72,30 +115,43 @@ def build(ctx: AppContext) -> None:
         label=_("Problems"),
         elem_id="dataset_problems",
     )
+    return DatasetLayout(list_choice, refresh_btn, path_box, run_btn, summary, plot, problems)
 
-    def run(choice: str | None, typed: str | None):
-        target = (typed or "").strip() or (choice or "").strip()
+
+# ---------- handlers ----------
+
+
+def refresh_lists(ctx: AppContext) -> Any:
+    return gr.update(choices=find_lists(ctx.workspace))
+
+
+def check_list(ctx: AppContext, choice: str | None, typed: str | None) -> tuple[str, Any, list[list[Any]]]:
+    """Check the typed path, else the chosen list: (summary, duration histogram, problem rows)."""
+    _ = ctx.i18n
+    target = (typed or "").strip() or (choice or "").strip()
+    with shown_in_toast(_, "dataset check"):
         if not target:
-            raise gr.Error(_("Choose a .list file first"))
-        try:
-            report = check_dataset(ctx.inside(target), boundary=ctx.workspace)
-        except ValueError as e:
-            raise gr.Error(str(e)) from e
-        lines = [
-            _("Clips: {n}", n=report.clip_count),
-            _(
-                "Total duration: {s:.1f} s ({m:.1f} min)",
-                s=report.total_duration,
-                m=report.total_duration / 60,
-            ),
-            _("Problems that block training: {n}", n=report.error_count),
-            _(
-                "Too short or too long (skipped by training): {n}",
-                n=len(report.too_short) + len(report.too_long),
-            ),
-        ]
-        fig = duration_figure(report, _("Clip durations"), _("seconds"), _("clips"))
-        return "\n\n".join(lines), fig, problem_rows(report, kind_labels)
+            raise InputError(_("Choose a .list file first"))
+        report = check_dataset(ctx.inside(target), boundary=ctx.workspace)
+    fig = duration_figure(report, _("Clip durations"), _("seconds"), _("clips"))
+    return summary_markdown(ctx, report), fig, problem_rows(report, kind_labels(ctx))
 
-    refresh_btn.click(lambda: gr.update(choices=find_lists(ctx.workspace)), None, list_choice)
-    run_btn.click(run, [list_choice, path_box], [summary, plot, problems])
+
+# ---------- wiring ----------
+
+
+def wire(ctx: AppContext, ui: DatasetLayout) -> None:
+    connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
+    connect(
+        ui.run.click,
+        ctx,
+        check_list,
+        {"choice": ui.list_choice, "typed": ui.path},
+        [ui.summary, ui.plot, ui.problems],
+    )
+
+
+def build(ctx: AppContext) -> DatasetLayout:
+    ui = layout(ctx)
+    wire(ctx, ui)
+    return ui

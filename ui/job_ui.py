@@ -1,7 +1,8 @@
 """The part of a tab that runs a stage as a subprocess job: start, stop, and say how it ended.
 
 A tab keeps its running `Job` in its per-session `gr.State` dict under "job"; the Stop handler
-reads the same dict, so it stops that user's job and nobody else's.
+reads the same dict, so it stops that user's job and nobody else's. The exit codes are the stage
+CLIs' own (`core.jobs`); a negative code means the process was killed by a signal.
 """
 
 from __future__ import annotations
@@ -10,13 +11,9 @@ import tempfile
 from typing import Any
 
 from core.errors import UserError
-from core.jobs import Job
+from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR, Job
 from i18n import I18n
 from ui.context import AppContext
-
-# Exit codes shared by the stage CLIs: 0 all done, 1 some inputs failed, 2 a user error (nothing
-# ran), 130 stopped (SIGTERM handled); a negative code means the process was killed by a signal.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 130
 
 
 class JobAlreadyRunning(UserError, RuntimeError):
@@ -42,6 +39,11 @@ def stop_job(state: dict[str, Any]) -> None:
 
 def was_stopped(code: int) -> bool:
     return code == EXIT_STOPPED or code < 0
+
+
+def crashed(code: int) -> bool:
+    """The job ended neither normally, nor on a user error, nor because it was stopped: its log says why."""
+    return code not in (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR) and not was_stopped(code)
 
 
 def exit_message(i18n: I18n, code: int) -> str:

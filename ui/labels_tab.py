@@ -4,21 +4,29 @@ A fixed set of row widgets (MAX_ROWS) is built once and refilled on paging (the 
 Every text or language edit is saved to disk at once (atomic, previous version in `.history/`), so
 paging or closing the browser never loses an edit. The loaded document lives in `gr.State`.
 Audio paths are resolved against the workspace, the only folder the server serves.
+`layout()` builds the components, `wire()` connects them to one named handler per operation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
+
 from i18n import I18n
 from tools.labels import LANGUAGES, LabelDocument, LabelEntry, load_list
-from ui.context import AppContext
+from ui.context import AppContext, InputError, person_files
+from ui.errors import shown_in_toast
+from ui.wiring import connect
 
 MAX_ROWS = 20
 PAGE_SIZES = (5, 10, 20)
 _SKIP_DIRS = {".history", ".trash", "trash", ".gradio", "jobs"}
 _FIELDS_PER_ROW = 8  # row, uid, index, audio, text, language, selected, confidence
+# One edit at a time per app: a blur-save and the page change that caused it run in order.
+EDIT_QUEUE = {"concurrency_id": "labels_editor", "concurrency_limit": 1}
 
 
 def find_lists(workspace: Path) -> list[str]:
@@ -31,20 +39,38 @@ def find_lists(workspace: Path) -> list[str]:
     return found
 
 
-def page_view(
-    doc: LabelDocument,
-    query: str,
-    language: str,
-    sort_key: str,
-    flagged_only: bool,
-    page: int,
-    page_size: int,
-) -> tuple[list[LabelEntry], int, int]:
-    """Entries of `page` (clamped) after filter and sort; returns (entries, page, page count)."""
-    entries = doc.sort(doc.filter(query or "", language or None, bool(flagged_only)), sort_key or "file")
-    pages = max(1, -(-len(entries) // page_size))
-    page = min(max(0, int(page)), pages - 1)
-    return entries[page * page_size : (page + 1) * page_size], page, pages
+@dataclass(frozen=True)
+class PageView:
+    """What the person asked to see: filter, sort and page (widget values, None-safe)."""
+
+    query: str = ""
+    language: str = ""
+    sort_key: str = "file"
+    flagged_only: bool = False
+    page: int = 0
+    page_size: int = 10
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> PageView:
+        return cls(
+            query=values.get("query") or "",
+            language=values.get("language") or "",
+            sort_key=values.get("sort_key") or "file",
+            flagged_only=bool(values.get("flagged_only")),
+            page=int(values.get("page") or 0),
+            page_size=int(values.get("page_size") or 10),
+        )
+
+    def at(self, page: int) -> PageView:
+        return PageView(self.query, self.language, self.sort_key, self.flagged_only, page, self.page_size)
+
+
+def page_view(doc: LabelDocument, view: PageView) -> tuple[list[LabelEntry], int, int]:
+    """Entries of `view.page` (clamped) after filter and sort; returns (entries, page, page count)."""
+    entries = doc.sort(doc.filter(view.query, view.language or None, view.flagged_only), view.sort_key)
+    pages = max(1, -(-len(entries) // view.page_size))
+    page = min(max(0, view.page), pages - 1)
+    return entries[page * view.page_size : (page + 1) * view.page_size], page, pages
 
 
 def confidence_text(doc: LabelDocument, entry: LabelEntry, _: I18n) -> str:
@@ -60,13 +86,93 @@ def confidence_text(doc: LabelDocument, entry: LabelEntry, _: I18n) -> str:
     return " · ".join(parts)
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
+def describe(ctx: AppContext, doc: LabelDocument) -> str:
+    """The status line of a loaded list: clips, malformed lines, issues."""
+    return ctx.i18n(
+        "{path}: {n} clips, {bad} malformed lines (kept as they are), {issues} issues",
+        path=doc.path.name if doc.path else "",
+        n=len(doc.entries),
+        bad=len(doc.malformed),
+        issues=len(doc.issues()),
+    )
 
+
+# ---------- layout ----------
+
+
+@dataclass
+class LabelRow:
+    """The widgets of one clip's row; `components()` is their order in a page's outputs."""
+
+    row: gr.Row
+    uid: gr.Number
+    index: gr.Markdown
+    audio: gr.Audio
+    text: gr.Textbox
+    language: gr.Dropdown
+    selected: gr.Checkbox
+    confidence: gr.Markdown
+
+    def components(self) -> list[Any]:
+        return [
+            self.row,
+            self.uid,
+            self.index,
+            self.audio,
+            self.text,
+            self.language,
+            self.selected,
+            self.confidence,
+        ]
+
+
+@dataclass
+class LabelsLayout:
+    doc: gr.State  # the loaded LabelDocument (None before a load)
+    page: gr.State
+    list_choice: gr.Dropdown
+    refresh: gr.Button
+    path: gr.Textbox
+    load: gr.Button
+    query: gr.Textbox
+    language_filter: gr.Dropdown
+    sort_key: gr.Dropdown
+    flagged_only: gr.Checkbox
+    page_size: gr.Dropdown
+    status: gr.Markdown
+    rows: list[LabelRow]
+    previous: gr.Button
+    page_info: gr.Markdown
+    next: gr.Button
+    undo: gr.Button
+    trash_audio: gr.Checkbox
+    delete: gr.Button
+    silence: gr.Number
+    merge: gr.Button
+    split_at: gr.Number
+    split: gr.Button
+
+    def view_inputs(self) -> dict[str, Any]:
+        """The components a `PageView` is made of, by field name."""
+        return {
+            "query": self.query,
+            "language": self.language_filter,
+            "sort_key": self.sort_key,
+            "flagged_only": self.flagged_only,
+            "page": self.page,
+            "page_size": self.page_size,
+        }
+
+    def page_outputs(self) -> list[Any]:
+        """What `render_page` fills: the page number, its caption, then every row's widgets."""
+        return [self.page, self.page_info, *(c for r in self.rows for c in r.components())]
+
+    def selection_inputs(self) -> dict[str, list[Any]]:
+        return {"uids": [r.uid for r in self.rows], "ticks": [r.selected for r in self.rows]}
+
+
+def file_chooser(ctx: AppContext) -> tuple[gr.Dropdown, gr.Button, gr.Textbox, gr.Button]:
     _ = ctx.i18n
-    doc_state = gr.State(None)
-    page_state = gr.State(0)
-
     with gr.Row():
         list_choice = gr.Dropdown(
             choices=find_lists(ctx.workspace),
@@ -75,17 +181,19 @@ def build(ctx: AppContext) -> None:
             elem_id="labels_list_choice",
             scale=3,
         )
-        refresh_btn = gr.Button(_("Refresh"), elem_id="labels_refresh", scale=0)
+        refresh = gr.Button(_("Refresh"), elem_id="labels_refresh", scale=0)
     with gr.Row():
-        path_box = gr.Textbox(
-            label=_("Or a path (relative to the workspace)"),
-            elem_id="labels_path",
-            scale=3,
-        )
-        load_btn = gr.Button(_("Load"), variant="primary", elem_id="labels_load", scale=0)
+        path = gr.Textbox(label=_("Or a path (relative to the workspace)"), elem_id="labels_path", scale=3)
+        load = gr.Button(_("Load"), variant="primary", elem_id="labels_load", scale=0)
+    return list_choice, refresh, path, load
+
+
+def view_controls(ctx: AppContext) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown, gr.Checkbox, gr.Dropdown]:
+    """Search, language filter, sort key, flagged-only and page size, in one row."""
+    _ = ctx.i18n
     with gr.Row():
         query = gr.Textbox(label=_("Search text or path"), elem_id="labels_query")
-        lang_filter = gr.Dropdown(
+        language = gr.Dropdown(
             choices=[(_("All languages"), "")] + [(code, code) for code in LANGUAGES],
             value="",
             label=_("Language filter"),
@@ -106,173 +214,317 @@ def build(ctx: AppContext) -> None:
         page_size = gr.Dropdown(
             choices=list(PAGE_SIZES), value=10, label=_("Page size"), elem_id="labels_page_size"
         )
+    return query, language, sort_key, flagged_only, page_size
+
+
+def clip_row(ctx: AppContext, i: int) -> LabelRow:
+    """Row `i` of the page, hidden until a page fills it."""
+    with gr.Row(visible=False, elem_id=f"labels_row_{i}") as row:
+        uid = gr.Number(visible=False, precision=0, elem_id=f"labels_uid_{i}")
+        index = gr.Markdown(elem_id=f"labels_index_{i}")
+        audio = gr.Audio(
+            type="filepath", interactive=False, show_label=False, elem_id=f"labels_audio_{i}", scale=3
+        )
+        text = gr.Textbox(show_label=False, elem_id=f"labels_text_{i}", scale=5)
+        language = gr.Dropdown(
+            choices=list(LANGUAGES),
+            allow_custom_value=True,
+            show_label=False,
+            elem_id=f"labels_lang_{i}",
+            scale=1,
+            min_width=80,
+        )
+        selected = gr.Checkbox(label=ctx.i18n("Select"), elem_id=f"labels_select_{i}", scale=0, min_width=80)
+        confidence = gr.Markdown(elem_id=f"labels_conf_{i}")
+    return LabelRow(row, uid, index, audio, text, language, selected, confidence)
+
+
+def layout(ctx: AppContext) -> LabelsLayout:
+    _ = ctx.i18n
+    list_choice, refresh, path, load = file_chooser(ctx)
+    query, language, sort_key, flagged_only, page_size = view_controls(ctx)
     status = gr.Markdown(elem_id="labels_status")
-
-    rows: list[list[Any]] = []
-    for i in range(MAX_ROWS):
-        with gr.Row(visible=False, elem_id=f"labels_row_{i}") as row:
-            uid = gr.Number(visible=False, precision=0, elem_id=f"labels_uid_{i}")
-            index = gr.Markdown(elem_id=f"labels_index_{i}")
-            audio = gr.Audio(
-                type="filepath", interactive=False, show_label=False, elem_id=f"labels_audio_{i}", scale=3
-            )
-            text = gr.Textbox(show_label=False, elem_id=f"labels_text_{i}", scale=5)
-            lang = gr.Dropdown(
-                choices=list(LANGUAGES),
-                allow_custom_value=True,
-                show_label=False,
-                elem_id=f"labels_lang_{i}",
-                scale=1,
-                min_width=80,
-            )
-            selected = gr.Checkbox(label=_("Select"), elem_id=f"labels_select_{i}", scale=0, min_width=80)
-            conf = gr.Markdown(elem_id=f"labels_conf_{i}")
-        rows.append([row, uid, index, audio, text, lang, selected, conf])
-
+    rows = [clip_row(ctx, i) for i in range(MAX_ROWS)]
     with gr.Row():
-        prev_btn = gr.Button(_("Previous page"), elem_id="labels_prev")
+        previous = gr.Button(_("Previous page"), elem_id="labels_prev")
         page_info = gr.Markdown(elem_id="labels_page_info")
         next_btn = gr.Button(_("Next page"), elem_id="labels_next")
     with gr.Row():
-        undo_btn = gr.Button(_("Undo"), elem_id="labels_undo")
+        undo = gr.Button(_("Undo"), elem_id="labels_undo")
         trash_audio = gr.Checkbox(
             label=_("Move audio of deleted clips to the trash"), elem_id="labels_trash_audio"
         )
-        delete_btn = gr.Button(_("Delete selected"), variant="stop", elem_id="labels_delete")
+        delete = gr.Button(_("Delete selected"), variant="stop", elem_id="labels_delete")
     with gr.Row():
         silence = gr.Number(
             value=0.3, minimum=0, label=_("Silence between merged clips (s)"), elem_id="labels_silence"
         )
-        merge_btn = gr.Button(_("Merge selected"), elem_id="labels_merge")
+        merge = gr.Button(_("Merge selected"), elem_id="labels_merge")
         split_at = gr.Number(value=1.0, minimum=0, label=_("Split time (s)"), elem_id="labels_split_at")
-        split_btn = gr.Button(_("Split selected"), elem_id="labels_split")
+        split = gr.Button(_("Split selected"), elem_id="labels_split")
+    return LabelsLayout(
+        doc=gr.State(None),
+        page=gr.State(0),
+        list_choice=list_choice,
+        refresh=refresh,
+        path=path,
+        load=load,
+        query=query,
+        language_filter=language,
+        sort_key=sort_key,
+        flagged_only=flagged_only,
+        page_size=page_size,
+        status=status,
+        rows=rows,
+        previous=previous,
+        page_info=page_info,
+        next=next_btn,
+        undo=undo,
+        trash_audio=trash_audio,
+        delete=delete,
+        silence=silence,
+        merge=merge,
+        split_at=split_at,
+        split=split,
+    )
 
-    view_inputs = [doc_state, query, lang_filter, sort_key, flagged_only, page_state, page_size]
-    row_outputs = [c for r in rows for c in r]
-    render_outputs = [page_state, page_info, *row_outputs]
-    uids = [r[1] for r in rows]
-    checks = [r[6] for r in rows]
-    # One edit at a time per app: a blur-save and the page change that caused it run in order.
-    queue = {"concurrency_id": "labels_editor", "concurrency_limit": 1}
 
-    def render(doc, q, lf, sk, fo, page, size) -> list[Any]:
-        if doc is None:
-            return [0, "", *[gr.update(visible=False)] * (MAX_ROWS * _FIELDS_PER_ROW)]
-        size = int(size or 10)
-        entries, page, pages = page_view(doc, q, lf, sk, fo, page, size)
-        out: list[Any] = [page, _("Page {page} of {pages}", page=page + 1, pages=pages)]
-        flagged = doc.flagged_uids()
-        for i in range(MAX_ROWS):
-            if i >= min(size, len(entries)):
-                out += [gr.update(visible=False), None] + [gr.update()] * (_FIELDS_PER_ROW - 2)
-                continue
-            e = entries[i]
-            try:
-                audio_path = doc.resolve_audio(e)
-                audio_value = str(audio_path) if audio_path.is_file() else None
-            except ValueError:
-                audio_value = None
-            mark = " ⚠" if e.uid in flagged else ""
-            out += [
-                gr.update(visible=True),
-                e.uid,
-                f"**{doc.entries.index(e) + 1}**{mark}",
-                audio_value,
-                e.text,
-                e.language,
-                False,
-                confidence_text(doc, e, _),
-            ]
-        return out
+# ---------- rendering a page ----------
 
-    def describe(doc: LabelDocument) -> str:
-        issues = doc.issues()
-        return _(
-            "{path}: {n} clips, {bad} malformed lines (kept as they are), {issues} issues",
-            path=doc.path.name if doc.path else "",
-            n=len(doc.entries),
-            bad=len(doc.malformed),
-            issues=len(issues),
-        )
 
-    def load(choice, typed, q, lf, sk, fo, size):
-        target = (typed or "").strip() or (choice or "").strip()
+def hidden_row() -> list[Any]:
+    """A row past the end of the page: hidden, without a uid (so a late blur saves nothing)."""
+    return [gr.update(visible=False), None] + [gr.update()] * (_FIELDS_PER_ROW - 2)
+
+
+def row_values(ctx: AppContext, doc: LabelDocument, entry: LabelEntry, flagged: bool) -> list[Any]:
+    """The values of one row, in `LabelRow.components()` order."""
+    try:
+        audio_path = doc.resolve_audio(entry)
+        audio_value = str(audio_path) if audio_path.is_file() else None
+    except ValueError:  # an empty path or one outside the workspace: no player (the issues say why)
+        audio_value = None
+    return [
+        gr.update(visible=True),
+        entry.uid,
+        f"**{doc.entries.index(entry) + 1}**{' ⚠' if flagged else ''}",
+        audio_value,
+        entry.text,
+        entry.language,
+        False,
+        confidence_text(doc, entry, ctx.i18n),
+    ]
+
+
+def render_page(ctx: AppContext, doc: LabelDocument | None, view: PageView) -> list[Any]:
+    """Values for `LabelsLayout.page_outputs()`: the clamped page, its caption and every row."""
+    if doc is None:
+        return [0, "", *[gr.update(visible=False)] * (MAX_ROWS * _FIELDS_PER_ROW)]
+    entries, page, pages = page_view(doc, view)
+    out: list[Any] = [page, ctx.i18n("Page {page} of {pages}", page=page + 1, pages=pages)]
+    flagged = doc.flagged_uids()
+    for i in range(MAX_ROWS):
+        if i < min(view.page_size, len(entries)):
+            out += row_values(ctx, doc, entries[i], entries[i].uid in flagged)
+        else:
+            out += hidden_row()
+    return out
+
+
+# ---------- handlers: loading and paging ----------
+
+
+def refresh_lists(ctx: AppContext) -> Any:
+    return gr.update(choices=find_lists(ctx.workspace))
+
+
+def load_document(ctx: AppContext, choice: str | None, typed: str | None, view: dict[str, Any]) -> list[Any]:
+    """Load the typed path, else the chosen list; show its first page. -> [doc, status, *page]."""
+    _ = ctx.i18n
+    target = (typed or "").strip() or (choice or "").strip()
+    with shown_in_toast(_, "loading a label file"):
         if not target:
-            raise gr.Error(_("Choose a .list file first"))
-        try:
-            doc = load_list(ctx.inside(target), trash_dir=ctx.folder("trash"), boundary=ctx.workspace)
-        except ValueError as e:
-            raise gr.Error(str(e)) from e
-        return [doc, describe(doc), *render(doc, q, lf, sk, fo, 0, size)]
+            raise InputError(_("Choose a .list file first"))
+        doc = load_list(ctx.inside(target), trash_dir=ctx.folder("trash"), boundary=ctx.workspace)
+    return [doc, describe(ctx, doc), *render_page(ctx, doc, PageView.of(view).at(0))]
 
-    def refresh():
-        return gr.update(choices=find_lists(ctx.workspace))
 
-    def go(delta: int):
-        def handler(doc, q, lf, sk, fo, page, size):
-            return render(doc, q, lf, sk, fo, int(page) + delta, size)
+def first_page(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    """The filter, sort or page size changed: back to the first page."""
+    return render_page(ctx, doc, PageView.of(view).at(0))
 
-        return handler
 
-    def first_page(doc, q, lf, sk, fo, page, size):
-        return render(doc, q, lf, sk, fo, 0, size)
+def previous_page(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    v = PageView.of(view)
+    return render_page(ctx, doc, v.at(v.page - 1))
 
-    def save_edit(doc: LabelDocument | None, uid, value, kind: str) -> Any:
-        if doc is None or uid is None:
-            return gr.update()
-        try:
-            changed = (doc.set_text if kind == "text" else doc.set_language)(int(uid), value or "")
-            if changed:
-                doc.save()
-        except (ValueError, OSError) as e:
-            raise gr.Error(str(e)) from e
-        return _("Saved {name}", name=doc.path.name) if changed else gr.update()
 
-    def selected_uids(values: list[Any]) -> list[int]:
-        ids, ticks = values[:MAX_ROWS], values[MAX_ROWS:]
-        return [int(u) for u, t in zip(ids, ticks, strict=True) if t and u is not None]
+def next_page(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    v = PageView.of(view)
+    return render_page(ctx, doc, v.at(v.page + 1))
 
-    def edit_op(op: str):
-        def handler(doc, q, lf, sk, fo, page, size, trash, gap, at, *rowvals):
-            if doc is None:
-                raise gr.Error(_("Load a .list file first"))
-            chosen = selected_uids(list(rowvals))
-            try:
-                if op == "undo":
-                    doc.undo()
-                    msg = _("Undone")
-                elif op == "delete":
-                    msg = _("Deleted {n} clips", n=doc.delete(chosen, trash_audio=bool(trash)))
-                elif op == "merge":
-                    merged = doc.merge(chosen, silence=float(gap or 0))
-                    msg = _("Merged into {path}", path=merged.path)
-                else:
-                    if len(chosen) != 1:
-                        raise gr.Error(_("Select exactly one clip to split"))
-                    a, b = doc.split(chosen[0], float(at or 0))
-                    msg = _("Split into {a} and {b}; type the text of the second part", a=a.path, b=b.path)
-                doc.save()
-            except (ValueError, OSError) as e:
-                raise gr.Error(str(e)) from e
-            return [doc, f"{msg}. {describe(doc)}", *render(doc, q, lf, sk, fo, page, size)]
 
-        return handler
+# ---------- handlers: edits of one clip (saved at once) ----------
 
-    op_inputs = [*view_inputs, trash_audio, silence, split_at, *uids, *checks]
-    op_outputs = [doc_state, status, *render_outputs]
-    load_inputs = [list_choice, path_box, query, lang_filter, sort_key, flagged_only, page_size]
 
-    load_btn.click(load, load_inputs, [doc_state, status, *render_outputs], **queue)
-    path_box.submit(load, load_inputs, [doc_state, status, *render_outputs], **queue)
-    refresh_btn.click(refresh, None, list_choice)
-    prev_btn.click(go(-1), view_inputs, render_outputs, **queue)
-    next_btn.click(go(+1), view_inputs, render_outputs, **queue)
-    for widget in (query, lang_filter, sort_key, flagged_only, page_size):
-        widget.change(first_page, view_inputs, render_outputs, **queue)
-    for op, btn in (("undo", undo_btn), ("delete", delete_btn), ("merge", merge_btn), ("split", split_btn)):
-        btn.click(edit_op(op), op_inputs, op_outputs, **queue)
-    for _row, uid, _index, _audio, text, lang, _sel, _conf in rows:
-        # The row's uid travels with the event, so a save always hits the clip the user edited.
-        for event in (text.blur, text.submit):
-            event(lambda d, u, v: save_edit(d, u, v, "text"), [doc_state, uid, text], status, **queue)
-        lang.input(lambda d, u, v: save_edit(d, u, v, "language"), [doc_state, uid, lang], status, **queue)
+def save_text(ctx: AppContext, doc: LabelDocument | None, uid: float | None, text: str | None) -> Any:
+    """A row's text lost focus or was submitted: save it when it changed."""
+    if doc is None or uid is None:
+        return gr.update()
+    with shown_in_toast(ctx.i18n, "saving a text"), person_files():
+        changed = doc.set_text(int(uid), text or "")
+        if changed:
+            doc.save()
+    return ctx.i18n("Saved {name}", name=doc.path.name) if changed else gr.update()
+
+
+def save_language(ctx: AppContext, doc: LabelDocument | None, uid: float | None, language: str | None) -> Any:
+    """A row's language was picked: save it when it changed."""
+    if doc is None or uid is None:
+        return gr.update()
+    with shown_in_toast(ctx.i18n, "saving a language"), person_files():
+        changed = doc.set_language(int(uid), language or "")
+        if changed:
+            doc.save()
+    return ctx.i18n("Saved {name}", name=doc.path.name) if changed else gr.update()
+
+
+# ---------- handlers: edits of the list (undo, delete, merge, split) ----------
+
+
+def loaded(ctx: AppContext, doc: LabelDocument | None) -> LabelDocument:
+    if doc is None:
+        raise InputError(ctx.i18n("Load a .list file first"))
+    return doc
+
+
+def selected_uids(uids: list[Any], ticks: list[Any]) -> list[int]:
+    """The ids of the ticked rows of the page."""
+    return [int(u) for u, t in zip(uids, ticks, strict=True) if t and u is not None]
+
+
+def edited(ctx: AppContext, doc: LabelDocument, view: dict[str, Any], message: str) -> list[Any]:
+    """Save the edited list and show it again. -> [doc, status, *page]."""
+    with shown_in_toast(ctx.i18n, "saving a label file"), person_files():
+        doc.save()
+    return [doc, f"{message}. {describe(ctx, doc)}", *render_page(ctx, doc, PageView.of(view))]
+
+
+def undo_edit(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    _ = ctx.i18n
+    with shown_in_toast(_, "undo"), person_files():
+        doc = loaded(ctx, doc)
+        doc.undo()
+    return edited(ctx, doc, view, _("Undone"))
+
+
+def delete_selected(
+    ctx: AppContext,
+    doc: LabelDocument | None,
+    view: dict[str, Any],
+    uids: list[Any],
+    ticks: list[Any],
+    trash_audio: bool,
+) -> list[Any]:
+    """Drop the ticked clips from the list; their audio goes to the trash when asked."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "delete"), person_files():
+        doc = loaded(ctx, doc)
+        n = doc.delete(selected_uids(uids, ticks), trash_audio=bool(trash_audio))
+    return edited(ctx, doc, view, _("Deleted {n} clips", n=n))
+
+
+def merge_selected(
+    ctx: AppContext,
+    doc: LabelDocument | None,
+    view: dict[str, Any],
+    uids: list[Any],
+    ticks: list[Any],
+    silence: float | None,
+) -> list[Any]:
+    """Join the ticked clips into one new clip, `silence` seconds apart."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "merge"), person_files():
+        doc = loaded(ctx, doc)
+        merged = doc.merge(selected_uids(uids, ticks), silence=float(silence or 0))
+    return edited(ctx, doc, view, _("Merged into {path}", path=merged.path))
+
+
+def split_selected(
+    ctx: AppContext,
+    doc: LabelDocument | None,
+    view: dict[str, Any],
+    uids: list[Any],
+    ticks: list[Any],
+    split_at: float | None,
+) -> list[Any]:
+    """Cut the one ticked clip in two at `split_at` seconds."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "split"), person_files():
+        doc = loaded(ctx, doc)
+        chosen = selected_uids(uids, ticks)
+        if len(chosen) != 1:
+            raise InputError(_("Select exactly one clip to split"))
+        a, b = doc.split(chosen[0], float(split_at or 0))
+    return edited(
+        ctx, doc, view, _("Split into {a} and {b}; type the text of the second part", a=a.path, b=b.path)
+    )
+
+
+# ---------- wiring ----------
+
+
+def wire_rows(ctx: AppContext, ui: LabelsLayout) -> None:
+    """Each row saves its own clip; the row's uid travels with the event, so a save hits the clip edited."""
+    for row in ui.rows:
+        text_inputs = {"doc": ui.doc, "uid": row.uid, "text": row.text}
+        for event in (row.text.blur, row.text.submit):
+            connect(event, ctx, save_text, text_inputs, ui.status, **EDIT_QUEUE)
+        language_inputs = {"doc": ui.doc, "uid": row.uid, "language": row.language}
+        connect(row.language.input, ctx, save_language, language_inputs, ui.status, **EDIT_QUEUE)
+
+
+def wire(ctx: AppContext, ui: LabelsLayout) -> None:
+    view = {"doc": ui.doc, "view": ui.view_inputs()}
+    loaded_outputs = [ui.doc, ui.status, *ui.page_outputs()]
+    load_inputs = {"choice": ui.list_choice, "typed": ui.path, "view": ui.view_inputs()}
+    for event in (ui.load.click, ui.path.submit):
+        connect(event, ctx, load_document, load_inputs, loaded_outputs, **EDIT_QUEUE)
+    connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
+    connect(ui.previous.click, ctx, previous_page, view, ui.page_outputs(), **EDIT_QUEUE)
+    connect(ui.next.click, ctx, next_page, view, ui.page_outputs(), **EDIT_QUEUE)
+    for widget in (ui.query, ui.language_filter, ui.sort_key, ui.flagged_only, ui.page_size):
+        connect(widget.change, ctx, first_page, view, ui.page_outputs(), **EDIT_QUEUE)
+    selection = {**view, **ui.selection_inputs()}
+    connect(ui.undo.click, ctx, undo_edit, view, loaded_outputs, **EDIT_QUEUE)
+    connect(
+        ui.delete.click,
+        ctx,
+        delete_selected,
+        {**selection, "trash_audio": ui.trash_audio},
+        loaded_outputs,
+        **EDIT_QUEUE,
+    )
+    connect(
+        ui.merge.click,
+        ctx,
+        merge_selected,
+        {**selection, "silence": ui.silence},
+        loaded_outputs,
+        **EDIT_QUEUE,
+    )
+    connect(
+        ui.split.click,
+        ctx,
+        split_selected,
+        {**selection, "split_at": ui.split_at},
+        loaded_outputs,
+        **EDIT_QUEUE,
+    )
+    wire_rows(ctx, ui)
+
+
+def build(ctx: AppContext) -> LabelsLayout:
+    ui = layout(ctx)
+    wire(ctx, ui)
+    return ui

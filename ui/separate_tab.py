@@ -2,24 +2,35 @@
 
 Inputs are uploaded files (copied into the workspace `uploads/` folder) or a file or folder typed
 as a path inside the workspace. Outputs go to `separated/`; each result gets two audio players.
+`layout()` builds the components, `wire()` connects them to the named handlers below.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
+
 from core.fsutil import unique_path
+from core.jobs import Job
 from tools.demucs_models import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
+    ModelLoadError,
+    _hf_cached,
     list_local_models,
     local_status,
     missing_model_message,
 )
-from ui.context import AppContext
-from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
+from ui.context import AppContext, InputError, person_files
+from ui.errors import shown_in_toast
+from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.wiring import connect
 
 
 def model_dir(ctx: AppContext) -> Path:
@@ -32,8 +43,6 @@ def model_choices(ctx: AppContext) -> list[str]:
 
 def model_status(ctx: AppContext, name: str) -> str:
     """One line: found locally (or in the Hugging Face cache), else what to fetch and where."""
-    from tools.demucs_models import ModelLoadError, _hf_cached
-
     _ = ctx.i18n
     found, _missing = local_status(name, model_dir(ctx))
     if found:
@@ -53,16 +62,14 @@ def model_status(ctx: AppContext, name: str) -> str:
 def collect_inputs(ctx: AppContext, uploads: list[str] | None, typed: str) -> list[str]:
     """Copy uploads into `uploads/` (never replacing a file) and resolve a typed workspace path."""
     inputs = []
-    for f in uploads or []:
-        src = Path(f)
-        target = unique_path(ctx.folder("uploads") / src.name)
-        shutil.copyfile(src, target)
-        inputs.append(str(target))
+    with person_files():
+        for f in uploads or []:
+            src = Path(f)
+            target = unique_path(ctx.folder("uploads") / src.name)
+            shutil.copyfile(src, target)
+            inputs.append(str(target))
     if typed and typed.strip():
-        path = ctx.inside(typed.strip())
-        if not path.exists():
-            raise FileNotFoundError(ctx.i18n("Not found: {path}", path=str(path)))
-        inputs.append(str(path))
+        inputs.append(str(ctx.existing(typed.strip())))
     return inputs
 
 
@@ -96,9 +103,58 @@ def cli_args(
     return args
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
+# ---------- layout ----------
 
+
+@dataclass
+class SeparateLayout:
+    uploads: gr.File
+    typed: gr.Textbox
+    model: gr.Dropdown
+    refresh: gr.Button
+    model_status: gr.Markdown
+    segment: gr.Number
+    overlap: gr.Slider
+    shifts: gr.Slider
+    device: gr.Dropdown
+    start: gr.Button
+    stop: gr.Button
+    progress: gr.Textbox
+    failures: gr.Markdown
+    job_state: gr.State  # per session: {"job": Job} while one runs
+    results: gr.State  # [{"input", "vocals", "accompaniment"}]
+
+
+def show_results(ctx: AppContext, items: list[dict[str, Any]]) -> None:
+    """Two players (vocals, accompaniment) under the name of each separated input."""
+    _ = ctx.i18n
+    for item in items:
+        gr.Markdown(f"**{Path(item['input']).name}**")
+        with gr.Row():
+            gr.Audio(item["vocals"], label=_("Vocals"), interactive=False)
+            gr.Audio(item["accompaniment"], label=_("Accompaniment"), interactive=False)
+
+
+def advanced_options(ctx: AppContext) -> tuple[gr.Number, gr.Slider, gr.Slider, gr.Dropdown]:
+    _ = ctx.i18n
+    with gr.Accordion(_("Advanced"), open=False):
+        segment = gr.Number(
+            0, label=_("Segment length in seconds (0: the model's own)"), minimum=0, elem_id="sep-segment"
+        )
+        overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=_("Overlap"), elem_id="sep-overlap")
+        shifts = gr.Slider(
+            0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"), elem_id="sep-shifts"
+        )
+        device = gr.Dropdown(
+            [(_("Automatic"), "auto"), ("CPU", "cpu"), ("CUDA", "cuda"), ("MPS", "mps")],
+            value="auto",
+            label=_("Device"),
+            elem_id="sep-device",
+        )
+    return segment, overlap, shifts, device
+
+
+def layout(ctx: AppContext) -> SeparateLayout:
     _ = ctx.i18n
     gr.Markdown(
         _(
@@ -116,82 +172,120 @@ def build(ctx: AppContext) -> None:
         )
         refresh = gr.Button(_("Refresh models"), elem_id="sep-refresh", scale=1)
     status_line = gr.Markdown(model_status(ctx, DEFAULT_MODEL), elem_id="sep-model-status")
-    with gr.Accordion(_("Advanced"), open=False):
-        segment = gr.Number(
-            0, label=_("Segment length in seconds (0: the model's own)"), minimum=0, elem_id="sep-segment"
-        )
-        overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=_("Overlap"), elem_id="sep-overlap")
-        shifts = gr.Slider(
-            0, 10, value=0, step=1, label=_("Shifts (slower, slightly better)"), elem_id="sep-shifts"
-        )
-        device = gr.Dropdown(
-            [(_("Automatic"), "auto"), ("CPU", "cpu"), ("CUDA", "cuda"), ("MPS", "mps")],
-            value="auto",
-            label=_("Device"),
-            elem_id="sep-device",
-        )
+    segment, overlap, shifts, device = advanced_options(ctx)
     with gr.Row():
         start = gr.Button(_("Start"), variant="primary", elem_id="sep-start")
         stop = gr.Button(_("Stop"), elem_id="sep-stop")
     progress = gr.Textbox(label=_("Status"), interactive=False, elem_id="sep-status")
     failures = gr.Markdown(elem_id="sep-failures")
-    job_state = gr.State({})  # per session: {"job": Job} while one runs
-    results = gr.State([])  # [{"input", "vocals", "accompaniment"}]
-
-    @gr.render(inputs=results)
-    def show_results(items: list[dict[str, Any]]) -> None:
-        for item in items:
-            gr.Markdown(f"**{Path(item['input']).name}**")
-            with gr.Row():
-                gr.Audio(item["vocals"], label=_("Vocals"), interactive=False)
-                gr.Audio(item["accompaniment"], label=_("Accompaniment"), interactive=False)
-
-    def on_refresh(current: str):
-        choices = model_choices(ctx)
-        value = current if current in choices else DEFAULT_MODEL
-        return gr.update(choices=choices, value=value), model_status(ctx, value)
-
-    def on_start(files, path_text, model_name, seg, ov, sh, dev, state):
-        try:
-            inputs = collect_inputs(ctx, files, path_text)
-            if not inputs:
-                raise ValueError(_("Upload files or type a path first."))
-            args = cli_args(ctx, inputs, model_name, seg or None, ov, sh, dev)
-            job = start_job(ctx, state, "tools.separate", args, "separate")
-        except (ValueError, OSError, JobAlreadyRunning) as e:
-            raise gr.Error(str(e)) from e
-        done: list[dict[str, Any]] = []
-        failed: list[str] = []
-        yield _("Starting…"), "", done
-        message = ""
-        for event in job.follow():
-            kind = event.get("type")
-            if kind == "progress":
-                pct = 100 * event["done"] / max(event["total"], 1)
-                message = f"{pct:.0f}%  {event.get('message', '')}"
-            elif kind == "result":
-                done = [*done, event]
-            elif kind == "error":
-                failed.append(event["message"])
-            elif kind == "done":
-                failed += [f"{Path(f['path']).name}: {f['error']}" for f in event["failures"]]
-            elif kind == "exit":
-                code = event["returncode"]
-                message = exit_message(_, code)
-                if code not in (0, 1, 2) and not was_stopped(code):
-                    failed.append(job.log_tail(1000))  # a crash: the log says why
-            yield message, "\n".join(f"- {f}" for f in failed), done
-        state.pop("job", None)
-
-    def on_stop(state):
-        stop_job(state)
-        return _("Stopped.")
-
-    refresh.click(on_refresh, inputs=model, outputs=[model, status_line])
-    model.change(lambda name: model_status(ctx, name), inputs=model, outputs=status_line)
-    start.click(
-        on_start,
-        inputs=[uploads, typed, model, segment, overlap, shifts, device, job_state],
-        outputs=[progress, failures, results],
+    results = gr.State([])
+    gr.render(inputs=results)(partial(show_results, ctx))
+    return SeparateLayout(
+        uploads=uploads,
+        typed=typed,
+        model=model,
+        refresh=refresh,
+        model_status=status_line,
+        segment=segment,
+        overlap=overlap,
+        shifts=shifts,
+        device=device,
+        start=start,
+        stop=stop,
+        progress=progress,
+        failures=failures,
+        job_state=gr.State({}),
+        results=results,
     )
-    stop.click(on_stop, inputs=job_state, outputs=progress, concurrency_limit=None)
+
+
+# ---------- handlers ----------
+
+
+def refresh_models(ctx: AppContext, current: str) -> tuple[Any, str]:
+    choices = model_choices(ctx)
+    value = current if current in choices else DEFAULT_MODEL
+    return gr.update(choices=choices, value=value), model_status(ctx, value)
+
+
+def show_model_status(ctx: AppContext, name: str) -> str:
+    return model_status(ctx, name)
+
+
+def start_separation(
+    ctx: AppContext,
+    files: list[str] | None,
+    typed: str,
+    model: str,
+    segment: float | None,
+    overlap: float,
+    shifts: int,
+    device: str,
+    state: dict[str, Any],
+) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """Start the job, then stream (status line, failures as a Markdown list, results so far)."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "separation start"):
+        inputs = collect_inputs(ctx, files, typed)
+        if not inputs:
+            raise InputError(_("Upload files or type a path first."))
+        args = cli_args(ctx, inputs, model, segment or None, overlap, shifts, device)
+        job = start_job(ctx, state, "tools.separate", args, "separate")
+    yield _("Starting…"), "", []
+    yield from follow_separation(ctx, job)
+    state.pop("job", None)
+
+
+def follow_separation(ctx: AppContext, job: Job) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """One (status, failures, results) update per event of the separation job."""
+    done: list[dict[str, Any]] = []
+    failed: list[str] = []
+    message = ""
+    for event in job.follow():
+        kind = event.get("type")
+        if kind == "progress":
+            pct = 100 * event["done"] / max(event["total"], 1)
+            message = f"{pct:.0f}%  {event.get('message', '')}"
+        elif kind == "result":
+            done = [*done, event]
+        elif kind == "error":
+            failed.append(event["message"])
+        elif kind == "done":
+            failed += [f"{Path(f['path']).name}: {f['error']}" for f in event["failures"]]
+        elif kind == "exit":
+            message = exit_message(ctx.i18n, event["returncode"])
+            if crashed(event["returncode"]):
+                failed.append(job.log_tail(1000))  # a crash: the log says why
+        yield message, "\n".join(f"- {f}" for f in failed), done
+
+
+def stop_separation(ctx: AppContext, state: dict[str, Any]) -> str:
+    stop_job(state)
+    return ctx.i18n("Stopped.")
+
+
+# ---------- wiring ----------
+
+
+def wire(ctx: AppContext, ui: SeparateLayout) -> None:
+    connect(ui.refresh.click, ctx, refresh_models, {"current": ui.model}, [ui.model, ui.model_status])
+    connect(ui.model.change, ctx, show_model_status, {"name": ui.model}, ui.model_status)
+    form = {
+        "files": ui.uploads,
+        "typed": ui.typed,
+        "model": ui.model,
+        "segment": ui.segment,
+        "overlap": ui.overlap,
+        "shifts": ui.shifts,
+        "device": ui.device,
+        "state": ui.job_state,
+    }
+    connect(ui.start.click, ctx, start_separation, form, [ui.progress, ui.failures, ui.results])
+    # The stop must not queue behind the running start.
+    connect(ui.stop.click, ctx, stop_separation, {"state": ui.job_state}, ui.progress, concurrency_limit=None)
+
+
+def build(ctx: AppContext) -> SeparateLayout:
+    ui = layout(ctx)
+    wire(ctx, ui)
+    return ui

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import filecmp
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 
 from core.fsutil import unique_path
+from core.jobs import Job
 from tools.slice import SliceParams, check_output_dir, default_workers, find_cuts
-from ui.context import AppContext
-from ui.job_ui import JobAlreadyRunning, exit_message, start_job, stop_job, was_stopped
+from ui.context import AppContext, InputError, person_files
+from ui.errors import shown_in_toast
+from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.wiring import connect
 
 PREVIEW_FILES = 8  # preview loads whole files: keep it to a few
 PLOT_POINTS = 2000  # envelope bins drawn per waveform
@@ -38,14 +44,12 @@ def stage_uploads(files: list[str] | None, uploads_dir: Path) -> list[Path]:
 
 
 def collect_inputs(ctx: AppContext, files: list[str] | None, typed: str) -> list[Path]:
-    inputs = stage_uploads(files, ctx.folder("uploads"))
+    with person_files():
+        inputs = stage_uploads(files, ctx.folder("uploads"))
     if typed and typed.strip():
-        path = ctx.inside(typed.strip())
-        if not path.exists():
-            raise FileNotFoundError(ctx.i18n("Not found: {path}", path=str(path)))
-        inputs.append(path)
+        inputs.append(ctx.existing(typed.strip()))
     if not inputs:
-        raise ValueError(ctx.i18n("Upload audio files or type a path inside the workspace first."))
+        raise InputError(ctx.i18n("Upload audio files or type a path inside the workspace first."))
     return inputs
 
 
@@ -130,7 +134,7 @@ def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any
 
     files = list_audio_files(inputs)[:PREVIEW_FILES]
     if not files:
-        raise ValueError("no audio files found in " + ", ".join(str(p) for p in inputs))
+        raise InputError("no audio files found in " + ", ".join(str(p) for p in inputs))
     rows: list[list[Any]] = []
     fig = None
     sr = params.sample_rate
@@ -159,11 +163,76 @@ def summary(ctx: AppContext, result: dict[str, Any] | None, out: Path, code: int
     return "\n".join(lines)
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
+# ---------- layout ----------
 
+
+@dataclass
+class SliceLayout:
+    files: gr.File
+    typed: gr.Textbox
+    out_name: gr.Textbox
+    params: dict[str, Any]  # make_params() argument name -> its input component
+    workers: gr.Slider
+    preview: gr.Button
+    run: gr.Button
+    stop: gr.Button
+    plot: gr.Plot
+    table: gr.Dataframe
+    status: gr.Textbox
+    result: gr.Markdown
+    job_state: gr.State  # per session: {"job": Job} while a slice runs
+
+
+def cut_parameters(ctx: AppContext) -> dict[str, Any]:
+    """The silence-detection parameters, by `make_params()` argument name (workers is not one)."""
     _ = ctx.i18n
     d = SliceParams()
+    params: dict[str, Any] = {}
+    with gr.Row():
+        params["threshold"] = gr.Slider(
+            -80, 0, value=d.threshold_db, step=1, label=_("Silence threshold (dB)"), elem_id="slice-threshold"
+        )
+        params["min_length"] = gr.Number(
+            d.min_length_ms, label=_("Minimum clip length (ms)"), minimum=0, elem_id="slice-min-length"
+        )
+        params["min_interval"] = gr.Number(
+            d.min_interval_ms, label=_("Minimum silence to cut (ms)"), minimum=0, elem_id="slice-min-interval"
+        )
+        params["hop"] = gr.Number(d.hop_ms, label=_("Hop size (ms)"), minimum=1, elem_id="slice-hop")
+        params["max_sil_kept"] = gr.Number(
+            d.max_sil_kept_ms, label=_("Maximum silence kept (ms)"), minimum=0, elem_id="slice-max-sil"
+        )
+    return params
+
+
+def level_parameters(ctx: AppContext) -> tuple[dict[str, Any], gr.Slider]:
+    """Loudness and length parameters by `make_params()` argument name, and the worker count."""
+    _ = ctx.i18n
+    d = SliceParams()
+    params: dict[str, Any] = {}
+    with gr.Row():
+        params["max_peak"] = gr.Slider(
+            0.05, 1.0, value=d.max_peak, step=0.05, label=_("Peak after normalisation"), elem_id="slice-max"
+        )
+        params["alpha"] = gr.Slider(
+            0.0, 1.0, value=d.alpha, step=0.05, label=_("Normalised share (alpha)"), elem_id="slice-alpha"
+        )
+        params["max_length"] = gr.Number(
+            0, label=_("Maximum clip length in seconds (0: no limit)"), minimum=0, elem_id="slice-max-length"
+        )
+        workers = gr.Slider(
+            1,
+            max(default_workers(), 8),
+            value=default_workers(),
+            step=1,
+            label=_("Parallel processes"),
+            elem_id="slice-workers",
+        )
+    return params, workers
+
+
+def layout(ctx: AppContext) -> SliceLayout:
+    _ = ctx.i18n
     gr.Markdown(
         _(
             "Cut long recordings into clips at silences. Preview the cuts first; clips go to the "
@@ -180,54 +249,8 @@ def build(ctx: AppContext) -> None:
                 label=_("Output sub-folder of sliced/ (optional)"), elem_id="slice-out-name"
             )
     with gr.Accordion(_("Parameters"), open=False):
-        with gr.Row():
-            threshold = gr.Slider(
-                -80,
-                0,
-                value=d.threshold_db,
-                step=1,
-                label=_("Silence threshold (dB)"),
-                elem_id="slice-threshold",
-            )
-            min_length = gr.Number(
-                d.min_length_ms, label=_("Minimum clip length (ms)"), minimum=0, elem_id="slice-min-length"
-            )
-            min_interval = gr.Number(
-                d.min_interval_ms,
-                label=_("Minimum silence to cut (ms)"),
-                minimum=0,
-                elem_id="slice-min-interval",
-            )
-            hop = gr.Number(d.hop_ms, label=_("Hop size (ms)"), minimum=1, elem_id="slice-hop")
-            max_sil_kept = gr.Number(
-                d.max_sil_kept_ms, label=_("Maximum silence kept (ms)"), minimum=0, elem_id="slice-max-sil"
-            )
-        with gr.Row():
-            max_peak = gr.Slider(
-                0.05,
-                1.0,
-                value=d.max_peak,
-                step=0.05,
-                label=_("Peak after normalisation"),
-                elem_id="slice-max",
-            )
-            alpha = gr.Slider(
-                0.0, 1.0, value=d.alpha, step=0.05, label=_("Normalised share (alpha)"), elem_id="slice-alpha"
-            )
-            max_length = gr.Number(
-                0,
-                label=_("Maximum clip length in seconds (0: no limit)"),
-                minimum=0,
-                elem_id="slice-max-length",
-            )
-            workers = gr.Slider(
-                1,
-                max(default_workers(), 8),
-                value=default_workers(),
-                step=1,
-                label=_("Parallel processes"),
-                elem_id="slice-workers",
-            )
+        params = cut_parameters(ctx)
+        levels, workers = level_parameters(ctx)
     with gr.Row():
         preview_btn = gr.Button(_("Preview"), elem_id="slice-preview")
         run_btn = gr.Button(_("Slice"), variant="primary", elem_id="slice-run")
@@ -240,56 +263,104 @@ def build(ctx: AppContext) -> None:
     )
     status = gr.Textbox(label=_("Status"), interactive=False, elem_id="slice-status")
     result_md = gr.Markdown(elem_id="slice-result")
-    job_state = gr.State({})  # per session: {"job": Job} while a slice runs
-    param_inputs = [threshold, min_length, min_interval, hop, max_sil_kept, max_peak, alpha, max_length]
-
-    def on_preview(up, path_text, *values):
-        try:
-            params = make_params(*values)
-            fig, rows = preview(collect_inputs(ctx, up, path_text), params)
-        except (ValueError, OSError) as e:
-            raise gr.Error(str(e)) from e
-        n_clips = len(rows)
-        return fig, rows, _("Preview: {n} clips (nothing written).", n=n_clips)
-
-    def on_run(
-        up, path_text, out_text, n_workers, thr, min_len, min_int, hop_ms, sil, peak, a, max_len, state
-    ):
-        values = (thr, min_len, min_int, hop_ms, sil, peak, a, max_len)
-        try:
-            params = make_params(*values)
-            inputs = collect_inputs(ctx, up, path_text)
-            out = output_dir(ctx, out_text)
-            check_output_dir(inputs, out)
-            job = start_job(ctx, state, "tools.slice", cli_args(inputs, out, params, n_workers), "slice")
-        except (ValueError, OSError, JobAlreadyRunning) as e:
-            raise gr.Error(str(e)) from e
-        result, code = None, None
-        yield _("Starting…"), ""
-        for event in job.follow():
-            kind = event.get("type")
-            if kind == "progress":
-                yield _("{done}/{total} files", done=event["done"], total=event["total"]), ""
-            elif kind == "result":
-                result = event
-            elif kind == "error":
-                raise gr.Error(event["message"])
-            elif kind == "exit":
-                code = event["returncode"]
-        state.pop("job", None)
-        done = exit_message(_, code) if code is not None else _("Failed.")
-        if code is not None and code not in (0, 1, 2) and not was_stopped(code):
-            done += "\n\n" + job.log_tail(1000)  # a crash: the log says why
-        yield done, summary(ctx, result, out, code)
-
-    def on_stop(state):
-        stop_job(state)
-        return _("Stopped.")
-
-    preview_btn.click(on_preview, inputs=[files, typed, *param_inputs], outputs=[plot, table, status])
-    run_btn.click(
-        on_run,
-        inputs=[files, typed, out_name, workers, *param_inputs, job_state],
-        outputs=[status, result_md],
+    return SliceLayout(
+        files=files,
+        typed=typed,
+        out_name=out_name,
+        params={**params, **levels},
+        workers=workers,
+        preview=preview_btn,
+        run=run_btn,
+        stop=stop_btn,
+        plot=plot,
+        table=table,
+        status=status,
+        result=result_md,
+        job_state=gr.State({}),
     )
-    stop_btn.click(on_stop, inputs=job_state, outputs=status, concurrency_limit=None)
+
+
+# ---------- handlers ----------
+
+
+def preview_cuts(
+    ctx: AppContext, files: list[str] | None, typed: str, params: dict[str, Any]
+) -> tuple[Any, list[list[Any]], str]:
+    """The waveform with its cuts, the table of clips and a status line; nothing is written."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "slicing preview"):
+        fig, rows = preview(collect_inputs(ctx, files, typed), make_params(**params))
+    return fig, rows, _("Preview: {n} clips (nothing written).", n=len(rows))
+
+
+def start_slicing(
+    ctx: AppContext,
+    files: list[str] | None,
+    typed: str,
+    out_name: str,
+    workers: int,
+    params: dict[str, Any],
+    state: dict[str, Any],
+) -> Iterator[tuple[str, str]]:
+    """Start `tools.slice`, then stream (status line, summary of what was written)."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "slicing start"):
+        slice_params = make_params(**params)
+        inputs = collect_inputs(ctx, files, typed)
+        out = output_dir(ctx, out_name)
+        check_output_dir(inputs, out)
+        job = start_job(ctx, state, "tools.slice", cli_args(inputs, out, slice_params, workers), "slice")
+    yield _("Starting…"), ""
+    yield from follow_slicing(ctx, job, out)
+    state.pop("job", None)
+
+
+def follow_slicing(ctx: AppContext, job: Job, out: Path) -> Iterator[tuple[str, str]]:
+    """Progress lines while the job runs, then how it ended and what it wrote."""
+    _ = ctx.i18n
+    result, code = None, None
+    for event in job.follow():
+        kind = event.get("type")
+        if kind == "progress":
+            yield _("{done}/{total} files", done=event["done"], total=event["total"]), ""
+        elif kind == "result":
+            result = event
+        elif kind == "error":
+            raise gr.Error(event["message"])  # the stage's own message for a user error
+        elif kind == "exit":
+            code = event["returncode"]
+    done = exit_message(_, code) if code is not None else _("Failed.")
+    if code is not None and crashed(code):
+        done += "\n\n" + job.log_tail(1000)  # a crash: the log says why
+    yield done, summary(ctx, result, out, code)
+
+
+def stop_slicing(ctx: AppContext, state: dict[str, Any]) -> str:
+    stop_job(state)
+    return ctx.i18n("Stopped.")
+
+
+# ---------- wiring ----------
+
+
+def wire(ctx: AppContext, ui: SliceLayout) -> None:
+    source = {"files": ui.files, "typed": ui.typed}
+    connect(
+        ui.preview.click, ctx, preview_cuts, {**source, "params": ui.params}, [ui.plot, ui.table, ui.status]
+    )
+    form = {
+        **source,
+        "out_name": ui.out_name,
+        "workers": ui.workers,
+        "params": ui.params,
+        "state": ui.job_state,
+    }
+    connect(ui.run.click, ctx, start_slicing, form, [ui.status, ui.result])
+    # The stop must not queue behind the running slice.
+    connect(ui.stop.click, ctx, stop_slicing, {"state": ui.job_state}, ui.status, concurrency_limit=None)
+
+
+def build(ctx: AppContext) -> SliceLayout:
+    ui = layout(ctx)
+    wire(ctx, ui)
+    return ui
