@@ -214,11 +214,9 @@ def advanced_options(ctx: AppContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Slid
     return device, compute, beam, batch, vad
 
 
-def layout(ctx: AppContext) -> AsrLayout:
+def source_and_model(ctx: AppContext) -> tuple[gr.Dropdown, gr.Button, gr.Dropdown, gr.Dropdown]:
+    """The input folder (with its Refresh button), the model and the language."""
     _ = ctx.i18n
-    gr.Markdown(
-        _("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`).")
-    )
     with gr.Row():
         folder = gr.Dropdown(
             folder_choices(ctx),
@@ -245,6 +243,15 @@ def layout(ctx: AppContext) -> AsrLayout:
             elem_id="asr-language",
             scale=1,
         )
+    return folder, refresh, model, language
+
+
+def layout(ctx: AppContext) -> AsrLayout:
+    _ = ctx.i18n
+    gr.Markdown(
+        _("Transcribe sliced clips with faster-whisper into a `.list` file (workspace folder `asr/`).")
+    )
+    folder, refresh, model, language = source_and_model(ctx)
     model_line = gr.Markdown(status_line(ctx, default_model(ctx)), elem_id="asr-model-status")
     device, compute, beam, batch, vad = advanced_options(ctx)
     with gr.Row():

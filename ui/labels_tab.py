@@ -9,7 +9,7 @@ Audio paths are resolved against the workspace, the only folder the server serve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class PageView:
         )
 
     def at(self, page: int) -> PageView:
-        return PageView(self.query, self.language, self.sort_key, self.flagged_only, page, self.page_size)
+        return replace(self, page=page)
 
 
 def page_view(doc: LabelDocument, view: PageView) -> tuple[list[LabelEntry], int, int]:
@@ -484,43 +484,31 @@ def wire_rows(ctx: AppContext, ui: LabelsLayout) -> None:
         connect(row.language.input, ctx, save_language, language_inputs, ui.status, **EDIT_QUEUE)
 
 
-def wire(ctx: AppContext, ui: LabelsLayout) -> None:
+def wire_list_edits(ctx: AppContext, ui: LabelsLayout) -> None:
+    """Undo, delete, merge, split: each saves the list and shows the page again."""
     view = {"doc": ui.doc, "view": ui.view_inputs()}
-    loaded_outputs = [ui.doc, ui.status, *ui.page_outputs()]
+    outputs = [ui.doc, ui.status, *ui.page_outputs()]
+    connect(ui.undo.click, ctx, undo_edit, view, outputs, **EDIT_QUEUE)
+    selection = {**view, **ui.selection_inputs()}
+    for button, handler, options in (
+        (ui.delete, delete_selected, {"trash_audio": ui.trash_audio}),
+        (ui.merge, merge_selected, {"silence": ui.silence}),
+        (ui.split, split_selected, {"split_at": ui.split_at}),
+    ):
+        connect(button.click, ctx, handler, {**selection, **options}, outputs, **EDIT_QUEUE)
+
+
+def wire(ctx: AppContext, ui: LabelsLayout) -> None:
     load_inputs = {"choice": ui.list_choice, "typed": ui.path, "view": ui.view_inputs()}
     for event in (ui.load.click, ui.path.submit):
-        connect(event, ctx, load_document, load_inputs, loaded_outputs, **EDIT_QUEUE)
+        connect(event, ctx, load_document, load_inputs, [ui.doc, ui.status, *ui.page_outputs()], **EDIT_QUEUE)
     connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
+    view = {"doc": ui.doc, "view": ui.view_inputs()}
     connect(ui.previous.click, ctx, previous_page, view, ui.page_outputs(), **EDIT_QUEUE)
     connect(ui.next.click, ctx, next_page, view, ui.page_outputs(), **EDIT_QUEUE)
     for widget in (ui.query, ui.language_filter, ui.sort_key, ui.flagged_only, ui.page_size):
         connect(widget.change, ctx, first_page, view, ui.page_outputs(), **EDIT_QUEUE)
-    selection = {**view, **ui.selection_inputs()}
-    connect(ui.undo.click, ctx, undo_edit, view, loaded_outputs, **EDIT_QUEUE)
-    connect(
-        ui.delete.click,
-        ctx,
-        delete_selected,
-        {**selection, "trash_audio": ui.trash_audio},
-        loaded_outputs,
-        **EDIT_QUEUE,
-    )
-    connect(
-        ui.merge.click,
-        ctx,
-        merge_selected,
-        {**selection, "silence": ui.silence},
-        loaded_outputs,
-        **EDIT_QUEUE,
-    )
-    connect(
-        ui.split.click,
-        ctx,
-        split_selected,
-        {**selection, "split_at": ui.split_at},
-        loaded_outputs,
-        **EDIT_QUEUE,
-    )
+    wire_list_edits(ctx, ui)
     wire_rows(ctx, ui)
 
 
