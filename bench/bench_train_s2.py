@@ -47,10 +47,9 @@ def child(batch: int, seconds: float, steps: int, threads: int, device: str, see
     if threads > 0:
         torch.set_num_threads(threads)
     from gpt_sovits.data.s2_dataset import S2Example, align_ssl, collate_s2
-    from gpt_sovits.device import autocast_dtype
+    from gpt_sovits.device import autocast_dtype, make_grad_scaler
     from gpt_sovits.models.features import spectrogram
     from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
-    from gpt_sovits.train.common import make_grad_scaler
     from gpt_sovits.train.s2 import S2Recipe, freeze_content_path, make_optimizers, train_step
     from tests.support.synth import voiced_tone
 

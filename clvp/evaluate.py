@@ -44,6 +44,8 @@ import torch
 
 from clvp.data import ClvpItem
 from clvp.negatives import KINDS, SpanSpec, corrupt
+from core.errors import UserError
+from core.jobs import EXIT_OK, EXIT_USER_ERROR
 
 EVAL_SPAN = SpanSpec(lo=0.1, hi=0.3, min_tokens=8)
 
@@ -204,14 +206,14 @@ def run_evaluation(
 ) -> tuple[list[RuleResult], int]:
     """The table's rows (clvp when ``ckpt``, s1 when ``gpt_path``, random always) and the number of items."""
     from clvp.checkpoint import load_clvp_checkpoint
-    from clvp.data import load_items, split_items
+    from clvp.data import ClvpDataError, load_items, split_items
     from gpt_sovits.device import pick_device
 
     items, _notes = load_items(exp_dirs)
     if not all_items:
         _train, items = split_items(items, held_out)
         if not items:
-            raise ValueError(
+            raise ClvpDataError(
                 "no held-out items (fewer than 10 clips, or none hashed into the held-out part); use --all"
             )
     if limit:
@@ -261,16 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.device,
             args.limit,
         )
-    except ValueError as e:
+    except UserError as e:  # bad folders, weights or device: the message says what to do
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(format_table(results, args.k))
     if args.json:
         from core.fsutil import atomic_write_text
 
         payload = {"k": args.k, "items": n, "results": [r.__dict__ for r in results]}
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

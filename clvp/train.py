@@ -5,7 +5,7 @@
         [--held-out 0.1] [--fresh] [--device auto] [--events FILE] [--config OPTIONS.json]
 
 The run folder (default ``<first exp-dir>/clvp_train``) holds config.json, metrics.jsonl, checkpoint.pt and
-log.txt (``gpt_sovits.train.common.RunDir``); running again resumes unless ``--fresh``. Every ``--save-every``
+log.txt (``gpt_sovits.train.run_dir.RunDir``); running again resumes unless ``--fresh``. Every ``--save-every``
 epochs and at the end the model is exported to ``<weights-dir>/<exp-name>-e<epoch>.pt`` and a ``saved``
 event (model="clvp") is emitted. ``--init`` starts from a CLVP weight file (a general model) and keeps its
 architecture: that is fine-tuning on one speaker's data. ``--model`` picks the size of a new model
@@ -24,24 +24,109 @@ import math
 import random
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clvp.checkpoint import read_clvp_file, save_clvp
-from clvp.data import ClvpDataError, ClvpItem, collate, load_items, split_items
+from clvp.checkpoint import load_clvp_checkpoint, save_clvp
+from clvp.data import ClvpBatch, ClvpDataError, ClvpItem, collate, load_items, split_items
 from clvp.model import ClvpConfig, ClvpConfigError, ClvpModel
-from core.jobs import EventWriter
-from gpt_sovits.device import autocast_for
-from gpt_sovits.train import common as T
+from core.jobs import EventWriter, never_stop
+from gpt_sovits.device import autocast_for, make_grad_scaler, pick_device
+from gpt_sovits.train.batching import default_batch_size, length_bucketed_batches
+from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.errors import TrainingError
+from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.run_dir import RunDir, export_weights
+from gpt_sovits.train.state import (
+    CheckpointTimer,
+    TrainProgress,
+    restore_training_state,
+    seed_everything,
+    training_state,
+)
+
+RUN_FOLDER = "clvp_train"
+# A common trainer flag CLVP has no use for: it trains from --init or from scratch, never from the
+# GPT-SoVITS pretrained folder.
+UNUSED_FLAGS = ("pretrained_dir",)
+
+
+@dataclass
+class ClvpTrainConfig:
+    """Everything a CLVP run needs; the CLI fills it (``config_from_args``), tests may build it directly."""
+
+    exp_dir: list[Path]
+    weights_dir: Path
+    exp_name: str = ""
+    out: Path | None = None  # run folder; default <first exp-dir>/clvp_train
+    epochs: int = 20
+    batch_size: int = 0  # 0: from free memory
+    save_every: int = 5
+    device: str = "auto"
+    seed: int = 1234
+    fresh: bool = False
+    keep_exports: str = "all"
+    checkpoint_minutes: float = 2.0
+    model: str = "base"  # tiny, base or a JSON file of ClvpConfig fields
+    init: Path | None = None  # CLVP weights to fine-tune (their architecture wins)
+    negatives: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    threads: int = 0  # torch CPU threads for this run; 0: torch's default
+    grad_clip: float = 1.0
+    held_out: float = 0.1
+    max_tokens: int = 1500
+
+    def __post_init__(self) -> None:
+        dirs = [self.exp_dir] if isinstance(self.exp_dir, (str, Path)) else self.exp_dir
+        self.exp_dir = [Path(d) for d in dirs]
+        if not self.exp_dir:
+            raise TrainingError("give at least one experiment folder")
+        self.weights_dir = Path(self.weights_dir)
+        self.out = Path(self.out) if self.out else None
+        self.init = Path(self.init) if self.init else None
+        if not self.exp_name:
+            self.exp_name = self.exp_dir[0].resolve().name
+        if self.epochs < 1 or self.save_every < 1:
+            raise TrainingError("epochs and save_every must be at least 1")
+        if self.batch_size < 0 or self.negatives < 0:
+            raise TrainingError("batch_size and negatives must not be negative")
+
+    @property
+    def run_path(self) -> Path:
+        """The run folder: config.json, metrics.jsonl, checkpoint.pt, log.txt."""
+        return self.out or self.exp_dir[0] / RUN_FOLDER
+
+
+@dataclass
+class ClvpTrainResult:
+    epoch: int  # finished epochs
+    step: int
+    stopped: bool
+    weights: Path | None  # the last export of this run
+    validation: dict[str, float] = field(default_factory=dict)  # the last epoch's held-out figures
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``result`` event and the line ``main`` prints: the fields, the held-out figures flattened."""
+        weights = str(self.weights) if self.weights else None
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "stopped": self.stopped,
+            "weights": weights,
+            **self.validation,
+        }
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m clvp.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    T.add_common_args(ap, epochs=20, save_every=5, multi_exp=True)
+    add_common_args(ap, epochs=20, save_every=5, multi_exp=True)
     g = ap.add_argument_group("CLVP options")
     g.add_argument("--out", help="run folder (default: <first exp-dir>/clvp_train)")
     g.add_argument("--model", default="base", help="size of a new model: tiny, base or a JSON config file")
@@ -69,32 +154,34 @@ def model_config(spec: str) -> ClvpConfig:
     p = Path(spec)
     if not p.is_file():
         raise ClvpConfigError(f"--model {spec!r} is neither tiny, base nor an existing JSON config file")
-    return ClvpConfig.from_dict(json.loads(p.read_text(encoding="utf-8")))
+    try:
+        fields = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClvpConfigError(
+            f"--model {spec}: not a readable JSON file of CLVP config fields ({e})"
+        ) from None
+    return ClvpConfig.from_dict(fields)
 
 
-def initial_model(args: argparse.Namespace) -> tuple[ClvpModel, str]:
+def initial_model(cfg: ClvpTrainConfig) -> tuple[ClvpModel, str]:
     """A fresh model of ``--model`` size, or the ``--init`` weights (their stored architecture wins)."""
-    if args.init:
-        payload = read_clvp_file(args.init)
-        model = ClvpModel(ClvpConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
-        return model, f"initialised from {args.init}"
-    cfg = model_config(args.model)
-    return ClvpModel(cfg), f"new {args.model} model"
+    if cfg.init:
+        return load_clvp_checkpoint(cfg.init), f"initialised from {cfg.init}"
+    return ClvpModel(model_config(cfg.model)), f"new {cfg.model} model"
 
 
 def make_optimizer(
-    model: ClvpModel, args: argparse.Namespace, total_steps: int
+    model: ClvpModel, cfg: ClvpTrainConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (no decay on norms, biases and the scale) with warm-up and cosine decay."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr,
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
         betas=(0.9, 0.98),
     )
-    warmup = min(args.warmup_steps, max(1, total_steps // 10))
+    warmup = min(cfg.warmup_steps, max(1, total_steps // 10))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup, total_steps))
 
 
@@ -111,18 +198,18 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 def pick_batch_size(
-    args: argparse.Namespace, model: ClvpModel, items: Sequence[ClvpItem], device: torch.device
+    cfg: ClvpTrainConfig, model: ClvpModel, items: Sequence[ClvpItem], device: torch.device
 ) -> int:
-    if args.batch_size:
-        return args.batch_size
-    cfg = model.cfg
+    if cfg.batch_size:
+        return cfg.batch_size
+    mcfg = model.cfg
     n_params = sum(p.numel() for p in model.parameters())
     mean_len = sum(len(it.tokens) for it in items) / max(1, len(items))
     # one item = its text + (1 + negatives) speech sequences; ~24 floats per position, layer and channel
     per_item = int(
-        (1 + args.negatives) * mean_len * cfg.dim * max(cfg.text_layers, cfg.speech_layers) * 24 * 4
+        (1 + cfg.negatives) * mean_len * mcfg.dim * max(mcfg.text_layers, mcfg.speech_layers) * 24 * 4
     )
-    return T.default_batch_size(device, fixed_bytes=n_params * 16, per_item_bytes=per_item, lo=2, hi=64)
+    return default_batch_size(device, fixed_bytes=n_params * 16, per_item_bytes=per_item, lo=2, hi=64)
 
 
 @torch.no_grad()
@@ -151,53 +238,64 @@ def validation(model: ClvpModel, val: Sequence[ClvpItem], negatives: int, seed: 
     return out
 
 
-def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
-    exp_dirs = [str(d) for d in args.exp_dir]
-    run = T.RunDir(args.out or Path(exp_dirs[0]) / "clvp_train")
-    items, notes = load_items(exp_dirs, args.max_tokens)
+def train(
+    cfg: ClvpTrainConfig,
+    events: EventWriter | None = None,
+    should_stop: Callable[[], bool] = never_stop,
+) -> ClvpTrainResult:
+    """Train (or resume) CLVP as configured by ``cfg``, until done or ``should_stop()`` (checked before every
+    step; the state is saved). Raises a UserError (ClvpDataError, ClvpConfigError...) on bad input."""
+    events = events or EventWriter(None)
+    threads = torch.get_num_threads()  # cfg.threads applies to this run only (train may run in-process)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, events, should_stop)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: ClvpTrainConfig, events: EventWriter, should_stop: Callable[[], bool]) -> ClvpTrainResult:
+    run = RunDir(cfg.run_path)
+    items, notes = load_items(cfg.exp_dir, cfg.max_tokens)
     for n in notes:
         run.log(n)
-    train_items, val_items = split_items(items, args.held_out)
+    train_items, val_items = split_items(items, cfg.held_out)
     if len(train_items) < 2:
         raise ClvpDataError(f"CLVP needs at least 2 training clips; found {len(train_items)}")
-    device = T.pick_device(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    T.seed_everything(args.seed)
-    model, origin = initial_model(args)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model, origin = initial_model(cfg)
     model.to(device).train()
-    bs = min(pick_batch_size(args, model, train_items, device), len(train_items))
-    bs = max(2, bs)
+    bs = max(2, min(pick_batch_size(cfg, model, train_items, device), len(train_items)))
     lengths = [len(it.tokens) for it in train_items]
-    steps_per_epoch = len(T.length_bucketed_batches(lengths, bs, args.seed, 0))
-    total = steps_per_epoch * args.epochs
-    opt, sched = make_optimizer(model, args, total)
-    scaler = T.make_grad_scaler(device)
-    prog = T.TrainProgress()
-    state = run.prepare(fresh=args.fresh, map_location=device)
+    steps_per_epoch = len(length_bucketed_batches(lengths, bs, cfg.seed, 0))
+    total = steps_per_epoch * cfg.epochs
+    opt, sched = make_optimizer(model, cfg, total)
+    scaler = make_grad_scaler(device)
+    prog = TrainProgress()
+    state = run.prepare(fresh=cfg.fresh, map_location=device)
     if state is not None:
         saved_cfg = ClvpConfig.from_dict(state["extra"]["model_config"])
         if saved_cfg != model.cfg:  # the run was started with another size: its state decides
             model = ClvpModel(saved_cfg).to(device).train()
-            opt, sched = make_optimizer(model, args, total)
-        prog = T.restore_training_state(state, model=model, optimizer=opt, scheduler=sched, scaler=scaler)
+            opt, sched = make_optimizer(model, cfg, total)
+        prog = restore_training_state(state, model=model, optimizer=opt, scheduler=sched, scaler=scaler)
         origin = f"resumed at epoch {prog.epoch}, step {prog.step}"
-    config = {**T.jsonable(args), "batch_size_used": bs, "model_config": model.cfg.to_dict()}
+    config = {**jsonable(cfg), "batch_size_used": bs, "model_config": model.cfg.to_dict()}
     run.write_config(config)
     n_params = sum(p.numel() for p in model.parameters())
     run.log(
         f"CLVP: {origin}; {n_params / 1e6:.2f}M parameters; {len(train_items)} train / {len(val_items)} held-out "
-        f"clips from {len(exp_dirs)} folder(s); batch {bs}, {steps_per_epoch} steps per epoch, device {device}"
+        f"clips from {len(cfg.exp_dir)} folder(s); batch {bs}, {steps_per_epoch} steps per epoch, device {device}"
     )
-    reporter = T.ProgressReporter(events, "clvp", total, start_step=prog.step)
-    timer = T.CheckpointTimer(args.checkpoint_minutes)
-    weights_dir = Path(args.weights_dir)
-    last_export: Path | None = None
-    last_val: dict[str, float] = {}
+    reporter = ProgressReporter(events, "clvp", total, start_step=prog.step)
+    timer = CheckpointTimer(cfg.checkpoint_minutes)
+    result = ClvpTrainResult(prog.epoch, prog.step, stopped=False, weights=None)
 
     def save_state() -> None:
         run.save(
-            T.training_state(
+            training_state(
                 model=model,
                 optimizer=opt,
                 scheduler=sched,
@@ -209,101 +307,104 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
         )
         timer.reset()
 
-    stopped = False
-    with T.StopFlag() as stop:
-        for epoch in range(prog.epoch, args.epochs):
-            batches = T.length_bucketed_batches(lengths, bs, args.seed, epoch)
-            for i, idx in enumerate(batches):
-                if i < prog.batch_in_epoch:
-                    continue
-                if stop():
-                    stopped = True
-                    break
-                # negatives depend only on (seed, epoch, batch): a resumed run sees the same data
-                rng = random.Random(args.seed * 1_000_003 + epoch * 10_007 + i)
-                chunk = [train_items[j] for j in idx]
-                if len(chunk) < 2:
-                    chunk.append(train_items[rng.randrange(len(train_items))])
-                pool = chunk + [train_items[rng.randrange(len(train_items))] for _ in range(8)]
-                b = collate(chunk, args.negatives, rng, model.cfg.text_pad, model.cfg.speech_pad, pool=pool)
-                b = b.to(device)
-                with autocast_for(device):
-                    out = model(b.text, b.text_lens, b.speech, b.speech_lens, b.neg, b.neg_lens)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(out.loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                prog.step += 1
-                prog.batch_in_epoch = i + 1
-                metrics = {
-                    "loss/train": float(out.loss.detach()),
-                    "acc/train": float(out.accuracy.detach()),
-                    "scale": float(model.scale().detach()),
-                    "lr": sched.get_last_lr()[0],
-                }
-                if prog.step % 10 == 0 or i == len(batches) - 1:
-                    run.append_metrics({"step": prog.step, "epoch": epoch, **metrics})
-                reporter.step(prog.step, epoch, {"loss": metrics["loss/train"]})
-                if timer.due():
-                    save_state()
-            if stopped:
+    for epoch in range(prog.epoch, cfg.epochs):
+        batches = length_bucketed_batches(lengths, bs, cfg.seed, epoch)
+        for i, idx in enumerate(batches):
+            if i < prog.batch_in_epoch:
+                continue
+            if should_stop():
+                result.stopped = True
                 break
-            prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-            last_val = validation(model, val_items, args.negatives, args.seed)
-            if last_val:
-                run.append_metrics({"step": prog.step, "epoch": epoch, **last_val})
-                run.log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-            save_state()
-            if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
-                last_export = export(model, weights_dir, args, prog, last_val)
-                reporter.saved(last_export, prog.epoch, prog.step)
-    if stopped:
+            metrics = train_step(
+                model, opt, sched, scaler, _batch(cfg, model, train_items, idx, epoch, i), cfg
+            )
+            prog.step += 1
+            prog.batch_in_epoch = i + 1
+            if prog.step % 10 == 0 or i == len(batches) - 1:
+                run.append_metrics({"step": prog.step, "epoch": epoch, **metrics})
+            reporter.step(prog.step, epoch, {"loss": metrics["loss/train"]})
+            if timer.due():
+                save_state()
+        if result.stopped:
+            break
+        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+        result.validation = validation(model, val_items, cfg.negatives, cfg.seed)
+        if result.validation:
+            run.append_metrics({"step": prog.step, "epoch": epoch, **result.validation})
+            run.log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()))
+        save_state()
+        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+            result.weights = export(model, cfg, prog, result.validation)
+            reporter.saved(result.weights, prog.epoch, prog.step)
+    if result.stopped:
         save_state()
         run.log(f"stopped at epoch {prog.epoch}, step {prog.step}; run again to resume")
-    result = {
-        "epoch": prog.epoch,
-        "step": prog.step,
-        "stopped": stopped,
-        "weights": str(last_export) if last_export else None,
-        **last_val,
-    }
-    reporter.result(**result)
+    result.epoch, result.step = prog.epoch, prog.step
+    reporter.result(**result.to_dict())
     return result
 
 
-def export(
+def _batch(
+    cfg: ClvpTrainConfig, model: ClvpModel, items: Sequence[ClvpItem], idx: Sequence[int], epoch: int, i: int
+) -> ClvpBatch:
+    """Batch ``i`` of ``epoch`` with its hard negatives, which depend only on (seed, epoch, batch): a
+    resumed run sees the same data."""
+    rng = random.Random(cfg.seed * 1_000_003 + epoch * 10_007 + i)
+    chunk = [items[j] for j in idx]
+    if len(chunk) < 2:
+        chunk.append(items[rng.randrange(len(items))])
+    pool = chunk + [items[rng.randrange(len(items))] for _ in range(8)]
+    return collate(chunk, cfg.negatives, rng, model.cfg.text_pad, model.cfg.speech_pad, pool=pool)
+
+
+def train_step(
     model: ClvpModel,
-    weights_dir: Path,
-    args: argparse.Namespace,
-    prog: T.TrainProgress,
-    val: dict[str, float],
-) -> Path:
-    path = weights_dir / f"{args.exp_name}-e{prog.epoch}.pt"
-    info = {"epoch": prog.epoch, "step": prog.step, "exp_name": args.exp_name, **val}
-    return T.export_weights(
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    batch: ClvpBatch,
+    cfg: ClvpTrainConfig,
+) -> dict[str, float]:
+    """One optimiser step on ``batch`` (moved to the model's device); returns the metrics to log."""
+    b = batch.to(next(model.parameters()).device)
+    with autocast_for(b.text.device):
+        out = model(b.text, b.text_lens, b.speech, b.speech_lens, b.neg, b.neg_lens)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(out.loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    return {
+        "loss/train": float(out.loss.detach()),
+        "acc/train": float(out.accuracy.detach()),
+        "scale": float(model.scale().detach()),
+        "lr": sched.get_last_lr()[0],
+    }
+
+
+def export(model: ClvpModel, cfg: ClvpTrainConfig, prog: TrainProgress, val: dict[str, float]) -> Path:
+    path = cfg.weights_dir / f"{cfg.exp_name}-e{prog.epoch}.pt"
+    info = {"epoch": prog.epoch, "step": prog.step, "exp_name": cfg.exp_name, **val}
+    return export_weights(
         path,
         lambda p: save_clvp(p, model, info),
         estimate=sum(t.numel() * 4 for t in model.state_dict().values()),
-        keep=args.keep_exports,
-        older_exports=f"{args.exp_name}-e*.pt",
+        keep=cfg.keep_exports,
+        older_exports=f"{cfg.exp_name}-e*.pt",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = T.parse_args(build_parser(), argv)
-    events = EventWriter(args.events)
-    threads = torch.get_num_threads()  # --threads applies to this run only (main may be called in-process)
-    try:
-        result = train(args, events)
-    except (T.TrainingError, ClvpDataError, ClvpConfigError, ValueError) as e:
-        return T.report_failure(e, events)
-    finally:
-        torch.set_num_threads(threads)
-    print(json.dumps(result))
-    return 0
+    """``python -m clvp.train``: flags (or ``--config``) -> ClvpTrainConfig -> train -> exit code."""
+    args = parse_args(build_parser(), argv)
+    code, result = run_trainer(
+        lambda: config_from_args(ClvpTrainConfig, args, ignore=UNUSED_FLAGS), train, EventWriter(args.events)
+    )
+    if result is not None:
+        print(json.dumps(result.to_dict()))
+    return code
 
 
 if __name__ == "__main__":

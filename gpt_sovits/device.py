@@ -84,3 +84,9 @@ def autocast_for(device: torch.device | str, enabled: bool = True) -> Iterator[N
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def make_grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """Loss scaling is needed for fp16 autocast only (bf16 and fp32 do not underflow); disabled elsewhere."""
+    use = enabled and device.type == "cuda" and autocast_dtype(device) == torch.float16
+    return torch.amp.GradScaler("cuda", enabled=use)

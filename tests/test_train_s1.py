@@ -21,9 +21,11 @@ from gpt_sovits.data.s1_dataset import S1Item, collate, load_s1_items
 from gpt_sovits.models.s1 import Text2Semantic
 from gpt_sovits.models.weights import load_gpt, read_checkpoint
 from gpt_sovits.text.symbols import get_symbols
-from gpt_sovits.train import common as training
+from gpt_sovits.train import batching
+from gpt_sovits.train import state as train_state
+from gpt_sovits.train.errors import DiskSpaceError
 from gpt_sovits.train.optim import ReferenceLR, ScaledAdam
-from gpt_sovits.train.s1 import S1TrainConfig, batch_loss, main, train_s1
+from gpt_sovits.train.s1 import S1TrainConfig, batch_loss, main, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +81,7 @@ def config(tmp: Path, pretrained, exp: Path, **kw) -> S1TrainConfig:
 def final_model_fp16_rounded(exp: Path, cfg) -> Text2Semantic:
     """The trained weights from the run's checkpoint, rounded to fp16 as the export stores them
     (the state dict only: the non-persistent sine table stays fp32 as in any loaded model)."""
-    state = training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
+    state = train_state.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
     model = Text2Semantic(cfg)
     model.load_state_dict({k: v.half().float() for k, v in state["model"].items()})
     return model.eval()
@@ -171,7 +173,7 @@ def test_dpo_stacked_pass_equals_plain_ce_and_is_finite(tiny_pretrained):
 def test_train_exports_official_weights_with_identical_logits(tmp_path, tiny_pretrained):
     exp = make_experiment(tmp_path / "exp")
     events = tmp_path / "events.jsonl"
-    result = train_s1(config(tmp_path, tiny_pretrained, exp), EventWriter(events))
+    result = train(config(tmp_path, tiny_pretrained, exp), EventWriter(events))
     w = tmp_path / "weights"
     assert result.exports == [w / "voice-e1.ckpt", w / "voice-e2.ckpt"]
     assert result.batch_size == 16 and result.items == 100 and result.step == 14  # ceil(100/16) = 7 per epoch
@@ -207,24 +209,24 @@ def test_train_exports_official_weights_with_identical_logits(tmp_path, tiny_pre
 
 def test_stop_and_resume_matches_uninterrupted_run(tmp_path, tiny_pretrained):
     full_exp = make_experiment(tmp_path / "a" / "exp")
-    train_s1(config(tmp_path / "a", tiny_pretrained, full_exp, save_every=2))
+    train(config(tmp_path / "a", tiny_pretrained, full_exp, save_every=2))
 
     exp = make_experiment(tmp_path / "b" / "exp")
     steps = iter(range(1000))
     stop_at = 9  # mid-epoch 2, with gradients accumulated since the optimiser step after batch 4
-    stopped = train_s1(
+    stopped = train(
         config(tmp_path / "b", tiny_pretrained, exp, save_every=2),
         should_stop=lambda: next(steps) >= stop_at - 1,
     )
     assert stopped.stopped and stopped.step == stop_at and stopped.exports == []
-    state = training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
+    state = train_state.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
     assert state["progress"] == {"epoch": 1, "step": stop_at, "batch_in_epoch": 2}
     assert any(g is not None for g in state["extra"]["grads"])
 
-    resumed = train_s1(config(tmp_path / "b", tiny_pretrained, exp, save_every=2))
+    resumed = train(config(tmp_path / "b", tiny_pretrained, exp, save_every=2))
     assert resumed.step == 14 and [p.name for p in resumed.exports] == ["voice-e2.ckpt"]
-    a = training.load_checkpoint(full_exp / "s1_train" / "checkpoint.pt")
-    b = training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
+    a = train_state.load_checkpoint(full_exp / "s1_train" / "checkpoint.pt")
+    b = train_state.load_checkpoint(exp / "s1_train" / "checkpoint.pt")
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
@@ -241,7 +243,7 @@ def test_stop_and_resume_matches_uninterrupted_run(tmp_path, tiny_pretrained):
 def test_kill9_mid_training_resumes_to_same_weights(tmp_path, tiny_pretrained):
     kw = dict(epochs=6, save_every=6)
     ref_exp = make_experiment(tmp_path / "a" / "exp")
-    train_s1(config(tmp_path / "a", tiny_pretrained, ref_exp, **kw))
+    train(config(tmp_path / "a", tiny_pretrained, ref_exp, **kw))
 
     exp = make_experiment(tmp_path / "b" / "exp")
     cfg_file = tmp_path / "b" / "train.json"
@@ -258,13 +260,13 @@ def test_kill9_mid_training_resumes_to_same_weights(tmp_path, tiny_pretrained):
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    killed_at = training.load_checkpoint(ckpt)["progress"]["step"]
+    killed_at = train_state.load_checkpoint(ckpt)["progress"]["step"]
     assert 0 < killed_at < 42
 
-    resumed = train_s1(config(tmp_path / "b", tiny_pretrained, exp, **kw))
+    resumed = train(config(tmp_path / "b", tiny_pretrained, exp, **kw))
     assert resumed.step == 42
-    a = training.load_checkpoint(ref_exp / "s1_train" / "checkpoint.pt")["model"]
-    b = training.load_checkpoint(ckpt)["model"]
+    a = train_state.load_checkpoint(ref_exp / "s1_train" / "checkpoint.pt")["model"]
+    b = train_state.load_checkpoint(ckpt)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     wa = read_checkpoint(tmp_path / "a" / "weights" / "voice-e6.ckpt").content["weight"]
     wb = read_checkpoint(tmp_path / "b" / "weights" / "voice-e6.ckpt").content["weight"]
@@ -290,7 +292,7 @@ def test_sigterm_saves_state_and_exits_cleanly(tmp_path, tiny_pretrained):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
-    step = training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["step"]
+    step = train_state.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["step"]
     assert 3 <= step < 350
     assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
     last = json.loads(events.read_text().splitlines()[-1])
@@ -299,7 +301,7 @@ def test_sigterm_saves_state_and_exits_cleanly(tmp_path, tiny_pretrained):
 
 def test_dpo_training_run(tmp_path, tiny_pretrained):
     exp = make_experiment(tmp_path / "exp")
-    result = train_s1(config(tmp_path, tiny_pretrained, exp, epochs=1, dpo=True, batch_size=8))
+    result = train(config(tmp_path, tiny_pretrained, exp, epochs=1, dpo=True, batch_size=8))
     assert result.batch_size == 4  # halved for DPO, as the reference
     metrics = [json.loads(x) for x in (exp / "s1_train" / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 25 and all(
@@ -326,15 +328,15 @@ def test_empty_experiment_is_a_clear_error(tmp_path, tiny_pretrained, capsys):
 
 def test_missing_and_filtered_data_errors(tmp_path, tiny_pretrained):
     with pytest.raises(UserError, match="experiment folder .* does not exist"):
-        train_s1(config(tmp_path, tiny_pretrained, tmp_path / "nope"))
+        train(config(tmp_path, tiny_pretrained, tmp_path / "nope"))
     assert not (tmp_path / "nope").exists()
     with pytest.raises(UserError, match="2-name2text.txt is missing"):
-        train_s1(config(tmp_path, tiny_pretrained, tmp_path))
+        train(config(tmp_path, tiny_pretrained, tmp_path))
     exp = make_experiment(tmp_path / "bad", n=3, rate_ok=False)
     with pytest.raises(UserError, match=r"all 3 were removed.*3 phones per second outside 3\.\.25"):
-        train_s1(config(tmp_path, tiny_pretrained, exp))
+        train(config(tmp_path, tiny_pretrained, exp))
     with pytest.raises(UserError, match="pretrained GPT is missing.*download gpt-v2"):
-        train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_dir=tmp_path / "nothing"))
+        train(config(tmp_path, tiny_pretrained, exp, pretrained_dir=tmp_path / "nothing"))
 
 
 def test_wrong_version_pretrained(tmp_path, tiny_pretrained):
@@ -345,26 +347,24 @@ def test_wrong_version_pretrained(tmp_path, tiny_pretrained):
     path = save_gpt_weights(Text2Semantic(v1), v1, tmp_path / "v1.ckpt")
     exp = make_experiment(tmp_path / "exp")  # random v2 phones, most unknown to v1's table
     with pytest.raises(UserError, match="v1 symbol table lacks"):
-        train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path))
+        train(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path))
     with pytest.raises(UserError, match="is a v1 model .* version v2 was asked"):
-        train_s1(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path, version="v2"))
+        train(config(tmp_path, tiny_pretrained, exp, pretrained_s1=path, version="v2"))
 
 
 def test_no_disk_space_fails_before_writing(tmp_path, tiny_pretrained, monkeypatch):
     exp = make_experiment(tmp_path / "exp")
-    monkeypatch.setattr(training, "free_bytes", lambda path: 5000)
-    with pytest.raises(
-        training.DiskSpaceError, match=r"no disk space for checkpoints: need .* MB, have 4\.9 KB"
-    ):
-        train_s1(config(tmp_path, tiny_pretrained, exp))
+    monkeypatch.setattr(train_state, "free_bytes", lambda path: 5000)
+    with pytest.raises(DiskSpaceError, match=r"no disk space for checkpoints: need .* MB, have 4\.9 KB"):
+        train(config(tmp_path, tiny_pretrained, exp))
     assert not (exp / "s1_train" / "checkpoint.pt").exists() and not (tmp_path / "weights").exists()
 
     # space runs out after the first epoch: the run stops with the error, the last checkpoint stays valid
     free = iter([10**12] * 4 + [1000] * 100)
-    monkeypatch.setattr(training, "free_bytes", lambda path: next(free))
-    with pytest.raises(training.DiskSpaceError):
-        train_s1(config(tmp_path, tiny_pretrained, exp, epochs=3))
-    assert training.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["epoch"] == 1
+    monkeypatch.setattr(train_state, "free_bytes", lambda path: next(free))
+    with pytest.raises(DiskSpaceError):
+        train(config(tmp_path, tiny_pretrained, exp, epochs=3))
+    assert train_state.load_checkpoint(exp / "s1_train" / "checkpoint.pt")["progress"]["epoch"] == 1
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["voice-e1.ckpt"]
 
 
@@ -378,9 +378,9 @@ def test_batch_size_zero_is_chosen_from_free_memory(tmp_path, tiny_pretrained, m
     model = Text2Semantic(S1Config(embedding_dim=32, hidden_dim=32, head=2, n_layer=1))
     cfg = config(tmp_path, tiny_pretrained, exp, batch_size=0)
     cpu = torch.device("cpu")
-    monkeypatch.setattr(training, "available_memory", lambda device: 64 * 1024**3)
+    monkeypatch.setattr(batching, "available_memory", lambda device: 64 * 1024**3)
     assert choose_batch_size(cfg, full, model, items, cpu) == 8  # CPU cap
-    monkeypatch.setattr(training, "available_memory", lambda device: 100 * 1024**2)
+    monkeypatch.setattr(batching, "available_memory", lambda device: 100 * 1024**2)
     assert choose_batch_size(cfg, full, model, items, cpu) == 1
     assert (
         choose_batch_size(config(tmp_path, tiny_pretrained, exp, batch_size=5), full, model, items, cpu) == 5

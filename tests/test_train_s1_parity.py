@@ -9,7 +9,7 @@ import torch
 
 from gpt_sovits.data.s1_dataset import S1Batch
 from gpt_sovits.models.weights import load_gpt
-from gpt_sovits.train.common import RunDir
+from gpt_sovits.train.run_dir import RunDir
 from gpt_sovits.train.s1 import S1TrainConfig, batch_loss, export_config
 from tests.support.reference_data import REFERENCE_DIR
 

@@ -33,10 +33,12 @@ from gpt_sovits.data.s2_dataset import (
 from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
 from gpt_sovits.models.weights import load_sovits
 from gpt_sovits.text import cleaned_text_to_sequence
-from gpt_sovits.train import common as training
+from gpt_sovits.train import state as train_state
+from gpt_sovits.train.cli import config_from_args, parse_args
 from gpt_sovits.train.s2 import (
     PretrainedModelError,
     S2Recipe,
+    S2TrainConfig,
     build_parser,
     content_path_in_fp32,
     freeze_content_path,
@@ -127,6 +129,11 @@ def _args(exp: Path, pretrained, weights: Path, *extra: str) -> list[str]:
         str(4 * HOP),  # 4 frames: the full-size discriminator stays affordable on CPU
         *extra,
     ]
+
+
+def _config(parser, argv: list[str]) -> S2TrainConfig:
+    """What main does with argv: flags (and --config) -> the typed config."""
+    return config_from_args(S2TrainConfig, parse_args(parser, argv))
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -292,7 +299,7 @@ def test_resume_after_a_kill_is_exact_and_exports_load_back(tiny_pretrained, tin
 
     # A: two uninterrupted steps, the full state checkpointed after every step.
     args_a = _args(exp_a, tiny_pretrained, w_a, "--max-steps", "2", "--checkpoint-minutes", "1e-9")
-    res_a = train(training.parse_args(parser, args_a), should_stop=snapshot_before_second_step)
+    res_a = train(_config(parser, args_a), should_stop=snapshot_before_second_step)
     assert res_a.step == 2 and not res_a.stopped and res_a.exports == [str(w_a / "tiny_e1_s2.pth")]
     mid = _load_ckpt(exp_b)
     assert mid["progress"] == {"epoch": 0, "step": 1, "batch_in_epoch": 1}
@@ -373,7 +380,7 @@ def test_a_trainer_killed_with_sigkill_resumes_where_its_checkpoint_stood(
     k = on_disk["progress"]["step"]
     assert k >= 1 and on_disk["progress"]["batch_in_epoch"] == k
 
-    res = train(training.parse_args(build_parser(), [*argv, "--max-steps", str(k + 1)]))
+    res = train(_config(build_parser(), [*argv, "--max-steps", str(k + 1)]))
     assert res.step == k + 1
     assert (
         f"resumed at epoch 1, step {k} (batch {k} of the epoch)" in (exp / "s2_train" / "log.txt").read_text()
@@ -447,7 +454,7 @@ def test_cli_reports_errors_before_training(tiny_pretrained, tiny_exp, tmp_path,
     assert "sovits-v1" in capsys.readouterr().err  # the v1 files are not in the folder: how to get them
 
     exp = _copy_exp(tiny_exp, tmp_path / "full")
-    monkeypatch.setattr(training, "free_bytes", lambda path: 10 * 1024**2)
+    monkeypatch.setattr(train_state, "free_bytes", lambda path: 10 * 1024**2)
     assert main(_args(exp, tiny_pretrained, tmp_path / "w")) == 2
     assert "no disk space for checkpoints" in capsys.readouterr().err
     assert not (exp / "s2_train" / "checkpoint.pt").exists() and not (tmp_path / "w").exists()

@@ -1,4 +1,4 @@
-"""Shared trainer infrastructure (gpt_sovits.train.common): checkpoints, resume, disk space, config, batching."""
+"""Shared trainer infrastructure (gpt_sovits.train.*): checkpoints, resume, disk space, config, batching."""
 
 from __future__ import annotations
 
@@ -6,14 +6,30 @@ import argparse
 import json
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from core.jobs import EventWriter
-from gpt_sovits.train import common as tr
+from core.jobs import EXIT_OK, EXIT_USER_ERROR, EventWriter
+from gpt_sovits.train import state as train_state
+from gpt_sovits.train.batching import default_batch_size, length_bucketed_batches, shard_batches
+from gpt_sovits.train.cli import add_common_args, config_from_args, parse_args
+from gpt_sovits.train.distributed import DistInfo
+from gpt_sovits.train.errors import DiskSpaceError, TrainingError
+from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights
+from gpt_sovits.train.state import (
+    CHECKPOINT_FORMAT,
+    TrainProgress,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    seed_everything,
+    training_state,
+)
 
 
 def _tiny_setup(seed: int = 0):
@@ -36,24 +52,24 @@ def _train(model, opt, sched, steps: int) -> None:
 
 def test_checkpoint_roundtrip_weights_only_restores_everything(tmp_path):
     model, opt, sched = _tiny_setup()
-    tr.seed_everything(7)
+    seed_everything(7)
     _train(model, opt, sched, 3)
-    payload = tr.training_state(
+    payload = training_state(
         model=model,
         optimizer=opt,
         scheduler=sched,
-        progress=tr.TrainProgress(1, 3, 2),
+        progress=TrainProgress(1, 3, 2),
         config={"a": tmp_path},
     )
-    path = tr.save_checkpoint(tmp_path / "run" / "checkpoint.pt", payload)
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", payload)
     # the RNG streams after the save, to compare with the restored ones
     expect = (random.random(), np.random.rand(), torch.rand(2))
 
     torch.load(path, weights_only=True)  # must not raise: only tensors and plain containers inside
-    state = tr.load_checkpoint(path)
+    state = load_checkpoint(path)
     model2, opt2, sched2 = _tiny_setup(seed=99)
-    prog = tr.restore_training_state(state, model=model2, optimizer=opt2, scheduler=sched2)
-    assert prog == tr.TrainProgress(epoch=1, step=3, batch_in_epoch=2)
+    prog = restore_training_state(state, model=model2, optimizer=opt2, scheduler=sched2)
+    assert prog == TrainProgress(epoch=1, step=3, batch_in_epoch=2)
     for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
@@ -71,38 +87,34 @@ def test_checkpoint_roundtrip_weights_only_restores_everything(tmp_path):
 def test_disk_full_raises_before_writing_and_keeps_old_checkpoint(tmp_path, monkeypatch):
     model, opt, sched = _tiny_setup()
     path = tmp_path / "checkpoint.pt"
-    tr.save_checkpoint(
-        path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 1, 0))
-    )
+    save_checkpoint(path, training_state(model=model, optimizer=opt, progress=TrainProgress(0, 1, 0)))
     before = path.read_bytes()
-    monkeypatch.setattr(tr, "free_bytes", lambda p: 1000)
-    with pytest.raises(tr.DiskSpaceError, match=r"no disk space for checkpoints: need .*MB, have 1000 B"):
-        tr.save_checkpoint(
-            path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 2, 0))
-        )
+    monkeypatch.setattr(train_state, "free_bytes", lambda p: 1000)
+    with pytest.raises(DiskSpaceError, match=r"no disk space for checkpoints: need .*MB, have 1000 B"):
+        save_checkpoint(path, training_state(model=model, optimizer=opt, progress=TrainProgress(0, 2, 0)))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
-    with pytest.raises(tr.DiskSpaceError, match="exported weights"):
-        tr.export_weights(tmp_path / "w.ckpt", lambda p: p.write_bytes(b"x"), estimate=10)
+    with pytest.raises(DiskSpaceError, match="exported weights"):
+        export_weights(tmp_path / "w.ckpt", lambda p: p.write_bytes(b"x"), estimate=10)
     assert not (tmp_path / "w.ckpt").exists()
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     model, opt, _ = _tiny_setup()
     path = tmp_path / "checkpoint.pt"
-    tr.save_checkpoint(path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress()))
+    save_checkpoint(path, training_state(model=model, optimizer=opt, progress=TrainProgress()))
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(tr.TrainingError, match="--fresh"):
-        tr.load_checkpoint(path)
+    with pytest.raises(TrainingError, match="--fresh"):
+        load_checkpoint(path)
 
 
 def test_rundir_fresh_moves_state_to_trash_and_resume_truncates_metrics(tmp_path):
-    run = tr.RunDir(tmp_path / "s1_train")
+    run = RunDir(tmp_path / "s1_train")
     model, opt, _ = _tiny_setup()
     run.write_config({"epochs": 3})
     for step in range(1, 6):
         run.append_metrics({"step": step, "epoch": 0, "loss/total": torch.tensor(1.0 / step)})
-    run.save(tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 3, 3)))
+    run.save(training_state(model=model, optimizer=opt, progress=TrainProgress(0, 3, 3)))
     state = run.prepare(fresh=False)
     assert state is not None and state["progress"]["step"] == 3
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
@@ -116,39 +128,39 @@ def test_rundir_fresh_moves_state_to_trash_and_resume_truncates_metrics(tmp_path
 
 
 def test_non_writer_rank_writes_nothing(tmp_path):
-    run = tr.RunDir(tmp_path / "r", writer=False)
+    run = RunDir(tmp_path / "r", writer=False)
     run.write_config({"a": 1})
     run.append_metrics({"step": 1})
     run.log("hello")
-    assert run.save({"format": tr.CHECKPOINT_FORMAT}) is None
+    assert run.save({"format": CHECKPOINT_FORMAT}) is None
     assert not (tmp_path / "r").exists()
 
 
 def test_config_file_defaults_and_flags_override(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"exp-dir": str(tmp_path / "exp"), "weights_dir": "W", "epochs": 4, "note": 1}))
-    parser = tr.add_common_args(argparse.ArgumentParser())
-    args = tr.parse_args(parser, ["--config", str(cfg), "--epochs", "9"])
+    parser = add_common_args(argparse.ArgumentParser())
+    args = parse_args(parser, ["--config", str(cfg), "--epochs", "9"])
     assert args.epochs == 9 and args.weights_dir == "W" and args.exp_name == "exp" and args.batch_size == 0
     with pytest.raises(SystemExit):
-        tr.parse_args(tr.add_common_args(argparse.ArgumentParser()), ["--epochs", "2"])  # no --exp-dir
+        parse_args(add_common_args(argparse.ArgumentParser()), ["--epochs", "2"])  # no --exp-dir
 
 
 def test_batches_deterministic_cover_everything_and_shard_evenly():
     lengths = [random.Random(0).randint(5, 500) for _ in range(103)]
-    a = tr.length_bucketed_batches(lengths, 8, seed=3, epoch=2)
-    assert a == tr.length_bucketed_batches(lengths, 8, seed=3, epoch=2)
-    assert a != tr.length_bucketed_batches(lengths, 8, seed=3, epoch=3)
+    a = length_bucketed_batches(lengths, 8, seed=3, epoch=2)
+    assert a == length_bucketed_batches(lengths, 8, seed=3, epoch=2)
+    assert a != length_bucketed_batches(lengths, 8, seed=3, epoch=3)
     assert sorted(i for b in a for i in b) == list(range(103))
-    shards = [tr.shard_batches(a, tr.DistInfo(rank=r, world_size=3)) for r in range(3)]
+    shards = [shard_batches(a, DistInfo(rank=r, world_size=3)) for r in range(3)]
     assert len({len(s) for s in shards}) == 1 and sum(len(s) for s in shards) == len(a) - len(a) % 3
 
 
 def test_export_keep_latest_moves_older_to_trash(tmp_path):
     for name in ("x-e1.ckpt", "x-e2.ckpt", "x-extra-e1.ckpt"):
-        tr.export_weights(tmp_path / name, lambda p: p.write_bytes(b"w"), estimate=1)
-    pattern = tr.export_name_pattern("x-e{epoch}.ckpt")
-    tr.export_weights(
+        export_weights(tmp_path / name, lambda p: p.write_bytes(b"w"), estimate=1)
+    pattern = export_name_pattern("x-e{epoch}.ckpt")
+    export_weights(
         tmp_path / "x-e3.ckpt",
         lambda p: p.write_bytes(b"w"),
         estimate=1,
@@ -158,16 +170,14 @@ def test_export_keep_latest_moves_older_to_trash(tmp_path):
     # another experiment whose name starts the same ("x-extra") keeps its file
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["x-e3.ckpt", "x-extra-e1.ckpt"]
     assert sorted(p.name for p in (tmp_path / ".trash").iterdir()) == ["x-e1.ckpt", "x-e2.ckpt"]
-    s2 = tr.export_name_pattern("a.b_e{epoch}_s{step}.pth")
+    s2 = export_name_pattern("a.b_e{epoch}_s{step}.pth")
     assert s2.fullmatch("a.b_e2_s40.pth") and not s2.fullmatch("aXb_e2_s40.pth")
 
 
 def test_progress_reporter_eta_and_saved_event(tmp_path):
     now = [0.0]
     events = EventWriter(tmp_path / "ev.jsonl")
-    rep = tr.ProgressReporter(
-        events, "s1", total_steps=10, start_step=4, min_interval=0, clock=lambda: now[0]
-    )
+    rep = ProgressReporter(events, "s1", total_steps=10, start_step=4, min_interval=0, clock=lambda: now[0])
     now[0] = 6.0
     rep.step(6, 1, {"loss": 0.5})  # 2 steps in 6 s -> 3 s/step, 4 left -> 12 s
     rep.saved(tmp_path / "a.ckpt", epoch=2, step=6)
@@ -178,49 +188,123 @@ def test_progress_reporter_eta_and_saved_event(tmp_path):
 
 def test_default_batch_size_scales_with_memory():
     cpu = torch.device("cpu")
-    assert tr.default_batch_size(cpu, fixed_bytes=100, per_item_bytes=10, available=1000) == 32
-    assert tr.default_batch_size(cpu, fixed_bytes=600, per_item_bytes=10, available=1000) == 10
-    assert tr.default_batch_size(cpu, fixed_bytes=10**6, per_item_bytes=10, available=1000) == 1
+    assert default_batch_size(cpu, fixed_bytes=100, per_item_bytes=10, available=1000) == 32
+    assert default_batch_size(cpu, fixed_bytes=600, per_item_bytes=10, available=1000) == 10
+    assert default_batch_size(cpu, fixed_bytes=10**6, per_item_bytes=10, available=1000) == 1
 
 
 def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     model, opt, _ = _tiny_setup()
     path = tmp_path / "checkpoint.pt"
-    tr.save_checkpoint(
-        path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 1, 0))
-    )
+    save_checkpoint(path, training_state(model=model, optimizer=opt, progress=TrainProgress(0, 1, 0)))
 
     def half_written(obj, f):  # a kill in the middle of the write, as seen by the writer
         Path(f).write_bytes(b"PK\x03\x04 partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tr.torch, "save", half_written)
+    monkeypatch.setattr(torch, "save", half_written)
     with pytest.raises(KeyboardInterrupt):
-        tr.save_checkpoint(
-            path, tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress(0, 2, 0))
-        )
-    assert tr.load_checkpoint(path)["progress"]["step"] == 1
+        save_checkpoint(path, training_state(model=model, optimizer=opt, progress=TrainProgress(0, 2, 0)))
+    assert load_checkpoint(path)["progress"]["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
 def test_state_of_another_model_is_a_clear_error(tmp_path):
     model, opt, _ = _tiny_setup()
-    state = tr.training_state(model=model, optimizer=opt, progress=tr.TrainProgress())
+    state = training_state(model=model, optimizer=opt, progress=TrainProgress())
     other = torch.nn.Linear(3, 3)
-    with pytest.raises(tr.TrainingError, match="does not fit this model.*--fresh"):
-        tr.restore_training_state(state, model=other, optimizer=torch.optim.AdamW(other.parameters()))
+    with pytest.raises(TrainingError, match="does not fit this model.*--fresh"):
+        restore_training_state(state, model=other, optimizer=torch.optim.AdamW(other.parameters()))
 
 
 def test_export_never_replaces_a_file_without_a_copy(tmp_path):
     target = tmp_path / "x-e1.ckpt"
     target.write_bytes(b"old run")
-    tr.export_weights(target, lambda p: p.write_bytes(b"new run"), estimate=1)
+    export_weights(target, lambda p: p.write_bytes(b"new run"), estimate=1)
     assert target.read_bytes() == b"new run"
     assert (tmp_path / ".trash" / "x-e1.ckpt").read_bytes() == b"old run"
 
     def failing(p):
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(tr.DiskSpaceError):
-        tr.export_weights(target, failing, estimate=1)
+    with pytest.raises(DiskSpaceError):
+        export_weights(target, failing, estimate=1)
     assert target.read_bytes() == b"new run"  # put back
+
+
+# ----------------------------------------------------------------------------------------------- the contract
+
+
+def _trainers():
+    from clvp import train as clvp_train
+    from gpt_sovits.train import s1, s2
+
+    return [
+        (s1.build_parser, s1.S1TrainConfig, ()),
+        (s2.build_parser, s2.S2TrainConfig, ()),
+        (clvp_train.build_parser, clvp_train.ClvpTrainConfig, clvp_train.UNUSED_FLAGS),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["s1", "s2", "clvp"])
+def test_every_flag_lands_in_the_typed_config_and_flags_beat_the_file(tmp_path, index):
+    build_parser, config_class, unused = _trainers()[index]
+    (tmp_path / "exp").mkdir()
+    file = tmp_path / "c.json"
+    file.write_text(
+        json.dumps({"exp-dir": str(tmp_path / "exp"), "weights_dir": "W", "epochs": 3, "seed": 5})
+    )
+    args = parse_args(build_parser(), ["--config", str(file), "--seed", "9", "--fresh"])
+    cfg = config_from_args(config_class, args, ignore=unused)
+    assert (cfg.epochs, cfg.seed, cfg.fresh, cfg.exp_name) == (3, 9, True, "exp")
+    assert cfg.weights_dir == Path("W") and cfg.run_path.parent == tmp_path / "exp"
+    # a flag the config would silently drop is a programming error
+    parser = build_parser()
+    parser.add_argument("--not-a-field", default=1)
+    with pytest.raises(TypeError, match="not_a_field"):
+        config_from_args(config_class, parse_args(parser, ["--config", str(file)]), ignore=unused)
+
+
+@dataclass
+class _Cfg:
+    run_path: Path
+
+
+def test_run_trainer_wires_the_stop_flag_and_reports_user_errors(tmp_path, capsys):
+    events_path = tmp_path / "ev.jsonl"
+    seen = []
+
+    def train(cfg, events, should_stop):
+        seen.append(should_stop())
+        return "result"
+
+    assert run_trainer(lambda: _Cfg(tmp_path / "run"), train, EventWriter(events_path)) == (EXIT_OK, "result")
+    assert seen == [False]
+
+    def fails(cfg, events, should_stop):
+        cfg.run_path.mkdir()
+        raise TrainingError("no data in the folder")
+
+    code, result = run_trainer(lambda: _Cfg(tmp_path / "run"), fails, EventWriter(events_path))
+    assert (code, result) == (EXIT_USER_ERROR, None)
+    assert capsys.readouterr().err == "error: no data in the folder\n"
+    assert "error: no data in the folder" in (tmp_path / "run" / "log.txt").read_text()
+    last = json.loads(events_path.read_text().splitlines()[-1])
+    assert last == {**last, "type": "error", "message": "no data in the folder"}
+
+
+def test_run_trainer_raises_an_unexpected_error_with_its_traceback_logged(tmp_path):
+    """A defect (here a KeyError) is not disguised as the person's mistake: it propagates, and the
+    event and log.txt call it an internal error."""
+    (tmp_path / "run").mkdir()
+    events_path = tmp_path / "ev.jsonl"
+
+    def broken(cfg, events, should_stop):
+        return {}["missing"]
+
+    with pytest.raises(KeyError):
+        run_trainer(lambda: _Cfg(tmp_path / "run"), broken, EventWriter(events_path))
+    message = json.loads(events_path.read_text().splitlines()[-1])["message"]
+    assert message.startswith("internal error") and "KeyError" in message
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "Traceback (most recent call last)" in log and "in broken" in log

@@ -55,16 +55,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.jobs import EventWriter
+from core.jobs import EventWriter, never_stop
 from gpt_sovits.data.s1_dataset import (
     S1Batch,
-    S1DataError,
     S1Item,
     collate,
     effective_batch_size,
     load_s1_items,
 )
-from gpt_sovits.device import DeviceError, autocast_dtype, autocast_for
+from gpt_sovits.device import DeviceError, autocast_dtype, autocast_for, make_grad_scaler
 from gpt_sovits.models.s1 import (
     S1Config,
     Text2Semantic,
@@ -75,36 +74,28 @@ from gpt_sovits.models.s1 import (
     top_k_accuracy,
 )
 from gpt_sovits.models.weights import CheckpointError, load_gpt, save_gpt_weights
-from gpt_sovits.train.common import (
-    SPACE_MARGIN_BYTES,
-    CheckpointTimer,
+from gpt_sovits.train.batching import default_batch_size, length_bucketed_batches, shard_batches
+from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.distributed import (
     DistInfo,
-    ProgressReporter,
-    RunDir,
-    StopFlag,
-    TrainingError,
-    TrainProgress,
-    add_common_args,
     all_reduce_mean,
-    default_batch_size,
-    ensure_free_space,
-    export_name_pattern,
-    export_weights,
-    half_size,
     init_distributed,
-    jsonable,
-    length_bucketed_batches,
-    make_grad_scaler,
-    parse_args,
-    report_failure,
-    restore_training_state,
-    seed_everything,
-    shard_batches,
     shutdown_distributed,
-    training_state,
     wrap_ddp,
 )
+from gpt_sovits.train.errors import TrainingError
 from gpt_sovits.train.optim import ReferenceLR, ScaledAdam
+from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights, half_size
+from gpt_sovits.train.state import (
+    SPACE_MARGIN_BYTES,
+    CheckpointTimer,
+    TrainProgress,
+    ensure_free_space,
+    restore_training_state,
+    seed_everything,
+    training_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +142,11 @@ class S1TrainConfig:
             raise TrainingError("batch_size must be 0 (automatic) or positive")
         if self.version not in ("auto", "v1", "v2"):
             raise TrainingError(f"unknown version {self.version!r}: use auto, v1 or v2")
+
+    @property
+    def run_path(self) -> Path:
+        """The run folder: config.json, metrics.jsonl, checkpoint.pt, log.txt."""
+        return self.exp_dir / RUN_FOLDER
 
 
 @dataclass
@@ -348,12 +344,13 @@ def _set_grads(model: torch.nn.Module, grads: Sequence[torch.Tensor | None]) -> 
 # ----------------------------------------------------------------------------------------------- train
 
 
-def train_s1(
+def train(
     cfg: S1TrainConfig,
     events: EventWriter | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> S1TrainResult:
-    """Fine-tune S1 as described in the module docstring. Raises TrainingError (or a subclass) with a
+    """Fine-tune S1 as described in the module docstring, until done or ``should_stop()`` (checked after
+    every batch; the state is saved first). Raises a UserError (TrainingError, S1DataError...) with a
     message for a person on bad input, before anything is trained."""
     events = events or EventWriter(None)
     try:
@@ -367,14 +364,14 @@ def train_s1(
 
 
 def _train(
-    cfg: S1TrainConfig, events: EventWriter, should_stop: Callable[[], bool] | None, dist: DistInfo
+    cfg: S1TrainConfig, events: EventWriter, should_stop: Callable[[], bool], dist: DistInfo
 ) -> S1TrainResult:
     device = dist.device
     if not cfg.exp_dir.is_dir():
         raise TrainingError(
             f"the experiment folder {cfg.exp_dir} does not exist; format a dataset into it first"
         )
-    run = RunDir(cfg.exp_dir / RUN_FOLDER, writer=dist.is_main)
+    run = RunDir(cfg.run_path, writer=dist.is_main)
 
     pretrained = resolve_pretrained(cfg)
     model, s1cfg, version = load_pretrained(pretrained, cfg.version)
@@ -454,62 +451,59 @@ def _train(
 
     timer = CheckpointTimer(cfg.checkpoint_minutes)
     eos = s1cfg.EOS
-    with StopFlag(should_stop) as stop:
-        for epoch in range(prog.epoch, cfg.epochs):
-            batches = shard_batches(length_bucketed_batches(lengths, bs, cfg.seed, epoch), dist)
-            # batches already trained before a restart are skipped; the rest are collated one ahead
-            for i, batch in prefetched(items, batches, start=prog.batch_in_epoch):
-                batch = batch.to(device)
-                with autocast_for(device):
-                    loss, metrics = batch_loss(net, batch, cfg.dpo, eos)
-                scaler.scale(loss).backward()
-                lr = optimizer.param_groups[0]["lr"]
-                if _should_step(i, cfg.accumulate):
-                    scale = scaler.get_scale()
-                    scaler.step(optimizer)  # skipped when fp16 gradients overflowed
-                    scaler.update()
-                    if not scaler.is_enabled() or scaler.get_scale() >= scale:
-                        scheduler.step()  # count only steps the optimiser took
-                    optimizer.zero_grad(set_to_none=True)
-                prog.step += 1
-                prog.batch_in_epoch = i + 1
-                if dist.distributed:
-                    metrics = {
-                        k: all_reduce_mean(torch.tensor(v, device=device), dist).item()
-                        for k, v in metrics.items()
-                    }
-                if prog.step % cfg.log_every == 0:
-                    run.append_metrics({"step": prog.step, "epoch": epoch + 1, **metrics, "lr": lr})
-                reporter.step(prog.step, epoch, {"loss": metrics["loss/ce"]})
-                if _stop_everywhere(stop, dist, device):
-                    save_state()
-                    run.log(f"stopped at epoch {epoch + 1}, step {prog.step}; run again to resume")
-                    result.stopped, result.step, result.epoch = True, prog.step, prog.epoch
-                    reporter.result(stopped=True, step=prog.step, epoch=prog.epoch, exports=result.exports)
-                    return result
-                if timer.due() and prog.batch_in_epoch < len(batches):
-                    save_state()
-                    timer.reset()
-            done = epoch + 1
-            prog.epoch, prog.batch_in_epoch = done, 0
-            export_now = done % cfg.save_every == 0 or done == cfg.epochs
-            if export_now and dist.is_main:
-                path = cfg.weights_dir / f"{cfg.exp_name}-e{done}.ckpt"
-                export_weights(
-                    path,
-                    lambda p, e=done: save_gpt_weights(
-                        model, s1cfg, p, info=f"GPT-e{e}", config=official_config
-                    ),
-                    estimate=half_size(model),
-                    keep=cfg.keep_exports,
-                    older_exports=export_name_pattern(f"{cfg.exp_name}-e{{epoch}}.ckpt"),
-                )
-                result.exports.append(path)
-                run.log(f"exported {path}")
-                reporter.saved(path, done, prog.step)
-            if export_now or cfg.checkpoint_minutes <= 0 or timer.due():
+    for epoch in range(prog.epoch, cfg.epochs):
+        batches = shard_batches(length_bucketed_batches(lengths, bs, cfg.seed, epoch), dist)
+        # batches already trained before a restart are skipped; the rest are collated one ahead
+        for i, batch in prefetched(items, batches, start=prog.batch_in_epoch):
+            batch = batch.to(device)
+            with autocast_for(device):
+                loss, metrics = batch_loss(net, batch, cfg.dpo, eos)
+            scaler.scale(loss).backward()
+            lr = optimizer.param_groups[0]["lr"]
+            if _should_step(i, cfg.accumulate):
+                scale = scaler.get_scale()
+                scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+                scaler.update()
+                if not scaler.is_enabled() or scaler.get_scale() >= scale:
+                    scheduler.step()  # count only steps the optimiser took
+                optimizer.zero_grad(set_to_none=True)
+            prog.step += 1
+            prog.batch_in_epoch = i + 1
+            if dist.distributed:
+                metrics = {
+                    k: all_reduce_mean(torch.tensor(v, device=device), dist).item()
+                    for k, v in metrics.items()
+                }
+            if prog.step % cfg.log_every == 0:
+                run.append_metrics({"step": prog.step, "epoch": epoch + 1, **metrics, "lr": lr})
+            reporter.step(prog.step, epoch, {"loss": metrics["loss/ce"]})
+            if _stop_everywhere(should_stop, dist, device):
+                save_state()
+                run.log(f"stopped at epoch {epoch + 1}, step {prog.step}; run again to resume")
+                result.stopped, result.step, result.epoch = True, prog.step, prog.epoch
+                reporter.result(stopped=True, step=prog.step, epoch=prog.epoch, exports=result.exports)
+                return result
+            if timer.due() and prog.batch_in_epoch < len(batches):
                 save_state()
                 timer.reset()
+        done = epoch + 1
+        prog.epoch, prog.batch_in_epoch = done, 0
+        export_now = done % cfg.save_every == 0 or done == cfg.epochs
+        if export_now and dist.is_main:
+            path = cfg.weights_dir / f"{cfg.exp_name}-e{done}.ckpt"
+            export_weights(
+                path,
+                lambda p, e=done: save_gpt_weights(model, s1cfg, p, info=f"GPT-e{e}", config=official_config),
+                estimate=half_size(model),
+                keep=cfg.keep_exports,
+                older_exports=export_name_pattern(f"{cfg.exp_name}-e{{epoch}}.ckpt"),
+            )
+            result.exports.append(path)
+            run.log(f"exported {path}")
+            reporter.saved(path, done, prog.step)
+        if export_now or cfg.checkpoint_minutes <= 0 or timer.due():
+            save_state()
+            timer.reset()
     result.step, result.epoch = prog.step, prog.epoch
     if prog.step == reporter.start_step:  # nothing left to train: still tell the caller where it stands
         reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
@@ -518,9 +512,9 @@ def _train(
     return result
 
 
-def _stop_everywhere(stop: StopFlag, dist: DistInfo, device: torch.device) -> bool:
+def _stop_everywhere(should_stop: Callable[[], bool], dist: DistInfo, device: torch.device) -> bool:
     """Any rank asked to stop -> every rank stops at the same step (else the others hang in all-reduce)."""
-    flag = stop()
+    flag = should_stop()
     if not dist.distributed:
         return flag
     import torch.distributed as tdist
@@ -563,43 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> S1TrainConfig:
-    return S1TrainConfig(
-        exp_dir=args.exp_dir,
-        weights_dir=args.weights_dir,
-        exp_name=args.exp_name or "",
-        pretrained_dir=args.pretrained_dir,
-        pretrained_s1=args.pretrained_s1,
-        version=args.version,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        save_every=args.save_every,
-        device=args.device,
-        seed=args.seed,
-        fresh=args.fresh,
-        dpo=args.dpo,
-        keep_exports=args.keep_exports,
-        checkpoint_minutes=args.checkpoint_minutes,
-        accumulate=args.accumulate,
-        lr_schedule=args.lr_schedule,
-        max_sec=args.max_sec,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gpt_sovits.train.s1``: flags (or ``--config``) -> S1TrainConfig -> train -> exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(build_parser(), argv)
-    events = EventWriter(args.events)
-    try:
-        result = train_s1(config_from_args(args), events)
-    except (TrainingError, S1DataError) as e:  # TrainingError includes DiskSpaceError
-        run_dir = Path(args.exp_dir) / RUN_FOLDER
-        return report_failure(e, events, RunDir(run_dir) if run_dir.is_dir() else None)
-    for path in result.exports:
-        print(path)
-    if result.stopped:
-        print(f"stopped at step {result.step}; run the same command again to resume", file=sys.stderr)
-    return 0
+    code, result = run_trainer(lambda: config_from_args(S1TrainConfig, args), train, EventWriter(args.events))
+    if result is not None:
+        for path in result.exports:
+            print(path)
+        if result.stopped:
+            print(f"stopped at step {result.step}; run the same command again to resume", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
 
 Data comes from ``gpt_sovits.data.s2_dataset`` (filters, repetition and length buckets as the reference). The run
 folder ``<exp>/s2_train`` holds config.json, metrics.jsonl, checkpoint.pt (G, D, both optimizers and
-schedulers, the scaler, step/epoch/batch position, RNG) and log.txt (``gpt_sovits.train.common``); a re-run
+schedulers, the scaler, step/epoch/batch position, RNG) and log.txt (``gpt_sovits.train.run_dir``); a re-run
 resumes unless ``--fresh``. Every ``--save-every`` epochs and at the end the generator is exported with
 ``save_sovits_weights`` to ``<weights-dir>/<exp>_e<epoch>_s<step>.pth`` and a ``saved`` event is emitted.
 """
@@ -39,19 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from core.jobs import EventWriter
+from core.jobs import EventWriter, never_stop
 from gpt_sovits.data.s2_dataset import (
     BucketBatchSampler,
     S2Batch,
-    S2DataError,
     S2Dataset,
     collate_s2,
     scan_experiment,
 )
-from gpt_sovits.device import DeviceError, autocast_dtype
+from gpt_sovits.device import autocast_dtype, make_grad_scaler
 from gpt_sovits.models.commons import slice_segments
 from gpt_sovits.models.features import mel_spectrogram, spec_to_mel
 from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
@@ -61,35 +59,29 @@ from gpt_sovits.models.weights import (
     load_sovits_discriminator,
     save_sovits_weights,
 )
-from gpt_sovits.train.common import (
-    CheckpointTimer,
-    DiskSpaceError,
+from gpt_sovits.train.batching import default_batch_size
+from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.distributed import (
     DistInfo,
-    ProgressReporter,
-    RunDir,
-    StopFlag,
-    TrainingError,
-    TrainProgress,
-    add_common_args,
     all_reduce_mean,
     barrier,
-    default_batch_size,
-    ensure_free_space,
-    estimate_bytes,
-    export_name_pattern,
-    export_weights,
-    half_size,
     init_distributed,
-    make_grad_scaler,
-    parse_args,
-    report_failure,
-    restore_training_state,
-    seed_everything,
     shutdown_distributed,
-    training_state,
     wrap_ddp,
 )
-from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
+from gpt_sovits.train.errors import TrainingError
+from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1_loss
+from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights, half_size
+from gpt_sovits.train.state import (
+    CheckpointTimer,
+    TrainProgress,
+    ensure_free_space,
+    estimate_bytes,
+    restore_training_state,
+    seed_everything,
+    training_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +113,62 @@ class S2Recipe:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+@dataclass
+class S2TrainConfig:
+    """Everything an S2 run needs; the CLI fills it (``config_from_args``), tests build it directly."""
+
+    exp_dir: Path
+    weights_dir: Path
+    exp_name: str = ""
+    pretrained_dir: Path | None = None
+    pretrained_s2g: Path | None = None  # override the official files under pretrained_dir
+    pretrained_s2d: Path | None = None
+    version: str | None = None  # None: v2 files, the generator's own version
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = 0  # 0: from free memory (or the resumed run's)
+    save_every: int = DEFAULT_SAVE_EVERY
+    device: str = "auto"
+    seed: int = 1234
+    fresh: bool = False
+    keep_exports: str = "all"
+    checkpoint_minutes: float = 2.0
+    text_low_lr_rate: float = 0.4
+    lr: float = 1e-4
+    segment_size: int = 20480
+    no_amp: bool = False
+    workers: int = -1  # -1: 4 on CUDA, 0 on CPU
+    log_every: int = 1
+    max_steps: int = 0  # 0: no limit
+
+    def __post_init__(self) -> None:
+        self.exp_dir = Path(self.exp_dir)
+        self.weights_dir = Path(self.weights_dir)
+        for name in ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"):
+            value = getattr(self, name)
+            setattr(self, name, Path(value) if value else None)
+        if not self.exp_name:
+            self.exp_name = self.exp_dir.resolve().name
+        if self.epochs < 1 or self.save_every < 1:
+            raise TrainingError("epochs and save_every must be at least 1")
+        if self.batch_size < 0:
+            raise TrainingError("batch_size must be 0 (automatic) or positive")
+        if self.version not in (None, "v1", "v2"):
+            raise TrainingError(f"unknown version {self.version!r}: use v1 or v2")
+
+    @property
+    def run_path(self) -> Path:
+        """The run folder: config.json, metrics.jsonl, checkpoint.pt, log.txt."""
+        return self.exp_dir / RUN_FOLDER
+
+    def recipe(self) -> S2Recipe:
+        return S2Recipe(
+            learning_rate=self.lr,
+            segment_size=self.segment_size,
+            text_low_lr_rate=self.text_low_lr_rate,
+            fp16_run=not self.no_amp,
+        )
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -298,7 +346,7 @@ def train_step(
     # Generator.
     with amp:
         _, d_fake, fmap_r, fmap_g = net_d(y, y_hat)
-    loss_mel = F.l1_loss(y_mel, y_hat_mel) * recipe.c_mel
+    loss_mel = mel_l1_loss(y_mel, y_hat_mel) * recipe.c_mel
     loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * recipe.c_kl
     loss_fm = feature_loss(fmap_r, fmap_g).to(device)
     loss_gen, _ = generator_loss(d_fake)
@@ -398,18 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pretrained_files(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
-    model_dir = Path(args.pretrained_dir) if args.pretrained_dir else None
-    if args.pretrained_s2g and args.pretrained_s2d:
-        return Path(args.pretrained_s2g), Path(args.pretrained_s2d), model_dir
+def _pretrained_files(cfg: S2TrainConfig) -> tuple[Path, Path, Path | None]:
+    model_dir = cfg.pretrained_dir
+    if cfg.pretrained_s2g and cfg.pretrained_s2d:
+        return cfg.pretrained_s2g, cfg.pretrained_s2d, model_dir
     if model_dir is None:
         raise PretrainedModelError("give --pretrained-dir (or both --pretrained-s2g and --pretrained-s2d)")
     from gpt_sovits.pretrained import pretrained_paths
 
-    paths = pretrained_paths(model_dir, args.version or "v2")
-    s2g = Path(args.pretrained_s2g) if args.pretrained_s2g else paths.s2g
-    s2d = Path(args.pretrained_s2d) if args.pretrained_s2d else paths.s2d
-    return s2g, s2d, model_dir
+    paths = pretrained_paths(model_dir, cfg.version or "v2")
+    return cfg.pretrained_s2g or paths.s2g, cfg.pretrained_s2d or paths.s2d, model_dir
 
 
 def _checkpoint_bytes(net_g: nn.Module, net_d: nn.Module) -> int:
@@ -418,71 +464,21 @@ def _checkpoint_bytes(net_g: nn.Module, net_d: nn.Module) -> int:
     return estimate_bytes(net_g.state_dict()) + estimate_bytes(net_d.state_dict()) + 8 * n
 
 
-def _pick_batch_size(
-    args: argparse.Namespace, device: torch.device, net_g: nn.Module, net_d: nn.Module
-) -> int:
-    if args.batch_size:
-        return int(args.batch_size)
+def _pick_batch_size(device: torch.device, net_g: nn.Module, net_d: nn.Module) -> int:
     n = sum(p.numel() for p in net_g.parameters()) + sum(p.numel() for p in net_d.parameters())
     return default_batch_size(device, fixed_bytes=16 * n, per_item_bytes=PER_ITEM_BYTES, hi=32)
 
 
-def train(
-    args: argparse.Namespace,
-    events: EventWriter | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    dist: DistInfo | None = None,
-) -> S2TrainResult:
-    """Run (or resume) S2 fine-tuning as configured by `args` (see `build_parser`)."""
-    events = events or EventWriter(None)
-    dist = dist or init_distributed(args.device)
+def _make_loader(
+    cfg: S2TrainConfig, dataset: S2Dataset, batch_size: int, dist: DistInfo
+) -> tuple[torch.utils.data.DataLoader, BucketBatchSampler]:
+    """The length-bucketed loader of this rank's batches (and its sampler, which sets each epoch)."""
     device = dist.device
-    run = RunDir(Path(args.exp_dir) / RUN_FOLDER, writer=dist.is_main)
-    seed_everything(args.seed + dist.rank)
-
-    # Everything a person can fix is checked before any training starts.
-    s2g, s2d, model_dir = _pretrained_files(args)
-    net_g, net_d, cfg = load_pretrained(s2g, s2d, args.version, model_dir)
-    recipe = S2Recipe(
-        learning_rate=args.lr,
-        segment_size=args.segment_size,
-        text_low_lr_rate=args.text_low_lr_rate,
-        fp16_run=not args.no_amp,
-    )
-    cfg.segment_size = recipe.segment_size
-    items, report = scan_experiment(args.exp_dir, cfg.version, cfg.sampling_rate, cfg.hop_length)
-    if dist.is_main:
-        ensure_free_space(run.path, _checkpoint_bytes(net_g, net_d), "checkpoints")
-        ensure_free_space(args.weights_dir, half_size(net_g), "exported weights")
-    run.log(f"S2 data: {report.summary()}")
-    frozen = freeze_content_path(net_g)
-    net_g.to(device).train()
-    net_d.to(device).train()
-    state = run.prepare(fresh=args.fresh)
-    # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
-    resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
-    batch_size = int(args.batch_size) or resumed_bs or _pick_batch_size(args, device, net_g, net_d)
-    opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
-    sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
-    amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
-    if amp_dtype is not None:
-        content_path_in_fp32(net_g, device.type)
-    scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
-
-    dataset = S2Dataset(
-        args.exp_dir,
-        items,
-        report.repeats,
-        cfg.sampling_rate,
-        cfg.filter_length,
-        cfg.hop_length,
-        cfg.win_length,
-    )
     sampler = BucketBatchSampler(
-        dataset.lengths, batch_size, num_replicas=dist.world_size, rank=dist.rank, seed=args.seed
+        dataset.lengths, batch_size, num_replicas=dist.world_size, rank=dist.rank, seed=cfg.seed
     )
     workers = (
-        args.workers if args.workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
+        cfg.workers if cfg.workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
     )
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -493,8 +489,70 @@ def train(
         persistent_workers=workers > 0,
         # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a
         # resumed run (global RNG restored from the checkpoint) would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(args.seed + dist.rank),
+        generator=torch.Generator().manual_seed(cfg.seed + dist.rank),
     )
+    return loader, sampler
+
+
+def train(
+    cfg: S2TrainConfig,
+    events: EventWriter | None = None,
+    should_stop: Callable[[], bool] = never_stop,
+) -> S2TrainResult:
+    """Run (or resume) S2 fine-tuning as configured by ``cfg``, until done, ``cfg.max_steps`` or
+    ``should_stop()`` (checked before every step; the state is saved). Raises a UserError (TrainingError,
+    S2DataError...) with a message for a person on bad input, before anything is trained."""
+    events = events or EventWriter(None)
+    dist = init_distributed(cfg.device)
+    try:
+        return _train(cfg, events, should_stop, dist)
+    finally:
+        shutdown_distributed(dist)
+
+
+def _train(
+    cfg: S2TrainConfig, events: EventWriter, should_stop: Callable[[], bool], dist: DistInfo
+) -> S2TrainResult:
+    device = dist.device
+    run = RunDir(cfg.run_path, writer=dist.is_main)
+    seed_everything(cfg.seed + dist.rank)
+
+    # Everything a person can fix is checked before any training starts.
+    s2g, s2d, model_dir = _pretrained_files(cfg)
+    net_g, net_d, model_cfg = load_pretrained(s2g, s2d, cfg.version, model_dir)
+    recipe = cfg.recipe()
+    model_cfg.segment_size = recipe.segment_size
+    items, report = scan_experiment(
+        cfg.exp_dir, model_cfg.version, model_cfg.sampling_rate, model_cfg.hop_length
+    )
+    if dist.is_main:
+        ensure_free_space(run.path, _checkpoint_bytes(net_g, net_d), "checkpoints")
+        ensure_free_space(cfg.weights_dir, half_size(net_g), "exported weights")
+    run.log(f"S2 data: {report.summary()}")
+    frozen = freeze_content_path(net_g)
+    net_g.to(device).train()
+    net_d.to(device).train()
+    state = run.prepare(fresh=cfg.fresh)
+    # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
+    resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
+    batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(device, net_g, net_d)
+    opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
+    sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
+    amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
+    if amp_dtype is not None:
+        content_path_in_fp32(net_g, device.type)
+    scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
+
+    dataset = S2Dataset(
+        cfg.exp_dir,
+        items,
+        report.repeats,
+        model_cfg.sampling_rate,
+        model_cfg.filter_length,
+        model_cfg.hop_length,
+        model_cfg.win_length,
+    )
+    loader, sampler = _make_loader(cfg, dataset, batch_size, dist)
     steps_per_epoch = len(sampler)
 
     prog = TrainProgress()
@@ -515,10 +573,10 @@ def train(
         prog.batch_in_epoch = 0
 
     config = {
-        "args": vars(args),
+        "args": jsonable(cfg),
         "batch_size": batch_size,
         "recipe": recipe.to_train_hparams(),
-        "model": cfg.to_hparams(),
+        "model": model_cfg.to_hparams(),
         "pretrained_s2g": str(s2g),
         "pretrained_s2d": str(s2d),
         "device": str(device),
@@ -529,14 +587,19 @@ def train(
         "data": report.to_dict(),
     }
     run.write_config(config)
-    cfg.train = {**cfg.train, **recipe.to_train_hparams(), "epochs": args.epochs, "batch_size": batch_size}
-    cfg.extra = {**cfg.extra, "name": args.exp_name}
+    model_cfg.train = {
+        **model_cfg.train,
+        **recipe.to_train_hparams(),
+        "epochs": cfg.epochs,
+        "batch_size": batch_size,
+    }
+    model_cfg.extra = {**model_cfg.extra, "name": cfg.exp_name}
 
     g_model = wrap_ddp(net_g, dist, find_unused_parameters=True)
     d_model = wrap_ddp(net_d, dist, find_unused_parameters=True)
-    total_steps = args.epochs * steps_per_epoch
+    total_steps = cfg.epochs * steps_per_epoch
     reporter = ProgressReporter(events, "s2", total_steps, start_step=prog.step, enabled=dist.is_main)
-    timer = CheckpointTimer(args.checkpoint_minutes)
+    timer = CheckpointTimer(cfg.checkpoint_minutes)
     exports: list[str] = []
     stopped = False
 
@@ -554,106 +617,90 @@ def train(
         timer.reset()
 
     run.log(
-        f"S2 {cfg.version} training on {device} ({amp_dtype or 'fp32'}), batch {batch_size}, "
-        f"{steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{args.epochs}"
+        f"S2 {model_cfg.version} training on {device} ({amp_dtype or 'fp32'}), batch {batch_size}, "
+        f"{steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{cfg.epochs}"
     )
 
     def export(epoch_label: int) -> None:
         if not dist.is_main:
             return
         path = export_generator(
-            net_g, cfg, args.weights_dir, args.exp_name, epoch_label, prog.step, args.keep_exports
+            net_g, model_cfg, cfg.weights_dir, cfg.exp_name, epoch_label, prog.step, cfg.keep_exports
         )
         exports.append(str(path))
         run.log(f"exported {path}")
         reporter.saved(path, epoch_label, prog.step)
 
-    max_steps = max(0, int(args.max_steps or 0))
+    max_steps = max(0, int(cfg.max_steps or 0))
     at_limit = False
-    with StopFlag(should_stop) as stop:
-        for epoch in range(prog.epoch, args.epochs):
-            sampler.set_epoch(epoch + 1, start=prog.batch_in_epoch)  # the reference's epochs are 1-based
-            t_epoch = time.monotonic()
-            for batch in loader:
-                if stop():
-                    stopped = True
-                    break
-                if max_steps and prog.step >= max_steps:
-                    at_limit = True
-                    break
-                batch = batch.to(device, non_blocking=True)
-                losses = train_step(g_model, d_model, opt_g, opt_d, scaler, batch, cfg, recipe, amp_dtype)
-                prog.step += 1
-                prog.batch_in_epoch += 1
-                if prog.step % max(1, args.log_every) == 0 or prog.batch_in_epoch == steps_per_epoch:
-                    if dist.distributed:
-                        losses = {
-                            k: float(all_reduce_mean(torch.tensor(v, device=device), dist))
-                            for k, v in losses.items()
-                        }
-                    record = {
-                        "step": prog.step,
-                        "epoch": epoch + 1,
-                        **losses,
-                        "lr": opt_g.param_groups[0]["lr"],
-                    }
-                    run.append_metrics(record)
-                    if not all(math.isfinite(v) for v in losses.values()):
-                        run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
-                reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
-                if timer.due():
-                    save_state()
-            if stopped or prog.batch_in_epoch < steps_per_epoch:
-                break  # stopped, or the step limit was reached inside the epoch
-            prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-            sched_g.step()
-            sched_d.step()
-            finished = epoch + 1
-            run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {prog.step}")
-            last = finished == args.epochs or (max_steps > 0 and prog.step >= max_steps)
-            export_now = finished % args.save_every == 0 or last
-            if export_now or timer.due():
-                save_state()
-            if export_now:
-                export(finished)
-            barrier(dist)
-            if last:
+    for epoch in range(prog.epoch, cfg.epochs):
+        sampler.set_epoch(epoch + 1, start=prog.batch_in_epoch)  # the reference's epochs are 1-based
+        t_epoch = time.monotonic()
+        for batch in loader:
+            if should_stop():
+                stopped = True
                 break
-        if stopped:
+            if max_steps and prog.step >= max_steps:
+                at_limit = True
+                break
+            batch = batch.to(device, non_blocking=True)
+            losses = train_step(g_model, d_model, opt_g, opt_d, scaler, batch, model_cfg, recipe, amp_dtype)
+            prog.step += 1
+            prog.batch_in_epoch += 1
+            if prog.step % max(1, cfg.log_every) == 0 or prog.batch_in_epoch == steps_per_epoch:
+                if dist.distributed:
+                    losses = {
+                        k: float(all_reduce_mean(torch.tensor(v, device=device), dist))
+                        for k, v in losses.items()
+                    }
+                record = {"step": prog.step, "epoch": epoch + 1, **losses, "lr": opt_g.param_groups[0]["lr"]}
+                run.append_metrics(record)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
+            reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
+            if timer.due():
+                save_state()
+        if stopped or prog.batch_in_epoch < steps_per_epoch:
+            break  # stopped, or the step limit was reached inside the epoch
+        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+        sched_g.step()
+        sched_d.step()
+        finished = epoch + 1
+        run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {prog.step}")
+        last = finished == cfg.epochs or (max_steps > 0 and prog.step >= max_steps)
+        export_now = finished % cfg.save_every == 0 or last
+        if export_now or timer.due():
             save_state()
-            run.log(f"stopped at step {prog.step}; the next run resumes here")
-        elif at_limit and prog.batch_in_epoch > 0:
-            # The step limit fell inside an epoch: keep the state and export what was trained so far,
-            # named after the epoch in progress.
-            save_state()
-            export(prog.epoch + 1)
-            run.log(f"step limit {max_steps} reached in epoch {prog.epoch + 1}")
+        if export_now:
+            export(finished)
+        barrier(dist)
+        if last:
+            break
+    if stopped:
+        save_state()
+        run.log(f"stopped at step {prog.step}; the next run resumes here")
+    elif at_limit and prog.batch_in_epoch > 0:
+        # The step limit fell inside an epoch: keep the state and export what was trained so far,
+        # named after the epoch in progress.
+        save_state()
+        export(prog.epoch + 1)
+        run.log(f"step limit {max_steps} reached in epoch {prog.epoch + 1}")
     result = S2TrainResult(exports, prog.step, prog.epoch, stopped, report.to_dict())
     reporter.result(**asdict(result))
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gpt_sovits.train.s2``: flags (or ``--config``) -> S2TrainConfig -> train -> exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    events = EventWriter(args.events)
-    dist: DistInfo | None = None
-    run: RunDir | None = None
-    try:
-        dist = init_distributed(args.device)
-        run = RunDir(Path(args.exp_dir) / RUN_FOLDER, writer=dist.is_main)
-        result = train(args, events, dist=dist)
-    except (TrainingError, S2DataError, DeviceError, DiskSpaceError) as e:
-        return report_failure(e, events, run)
-    finally:
-        if dist is not None:
-            shutdown_distributed(dist)
-    print(
-        f"S2 training {'stopped' if result.stopped else 'done'}: step {result.step}, "
-        f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
-    )
-    return 0
+    args = parse_args(build_parser(), argv)
+    code, result = run_trainer(lambda: config_from_args(S2TrainConfig, args), train, EventWriter(args.events))
+    if result is not None:
+        print(
+            f"S2 training {'stopped' if result.stopped else 'done'}: step {result.step}, "
+            f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
+        )
+    return code
 
 
 if __name__ == "__main__":
