@@ -695,3 +695,68 @@ def test_the_check_says_which_trainers_resume(ws):
         "",
         "6 of 6 clips usable",
     ]
+
+
+# ---------------------------------------------------------------- the tab's handlers, without a browser
+
+
+def test_handlers_read_named_values_and_a_blocked_start_writes_nothing(ws):
+    """Each handler takes the app context and {component: value}, and returns {component: update}."""
+    import gradio as gr
+
+    from i18n import I18n
+    from ui.context import AppContext
+    from ui.training_page import build_page
+    from ui.training_runner import TrainingSession
+    from ui.training_tab import TrainingContext, check, choose_list, start_steps, stop
+
+    write_tiny_dataset(ws.workspace / "data", n=3)
+    app = AppContext(ws.workspace, I18n("en_US"), ws.model_dir)
+    with gr.Blocks():
+        page = build_page(app)
+    tc = TrainingContext(app, page)
+    values = {c: c.value for c in (*page.settings_inputs, page.ref_choice, page.sample_text)}
+    values[page.state] = session = TrainingSession()
+    values[page.list_choice] = "data/tiny.list"
+
+    chosen = choose_list(tc, values)
+    assert chosen[page.exp_name] == "tiny" and len(chosen[page.ref_choice]["choices"]) == 4
+    values[page.exp_name] = chosen[page.exp_name]
+    assert "Only 3 usable clips" in check(tc, values)[page.check_md]
+
+    started = start_steps(tc, PIPELINE, values)
+    assert "Cannot start" in started[page.check_md]
+    assert started[page.status_md] == "❌ Not started." and page.exports not in started
+    assert session.runner is None and not ws.exp_dir("tiny").exists()
+    assert stop(tc, {page.state: session}) == {page.status_md: "Stopping…"}
+
+    values[page.clvp_init] = "../outside.pt"  # a person's mistake: its message in the toast
+    with pytest.raises(gr.Error, match="Not a weights file"):
+        start_steps(tc, ("clvp",), values)
+
+
+def test_the_training_modules_import_one_way():
+    """No import cycle among ui/training_*.py; imports inside functions count too."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "ui"
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("training_*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found |= {n.removeprefix("ui.") for n in names if n.startswith("ui.training_")}
+        imports[path.stem] = found
+    assert {"training_plan", "training_runner", "training_samples", "training_tab"} <= set(imports)
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for dep in imports.get(module, ()):
+                visit(dep, (*path, module))
+            done.add(module)
+
+    for module in imports:
+        visit(module, ())

@@ -93,59 +93,69 @@ def _flags(config: dict[str, Any]) -> list[str]:
     return args
 
 
+def _prepare_config(s: TrainSettings, layout: Layout) -> dict[str, Any]:
+    return {
+        "list": s.list_path,
+        "exp_dir": str(layout.exp_dir(s.exp_name)),
+        "pretrained_dir": str(layout.model_dir),
+        "version": s.version,
+        "device": s.device,
+    }
+
+
+def _trainer_config(step: str, s: TrainSettings, layout: Layout) -> dict[str, Any]:
+    """The S2 or S1 trainer's config (the keys of its CLI flags)."""
+    epochs, batch, every = (
+        (s.s2_epochs, s.s2_batch, s.s2_save_every)
+        if step == "s2"
+        else (s.s1_epochs, s.s1_batch, s.s1_save_every)
+    )
+    # The trainers write `<weights-dir>/<name>`: give them the reference's per-version folder.
+    weights = layout.sovits_dir(s.version) if step == "s2" else layout.gpt_dir(s.version)
+    config: dict[str, Any] = {
+        "exp_dir": str(layout.exp_dir(s.exp_name)),
+        "exp_name": s.exp_name,
+        "pretrained_dir": str(layout.model_dir),
+        "weights_dir": str(weights),
+        "version": s.version,
+        "epochs": int(epochs),
+        "batch_size": int(batch),
+        "save_every": int(every),
+        "device": s.device,
+    }
+    if step == "s1":
+        config["dpo"] = bool(s.dpo)
+    config["fresh"] = bool(s.fresh)
+    return config
+
+
+def _clvp_config(s: TrainSettings, layout: Layout) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "exp_dir": [str(layout.exp_dir(s.exp_name))],
+        "exp_name": s.exp_name,
+        "out": str(layout.run_dir(s.exp_name, "clvp")),
+        "weights_dir": str(layout.clvp_dir),
+        "epochs": int(s.clvp_epochs),
+        "batch_size": int(s.clvp_batch),
+        "device": s.device,
+    }
+    if s.clvp_init:  # fine-tune a general CLVP model instead of training a new one
+        config["init"] = s.clvp_init
+    config["fresh"] = bool(s.fresh)
+    return config
+
+
 def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
     """The argv and config of `step` for settings `s`; every value is also a flag (flags win)."""
     if step not in MODULES:
         raise TrainingInputError(f"unknown step {step!r}")
-    exp_dir = layout.exp_dir(s.exp_name)
     run_dir = layout.run_dir(s.exp_name, step)
-    config: dict[str, Any]
     if step == "prepare":
-        config = {
-            "list": s.list_path,
-            "exp_dir": str(exp_dir),
-            "pretrained_dir": str(layout.model_dir),
-            "version": s.version,
-            "device": s.device,
-        }
-        config_path = run_dir / PREPARE_REQUEST_FILE
-    elif step in ("s2", "s1"):
-        epochs, batch, every = (
-            (s.s2_epochs, s.s2_batch, s.s2_save_every)
-            if step == "s2"
-            else (s.s1_epochs, s.s1_batch, s.s1_save_every)
-        )
-        # The trainers write `<weights-dir>/<name>`: give them the reference's per-version folder.
-        weights = layout.sovits_dir(s.version) if step == "s2" else layout.gpt_dir(s.version)
-        config = {
-            "exp_dir": str(exp_dir),
-            "exp_name": s.exp_name,
-            "pretrained_dir": str(layout.model_dir),
-            "weights_dir": str(weights),
-            "version": s.version,
-            "epochs": int(epochs),
-            "batch_size": int(batch),
-            "save_every": int(every),
-            "device": s.device,
-        }
-        if step == "s1":
-            config["dpo"] = bool(s.dpo)
-        config["fresh"] = bool(s.fresh)
-        config_path = run_dir / REQUEST_FILE
-    else:  # clvp
-        config = {
-            "exp_dir": [str(exp_dir)],
-            "exp_name": s.exp_name,
-            "out": str(run_dir),
-            "weights_dir": str(layout.clvp_dir),
-            "epochs": int(s.clvp_epochs),
-            "batch_size": int(s.clvp_batch),
-            "device": s.device,
-        }
-        if s.clvp_init:  # fine-tune a general CLVP model instead of training a new one
-            config["init"] = s.clvp_init
-        config["fresh"] = bool(s.fresh)
-        config_path = run_dir / REQUEST_FILE
+        config, config_path = _prepare_config(s, layout), run_dir / PREPARE_REQUEST_FILE
+    elif step == "clvp":
+        config, config_path = _clvp_config(s, layout), run_dir / REQUEST_FILE
+    else:
+        config, config_path = _trainer_config(step, s, layout), run_dir / REQUEST_FILE
     args = ["--config", str(config_path), *_flags(config)]
     return StepSpec(step, MODULES[step], args, config, run_dir, config_path)
 
@@ -237,15 +247,8 @@ def _examples(problems: Sequence[Any], limit: int = 3) -> str:
     return ", ".join(names) + more
 
 
-def _dataset_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
-    if not inputs.list_chosen:
-        return [Problem("error", _("Choose the .list file to train on."))]
-    if inputs.dataset_error:
-        return [Problem("error", _("Cannot read the label file: {error}", error=inputs.dataset_error))]
-    report = inputs.dataset
-    if report is None or report.clip_count == 0:
-        return [Problem("error", _("The label file has no clips."))]
-    out: list[Problem] = []
+def _clip_problems(report: DatasetReport, _: Translator) -> list[Problem]:
+    """Lines and clips training cannot use (each blocks), with a few examples."""
     blocking = [
         (report.malformed, _("Malformed lines (not audio|speaker|language|text)")),
         (report.empty_text, _("Clips with an empty text")),
@@ -254,54 +257,53 @@ def _dataset_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
         (report.missing_files, _("Missing audio files")),
         (report.unreadable, _("Unreadable audio files")),
     ]
-    for problems, label in blocking:
-        if problems:
-            out.append(Problem("error", f"{label}: {len(problems)} ({_examples(problems)})"))
+    out = [
+        Problem("error", f"{label}: {len(problems)} ({_examples(problems)})")
+        for problems, label in blocking
+        if problems
+    ]
     if report.duplicate_basenames:
         names = ", ".join(sorted(report.duplicate_basenames)[:3])
-        out.append(
-            Problem(
-                "error",
-                _(
-                    "Clips sharing a file name (their features would overwrite each other): {names}",
-                    names=names,
-                ),
-            )
+        message = _(
+            "Clips sharing a file name (their features would overwrite each other): {names}", names=names
         )
+        out.append(Problem("error", message))
+    return out
+
+
+def _size_problems(report: DatasetReport, _: Translator) -> list[Problem]:
+    """Clips skipped for their length, too few usable clips (blocks), too little audio (warns)."""
+    out = []
     skipped = [*report.too_short, *report.too_long]
     if skipped:
-        out.append(
-            Problem(
-                "warning",
-                _(
-                    "{n} clips are shorter than 0.6 s or longer than 54 s and will be skipped.",
-                    n=len(skipped),
-                ),
-            )
+        message = _(
+            "{n} clips are shorter than 0.6 s or longer than 54 s and will be skipped.", n=len(skipped)
         )
+        out.append(Problem("warning", message))
     usable = usable_clips(report)
     if len(usable) < MIN_USABLE_CLIPS:
-        out.append(
-            Problem(
-                "error",
-                _(
-                    "Only {n} usable clips: at least {min} are needed to fine-tune.",
-                    n=len(usable),
-                    min=MIN_USABLE_CLIPS,
-                ),
-            )
+        message = _(
+            "Only {n} usable clips: at least {min} are needed to fine-tune.",
+            n=len(usable),
+            min=MIN_USABLE_CLIPS,
         )
+        out.append(Problem("error", message))
     seconds = sum(report.durations[p] for p in usable)
     if usable and seconds < MIN_TOTAL_SECONDS:
-        out.append(
-            Problem(
-                "warning",
-                _(
-                    "Only {s:.0f} s of usable audio: a minute or more gives a much better voice.",
-                    s=seconds,
-                ),
-            )
-        )
+        message = _("Only {s:.0f} s of usable audio: a minute or more gives a much better voice.", s=seconds)
+        out.append(Problem("warning", message))
+    return out
+
+
+def _dataset_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
+    if not inputs.list_chosen:
+        return [Problem("error", _("Choose the .list file to train on."))]
+    if inputs.dataset_error:
+        return [Problem("error", _("Cannot read the label file: {error}", error=inputs.dataset_error))]
+    report = inputs.dataset
+    if report is None or report.clip_count == 0:
+        return [Problem("error", _("The label file has no clips."))]
+    out = _clip_problems(report, _) + _size_problems(report, _)
     if any(problem.blocking for problem in out):
         out.append(Problem("error", _("Fix the label file in the Label editor, then check again.")))
     return out
@@ -487,6 +489,42 @@ def pretrained_files(model_dir: Path, version: str) -> tuple[ModelFile, ...]:
     return tuple(out)
 
 
+def _read_dataset(
+    layout: Layout, list_path: str, check_dataset: Callable[[Path], DatasetReport] | None
+) -> tuple[DatasetReport | None, str | None]:
+    """(the dataset report, None), or (None, why the list cannot be read)."""
+    from tools.dataset_check import DatasetCheckError
+    from tools.dataset_check import check_dataset as default_check
+
+    run_check = check_dataset or (lambda p: default_check(p, boundary=layout.workspace))
+    try:
+        return run_check(Path(list_path)), None
+    except (DatasetCheckError, ValueError, OSError) as e:  # said by the check as a blocking problem
+        return None, str(e)
+
+
+def _free_bytes(workspace: Path) -> int | None:
+    try:
+        return shutil.disk_usage(workspace).free
+    except OSError:  # no figure for this file system: the disk check says nothing
+        return None
+
+
+def _running_step(exp_dir: Path) -> str | None:
+    """ "s2 (pid 123)" when a step already runs on the experiment (started by any page)."""
+    live = live_job(exp_dir)
+    return f"{live[0].step} (pid {live[1].process.pid})" if live else None
+
+
+def _resumable(layout: Layout, exp: str, steps: tuple[str, ...]) -> tuple[str, ...]:
+    """The trainer steps whose run folder holds a checkpoint to resume."""
+    return tuple(
+        step
+        for step in steps
+        if step != "prepare" and (layout.run_dir(exp, step) / "checkpoint.pt").is_file()
+    )
+
+
 def gather_preflight(
     layout: Layout,
     settings: TrainSettings,
@@ -495,30 +533,15 @@ def gather_preflight(
 ) -> PreflightInputs:
     """Read from disk what `check_plan` needs (the dataset is read only when formatting runs)."""
     steps = tuple(steps)
-    report, error = None, None
     list_chosen = bool(settings.list_path)
+    report, error = None, None
     if "prepare" in steps and list_chosen:
-        from tools.dataset_check import DatasetCheckError
-        from tools.dataset_check import check_dataset as default_check
-
-        run_check = check_dataset or (lambda p: default_check(p, boundary=layout.workspace))
-        try:
-            report = run_check(Path(settings.list_path))
-        except (DatasetCheckError, ValueError, OSError) as e:
-            error = str(e)
+        report, error = _read_dataset(layout, settings.list_path, check_dataset)
     exp_dir = layout.exp_dir(settings.exp_name) if EXP_NAME.fullmatch(settings.exp_name or "") else None
     try:
         models = pretrained_files(layout.model_dir, settings.version)
     except ValueError as e:  # unknown version: reported by the settings check
         models = (ModelFile("s1", str(e), True),)
-    try:
-        free = shutil.disk_usage(layout.workspace).free
-    except OSError:
-        free = None
-    running = None
-    if exp_dir is not None:
-        live = live_job(exp_dir)
-        running = f"{live[0].step} (pid {live[1].process.pid})" if live else None
     return PreflightInputs(
         steps=steps,
         exp_name=settings.exp_name,
@@ -528,13 +551,7 @@ def gather_preflight(
         dataset_error=error,
         models=models,
         format_state=format_state(exp_dir) if exp_dir else FormatState(),
-        resumable=tuple(
-            step
-            for step in steps
-            if step != "prepare"
-            and exp_dir
-            and (layout.run_dir(settings.exp_name, step) / "checkpoint.pt").is_file()
-        ),
-        free_bytes=free,
-        running=running,
+        resumable=_resumable(layout, settings.exp_name, steps) if exp_dir else (),
+        free_bytes=_free_bytes(layout.workspace),
+        running=_running_step(exp_dir) if exp_dir else None,
     )
