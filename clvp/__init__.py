@@ -2,11 +2,16 @@
 
 Public API (torch and the model code load on first call, not at import):
 ``load_clvp(path, device="cpu") -> ClvpModel`` and
-``rerank(model, phone_ids, candidates) -> list[float]`` (higher = the candidate says the text better).
+``rerank(model, phone_ids, candidates) -> list[float]`` (higher = the candidate says the text better),
+and ``load_scorer(path, device)``, both in one: the reranker the synthesiser's callers hand to
+``gpt_sovits.infer.synthesizer.Synthesizer(reranker_loader=...)``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,7 +19,7 @@ if TYPE_CHECKING:
 
     from clvp.model import ClvpModel
 
-__all__ = ["load_clvp", "rerank"]
+__all__ = ["load_clvp", "load_scorer", "rerank"]
 
 
 def load_clvp(path: str, device: str | torch.device = "cpu") -> ClvpModel:
@@ -39,3 +44,14 @@ def rerank(
     from clvp.score import score_candidates
 
     return score_candidates(model, phone_ids, candidates, batch_size=batch_size)
+
+
+def load_scorer(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> Callable[[list[int], list[list[int]]], list[float]]:
+    """The CLVP model of ``path`` as a candidate scorer: ``scorer(phone_ids, candidates) -> scores``.
+
+    What the synthesiser's callers hand it: ``Synthesizer(..., reranker_loader=clvp.load_scorer)`` (the
+    synthesiser caches the scorer per file and device, and never imports clvp itself).
+    """
+    return functools.partial(rerank, load_clvp(str(path), device))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gpt_sovits.infer.synthesizer import CandidateInfo, SentenceResult, SynthesisResult
+from gpt_sovits.infer.request import SynthesisRequest, param
+from gpt_sovits.infer.result import CandidateInfo, SentenceResult, SynthesisResult
 from i18n import I18n
 from tests.support.synth import voiced_segments
 from ui import inference_helpers as H
@@ -104,7 +105,7 @@ def test_clvp_choices_and_resolution(tmp_path):
 
 
 def test_model_status_names_missing_models_and_the_command(tmp_path, tiny_pretrained):
-    from ui.inference_tab import models_markdown
+    from ui.inference_layout import models_markdown
 
     empty = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "none")
     text = models_markdown(empty)
@@ -154,7 +155,7 @@ def test_trim_cuts_in_a_pause_and_keeps_the_original(tmp_path):
 
 
 def test_trimming_a_too_short_clip_says_so(tmp_path):
-    from gpt_sovits.infer.synthesizer import TTSInputError
+    from gpt_sovits.infer.request import TTSInputError
 
     with pytest.raises(TTSInputError, match="at least 3 s"):
         H.write_trimmed_reference(_wav(tmp_path / "short.wav", 1.5), tmp_path / "uploads")
@@ -181,10 +182,10 @@ def test_seed_resolution():
     ],
 )
 def test_form_checks(change, message):
-    form = H.SynthesisForm(text="你好", text_lang="zh", ref_audio="ref.wav")
+    form = H.SynthesisForm(SynthesisRequest(text="你好", text_lang="zh", ref_audio="ref.wav"))
     H.check_form(form)
     for key, value in change.items():
-        setattr(form, key, value)
+        setattr(form.request, key, value)
     with pytest.raises(H.InferenceUIError, match=message):
         H.check_form(form)
 
@@ -232,11 +233,14 @@ def test_candidate_rows_show_asr_and_speaker_scores():
 
 
 def test_blend_weights_are_checked():
-    form = H.SynthesisForm(text="你好", text_lang="zh", ref_audio="ref.wav", asr_weight=-1.0)
+    form = H.SynthesisForm(
+        SynthesisRequest(text="你好", text_lang="zh", ref_audio="ref.wav", asr_weight=-1.0)
+    )
     with pytest.raises(H.InferenceUIError, match="ASR agreement weight"):
         H.check_form(form)
+    too_much = param("speaker_weight").web_range[1] + 1
     form = H.SynthesisForm(
-        text="你好", text_lang="zh", ref_audio="ref.wav", speaker_weight=H.MAX_BLEND_WEIGHT + 1
+        SynthesisRequest(text="你好", text_lang="zh", ref_audio="ref.wav", speaker_weight=too_much)
     )
     with pytest.raises(H.InferenceUIError, match="speaker similarity weight"):
         H.check_form(form)
@@ -316,15 +320,11 @@ def test_synthesis_writes_output_and_candidates_play_without_changing_the_result
     from gpt_sovits.infer.synthesizer import Synthesizer
 
     ref = _wav(tmp_path / "ref.wav", 4.0)
-    form = H.SynthesisForm(
-        text="你好世界。今天天气很不错。",
-        text_lang="zh",
-        ref_audio=str(ref),
-        cut="cut5",
-        candidates=2,
-        seed=11,
-        max_new_tokens=15,
+    form = H.form_from_values(
+        {"text": "你好世界。今天天气很不错。", "text_lang": "zh", "ref_audio": str(ref), "cut": "cut5"}
+        | {"candidates": 2.0, "seed": 11.0, "max_new_tokens": 15, "asr_weight": None}  # as widgets give them
     )
+    assert (form.request.candidates, form.request.seed, form.request.asr_weight) == (2, 11, 0.0)
     cache = H.LazyCache()
     outcome = H.synthesize(form, tmp_path, tiny_pretrained.root, cache)
     result = outcome.result
@@ -352,8 +352,8 @@ def test_synthesis_refuses_weights_outside_the_allowed_folders(tmp_path, tiny_pr
     stray = tmp_path / "elsewhere" / "gpt.ckpt"
     stray.parent.mkdir()
     shutil.copy(tiny_pretrained.s1, stray)
-    form = H.SynthesisForm(text="你好。", text_lang="zh", ref_audio=str(_wav(tmp_path / "r.wav", 4.0)))
-    form.gpt = str(stray)
+    request = SynthesisRequest(text="你好。", text_lang="zh", ref_audio=str(_wav(tmp_path / "r.wav", 4.0)))
+    form = H.SynthesisForm(request, gpt=str(stray))
     with pytest.raises(H.InferenceUIError, match="not found"):
         H.synthesize(form, tmp_path / "ws", tiny_pretrained.root, H.LazyCache())
 

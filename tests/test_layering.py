@@ -23,7 +23,8 @@ PACKAGES = ("webui", "ui", "clvp", "gpt_sovits", "tools", "core")
 
 # Top first. A module belongs to the most specific (longest) prefix that matches it.
 LAYERS: list[tuple[str, ...]] = [
-    ("webui",),
+    # The synthesis CLI composes the synthesiser with the CLVP reranker, as the web UI does.
+    ("webui", "gpt_sovits.infer.__main__"),
     ("ui",),
     ("clvp",),
     ("gpt_sovits",),  # the front door: gpt_sovits/__init__.py

@@ -11,14 +11,14 @@ import pytest
 import soundfile as sf
 import torch
 
+import clvp
+from gpt_sovits.infer import __main__ as cli
+from gpt_sovits.infer import pieces, reference
 from gpt_sovits.infer import synthesizer as tts
-from gpt_sovits.infer.synthesizer import (
-    ModelCache,
-    ReferenceLengthError,
-    SynthesisRequest,
-    Synthesizer,
-    TTSInputError,
-)
+from gpt_sovits.infer.cache import ModelCache
+from gpt_sovits.infer.request import ReferenceLengthError, SynthesisRequest, TTSInputError
+from gpt_sovits.infer.result import SynthesisResult
+from gpt_sovits.infer.synthesizer import Synthesizer
 from tests.support.synth import voiced_segments
 
 SR = 32000
@@ -68,7 +68,12 @@ def cache() -> ModelCache:
 @pytest.fixture(scope="module")
 def synth(tiny_pretrained, cache) -> Synthesizer:
     return Synthesizer(
-        tiny_pretrained.s1, tiny_pretrained.s2g, tiny_pretrained.root, device="cpu", cache=cache
+        tiny_pretrained.s1,
+        tiny_pretrained.s2g,
+        tiny_pretrained.root,
+        device="cpu",
+        cache=cache,
+        reranker_loader=clvp.load_scorer,
     )
 
 
@@ -81,7 +86,7 @@ def _req(refs, **kw) -> SynthesisRequest:
     return SynthesisRequest(**base)
 
 
-def _expected_len(result: tts.SynthesisResult, pause: float) -> int:
+def _expected_len(result: SynthesisResult, pause: float) -> int:
     return sum(
         len(s.candidates[s.chosen].tokens) * SAMPLES_PER_TOKEN + int(SR * pause) for s in result.sentences
     )
@@ -98,7 +103,7 @@ def test_cli_writes_32k_wav(tiny_pretrained, refs, tmp_path, capsys) -> None:
         "--text", TWO_PIECES, "--lang", "zh", "--cut", "cut5", "--out", str(out), "--candidates", "2",
         "--seed", "11", "--max-new-tokens", "20", "--pause", "0.2", "--device", "cpu",
     ]  # fmt: skip
-    assert tts.main(argv) == 0
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.count("candidate 1:") == 2 and printed.count("candidate 2:") == 2
     assert "* candidate" in printed and "logprob=" in printed
@@ -119,14 +124,14 @@ def test_cli_text_file_trim_and_errors(tiny_pretrained, refs, tmp_path, capsys) 
     ]  # fmt: skip
     out = tmp_path / "a.wav"
     # A 12 s reference is refused with the offer to trim; --trim-reference trims a copy and goes on.
-    assert tts.main([*common, "--ref-audio", str(refs["long"]), "--out", str(out)]) == 2
+    assert cli.main([*common, "--ref-audio", str(refs["long"]), "--out", str(out)]) == 2
     assert "12.0 s long" in capsys.readouterr().err and not out.exists()
     argv = [*common, "--ref-audio", str(refs["long"]), "--trim-reference", "--aux-ref", str(refs["aux"])]
-    assert tts.main([*argv, "--out", str(out)]) == 0
+    assert cli.main([*argv, "--out", str(out)]) == 0
     assert "reference trimmed to" in capsys.readouterr().out
     assert sf.info(out).samplerate == SR and sf.info(out).frames > 0
     assert refs["long"].stat().st_size > 0  # the original is untouched
-    assert tts.main([*common, "--ref-audio", str(refs["ref"]), "--lang", "xx", "--out", str(out)]) == 2
+    assert cli.main([*common, "--ref-audio", str(refs["ref"]), "--lang", "xx", "--out", str(out)]) == 2
     assert "Unknown language mode 'xx'" in capsys.readouterr().err
 
 
@@ -183,7 +188,6 @@ def test_pluggable_scorer_decides(tiny_pretrained, refs, cache) -> None:
 
 
 def test_clvp_blended_in(synth, refs, tmp_path) -> None:
-    import clvp
     from clvp.checkpoint import save_clvp
     from clvp.model import ClvpConfig, ClvpModel
 
@@ -354,13 +358,13 @@ def test_not_a_gpt_file(tiny_pretrained, refs) -> None:
 def test_trim_reference(refs, tmp_path) -> None:
     dest = tmp_path / "trimmed.wav"
     dest.write_bytes(b"keep me")
-    out = tts.trim_reference(refs["long"], dest)
+    out = reference.trim_reference(refs["long"], dest)
     assert out != dest and dest.read_bytes() == b"keep me"
     audio, sr = sf.read(out)
     assert 3.0 <= audio.size / sr <= 10.0
-    tts.check_reference(audio.astype(np.float32), sr)  # now accepted
+    reference.check_reference(audio.astype(np.float32), sr)  # now accepted
     with pytest.raises(ReferenceLengthError, match="at least 3 s"):
-        tts.trim_reference(refs["short"], tmp_path / "short.wav")
+        reference.trim_reference(refs["short"], tmp_path / "short.wav")
 
 
 def test_cache_loads_each_model_once(tiny_pretrained, refs, synth, cache, tmp_path) -> None:
@@ -454,8 +458,8 @@ def test_g2pw_reads_chinese_v2_when_installed(tiny_pretrained, tmp_path) -> None
     g2pw = s.g2pw("v2")
     assert g2pw is not None and s.g2pw("v2") is g2pw  # loaded once, kept in the cache
     assert s.g2pw("v1") is None
-    with_g2pw = tts._text_pieces("他很重。", "zh", "cut0", "v2", g2pw)[0].phones
-    plain = tts._text_pieces("他很重。", "zh", "cut0", "v2")[0].phones
+    with_g2pw = pieces.text_pieces("他很重。", "zh", "cut0", "v2", g2pw)[0].phones
+    plain = pieces.text_pieces("他很重。", "zh", "cut0", "v2")[0].phones
     assert with_g2pw != plain  # the tiny model reads 重 as chong2, pypinyin as zhong4
     no_model = Synthesizer(tiny_pretrained.s1, tiny_pretrained.s2g, tiny_pretrained.root, device="cpu")
     assert no_model.g2pw("v2") is None

@@ -11,9 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from gpt_sovits.infer import __main__ as cli
 from gpt_sovits.infer import blends
-from gpt_sovits.infer import synthesizer as tts
-from gpt_sovits.infer.synthesizer import ModelCache, SynthesisRequest, Synthesizer, TTSInputError
+from gpt_sovits.infer.cache import ModelCache
+from gpt_sovits.infer.request import SynthesisRequest, TTSInputError
+from gpt_sovits.infer.synthesizer import Synthesizer
 from tests.support.synth import voiced_segments
 from tests.support.tiny_whisper import build_tiny_whisper
 
@@ -193,20 +195,20 @@ def test_cli_flags(tiny_pretrained, model_dir, ref_wav, tmp_path, capsys) -> Non
         "--candidates", "2", "--seed", "2", "--max-new-tokens", "14", "--device", "cpu",
         "--asr-weight", "1", "--speaker-weight", "0.5",
     ]  # fmt: skip
-    assert tts.main(argv) == 0
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.count("asr=") == 2 and printed.count("speaker=") == 2
-    args = tts.make_parser().parse_args([*argv, "--asr-model", "tiny"])
+    args = cli.make_parser().parse_args([*argv, "--asr-model", "tiny"])
     assert (args.asr_weight, args.asr_model, args.speaker_weight) == (1.0, "tiny", 0.5)
 
 
 def test_inference_tab_form_passes_the_blends(tiny_pretrained, model_dir, ref_wav, tmp_path) -> None:
     from ui import inference_helpers as H
 
-    form = H.SynthesisForm(
+    form = H.form_from_values(dict(
         text="hello world.", text_lang="en", ref_audio=str(ref_wav), candidates=2, seed=3,
         max_new_tokens=14, asr_weight=1.5, speaker_weight=0.5, asr_model="tiny",
-    )  # fmt: skip
+    ))  # fmt: skip
     outcome = H.synthesize(form, tmp_path, model_dir, H.LazyCache())
     assert (outcome.request.asr_weight, outcome.request.speaker_weight) == (1.5, 0.5)
     assert outcome.request.asr_model == "tiny"

@@ -1,4 +1,4 @@
-"""The named API endpoints: `/synthesize` (the Inference tab's synthesis) and `/weights`, for `gradio_client`.
+"""The named API endpoints: `/synthesize` (the Voice cloning tab's synthesis) and `/weights`, for `gradio_client`.
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:9874/")
@@ -8,136 +8,136 @@ Returns the path of a 32 kHz wav (written to `<workspace>/outputs/`, downloaded 
 JSON string: sample_rate, seed, duration, and per sentence its text, chosen candidate and every
 candidate's scores. `client.predict(api_name="/weights")` lists the weight files it accepts.
 
-No `from __future__ import annotations` here: `gr.api` reads the real type hints of `synthesize` to
-describe the endpoint. Imported by the tab's `build`, never at app import.
+The parameters of `/synthesize` are made from the one schema (`gpt_sovits.infer.request.SYNTHESIS_PARAMS`,
+every entry with ``api=True``) plus the files and weights (``endpoint_parameters``): `gr.api` reads the
+generated signature and type hints, and the docstring's Args from each parameter's help.
 """
 
+from __future__ import annotations
+
+import inspect
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from gradio import FileData
 
+from gpt_sovits.infer import request as schema
 from ui import inference_helpers as H
 from ui.context import AppContext
-from ui.inference_tab import SYNTH_QUEUE, file_path, user_errors
+from ui.errors import shown_in_toast
+
+_P = inspect.Parameter
+
+# The endpoint's first parameters, in the order clients pass them positionally (text, language, clip).
+# Each entry is a schema parameter's name, or (name, type, default, help) for what is not a knob.
+_HEAD: tuple[str | tuple[str, Any, Any, str], ...] = (
+    ("text", str, _P.empty, "what to say."),
+    "text_lang",
+    ("ref_audio", FileData | None, None, "the reference clip, 3–10 s (use gradio_client.handle_file)."),
+    "ref_text",
+    "ref_lang",
+    (
+        "gpt",
+        str,
+        "",
+        "GPT weights: a listed file name or a path inside the workspace / model folder; empty: default.",
+    ),
+    ("sovits", str, "", "SoVITS weights, as `gpt`."),
+)
+_TAIL: tuple[tuple[str, Any, Any, str], ...] = (
+    ("clvp", str, "", "CLVP checkpoint path inside the workspace for reranking; empty: none."),
+    ("aux_refs", list[FileData] | None, None, "more reference clips whose timbre is averaged in."),
+)
+
+
+def endpoint_parameters(params: Sequence[schema.Param] | None = None) -> list[tuple[str, Any, Any, str]]:
+    """(name, type, default, help) of every `/synthesize` parameter, in order."""
+    knobs = {p.name: p for p in (params or schema.SYNTHESIS_PARAMS) if p.api}
+    spec = [
+        (knobs[h].name, knobs[h].type, knobs[h].default, knobs[h].help) if isinstance(h, str) else h
+        for h in _HEAD
+    ]
+    named = {s[0] for s in spec}
+    spec += [(p.name, p.type, p.default, p.help) for p in knobs.values() if p.name not in named]
+    return spec + list(_TAIL)
+
+
+def endpoint(run: Callable[[dict[str, Any]], Any], params: Sequence[schema.Param] | None = None) -> Callable:
+    """A function with the generated signature of `/synthesize` that hands ``run`` the values by name."""
+    spec = endpoint_parameters(params)
+    signature = inspect.Signature(
+        [
+            _P(name, _P.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+            for name, kind, default, _h in spec
+        ],
+        return_annotation=tuple[FileData, str],
+    )
+
+    def synthesize(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return run(dict(bound.arguments))
+
+    synthesize.__signature__ = signature  # type: ignore[attr-defined]
+    synthesize.__annotations__ = {name: kind for name, kind, _d, _h in spec} | {
+        "return": tuple[FileData, str]
+    }
+    args = "\n".join(f"    {name}: {help_}" for name, _k, _d, help_ in spec)
+    synthesize.__doc__ = (
+        "Synthesise `text` in the voice of `ref_audio` (3–10 s); returns (32 kHz wav, JSON details).\n\n"
+        f"Args:\n{args}\n"
+    )
+    return synthesize
+
+
+def run_synthesis(ctx: AppContext, cache: H.LazyCache, values: Mapping[str, Any]) -> tuple[FileData, str]:
+    """One `/synthesize` call: named values -> the wav and its JSON details."""
+    with shown_in_toast(str, "/synthesize"):
+        form = H.form_from_values({**values, "random_seed": False})
+        outcome = H.synthesize(form, ctx.workspace, ctx.model_dir, cache)
+    details = H.result_summary(outcome.result)
+    details["path"] = str(outcome.path)
+    details["gpt"], details["sovits"] = str(outcome.gpt), str(outcome.sovits)
+    return FileData(path=str(outcome.path)), json.dumps(details, ensure_ascii=False)
+
+
+def list_weights(ctx: AppContext) -> str:
+    """The weight files `/synthesize` accepts as `gpt`, `sovits` and `clvp`, as JSON lists.
+
+    Each gpt/sovits entry is {"name", "path", "pretrained", "present"}; the first present one is the
+    default used when the parameter is empty.
+    """
+
+    def rows(choices: list[H.WeightChoice]) -> list[dict]:
+        return [
+            {
+                "name": Path(c.path).name,
+                "path": c.path,
+                "pretrained": c.pretrained,
+                "present": Path(c.path).is_file(),
+            }
+            for c in choices
+        ]
+
+    return json.dumps(
+        {
+            "gpt": rows(H.gpt_choices(ctx.workspace, ctx.model_dir)),
+            "sovits": rows(H.sovits_choices(ctx.workspace, ctx.model_dir)),
+            "clvp": H.clvp_choices(ctx.workspace),
+        },
+        ensure_ascii=False,
+    )
 
 
 def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
     """The named endpoints `/synthesize` and `/weights` (parameters documented in their docstrings)."""
 
-    def synthesize(
-        text: str,
-        text_lang: str = "zh",
-        ref_audio: FileData | None = None,
-        ref_text: str = "",
-        ref_lang: str = "zh",
-        gpt: str = "",
-        sovits: str = "",
-        top_k: int = 15,
-        top_p: float = 1.0,
-        temperature: float = 1.0,
-        repetition_penalty: float = 1.35,
-        speed: float = 1.0,
-        noise_scale: float = 0.5,
-        pause: float = 0.3,
-        cut: str = H.DEFAULT_CUT,
-        candidates: int = 1,
-        seed: int = -1,
-        clvp: str = "",
-        aux_refs: list[FileData] | None = None,
-        max_new_tokens: int = H.MAX_NEW_TOKENS,
-        asr_weight: float = 0.0,
-        speaker_weight: float = 0.0,
-    ) -> tuple[FileData, str]:
-        """Synthesise `text` in the voice of `ref_audio` (3–10 s); returns (32 kHz wav, JSON details).
-
-        Args:
-            text: what to say.
-            text_lang: language of `text`: zh, all_zh, en, ja, all_ja, ko, all_ko, yue, all_yue, auto, auto_yue.
-            ref_audio: the reference clip (use gradio_client.handle_file).
-            ref_text: transcript of the reference; empty for reference-free mode.
-            ref_lang: language of `ref_text` (same codes as text_lang).
-            gpt: GPT weights: a listed file name or a path inside the workspace / model folder; empty: default.
-            sovits: SoVITS weights, as `gpt`.
-            top_k: sampling top-k.
-            top_p: sampling nucleus.
-            temperature: sampling temperature.
-            repetition_penalty: penalty for tokens already generated.
-            speed: speaking rate (1 = as sampled).
-            noise_scale: S2 noise scale.
-            pause: silence between sentences in seconds.
-            cut: text splitting method, cut0 … cut5.
-            candidates: candidates sampled per sentence (the best is chosen).
-            seed: random seed; -1 for a random one (the JSON gives the one used).
-            clvp: CLVP checkpoint path inside the workspace for reranking; empty: none.
-            aux_refs: more reference clips whose timbre is averaged in.
-            max_new_tokens: S1 tokens per sentence at most (25 per second).
-            asr_weight: weight of ASR agreement (1 - character/word error rate of faster-whisper on each
-                decoded candidate; needs a faster-whisper folder in the model folder); 0: off.
-            speaker_weight: weight of speaker similarity (cosine of S2 style vectors, candidate vs
-                reference); 0: off. Both blends need candidates >= 2.
-        """
-        form = H.SynthesisForm(
-            text=text or "",
-            text_lang=text_lang,
-            ref_audio=file_path(ref_audio) if ref_audio else None,
-            ref_text=ref_text or "",
-            ref_lang=ref_lang,
-            aux_refs=[file_path(f) for f in (aux_refs or [])],
-            gpt=gpt,
-            sovits=sovits,
-            clvp=clvp,
-            cut=cut,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            repetition_penalty=repetition_penalty,
-            speed=speed,
-            noise_scale=noise_scale,
-            pause=pause,
-            seed=int(seed),
-            random_seed=False,
-            candidates=int(candidates),
-            max_new_tokens=int(max_new_tokens),
-            asr_weight=float(asr_weight),
-            speaker_weight=float(speaker_weight),
-        )
-        try:
-            outcome = H.synthesize(form, ctx.workspace, ctx.model_dir, cache)
-        except user_errors() as e:
-            raise gr.Error(str(e)) from e
-        details = H.result_summary(outcome.result)
-        details["path"] = str(outcome.path)
-        details["gpt"], details["sovits"] = str(outcome.gpt), str(outcome.sovits)
-        return FileData(path=str(outcome.path)), json.dumps(details, ensure_ascii=False)
-
     def weights() -> str:
-        """The weight files `/synthesize` accepts as `gpt`, `sovits` and `clvp`, as JSON lists.
+        return list_weights(ctx)
 
-        Each gpt/sovits entry is {"name", "path", "pretrained", "present"}; the first present one is the
-        default used when the parameter is empty.
-        """
-
-        def rows(choices: list[H.WeightChoice]) -> list[dict]:
-            return [
-                {
-                    "name": Path(c.path).name,
-                    "path": c.path,
-                    "pretrained": c.pretrained,
-                    "present": Path(c.path).is_file(),
-                }
-                for c in choices
-            ]
-
-        return json.dumps(
-            {
-                "gpt": rows(H.gpt_choices(ctx.workspace, ctx.model_dir)),
-                "sovits": rows(H.sovits_choices(ctx.workspace, ctx.model_dir)),
-                "clvp": H.clvp_choices(ctx.workspace),
-            },
-            ensure_ascii=False,
-        )
-
-    gr.api(synthesize, api_name="synthesize", **SYNTH_QUEUE)
+    weights.__doc__ = list_weights.__doc__
+    gr.api(endpoint(lambda values: run_synthesis(ctx, cache, values)), api_name="synthesize", **H.SYNTH_QUEUE)
     gr.api(weights, api_name="weights", concurrency_limit=None)

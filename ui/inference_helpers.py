@@ -1,7 +1,8 @@
-"""The Inference tab's plain helpers: weight discovery, reference checks, tables, output files, history.
+"""The Voice cloning tab's and the `/synthesize` API's plain helpers: weight discovery, reference checks,
+the form (named values -> a `SynthesisRequest`), one synthesis, tables, output files, history.
 
-Nothing here imports gradio or loads a model, so every helper is a plain function a test can call.
-The tab (`ui/inference_tab.py`) wires them to widgets; the named API endpoint reuses them.
+Nothing here imports gradio or loads a model, so every helper is a plain function a test can call. Both
+the tab (`ui/inference_tab.py`) and the API (`ui/inference_api.py`) use them; neither imports the other.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.audio import DATASET_RATE
 from core.errors import UserError
 from core.fsutil import resolve_inside, unique_path
+from gpt_sovits.infer.request import SynthesisRequest, knob_values, request_params
 
 HISTORY_SIZE = 10
-MAX_NEW_TOKENS = 1500  # S1 tokens per sentence at most (25 per second: 60 s), as the reference
-MAX_BLEND_WEIGHT = 10.0  # the sliders' range for the ASR / speaker blend weights
-OUTPUT_RATE = 32000
+
+# Synthesis from the tab and from the API share one queue: at most this many run at once, the rest
+# wait their turn while every other event of the app keeps being served.
+SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": 1}
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
 GPT_FOLDERS = ("GPT_weights_v2", "GPT_weights")
@@ -38,7 +43,6 @@ CUT_METHODS: tuple[tuple[str, str], ...] = (
     ("cut4", "At English full stops (.)"),
     ("cut5", "At every punctuation mark"),
 )
-DEFAULT_CUT = "cut1"
 
 # (code, English label); gpt_sovits.text.lang_segment.MODES are the codes the pipeline accepts.
 LANGUAGES: tuple[tuple[str, str], ...] = (
@@ -201,7 +205,7 @@ class ReferenceCheck:
 def check_reference(path: str | Path) -> ReferenceCheck:
     """The clip's length against the 3–10 s window. Raises AudioDecodeError for a file that is not audio."""
     from core.audio import audio_info
-    from gpt_sovits.infer.synthesizer import REF_MAX_S, REF_MIN_S
+    from gpt_sovits.infer.reference import REF_MAX_S, REF_MIN_S
 
     seconds = audio_info(path).duration
     return ReferenceCheck(seconds, REF_MIN_S <= seconds <= REF_MAX_S, seconds > REF_MAX_S)
@@ -210,7 +214,7 @@ def check_reference(path: str | Path) -> ReferenceCheck:
 def write_trimmed_reference(path: str | Path, out_dir: Path) -> Path:
     """A copy of the clip at `path` trimmed into the 3–10 s window (cut at a quiet moment), saved in
     `out_dir` under a new name; the original is left untouched. Raises TTSInputError when it cannot fit."""
-    from gpt_sovits.infer.synthesizer import trim_reference
+    from gpt_sovits.infer.reference import trim_reference
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return trim_reference(str(path), out_dir / f"{safe_stem(Path(path).stem, 40) or 'reference'}_trimmed.wav")
@@ -238,7 +242,7 @@ def candidate_rows(result: Any, choices: list[int] | None = None) -> list[list[A
     """One row per (sentence, candidate): sentence #, text, candidate #, mean log-prob, CLVP, ASR agreement,
     speaker similarity, total, chosen (a score the run did not compute is None).
 
-    `result` is a `gpt_sovits.infer.synthesizer.SynthesisResult`; `choices` (one index per sentence) overrides its
+    `result` is a `gpt_sovits.infer.result.SynthesisResult`; `choices` (one index per sentence) overrides its
     chosen candidates. Numbers are 1-based for people.
     """
     rows: list[list[Any]] = []
@@ -347,7 +351,7 @@ def output_path(outputs_dir: Path, text: str, seed: int, now: float | None = Non
     return unique_path(outputs_dir / f"{stem}.wav")
 
 
-def save_output(outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = OUTPUT_RATE) -> Path:
+def save_output(outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = DATASET_RATE) -> Path:
     """Write one generation as a 16-bit wav (atomically) and return its path."""
     from core.audio import save_wav
 
@@ -381,39 +385,46 @@ def push_history(history: list[HistoryEntry] | None, entry: HistoryEntry, keep: 
 # ------------------------------------------------------------------------------- synthesis
 
 
+def file_path(f: Any) -> str:
+    """A gr.File / FileData value (str, dict or object with .path/.name) as a path string."""
+    if isinstance(f, str):
+        return f
+    if isinstance(f, dict):
+        return str(f.get("path") or f.get("name"))
+    return str(getattr(f, "path", None) or getattr(f, "name", f))
+
+
 @dataclass
 class SynthesisForm:
-    """What the tab and the API collect, before it becomes a `gpt_sovits.infer.synthesizer.SynthesisRequest`."""
+    """What the tab and the API collect: the request as typed, plus the web app's own choices.
 
-    text: str
-    text_lang: str
-    ref_audio: str | None
-    ref_text: str = ""
-    ref_lang: str = "zh"
-    aux_refs: list[str] | None = None
+    In ``request`` the reference clips are file paths and ``clvp_path`` is the value chosen (a checkpoint
+    inside the workspace, or empty / "none"); ``synthesize`` resolves it, the weights and the seed.
+    """
+
+    request: SynthesisRequest
     gpt: str | None = None  # dropdown value, listed name or path; empty: the default
     sovits: str | None = None
-    clvp: str | None = None  # path of a CLVP checkpoint, or empty / "none"
-    cut: str = DEFAULT_CUT
-    top_k: int = 15
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.35
-    speed: float = 1.0
-    noise_scale: float = 0.5
-    pause: float = 0.3
-    seed: int = -1
-    random_seed: bool = False
-    candidates: int = 1
-    asr_weight: float = 0.0  # ASR agreement blend (needs a local faster-whisper model and >= 2 candidates)
-    speaker_weight: float = 0.0  # speaker similarity blend (S2 style vectors; >= 2 candidates)
-    asr_model: str | None = None  # faster-whisper name under model_dir; None: the first one there
-    max_new_tokens: int = MAX_NEW_TOKENS  # S1 cap per sentence, 25 tokens a second (the reference's 60 s)
+    random_seed: bool = False  # a fresh seed whatever the seed box says
+
+
+def form_from_values(values: Mapping[str, Any]) -> SynthesisForm:
+    """Named values from the tab or the API -> a form: every schema parameter found (coerced to its type),
+    and text, ref_audio, aux_refs (files or paths), clvp, gpt, sovits, random_seed."""
+    ref = values.get("ref_audio")
+    request = SynthesisRequest(
+        text=values.get("text") or "",
+        ref_audio=file_path(ref) if ref else None,
+        aux_refs=[file_path(f) for f in (values.get("aux_refs") or [])],
+        clvp_path=values.get("clvp") or None,
+        **knob_values(values),
+    )
+    return SynthesisForm(request, values.get("gpt"), values.get("sovits"), bool(values.get("random_seed")))
 
 
 @dataclass
 class SynthesisOutcome:
-    result: Any  # gpt_sovits.infer.synthesizer.SynthesisResult
+    result: Any  # gpt_sovits.infer.result.SynthesisResult
     path: Path  # the wav written into <workspace>/outputs
     gpt: Path
     sovits: Path
@@ -422,22 +433,20 @@ class SynthesisOutcome:
 
 def check_form(form: SynthesisForm) -> None:
     """The checks the form can make before any model loads (the pipeline checks the rest)."""
-    if not form.ref_audio:
+    r = form.request
+    if not r.ref_audio:
         raise InferenceUIError("Upload or record a reference clip (3–10 s) first.")
-    if not (form.text or "").strip():
+    if not (r.text or "").strip():
         raise InferenceUIError("Type the text to synthesise.")
-    for lang in (form.text_lang, form.ref_lang):
+    for lang in (r.text_lang, r.ref_lang):
         if lang not in LANGUAGE_CODES:
             raise InferenceUIError(f"Unknown language {lang!r}: use one of {', '.join(LANGUAGE_CODES)}.")
-    if form.cut not in {k for k, _label in CUT_METHODS}:
-        raise InferenceUIError(f"Unknown cut method {form.cut!r}: use cut0 … cut5.")
-    if not 1 <= int(form.candidates) <= 16:
-        raise InferenceUIError("The number of candidates must be between 1 and 16.")
-    for label, weight in (("ASR agreement", form.asr_weight), ("speaker similarity", form.speaker_weight)):
-        if not 0 <= float(weight) <= MAX_BLEND_WEIGHT:
-            raise InferenceUIError(f"The {label} weight must be between 0 and {MAX_BLEND_WEIGHT:g}.")
-    if not 1 <= int(form.max_new_tokens) <= MAX_NEW_TOKENS:
-        raise InferenceUIError(f"The token limit per sentence must be between 1 and {MAX_NEW_TOKENS}.")
+    if r.cut not in {k for k, _label in CUT_METHODS}:
+        raise InferenceUIError(f"Unknown cut method {r.cut!r}: use cut0 … cut5.")
+    for p in request_params(r):  # the web app's own limits (schema `web_range`), e.g. 16 candidates
+        message = p.web_range and p.outside_web_range(p.type(getattr(r, p.name)))
+        if message:
+            raise InferenceUIError(message)
 
 
 def resolve_clvp(value: str | None, workspace: Path) -> Path | None:
@@ -453,6 +462,16 @@ def resolve_clvp(value: str | None, workspace: Path) -> Path | None:
     return path
 
 
+def make_synthesizer(gpt: str | Path, sovits: str | Path, model_dir: Path, cache: LazyCache) -> Any:
+    """A `gpt_sovits.Synthesizer` over the app's model cache, handed the CLVP reranker."""
+    import clvp
+    from gpt_sovits import Synthesizer
+
+    return Synthesizer(
+        str(gpt), str(sovits), str(model_dir), cache=cache.tts(), reranker_loader=clvp.load_scorer
+    )
+
+
 def synthesize(
     form: SynthesisForm,
     workspace: Path,
@@ -463,42 +482,27 @@ def synthesize(
     """Run one synthesis for the tab or the API and write the wav into `<workspace>/outputs/`.
 
     `progress(done, total, message)` follows core.jobs.ProgressFn. Errors a person can fix are
-    ValueError subclasses (TTSInputError, InferenceUIError, AudioDecodeError) or missing-model errors.
+    UserErrors (TTSInputError, InferenceUIError, AudioDecodeError, missing models).
     """
-    from gpt_sovits.infer.synthesizer import SynthesisRequest, Synthesizer
-
     check_form(form)
     roots = [workspace, model_dir]
     gpt = resolve_weight(form.gpt, gpt_choices(workspace, model_dir), roots, "GPT")
     sovits = resolve_weight(form.sovits, sovits_choices(workspace, model_dir), roots, "SoVITS")
-    clvp = resolve_clvp(form.clvp, workspace)
-    request = SynthesisRequest(
-        text=form.text,
-        text_lang=form.text_lang,
-        ref_audio=str(form.ref_audio),
-        ref_text=(form.ref_text or "").strip(),
-        ref_lang=form.ref_lang,
-        aux_refs=[str(p) for p in (form.aux_refs or [])],
-        cut=form.cut,
-        top_k=int(form.top_k),
-        top_p=float(form.top_p),
-        temperature=float(form.temperature),
-        repetition_penalty=float(form.repetition_penalty),
-        seed=resolve_seed(form.seed, form.random_seed),
-        speed=float(form.speed),
-        noise_scale=float(form.noise_scale),
-        pause=float(form.pause),
-        candidates=int(form.candidates),
+    clvp = resolve_clvp(form.request.clvp_path, workspace)
+    request = replace(
+        form.request,
+        ref_audio=str(form.request.ref_audio),
+        ref_text=(form.request.ref_text or "").strip(),
         clvp_path=str(clvp) if clvp else None,
-        asr_weight=float(form.asr_weight),
-        speaker_weight=float(form.speaker_weight),
-        asr_model=form.asr_model or None,
-        max_new_tokens=int(form.max_new_tokens),
+        seed=resolve_seed(form.request.seed, form.random_seed),
+        asr_model=form.request.asr_model or None,
     )
-    synth = Synthesizer(str(gpt), str(sovits), str(model_dir), cache=cache.tts())
+    synth = make_synthesizer(gpt, sovits, model_dir, cache)
     kwargs = {"progress": progress} if progress is not None else {}
     result = synth.synthesize(request, **kwargs)
-    path = save_output(workspace / "outputs", result.audio, form.text, int(result.seed), result.sample_rate)
+    path = save_output(
+        workspace / "outputs", result.audio, request.text, int(result.seed), result.sample_rate
+    )
     return SynthesisOutcome(result, path, gpt, sovits, request)
 
 
@@ -506,7 +510,7 @@ def synthesize(
 
 
 class LazyCache:
-    """The app's one `gpt_sovits.infer.synthesizer.ModelCache`, created on first use (never at import or build).
+    """The app's one `gpt_sovits.ModelCache`, created on first use (never at import or build).
 
     Also keeps the Whisper models used by "Transcribe reference", keyed by model name.
     """
@@ -520,7 +524,7 @@ class LazyCache:
     def tts(self) -> Any:
         with self._lock:
             if self._tts_cache is None:
-                from gpt_sovits.infer.synthesizer import ModelCache
+                from gpt_sovits import ModelCache
 
                 self._tts_cache = ModelCache()
             return self._tts_cache

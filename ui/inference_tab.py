@@ -1,75 +1,57 @@
 """Voice cloning tab: a 3–10 s reference clip + text -> speech, with every candidate and its scores.
 
-The tab is thin over `gpt_sovits.infer.synthesizer` (one `Synthesizer` per request over the app's one model cache,
-created on first use) and `ui.inference_helpers`. Per-user state lives in `gr.State`: the last
-result (for playing and swapping candidates) and the session's history of generations. Results are
-written to `<workspace>/outputs/`.
+This module is the wiring: `build` lays the tab out (`ui.inference_layout.layout`), connects its events
+to the handlers below and registers the `/synthesize` API (`ui.inference_api`). Each handler is a
+function of (context, values), where values maps the event's input components to their values, and
+returns {component: update}. The synthesis knobs come from the one schema
+(`gpt_sovits.infer.request.SYNTHESIS_PARAMS`), so the synthesis event's inputs are the layout's knobs.
 
-The same synthesis is a named API endpoint, `/synthesize`, for `gradio_client`:
-
-    from gradio_client import Client, handle_file
-    client = Client("http://127.0.0.1:9874/")
-    wav_path, details = client.predict("你好，世界。", "zh", handle_file("ref.wav"), api_name="/synthesize")
+The tab is thin over `gpt_sovits` (one `Synthesizer` per request over the app's one model cache, created
+on first use) and `ui.inference_helpers`. Per-user state lives in `gr.State`: the last result (for
+playing and swapping candidates) and the session's history of generations. Results are written to
+`<workspace>/outputs/`.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import gradio as gr
 
 from ui import inference_helpers as H
 from ui.context import AppContext
+from ui.errors import shown_in_toast
+from ui.inference_api import register_api
+from ui.inference_layout import (
+    InferenceLayout,
+    clvp_dropdown_choices,
+    layout,
+    models_markdown,
+    weight_dropdown_choices,
+)
 
-logger = logging.getLogger(__name__)
-
-# Synthesis from the tab and from the API share one queue: at most this many run at once, the rest
-# wait their turn while every other event of the app keeps being served.
-SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": 1}
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message a person can act on (shown as is, no stack trace)."""
-    from gpt_sovits.device import DeviceError
-    from gpt_sovits.models.weights import CheckpointError
-
-    return (ValueError, OSError, CheckpointError, DeviceError, RuntimeError)
+Values = dict[Any, Any]  # {input component: its value}
+Updates = dict[Any, Any]  # {output component: its new value or gr.update(...)}
 
 
-def _progress_adapter(progress: Any):
-    """core.jobs.ProgressFn (done, total, message) -> gr.Progress."""
+@dataclass(frozen=True)
+class InferenceContext:
+    """What every handler of the tab needs: the app, its model cache and the tab's components."""
 
-    def report(done: int, total: int, message: str = "") -> None:
-        progress(done / total if total else None, desc=message or None)
+    app: AppContext
+    cache: H.LazyCache
+    ui: InferenceLayout
 
-    return report
-
-
-def _weight_dropdown_choices(choices: list[H.WeightChoice], _) -> list[tuple[str, str]]:
-    out = []
-    for c in choices:
-        label = c.label
-        if c.pretrained and not Path(c.path).is_file():
-            label += f" ({_('missing')})"
-        out.append((label, c.path))
-    return out
+    @property
+    def _(self) -> Callable[..., str]:
+        return self.app.i18n
 
 
-def _clvp_dropdown_choices(paths: list[str], _) -> list[tuple[str, str]]:
-    return [(_("none"), "none"), *((Path(p).name, p) for p in paths)]
-
-
-def models_markdown(ctx: AppContext) -> str:
-    """One line per model synthesis needs: found, or missing with how to get it."""
-    _ = ctx.i18n
-    lines = []
-    for name, present, how in H.model_status_lines(ctx.model_dir):
-        if present:
-            lines.append(f"- ✅ `{name}`: {_('found')}")
-        else:
-            lines.append(f"- ⚠️ `{name}`: {_('missing')}. {how}")
-    return "\n".join(lines)
+# ------------------------------------------------------------------------------ shown text
 
 
 def reference_message(ctx: AppContext, path: str | None) -> tuple[str, bool]:
@@ -108,420 +90,227 @@ def summary_line(ctx: AppContext, result: Any) -> str:
     )
 
 
-def build(ctx: AppContext) -> None:
-    import gradio as gr
+def _progress_adapter(progress: Any) -> Callable[[int, int, str], None]:
+    """core.jobs.ProgressFn (done, total, message) -> gr.Progress."""
 
-    _ = ctx.i18n
-    cache = H.LazyCache()  # the app's one model cache; nothing loads until the first synthesis
-    gpt_list = H.gpt_choices(ctx.workspace, ctx.model_dir)
-    sovits_list = H.sovits_choices(ctx.workspace, ctx.model_dir)
-    whisper = H.whisper_models(ctx.model_dir)
-    lang_choices = [(_(label), code) for code, label in H.LANGUAGES]
-    cut_choices = [(_(label), key) for key, label in H.CUT_METHODS]
+    def report(done: int, total: int, message: str = "") -> None:
+        progress(done / total if total else None, desc=message or None)
 
-    gr.Markdown(
-        _(
-            "Clone a voice: give a 3–10 s reference clip and the text to say. Each sentence can be "
-            "sampled several times; the candidates and their scores are listed below the result."
-        )
-    )
-    with gr.Accordion(_("Models"), open=True):
-        with gr.Row():
-            gpt = gr.Dropdown(
-                _weight_dropdown_choices(gpt_list, _),
-                value=H.default_weight(gpt_list),
-                label=_("GPT weights"),
-                elem_id="inf-gpt",
-                scale=3,
-            )
-            sovits = gr.Dropdown(
-                _weight_dropdown_choices(sovits_list, _),
-                value=H.default_weight(sovits_list),
-                label=_("SoVITS weights"),
-                elem_id="inf-sovits",
-                scale=3,
-            )
-            clvps = H.clvp_choices(ctx.workspace)
-            clvp = gr.Dropdown(  # shown once a CLVP model has been trained (weights/clvp/*.pt)
-                _clvp_dropdown_choices(clvps, _),
-                value="none",
-                label=_("CLVP reranker"),
-                elem_id="inf-clvp",
-                visible=bool(clvps),
-                scale=2,
-            )
-            refresh = gr.Button(_("Refresh"), elem_id="inf-refresh", scale=1)
-        models_md = gr.Markdown(models_markdown(ctx), elem_id="inf-model-status")
+    return report
 
-    with gr.Row():
-        with gr.Column():
-            ref_audio = gr.Audio(
-                sources=["upload", "microphone"],
-                type="filepath",
-                label=_("Reference clip (3–10 s)"),
-                elem_id="inf-ref",
-            )
-            ref_status = gr.Markdown(reference_message(ctx, None)[0], elem_id="inf-ref-status")
-            trim = gr.Button(_("Trim to 10 s"), visible=False, elem_id="inf-trim")
-            aux_refs = gr.File(
-                file_count="multiple",
-                file_types=["audio"],
-                label=_("More references for the timbre (optional)"),
-                elem_id="inf-aux",
-                height=110,
-            )
-        with gr.Column():
-            ref_text = gr.Textbox(
-                label=_("Text of the reference (empty: reference-free mode)"), lines=2, elem_id="inf-ref-text"
-            )
-            ref_lang = gr.Dropdown(
-                lang_choices, value="zh", label=_("Language of the reference"), elem_id="inf-ref-lang"
-            )
-            with gr.Row():
-                asr_model = gr.Dropdown(
-                    whisper,
-                    value=whisper[0] if whisper else None,
-                    label=_("Whisper model"),
-                    elem_id="inf-asr-model",
-                    visible=bool(whisper),
-                    scale=2,
-                )
-                transcribe = gr.Button(
-                    _("Transcribe reference"), elem_id="inf-transcribe", visible=bool(whisper), scale=1
-                )
 
-    text = gr.Textbox(label=_("Text to synthesise"), lines=4, elem_id="inf-text")
-    with gr.Row():
-        text_lang = gr.Dropdown(
-            lang_choices, value="zh", label=_("Language of the text"), elem_id="inf-text-lang"
-        )
-        cut = gr.Dropdown(
-            cut_choices, value=H.DEFAULT_CUT, label=_("How to split the text"), elem_id="inf-cut"
-        )
-        n_cand = gr.Slider(
-            1, 8, value=1, step=1, label=_("Candidates per sentence"), elem_id="inf-candidates"
-        )
-    with gr.Accordion(_("Sampling"), open=False):
-        with gr.Row():
-            top_k = gr.Slider(1, 100, value=15, step=1, label="top_k", elem_id="inf-top-k")
-            top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top_p", elem_id="inf-top-p")
-            temperature = gr.Slider(
-                0.05, 1.5, value=1.0, step=0.05, label=_("Temperature"), elem_id="inf-temp"
-            )
-            rep = gr.Slider(1.0, 2.0, value=1.35, step=0.05, label=_("Repetition penalty"), elem_id="inf-rep")
-        with gr.Row():
-            speed = gr.Slider(0.6, 1.65, value=1.0, step=0.05, label=_("Speed"), elem_id="inf-speed")
-            noise = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label=_("Noise scale"), elem_id="inf-noise")
-            pause = gr.Slider(
-                0.0, 1.0, value=0.3, step=0.05, label=_("Pause between sentences (s)"), elem_id="inf-pause"
-            )
-        with gr.Row():
-            seed = gr.Number(value=-1, precision=0, label=_("Seed (-1: random)"), elem_id="inf-seed")
-            random_seed = gr.Checkbox(True, label=_("New random seed each time"), elem_id="inf-random-seed")
-            max_tokens = gr.Slider(
-                10,
-                H.MAX_NEW_TOKENS,
-                value=H.MAX_NEW_TOKENS,
-                step=1,
-                label=_("Longest sentence in tokens (25 per second)"),
-                elem_id="inf-max-tokens",
-            )
-        with gr.Row():
-            # Blends for choosing among candidates (2 or more): each candidate is decoded and rated.
-            asr_weight = gr.Slider(
-                0.0,
-                H.MAX_BLEND_WEIGHT,
-                value=0.0,
-                step=0.1,
-                label=_("ASR agreement weight"),
-                info=_(
-                    "Transcribe each candidate with the Whisper model above and favour the one that says the text (0: off)."
-                ),
-                elem_id="inf-asr-weight",
-            )
-            speaker_weight = gr.Slider(
-                0.0,
-                H.MAX_BLEND_WEIGHT,
-                value=0.0,
-                step=0.1,
-                label=_("Speaker similarity weight"),
-                info=_("Favour the candidate whose timbre is closest to the reference (0: off)."),
-                elem_id="inf-speaker-weight",
-            )
+def _history_entry(path: Any, text: str, outcome: H.SynthesisOutcome) -> H.HistoryEntry:
+    seed = int(outcome.result.seed)
+    return H.HistoryEntry(str(path), text, seed, time.time(), str(outcome.gpt), str(outcome.sovits))
 
-    go = gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go")
-    with gr.Row():
-        out_audio = gr.Audio(
-            label=_("Result (32 kHz)"), type="filepath", interactive=False, elem_id="inf-out"
-        )
-        with gr.Column():
-            used_seed = gr.Textbox(label=_("Seed used"), interactive=False, elem_id="inf-used-seed")
-            summary = gr.Markdown(elem_id="inf-summary")
-            out_file = gr.File(label=_("Download"), interactive=False, elem_id="inf-download")
 
-    gr.Markdown("### " + _("Candidates"))
-    table = gr.Dataframe(
-        headers=[
-            _("Sentence"),
-            _("Text"),
-            _("Candidate"),
-            _("Mean log-prob"),
-            _("CLVP score"),
-            _("ASR"),
-            _("Speaker"),
-            _("Total"),
-            _("Chosen"),
-        ],
-        interactive=False,
-        elem_id="inf-candidates-table",
-    )
-    with gr.Row():
-        pick = gr.Dropdown([], label=_("Sentence.candidate"), elem_id="inf-pick", scale=3)
-        play = gr.Button(_("Play candidate"), elem_id="inf-play", scale=1)
-        swap = gr.Button(_("Use this candidate"), elem_id="inf-swap", scale=1)
-    cand_audio = gr.Audio(label=_("Candidate"), type="numpy", interactive=False, elem_id="inf-cand-audio")
+# ------------------------------------------------------------------------------------ handlers
 
-    gr.Markdown("### " + _("History (this session)"))
-    history = gr.State([])
-    session = gr.State(None)  # {"outcome": SynthesisOutcome} of the last synthesis
 
-    @gr.render(inputs=history)
-    def show_history(entries: list[H.HistoryEntry]):
-        if not entries:
-            gr.Markdown(_("Nothing generated yet."), elem_id="inf-history-empty")
-            return
-        for n, entry in enumerate(entries):
-            gr.Audio(
-                value=entry.path,
-                label=entry.label,
-                type="filepath",
-                interactive=False,
-                elem_id=f"inf-history-{n}",
-                elem_classes=["inf-history"],
-            )
+def _kept(current: str | None, paths: list[str], fallback: str | None) -> str | None:
+    return current if current in paths else fallback
 
-    # ----------------------------------------------------------------------------------- handlers
 
-    def on_refresh(gpt_value: str | None, sovits_value: str | None, clvp_value: str | None, asr: str | None):
-        g = H.gpt_choices(ctx.workspace, ctx.model_dir)
-        s = H.sovits_choices(ctx.workspace, ctx.model_dir)
-        clvps = H.clvp_choices(ctx.workspace)
-        whispers = H.whisper_models(ctx.model_dir)
-        g_paths, s_paths = {c.path for c in g}, {c.path for c in s}
-        return (
-            gr.update(
-                choices=_weight_dropdown_choices(g, _),
-                value=gpt_value if gpt_value in g_paths else H.default_weight(g),
-            ),
-            gr.update(
-                choices=_weight_dropdown_choices(s, _),
-                value=sovits_value if sovits_value in s_paths else H.default_weight(s),
-            ),
-            gr.update(
-                choices=_clvp_dropdown_choices(clvps, _),
-                value=clvp_value if clvp_value in clvps else "none",
-                visible=bool(clvps),
-            ),
-            models_markdown(ctx),
-            gr.update(
-                choices=whispers,
-                value=asr if asr in whispers else (whispers[0] if whispers else None),
-                visible=bool(whispers),
-            ),
-            gr.update(visible=bool(whispers)),
-        )
+def refresh(c: InferenceContext, values: Values) -> Updates:
+    """List the weight files and Whisper models as they are now, keeping the person's choices."""
+    app, ui, _ = c.app, c.ui, c._
+    g = H.gpt_choices(app.workspace, app.model_dir)
+    s = H.sovits_choices(app.workspace, app.model_dir)
+    clvps = H.clvp_choices(app.workspace)
+    whispers = H.whisper_models(app.model_dir)
+    return {
+        ui.gpt: gr.update(
+            choices=weight_dropdown_choices(g, _),
+            value=_kept(values.get(ui.gpt), [x.path for x in g], H.default_weight(g)),
+        ),
+        ui.sovits: gr.update(
+            choices=weight_dropdown_choices(s, _),
+            value=_kept(values.get(ui.sovits), [x.path for x in s], H.default_weight(s)),
+        ),
+        ui.clvp: gr.update(
+            choices=clvp_dropdown_choices(clvps, _),
+            value=_kept(values.get(ui.clvp), clvps, "none"),
+            visible=bool(clvps),
+        ),
+        ui.models_md: models_markdown(app),
+        ui.asr_model: gr.update(
+            choices=whispers,
+            value=_kept(values.get(ui.asr_model), whispers, whispers[0] if whispers else None),
+            visible=bool(whispers),
+        ),
+        ui.transcribe: gr.update(visible=bool(whispers)),
+    }
 
-    def on_reference(path: str | None):
-        message, offer_trim = reference_message(ctx, path)
-        return message, gr.update(visible=offer_trim)
 
-    def on_trim(path: str | None):
-        if not path:
-            raise gr.Error(_("Upload or record a reference clip first."))
-        try:
-            trimmed = H.write_trimmed_reference(path, ctx.folder("uploads"))
-        except ValueError as e:
-            raise gr.Error(str(e)) from e
-        message, offer_trim = reference_message(ctx, str(trimmed))
-        return str(trimmed), message, gr.update(visible=offer_trim)
+def check_uploaded_reference(c: InferenceContext, values: Values) -> Updates:
+    message, offer_trim = reference_message(c.app, values[c.ui.ref_audio])
+    return {c.ui.ref_status: message, c.ui.trim: gr.update(visible=offer_trim)}
 
-    def on_transcribe(path: str | None, model_name: str | None):
-        if not path:
-            raise gr.Error(_("Upload or record a reference clip first."))
-        if not model_name:
-            raise gr.Error(_("No Whisper model found in the model folder."))
-        try:
-            text, language = H.transcribe_reference(cache, path, model_name, ctx.model_dir)
-        except user_errors() as e:
-            raise gr.Error(str(e)) from e
-        if not text:
-            gr.Warning(_("No speech was recognised in the reference."))
-        return text, language
 
-    def on_synthesize(
-        gpt_v, sovits_v, clvp_v, ref, ref_txt, ref_lg, aux, txt, txt_lg, cut_v, k, p, t, r, spd, ns, ps,
-        seed_v, rand, n, max_tok, asr_w, spk_w, asr_name, hist, progress=gr.Progress(),  # noqa: B008
-    ):  # fmt: skip
-        form = H.SynthesisForm(
-            text=txt or "",
-            text_lang=txt_lg,
-            ref_audio=ref,
-            ref_text=ref_txt or "",
-            ref_lang=ref_lg,
-            aux_refs=[file_path(f) for f in (aux or [])],
-            gpt=gpt_v,
-            sovits=sovits_v,
-            clvp=clvp_v,
-            cut=cut_v,
-            top_k=k,
-            top_p=p,
-            temperature=t,
-            repetition_penalty=r,
-            speed=spd,
-            noise_scale=ns,
-            pause=ps,
-            seed=int(seed_v if seed_v is not None else -1),
-            random_seed=bool(rand),
-            candidates=int(n),
-            max_new_tokens=int(max_tok),
-            asr_weight=float(asr_w or 0.0),
-            speaker_weight=float(spk_w or 0.0),
-            asr_model=asr_name or None,
-        )
-        outcome = _run(form, progress)
-        result = outcome.result
-        entry = H.HistoryEntry(
-            str(outcome.path), form.text, int(result.seed), time.time(), str(outcome.gpt), str(outcome.sovits)
-        )
-        options = H.candidate_options(result)
-        return (
-            str(outcome.path),
-            str(result.seed),
-            summary_line(ctx, result),
-            str(outcome.path),
-            H.candidate_rows(result),
-            gr.update(choices=options, value=options[0][1] if options else None),
-            None,
-            {"outcome": outcome},
-            H.push_history(hist, entry),
-        )
+def trim(c: InferenceContext, values: Values) -> Updates:
+    path = values[c.ui.ref_audio]
+    if not path:
+        raise gr.Error(c._("Upload or record a reference clip first."))
+    with shown_in_toast(c._, "trim"):
+        trimmed = H.write_trimmed_reference(path, c.app.folder("uploads"))
+    message, offer_trim = reference_message(c.app, str(trimmed))
+    return {c.ui.ref_audio: str(trimmed), c.ui.ref_status: message, c.ui.trim: gr.update(visible=offer_trim)}
 
-    def _run(form: H.SynthesisForm, progress: Any) -> H.SynthesisOutcome:
-        try:
-            return H.synthesize(form, ctx.workspace, ctx.model_dir, cache, _progress_adapter(progress))
-        except user_errors() as e:
-            logger.info("synthesis refused: %s", e)
-            raise gr.Error(str(e)) from e
 
-    def on_play(value: str | None, state: dict | None):
-        if not state:
-            raise gr.Error(_("Synthesise something first."))
-        outcome = state["outcome"]
-        try:
-            i, j = H.parse_candidate(value, outcome.result)
-            audio = H.candidate_audio(_synth(outcome), outcome.result, i, j)
-        except user_errors() as e:
-            raise gr.Error(str(e)) from e
-        from core.audio import to_int16
+def transcribe(c: InferenceContext, values: Values) -> Updates:
+    path, model_name = values[c.ui.ref_audio], values[c.ui.asr_model]
+    if not path:
+        raise gr.Error(c._("Upload or record a reference clip first."))
+    if not model_name:
+        raise gr.Error(c._("No Whisper model found in the model folder."))
+    with shown_in_toast(c._, "transcribe reference"):
+        text, language = H.transcribe_reference(c.cache, path, model_name, c.app.model_dir)
+    if not text:
+        gr.Warning(c._("No speech was recognised in the reference."))
+    return {c.ui.knobs["ref_text"]: text, c.ui.knobs["ref_lang"]: language}
 
-        # Gradio caches it as a wav (outputs/ stays tidy); int16 is what it would convert to anyway.
-        return int(outcome.result.sample_rate), to_int16(audio)
 
-    def on_swap(value: str | None, state: dict | None, hist: list):
-        if not state:
-            raise gr.Error(_("Synthesise something first."))
-        outcome = state["outcome"]
-        try:
-            i, j = H.parse_candidate(value, outcome.result)
-            choices = [s.chosen for s in outcome.result.sentences]
-            choices[i] = j
-            # Re-decodes piece i only and updates the result in place (its chosen marks included).
-            audio = _synth(outcome).reassemble(outcome.result, choices)
-            text = outcome.request.text
-            path = H.save_output(ctx.workspace / "outputs", audio, text, int(outcome.result.seed))
-        except user_errors() as e:
-            raise gr.Error(str(e)) from e
-        entry = H.HistoryEntry(
-            str(path), text, int(outcome.result.seed), time.time(), str(outcome.gpt), str(outcome.sovits)
-        )
-        return (
-            str(path),
-            str(path),
-            H.candidate_rows(outcome.result),
-            {"outcome": outcome},
-            H.push_history(hist, entry),
-        )
+# Tab inputs that are not schema knobs, by the names `H.form_from_values` reads.
+SYNTHESIS_FIELDS = ("text", "ref_audio", "aux_refs", "clvp", "gpt", "sovits", "random_seed", "asr_model")
 
-    def _synth(outcome: H.SynthesisOutcome):
-        from gpt_sovits.infer.synthesizer import Synthesizer
 
-        return Synthesizer(str(outcome.gpt), str(outcome.sovits), str(ctx.model_dir), cache=cache.tts())
+def synthesis_inputs(ui: InferenceLayout) -> set[Any]:
+    """The synthesis event's inputs: every knob of the schema the tab shows, the files, the choices."""
+    return {*ui.components(SYNTHESIS_FIELDS).values(), *ui.knobs.values(), ui.history}
 
-    refreshed = [gpt, sovits, clvp, models_md, asr_model, transcribe]
-    refresh.click(on_refresh, inputs=[gpt, sovits, clvp, asr_model], outputs=refreshed)
+
+def synthesize_form(c: InferenceContext, values: Values, progress: Any = gr.Progress()) -> Updates:  # noqa: B008
+    """Synthesise from the form; show the audio, the seed, the candidates table and the history."""
+    ui = c.ui
+    named = {n: values[comp] for n, comp in ui.components(SYNTHESIS_FIELDS).items()}
+    named |= {n: values[comp] for n, comp in ui.knobs.items()}
+    with shown_in_toast(c._, "synthesis"):
+        form = H.form_from_values(named)
+        outcome = H.synthesize(form, c.app.workspace, c.app.model_dir, c.cache, _progress_adapter(progress))
+    result, path = outcome.result, str(outcome.path)
+    options = H.candidate_options(result)
+    return {
+        ui.out_audio: path,
+        ui.used_seed: str(result.seed),
+        ui.summary: summary_line(c.app, result),
+        ui.out_file: path,
+        ui.table: H.candidate_rows(result),
+        ui.pick: gr.update(choices=options, value=options[0][1] if options else None),
+        ui.cand_audio: None,
+        ui.session: {"outcome": outcome},
+        ui.history: H.push_history(values[ui.history], _history_entry(path, form.request.text, outcome)),
+    }
+
+
+def _last_outcome(c: InferenceContext, values: Values) -> H.SynthesisOutcome:
+    state = values[c.ui.session]
+    if not state:
+        raise gr.Error(c._("Synthesise something first."))
+    return state["outcome"]
+
+
+def play_candidate(c: InferenceContext, values: Values) -> Updates:
+    """Decode the picked candidate (the result is unchanged) and play it."""
+    from core.audio import to_int16
+
+    outcome = _last_outcome(c, values)
+    with shown_in_toast(c._, "play candidate"):
+        i, j = H.parse_candidate(values[c.ui.pick], outcome.result)
+        synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache)
+        audio = H.candidate_audio(synth, outcome.result, i, j)
+    # Gradio caches it as a wav (outputs/ stays tidy); int16 is what it would convert to anyway.
+    return {c.ui.cand_audio: (int(outcome.result.sample_rate), to_int16(audio))}
+
+
+def swap_candidate(c: InferenceContext, values: Values) -> Updates:
+    """Use the picked candidate: re-decode its piece only, save the new audio, add it to the history."""
+    ui = c.ui
+    outcome = _last_outcome(c, values)
+    with shown_in_toast(c._, "use candidate"):
+        i, j = H.parse_candidate(values[ui.pick], outcome.result)
+        choices = [s.chosen for s in outcome.result.sentences]
+        choices[i] = j
+        synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache)
+        # Updates the result in place (its chosen marks included).
+        audio = synth.reassemble(outcome.result, choices)
+        text = outcome.request.text
+        path = H.save_output(c.app.workspace / "outputs", audio, text, int(outcome.result.seed))
+    return {
+        ui.out_audio: str(path),
+        ui.out_file: str(path),
+        ui.table: H.candidate_rows(outcome.result),
+        ui.session: {"outcome": outcome},
+        ui.history: H.push_history(values[ui.history], _history_entry(path, text, outcome)),
+    }
+
+
+# ------------------------------------------------------------------------------------ wiring
+
+
+def bound(handler: Callable[..., Updates], c: InferenceContext) -> Callable[..., Updates]:
+    """`handler` with its context given, under its own name (Gradio names the endpoint by it)."""
+    fn = functools.partial(handler, c)
+    fn.__name__ = handler.__name__  # type: ignore[attr-defined]
+    return fn
+
+
+def wire_models(c: InferenceContext) -> None:
+    ui = c.ui
+    refreshed = [ui.gpt, ui.sovits, ui.clvp, ui.models_md, ui.asr_model, ui.transcribe]
+    ui.refresh.click(bound(refresh, c), inputs={ui.gpt, ui.sovits, ui.clvp, ui.asr_model}, outputs=refreshed)
     # Each page load lists the files as they are now (weights trained since the app started included).
     gr.on(
         triggers=None,
-        fn=lambda: on_refresh(None, None, None, None),
-        inputs=[],
+        fn=bound(refresh, c),
+        inputs=set(),
         outputs=refreshed,
         api_visibility="private",
         concurrency_limit=None,
     )
-    ref_audio.change(on_reference, inputs=ref_audio, outputs=[ref_status, trim], concurrency_limit=None)
-    trim.click(on_trim, inputs=ref_audio, outputs=[ref_audio, ref_status, trim])
-    transcribe.click(
-        on_transcribe, inputs=[ref_audio, asr_model], outputs=[ref_text, ref_lang], concurrency_id="asr-ref"
-    )
-    go.click(
-        on_synthesize,
-        inputs=[
-            gpt,
-            sovits,
-            clvp,
-            ref_audio,
-            ref_text,
-            ref_lang,
-            aux_refs,
-            text,
-            text_lang,
-            cut,
-            top_k,
-            top_p,
-            temperature,
-            rep,
-            speed,
-            noise,
-            pause,
-            seed,
-            random_seed,
-            n_cand,
-            max_tokens,
-            asr_weight,
-            speaker_weight,
-            asr_model,
-            history,
-        ],
-        outputs=[out_audio, used_seed, summary, out_file, table, pick, cand_audio, session, history],
-        api_visibility="private",  # the API is /synthesize below, with named parameters
-        **SYNTH_QUEUE,
-    )
-    play.click(on_play, inputs=[pick, session], outputs=cand_audio, **SYNTH_QUEUE)
-    swap.click(
-        on_swap,
-        inputs=[pick, session, history],
-        outputs=[out_audio, out_file, table, session, history],
-        **SYNTH_QUEUE,
-    )
-    from ui.inference_api import register_api
 
+
+def wire_reference(c: InferenceContext) -> None:
+    ui = c.ui
+    ui.ref_audio.change(
+        bound(check_uploaded_reference, c),
+        inputs={ui.ref_audio},
+        outputs=[ui.ref_status, ui.trim],
+        concurrency_limit=None,
+    )
+    ui.trim.click(bound(trim, c), inputs={ui.ref_audio}, outputs=[ui.ref_audio, ui.ref_status, ui.trim])
+    ui.transcribe.click(
+        bound(transcribe, c),
+        inputs={ui.ref_audio, ui.asr_model},
+        outputs=[ui.knobs["ref_text"], ui.knobs["ref_lang"]],
+        concurrency_id="asr-ref",
+    )
+
+
+def wire_synthesis(c: InferenceContext) -> None:
+    ui = c.ui
+    ui.go.click(
+        bound(synthesize_form, c),
+        inputs=synthesis_inputs(ui),
+        outputs=[ui.out_audio, ui.used_seed, ui.summary, ui.out_file, ui.table, ui.pick, ui.cand_audio]
+        + [ui.session, ui.history],
+        api_visibility="private",  # the API is /synthesize (ui.inference_api), with named parameters
+        **H.SYNTH_QUEUE,
+    )
+    ui.play.click(
+        bound(play_candidate, c), inputs={ui.pick, ui.session}, outputs=[ui.cand_audio], **H.SYNTH_QUEUE
+    )
+    ui.swap.click(
+        bound(swap_candidate, c),
+        inputs={ui.pick, ui.session, ui.history},
+        outputs=[ui.out_audio, ui.out_file, ui.table, ui.session, ui.history],
+        **H.SYNTH_QUEUE,
+    )
+
+
+def build(ctx: AppContext) -> None:
+    cache = H.LazyCache()  # the app's one model cache; nothing loads until the first synthesis
+    c = InferenceContext(ctx, cache, layout(ctx))
+    wire_models(c)
+    wire_reference(c)
+    wire_synthesis(c)
     register_api(ctx, cache)
-
-
-def file_path(f: Any) -> str:
-    """A gr.File / FileData value (str, dict or object with .path/.name) as a path string."""
-    if isinstance(f, str):
-        return f
-    if isinstance(f, dict):
-        return str(f.get("path") or f.get("name"))
-    return str(getattr(f, "path", None) or getattr(f, "name", f))

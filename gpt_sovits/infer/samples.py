@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
-from core.jobs import EventWriter
-
-EXIT_OK, EXIT_USER_ERROR = 0, 2
+from core.jobs import EXIT_OK, EXIT_USER_ERROR, EventWriter
 
 
 class SampleRequestError(UserError, ValueError):
@@ -61,7 +59,8 @@ class SampleRequest:
 def make_sample(req: SampleRequest) -> Path:
     """Synthesise `req.text` with the pair of weights and write a 32 kHz wav atomically to `req.out`."""
     from core.audio import save_wav
-    from gpt_sovits.infer.synthesizer import SynthesisRequest, Synthesizer
+    from gpt_sovits.infer.request import SynthesisRequest
+    from gpt_sovits.infer.synthesizer import Synthesizer
 
     synth = Synthesizer(req.gpt_path, req.sovits_path, req.model_dir, device=req.device)
     result = synth.synthesize(
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         req = SampleRequest.read(args.config)
         out = make_sample(req)
-    except (SampleRequestError, ValueError, FileNotFoundError) as e:  # TTSInputError is a ValueError
+    except UserError as e:  # SampleRequestError, TTSInputError and the other errors a person can act on
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,17 +1,19 @@
-"""Text to speech with GPT-SoVITS v1/v2: the one synthesiser behind the Inference tab, the API and the CLI.
+"""The synthesiser: GPT-SoVITS v1/v2 text to speech, the one behind the Voice cloning tab, the API and the CLI.
 
 Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get_tts_wav``):
 
-1. Reference: 3-10 s. Its 16 kHz audio plus 0.3 s x 32000 = 9600 zero samples goes through HuBERT and
-   ``SynthesizerTrn.extract_latent`` -> prompt semantic tokens (Tp,). Its 32 kHz linear spectrogram (and
-   those of the auxiliary references) give S2 its timbre; S2 averages their style vectors.
-2. Text: ``prepare_segments`` (cut method, short pieces merged, long ones split), then per piece the
-   language runs -> phone ids and BERT features (1024, n) (zeros for non-Chinese). The prompt text's
-   phones and BERT are prepended to every piece; without prompt text (reference-free mode) S1 gets
+1. Reference (gpt_sovits.infer.reference): 3-10 s. Its 16 kHz audio plus 0.3 s x 32000 = 9600 zero
+   samples goes through HuBERT and ``SynthesizerTrn.extract_latent`` -> prompt semantic tokens (Tp,). Its
+   32 kHz linear spectrogram (and those of the auxiliary references) give S2 its timbre; S2 averages their
+   style vectors.
+2. Text (gpt_sovits.infer.pieces): cut into pieces (cut method, short pieces merged, long ones split), then
+   per piece the language runs -> phone ids and BERT features (1024, n) (zeros for non-Chinese). The prompt
+   text's phones and BERT are prepended to every piece; without prompt text (reference-free mode) S1 gets
    neither the prompt phones nor the prompt tokens.
 3. S1 samples N candidates per piece in one batched KV-cache decode; each keeps its tokens and per-token
-   log-probabilities. A scorer picks one per piece: highest mean log-probability, blended with CLVP when
-   a CLVP checkpoint is given and, when weighted, with ASR agreement and speaker similarity of each
+   log-probabilities. A scorer picks one per piece (gpt_sovits.infer.scoring): highest mean log-probability,
+   blended with the scorers the caller hands in (``scorers``, and the reranker ``reranker_loader`` loads
+   from the request's ``clvp_path``) and, when weighted, with ASR agreement and speaker similarity of each
    decoded candidate (gpt_sovits.infer.blends). Every candidate is returned with its scores.
 4. S2 decodes the chosen tokens with the target phones (speed, noise scale); pieces are joined with
    ``pause`` seconds of silence. Output: 32 kHz float32 mono.
@@ -19,17 +21,13 @@ Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get
 The same seed and inputs give the same audio: S1 draws from a torch.Generator seeded per batch, S2's noise
 from one seeded per piece, so ``reassemble`` can swap one piece's candidate and re-decode only that piece.
 
-CLI: ``python -m gpt_sovits.infer.synthesizer --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav``.
+The synthesiser never imports the reranker's package: its callers (the web UI, ``python -m gpt_sovits.infer``)
+hand it ``reranker_loader=clvp.load_scorer``.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,297 +36,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.audio import DATASET_RATE, HUBERT_RATE
 from core.errors import UserError
 from gpt_sovits.device import autocast_for
+from gpt_sovits.infer.cache import ModelCache, clip_identity, file_key
+from gpt_sovits.infer.pieces import Piece, has_words, prompt_text, split_text, text_phones, text_pieces
+from gpt_sovits.infer.reference import check_reference, describe, read_reference
+from gpt_sovits.infer.request import SynthesisRequest, TTSInputError, check_ranges
+from gpt_sovits.infer.result import (
+    CandidateInfo,
+    ProgressFn,
+    RerankerLoader,
+    Scorer,
+    SentenceResult,
+    StreamChunk,
+    SynthesisResult,
+    no_progress,
+)
+from gpt_sovits.infer.scoring import best_candidate, select_candidates
 
 if TYPE_CHECKING:
-    from gpt_sovits.models.s1 import Candidate, S1Config, Text2Semantic
+    from gpt_sovits.models.s1 import S1Config, Text2Semantic
     from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
     from gpt_sovits.models.sampling import SamplingParams
-
-SAMPLE_RATE = 32000
-REF_MIN_S = 3.0
-REF_MAX_S = 10.0
-
-
-class TTSInputError(UserError, ValueError):
-    """An input a person can fix (reference length, empty text, unknown language, mismatched models...)."""
-
-
-class ReferenceLengthError(TTSInputError):
-    """The reference clip is outside 3-10 s. ``duration`` (seconds) lets a UI offer ``trim_reference``."""
-
-    def __init__(self, message: str, duration: float) -> None:
-        super().__init__(message)
-        self.duration = duration
-
-
-# ------------------------------------------------------------------------------------------ data types
-
-RefAudio = str | Path | tuple[int, np.ndarray]  # a file, or (sample_rate, samples) as Gradio gives it
-
-
-@dataclass
-class SynthesisRequest:
-    """Everything one synthesis needs besides the model weights. Defaults follow the reference's UI."""
-
-    text: str
-    text_lang: str = "zh"  # a gpt_sovits.text.lang_segment.MODES code: zh, all_zh, en, auto, ...
-    ref_audio: RefAudio | None = None
-    ref_text: str = ""  # empty: reference-free mode (no prompt phones, no prompt tokens)
-    ref_lang: str = "zh"
-    aux_refs: list[RefAudio] = field(default_factory=list)  # more clips whose timbre is averaged in
-    cut: str = "cut1"  # gpt_sovits.text.cut method: cut0 (none) ... cut5 (every punctuation mark)
-    top_k: int = 15
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.35
-    seed: int = -1  # -1: a random seed, reported in the result
-    speed: float = 1.0
-    noise_scale: float = 0.5
-    pause: float = 0.3  # seconds of silence after each piece
-    candidates: int = 1  # S1 samples per piece
-    clvp_path: str | None = None  # CLVP checkpoint: rerank candidates with it
-    logprob_weight: float = 1.0  # total = logprob_weight * mean_logprob + clvp_weight * clvp + ...
-    clvp_weight: float = 1.0
-    # Audio blends (gpt_sovits.infer.blends), run only with weight > 0 and >= 2 candidates: each candidate is
-    # decoded by S2, then rated by faster-whisper agreement with the text (1 - CER/WER, 0..1) and by the
-    # cosine similarity of its S2 style vector to the reference's (-1..1).
-    asr_weight: float = 0.0
-    asr_model: str | None = None  # a size name or CTranslate2 folder; None: first under model_dir
-    speaker_weight: float = 0.0
-    max_new_tokens: int = 1500  # S1 cap per piece (60 s at 25 Hz), as the reference
-    force_tokens: int = 0  # > 0: exactly this many tokens per piece (EOS banned; for benchmarks)
-
-
-@dataclass
-class CandidateInfo:
-    """One S1 sample of a piece: its semantic tokens and how the scorer rated it."""
-
-    tokens: list[int]
-    mean_logprob: float
-    scores: dict[str, float]  # "logprob" and, when used, "clvp", "asr", "speaker"
-    total: float  # what the selection maximises
-    eos: bool = True  # False when the piece hit max_new_tokens without ending
-
-
-@dataclass
-class SentenceResult:
-    """One piece of the text: its phone ids (target only), all candidates, the chosen one and its audio."""
-
-    text: str
-    phones: list[int]
-    candidates: list[CandidateInfo]
-    chosen: int
-    audio: np.ndarray | None = None  # (samples,) float32 32 kHz of the chosen candidate, without the pause
-    # Candidates already decoded by the audio blends (index -> audio): playing or swapping one is free.
-    decoded: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-
-
-@dataclass
-class SynthesisResult:
-    sample_rate: int
-    audio: np.ndarray  # (samples,) float32 in [-1, 1]
-    sentences: list[SentenceResult]
-    seed: int
-    request: SynthesisRequest | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    # What reassemble() needs to re-decode a piece: the reference spectrograms (1, 1025, T) on CPU.
-    refer_specs: list[Any] = field(default_factory=list, repr=False)
-
-    @property
-    def duration(self) -> float:
-        return self.audio.shape[-1] / self.sample_rate
-
-
-@dataclass
-class StreamChunk:
-    """What ``Synthesizer.stream`` yields per piece: its result and its audio with the pause appended."""
-
-    index: int
-    total: int
-    sentence: SentenceResult
-    audio: np.ndarray
-    seed: int
-    sample_rate: int = SAMPLE_RATE
-
-
-ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
-# A pluggable candidate scorer: (the piece's phone ids, each candidate's tokens) -> one score each, higher
-# is better. Synthesizer(scorers={"name": (scorer, weight)}) adds weight * score to every candidate's total.
-Scorer = Callable[[list[int], list[list[int]]], list[float]]
-
-
-def _no_progress(done: int, total: int, message: str) -> None:
-    """The default progress callback: the library reports nothing unless asked."""
-
-
-# ------------------------------------------------------------------------------------------ the cache
-
-
-class ModelCache:
-    """Models loaded on first use and kept, one lock per key so concurrent users never load one twice.
-
-    Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "clvp", "ref" for prepared
-    references) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
-    loads only the new GPT: SoVITS, HuBERT and BERT stay. At most ``max_per_kind`` entries of one kind
-    are kept (``limits`` per kind; least recently used leaves first). Owned by the app (one per process), never a module global.
-    """
-
-    def __init__(self, max_per_kind: int = 2, limits: Mapping[str, int] | None = None) -> None:
-        self.max_per_kind = max(1, max_per_kind)
-        # Prepared references are small (tokens and spectrograms): keep more of them.
-        self.limits = {"ref": 16, **(limits or {})}
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple, threading.Lock] = {}
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
-        self.loads: dict[tuple, int] = {}  # how often each key was loaded (tests, diagnostics)
-
-    def get(self, key: tuple, loader: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # a second caller for the same key waits here and then finds it loaded
-            with self._lock:
-                if key in self._items:
-                    self._items.move_to_end(key)
-                    return self._items[key]
-            try:
-                value = loader()
-            finally:
-                with self._lock:  # waiters already hold this lock object; new callers find the value
-                    self._key_locks.pop(key, None)
-            with self._lock:
-                same_kind = [k for k in self._items if k[0] == key[0]]
-                limit = max(1, self.limits.get(key[0], self.max_per_kind))
-                for old in same_kind[: max(0, len(same_kind) - limit + 1)]:
-                    del self._items[old]
-                self._items[key] = value
-                self.loads[key] = self.loads.get(key, 0) + 1
-            return value
-
-    def keys(self) -> list[tuple]:
-        with self._lock:
-            return list(self._items)
-
-    def evict(self, kind: str) -> None:
-        """Drop every cached model of one kind."""
-        with self._lock:
-            for key in [k for k in self._items if k[0] == kind]:
-                del self._items[key]
-
-
-def _clip_identity(path: Path) -> tuple:
-    st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-def _file_key(kind: str, path: Path, device: torch.device) -> tuple:
-    """Cache key of a weight file: a re-exported file (new mtime) is loaded again."""
-    st = path.stat()
-    return (kind, str(path.resolve()), st.st_mtime_ns, st.st_size, str(device))
-
-
-# ------------------------------------------------------------------------------------------ reference
-
-
-def _to_mono_float(audio: np.ndarray) -> np.ndarray:
-    """Gradio's (samples,) or (samples, channels) int16/int32/float array -> mono float32 in [-1, 1]."""
-    a = np.asarray(audio)
-    if np.issubdtype(a.dtype, np.integer):
-        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-    a = a.astype(np.float32, copy=False)
-    if a.ndim == 2:
-        a = a.mean(axis=1) if a.shape[1] <= 8 else a.mean(axis=0)
-    return a.reshape(-1)
-
-
-def _describe(ref: RefAudio) -> str:
-    return Path(ref).name if isinstance(ref, (str, Path)) else "the recorded reference"
-
-
-def read_reference(ref: RefAudio) -> tuple[np.ndarray, int]:
-    """A reference as (mono float32 samples, sample rate); unreadable input -> TTSInputError."""
-    from core.audio import AudioDecodeError, load_audio
-
-    if isinstance(ref, tuple):
-        if len(ref) != 2:
-            raise TTSInputError("a recorded reference must be (sample_rate, samples)")
-        sr, samples = int(ref[0]), _to_mono_float(ref[1])
-        if sr <= 0 or samples.size == 0:
-            raise TTSInputError("the recorded reference holds no audio")
-        if not np.all(np.isfinite(samples)):
-            raise TTSInputError("the recorded reference contains NaN or infinite samples")
-        return samples, sr
-    try:
-        return load_audio(ref)
-    except AudioDecodeError as e:
-        raise TTSInputError(f"The reference audio could not be read: {e}") from None
-
-
-def check_reference(samples: np.ndarray, sr: int, name: str = "The reference clip") -> float:
-    """Raise for a reference outside 3-10 s or silent; return its duration in seconds."""
-    duration = samples.shape[-1] / sr
-    # The reference counts samples at 16 kHz: 48000..160000.
-    n16 = int(round(duration * 16000))
-    if n16 < REF_MIN_S * 16000 or n16 > REF_MAX_S * 16000:
-        hint = (
-            "Trim it to under 10 s (trim_reference / the tab's trim button / --trim-reference)."
-            if duration > REF_MAX_S
-            else "Use a longer clip of the same voice."
-        )
-        raise ReferenceLengthError(
-            f"{name} is {duration:.1f} s long; it must be between {REF_MIN_S:g} and {REF_MAX_S:g} s. {hint}",
-            duration,
-        )
-    if samples.size == 0 or float(np.max(np.abs(samples))) < 1e-3:
-        raise TTSInputError(f"{name} is silent; use a clip in which the voice is clearly audible.")
-    return duration
-
-
-def trim_reference(
-    ref: RefAudio,
-    dest: str | Path,
-    max_seconds: float = REF_MAX_S - 0.3,
-    min_seconds: float = REF_MIN_S,
-) -> Path:
-    """Write a copy of ``ref`` that fits the 3-10 s window, cut at a quiet moment; return its path.
-
-    Leading and trailing silence goes first; if the clip is still too long it ends at the quietest 20 ms
-    in the last two seconds before ``max_seconds``. ``dest`` is never overwritten (a free name beside it
-    is used). A clip too short even untrimmed raises ReferenceLengthError.
-    """
-    from core.audio import save_wav
-    from core.fsutil import unique_path
-
-    samples, sr = read_reference(ref)
-    frame = max(1, int(0.02 * sr))
-    n_frames = samples.size // frame
-    if n_frames == 0:
-        raise ReferenceLengthError("The reference clip is empty.", 0.0)
-    rms = np.sqrt(np.mean(samples[: n_frames * frame].reshape(n_frames, frame) ** 2, axis=1))
-    loud = np.nonzero(rms > max(1e-4, 0.02 * float(rms.max())))[0]
-    if loud.size == 0:
-        raise TTSInputError(f"{_describe(ref)} is silent; nothing to trim.")
-    start, end = int(loud[0]) * frame, min(samples.size, (int(loud[-1]) + 1) * frame)
-    start = max(0, start - frame * 5)  # keep 0.1 s of lead-in
-    end = min(samples.size, end + frame * 5)
-    if (end - start) / sr > max_seconds:
-        lo = start + int(max(min_seconds, max_seconds - 2.0) * sr) // frame * frame
-        hi = start + int(max_seconds * sr) // frame * frame
-        window = rms[lo // frame : hi // frame]
-        end = (lo // frame + int(np.argmin(window))) * frame + frame if window.size else hi
-        end = min(end, start + int(max_seconds * sr))
-    duration = (end - start) / sr
-    if duration < min_seconds:
-        raise ReferenceLengthError(
-            f"{_describe(ref)} holds only {duration:.1f} s of sound; a reference needs at least "
-            f"{min_seconds:g} s. Use a longer clip.",
-            duration,
-        )
-    return save_wav(unique_path(Path(dest)), samples[start:end], sr)
 
 
 @dataclass
@@ -337,127 +67,6 @@ class _Reference:
 
     prompt: torch.Tensor | None
     specs: list[torch.Tensor]  # each (1, 1025, T) on the model device
-
-
-# ------------------------------------------------------------------------------------------------ text
-
-
-@dataclass
-class _Piece:
-    text: str
-    phones: list[int]
-    segments: list[Any]  # gpt_sovits.text.lang_segment.TextSegment
-    bert: torch.Tensor | None = None  # (1024, n_phones)
-
-
-def _split_text(text: str, lang: str, cut: str) -> list[str]:
-    """The pieces as the reference cuts them; empty or punctuation-only text and unknown cut methods or
-    language modes raise TTSInputError. Needs no model, so it runs before any model loads."""
-    from gpt_sovits.text.cut import UnknownCutMethodError, prepare_segments
-    from gpt_sovits.text.errors import TextFrontendError
-    from gpt_sovits.text.lang_segment import split_languages
-
-    if not isinstance(text, str) or not text.strip():
-        raise TTSInputError("The text to speak is empty.")
-    try:
-        pieces = prepare_segments(text, cut, "en" if lang == "en" else "zh")
-        split_languages(pieces[0] if pieces else text, lang)  # validates the language mode
-    except (UnknownCutMethodError, TextFrontendError) as e:
-        raise TTSInputError(str(e)) from None
-    if not pieces:
-        raise TTSInputError(
-            f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
-        )
-    return pieces
-
-
-def _phones(text: str, lang: str, version: str, g2pw: Any = None) -> _Piece:
-    """One piece -> phone ids and its language segments (frontend errors become TTSInputError).
-
-    `g2pw`: the G2PW polyphone model for Chinese v2 pinyin, or None for pypinyin.
-    """
-    from gpt_sovits.text.errors import TextFrontendError
-    from gpt_sovits.text.lang_segment import get_phones
-
-    try:
-        ids, segments = get_phones(text, lang, version, g2pw=g2pw)
-    except TextFrontendError as e:
-        raise TTSInputError(str(e)) from None
-    return _Piece(text, ids, segments)
-
-
-def _has_words(piece: _Piece) -> bool:
-    return any(re.sub(r"[\W_]+", "", s.norm_text) for s in piece.segments)
-
-
-def _text_pieces(text: str, lang: str, cut: str, version: str, g2pw: Any = None) -> list[_Piece]:
-    """Cut ``text`` as the reference does and turn each piece into phone ids (no neural model needed
-    unless `g2pw` is given)."""
-    pieces = [_phones(raw, lang, version, g2pw) for raw in _split_text(text, lang, cut)]
-    # As the reference, a piece whose text normalises to nothing is left out.
-    pieces = [p for p in pieces if p.phones and _has_words(p)]
-    if not pieces:
-        raise TTSInputError(
-            f"Nothing to say in {text[:40]!r}: the text has no words (only punctuation or spaces)."
-        )
-    return pieces
-
-
-def _prompt_text(text: str, lang: str) -> str:
-    from gpt_sovits.text.cut import SPLITS
-
-    text = text.strip("\n").strip()
-    if text and text[-1] not in SPLITS:
-        text += "." if lang == "en" else "。"
-    return text
-
-
-# -------------------------------------------------------------------------------------------- scoring
-
-
-def _mean_logprob(c: Candidate) -> float:
-    return float(c.logprobs.mean()) if c.logprobs.numel() else float("-inf")
-
-
-def select_candidates(
-    phones: list[int],
-    candidates: list[Candidate],
-    scorers: Mapping[str, tuple[Scorer, float]],
-    lp_weight: float,
-) -> tuple[list[CandidateInfo], int]:
-    """Score every candidate (mean log-prob + weighted extra scorers) and pick the highest total."""
-    infos = [
-        CandidateInfo(
-            tokens=c.tokens.tolist(),
-            mean_logprob=_mean_logprob(c),
-            scores={"logprob": _mean_logprob(c)},
-            total=lp_weight * _mean_logprob(c),
-            eos=c.eos,
-        )
-        for c in candidates
-    ]
-    usable = [i for i, c in enumerate(infos) if c.tokens]
-    for name, (scorer, weight) in scorers.items():
-        if not usable:
-            break
-        values = scorer(phones, [infos[i].tokens for i in usable])
-        if len(values) != len(usable):
-            raise RuntimeError(f"scorer {name!r} returned {len(values)} scores for {len(usable)} candidates")
-        for i, v in zip(usable, values, strict=True):
-            infos[i].scores[name] = float(v)
-            infos[i].total += weight * float(v)
-    for i, c in enumerate(infos):
-        if i not in usable:
-            c.total = float("-inf")
-    return infos, best_candidate(infos)
-
-
-def best_candidate(infos: Sequence[CandidateInfo]) -> int:
-    """The index of the highest total (the first one on a tie)."""
-    return max(range(len(infos)), key=lambda i: (infos[i].total, -i))
-
-
-# ----------------------------------------------------------------------------------------- synthesiser
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:
@@ -488,7 +97,8 @@ class Synthesizer:
     """GPT + SoVITS weights plus the HuBERT/BERT folders under ``model_dir``, loaded lazily via ``cache``.
 
     Cheap to build: the UI makes one per request around the app's shared ModelCache. ``scorers`` adds
-    named candidate scorers with weights (see ``Scorer``); CLVP is added per request from ``clvp_path``.
+    named candidate scorers with weights (see ``Scorer``). ``reranker_loader`` (e.g. ``clvp.load_scorer``)
+    turns a request's ``clvp_path`` into the "clvp" scorer; without it such a request is refused.
     """
 
     rows_per_batch = 16  # S1 rows (pieces x candidates) decoded together
@@ -501,6 +111,7 @@ class Synthesizer:
         device: str = "auto",
         cache: ModelCache | None = None,
         scorers: Mapping[str, tuple[Scorer, float]] | None = None,
+        reranker_loader: RerankerLoader | None = None,
     ) -> None:
         self.gpt_path = Path(gpt_path)
         self.sovits_path = Path(sovits_path)
@@ -508,6 +119,7 @@ class Synthesizer:
         self.device_pref = device
         self.cache = cache or ModelCache()
         self.scorers = dict(scorers or {})
+        self.reranker_loader = reranker_loader
         self._device: torch.device | None = None
 
     # -- models ----------------------------------------------------------------------------------
@@ -539,7 +151,7 @@ class Synthesizer:
         from gpt_sovits.models.weights import CheckpointError
 
         try:
-            return self.cache.get(_file_key(kind, path, self.device), loader)
+            return self.cache.get(file_key(kind, path, self.device), loader)
         except CheckpointError as e:
             raise TTSInputError(f"Cannot use {path.name}: {e}") from None
 
@@ -605,7 +217,7 @@ class Synthesizer:
         from core.audio import resample
         from gpt_sovits.models.features import spectrogram
 
-        wav32 = torch.from_numpy(resample(samples, sr, SAMPLE_RATE).copy())
+        wav32 = torch.from_numpy(resample(samples, sr, DATASET_RATE).copy())
         peak = float(wav32.abs().max())
         if peak > 1:
             wav32 = wav32 / min(2.0, peak)
@@ -623,8 +235,8 @@ class Synthesizer:
         clips = [request.ref_audio, *request.aux_refs]
         with_prompt = bool(request.ref_text.strip())
         if all(isinstance(c, (str, Path)) and Path(c).is_file() for c in clips):
-            ids = tuple(_clip_identity(Path(c)) for c in clips)  # type: ignore[arg-type]
-            sovits_key = _file_key("sovits", self._weights(self.sovits_path, "SoVITS"), self.device)
+            ids = tuple(clip_identity(Path(c)) for c in clips)  # type: ignore[arg-type]
+            sovits_key = file_key("sovits", self._weights(self.sovits_path, "SoVITS"), self.device)
             key = ("ref", ids, with_prompt, sovits_key, self.feature_key("hubert"))
             return self.cache.get(key, lambda: self._prepare_reference(request, with_prompt))
         return self._prepare_reference(request, with_prompt)
@@ -639,15 +251,15 @@ class Synthesizer:
         for aux in request.aux_refs:
             a, asr = read_reference(aux)
             if a.size < 0.5 * asr or float(np.max(np.abs(a))) < 1e-3:
-                raise TTSInputError(f"The extra reference {_describe(aux)} is silent or shorter than 0.5 s.")
+                raise TTSInputError(f"The extra reference {describe(aux)} is silent or shorter than 0.5 s.")
             specs.append(self._spec(a, asr))
         prompt = None
         if with_prompt:
             sovits, _ = self.sovits()
             hubert = self._feature_model("hubert")
-            wav16 = torch.from_numpy(resample(samples, sr, 16000).copy())
+            wav16 = torch.from_numpy(resample(samples, sr, HUBERT_RATE).copy())
             # As the reference: 0.3 s x 32000 zeros appended to the 16 kHz clip before HuBERT.
-            wav16 = torch.cat([wav16, torch.zeros(int(SAMPLE_RATE * 0.3))])
+            wav16 = torch.cat([wav16, torch.zeros(int(DATASET_RATE * 0.3))])
             with torch.inference_mode(), autocast_for(self.device):
                 ssl = hubert_features(hubert, wav16.unsqueeze(0)).float()  # (1, 768, T50)
                 codes = sovits.extract_latent(ssl.to(next(sovits.parameters()).dtype))  # (1, 1, T25)
@@ -669,28 +281,29 @@ class Synthesizer:
     def _scorers(self, request: SynthesisRequest) -> dict[str, tuple[Scorer, float]]:
         scorers = dict(self.scorers)
         if request.clvp_path:
-            try:
-                import clvp
-            except ImportError:
-                raise TTSInputError("CLVP reranking is not available in this installation.") from None
-            path = Path(request.clvp_path)
-            if not path.is_file():
-                raise TTSInputError(f"CLVP checkpoint not found: {path}")
-            try:
-                model = self.cache.get(
-                    _file_key("clvp", path, self.device), lambda: clvp.load_clvp(str(path), self.device)
-                )
-            except ValueError as e:
-                raise TTSInputError(f"Cannot use the CLVP checkpoint {path.name}: {e}") from None
-
-            def clvp_scorer(phones: list[int], cands: list[list[int]]) -> list[float]:
-                try:
-                    return clvp.rerank(model, phones, cands)
-                except ValueError as e:
-                    raise TTSInputError(f"CLVP could not score the candidates: {e}") from None
-
-            scorers["clvp"] = (clvp_scorer, request.clvp_weight)
+            scorers["clvp"] = (self._reranker(Path(request.clvp_path)), request.clvp_weight)
         return scorers
+
+    def _reranker(self, path: Path) -> Scorer:
+        """The reranker of checkpoint ``path`` (loaded once into the cache) as a scorer whose errors are
+        TTSInputErrors."""
+        if not path.is_file():
+            raise TTSInputError(f"CLVP checkpoint not found: {path}")
+        load = self.reranker_loader
+        if load is None:
+            raise TTSInputError("CLVP reranking is not available in this installation.")
+        try:
+            scorer = self.cache.get(file_key("clvp", path, self.device), lambda: load(path, self.device))
+        except UserError as e:
+            raise TTSInputError(f"Cannot use the CLVP checkpoint {path.name}: {e}") from None
+
+        def rerank(phones: list[int], cands: list[list[int]]) -> list[float]:
+            try:
+                return scorer(phones, cands)
+            except UserError as e:
+                raise TTSInputError(f"CLVP could not score the candidates: {e}") from None
+
+        return rerank
 
     # -- audio blends (gpt_sovits.infer.blends) ------------------------------------------------------------
 
@@ -720,13 +333,13 @@ class Synthesizer:
             ge = torch.stack([sovits.style(s.to(self.device, dtype)) for s in specs], 0).mean(0)
         return ge.float().reshape(-1).cpu().numpy()
 
-    def speaker_embedding(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    def speaker_embedding(self, audio: np.ndarray, sample_rate: int = DATASET_RATE) -> np.ndarray:
         """S2's style vector ``ge`` (gin,) of a clip (float32 mono): the timbre vector S2 conditions on."""
         return self.reference_embedding([self._spec(audio, sample_rate)])
 
     def _audio_blends(
         self,
-        piece: _Piece,
+        piece: Piece,
         infos: list[CandidateInfo],
         specs: list[torch.Tensor],
         request: SynthesisRequest,
@@ -759,7 +372,7 @@ class Synthesizer:
             t1 = time.perf_counter()
             language = whisper_language(request.text_lang, model_languages(whisper))
             for j in usable:
-                heard = transcribe(whisper, audios[j], SAMPLE_RATE, language)
+                heard = transcribe(whisper, audios[j], DATASET_RATE, language)
                 score = agreement_score(piece.text, heard, request.text_lang)
                 infos[j].scores["asr"] = score
                 infos[j].total += request.asr_weight * score
@@ -807,18 +420,7 @@ class Synthesizer:
     def _validate(self, request: SynthesisRequest) -> SamplingParams:
         from gpt_sovits.models.sampling import SamplingError, SamplingParams
 
-        if not 1 <= int(request.candidates) <= 32:
-            raise TTSInputError(f"candidates must be between 1 and 32, got {request.candidates}")
-        if not 0.25 <= request.speed <= 4:
-            raise TTSInputError(f"speed must be between 0.25 and 4, got {request.speed}")
-        if not 0 <= request.noise_scale <= 2:
-            raise TTSInputError(f"noise_scale must be between 0 and 2, got {request.noise_scale}")
-        if not 0 <= request.pause <= 10:
-            raise TTSInputError(f"pause must be between 0 and 10 s, got {request.pause}")
-        for name in ("asr_weight", "speaker_weight"):
-            value = float(getattr(request, name))
-            if not (np.isfinite(value) and value >= 0):
-                raise TTSInputError(f"{name} must be 0 (off) or more, got {value}")
+        check_ranges(request)  # the ranges of gpt_sovits.infer.request.SYNTHESIS_PARAMS
         force = int(request.force_tokens)
         params = SamplingParams(
             top_k=int(request.top_k),
@@ -846,18 +448,18 @@ class Synthesizer:
         text_lang = request.text_lang.strip().lower()
         ref_lang = request.ref_lang.strip().lower()
         # Cheap checks of the text before any model loads; phones need the SoVITS model's version.
-        _split_text(request.text, text_lang, request.cut)
+        split_text(request.text, text_lang, request.cut)
         version = self.version()
         g2pw = self.g2pw(version)
-        pieces = _text_pieces(request.text, text_lang, request.cut, version, g2pw)
+        pieces = text_pieces(request.text, text_lang, request.cut, version, g2pw)
         ref = self.prepare_reference(request)
         state.specs = [s.cpu() for s in ref.specs]  # kept for reassemble()
         prompt_phones: list[int] = []
         prompt_bert = torch.zeros(1024, 0)
         if ref.prompt is not None:
             # As the reference: the whole prompt text, ended with a stop, without cutting.
-            prompt = _phones(_prompt_text(request.ref_text, ref_lang), ref_lang, version, g2pw)
-            if not _has_words(prompt):
+            prompt = text_phones(prompt_text(request.ref_text, ref_lang), ref_lang, version, g2pw)
+            if not has_words(prompt):
                 raise TTSInputError(
                     "The reference text has no words; give what the reference says, or leave it empty "
                     "for the reference-free mode."
@@ -907,16 +509,16 @@ class Synthesizer:
 
     @staticmethod
     def _pause(request: SynthesisRequest) -> np.ndarray:
-        return np.zeros(int(SAMPLE_RATE * request.pause), dtype=np.float32)
+        return np.zeros(int(DATASET_RATE * request.pause), dtype=np.float32)
 
-    def stream(self, request: SynthesisRequest, progress: ProgressFn = _no_progress) -> Iterator[StreamChunk]:
+    def stream(self, request: SynthesisRequest, progress: ProgressFn = no_progress) -> Iterator[StreamChunk]:
         """Yield each piece (its result and audio with the pause) as soon as it is decoded.
 
         The pieces and their audio are exactly those of ``synthesize`` for the same request and seed.
         """
         yield from self._run(request, progress, _RunState())
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressFn = _no_progress) -> SynthesisResult:
+    def synthesize(self, request: SynthesisRequest, progress: ProgressFn = no_progress) -> SynthesisResult:
         """The whole text: every piece's candidates with their scores, and the joined 32 kHz audio."""
         state = _RunState()
         t0 = time.perf_counter()
@@ -924,7 +526,7 @@ class Synthesizer:
         timings = state.timings
         timings["total"] = time.perf_counter() - t0
         return SynthesisResult(
-            sample_rate=SAMPLE_RATE,
+            sample_rate=DATASET_RATE,
             audio=np.concatenate([c.audio for c in chunks]).astype(np.float32, copy=False),
             sentences=[c.sentence for c in chunks],
             seed=chunks[0].seed,
@@ -974,132 +576,3 @@ class Synthesizer:
             np.float32
         )
         return result.audio
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-def make_parser() -> argparse.ArgumentParser:
-    d = SynthesisRequest(text="")
-    p = argparse.ArgumentParser(
-        prog="python -m gpt_sovits.infer.synthesizer",
-        description="Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1/v2 weights).",
-    )
-    p.add_argument("--gpt", required=True, help="GPT (S1) weights .ckpt")
-    p.add_argument("--sovits", required=True, help="SoVITS (S2) weights .pth")
-    p.add_argument("--ref-audio", required=True, help="reference clip, 3-10 s")
-    p.add_argument("--ref-text", default="", help="what the reference says (empty: reference-free mode)")
-    p.add_argument("--ref-lang", default=d.ref_lang, help="language of --ref-text (zh, en, auto, ...)")
-    p.add_argument("--aux-ref", action="append", default=[], help="extra clip whose timbre is averaged in")
-    p.add_argument("--trim-reference", action="store_true", help="trim a reference longer than 10 s first")
-    text = p.add_mutually_exclusive_group(required=True)
-    text.add_argument("--text", help="text to speak")
-    text.add_argument("--text-file", help="UTF-8 file with the text to speak (long texts)")
-    p.add_argument("--lang", default=d.text_lang, help="language of the text: zh, all_zh, en, auto, ...")
-    p.add_argument("--out", required=True, help="output .wav (32 kHz, 16-bit)")
-    p.add_argument("--cut", default=d.cut, help="text splitting: cut0 (none) ... cut5 (every punctuation)")
-    p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)
-    p.add_argument("--seed", type=int, default=d.seed, help="-1: random (printed)")
-    p.add_argument("--speed", type=float, default=d.speed)
-    p.add_argument("--noise-scale", type=float, default=d.noise_scale)
-    p.add_argument("--pause", type=float, default=d.pause, help="seconds of silence after each piece")
-    p.add_argument("--candidates", type=int, default=d.candidates, help="S1 samples per piece")
-    p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
-    p.add_argument("--clvp-weight", type=float, default=d.clvp_weight)
-    p.add_argument(
-        "--asr-weight", type=float, default=d.asr_weight,
-        help="weight of ASR agreement (1 - CER of faster-whisper on each decoded candidate); 0: off",
-    )  # fmt: skip
-    p.add_argument(
-        "--asr-model", default=None,
-        help="faster-whisper size name or CTranslate2 folder (default: first faster-whisper-* under --model-dir)",
-    )  # fmt: skip
-    p.add_argument(
-        "--speaker-weight", type=float, default=d.speaker_weight,
-        help="weight of speaker similarity (cosine of S2 style vectors, candidate vs reference); 0: off",
-    )  # fmt: skip
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--force-tokens", type=int, default=0, help="exactly N tokens per piece (benchmarks)")
-    p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/ etc.")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    return p
-
-
-def _print_scores(result: SynthesisResult) -> None:
-    for i, s in enumerate(result.sentences):
-        print(f"[{i + 1}/{len(result.sentences)}] {s.text}")
-        for j, c in enumerate(s.candidates):
-            mark = "*" if j == s.chosen else " "
-            scores = " ".join(f"{k}={v:.3f}" for k, v in c.scores.items())
-            print(f"  {mark} candidate {j + 1}: {len(c.tokens)} tokens, {scores}, total={c.total:.3f}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
-    from core.audio import save_wav
-    from gpt_sovits.pretrained import DEFAULT_MODEL_DIR
-
-    args = make_parser().parse_args(argv)
-    try:
-        text = args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"error: cannot read --text-file: {e}", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="tts-ref-") as tmp:
-        ref: RefAudio = args.ref_audio
-        try:
-            if args.trim_reference:
-                samples, sr = read_reference(ref)
-                if samples.size / sr > REF_MAX_S:
-                    ref = trim_reference(ref, Path(tmp) / "reference.wav")
-                    print(f"reference trimmed to {read_reference(ref)[0].size / sr:.1f} s")
-            request = SynthesisRequest(
-                text=text,
-                text_lang=args.lang,
-                ref_audio=ref,
-                ref_text=args.ref_text,
-                ref_lang=args.ref_lang,
-                aux_refs=list(args.aux_ref),
-                cut=args.cut,
-                top_k=args.top_k,
-                top_p=args.top_p,
-                temperature=args.temperature,
-                repetition_penalty=args.repetition_penalty,
-                seed=args.seed,
-                speed=args.speed,
-                noise_scale=args.noise_scale,
-                pause=args.pause,
-                candidates=args.candidates,
-                clvp_path=args.clvp,
-                clvp_weight=args.clvp_weight,
-                asr_weight=args.asr_weight,
-                asr_model=args.asr_model,
-                speaker_weight=args.speaker_weight,
-                max_new_tokens=args.max_new_tokens,
-                force_tokens=args.force_tokens,
-            )
-            synth = Synthesizer(
-                args.gpt, args.sovits, args.model_dir or DEFAULT_MODEL_DIR, device=args.device
-            )
-            result = synth.synthesize(
-                request, progress=lambda done, total, msg: print(f"{done}/{total} {msg}", file=sys.stderr)
-            )
-        except TTSInputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    _print_scores(result)
-    out = save_wav(args.out, result.audio, result.sample_rate)
-    t = result.timings
-    print(
-        f"wrote {out} ({result.duration:.2f} s, seed {result.seed}); "
-        f"time {t.get('total', 0):.2f} s, RTF {t.get('total', 0) / max(result.duration, 1e-9):.3f}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The synthesis CLI: speak a text in the voice of a reference clip, with every candidate's scores printed.
+
+    python -m gpt_sovits.infer --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav
+
+The synthesis flags come from the one parameter schema (gpt_sovits.infer.request.SYNTHESIS_PARAMS), as do
+the web app's. Like the web UI, this entry point composes the synthesiser with the CLVP reranker
+(``--clvp``), so it sits in the top layer beside webui.py: the library itself never imports clvp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import UserError
+from core.jobs import EXIT_OK, EXIT_USER_ERROR
+from gpt_sovits.infer.request import add_flags
+
+if TYPE_CHECKING:
+    from gpt_sovits.infer.result import SynthesisResult
+
+PROG = "python -m gpt_sovits.infer"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1/v2 weights).",
+    )
+    p.add_argument("--gpt", required=True, help="GPT (S1) weights .ckpt")
+    p.add_argument("--sovits", required=True, help="SoVITS (S2) weights .pth")
+    p.add_argument("--ref-audio", required=True, help="reference clip, 3-10 s")
+    p.add_argument("--aux-ref", action="append", default=[], help="extra clip whose timbre is averaged in")
+    p.add_argument("--trim-reference", action="store_true", help="trim a reference longer than 10 s first")
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="text to speak")
+    text.add_argument("--text-file", help="UTF-8 file with the text to speak (long texts)")
+    p.add_argument("--out", required=True, help="output .wav (32 kHz, 16-bit)")
+    p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
+    add_flags(p)
+    p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/ etc.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    return p
+
+
+def _print_scores(result: SynthesisResult) -> None:
+    for i, s in enumerate(result.sentences):
+        print(f"[{i + 1}/{len(result.sentences)}] {s.text}")
+        for j, c in enumerate(s.candidates):
+            mark = "*" if j == s.chosen else " "
+            scores = " ".join(f"{k}={v:.3f}" for k, v in c.scores.items())
+            print(f"  {mark} candidate {j + 1}: {len(c.tokens)} tokens, {scores}, total={c.total:.3f}")
+
+
+def _reference(args: argparse.Namespace, tmp: Path) -> str | Path:
+    """The reference clip, trimmed into a copy under ``tmp`` when asked and too long."""
+    from gpt_sovits.infer.reference import REF_MAX_S, read_reference, trim_reference
+
+    ref: str | Path = args.ref_audio
+    if args.trim_reference:
+        samples, sr = read_reference(ref)
+        if samples.size / sr > REF_MAX_S:
+            ref = trim_reference(ref, tmp / "reference.wav")
+            print(f"reference trimmed to {read_reference(ref)[0].size / sr:.1f} s")
+    return ref
+
+
+def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> SynthesisResult:
+    import clvp
+    from gpt_sovits.infer.request import SynthesisRequest, knob_values
+    from gpt_sovits.infer.synthesizer import Synthesizer
+    from gpt_sovits.pretrained import DEFAULT_MODEL_DIR
+
+    request = SynthesisRequest(
+        text=text, ref_audio=ref, aux_refs=list(args.aux_ref), clvp_path=args.clvp, **knob_values(args)
+    )
+    model_dir = args.model_dir or DEFAULT_MODEL_DIR
+    synth = Synthesizer(
+        args.gpt, args.sovits, model_dir, device=args.device, reranker_loader=clvp.load_scorer
+    )
+    return synth.synthesize(
+        request, progress=lambda done, total, msg: print(f"{done}/{total} {msg}", file=sys.stderr)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.audio import save_wav
+
+    args = make_parser().parse_args(argv)
+    try:
+        text = args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"error: cannot read --text-file: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    with tempfile.TemporaryDirectory(prefix="tts-ref-") as tmp:
+        try:
+            result = _synthesize(args, text, _reference(args, Path(tmp)))
+        except UserError as e:  # TTSInputError and the other errors a person can act on
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+    _print_scores(result)
+    out = save_wav(args.out, result.audio, result.sample_rate)
+    t = result.timings
+    print(
+        f"wrote {out} ({result.duration:.2f} s, seed {result.seed}); "
+        f"time {t.get('total', 0):.2f} s, RTF {t.get('total', 0) / max(result.duration, 1e-9):.3f}"
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The synthesis request and its one parameter schema: every synthesis knob is defined here, once.
+
+A ``Param`` gives a knob its name (the ``SynthesisRequest`` field), type, default, accepted range, help
+text and, when the Voice cloning tab shows it, a ``Widget`` (i18n label key, slider range, place). From
+``SYNTHESIS_PARAMS`` come:
+
+* the fields and defaults of ``SynthesisRequest`` (``request_class``),
+* the CLI flags of ``python -m gpt_sovits.infer`` (``add_flags``, ``knob_values``),
+* the range checks of the synthesiser (``check_ranges``),
+* the ``/synthesize`` API parameters and the tab's inputs (``ui/inference_api.py``, ``ui/inference_layout.py``).
+
+So adding a sampling knob is one ``Param`` here (and using its value in the synthesiser). What is not a
+plain value (the text, the reference clips, the CLVP checkpoint, the weights) each surface takes its own
+way: a path on the CLI, an uploaded file in the API and the tab.
+
+Nothing here imports torch or numpy: the web UI builds its form from this module at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, make_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    RefAudio = str | Path | tuple[int, np.ndarray]  # a file, or (sample_rate, samples) as Gradio gives it
+
+
+class TTSInputError(UserError, ValueError):
+    """An input a person can fix (reference length, empty text, unknown language, mismatched models...)."""
+
+
+class ReferenceLengthError(TTSInputError):
+    """The reference clip is outside 3-10 s. ``duration`` (seconds) lets a UI offer ``trim_reference``."""
+
+    def __init__(self, message: str, duration: float) -> None:
+        super().__init__(message)
+        self.duration = duration
+
+
+# ------------------------------------------------------------------------------------------ the schema
+
+
+@dataclass(frozen=True)
+class Widget:
+    """How the Voice cloning tab shows a parameter."""
+
+    label: str  # an i18n key (the English label)
+    kind: str = "slider"  # slider, number, text, language (dropdown of modes), cut (dropdown of methods)
+    slider: tuple[float, float, float] | None = None  # (minimum, maximum, step) of a slider
+    place: str = "sampling"  # "reference" (column), "text" (row under the text) or "sampling" (accordion)
+    row: str = "more"  # inside the Sampling accordion, widgets of one row sit side by side
+    info: str | None = None  # a help line under the widget (an i18n key)
+    elem_id: str = ""  # "" -> inf-<name with dashes>
+
+
+@dataclass(frozen=True)
+class Param:
+    """One synthesis knob: a ``SynthesisRequest`` field and how each surface offers it."""
+
+    name: str
+    type: type  # int, float or str: what a value from a flag, a slider or JSON is turned into
+    default: Any
+    help: str  # for --help and the API's docstring
+    range: tuple[float, float] | None = None  # accepted values; None: checked where used (SamplingParams)
+    unit: str = ""  # appended to the range in messages (" s")
+    # What the web app (tab and API) accepts when it is narrower than `range`, and how a message names it.
+    web_range: tuple[float, float] | None = None
+    noun: str = ""
+    flag: str | None = ""  # the CLI flag; "" -> --<name with dashes>; None: not on the CLI
+    api: bool = True  # a /synthesize parameter
+    tab: Widget | None = None  # None: the tab does not show it
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def elem_id(self) -> str:
+        return (self.tab and self.tab.elem_id) or "inf-" + self.name.replace("_", "-")
+
+    def coerce(self, value: Any) -> Any:
+        """A value from a widget, a flag or JSON as this parameter's type; None (or "") -> the default."""
+        if value is None or (value == "" and self.type is not str):
+            return self.default
+        try:
+            return self.type(value)
+        except (TypeError, ValueError):
+            raise TTSInputError(f"{self.name} must be a {self.type.__name__}, got {value!r}") from None
+
+    def out_of_range(self, value: float) -> str | None:
+        """The synthesiser's message for a value outside `range`, or None when it is accepted."""
+        if self.range is None:
+            return None
+        lo, hi = self.range
+        if math.isfinite(value) and lo <= value <= hi:
+            return None
+        if math.isinf(hi):
+            return f"{self.name} must be {lo:g}{' (off)' if lo == 0 else ''} or more, got {value}"
+        return f"{self.name} must be between {lo:g} and {hi:g}{self.unit}, got {value}"
+
+    def outside_web_range(self, value: float) -> str | None:
+        """The web app's message for a value it does not accept, or None."""
+        if self.web_range is None:
+            return None
+        lo, hi = self.web_range
+        if math.isfinite(value) and lo <= value <= hi:
+            return None
+        return f"The {self.noun or self.name} must be between {lo:g} and {hi:g}."
+
+
+_BLEND_WEB_RANGE = (0.0, 10.0)  # the sliders' range of the ASR / speaker blend weights
+
+SYNTHESIS_PARAMS: tuple[Param, ...] = (
+    Param(
+        "text_lang", str, "zh",
+        "language of the text: zh, all_zh, en, ja, all_ja, ko, all_ko, yue, all_yue, auto, auto_yue",
+        flag="--lang", tab=Widget("Language of the text", "language", place="text"),
+    ),
+    Param(
+        "ref_text", str, "", "what the reference says; empty: reference-free mode (no prompt)",
+        tab=Widget("Text of the reference (empty: reference-free mode)", "text", place="reference"),
+    ),
+    Param(
+        "ref_lang", str, "zh", "language of the reference text (the same codes as text_lang)",
+        tab=Widget("Language of the reference", "language", place="reference"),
+    ),
+    Param("top_k", int, 15, "sampling top-k", tab=Widget("top_k", slider=(1, 100, 1), row="decode")),
+    Param("top_p", float, 1.0, "sampling nucleus", tab=Widget("top_p", slider=(0.05, 1, 0.05), row="decode")),
+    Param(
+        "temperature", float, 1.0, "sampling temperature",
+        tab=Widget("Temperature", slider=(0.05, 1.5, 0.05), row="decode", elem_id="inf-temp"),
+    ),
+    Param(
+        "repetition_penalty", float, 1.35, "penalty for tokens already generated",
+        tab=Widget("Repetition penalty", slider=(1.0, 2.0, 0.05), row="decode", elem_id="inf-rep"),
+    ),
+    Param(
+        "speed", float, 1.0, "speaking rate (1 = as sampled)", range=(0.25, 4),
+        tab=Widget("Speed", slider=(0.6, 1.65, 0.05), row="voice"),
+    ),
+    Param(
+        "noise_scale", float, 0.5, "S2 noise scale", range=(0, 2),
+        tab=Widget("Noise scale", slider=(0.0, 1.0, 0.05), row="voice", elem_id="inf-noise"),
+    ),
+    Param(
+        "pause", float, 0.3, "seconds of silence after each sentence", range=(0, 10), unit=" s",
+        tab=Widget("Pause between sentences (s)", slider=(0.0, 1.0, 0.05), row="voice"),
+    ),
+    Param(
+        "cut", str, "cut1", "text splitting: cut0 (none) ... cut5 (every punctuation mark)",
+        tab=Widget("How to split the text", "cut", place="text"),
+    ),
+    Param(
+        "candidates", int, 1, "S1 candidates sampled per sentence (the best is chosen)",
+        range=(1, 32), web_range=(1, 16), noun="number of candidates",
+        tab=Widget("Candidates per sentence", slider=(1, 8, 1), place="text"),
+    ),
+    Param(
+        "seed", int, -1, "random seed; -1: a random one (reported with the result)",
+        tab=Widget("Seed (-1: random)", "number", row="seed"),
+    ),
+    Param(
+        "max_new_tokens", int, 1500, "S1 tokens per sentence at most (25 per second: 1500 = 60 s, as the reference)",
+        web_range=(1, 1500), noun="token limit per sentence",
+        tab=Widget(
+            "Longest sentence in tokens (25 per second)", slider=(10, 1500, 1), row="seed",
+            elem_id="inf-max-tokens",
+        ),
+    ),
+    Param(
+        "asr_weight", float, 0.0,
+        "weight of ASR agreement (1 - CER/WER of faster-whisper on each decoded candidate; needs a "
+        "faster-whisper folder in the model folder and 2 or more candidates); 0: off",
+        range=(0, math.inf), web_range=_BLEND_WEB_RANGE, noun="ASR agreement weight",
+        tab=Widget(
+            "ASR agreement weight", slider=(*_BLEND_WEB_RANGE, 0.1), row="blends",
+            info="Transcribe each candidate with the Whisper model above and favour the one that says the "
+            "text (0: off).",
+        ),
+    ),
+    Param(
+        "speaker_weight", float, 0.0,
+        "weight of speaker similarity (cosine of S2 style vectors, candidate vs reference; 2 or more "
+        "candidates); 0: off",
+        range=(0, math.inf), web_range=_BLEND_WEB_RANGE, noun="speaker similarity weight",
+        tab=Widget(
+            "Speaker similarity weight", slider=(*_BLEND_WEB_RANGE, 0.1), row="blends",
+            info="Favour the candidate whose timbre is closest to the reference (0: off).",
+        ),
+    ),
+    Param(
+        "asr_model", str, None,
+        "faster-whisper size name or CTranslate2 folder for ASR agreement (default: the first "
+        "faster-whisper-* folder of the model folder)",
+        api=False,  # the tab passes its Whisper dropdown (shared with "Transcribe reference")
+    ),
+    Param("clvp_weight", float, 1.0, "weight of the CLVP score in the total", api=False),
+    Param("logprob_weight", float, 1.0, "weight of the mean log-probability in the total", flag=None, api=False),
+    Param("force_tokens", int, 0, "exactly N tokens per piece, EOS banned (benchmarks)", api=False),
+)  # fmt: skip
+
+
+def param(name: str, params: Iterable[Param] = SYNTHESIS_PARAMS) -> Param:
+    """The parameter called ``name``."""
+    for p in params:
+        if p.name == name:
+            return p
+    raise KeyError(name)
+
+
+# ------------------------------------------------------------------------------------------ the request
+
+_REQUEST_DOC = """Everything one synthesis needs besides the model weights. Defaults follow the reference's UI.
+
+Fields: ``text``; ``ref_audio`` (a file or ``(sample_rate, samples)``), ``aux_refs`` (more clips whose timbre
+is averaged in), ``clvp_path`` (a CLVP checkpoint to rerank the candidates with; the synthesiser's caller
+hands it the loader), then one field per ``SYNTHESIS_PARAMS`` entry (see gpt_sovits.infer.request)."""
+
+
+def request_class(params: Sequence[Param] = SYNTHESIS_PARAMS) -> type:
+    """The request dataclass: the inputs every surface takes its own way, then one field per parameter."""
+    inputs: list[tuple[str, Any, Any]] = [
+        ("ref_audio", "RefAudio | None", field(default=None)),
+        ("aux_refs", "list[RefAudio]", field(default_factory=list)),
+        ("clvp_path", "str | None", field(default=None)),
+    ]
+    knobs = [(p.name, p.type, field(default=p.default, metadata={"param": p})) for p in params]
+    cls = make_dataclass(
+        "SynthesisRequest", [("text", str), *inputs, *knobs], namespace={"__doc__": _REQUEST_DOC}
+    )
+    cls.__module__ = __name__  # make_dataclass would name the caller's module (3.11 has no module=)
+    return cls
+
+
+SynthesisRequest = request_class()
+
+
+def request_params(request: Any) -> list[Param]:
+    """The schema entries behind a request's fields."""
+    return [f.metadata["param"] for f in fields(request) if "param" in f.metadata]
+
+
+def check_ranges(request: Any) -> None:
+    """Raise TTSInputError for a parameter outside its accepted range (the synthesiser's own check)."""
+    for p in request_params(request):
+        if p.range is not None:
+            message = p.out_of_range(p.type(getattr(request, p.name)))
+            if message:
+                raise TTSInputError(message)
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+
+def add_flags(parser: argparse.ArgumentParser, params: Sequence[Param] = SYNTHESIS_PARAMS) -> None:
+    """One flag per parameter shown on the CLI (its value lands under the parameter's name)."""
+    for p in params:
+        if p.flag is not None:
+            suffix = "" if p.default in (None, "") else " (default: %(default)s)"
+            parser.add_argument(p.cli_flag, dest=p.name, type=p.type, default=p.default, help=p.help + suffix)
+
+
+def knob_values(
+    values: Mapping[str, Any] | argparse.Namespace, params: Sequence[Param] = SYNTHESIS_PARAMS
+) -> dict:
+    """The parameters found in ``values`` (flags, a form, an API call), each coerced to its type."""
+    found = vars(values) if isinstance(values, argparse.Namespace) else values
+    return {p.name: p.coerce(found[p.name]) for p in params if p.name in found}

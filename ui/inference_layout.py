@@ -1,0 +1,264 @@
+"""The Voice cloning tab's layout: every component, built in place and returned as one dataclass.
+
+The synthesis knobs come from the one schema (``gpt_sovits.infer.request.SYNTHESIS_PARAMS``): each entry
+with a ``Widget`` becomes a slider, number box, text box or dropdown at its place (the reference column,
+the row under the text, or a row of the Sampling accordion), with its default and translated label. A
+knob added to the schema therefore shows up here, and in the synthesis handler's inputs, by itself.
+The wiring (``ui/inference_tab.py``) refers to components by name: a field of ``InferenceLayout`` or a
+key of its ``knobs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from gpt_sovits.infer import request as schema
+from ui import inference_helpers as H
+from ui.context import AppContext
+
+
+@dataclass
+class InferenceLayout:
+    """The tab's components. ``knobs`` maps each schema parameter shown to its widget."""
+
+    gpt: gr.Dropdown
+    sovits: gr.Dropdown
+    clvp: gr.Dropdown
+    refresh: gr.Button
+    models_md: gr.Markdown
+    ref_audio: gr.Audio
+    ref_status: gr.Markdown
+    trim: gr.Button
+    aux_refs: gr.File
+    asr_model: gr.Dropdown
+    transcribe: gr.Button
+    text: gr.Textbox
+    random_seed: gr.Checkbox
+    go: gr.Button
+    out_audio: gr.Audio
+    used_seed: gr.Textbox
+    summary: gr.Markdown
+    out_file: gr.File
+    table: gr.Dataframe
+    pick: gr.Dropdown
+    play: gr.Button
+    swap: gr.Button
+    cand_audio: gr.Audio
+    history: gr.State
+    session: gr.State  # {"outcome": SynthesisOutcome} of the last synthesis
+    knobs: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    def components(self, names: Iterable[str]) -> dict[str, Any]:
+        """Components by name: a field of the layout, or a knob."""
+        return {n: self.knobs[n] if n in self.knobs else getattr(self, n) for n in names}
+
+
+# ------------------------------------------------------------------------------------ choices
+
+
+def weight_dropdown_choices(choices: list[H.WeightChoice], _: Callable[[str], str]) -> list[tuple[str, str]]:
+    out = []
+    for c in choices:
+        label = c.label
+        if c.pretrained and not Path(c.path).is_file():
+            label += f" ({_('missing')})"
+        out.append((label, c.path))
+    return out
+
+
+def clvp_dropdown_choices(paths: list[str], _: Callable[[str], str]) -> list[tuple[str, str]]:
+    return [(_("none"), "none"), *((Path(p).name, p) for p in paths)]
+
+
+def models_markdown(ctx: AppContext) -> str:
+    """One line per model synthesis needs: found, or missing with how to get it."""
+    _ = ctx.i18n
+    lines = []
+    for name, present, how in H.model_status_lines(ctx.model_dir):
+        if present:
+            lines.append(f"- ✅ `{name}`: {_('found')}")
+        else:
+            lines.append(f"- ⚠️ `{name}`: {_('missing')}. {how}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ knobs
+
+
+def knob_widget(p: schema.Param, _: Callable[[str], str]) -> Any:
+    """The widget of one schema parameter, with its default and translated label."""
+    w = p.tab
+    assert w is not None
+    common: dict[str, Any] = {"label": _(w.label), "elem_id": p.elem_id}
+    if w.info:
+        common["info"] = _(w.info)
+    if w.kind == "slider" and w.slider:
+        lo, hi, step = w.slider
+        return gr.Slider(lo, hi, value=p.default, step=step, **common)
+    if w.kind == "number":
+        return gr.Number(value=p.default, precision=0 if p.type is int else None, **common)
+    if w.kind == "text":
+        return gr.Textbox(value=p.default, lines=2, **common)
+    if w.kind in ("language", "cut"):
+        options = H.LANGUAGES if w.kind == "language" else H.CUT_METHODS
+        return gr.Dropdown([(_(label), key) for key, label in options], value=p.default, **common)
+    raise ValueError(f"unknown widget kind {w.kind!r} for {p.name}")
+
+
+def shown_params(place: str, params: Sequence[schema.Param] | None = None) -> list[schema.Param]:
+    """The schema parameters the tab shows at ``place``, in schema order."""
+    return [p for p in (params or schema.SYNTHESIS_PARAMS) if p.tab and p.tab.place == place]
+
+
+def _knobs(place: str, _: Callable[[str], str]) -> dict[str, Any]:
+    return {p.name: knob_widget(p, _) for p in shown_params(place)}
+
+
+def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox]:
+    """The Sampling accordion: one row per schema row name, in order of first use; the seed box is
+    followed by its "new random seed" checkbox."""
+    params = shown_params("sampling")
+    knobs: dict[str, Any] = {}
+    random_seed = None
+    with gr.Accordion(_("Sampling"), open=False):
+        for row in dict.fromkeys(p.tab.row for p in params if p.tab):
+            with gr.Row():
+                for p in (p for p in params if p.tab and p.tab.row == row):
+                    knobs[p.name] = knob_widget(p, _)
+                    if p.name == "seed":
+                        random_seed = gr.Checkbox(
+                            True, label=_("New random seed each time"), elem_id="inf-random-seed"
+                        )
+    if random_seed is None:  # a schema without a seed still gets the checkbox (it draws the seed)
+        random_seed = gr.Checkbox(True, visible=False, elem_id="inf-random-seed")
+    return knobs, random_seed
+
+
+# ------------------------------------------------------------------------------------ sections
+
+
+def _models(ctx: AppContext) -> dict[str, Any]:
+    _ = ctx.i18n
+    gpt_list = H.gpt_choices(ctx.workspace, ctx.model_dir)
+    sovits_list = H.sovits_choices(ctx.workspace, ctx.model_dir)
+    clvps = H.clvp_choices(ctx.workspace)
+    with gr.Accordion(_("Models"), open=True):
+        with gr.Row():
+            out = {
+                "gpt": gr.Dropdown(
+                    weight_dropdown_choices(gpt_list, _), value=H.default_weight(gpt_list),
+                    label=_("GPT weights"), elem_id="inf-gpt", scale=3,
+                ),
+                "sovits": gr.Dropdown(
+                    weight_dropdown_choices(sovits_list, _), value=H.default_weight(sovits_list),
+                    label=_("SoVITS weights"), elem_id="inf-sovits", scale=3,
+                ),
+                # Shown once a CLVP model has been trained (weights/clvp/*.pt).
+                "clvp": gr.Dropdown(
+                    clvp_dropdown_choices(clvps, _), value="none", label=_("CLVP reranker"),
+                    elem_id="inf-clvp", visible=bool(clvps), scale=2,
+                ),
+                "refresh": gr.Button(_("Refresh"), elem_id="inf-refresh", scale=1),
+            }  # fmt: skip
+        out["models_md"] = gr.Markdown(models_markdown(ctx), elem_id="inf-model-status")
+    return out
+
+
+def _reference(ctx: AppContext, knobs: dict[str, Any]) -> dict[str, Any]:
+    _ = ctx.i18n
+    whisper = H.whisper_models(ctx.model_dir)
+    with gr.Row():
+        with gr.Column():
+            out = {
+                "ref_audio": gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label=_("Reference clip (3–10 s)"),
+                    elem_id="inf-ref",
+                ),
+                "ref_status": gr.Markdown(_("Upload or record 3–10 s of clean speech."), elem_id="inf-ref-status"),
+                "trim": gr.Button(_("Trim to 10 s"), visible=False, elem_id="inf-trim"),
+                "aux_refs": gr.File(
+                    file_count="multiple", file_types=["audio"],
+                    label=_("More references for the timbre (optional)"), elem_id="inf-aux", height=110,
+                ),
+            }  # fmt: skip
+        with gr.Column():
+            knobs.update(_knobs("reference", _))
+            with gr.Row():
+                out["asr_model"] = gr.Dropdown(
+                    whisper, value=whisper[0] if whisper else None, label=_("Whisper model"),
+                    elem_id="inf-asr-model", visible=bool(whisper), scale=2,
+                )  # fmt: skip
+                out["transcribe"] = gr.Button(
+                    _("Transcribe reference"), elem_id="inf-transcribe", visible=bool(whisper), scale=1
+                )
+    return out
+
+
+def _results(_: Callable[[str], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"go": gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go")}
+    with gr.Row():
+        out["out_audio"] = gr.Audio(
+            label=_("Result (32 kHz)"), type="filepath", interactive=False, elem_id="inf-out"
+        )
+        with gr.Column():
+            out["used_seed"] = gr.Textbox(label=_("Seed used"), interactive=False, elem_id="inf-used-seed")
+            out["summary"] = gr.Markdown(elem_id="inf-summary")
+            out["out_file"] = gr.File(label=_("Download"), interactive=False, elem_id="inf-download")
+    gr.Markdown("### " + _("Candidates"))
+    headers = [
+        _("Sentence"), _("Text"), _("Candidate"), _("Mean log-prob"), _("CLVP score"), _("ASR"), _("Speaker"),
+        _("Total"), _("Chosen"),
+    ]  # fmt: skip
+    out["table"] = gr.Dataframe(headers=headers, interactive=False, elem_id="inf-candidates-table")
+    with gr.Row():
+        out["pick"] = gr.Dropdown([], label=_("Sentence.candidate"), elem_id="inf-pick", scale=3)
+        out["play"] = gr.Button(_("Play candidate"), elem_id="inf-play", scale=1)
+        out["swap"] = gr.Button(_("Use this candidate"), elem_id="inf-swap", scale=1)
+    out["cand_audio"] = gr.Audio(
+        label=_("Candidate"), type="numpy", interactive=False, elem_id="inf-cand-audio"
+    )
+    return out
+
+
+def _history(_: Callable[[str], str]) -> dict[str, Any]:
+    gr.Markdown("### " + _("History (this session)"))
+    history = gr.State([])
+
+    @gr.render(inputs=history)
+    def show_history(entries: list[H.HistoryEntry]) -> None:
+        if not entries:
+            gr.Markdown(_("Nothing generated yet."), elem_id="inf-history-empty")
+            return
+        for n, entry in enumerate(entries):
+            gr.Audio(
+                value=entry.path, label=entry.label, type="filepath", interactive=False,
+                elem_id=f"inf-history-{n}", elem_classes=["inf-history"],
+            )  # fmt: skip
+
+    return {"history": history, "session": gr.State(None)}
+
+
+def layout(ctx: AppContext) -> InferenceLayout:
+    """Build the tab's components in place (inside the app's Blocks) and return them."""
+    _ = ctx.i18n
+    gr.Markdown(
+        _(
+            "Clone a voice: give a 3–10 s reference clip and the text to say. Each sentence can be "
+            "sampled several times; the candidates and their scores are listed below the result."
+        )
+    )
+    parts = _models(ctx)
+    knobs: dict[str, Any] = {}
+    parts |= _reference(ctx, knobs)
+    parts["text"] = gr.Textbox(label=_("Text to synthesise"), lines=4, elem_id="inf-text")
+    with gr.Row():
+        knobs.update(_knobs("text", _))
+    sampling, parts["random_seed"] = _sampling(_)
+    knobs.update(sampling)
+    parts |= _results(_) | _history(_)
+    return InferenceLayout(**parts, knobs=knobs)
