@@ -179,3 +179,12 @@ def test_dataset_check_summary(ctx):
     write_list(ctx)
     summary, fig, rows = dataset_tab.check_list(ctx, "data/d.list", None)
     assert "Clips: 3" in summary and "Total duration: 4.5 s" in summary and fig is not None and rows == []
+
+
+def test_label_editor_row_outside_the_workspace_has_no_player(ctx):
+    path = write_list(ctx, 1)
+    path.write_text(path.read_text(encoding="utf-8") + "/etc/passwd|spk|en|far away\n", encoding="utf-8")
+    out = labels_tab.load_document(ctx, None, "data/d.list", VIEW)
+    first, second = out[4:12], out[12:20]  # two rows of 8 widgets each
+    assert first[3] is not None and first[3].endswith("c0.wav")
+    assert second[3] is None and second[4] == "far away"

@@ -15,8 +15,9 @@ from typing import Any
 
 import gradio as gr
 
+from core.fsutil import PathOutsideRootError
 from i18n import I18n
-from tools.labels import LANGUAGES, LabelDocument, LabelEntry, load_list
+from tools.labels import LANGUAGES, LabelDocument, LabelEntry, LabelError, load_list
 from ui.context import AppContext, InputError, person_files
 from ui.errors import shown_in_toast
 from ui.wiring import connect
@@ -302,7 +303,7 @@ def row_values(ctx: AppContext, doc: LabelDocument, entry: LabelEntry, flagged: 
     try:
         audio_path = doc.resolve_audio(entry)
         audio_value = str(audio_path) if audio_path.is_file() else None
-    except ValueError:  # an empty path or one outside the workspace: no player (the issues say why)
+    except (LabelError, PathOutsideRootError):  # an empty path or one outside the workspace: no player
         audio_value = None
     return [
         gr.update(visible=True),
