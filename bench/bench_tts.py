@@ -5,7 +5,7 @@
 Builds the official v2 sizes with random weights: GPT `S1Config()` (24 layers, 512 wide) and SoVITS
 `S2Config()` written in the official file formats and loaded by the pipeline's loaders, HuBERT-base
 (12 layers, 768) and BERT-large (24 layers, 1024) from default `transformers` configs placed in the
-pipeline's model cache. Then, through `gpt_sovits.infer.synthesizer.Synthesizer` (reference: a 4 s clip with prompt
+pipeline's model cache. Then, through `gpt_sovits.Synthesizer` (reference: a 4 s clip with prompt
 text, so HuBERT, prompt phones and BERT all run):
 
 - RTF: one Chinese sentence with a forced token count (`--tokens`, 250 = 10 s of audio), 1 candidate;
@@ -74,7 +74,9 @@ def _reference(path: Path, seconds: float = 4.0) -> Path:
     import numpy as np
     import soundfile as sf
 
-    sr = 32000
+    from core.audio import DATASET_RATE
+
+    sr = DATASET_RATE
     t = np.arange(int(seconds * sr)) / sr
     f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
     audio = 0.4 * np.sin(2 * np.pi * np.cumsum(f0) / sr) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gpt_sovits.infer.synthesizer import ModelCache, SynthesisRequest, Synthesizer
+    from gpt_sovits import ModelCache, SynthesisRequest, Synthesizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

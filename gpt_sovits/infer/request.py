@@ -93,7 +93,8 @@ class Param:
         try:
             return self.type(value)
         except (TypeError, ValueError):
-            raise TTSInputError(f"{self.name} must be a {self.type.__name__}, got {value!r}") from None
+            kind = {int: "a whole number", float: "a number"}.get(self.type, "text")
+            raise TTSInputError(f"{self.name} must be {kind}, got {value!r}") from None
 
     def out_of_range(self, value: float) -> str | None:
         """The synthesiser's message for a value outside `range`, or None when it is accepted."""
@@ -208,9 +209,9 @@ SYNTHESIS_PARAMS: tuple[Param, ...] = (
 )  # fmt: skip
 
 
-def param(name: str, params: Iterable[Param] = SYNTHESIS_PARAMS) -> Param:
-    """The parameter called ``name``."""
-    for p in params:
+def param(name: str, params: Iterable[Param] | None = None) -> Param:
+    """The parameter called ``name`` (of ``params``, by default the schema)."""
+    for p in SYNTHESIS_PARAMS if params is None else params:
         if p.name == name:
             return p
     raise KeyError(name)
@@ -225,14 +226,17 @@ is averaged in), ``clvp_path`` (a CLVP checkpoint to rerank the candidates with;
 hands it the loader), then one field per ``SYNTHESIS_PARAMS`` entry (see gpt_sovits.infer.request)."""
 
 
-def request_class(params: Sequence[Param] = SYNTHESIS_PARAMS) -> type:
-    """The request dataclass: the inputs every surface takes its own way, then one field per parameter."""
+def request_class(params: Sequence[Param] | None = None) -> type:
+    """The request dataclass: the inputs every surface takes its own way, then one field per parameter
+    (of ``params``, by default the schema as it is when called)."""
     inputs: list[tuple[str, Any, Any]] = [
         ("ref_audio", "RefAudio | None", field(default=None)),
         ("aux_refs", "list[RefAudio]", field(default_factory=list)),
         ("clvp_path", "str | None", field(default=None)),
     ]
-    knobs = [(p.name, p.type, field(default=p.default, metadata={"param": p})) for p in params]
+    knobs = [
+        (p.name, p.type, field(default=p.default, metadata={"param": p})) for p in params or SYNTHESIS_PARAMS
+    ]
     cls = make_dataclass(
         "SynthesisRequest", [("text", str), *inputs, *knobs], namespace={"__doc__": _REQUEST_DOC}
     )
@@ -260,17 +264,17 @@ def check_ranges(request: Any) -> None:
 # ------------------------------------------------------------------------------------------ the CLI
 
 
-def add_flags(parser: argparse.ArgumentParser, params: Sequence[Param] = SYNTHESIS_PARAMS) -> None:
+def add_flags(parser: argparse.ArgumentParser, params: Sequence[Param] | None = None) -> None:
     """One flag per parameter shown on the CLI (its value lands under the parameter's name)."""
-    for p in params:
+    for p in params or SYNTHESIS_PARAMS:
         if p.flag is not None:
             suffix = "" if p.default in (None, "") else " (default: %(default)s)"
             parser.add_argument(p.cli_flag, dest=p.name, type=p.type, default=p.default, help=p.help + suffix)
 
 
 def knob_values(
-    values: Mapping[str, Any] | argparse.Namespace, params: Sequence[Param] = SYNTHESIS_PARAMS
+    values: Mapping[str, Any] | argparse.Namespace, params: Sequence[Param] | None = None
 ) -> dict:
     """The parameters found in ``values`` (flags, a form, an API call), each coerced to its type."""
     found = vars(values) if isinstance(values, argparse.Namespace) else values
-    return {p.name: p.coerce(found[p.name]) for p in params if p.name in found}
+    return {p.name: p.coerce(found[p.name]) for p in params or SYNTHESIS_PARAMS if p.name in found}
