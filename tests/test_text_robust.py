@@ -33,8 +33,10 @@ BAD = [
 
 
 @pytest.mark.parametrize("text", BAD)
-@pytest.mark.parametrize("lang", ["zh", "en"])
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize(
+    ("lang", "version"), [("zh", "v1"), ("zh", "v2"), ("en", "v1"), ("en", "v2"), ("ja", "v1"), ("ja", "v2"),
+                          ("ko", "v2"), ("yue", "v2")],
+)  # fmt: skip
 def test_bad_input_gives_phones_in_table(text, lang, version):
     phones, word2ph, norm = clean_text(text, lang, version)
     assert set(phones) <= set(get_symbols(version))
@@ -57,13 +59,20 @@ def test_long_input():
     assert len(phones) > 5000
 
 
-def test_unknown_language_and_missing_packages():
+def test_unknown_language_and_missing_packages(monkeypatch):
     with pytest.raises(UnknownLanguageError, match="'fr'"):
         clean_text("bonjour", "fr")
     with pytest.raises(UnknownLanguageError, match="ko"):
         clean_text("안녕", "ko", "v1")  # v1 has no Korean
-    with pytest.raises(LanguageNotInstalledError, match="pyopenjtalk"):
-        clean_text("こんにちは", "ja")
+    from gpt_sovits.text import korean
+
+    monkeypatch.setitem(sys.modules, "mecab", None)  # python-mecab-ko missing: a clear error, not a crash
+    korean._g2pk2.cache_clear()
+    try:
+        with pytest.raises(LanguageNotInstalledError, match="mecab"):
+            clean_text("안녕", "ko")
+    finally:
+        korean._g2pk2.cache_clear()
     with pytest.raises(TypeError):
         clean_text(None, "zh")  # type: ignore[arg-type]
 
@@ -72,7 +81,12 @@ def test_split_by_script_and_modes():
     assert split_by_script("我用GPT写代码3次") == [("zh", "我用"), ("en", "GPT"), ("zh", "写代码3次")]
     assert split_languages("Hello 世界", "en") == [("en", "Hello 世界")]
     assert split_languages("你好hello", "all_zh") == [("zh", "你好"), ("en", "hello")]
-    assert split_languages("你好こんにちは", "auto") == [("zh", "你好"), ("ja", "こんにちは")]
+    assert split_languages("你好。こんにちは", "auto") == [("zh", "你好。"), ("ja", "こんにちは")]
+    # Auto modes: ideographs in a clause with kana are kanji; in other modes the chosen language decides.
+    assert split_languages("今日は雨です", "auto") == [("ja", "今日は雨です")]
+    assert split_languages("今日は雨。明天下雨", "auto") == [("ja", "今日は雨。"), ("zh", "明天下雨")]
+    assert split_languages("안녕하세요 hello", "auto") == [("ko", "안녕하세요 "), ("en", "hello")]
+    assert split_languages("今日はhello", "ko") == [("ko", "今日は"), ("en", "hello")]
     with pytest.raises(UnknownLanguageError):
         split_languages("x", "xx")
 
@@ -106,7 +120,7 @@ def test_cli_module_entry_point():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(max_size=40), st.sampled_from(["zh", "en"]), st.sampled_from(["v1", "v2"]))
+@given(st.text(max_size=40), st.sampled_from(["zh", "en", "ja"]), st.sampled_from(["v1", "v2"]))
 def test_property_arbitrary_unicode(text, lang, version):
     phones, word2ph, norm = clean_text(text, lang, version)
     assert set(phones) <= set(get_symbols(version))

@@ -2,14 +2,15 @@
 
 Languages per model version: v1 has zh/ja/en; v2 adds ko and yue. ``all_<lang>`` codes (the inference UI's
 "only this language") are accepted as ``<lang>``. Mixed text (zh + en, "auto") goes through
-``gpt_sovits.text.lang_segment.clean_mixed_text``.
+``gpt_sovits.text.lang_segment.clean_mixed_text``. Each language's module (and its packages) is imported
+on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gpt_sovits.text.errors import LanguageNotInstalledError, UnknownLanguageError
+from gpt_sovits.text.errors import UnknownLanguageError
 from gpt_sovits.text.symbols import UNK, _check_version, get_symbols
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 # Characters the reference turns into a pause symbol in Chinese text (instead of ",").
 SPECIAL_PAUSES = (("￥", "SP2"), ("^", "SP3"))
-# Packages the reference uses for languages not implemented here.
-_MISSING_PACKAGES = {"ja": "pyopenjtalk", "ko": "g2pk2"}
 
 
 def _language(language: str, version: str) -> str:
@@ -43,19 +42,25 @@ def _language_module(lang: str):
         from gpt_sovits.text import english
 
         return english
-    if lang == "yue":
-        from gpt_sovits.text import cantonese
+    if lang == "ja":
+        from gpt_sovits.text import japanese
 
-        return cantonese
-    raise LanguageNotInstalledError(
-        lang, _MISSING_PACKAGES[lang], "This frontend implements zh, en and yue only."
-    )
+        return japanese
+    if lang == "ko":
+        from gpt_sovits.text import korean
+
+        return korean
+    from gpt_sovits.text import cantonese
+
+    return cantonese
 
 
 def clean_text(
     text: str, language: str, version: str = "v2", *, g2pw: G2PW | None = None
 ) -> tuple[list[str], list[int] | None, str]:
     """Phones, per-character phone counts (zh and yue, else None) and the normalised text.
+
+    Raises ``LanguageNotInstalledError`` when the language's package is missing (e.g. pyopenjtalk-plus).
 
     ``g2pw``: a loaded G2PW polyphone model (``gpt_sovits.text.load_g2pw(model_dir)``) for Chinese v2
     pinyin, as the reference with G2PW installed; None (default) reads pinyin with pypinyin.
@@ -85,6 +90,10 @@ def clean_text(
         phones, word2ph = module.g2p(norm_text)
         if len(word2ph) != len(norm_text) or sum(word2ph) != len(phones):  # pragma: no cover - invariant
             raise AssertionError(f"word2ph misaligned for {norm_text!r}")
+    elif lang in ("ja", "ko"):
+        norm_text = module.text_normalize(text)
+        phones = module.g2p(norm_text, version)
+        word2ph = None
     else:
         norm_text = module.text_normalize(text)
         phones = module.g2p(norm_text)

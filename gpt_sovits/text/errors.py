@@ -23,7 +23,7 @@ class LanguageNotInstalledError(TextFrontendError):
         self.package = package
         msg = (
             f"Language {language!r} needs the Python package {package!r}, which is not installed "
-            f"(install it with pip, or choose zh, en or yue)."
+            f"(install it with pip: pip install -r requirements.txt)."
         )
         if extra:
             msg += " " + extra

