@@ -13,7 +13,7 @@ import gradio as gr
 
 from ui.context import AppContext
 from ui.labels_tab import find_lists
-from ui.training_common import existing_experiments
+from ui.training_common import Translator, existing_experiments
 from ui.training_plan import (
     DEFAULT_CLVP_EPOCHS,
     DEFAULT_S1_EPOCHS,
@@ -138,7 +138,7 @@ def _batch_slider(label: str, elem_id: str) -> gr.Slider:
     return gr.Slider(0, 64, value=0, step=1, label=label, elem_id=elem_id)
 
 
-def _trainer_rows(_) -> dict[str, Any]:
+def _trainer_rows(_: Translator) -> dict[str, Any]:
     """Epochs, batch size and save frequency of S2 and S1, and DPO."""
     with gr.Row():
         s2_epochs = _epoch_slider(25, DEFAULT_S2_EPOCHS, _("S2 epochs"), "train-s2-epochs")
@@ -189,7 +189,7 @@ def _run_rows(ctx: AppContext) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def _buttons(_) -> dict[str, Any]:
+def _buttons(_: Translator) -> dict[str, Any]:
     with gr.Row():
         one_click = gr.Button(_("Format + train S2 + train S1"), variant="primary", elem_id="train-all")
         check_btn = gr.Button(_("Check"), elem_id="train-check-btn")
@@ -209,7 +209,7 @@ def _line_plot(label: str, elem_id: str) -> gr.LinePlot:
     return gr.LinePlot(x="step", y="value", color="metric", label=label, elem_id=elem_id)
 
 
-def _run_views(_) -> dict[str, Any]:
+def _run_views(_: Translator) -> dict[str, Any]:
     """The check, status and progress lines, the four curves, the samples, exports and the log."""
     check_md = gr.Markdown(elem_id="train-check")
     status_md = gr.Markdown(elem_id="train-status")
