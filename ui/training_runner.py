@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from core.fsutil import atomic_write_text
-from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR, Job
+from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, Job
+from ui.job_ui import crashed
 from ui.training_common import StepSpec
 from ui.training_jobs import record_job, tail_text
 from ui.training_plan import write_step_config
@@ -28,8 +29,6 @@ from ui.training_samples import SampleReference, SampleSpec, sample_config
 SAMPLE_MODULE = "gpt_sovits.infer.samples"
 STOP_MARKER = "stop_requested"  # written into a job's folder by the page that stops it
 STOP_GRACE_SECONDS = 60.0
-# Codes that say how a step ended by themselves; any other one is a crash, shown with its log's end.
-SPOKEN_CODES = (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED)
 
 
 def _job_dir(job_root: Path, prefix: str) -> Path:
@@ -103,7 +102,7 @@ class StepRunner:
         if code is None:  # an attached job is not our child: its events tell how it ended
             code = EXIT_USER_ERROR if self._error else EXIT_OK if self._result else EXIT_STOPPED
         code = int(code)
-        tail = "" if code in SPOKEN_CODES or code < 0 else tail_text(self.job.log_path, 2000)
+        tail = tail_text(self.job.log_path, 2000) if crashed(code) else ""  # a crash: its log says why
         # asked here, reported by the step, or asked from another page (the marker)
         stopped = self.stopped or self._interrupted or (self.job.job_dir / STOP_MARKER).exists()
         self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
