@@ -1,10 +1,11 @@
 """What every Training module shares, at the bottom of their imports: where an experiment lives
 (`Layout`), how its name is checked, one step's subprocess (`StepSpec`) and the translator type.
 
-The Training modules import one way: `training_tab` (wiring) -> `training_page` (components) and
-`training_views` (what is shown) -> `training_runner` (the job sequence, the sample queue) ->
-`training_plan` (settings, argv, the check), `training_samples`, `training_progress` ->
-`training_jobs` (the job record) -> this module. Plain Python: no gradio, no jobs.
+The Training modules import one way (a module may import any module after it, never one before):
+`training_tab` (the wiring) -> `training_page` (the components) -> `training_views` (what is shown)
+-> `training_runner` (the job sequence, the sample queue) -> `training_plan` (settings, argv, the
+check) / `training_samples` / `training_progress` -> `training_jobs` (the job record) -> this
+module. Plain Python here: no gradio, no jobs.
 """
 
 from __future__ import annotations
