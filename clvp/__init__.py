@@ -3,8 +3,8 @@
 Public API (torch and the model code load on first call, not at import):
 ``load_clvp(path, device="cpu") -> ClvpModel`` and
 ``rerank(model, phone_ids, candidates) -> list[float]`` (higher = the candidate says the text better),
-and ``load_scorer(path, device)``, both in one: the reranker the synthesiser's callers hand to
-``gpt_sovits.infer.synthesizer.Synthesizer(reranker_loader=...)``.
+and ``load_scorer(path, device)``, the two in one: what the synthesiser's callers (the web UI, the
+synthesis CLI) hand to ``gpt_sovits.Synthesizer(reranker_loader=...)``.
 """
 
 from __future__ import annotations

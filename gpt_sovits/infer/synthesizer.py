@@ -86,6 +86,31 @@ def _batches(n: int, rows_per_batch: int, candidates: int) -> list[list[int]]:
 
 
 @dataclass
+class _Prompt:
+    """The prompt text's phone ids and BERT features (1024, n); both empty in reference-free mode."""
+
+    phones: list[int]
+    bert: torch.Tensor
+
+
+@dataclass
+class _Plan:
+    """One run, checked and prepared: what every S1 batch and every piece's choice needs."""
+
+    request: SynthesisRequest
+    params: SamplingParams
+    seed: int
+    pieces: list[Piece]
+    ref: _Reference
+    prompt: _Prompt
+    scorers: dict[str, tuple[Scorer, float]]
+    started: float  # perf_counter() when preparing began (for the time to first audio)
+    blend: bool = False  # audio blends on: decode every candidate and rate it
+    whisper: Any = None
+    ref_embedding: np.ndarray | None = None
+
+
+@dataclass
 class _RunState:
     """What one run collects besides the chunks it yields."""
 
@@ -436,17 +461,28 @@ class Synthesizer:
             raise TTSInputError(str(e)) from None
         return params
 
-    def _run(
-        self, request: SynthesisRequest, progress: ProgressFn, state: _RunState
-    ) -> Iterator[StreamChunk]:
-        timings = state.timings
+    def _prompt(self, request: SynthesisRequest, ref: _Reference, version: str, g2pw: Any) -> _Prompt:
+        """The prompt text's phones and BERT (1024, n), prepended to every piece; empty without a prompt."""
+        if ref.prompt is None:
+            return _Prompt([], torch.zeros(1024, 0))
+        ref_lang = request.ref_lang.strip().lower()
+        # As the reference: the whole prompt text, ended with a stop, without cutting.
+        prompt = text_phones(prompt_text(request.ref_text, ref_lang), ref_lang, version, g2pw)
+        if not has_words(prompt):
+            raise TTSInputError(
+                "The reference text has no words; give what the reference says, or leave it empty "
+                "for the reference-free mode."
+            )
+        return _Prompt(prompt.phones, self._bert(prompt.segments))
+
+    def _plan(self, request: SynthesisRequest, state: _RunState) -> _Plan:
+        """Everything checked and prepared before S1 runs: cheap checks first, then the models."""
         params = self._validate(request)
         seed = int(request.seed)
         if seed < 0:
             seed = int(np.random.default_rng().integers(0, 2**31 - 1))
         t0 = time.perf_counter()
         text_lang = request.text_lang.strip().lower()
-        ref_lang = request.ref_lang.strip().lower()
         # Cheap checks of the text before any model loads; phones need the SoVITS model's version.
         split_text(request.text, text_lang, request.cut)
         version = self.version()
@@ -454,58 +490,65 @@ class Synthesizer:
         pieces = text_pieces(request.text, text_lang, request.cut, version, g2pw)
         ref = self.prepare_reference(request)
         state.specs = [s.cpu() for s in ref.specs]  # kept for reassemble()
-        prompt_phones: list[int] = []
-        prompt_bert = torch.zeros(1024, 0)
-        if ref.prompt is not None:
-            # As the reference: the whole prompt text, ended with a stop, without cutting.
-            prompt = text_phones(prompt_text(request.ref_text, ref_lang), ref_lang, version, g2pw)
-            if not has_words(prompt):
-                raise TTSInputError(
-                    "The reference text has no words; give what the reference says, or leave it empty "
-                    "for the reference-free mode."
-                )
-            prompt_phones = prompt.phones
-            prompt_bert = self._bert(prompt.segments)
-        timings["reference"] = time.perf_counter() - t0
-        scorers = self._scorers(request)
+        prompt = self._prompt(request, ref, version, g2pw)
+        state.timings["reference"] = time.perf_counter() - t0
+        plan = _Plan(request, params, seed, pieces, ref, prompt, self._scorers(request), t0)
         # Audio blends need at least two candidates; the Whisper model is checked before S1 runs.
-        blend = int(request.candidates) >= 2 and (request.asr_weight > 0 or request.speaker_weight > 0)
-        whisper = self.whisper(request.asr_model) if blend and request.asr_weight > 0 else None
-        ref_embedding = self.reference_embedding(ref.specs) if blend and request.speaker_weight > 0 else None
+        plan.blend = int(request.candidates) >= 2 and (request.asr_weight > 0 or request.speaker_weight > 0)
+        if plan.blend and request.asr_weight > 0:
+            plan.whisper = self.whisper(request.asr_model)
+        if plan.blend and request.speaker_weight > 0:
+            plan.ref_embedding = self.reference_embedding(ref.specs)
+        return plan
+
+    def _sample(self, plan: _Plan, batch: list[int], index: int, timings: dict[str, float]) -> list[Any]:
+        """S1 on one batch of pieces: each piece's candidates (``Candidate`` objects)."""
         gpt, _ = self.gpt()
-        n = len(pieces)
+        t1 = time.perf_counter()
+        for i in batch:
+            plan.pieces[i].bert = self._bert(plan.pieces[i].segments)
+        phones = [torch.tensor(plan.prompt.phones + plan.pieces[i].phones, dtype=torch.long) for i in batch]
+        berts = [torch.cat([plan.prompt.bert, plan.pieces[i].bert], dim=1) for i in batch]
+        gen = torch.Generator(device=self.device).manual_seed(plan.seed + index)
+        n = int(plan.request.candidates)
+        with autocast_for(self.device):
+            out = gpt.generate(phones, berts, plan.ref.prompt, plan.params, num_candidates=n, generator=gen)
+        timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
+        return out.candidates
+
+    def _choose(self, plan: _Plan, i: int, cands: list[Any], timings: dict[str, float]) -> SentenceResult:
+        """Score piece i's candidates, pick one and decode it (reusing the blends' decoded audio)."""
+        piece, request = plan.pieces[i], plan.request
+        infos, chosen = select_candidates(piece.phones, cands, plan.scorers, request.logprob_weight)
+        decoded: dict[int, np.ndarray] = {}
+        if plan.blend:
+            chosen, decoded = self._audio_blends(
+                piece, infos, plan.ref.specs, request, plan.seed, i, plan.whisper, plan.ref_embedding, timings
+            )
+        audio = decoded.get(chosen)
+        if audio is None:
+            t3 = time.perf_counter()
+            audio = self._decode(infos[chosen].tokens, piece.phones, plan.ref.specs, request, plan.seed, i)
+            timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
+        return SentenceResult(piece.text, piece.phones, infos, chosen, audio, decoded)
+
+    def _run(
+        self, request: SynthesisRequest, progress: ProgressFn, state: _RunState
+    ) -> Iterator[StreamChunk]:
+        timings = state.timings
+        plan = self._plan(request, state)
+        n = len(plan.pieces)
         progress(0, n, f"{n} piece(s) to synthesise")
         done = 0
         for b, batch in enumerate(_batches(n, self.rows_per_batch, request.candidates)):
-            t1 = time.perf_counter()
-            for i in batch:
-                pieces[i].bert = self._bert(pieces[i].segments)
-            phones = [torch.tensor(prompt_phones + pieces[i].phones, dtype=torch.long) for i in batch]
-            berts = [torch.cat([prompt_bert, pieces[i].bert], dim=1) for i in batch]
-            gen = torch.Generator(device=self.device).manual_seed(seed + b)
-            with autocast_for(self.device):
-                out = gpt.generate(
-                    phones, berts, ref.prompt, params, num_candidates=int(request.candidates), generator=gen
-                )
-            timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
-            for i, cands in zip(batch, out.candidates, strict=True):
-                infos, chosen = select_candidates(pieces[i].phones, cands, scorers, request.logprob_weight)
-                decoded: dict[int, np.ndarray] = {}
-                if blend:
-                    chosen, decoded = self._audio_blends(
-                        pieces[i], infos, ref.specs, request, seed, i, whisper, ref_embedding, timings
-                    )
-                audio = decoded.get(chosen)
-                if audio is None:
-                    t3 = time.perf_counter()
-                    audio = self._decode(infos[chosen].tokens, pieces[i].phones, ref.specs, request, seed, i)
-                    timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
-                sentence = SentenceResult(pieces[i].text, pieces[i].phones, infos, chosen, audio, decoded)
+            for i, cands in zip(batch, self._sample(plan, batch, b, timings), strict=True):
+                sentence = self._choose(plan, i, cands, timings)
                 done += 1
                 progress(done, n, f"piece {done}/{n} done")
                 if "first_audio" not in timings:
-                    timings["first_audio"] = time.perf_counter() - t0
-                yield StreamChunk(i, n, sentence, np.concatenate([audio, self._pause(request)]), seed)
+                    timings["first_audio"] = time.perf_counter() - plan.started
+                audio = np.concatenate([sentence.audio, self._pause(request)])
+                yield StreamChunk(i, n, sentence, audio, plan.seed)
 
     @staticmethod
     def _pause(request: SynthesisRequest) -> np.ndarray:
