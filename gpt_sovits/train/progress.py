@@ -92,9 +92,9 @@ class ProgressReporter:
 class StopFlag:
     """Set by SIGTERM/SIGINT (``core.jobs.Job.stop`` sends SIGTERM) or by an extra ``should_stop`` callable.
 
-    Use as a context manager around the training loop; the previous handlers are restored on exit.
-    Signal handlers can only be installed from the main thread, so elsewhere (e.g. a test calling the
-    trainer from a worker thread) only ``should_stop`` is consulted."""
+    ``run_trainer`` enters it around ``train`` and hands it over as ``should_stop``; the previous handlers
+    are restored on exit. Signal handlers can only be installed from the main thread, so elsewhere (e.g. a
+    test calling a trainer's main from a worker thread) only ``should_stop`` is consulted."""
 
     def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
         self.should_stop = should_stop

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from core.jobs import EventWriter
+from core.jobs import EXIT_OK, EXIT_USER_ERROR, EventWriter
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -24,9 +24,9 @@ if __name__ == "__main__":
         model, path, epoch = item.split(":")
         events.emit("saved", model=model, path=path, epoch=int(epoch), step=2)
     events.progress(2, 4, "epoch 2, step 2/4")
-    if args.code == 2:
+    if args.code == EXIT_USER_ERROR:
         events.emit("error", message="something a person can fix")
     time.sleep(args.sleep)
-    if args.code == 0:
+    if args.code == EXIT_OK:
         events.emit("result", stopped=args.stopped)
     sys.exit(args.code)
