@@ -39,13 +39,8 @@ _HEAD: tuple[str | tuple[str, Any, Any, str], ...] = (
     ("ref_audio", FileData | None, None, "the reference clip, 3–10 s (use gradio_client.handle_file)."),
     "ref_text",
     "ref_lang",
-    (
-        "gpt",
-        str,
-        "",
-        "GPT weights: a listed file name or a path inside the workspace / model folder; empty: default.",
-    ),
-    ("sovits", str, "", "SoVITS weights, as `gpt`."),
+    ("gpt", str, "", "GPT weights: a listed file name or a path inside the workspace / model folder."),
+    ("sovits", str, "", "SoVITS weights, as `gpt`; empty (both): the newest fine-tuned, else pretrained."),
 )
 _TAIL: tuple[tuple[str, Any, Any, str], ...] = (
     ("clvp", str, "", "CLVP checkpoint path inside the workspace for reranking; empty: none."),
