@@ -363,6 +363,58 @@ def train(
         shutdown_distributed(dist)
 
 
+@dataclass
+class _S1Run:
+    """One run in progress: what the parts of the loop share."""
+
+    cfg: S1TrainConfig
+    dist: DistInfo
+    run: RunDir
+    model: Text2Semantic
+    net: torch.nn.Module  # the model, DDP-wrapped when distributed
+    s1cfg: S1Config
+    optimizer: ScaledAdam
+    scheduler: ReferenceLR
+    scaler: torch.amp.GradScaler
+    prog: TrainProgress
+    config: dict[str, Any]  # the effective config (config.json, the checkpoint)
+    official_config: dict[str, Any]  # the config stored in exported weights
+    reporter: ProgressReporter
+    timer: CheckpointTimer
+    result: S1TrainResult
+    items: list[S1Item]
+    lengths: list[int]
+
+    def save_state(self) -> None:
+        """The full state, with the gradients accumulated since the last optimiser step."""
+        parts = {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+        payload = training_state(
+            model=self.model,
+            progress=self.prog,
+            config=self.config,
+            extra={"grads": _grads(self.model)},
+            **parts,
+        )
+        self.run.save(payload)
+
+    def export(self, done: int) -> None:
+        """``<exp>-e<done>.ckpt`` in the official layout, then the ``saved`` event."""
+        cfg, model = self.cfg, self.model
+        path = cfg.weights_dir / f"{cfg.exp_name}-e{done}.ckpt"
+        export_weights(
+            path,
+            lambda p: save_gpt_weights(
+                model, self.s1cfg, p, info=f"GPT-e{done}", config=self.official_config
+            ),
+            estimate=half_size(model),
+            keep=cfg.keep_exports,
+            older_exports=export_name_pattern(f"{cfg.exp_name}-e{{epoch}}.ckpt"),
+        )
+        self.result.exports.append(path)
+        self.run.log(f"exported {path}")
+        self.reporter.saved(path, done, self.prog.step)
+
+
 def _train(
     cfg: S1TrainConfig, events: EventWriter, should_stop: Callable[[], bool], dist: DistInfo
 ) -> S1TrainResult:
@@ -378,7 +430,6 @@ def _train(
     items, report = load_s1_items(cfg.exp_dir, version, max_sec=cfg.max_sec)
     requested = choose_batch_size(cfg, s1cfg, model, items, device)
     bs = effective_batch_size(requested, len(items), cfg.dpo)
-
     if dist.is_main:  # fail now, not after hours of training, when a checkpoint cannot fit
         n_params = sum(p.numel() for p in model.parameters())
         ensure_free_space(cfg.exp_dir, n_params * 4 * 4 + SPACE_MARGIN_BYTES, "checkpoints")
@@ -392,22 +443,7 @@ def _train(
     )
     scheduler = ReferenceLR(optimizer, mode=cfg.lr_schedule)
     scaler = make_grad_scaler(device)
-
-    prog = TrainProgress()
-    state = run.prepare(fresh=cfg.fresh)
-    if state is not None:
-        prog = restore_training_state(
-            state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
-        )
-        _set_grads(model, state.get("extra", {}).get("grads", []) or [None] * len(list(model.parameters())))
-        old_bs = state.get("config", {}).get("effective_batch_size")
-        if old_bs is not None and old_bs != bs:
-            run.log(
-                f"warning: batch size changed from {old_bs} to {bs}; the data order differs from the first run"
-            )
-        run.log(
-            f"resuming at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)"
-        )
+    prog = _resume(run, cfg.fresh, bs, model, optimizer, scheduler, scaler)
 
     effective = {
         **jsonable(asdict(cfg)),
@@ -422,93 +458,132 @@ def _train(
         "precision": str(autocast_dtype(device) or "fp32"),
     }
     run.write_config(effective)
-    official_config = export_config(cfg, bs, version, pretrained, run)
     lengths = [len(it.phone_ids) + len(it.semantic) for it in items]
     per_epoch = len(shard_batches(length_bucketed_batches(lengths, bs, cfg.seed, 0), dist))
-    total = cfg.epochs * per_epoch
-    reporter = ProgressReporter(events, "s1", total, start_step=prog.step, enabled=dist.is_main)
-    result = S1TrainResult(
-        batch_size=bs, items=len(items), filters=report.to_dict(), step=prog.step, epoch=prog.epoch
-    )
+    s = _S1Run(
+        cfg, dist, run, model, net, s1cfg, optimizer, scheduler, scaler, prog, effective,
+        official_config=export_config(cfg, bs, version, pretrained, run),
+        reporter=ProgressReporter(
+            events, "s1", cfg.epochs * per_epoch, start_step=prog.step, enabled=dist.is_main
+        ),
+        timer=CheckpointTimer(cfg.checkpoint_minutes),
+        result=S1TrainResult(
+            batch_size=bs, items=len(items), filters=report.to_dict(), step=prog.step, epoch=prog.epoch
+        ),
+        items=items,
+        lengths=lengths,
+    )  # fmt: skip
     run.log(
         f"S1 training: {report.kept} clips ({len(items)} items after repetition), batch {bs}, {per_epoch} batches "
         f"per epoch, epochs {prog.epoch + 1}..{cfg.epochs}, device {device}, version {version}, from {pretrained}"
     )
     if prog.epoch >= cfg.epochs:
         run.log(f"already trained for {prog.epoch} epochs; raise --epochs to continue or use --fresh")
-
-    def save_state() -> None:
-        payload = training_state(
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            progress=prog,
-            config=effective,
-            extra={"grads": _grads(model)},
-        )
-        run.save(payload)
-
-    timer = CheckpointTimer(cfg.checkpoint_minutes)
-    eos = s1cfg.EOS
     for epoch in range(prog.epoch, cfg.epochs):
-        batches = shard_batches(length_bucketed_batches(lengths, bs, cfg.seed, epoch), dist)
-        # batches already trained before a restart are skipped; the rest are collated one ahead
-        for i, batch in prefetched(items, batches, start=prog.batch_in_epoch):
-            batch = batch.to(device)
-            with autocast_for(device):
-                loss, metrics = batch_loss(net, batch, cfg.dpo, eos)
-            scaler.scale(loss).backward()
-            lr = optimizer.param_groups[0]["lr"]
-            if _should_step(i, cfg.accumulate):
-                scale = scaler.get_scale()
-                scaler.step(optimizer)  # skipped when fp16 gradients overflowed
-                scaler.update()
-                if not scaler.is_enabled() or scaler.get_scale() >= scale:
-                    scheduler.step()  # count only steps the optimiser took
-                optimizer.zero_grad(set_to_none=True)
-            prog.step += 1
-            prog.batch_in_epoch = i + 1
-            if dist.distributed:
-                metrics = {
-                    k: all_reduce_mean(torch.tensor(v, device=device), dist).item()
-                    for k, v in metrics.items()
-                }
-            if prog.step % cfg.log_every == 0:
-                run.append_metrics({"step": prog.step, "epoch": epoch + 1, **metrics, "lr": lr})
-            reporter.step(prog.step, epoch, {"loss": metrics["loss/ce"]})
-            if _stop_everywhere(should_stop, dist, device):
-                save_state()
-                run.log(f"stopped at epoch {epoch + 1}, step {prog.step}; run again to resume")
-                result.stopped, result.step, result.epoch = True, prog.step, prog.epoch
-                reporter.result(stopped=True, step=prog.step, epoch=prog.epoch, exports=result.exports)
-                return result
-            if timer.due() and prog.batch_in_epoch < len(batches):
-                save_state()
-                timer.reset()
-        done = epoch + 1
-        prog.epoch, prog.batch_in_epoch = done, 0
-        export_now = done % cfg.save_every == 0 or done == cfg.epochs
-        if export_now and dist.is_main:
-            path = cfg.weights_dir / f"{cfg.exp_name}-e{done}.ckpt"
-            export_weights(
-                path,
-                lambda p, e=done: save_gpt_weights(model, s1cfg, p, info=f"GPT-e{e}", config=official_config),
-                estimate=half_size(model),
-                keep=cfg.keep_exports,
-                older_exports=export_name_pattern(f"{cfg.exp_name}-e{{epoch}}.ckpt"),
-            )
-            result.exports.append(path)
-            run.log(f"exported {path}")
-            reporter.saved(path, done, prog.step)
-        if export_now or cfg.checkpoint_minutes <= 0 or timer.due():
-            save_state()
-            timer.reset()
+        if _run_epoch(s, epoch, bs, should_stop):
+            return _stopped(s, epoch)
+        _end_epoch(s, epoch)
+    return _done(s)
+
+
+def _resume(
+    run: RunDir,
+    fresh: bool,
+    bs: int,
+    model: Text2Semantic,
+    optimizer: ScaledAdam,
+    scheduler: ReferenceLR,
+    scaler: torch.amp.GradScaler,
+) -> TrainProgress:
+    """Where training stands: restored from the checkpoint (with its accumulated gradients), or the start."""
+    state = run.prepare(fresh=fresh)
+    if state is None:
+        return TrainProgress()
+    prog = restore_training_state(state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    _set_grads(model, state.get("extra", {}).get("grads", []) or [None] * len(list(model.parameters())))
+    old_bs = state.get("config", {}).get("effective_batch_size")
+    if old_bs is not None and old_bs != bs:
+        run.log(
+            f"warning: batch size changed from {old_bs} to {bs}; the data order differs from the first run"
+        )
+    run.log(
+        f"resuming at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)"
+    )
+    return prog
+
+
+def _run_epoch(s: _S1Run, epoch: int, bs: int, should_stop: Callable[[], bool]) -> bool:
+    """The epoch's remaining batches; True when a stop was asked (the state is not saved yet)."""
+    cfg, prog = s.cfg, s.prog
+    batches = shard_batches(length_bucketed_batches(s.lengths, bs, cfg.seed, epoch), s.dist)
+    # batches already trained before a restart are skipped; the rest are collated one ahead
+    for i, batch in prefetched(s.items, batches, start=prog.batch_in_epoch):
+        metrics, lr = _train_batch(s, i, batch)
+        prog.step += 1
+        prog.batch_in_epoch = i + 1
+        if s.dist.distributed:
+            device = s.dist.device
+            metrics = {
+                k: all_reduce_mean(torch.tensor(v, device=device), s.dist).item() for k, v in metrics.items()
+            }
+        if prog.step % cfg.log_every == 0:
+            s.run.append_metrics({"step": prog.step, "epoch": epoch + 1, **metrics, "lr": lr})
+        s.reporter.step(prog.step, epoch, {"loss": metrics["loss/ce"]})
+        if _stop_everywhere(should_stop, s.dist, s.dist.device):
+            return True
+        if s.timer.due() and prog.batch_in_epoch < len(batches):
+            s.save_state()
+            s.timer.reset()
+    return False
+
+
+def _train_batch(s: _S1Run, i: int, batch: S1Batch) -> tuple[dict[str, float], float]:
+    """Forward and backward on batch ``i`` of the epoch, the optimiser step when due; (metrics, lr used)."""
+    device, optimizer, scaler = s.dist.device, s.optimizer, s.scaler
+    batch = batch.to(device)
+    with autocast_for(device):
+        loss, metrics = batch_loss(s.net, batch, s.cfg.dpo, s.s1cfg.EOS)
+    scaler.scale(loss).backward()
+    lr = optimizer.param_groups[0]["lr"]
+    if _should_step(i, s.cfg.accumulate):
+        scale = scaler.get_scale()
+        scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+        scaler.update()
+        if not scaler.is_enabled() or scaler.get_scale() >= scale:
+            s.scheduler.step()  # count only steps the optimiser took
+        optimizer.zero_grad(set_to_none=True)
+    return metrics, lr
+
+
+def _end_epoch(s: _S1Run, epoch: int) -> None:
+    """After a full epoch: export when due (before the checkpoint, so a kill between them re-exports)."""
+    done = epoch + 1
+    s.prog.epoch, s.prog.batch_in_epoch = done, 0
+    export_now = done % s.cfg.save_every == 0 or done == s.cfg.epochs
+    if export_now and s.dist.is_main:
+        s.export(done)
+    if export_now or s.cfg.checkpoint_minutes <= 0 or s.timer.due():
+        s.save_state()
+        s.timer.reset()
+
+
+def _stopped(s: _S1Run, epoch: int) -> S1TrainResult:
+    """Save where the run stands (a re-run resumes there) and report the stop."""
+    prog, result = s.prog, s.result
+    s.save_state()
+    s.run.log(f"stopped at epoch {epoch + 1}, step {prog.step}; run again to resume")
+    result.stopped, result.step, result.epoch = True, prog.step, prog.epoch
+    s.reporter.result(stopped=True, step=prog.step, epoch=prog.epoch, exports=result.exports)
+    return result
+
+
+def _done(s: _S1Run) -> S1TrainResult:
+    prog, result = s.prog, s.result
     result.step, result.epoch = prog.step, prog.epoch
-    if prog.step == reporter.start_step:  # nothing left to train: still tell the caller where it stands
-        reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
-    reporter.result(stopped=False, step=prog.step, epoch=prog.epoch, exports=result.exports)
-    run.log(f"done: {prog.epoch} epochs, {prog.step} steps")
+    if prog.step == s.reporter.start_step:  # nothing left to train: still tell the caller where it stands
+        s.reporter.step(prog.step, max(0, prog.epoch - 1), force=True)
+    s.reporter.result(stopped=False, step=prog.step, epoch=prog.epoch, exports=result.exports)
+    s.run.log(f"done: {prog.epoch} epochs, {prog.step} steps")
     return result
 
 

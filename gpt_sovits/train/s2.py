@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -510,10 +510,104 @@ def train(
         shutdown_distributed(dist)
 
 
+@dataclass
+class _S2Models:
+    """The generator and discriminator with their optimisers, schedulers and loss scaler."""
+
+    net_g: SynthesizerTrn
+    net_d: MultiPeriodDiscriminator
+    opt_g: torch.optim.AdamW
+    opt_d: torch.optim.AdamW
+    sched_g: torch.optim.lr_scheduler.ExponentialLR
+    sched_d: torch.optim.lr_scheduler.ExponentialLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+
+    def parts(self) -> dict[str, Any]:
+        """The keyword arguments of training_state and restore_training_state."""
+        return {
+            "model": {"G": self.net_g, "D": self.net_d},
+            "optimizer": {"G": self.opt_g, "D": self.opt_d},
+            "scheduler": {"G": self.sched_g, "D": self.sched_d},
+            "scaler": self.scaler,
+        }
+
+
+def _make_models(
+    net_g: SynthesizerTrn, net_d: MultiPeriodDiscriminator, recipe: S2Recipe, device: torch.device
+) -> _S2Models:
+    """Move G and D to ``device`` in training mode and build what trains them."""
+    net_g.to(device).train()
+    net_d.to(device).train()
+    opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
+    sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
+    amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
+    if amp_dtype is not None:
+        content_path_in_fp32(net_g, device.type)
+    scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
+    return _S2Models(net_g, net_d, opt_g, opt_d, sched_g, sched_d, scaler, amp_dtype)
+
+
+@dataclass
+class _S2Run:
+    """One run in progress: what the parts of the loop share."""
+
+    cfg: S2TrainConfig
+    dist: DistInfo
+    run: RunDir
+    model_cfg: S2Config
+    recipe: S2Recipe
+    models: _S2Models
+    g_model: nn.Module  # net_g, DDP-wrapped when distributed
+    d_model: nn.Module
+    prog: TrainProgress
+    config: dict[str, Any]
+    reporter: ProgressReporter
+    timer: CheckpointTimer
+    steps_per_epoch: int
+    exports: list[str] = field(default_factory=list)
+
+    @property
+    def max_steps(self) -> int:
+        return max(0, int(self.cfg.max_steps or 0))
+
+    def save_state(self) -> None:
+        self.run.save(training_state(progress=self.prog, config=self.config, **self.models.parts()))
+        self.timer.reset()
+
+    def export(self, epoch_label: int) -> None:
+        """Export the generator (rank 0), then the ``saved`` event."""
+        if not self.dist.is_main:
+            return
+        cfg = self.cfg
+        path = export_generator(
+            self.models.net_g, self.model_cfg, cfg.weights_dir, cfg.exp_name, epoch_label, self.prog.step,
+            cfg.keep_exports,
+        )  # fmt: skip
+        self.exports.append(str(path))
+        self.run.log(f"exported {path}")
+        self.reporter.saved(path, epoch_label, self.prog.step)
+
+    def log_step(self, epoch: int, losses: dict[str, float]) -> None:
+        """metrics.jsonl every --log-every steps and at the epoch's end (averaged over ranks), progress."""
+        prog = self.prog
+        if prog.step % max(1, self.cfg.log_every) == 0 or prog.batch_in_epoch == self.steps_per_epoch:
+            if self.dist.distributed:
+                device = self.dist.device
+                losses = {
+                    k: float(all_reduce_mean(torch.tensor(v, device=device), self.dist))
+                    for k, v in losses.items()
+                }
+            lr = self.models.opt_g.param_groups[0]["lr"]
+            self.run.append_metrics({"step": prog.step, "epoch": epoch + 1, **losses, "lr": lr})
+            if not all(math.isfinite(v) for v in losses.values()):
+                self.run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
+        self.reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
+
+
 def _train(
     cfg: S2TrainConfig, events: EventWriter, should_stop: Callable[[], bool], dist: DistInfo
 ) -> S2TrainResult:
-    device = dist.device
     run = RunDir(cfg.run_path, writer=dist.is_main)
     seed_everything(cfg.seed + dist.rank)
 
@@ -530,46 +624,20 @@ def _train(
         ensure_free_space(cfg.weights_dir, half_size(net_g), "exported weights")
     run.log(f"S2 data: {report.summary()}")
     frozen = freeze_content_path(net_g)
-    net_g.to(device).train()
-    net_d.to(device).train()
+    models = _make_models(net_g, net_d, recipe, dist.device)
     state = run.prepare(fresh=cfg.fresh)
     # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
     resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
-    batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(device, net_g, net_d)
-    opt_g, opt_d = make_optimizers(net_g, net_d, recipe)
-    sched_g, sched_d = make_schedulers(opt_g, opt_d, recipe)
-    amp_dtype = autocast_dtype(device) if recipe.fp16_run else None
-    if amp_dtype is not None:
-        content_path_in_fp32(net_g, device.type)
-    scaler = make_grad_scaler(device, enabled=recipe.fp16_run)
-
+    batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, net_d)
     dataset = S2Dataset(
-        cfg.exp_dir,
-        items,
-        report.repeats,
-        model_cfg.sampling_rate,
-        model_cfg.filter_length,
-        model_cfg.hop_length,
-        model_cfg.win_length,
-    )
+        cfg.exp_dir, items, report.repeats, model_cfg.sampling_rate, model_cfg.filter_length,
+        model_cfg.hop_length, model_cfg.win_length,
+    )  # fmt: skip
     loader, sampler = _make_loader(cfg, dataset, batch_size, dist)
-    steps_per_epoch = len(sampler)
-
-    prog = TrainProgress()
-    if state is not None:
-        prog = restore_training_state(
-            state,
-            model={"G": net_g, "D": net_d},
-            optimizer={"G": opt_g, "D": opt_d},
-            scheduler={"G": sched_g, "D": sched_d},
-            scaler=scaler,
-        )
-        run.log(
-            f"resumed at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)"
-        )
-        state = None  # the loaded copy of every state dict is no longer needed
+    prog = _resume(state, models, run)
+    state = None  # the loaded copy of every state dict is no longer needed
     barrier(dist)
-    if prog.batch_in_epoch >= steps_per_epoch:  # the batch size changed since; start the next epoch
+    if prog.batch_in_epoch >= len(sampler):  # the batch size changed since; start the next epoch
         prog.batch_in_epoch = 0
 
     config = {
@@ -579,10 +647,10 @@ def _train(
         "model": model_cfg.to_hparams(),
         "pretrained_s2g": str(s2g),
         "pretrained_s2d": str(s2d),
-        "device": str(device),
-        "amp_dtype": str(amp_dtype) if amp_dtype else None,
+        "device": str(dist.device),
+        "amp_dtype": str(models.amp_dtype) if models.amp_dtype else None,
         "world_size": dist.world_size,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": len(sampler),
         "frozen": frozen,
         "data": report.to_dict(),
     }
@@ -595,99 +663,105 @@ def _train(
     }
     model_cfg.extra = {**model_cfg.extra, "name": cfg.exp_name}
 
-    g_model = wrap_ddp(net_g, dist, find_unused_parameters=True)
-    d_model = wrap_ddp(net_d, dist, find_unused_parameters=True)
-    total_steps = cfg.epochs * steps_per_epoch
-    reporter = ProgressReporter(events, "s2", total_steps, start_step=prog.step, enabled=dist.is_main)
-    timer = CheckpointTimer(cfg.checkpoint_minutes)
-    exports: list[str] = []
-    stopped = False
-
-    def save_state() -> None:
-        run.save(
-            training_state(
-                model={"G": net_g, "D": net_d},
-                optimizer={"G": opt_g, "D": opt_d},
-                progress=prog,
-                scheduler={"G": sched_g, "D": sched_d},
-                scaler=scaler,
-                config=config,
-            )
-        )
-        timer.reset()
-
+    s = _S2Run(
+        cfg, dist, run, model_cfg, recipe, models,
+        g_model=wrap_ddp(net_g, dist, find_unused_parameters=True),
+        d_model=wrap_ddp(net_d, dist, find_unused_parameters=True),
+        prog=prog,
+        config=config,
+        reporter=ProgressReporter(
+            events, "s2", cfg.epochs * len(sampler), start_step=prog.step, enabled=dist.is_main
+        ),
+        timer=CheckpointTimer(cfg.checkpoint_minutes),
+        steps_per_epoch=len(sampler),
+    )  # fmt: skip
     run.log(
-        f"S2 {model_cfg.version} training on {device} ({amp_dtype or 'fp32'}), batch {batch_size}, "
-        f"{steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{cfg.epochs}"
+        f"S2 {model_cfg.version} training on {dist.device} ({models.amp_dtype or 'fp32'}), batch {batch_size}, "
+        f"{s.steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{cfg.epochs}"
     )
-
-    def export(epoch_label: int) -> None:
-        if not dist.is_main:
-            return
-        path = export_generator(
-            net_g, model_cfg, cfg.weights_dir, cfg.exp_name, epoch_label, prog.step, cfg.keep_exports
-        )
-        exports.append(str(path))
-        run.log(f"exported {path}")
-        reporter.saved(path, epoch_label, prog.step)
-
-    max_steps = max(0, int(cfg.max_steps or 0))
-    at_limit = False
-    for epoch in range(prog.epoch, cfg.epochs):
-        sampler.set_epoch(epoch + 1, start=prog.batch_in_epoch)  # the reference's epochs are 1-based
-        t_epoch = time.monotonic()
-        for batch in loader:
-            if should_stop():
-                stopped = True
-                break
-            if max_steps and prog.step >= max_steps:
-                at_limit = True
-                break
-            batch = batch.to(device, non_blocking=True)
-            losses = train_step(g_model, d_model, opt_g, opt_d, scaler, batch, model_cfg, recipe, amp_dtype)
-            prog.step += 1
-            prog.batch_in_epoch += 1
-            if prog.step % max(1, cfg.log_every) == 0 or prog.batch_in_epoch == steps_per_epoch:
-                if dist.distributed:
-                    losses = {
-                        k: float(all_reduce_mean(torch.tensor(v, device=device), dist))
-                        for k, v in losses.items()
-                    }
-                record = {"step": prog.step, "epoch": epoch + 1, **losses, "lr": opt_g.param_groups[0]["lr"]}
-                run.append_metrics(record)
-                if not all(math.isfinite(v) for v in losses.values()):
-                    run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
-            reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
-            if timer.due():
-                save_state()
-        if stopped or prog.batch_in_epoch < steps_per_epoch:
-            break  # stopped, or the step limit was reached inside the epoch
-        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-        sched_g.step()
-        sched_d.step()
-        finished = epoch + 1
-        run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {prog.step}")
-        last = finished == cfg.epochs or (max_steps > 0 and prog.step >= max_steps)
-        export_now = finished % cfg.save_every == 0 or last
-        if export_now or timer.due():
-            save_state()
-        if export_now:
-            export(finished)
-        barrier(dist)
-        if last:
-            break
-    if stopped:
-        save_state()
-        run.log(f"stopped at step {prog.step}; the next run resumes here")
-    elif at_limit and prog.batch_in_epoch > 0:
-        # The step limit fell inside an epoch: keep the state and export what was trained so far,
-        # named after the epoch in progress.
-        save_state()
-        export(prog.epoch + 1)
-        run.log(f"step limit {max_steps} reached in epoch {prog.epoch + 1}")
-    result = S2TrainResult(exports, prog.step, prog.epoch, stopped, report.to_dict())
-    reporter.result(**asdict(result))
+    ending = _run_epochs(s, loader, sampler, should_stop)
+    _finish(s, ending)
+    result = S2TrainResult(s.exports, prog.step, prog.epoch, ending == "stopped", report.to_dict())
+    s.reporter.result(**asdict(result))
     return result
+
+
+def _resume(state: dict[str, Any] | None, models: _S2Models, run: RunDir) -> TrainProgress:
+    """Where training stands: restored from the checkpoint, or the start."""
+    if state is None:
+        return TrainProgress()
+    prog = restore_training_state(state, **models.parts())
+    run.log(f"resumed at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)")
+    return prog
+
+
+def _run_epochs(
+    s: _S2Run,
+    loader: torch.utils.data.DataLoader,
+    sampler: BucketBatchSampler,
+    should_stop: Callable[[], bool],
+) -> str | None:
+    """Train the remaining epochs; returns why it ended early: "stopped", "limit" (--max-steps) or None."""
+    for epoch in range(s.prog.epoch, s.cfg.epochs):
+        sampler.set_epoch(epoch + 1, start=s.prog.batch_in_epoch)  # the reference's epochs are 1-based
+        t_epoch = time.monotonic()
+        ending = _run_epoch(s, loader, epoch, should_stop)
+        if ending is not None or s.prog.batch_in_epoch < s.steps_per_epoch:
+            return ending  # stopped, or the step limit was reached inside the epoch
+        if _end_epoch(s, epoch, t_epoch):
+            break
+    return None
+
+
+def _run_epoch(
+    s: _S2Run, loader: torch.utils.data.DataLoader, epoch: int, should_stop: Callable[[], bool]
+) -> str | None:
+    """The epoch's remaining batches: one D and one G step each; "stopped"/"limit" when it ends early."""
+    m = s.models
+    for batch in loader:
+        if should_stop():
+            return "stopped"
+        if s.max_steps and s.prog.step >= s.max_steps:
+            return "limit"
+        batch = batch.to(s.dist.device, non_blocking=True)
+        losses = train_step(
+            s.g_model, s.d_model, m.opt_g, m.opt_d, m.scaler, batch, s.model_cfg, s.recipe, m.amp_dtype
+        )
+        s.prog.step += 1
+        s.prog.batch_in_epoch += 1
+        s.log_step(epoch, losses)
+        if s.timer.due():
+            s.save_state()
+    return None
+
+
+def _end_epoch(s: _S2Run, epoch: int, t_epoch: float) -> bool:
+    """After a full epoch: decay the learning rates, save and export when due; True after the last one."""
+    s.prog.epoch, s.prog.batch_in_epoch = epoch + 1, 0
+    s.models.sched_g.step()
+    s.models.sched_d.step()
+    finished = epoch + 1
+    s.run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {s.prog.step}")
+    last = finished == s.cfg.epochs or (s.max_steps > 0 and s.prog.step >= s.max_steps)
+    export_now = finished % s.cfg.save_every == 0 or last
+    if export_now or s.timer.due():
+        s.save_state()
+    if export_now:
+        s.export(finished)
+    barrier(s.dist)
+    return last
+
+
+def _finish(s: _S2Run, ending: str | None) -> None:
+    """A stopped run saves where it is; a step limit inside an epoch also exports what was trained so far,
+    named after the epoch in progress."""
+    if ending == "stopped":
+        s.save_state()
+        s.run.log(f"stopped at step {s.prog.step}; the next run resumes here")
+    elif ending == "limit" and s.prog.batch_in_epoch > 0:
+        s.save_state()
+        s.export(s.prog.epoch + 1)
+        s.run.log(f"step limit {s.max_steps} reached in epoch {s.prog.epoch + 1}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
