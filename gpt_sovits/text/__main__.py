@@ -1,4 +1,4 @@
-"""Print the phones and phone ids of a text: ``python -m gpt_sovits.text "文本" --lang zh``."""
+"""Print the phones and phone ids of a text: ``python -m gpt_sovits.text "文本" --lang zh`` (or ja, ko, ...)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Show how the GPT-SoVITS text frontend reads a text (phones, ids, word2ph).",
     )
     parser.add_argument("text", help="the text to convert")
-    parser.add_argument("--lang", default="zh", help="zh (Chinese + English), all_zh, en, auto (default zh)")
+    parser.add_argument(
+        "--lang",
+        default="zh",
+        help="language mode: zh (Chinese + English), all_zh, en, ja, all_ja, ko, all_ko, yue, all_yue, auto, "
+        "auto_yue (default zh)",
+    )
     parser.add_argument("--version", default="v2", help="symbol table: v1 or v2 (default v2)")
     parser.add_argument(
         "--model-dir",
