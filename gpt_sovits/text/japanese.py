@@ -21,9 +21,13 @@ OpenJTalk instance, so pyopenjtalk's global state is never changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import re
+import sys
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -61,6 +65,24 @@ def _pyopenjtalk():
     return pyopenjtalk
 
 
+@contextlib.contextmanager
+def _quiet_c_output() -> Iterator[None]:
+    """Send the process's stdout/stderr file descriptors to /dev/null for the block (C code's prints)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def _compiled_user_dict(pyopenjtalk) -> Path | None:
     """The user dictionary compiled for OpenJTalk (cached by the CSV's hash), or None when unusable."""
     if not USER_DICT_CSV.is_file() or not USER_DICT_CSV.read_text(encoding="utf-8").strip():
@@ -70,7 +92,8 @@ def _compiled_user_dict(pyopenjtalk) -> Path | None:
         target = cache_dir("ja_userdic") / f"user-{digest}.dic"
         if not target.is_file():
             partial = target.with_suffix(".part")
-            pyopenjtalk.mecab_dict_index(str(USER_DICT_CSV), str(partial))
+            with _quiet_c_output():  # MeCab's compiler prints progress from C
+                pyopenjtalk.mecab_dict_index(str(USER_DICT_CSV), str(partial))
             partial.replace(target)
     except (CacheNotWritableError, OSError, RuntimeError) as e:
         log.warning("Japanese user dictionary %s not used: %s", USER_DICT_CSV, e)
