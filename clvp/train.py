@@ -255,14 +255,43 @@ def train(
         torch.set_num_threads(threads)
 
 
+@dataclass
+class _ClvpRun:
+    """One run in progress: what the parts of the loop share."""
+
+    cfg: ClvpTrainConfig
+    run: RunDir
+    model: ClvpModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    prog: TrainProgress
+    config: dict[str, Any]
+    reporter: ProgressReporter
+    timer: CheckpointTimer
+    result: ClvpTrainResult
+    train_items: list[ClvpItem]
+    val_items: list[ClvpItem]
+    lengths: list[int]
+    batch_size: int
+
+    def save_state(self) -> None:
+        payload = training_state(
+            model=self.model,
+            optimizer=self.opt,
+            scheduler=self.sched,
+            scaler=self.scaler,
+            progress=self.prog,
+            config=self.config,
+            extra={"model_config": self.model.cfg.to_dict()},
+        )
+        self.run.save(payload)
+        self.timer.reset()
+
+
 def _train(cfg: ClvpTrainConfig, events: EventWriter, should_stop: Callable[[], bool]) -> ClvpTrainResult:
     run = RunDir(cfg.run_path)
-    items, notes = load_items(cfg.exp_dir, cfg.max_tokens)
-    for n in notes:
-        run.log(n)
-    train_items, val_items = split_items(items, cfg.held_out)
-    if len(train_items) < 2:
-        raise ClvpDataError(f"CLVP needs at least 2 training clips; found {len(train_items)}")
+    train_items, val_items = _split_data(cfg, run)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model, origin = initial_model(cfg)
@@ -289,59 +318,69 @@ def _train(cfg: ClvpTrainConfig, events: EventWriter, should_stop: Callable[[], 
         f"CLVP: {origin}; {n_params / 1e6:.2f}M parameters; {len(train_items)} train / {len(val_items)} held-out "
         f"clips from {len(cfg.exp_dir)} folder(s); batch {bs}, {steps_per_epoch} steps per epoch, device {device}"
     )
-    reporter = ProgressReporter(events, "clvp", total, start_step=prog.step)
-    timer = CheckpointTimer(cfg.checkpoint_minutes)
-    result = ClvpTrainResult(prog.epoch, prog.step, stopped=False, weights=None)
-
-    def save_state() -> None:
-        run.save(
-            training_state(
-                model=model,
-                optimizer=opt,
-                scheduler=sched,
-                scaler=scaler,
-                progress=prog,
-                config=config,
-                extra={"model_config": model.cfg.to_dict()},
-            )
-        )
-        timer.reset()
-
+    s = _ClvpRun(
+        cfg, run, model, opt, sched, scaler, prog, config,
+        reporter=ProgressReporter(events, "clvp", total, start_step=prog.step),
+        timer=CheckpointTimer(cfg.checkpoint_minutes),
+        result=ClvpTrainResult(prog.epoch, prog.step, stopped=False, weights=None),
+        train_items=train_items, val_items=val_items, lengths=lengths, batch_size=bs,
+    )  # fmt: skip
     for epoch in range(prog.epoch, cfg.epochs):
-        batches = length_bucketed_batches(lengths, bs, cfg.seed, epoch)
-        for i, idx in enumerate(batches):
-            if i < prog.batch_in_epoch:
-                continue
-            if should_stop():
-                result.stopped = True
-                break
-            metrics = train_step(
-                model, opt, sched, scaler, _batch(cfg, model, train_items, idx, epoch, i), cfg
-            )
-            prog.step += 1
-            prog.batch_in_epoch = i + 1
-            if prog.step % 10 == 0 or i == len(batches) - 1:
-                run.append_metrics({"step": prog.step, "epoch": epoch, **metrics})
-            reporter.step(prog.step, epoch, {"loss": metrics["loss/train"]})
-            if timer.due():
-                save_state()
-        if result.stopped:
+        if _run_epoch(s, epoch, should_stop):
+            s.result.stopped = True
+            s.save_state()
+            run.log(f"stopped at epoch {prog.epoch}, step {prog.step}; run again to resume")
             break
-        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-        result.validation = validation(model, val_items, cfg.negatives, cfg.seed)
-        if result.validation:
-            run.append_metrics({"step": prog.step, "epoch": epoch, **result.validation})
-            run.log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()))
-        save_state()
-        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-            result.weights = export(model, cfg, prog, result.validation)
-            reporter.saved(result.weights, prog.epoch, prog.step)
-    if result.stopped:
-        save_state()
-        run.log(f"stopped at epoch {prog.epoch}, step {prog.step}; run again to resume")
-    result.epoch, result.step = prog.epoch, prog.step
-    reporter.result(**result.to_dict())
-    return result
+        _end_epoch(s, epoch)
+    s.result.epoch, s.result.step = prog.epoch, prog.step
+    s.reporter.result(**s.result.to_dict())
+    return s.result
+
+
+def _split_data(cfg: ClvpTrainConfig, run: RunDir) -> tuple[list[ClvpItem], list[ClvpItem]]:
+    """(train, held-out) items of every folder; what was skipped goes to log.txt."""
+    items, notes = load_items(cfg.exp_dir, cfg.max_tokens)
+    for n in notes:
+        run.log(n)
+    train_items, val_items = split_items(items, cfg.held_out)
+    if len(train_items) < 2:
+        raise ClvpDataError(f"CLVP needs at least 2 training clips; found {len(train_items)}")
+    return train_items, val_items
+
+
+def _run_epoch(s: _ClvpRun, epoch: int, should_stop: Callable[[], bool]) -> bool:
+    """The epoch's remaining batches; True when a stop was asked (the state is not saved yet)."""
+    prog = s.prog
+    batches = length_bucketed_batches(s.lengths, s.batch_size, s.cfg.seed, epoch)
+    for i, idx in enumerate(batches):
+        if i < prog.batch_in_epoch:
+            continue
+        if should_stop():
+            return True
+        batch = _batch(s.cfg, s.model, s.train_items, idx, epoch, i)
+        metrics = train_step(s.model, s.opt, s.sched, s.scaler, batch, s.cfg)
+        prog.step += 1
+        prog.batch_in_epoch = i + 1
+        if prog.step % 10 == 0 or i == len(batches) - 1:
+            s.run.append_metrics({"step": prog.step, "epoch": epoch, **metrics})
+        s.reporter.step(prog.step, epoch, {"loss": metrics["loss/train"]})
+        if s.timer.due():
+            s.save_state()
+    return False
+
+
+def _end_epoch(s: _ClvpRun, epoch: int) -> None:
+    """After a full epoch: the held-out figures, the state, and an export when due."""
+    prog, result = s.prog, s.result
+    prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+    result.validation = validation(s.model, s.val_items, s.cfg.negatives, s.cfg.seed)
+    if result.validation:
+        s.run.append_metrics({"step": prog.step, "epoch": epoch, **result.validation})
+        s.run.log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()))
+    s.save_state()
+    if (epoch + 1) % s.cfg.save_every == 0 or epoch + 1 == s.cfg.epochs:
+        result.weights = export(s.model, s.cfg, prog, result.validation)
+        s.reporter.saved(result.weights, prog.epoch, prog.step)
 
 
 def _batch(
