@@ -131,3 +131,17 @@ def test_property_arbitrary_unicode(text, version):
 def test_property_japanese_alphabet(text):
     phones, _, norm = clean_text(text, "ja", "v2")
     assert set(phones) <= V2 and norm == japanese.text_normalize(text)
+
+
+def test_formatting_accepts_japanese_lines(tmp_path):
+    from gpt_sovits.data.prepare import _clean_one, read_sources
+
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    (tmp_path / "x.list").write_text(
+        f"{wav}|spk|JA|こんにちは。\n{wav.with_name('b.wav')}|spk|jp|はい\n", "utf-8"
+    )
+    sources, skipped = read_sources(tmp_path / "x.list")
+    assert [s.language for s in sources] == ["ja", "ja"] and not skipped
+    phones, word2ph, norm = _clean_one("こんにちは。", "ja", "v2")
+    assert phones == clean_text("こんにちは。", "ja", "v2")[0] and word2ph is None and norm == "こんにちは。"

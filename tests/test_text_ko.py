@@ -128,3 +128,15 @@ def test_property_arbitrary_unicode(text):
 )
 def test_property_korean_alphabet(text):
     assert set(clean_text(text, "ko", "v2")[0]) <= V2
+
+
+def test_formatting_accepts_korean_lines(tmp_path):
+    from gpt_sovits.data.prepare import _clean_one, read_sources
+
+    wav = tmp_path / "a.wav"
+    (tmp_path / "x.list").write_text(f"{wav}|spk|KO|안녕하세요.\n", "utf-8")
+    sources, skipped = read_sources(tmp_path / "x.list", version="v2")
+    assert [s.language for s in sources] == ["ko"] and not skipped
+    assert _clean_one("안녕하세요.", "ko", "v2")[0] == clean_text("안녕하세요.", "ko", "v2")[0]
+    _, skipped_v1 = read_sources(tmp_path / "x.list", version="v1")  # v1 models have no Korean
+    assert [s.reason for s in skipped_v1] == ["unsupported_language"]
