@@ -49,6 +49,12 @@ def test_eul_rieul_liaison_fix():
     assert korean.pronounce("물을 라면") == "ㅁㅜㄹㅡㄹ ㄴㅏㅁㅣㅓㄴ."
 
 
+def test_quotes_do_not_load_the_english_dictionary():
+    # g2pk2's English step only ever sees apostrophes here (Latin letters are spelled first).
+    phones, _, _ = clean_text("'안녕' 하고 ABC", "ko")
+    assert phones[0] == "停" and len(korean._g2pk2().cmu) == 0
+
+
 def test_unknown_characters_become_stop_symbol():
     phones, _, norm = clean_text("漢字 😀", "ko")
     assert norm == "漢字 😀" and phones == ["停", "停", "空", "停"]

