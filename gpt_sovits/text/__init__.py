@@ -1,8 +1,9 @@
 """GPT-SoVITS-compatible text frontend: text -> phones -> ids, offline.
 
 ``clean_text(text, language, version)`` gives ``(phones, word2ph, norm_text)``;
-``cleaned_text_to_sequence(phones, version)`` the phone ids. Heavy dictionaries (jieba, pypinyin,
-CMUdict) load on first use, not at import. Chinese v2 pinyin comes from pypinyin, or from the optional
+``cleaned_text_to_sequence(phones, version)`` the phone ids. Languages: zh, en, ja (pyopenjtalk-plus), ko
+(g2pk2 on MeCab-ko), yue. Heavy packages and dictionaries (jieba, pypinyin, CMUdict, OpenJTalk, MeCab-ko)
+load on first use of their language, not at import. Chinese v2 pinyin comes from pypinyin, or from the optional
 G2PW polyphone model when the caller loads it once and passes it: ``g2pw = load_g2pw(model_dir)`` (None
 when ``model_dir/G2PWModel`` is absent or broken, with a logged reason), ``clean_text(..., g2pw=g2pw)``.
 """
