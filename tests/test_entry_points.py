@@ -31,7 +31,11 @@ def test_every_readme_module_answers_help():
     # All at once: each start imports torch, and two cores can overlap that.
     procs = {
         m: subprocess.Popen(
-            [sys.executable, "-m", m, "--help"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", m, "--help"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for m in readme_modules()
     }
