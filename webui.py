@@ -3,26 +3,42 @@
     python webui.py [--host 127.0.0.1] [--port 9874] [--workspace workspace] [--lang zh_CN]
 
 Nothing heavy happens at import or start-up: models load when a tab first needs them. The server
-binds to localhost unless `--host` says otherwise, shares publicly only with `--share`, and serves
-files from the workspace only.
+binds to localhost unless `--host` says otherwise (then it warns when there is no `--auth`), shares
+publicly only with `--share`, serves files from the workspace only, refuses uploads over
+`--max-upload`, and removes what Gradio cached of uploads after a day. Failed logins are slowed down.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import importlib
 import logging
 import os
+import re
 import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from core.fsutil import remove_stale_temporaries
 from core.jobs import runtime_env
 from ui.context import REPO_ROOT, AppContext
 
 if TYPE_CHECKING:
     import gradio as gr
 
+logger = logging.getLogger("webui")
+
 DEFAULT_PORT = 9874
+DEFAULT_MAX_UPLOAD = "4gb"
+# Gradio's cache of uploads and outputs: every hour, files older than a day are deleted (and this
+# app's files when it stops).
+DELETE_CACHE = (3600, 86400)
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
 
 
 class TabSpec(NamedTuple):
@@ -44,13 +60,19 @@ TABS: list[TabSpec] = [
 ]
 
 
-def build_app(ctx: AppContext) -> gr.Blocks:
-    """Build (not launch) the Blocks app for `ctx`: a header, then one tab per stage."""
+def build_app(ctx: AppContext, max_upload: str | None = None) -> gr.Blocks:
+    """Build (not launch) the Blocks app for `ctx`: a header (naming the upload limit, when given), then
+    one tab per stage."""
     import gradio as gr
 
     _ = ctx.i18n
-    with gr.Blocks(title=_("GPT-SoVITS voice workshop"), analytics_enabled=False) as app:
-        gr.Markdown(f"## {_('GPT-SoVITS voice workshop')}\n{_('Workspace')}: `{ctx.workspace}`")
+    with gr.Blocks(
+        title=_("GPT-SoVITS voice workshop"), analytics_enabled=False, delete_cache=DELETE_CACHE
+    ) as app:
+        limit = (
+            " · " + _("Uploads up to {size} per file").format(size=max_upload.upper()) if max_upload else ""
+        )
+        gr.Markdown(f"## {_('GPT-SoVITS voice workshop')}\n{_('Workspace')}: `{ctx.workspace}`{limit}")
         with gr.Tabs():
             for tab in TABS:
                 with gr.Tab(_(tab.title), id=tab.module):
@@ -68,6 +90,73 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def parse_size(value: str) -> str:
+    """`--max-upload`: "<number><unit>" with unit b, kb, mb, gb or tb (decimal, as Gradio reads it)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?b)\s*", value.lower())
+    if not m or int(m[1]) == 0:
+        raise argparse.ArgumentTypeError("--max-upload must look like 500mb or 4gb")
+    return f"{int(m[1])}{m[2]}"
+
+
+def size_bytes(size: str) -> int:
+    """Bytes of a `parse_size` value ("4gb" -> 4_000_000_000)."""
+    m = re.fullmatch(r"(\d+)([kmgt]?b)", size)
+    assert m is not None, size
+    return int(m[1]) * _SIZE_UNITS[m[2]]
+
+
+def open_host_warning(host: str, auth: tuple[str, str] | None) -> str | None:
+    """The warning printed when the app listens beyond this machine without a login, else None."""
+    if auth is not None or host.strip("[]").lower() in LOCAL_HOSTS:
+        return None
+    return (
+        f"WARNING: listening on {host} without --auth: anyone on the network who can reach this port can "
+        "use the app (run jobs, read and change the workspace). Add --auth USER:PASS, or bind 127.0.0.1."
+    )
+
+
+class LoginThrottle:
+    """Gradio's `auth` callable: checks the one user, and after each failed login waits before
+    answering, longer after each consecutive failure (doubling from `base_s`, never over `max_s`).
+    A success resets the delay. State lives in the instance, not in a global."""
+
+    def __init__(
+        self,
+        user: str,
+        password: str,
+        base_s: float = 0.5,
+        max_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.user, self.password = user, password
+        self.base_s, self.max_s, self.sleep = base_s, max_s, sleep
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        return min(self.max_s, self.base_s * 2 ** max(0, self.failures - 1))
+
+    def __call__(self, user: str, password: str) -> bool:
+        ok = hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(
+            password.encode(), self.password.encode()
+        )
+        with self._lock:
+            self.failures = 0 if ok else self.failures + 1
+            wait = 0.0 if ok else self.delay()
+        if wait:
+            self.sleep(wait)
+        return ok
+
+
+def remove_workspace_leftovers(workspace: Path) -> list[Path]:
+    """Temp files of atomic saves that were cut short (kill -9, power loss), at least an hour old:
+    a live writer touches its temp file at every block, so these belong to no running job."""
+    removed = remove_stale_temporaries(workspace, recursive=True)
+    if removed:
+        logger.info("removed %d leftover temp file(s) of interrupted saves under %s", len(removed), workspace)
+    return removed
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python webui.py", description=__doc__.split("\n")[0])
     p.add_argument(
@@ -78,6 +167,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--share", action="store_true", help="also open a public gradio.live link (off by default)"
     )
     p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASS", help="require a login")
+    p.add_argument(
+        "--max-upload",
+        type=parse_size,
+        default=DEFAULT_MAX_UPLOAD,
+        help=f"largest file an upload may be, e.g. 500mb or 10gb (default {DEFAULT_MAX_UPLOAD})",
+    )
     p.add_argument("--lang", default=None, help="UI language, e.g. en_US or zh_CN (default: system locale)")
     p.add_argument(
         "--workspace",
@@ -98,16 +193,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.workspace / ".gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.update(runtime_env())  # before anything loads torch (synthesis runs in this process)
-    app = build_app(ctx)
-    app.queue(default_concurrency_limit=2).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        auth=args.auth,
-        allowed_paths=[str(ctx.workspace)],
-        show_error=True,
-    )
+    warning = open_host_warning(args.host, args.auth)
+    if warning:
+        print(warning, file=sys.stderr)
+    threading.Thread(target=remove_workspace_leftovers, args=(ctx.workspace,), daemon=True).start()
+    logger.info("uploads are limited to %s per file (--max-upload)", args.max_upload.upper())
+    app = build_app(ctx, args.max_upload)
+    app.queue(default_concurrency_limit=2).launch(**launch_kwargs(args, ctx))
     return 0
+
+
+def launch_kwargs(args: argparse.Namespace, ctx: AppContext) -> dict:
+    """What `Blocks.launch` gets from the flags: the bind address, the login, the upload cap."""
+    return {
+        "server_name": args.host,
+        "server_port": args.port,
+        "share": args.share,
+        "auth": LoginThrottle(*args.auth) if args.auth else None,
+        "allowed_paths": [str(ctx.workspace)],
+        "max_file_size": size_bytes(args.max_upload),
+        "show_error": True,
+    }
 
 
 if __name__ == "__main__":

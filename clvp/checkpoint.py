@@ -14,7 +14,7 @@ import torch
 
 from clvp.model import ClvpConfig, ClvpConfigError, ClvpModel
 from core.errors import UserError
-from core.fsutil import atomic_write_with
+from core.fsutil import atomic_write_with, file_problem, load_error_reason
 
 FORMAT = "clvp"
 FORMAT_VERSION = 1
@@ -42,12 +42,17 @@ def save_clvp(path: str | Path, model: ClvpModel, info: dict[str, Any] | None = 
 def read_clvp_file(path: str | Path) -> dict[str, Any]:
     """The raw payload, checked for shape; raises ClvpCheckpointError with the reason."""
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path, "CLVP weights file")
+    if problem == "not found":
         raise ClvpCheckpointError(f"CLVP checkpoint not found: {path}")
+    if problem:
+        raise ClvpCheckpointError(f"{path} is not a readable CLVP checkpoint: {problem}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refusals, truncated zips, non-torch files
-        raise ClvpCheckpointError(f"{path} is not a readable CLVP checkpoint: {e}") from e
+        raise ClvpCheckpointError(
+            f"{path} is not a readable CLVP checkpoint: {load_error_reason(e)}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ClvpCheckpointError(
             f"{path} is not a CLVP checkpoint (no 'format': 'clvp' marker); "

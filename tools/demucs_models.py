@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.fsutil import file_problem, load_error_reason
 
 DEFAULT_MODEL = "htdemucs"
 BUILTIN_MODELS = ("htdemucs", "htdemucs_ft", "mdx_extra")
@@ -222,13 +223,13 @@ def load_th(path: str | Path):
         with torch.serialization.safe_globals([Demucs, HDemucs, HTDemucs, Fraction]):
             package = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).split("\n\n")[0].strip()
-        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), first)
+        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), load_error_reason(e))
         raise UnsafeModelError(
             f"{path.name}: refused to load: the file references code other than a demucs model ({detail})"
         ) from e
     except Exception as e:
-        raise ModelLoadError(f"{path.name}: not a readable demucs model file ({e})") from e
+        reason = file_problem(path, "demucs model file") or load_error_reason(e)
+        raise ModelLoadError(f"{path.name}: not a readable demucs model file ({reason})") from e
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
         raise ModelLoadError(f"{path.name}: not a demucs model package (expected klass/args/kwargs/state)")
     return _build(package, path)

@@ -8,6 +8,7 @@ the tab (`ui/inference_tab.py`) and the API (`ui/inference_api.py`) use them; ne
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -21,8 +22,10 @@ import numpy as np
 
 from core.audio import DATASET_RATE
 from core.errors import UserError
-from core.fsutil import resolve_inside, unique_path
-from gpt_sovits.infer.request import SynthesisRequest, knob_values, request_params
+from core.fsutil import is_hidden_or_temp, resolve_inside, unique_path
+from gpt_sovits.infer.request import SynthesisRequest, knob_values, param, request_params
+
+logger = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
 
@@ -98,7 +101,7 @@ def _user_weights(workspace: Path, folders: tuple[str, ...], suffix: str) -> lis
         if not root.is_dir():
             continue
         for p in root.iterdir():
-            if p.is_file() and p.suffix == suffix and not p.name.startswith("."):
+            if p.is_file() and p.suffix == suffix and not is_hidden_or_temp(p):
                 found.append((p.stat().st_mtime, WeightChoice(f"{folder}/{p.name}", str(p), False)))
     return [c for _t, c in sorted(found, key=lambda x: (-x[0], x[1].label))]
 
@@ -113,12 +116,40 @@ def sovits_choices(workspace: Path, model_dir: Path) -> list[WeightChoice]:
     return _user_weights(workspace, SOVITS_FOLDERS, ".pth") + _pretrained(model_dir)[1]
 
 
-def default_weight(choices: list[WeightChoice]) -> str | None:
-    """The newest fine-tuned file when there is one, else the first pretrained file that exists."""
+def weight_problem(choice: WeightChoice) -> str | None:
+    """Why a fine-tuned file would not load (a cheap, cached check of its zip and keys), or None."""
+    from gpt_sovits.models.weights import quick_check
+
+    return quick_check(choice.path, "gpt" if Path(choice.path).suffix == ".ckpt" else "sovits")
+
+
+def _default_and_skipped(choices: list[WeightChoice]) -> tuple[str | None, list[tuple[WeightChoice, str]]]:
+    skipped = []
     for c in choices:
-        if not c.pretrained or Path(c.path).is_file():
-            return c.path
-    return choices[0].path if choices else None
+        if c.pretrained:
+            if Path(c.path).is_file():
+                return c.path, skipped
+            continue
+        problem = weight_problem(c)
+        if problem is None:
+            return c.path, skipped
+        skipped.append((c, problem))
+    fallback = next((c.path for c in choices if c.pretrained), choices[0].path if choices else None)
+    return fallback, skipped
+
+
+def default_weight(choices: list[WeightChoice]) -> str | None:
+    """The newest fine-tuned file that loads when there is one, else the first pretrained file that
+    exists (else the first listed one, whose loading then says what is missing)."""
+    return _default_and_skipped(choices)[0]
+
+
+def default_weight_note(choices: list[WeightChoice]) -> str:
+    """ "" or the newer files the default skipped and why, "label (reason); ..." (shown under the dropdown)."""
+    skipped = _default_and_skipped(choices)[1]
+    if not skipped:
+        return ""
+    return "; ".join(f"{c.label} ({why})" for c, why in skipped)
 
 
 def clvp_choices(workspace: Path) -> list[str]:
@@ -126,7 +157,7 @@ def clvp_choices(workspace: Path) -> list[str]:
     root = workspace / "weights" / "clvp"
     if not root.is_dir():
         return []
-    files = [p for p in root.glob("*.pt") if p.is_file()]
+    files = [p for p in root.glob("*.pt") if p.is_file() and not is_hidden_or_temp(p)]
     return [str(p) for p in sorted(files, key=lambda p: (-p.stat().st_mtime, p.name))]
 
 
@@ -137,7 +168,9 @@ def resolve_weight(value: str | None, choices: list[WeightChoice], roots: list[P
     server never loads (unpickles) a file from elsewhere on the machine.
     """
     if not value or not str(value).strip():
-        default = default_weight(choices)
+        default, skipped = _default_and_skipped(choices)
+        if skipped:
+            logger.info("%s: skipped newer files that would not load: %s", kind, default_weight_note(choices))
         if default is None:
             raise InferenceUIError(f"No {kind} weights found.")
         return Path(default)
@@ -224,7 +257,12 @@ def write_trimmed_reference(path: str | Path, out_dir: Path) -> Path:
 
 
 def resolve_seed(seed: float | int | None, randomise: bool) -> int:
-    """The seed to use: a fresh random one when asked (or when the box says -1), else the given one."""
+    """The seed to use: a fresh random one when asked (or when the box says -1), else the given one.
+    Raises InferenceUIError for a seed outside -1 .. 2**32-1."""
+    if not randomise and seed is not None:
+        message = param("seed").out_of_range(seed)
+        if message:
+            raise InferenceUIError(message)
     if randomise or seed is None or int(seed) < 0:
         return int(np.random.default_rng().integers(0, 2**31 - 1))
     return int(seed)

@@ -111,6 +111,10 @@ def _kept(current: str | None, paths: list[str], fallback: str | None) -> str | 
     return current if current in paths else fallback
 
 
+def _skipped_note(skipped: str, _: Any) -> str | None:
+    return f"{_('Skipped newer files that would not load')}: {skipped}" if skipped else None
+
+
 def refresh(c: InferenceContext, values: Values) -> Updates:
     """List the weight files and Whisper models as they are now, keeping the person's choices."""
     app, ui, _ = c.app, c.ui, c._
@@ -122,10 +126,12 @@ def refresh(c: InferenceContext, values: Values) -> Updates:
         ui.gpt: gr.update(
             choices=weight_dropdown_choices(g, _),
             value=_kept(values.get(ui.gpt), [x.path for x in g], H.default_weight(g)),
+            info=_skipped_note(H.default_weight_note(g), _),
         ),
         ui.sovits: gr.update(
             choices=weight_dropdown_choices(s, _),
             value=_kept(values.get(ui.sovits), [x.path for x in s], H.default_weight(s)),
+            info=_skipped_note(H.default_weight_note(s), _),
         ),
         ui.clvp: gr.update(
             choices=clvp_dropdown_choices(clvps, _),

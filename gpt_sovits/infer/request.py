@@ -71,6 +71,7 @@ class Param:
     help: str  # for --help and the API's docstring
     range: tuple[float, float] | None = None  # accepted values; None: checked where used (SamplingParams)
     unit: str = ""  # appended to the range in messages (" s")
+    range_note: str = ""  # appended to a range message after the unit (" (-1: a random seed)")
     # What the web app (tab and API) accepts when it is narrower than `range`, and how a message names it.
     web_range: tuple[float, float] | None = None
     noun: str = ""
@@ -101,11 +102,13 @@ class Param:
         if self.range is None:
             return None
         lo, hi = self.range
-        if math.isfinite(value) and lo <= value <= hi:
+        if _finite(value) and lo <= value <= hi:
             return None
         if math.isinf(hi):
             return f"{self.name} must be {lo:g}{' (off)' if lo == 0 else ''} or more, got {value}"
-        return f"{self.name} must be between {lo:g} and {hi:g}{self.unit}, got {value}"
+        return (
+            f"{self.name} must be between {_num(lo)} and {_num(hi)}{self.unit}{self.range_note}, got {value}"
+        )
 
     def outside_web_range(self, value: float) -> str | None:
         """The web app's message for a value it does not accept, or None."""
@@ -116,6 +119,20 @@ class Param:
             return None
         return f"The {self.noun or self.name} must be between {lo:g} and {hi:g}."
 
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range (10**400) is finite but out of every range
+        return True
+
+
+def _num(x: float) -> str:
+    """A range bound as written: whole numbers in full (4294967295, not 4.29497e+09), others as %g."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+SEED_MAX = 2**32 - 1  # numpy's and the reference's seed range; torch would take more, the UI shows these
 
 _BLEND_WEB_RANGE = (0.0, 10.0)  # the sliders' range of the ASR / speaker blend weights
 
@@ -166,6 +183,7 @@ SYNTHESIS_PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "seed", int, -1, "random seed; -1: a random one (reported with the result)",
+        range=(-1, SEED_MAX), range_note=" (-1: a random seed)",
         tab=Widget("Seed (-1: random)", "number", row="seed"),
     ),
     Param(

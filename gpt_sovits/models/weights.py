@@ -17,6 +17,7 @@ contain only tensors, containers and primitives and load with ``torch.load(weigh
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import types
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from core.fsutil import atomic_write_with
+from core.fsutil import atomic_write_with, file_problem, load_error_reason
 from gpt_sovits.models.s2 import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
 
 if TYPE_CHECKING:
@@ -152,8 +153,11 @@ class RawCheckpoint:
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
     """Read a torch weight file with the restricted unpickler (zip format, with or without version header)."""
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "not found":
         raise CheckpointError(f"weight file not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is {problem}")
     data = path.read_bytes()
     if len(data) < 4:
         raise CheckpointError(
@@ -186,9 +190,116 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
     except Exception as e:  # zip/pickle/storage errors from a damaged file
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch weight file (truncated or damaged?): {e}"
-        ) from e
+            f"{path} could not be read as a PyTorch weight file (truncated or damaged?): {load_error_reason(e)}"
+        ) from None
     return RawCheckpoint(path, _to_plain(content), header_version)
+
+
+# --- a cheap check: does a file load? ------------------------------------------------------------
+
+
+class _HeadPatched(io.RawIOBase):
+    """A weight file read as a zip: the two-byte version code of newer SoVITS files is read as ``PK``."""
+
+    def __init__(self, f: io.BufferedReader) -> None:
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        start = self.f.tell()
+        n = self.f.readinto(buffer)
+        if start < 2 and n:
+            patch = b"PK"[start : min(2, start + n)]
+            buffer[: len(patch)] = patch
+        return n
+
+
+class _KeysUnpickler(_RestrictedUnpickler):
+    """The restricted unpickler without tensor data: every tensor becomes an empty one, storages are
+    only named (their records must exist in the zip). Reads the structure and the keys, not the weights."""
+
+    def __init__(self, file: Any, records: set[str]) -> None:
+        super().__init__(file)
+        self.records = records
+        self.missing: list[str] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        cls = super().find_class(module, name)
+        if module == "torch._utils" and name.startswith("_rebuild_"):
+            return lambda *_a, **_k: torch.empty(0)
+        return cls
+
+    def persistent_load(self, pid: Any) -> Any:
+        key = str(pid[2]) if isinstance(pid, tuple) and len(pid) > 2 else str(pid)
+        if key not in self.records:
+            self.missing.append(key)
+        return None
+
+
+def _structure(path: Path) -> Any:
+    """The file's pickled object with empty tensors; raises CheckpointError when a record is missing."""
+    with open(path, "rb") as raw, zipfile.ZipFile(_HeadPatched(raw)) as z:
+        names = z.namelist()
+        pickle_name = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+        if pickle_name is None:
+            raise CheckpointError("no data.pkl inside: not a PyTorch weight file")
+        prefix = pickle_name[: -len("data.pkl")]
+        records = {n[len(prefix) + len("data/") :] for n in names if n.startswith(prefix + "data/")}
+        unpickler = _KeysUnpickler(io.BytesIO(z.read(pickle_name)), records)
+        content = unpickler.load()
+    if unpickler.missing:
+        raise CheckpointError(f"truncated: {len(unpickler.missing)} tensor records are missing")
+    return content
+
+
+def quick_check(path: str | Path, expected: str) -> str | None:
+    """Why the weight file at ``path`` would not load as ``expected`` ("gpt" or "sovits"), or None.
+
+    Cheap (the zip directory and the pickled keys, no tensor data) and cached by path, mtime and size,
+    so a weights list can be checked on every refresh."""
+    path = Path(path)
+    problem = file_problem(path)
+    if problem:
+        return problem
+    st = path.stat()
+    return _quick_check_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, expected)
+
+
+@functools.lru_cache(maxsize=512)
+def _quick_check_cached(path: str, _mtime_ns: int, _size: int, expected: str) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head not in HEADER_VERSIONS:
+        return (
+            None if head[:1] == b"\x80" else "not a PyTorch weight file"
+        )  # legacy pickles: the full load tells
+    version = HEADER_VERSIONS.get(head)
+    if version is not None and version not in SUPPORTED_S2_VERSIONS:
+        return f"SoVITS {version}, not supported (only v1 and v2)"
+    try:
+        kind = classify(_to_plain(_structure(Path(path))))
+    except UnsafeCheckpointError:
+        return "refused: it references code a weight file never needs"
+    except CheckpointError as e:
+        return str(e)
+    except zipfile.BadZipFile:
+        return "truncated or damaged (its zip directory is missing)"
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        return f"truncated or damaged ({load_error_reason(e)})"
+    if kind != expected:
+        return f"{_KIND_NAMES[kind]}, not {_KIND_NAMES[expected]}"
+    return None
 
 
 # --- what a file holds -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import datetime
 import errno
+import fnmatch
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from core.fsutil import atomic_write_text, move_to_trash
+from core.fsutil import atomic_write_text, move_to_trash, remove_stale_temporaries
 from gpt_sovits.train.cli import jsonable
 from gpt_sovits.train.errors import DiskSpaceError
 from gpt_sovits.train.state import (
@@ -53,7 +54,9 @@ class RunDir:
         """Begin a run: returns the checkpoint to resume from, or None to start from scratch.
 
         ``fresh``: the previous config/metrics/checkpoint/log are moved to ``.trash/fresh-<stamp>/``.
-        Resuming: metrics after the checkpoint's step are dropped (they will be logged again)."""
+        Resuming: metrics after the checkpoint's step are dropped (they will be logged again). Either way the
+        temporaries of saves cut short (a killed run's ``.checkpoint.*.pt``) are removed first."""
+        self.remove_leftovers()
         if fresh:
             self.move_state_to_trash()
             return None
@@ -63,6 +66,19 @@ class RunDir:
         if self.writer:
             self.truncate_metrics(int(state["progress"]["step"]))
         return state
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temp files of this folder's interrupted atomic saves. Only the writer does it, at
+        the start of its run: it owns the folder, so no live save can be writing them."""
+        if not self.writer:
+            return []
+        removed = remove_stale_temporaries(self.path, older_than_s=0)
+        if removed:
+            self.log(
+                f"removed {len(removed)} leftover temp file(s) of interrupted saves: "
+                + ", ".join(p.name for p in removed)
+            )
+        return removed
 
     def move_state_to_trash(self) -> Path | None:
         """Move this run's files into a new ``.trash/fresh-<stamp>`` folder; returns it (None if nothing moved)."""
@@ -169,6 +185,7 @@ def export_weights(
     # A file of the same name (e.g. from a run started over with --fresh) is moved to .trash, not replaced;
     # it comes back if the new one cannot be written.
     previous = move_to_trash(path, path.parent / ".trash") if path.exists() else None
+    _remove_own_export_temporaries(path, older_exports)
     try:
         write(path)
     except BaseException as e:
@@ -186,6 +203,20 @@ def export_weights(
             if old.resolve() != path.resolve() and old.is_file():
                 move_to_trash(old, path.parent / ".trash")
     return path
+
+
+def _remove_own_export_temporaries(path: Path, older_exports: str | re.Pattern[str] | None) -> None:
+    """Temp files of this experiment's earlier exports cut short (its own names: ``path``'s, or those
+    ``older_exports`` matches), so a killed export leaves nothing behind for long. Others' are left alone."""
+
+    def own(target: str) -> bool:
+        if target == path.name:
+            return True
+        if isinstance(older_exports, re.Pattern):
+            return older_exports.fullmatch(target) is not None
+        return older_exports is not None and fnmatch.fnmatchcase(target, older_exports)
+
+    remove_stale_temporaries(path.parent, older_than_s=0, only=own)
 
 
 def half_size(module: torch.nn.Module) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.fsutil import atomic_write_with
+from core.fsutil import atomic_write_with, file_problem, load_error_reason
 from gpt_sovits.train.cli import jsonable
 from gpt_sovits.train.errors import DiskSpaceError, TrainingError
 
@@ -151,18 +151,25 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return _write_checked(Path(path), dict(payload), "checkpoints")
 
 
+def _unreadable(path: Path, reason: str) -> str:
+    return (
+        f"checkpoint {path} cannot be read ({reason}); run with --fresh to start over "
+        "(the unreadable file is moved to .trash, not deleted)"
+    )
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by ``save_checkpoint`` (weights_only=True: no code can run)."""
     path = Path(path)
+    problem = file_problem(path, "checkpoint file")
+    if problem == "not found":
+        raise TrainingError(f"checkpoint {path} does not exist")
+    if problem:
+        raise TrainingError(_unreadable(path, problem))
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # truncated zip, foreign pickle: say which file and what to do
-        raise TrainingError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); run with --fresh to start over "
-            "(the unreadable file is moved to .trash, not deleted)"
-        ) from None
+        raise TrainingError(_unreadable(path, load_error_reason(e))) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not a training checkpoint of this tool (format {CHECKPOINT_FORMAT})")
     return state
