@@ -293,3 +293,49 @@ def test_legacy_non_zip_format_loads_and_is_gated(tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         load_gpt(evil)
     assert not marker.exists()
+
+
+# --- the cheap check behind the default weights -----------------------------------------------------------
+
+
+def test_quick_check_tells_loadable_files_without_reading_the_weights(tmp_path):
+    from gpt_sovits.models.weights import quick_check
+
+    assert quick_check(S1_CKPT, "gpt") is None and quick_check(S2_WEIGHTS, "sovits") is None
+    assert quick_check(_with_header(S2_WEIGHTS, tmp_path / "v2.pth", b"01"), "sovits") is None
+    assert "not supported" in quick_check(_with_header(S2_WEIGHTS, tmp_path / "v3.pth", b"02"), "sovits")
+    assert quick_check(S1_CKPT, "sovits") == "a GPT (S1) checkpoint, not a SoVITS (S2) generator"
+    data = S1_CKPT.read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    assert "truncated" in quick_check(tmp_path / "cut.ckpt", "gpt")
+    with zipfile.ZipFile(S1_CKPT) as src, zipfile.ZipFile(tmp_path / "gap.ckpt", "w") as dst:
+        for name in src.namelist():
+            if not name.endswith("/data/0"):  # one tensor record lost
+                dst.writestr(name, src.read(name))
+    assert "records are missing" in quick_check(tmp_path / "gap.ckpt", "gpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "dir.ckpt").mkdir()
+    assert quick_check(tmp_path / "empty.ckpt", "gpt") == "empty file (0 bytes)"
+    assert quick_check(tmp_path / "dir.ckpt", "gpt") == "a folder, not a weights file"
+    marker = tmp_path / "pwned"
+    torch.save({"weight": OrderedDict(), "config": _Payload(marker)}, tmp_path / "evil.ckpt")
+    assert "refused" in quick_check(tmp_path / "evil.ckpt", "gpt") and not marker.exists()
+
+
+def test_quick_check_is_cached_by_mtime_and_size(tmp_path):
+    from gpt_sovits.models import weights
+
+    path = tmp_path / "me.ckpt"
+    path.write_bytes(S1_CKPT.read_bytes())
+    assert weights.quick_check(path, "gpt") is None
+    before = weights._quick_check_cached.cache_info().hits
+    assert weights.quick_check(path, "gpt") is None
+    assert weights._quick_check_cached.cache_info().hits == before + 1
+    path.write_bytes(S1_CKPT.read_bytes()[:100])  # replaced: checked again
+    assert "truncated" in weights.quick_check(path, "gpt")
+
+
+def test_a_folder_named_like_weights_is_said_to_be_a_folder(tmp_path):
+    (tmp_path / "x.ckpt").mkdir()
+    with pytest.raises(CheckpointError, match=r"x\.ckpt is a folder, not a weights file"):
+        load_gpt(tmp_path / "x.ckpt")

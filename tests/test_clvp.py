@@ -295,3 +295,27 @@ def test_s1_baseline_scores_candidates_by_mean_logprob() -> None:
             )
         lp = out.logits.log_softmax(-1).gather(2, out.targets.unsqueeze(2)).sum() / (len(c) + 1)
         assert g == pytest.approx(lp.item(), abs=1e-4)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_unreadable_files_name_the_reason_without_torch_advice(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ClvpCheckpointError, match=r"empty\.pt is not a readable CLVP checkpoint: empty file"):
+        clvp.load_clvp(str(empty))
+    (tmp_path / "x.pt").mkdir()
+    with pytest.raises(ClvpCheckpointError, match="a folder, not a CLVP weights file"):
+        clvp.load_clvp(str(tmp_path / "x.pt"))
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "clvp", "config": _RunsCode()}, evil)
+    with pytest.raises(ClvpCheckpointError) as caught:
+        clvp.load_clvp(str(evil))
+    message = str(caught.value)
+    assert "evil.pt" in message and "nothing from it ran" in message
+    assert "weights_only" not in message and "trusted source" not in message

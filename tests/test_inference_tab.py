@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import soundfile as sf
 from gpt_sovits.infer.request import SynthesisRequest, param
 from gpt_sovits.infer.result import CandidateInfo, SentenceResult, SynthesisResult
 from i18n import I18n
+from tests.support.reference_data import REFERENCE_DIR
 from tests.support.synth import voiced_segments
 from ui import inference_helpers as H
 from ui.context import AppContext
@@ -22,6 +24,16 @@ from ui.context import AppContext
 def _touch(path: Path, mtime: float | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _weights(path: Path, mtime: float | None = None) -> Path:
+    """A loadable fine-tuned file (the tiny reference GPT .ckpt or SoVITS .pth) at `path`."""
+    src = REFERENCE_DIR / ("s1_tiny.ckpt" if path.suffix == ".ckpt" else "s2_tiny_weights.pth")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, path)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
@@ -51,7 +63,7 @@ def _result(n_sentences: int = 2, n_cand: int = 3, clvp: bool = False) -> Synthe
 def test_weight_discovery_lists_fine_tuned_newest_first_then_pretrained(tmp_path, tiny_pretrained):
     ws = tmp_path / "ws"
     old = _touch(ws / "weights" / "GPT_weights_v2" / "me-e5.ckpt", time.time() - 100)
-    new = _touch(ws / "weights" / "GPT_weights_v2" / "me-e10.ckpt", time.time())
+    new = _weights(ws / "weights" / "GPT_weights_v2" / "me-e10.ckpt", time.time())
     v1 = _touch(ws / "weights" / "GPT_weights" / "old-e2.ckpt", time.time() - 50)
     _touch(ws / "weights" / "GPT_weights_v2" / "notes.txt")
     s2 = _touch(ws / "weights" / "SoVITS_weights_v2" / "me_e8_s80.pth")
@@ -67,6 +79,48 @@ def test_weight_discovery_lists_fine_tuned_newest_first_then_pretrained(tmp_path
     assert [c.path for c in sovits] == [str(s2), str(tiny_pretrained.s2g)]
 
 
+def test_default_weight_is_the_newest_file_that_loads_and_says_what_it_skipped(tmp_path, tiny_pretrained):
+    folder = tmp_path / "weights" / "GPT_weights_v2"
+    good = _weights(folder / "me-e4.ckpt", time.time() - 300)
+    data = good.read_bytes()
+    (folder / "me-e8.ckpt").write_bytes(data[: len(data) // 2])  # an export cut short
+    os.utime(folder / "me-e8.ckpt", (time.time() - 100,) * 2)
+    (folder / "me-e9.ckpt").mkdir()  # a folder is not listed at all
+    _weights(folder / "wrong-e1.ckpt", time.time() - 50).write_bytes(
+        (REFERENCE_DIR / "s2_tiny_weights.pth").read_bytes()
+    )
+    gpt = H.gpt_choices(tmp_path, tiny_pretrained.root)
+    assert H.default_weight(gpt) == str(good)
+    note = H.default_weight_note(gpt)
+    assert "GPT_weights_v2/me-e8.ckpt (truncated" in note and "wrong-e1.ckpt (a SoVITS (S2) generator" in note
+    assert "me-e4" not in note
+    roots = [tmp_path, tiny_pretrained.root]
+    assert H.resolve_weight(None, gpt, roots, "GPT") == good  # API calls without `gpt` too
+    (folder / "me-e4.ckpt").write_bytes(b"")  # nothing fine-tuned loads: the pretrained file
+    assert H.default_weight(H.gpt_choices(tmp_path, tiny_pretrained.root)) == str(tiny_pretrained.s1)
+
+
+def test_hidden_and_temporary_files_are_never_listed(tmp_path, tiny_pretrained):
+    from core.fsutil import make_temp_path
+
+    for folder, name in (
+        ("GPT_weights_v2", "me-e1.ckpt"),
+        ("SoVITS_weights_v2", "me_e1_s9.pth"),
+        ("clvp", "c.pt"),
+    ):
+        target = _touch(tmp_path / "weights" / folder / name)
+        make_temp_path(target, target.suffix).write_bytes(b"x")  # a killed save's ".me-e1.tmp-xxxxxxxx.ckpt"
+        _touch(target.with_name("." + name))
+    fine_tuned = [
+        Path(c.path).name
+        for c in H.gpt_choices(tmp_path, tiny_pretrained.root)
+        + H.sovits_choices(tmp_path, tiny_pretrained.root)
+        if not c.pretrained
+    ]
+    assert fine_tuned == ["me-e1.ckpt", "me_e1_s9.pth"]
+    assert [Path(p).name for p in H.clvp_choices(tmp_path)] == ["c.pt"]
+
+
 def test_default_weight_is_the_pretrained_file_when_nothing_is_trained(tmp_path, tiny_pretrained):
     assert H.default_weight(H.gpt_choices(tmp_path, tiny_pretrained.root)) == str(tiny_pretrained.s1)
     assert H.default_weight(H.sovits_choices(tmp_path, tiny_pretrained.root)) == str(tiny_pretrained.s2g)
@@ -79,7 +133,7 @@ def test_missing_pretrained_is_still_listed_so_the_status_can_say_so(tmp_path):
 
 def test_resolve_weight_accepts_listed_names_and_paths_inside_but_refuses_outside(tmp_path, tiny_pretrained):
     ws = tmp_path / "ws"
-    mine = _touch(ws / "weights" / "GPT_weights_v2" / "me-e3.ckpt")
+    mine = _weights(ws / "weights" / "GPT_weights_v2" / "me-e3.ckpt")
     outside = _touch(tmp_path / "elsewhere" / "evil.ckpt")
     choices = H.gpt_choices(ws, tiny_pretrained.root)
     roots = [ws, tiny_pretrained.root]
@@ -169,6 +223,12 @@ def test_seed_resolution():
     drawn = {H.resolve_seed(1234, True) for _ in range(5)}
     assert all(0 <= s < 2**31 for s in drawn) and len(drawn) > 1
     assert H.resolve_seed(-1, False) >= 0
+    assert H.resolve_seed(2**32 - 1, False) == 2**32 - 1
+    for bad in (2**32, 2**70, -2, 1e30):
+        with pytest.raises(
+            H.InferenceUIError, match=r"seed must be between -1 and 4294967295 \(-1: a random"
+        ):
+            H.resolve_seed(bad, False)
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,10 @@ def test_one_default_everywhere(tmp_path):
         ("asr_weight", -1.0, "asr_weight must be 0 (off) or more, got -1.0", "The ASR agreement weight must be between 0 and 10."),
         ("max_new_tokens", 2000, None, "The token limit per sentence must be between 1 and 1500."),
         ("top_k", 50, None, None),
+        ("seed", -1, None, None),
+        ("seed", 2**32 - 1, None, None),
+        ("seed", 2**70, f"seed must be between -1 and 4294967295 (-1: a random seed), got {2**70}", None),
+        ("seed", -5, "seed must be between -1 and 4294967295 (-1: a random seed), got -5", None),
     ],
 )  # fmt: skip
 def test_ranges_and_web_limits_come_from_the_schema(name, value, library, web):
@@ -195,3 +199,10 @@ def test_cli_entry_points_answer_help():
             [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True
         )
         assert f"python -m {module}" in out.stdout
+
+
+def test_a_huge_seed_is_a_clear_error_not_an_overflow():
+    with pytest.raises(TTSInputError, match=r"seed must be between -1 and 4294967295"):
+        schema.check_ranges(SynthesisRequest(text="x", seed=2**70))
+    with pytest.raises(TTSInputError, match=r"seed must be between -1 and 4294967295"):
+        schema.check_ranges(SynthesisRequest(text="x", seed=10**400))  # beyond float's range too

@@ -308,3 +308,50 @@ def test_run_trainer_raises_an_unexpected_error_with_its_traceback_logged(tmp_pa
     assert message.startswith("internal error") and "KeyError" in message
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "Traceback (most recent call last)" in log and "in broken" in log
+
+
+def test_unreadable_checkpoints_name_the_reason_without_torch_advice(tmp_path):
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(TrainingError, match=r"a folder, not a checkpoint file\); run with --fresh"):
+        load_checkpoint(tmp_path / "folder.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(TrainingError, match=r"\(empty file \(0 bytes\)\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "x": zipfile.ZipInfo("a")}, tmp_path / "foreign.pt")
+    with pytest.raises(TrainingError) as caught:
+        load_checkpoint(tmp_path / "foreign.pt")
+    assert "nothing from it ran" in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+def test_run_start_removes_the_temporaries_of_killed_saves(tmp_path):
+    from core.fsutil import make_temp_path
+
+    run = RunDir(tmp_path / "s2_train")
+    killed = make_temp_path(run.checkpoint_path, ".pt")  # as a kill -9 during torch.save leaves it
+    killed.write_bytes(b"PK\x03\x04 partial")
+    notes = run.path / ".notes"
+    notes.write_text("mine")
+    assert run.prepare() is None
+    assert not killed.exists() and notes.exists()
+    assert "leftover temp file" in run.log_path.read_text()
+    (tmp_path / "other").mkdir()
+    other = RunDir(tmp_path / "other", writer=False)  # ranks other than 0 never delete
+    stray = make_temp_path(other.checkpoint_path, ".pt")
+    other.prepare()
+    assert stray.exists()
+
+
+def test_export_removes_its_own_killed_exports_only(tmp_path):
+    from core.fsutil import make_temp_path
+
+    folder = tmp_path / "GPT_weights_v2"
+    folder.mkdir()
+    mine = make_temp_path(folder / "voice-e3.ckpt", ".ckpt")
+    others = make_temp_path(folder / "other-e3.ckpt", ".ckpt")  # another experiment may be exporting now
+    export_weights(
+        folder / "voice-e4.ckpt",
+        lambda p: p.write_bytes(b"w"),
+        estimate=1,
+        older_exports=export_name_pattern("voice-e{epoch}.ckpt"),
+    )
+    assert not mine.exists() and others.exists() and (folder / "voice-e4.ckpt").exists()

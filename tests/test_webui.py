@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from webui import DEFAULT_PORT, make_parser, parse_auth
+from webui import (
+    DEFAULT_PORT,
+    LoginThrottle,
+    make_parser,
+    open_host_warning,
+    parse_auth,
+    parse_size,
+    remove_workspace_leftovers,
+)
 
 
 def test_defaults_bind_localhost_without_share():
@@ -64,3 +74,74 @@ def test_building_the_app_loads_no_model(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     assert (tmp_path / "uploads").is_dir() and (tmp_path / "sliced").is_dir()
+
+
+# --- uploads, open hosts, logins, leftovers ---------------------------------------------------------------
+
+
+def test_upload_cap_defaults_to_4gb_and_reaches_launch(tmp_path):
+    from ui.context import AppContext
+    from webui import launch_kwargs
+
+    args = make_parser().parse_args([])
+    assert args.max_upload == "4gb"
+    ctx = AppContext.create(str(tmp_path), "en_US")
+    kwargs = launch_kwargs(make_parser().parse_args(["--max-upload", "500MB"]), ctx)
+    assert kwargs["max_file_size"] == 500_000_000
+    assert kwargs["allowed_paths"] == [str(ctx.workspace)] and kwargs["server_name"] == "127.0.0.1"
+    for bad in ("0gb", "lots", "4 parsecs"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+
+
+def test_app_names_the_limit_and_cleans_gradio_cache(tmp_path):
+    from ui.context import AppContext
+    from webui import DELETE_CACHE, build_app
+
+    app = build_app(AppContext.create(str(tmp_path), "en_US"), "4gb")
+    assert app.delete_cache == DELETE_CACHE  # (every hour, files older than a day)
+    header = next(b for b in app.blocks.values() if type(b).__name__ == "Markdown")
+    assert "Uploads up to 4GB per file" in header.value
+
+
+@pytest.mark.parametrize(("host", "auth", "warns"), [
+    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False), ("[::1]", None, False),
+    ("0.0.0.0", None, True), ("192.168.1.5", None, True), ("0.0.0.0", ("a", "b"), False),
+])  # fmt: skip
+def test_open_host_without_auth_warns(host, auth, warns):
+    warning = open_host_warning(host, auth)
+    assert (warning is not None) == warns
+    if warns:
+        assert "anyone on the network" in warning and "--auth" in warning
+
+
+def test_failed_logins_are_slowed_down_with_a_bound():
+    waits: list[float] = []
+    check = LoginThrottle("ann", "s3:cret", base_s=0.5, max_s=4.0, sleep=waits.append)
+    assert [check("ann", "wrong") for _ in range(6)] == [False] * 6
+    assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert check("ann", "s3:cret") is True and len(waits) == 6  # a success waits not, and resets
+    assert check("bob", "s3:cret") is False and waits[-1] == 0.5
+    auth = launch_kwargs_auth(["--auth", "ann:pw"])
+    assert isinstance(auth, LoginThrottle) and auth.user == "ann"
+
+
+def launch_kwargs_auth(argv: list[str]):
+    from webui import launch_kwargs
+
+    class Ctx:
+        workspace = "/tmp/ws"
+
+    return launch_kwargs(make_parser().parse_args(argv), Ctx())["auth"]
+
+
+def test_app_start_removes_only_old_leftovers(tmp_path):
+    from core.fsutil import STALE_TEMP_AGE_S, make_temp_path
+
+    run = tmp_path / "exp" / "s2_train"
+    run.mkdir(parents=True)
+    old, fresh = make_temp_path(run / "checkpoint.pt", ".pt"), make_temp_path(run / "a.list")
+    past = time.time() - 2 * STALE_TEMP_AGE_S
+    os.utime(old, (past, past))
+    assert remove_workspace_leftovers(tmp_path) == [old]
+    assert not old.exists() and fresh.exists()  # may belong to a job writing now

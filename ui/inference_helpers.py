@@ -145,7 +145,7 @@ def default_weight(choices: list[WeightChoice]) -> str | None:
 
 
 def default_weight_note(choices: list[WeightChoice]) -> str:
-    """ "" or the newer files the default skipped and why, "label (reason); ..." (shown under the dropdown)."""
+    """The newer files the default skipped and why, "label (reason); ...", or "" (shown under the list)."""
     skipped = _default_and_skipped(choices)[1]
     if not skipped:
         return ""
