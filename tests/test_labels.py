@@ -300,3 +300,139 @@ def test_cli_accepts_absolute_paths_elsewhere_unless_within(tmp_path, capsys):
     assert main(["validate", str(lst)]) == 0
     assert main(["validate", str(lst), "--within", str(lst.parent)]) == 1
     assert "outside the dataset root" in capsys.readouterr().out
+
+
+# ---------- concurrent saves, history, undo memory ----------
+
+
+def test_concurrent_edits_of_different_clips_are_merged(tmp_path):
+    path = make_dataset(tmp_path)
+    mine, theirs = load_list(path), load_list(path)
+    theirs.set_text(theirs.entries[2].uid, "their edit")
+    theirs.save()
+    mine.set_text(mine.entries[0].uid, "my edit")
+    mine.save()
+    assert (
+        path.read_text(encoding="utf-8")
+        == "a.wav|spk|en|my edit\nb.wav|spk|zh|你好\nc.wav|spk|en|their edit\n"
+    )
+    assert mine.merged_in == 1 and mine.entries[2].text == "their edit"
+    theirs.set_text(theirs.entries[1].uid, "third")  # and back: theirs now merges my edit in
+    theirs.save()
+    assert [e.text for e in load_list(path).entries] == ["my edit", "third", "their edit"]
+
+
+def test_concurrent_structural_edits_and_an_editor_are_merged(tmp_path):
+    path = make_dataset(tmp_path)
+    doc = load_list(path)
+    doc.delete([doc.entries[1].uid])  # b.wav
+    # Meanwhile a text editor appends a clip and fixes c's text.
+    path.write_text("a.wav|spk|en|hello there\nb.wav|spk|zh|你好\nc.wav|spk|en|fixed\nd.wav|spk|en|new\n")
+    doc.save()
+    assert path.read_text() == "a.wav|spk|en|hello there\nc.wav|spk|en|fixed\nd.wav|spk|en|new\n"
+    doc.undo()
+    doc.save()
+    assert [e.path for e in load_list(path).entries] == ["a.wav", "b.wav", "c.wav", "d.wav"]
+
+
+def test_conflicting_edits_are_refused_with_both_versions_then_chosen(tmp_path):
+    path = make_dataset(tmp_path)
+    mine, theirs = load_list(path), load_list(path)
+    theirs.set_text(theirs.entries[0].uid, "theirs")
+    theirs.set_text(theirs.entries[2].uid, "also theirs")
+    theirs.save()
+    on_disk = path.read_bytes()
+    mine.set_text(mine.entries[0].uid, "mine")
+    with pytest.raises(labels.LabelConflictError) as info:
+        mine.save()
+    assert path.read_bytes() == on_disk  # nothing written
+    (conflict,) = info.value.conflicts
+    assert (conflict.key, conflict.mine, conflict.theirs) == (
+        "a.wav",
+        "a.wav|spk|en|mine",
+        "a.wav|spk|en|theirs",
+    )
+    assert "'a.wav|spk|en|mine'" in str(info.value) and "'a.wav|spk|en|theirs'" in str(info.value)
+    assert mine.conflicts == [conflict]
+    mine.save(prefer="mine")
+    assert [e.text for e in load_list(path).entries] == ["mine", "你好", "also theirs"]
+    assert mine.conflicts == []
+
+
+def test_conflict_take_theirs_and_deleted_clip(tmp_path):
+    path = make_dataset(tmp_path)
+    mine, theirs = load_list(path), load_list(path)
+    theirs.delete([theirs.entries[0].uid])
+    theirs.save()
+    mine.set_text(mine.entries[0].uid, "edited a clip deleted elsewhere")
+    with pytest.raises(labels.LabelConflictError) as info:
+        mine.save()
+    assert info.value.conflicts[0].theirs is None  # deleted there
+    mine.save(prefer="theirs")
+    assert [e.path for e in mine.entries] == ["b.wav", "c.wav"]
+    assert path.read_text(encoding="utf-8") == "b.wav|spk|zh|你好\nc.wav|spk|en|good bye\n"
+
+
+def test_history_keeps_the_sessions_original_after_many_saves(tmp_path):
+    path = make_dataset(tmp_path)
+    original = path.read_bytes()
+    doc = load_list(path)
+    for n in range(25):
+        doc.set_text(doc.entries[0].uid, f"edit {n}")
+        doc.save()
+    history = tmp_path / ".history"
+    kept = [p.read_bytes() for p in history.glob("data.list.*.bak")]
+    assert original in kept
+    assert len(kept) == 25  # the original + the 24 versions the later saves replaced (all young and small)
+    assert len(list(history.glob("data.list.*.original.bak"))) == 1
+
+
+def test_history_is_pruned_by_age_and_size_not_count(tmp_path, monkeypatch):
+    history = tmp_path / ".history"
+    history.mkdir()
+    now = 1_000_000_000.0
+    for n in range(30):  # version n is n days old, 100 bytes
+        p = history / f"x.list.20010101-0000{n:02d}.bak"
+        p.write_bytes(b"v" * 100)
+        os.utime(p, (now - n * 86400, now - n * 86400))
+    for n, days in enumerate((200, 100)):  # two old session originals
+        p = history / f"x.list.20000101-00000{n}.original.bak"
+        p.write_bytes(b"o")
+        os.utime(p, (now - days * 86400, now - days * 86400))
+    (history / "y.list.20010101-000000.bak").write_bytes(b"other list")
+    labels.prune_history(history, "x.list", now=now)
+    left = sorted(p.name for p in history.iterdir())
+    ages = sorted(int(n[-6:-4]) for n in left if n.startswith("x.list.20010101"))
+    assert ages == list(range(15))  # younger than 14 days
+    assert "x.list.20000101-000001.original.bak" in left  # the newest original, however old
+    assert "x.list.20000101-000000.original.bak" not in left
+    assert "y.list.20010101-000000.bak" in left
+    monkeypatch.setattr(labels, "HISTORY_MAX_BYTES", 700)
+    labels.prune_history(history, "x.list", now=now)
+    ages = sorted(int(n[-6:-4]) for n in os.listdir(history) if n.startswith("x.list.20010101"))
+    assert ages == list(range(7))  # 700 bytes of 100-byte versions, newest first
+
+
+def test_undo_memory_does_not_grow_with_the_list(tmp_path):
+    import tracemalloc
+
+    text = "".join(f"clip{i:05d}.wav|spk|en|text number {i}\n" for i in range(50_000))
+    doc = parse_list(text, root=tmp_path)
+    uids = [e.uid for e in doc.entries[:199]]  # + one delete: 200 steps, the undo limit
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for n, uid in enumerate(uids):
+            if n % 2:
+                doc.set_text(uid, f"edited {n}")
+            else:
+                doc.set_language(uid, "zh")
+        doc.delete(uids[:3])
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A deep copy per edit took ~15 MB each here; inverse edits take a few hundred bytes.
+    assert current - base < 1_000_000 and peak - base < 5_000_000
+    for _ in range(200):
+        doc.undo()
+    assert doc.to_text() == text and not doc.can_undo

@@ -10,7 +10,16 @@ in the CLI only the folder given with `--within` (ASR writes absolute paths into
 Nothing is ever lost:
 - Malformed lines (wrong field count, '|' in the text) are kept verbatim as `RawLine`s, reported by
   `issues()`, and written back unchanged, in place, on save. Blank lines carry nothing and are dropped.
-- Saves are atomic and the previous file is first copied into `<list folder>/.history/`.
+- Saves are atomic and never overwrite a change made elsewhere: a save first checks that the file
+  is still the one this document loaded (SHA-256 of its bytes). When another session or an editor
+  saved it meanwhile, the two sets of edits are merged clip by clip (a clip is known by its audio
+  path; a malformed line by its text); when both changed the same clip the save is refused with a
+  `LabelConflictError` that lists both versions, and `save(prefer="mine" | "theirs")` decides.
+- `<list folder>/.history/` keeps earlier versions (`<name>.<stamp>.bak`): the original of each
+  session (the version it loaded, `<name>.<stamp>.original.bak`, written at its first save) for
+  HISTORY_ORIGINAL_AGE_S (the newest original always), and the versions each save replaced: the
+  newest HISTORY_MIN_VERSIONS always, older ones while younger than HISTORY_MAX_AGE_S and within
+  HISTORY_MAX_BYTES in total (newest first).
 - Deleting, merging or splitting never deletes audio: originals are kept, or moved to a trash folder
   when asked, and `undo()` brings back the entries and moves trashed audio back.
 
@@ -24,14 +33,17 @@ for review (`LabelEntry.review`), because the split point in the text is unknown
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,10 +67,39 @@ MERGE_SAMPLE_RATE = DATASET_RATE
 HISTORY_DIR = ".history"
 SORT_KEYS = ("file", "path", "duration", "confidence")
 UNDO_LIMIT = 200
+HISTORY_MIN_VERSIONS = 5  # replaced versions kept whatever their age and size
+HISTORY_MAX_AGE_S = 14 * 86400.0  # older replaced versions are dropped (beyond the minimum)...
+HISTORY_MAX_BYTES = 256 * 2**20  # ...and so are those past this total size, counted newest first
+HISTORY_ORIGINAL_AGE_S = 90 * 86400.0  # a session's original is kept this long (the newest one always)
+PREFER_CHOICES = ("mine", "theirs")
 
 
 class LabelError(UserError, ValueError):
     """An edit or a file that cannot be accepted (bad language, unknown clip, nothing to merge…)."""
+
+
+@dataclass(frozen=True)
+class ClipConflict:
+    """One clip changed both here and elsewhere since the load: its three lines (None: not in that version)."""
+
+    key: str  # the clip's audio path, or the malformed line itself
+    base: str | None  # as this document loaded it
+    mine: str | None  # in this document
+    theirs: str | None  # in the file on disk now
+
+
+class LabelConflictError(LabelError):
+    """The file changed elsewhere and both sides changed the same clips; nothing was written."""
+
+    def __init__(self, path: Path, conflicts: list[ClipConflict]) -> None:
+        self.path = path
+        self.conflicts = conflicts
+        shown = "; ".join(f"{c.key}: mine {c.mine!r}, theirs {c.theirs!r}" for c in conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        super().__init__(
+            f"{path.name} was changed elsewhere since it was loaded, and {len(conflicts)} clip(s) were "
+            f"changed both there and here: {shown}{more}; keep mine, take theirs, or load it again"
+        )
 
 
 def normalize_language(value: str) -> str | None:
@@ -123,7 +164,15 @@ class AsrScore:
 
 @dataclass
 class _UndoStep:
-    items: list[LabelEntry | RawLine]
+    """The inverse of one edit: old field values, the items it removed (with their places), the ones it added.
+
+    Its size depends on the edit, never on the length of the list.
+    """
+
+    label: str = ""
+    fields: list[tuple[int, str, Any]] = field(default_factory=list)  # (uid, attribute, old value)
+    removed: list[tuple[int, LabelEntry | RawLine]] = field(default_factory=list)  # (index, item), in order
+    added: list[int] = field(default_factory=list)  # uids of the items the edit inserted
     trashed: list[tuple[Path, Path]] = field(default_factory=list)  # (original place, place in trash)
     created: list[Path] = field(default_factory=list)  # audio files this edit wrote
     label: str = ""
@@ -166,6 +215,7 @@ class LabelDocument:
         trash_dir: str | Path | None = None,
         scores: dict[str, AsrScore] | None = None,
         boundary: str | Path | None = None,
+        loaded_text: str | None = None,
     ) -> None:
         self.path = Path(path).resolve() if path else None
         if root is None:
@@ -181,6 +231,12 @@ class LabelDocument:
         self._durations: dict[str, float | None] = {}
         for item in self.items:
             item.uid = self._new_uid()
+        # The file's text as this document last loaded or saved it: the base of a merge on save.
+        self._base_text = loaded_text
+        self._base_digest = _digest(loaded_text) if loaded_text is not None else None
+        self._original_kept = False  # the session's original is written into .history/ at its first save
+        self.conflicts: list[ClipConflict] = []  # of the last refused save; empty once a save succeeds
+        self.merged_in = 0  # clips changed elsewhere that the last save took in
 
     # ---------- reading ----------
 
@@ -306,26 +362,113 @@ class LabelDocument:
         lines = [i.to_line() if isinstance(i, LabelEntry) else i.text for i in self.items]
         return "".join(line + "\n" for line in lines)
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write atomically, after copying the previous version into `<folder>/.history/`."""
+    def save(self, path: str | Path | None = None, prefer: str | None = None) -> Path:
+        """Write atomically, after keeping the previous version (and the session's original) in `.history/`.
+
+        When the file changed on disk since this document loaded it, the changes made there are merged
+        in first (see `merge_concurrent`); `prefer` ("mine" | "theirs") settles clips changed on both
+        sides, which otherwise raise `LabelConflictError` (nothing is written then).
+        """
         target = Path(path) if path else self.path
         if target is None:
             raise LabelError("this list has no file name yet; give a path to save it")
-        backup_copy(target, target.parent / HISTORY_DIR)
-        atomic_write_text(target, self.to_text())
+        same_file = self.path is not None and Path(target).resolve() == self.path
+        on_disk = read_list_text(target) if Path(target).is_file() else None
+        changed_elsewhere = same_file and on_disk is not None and self._differs_from_base(on_disk)
+        merged_in = self.merge_concurrent(on_disk, prefer) if changed_elsewhere else 0
+        self._keep_history(Path(target), on_disk, same_file)
+        text = self.to_text()
+        atomic_write_text(target, text)
         for n, item in enumerate(self.items, start=1):
             item.line = n
         self.path = Path(target).resolve()
+        self._base_text, self._base_digest = text, _digest(text)
+        self.conflicts, self.merged_in = [], merged_in
         return self.path
+
+    def _differs_from_base(self, on_disk: str) -> bool:
+        return self._base_digest is not None and _digest(on_disk) != self._base_digest
+
+    def merge_concurrent(self, theirs_text: str, prefer: str | None = None) -> int:
+        """Take in the clips changed in `theirs_text` (the file now) since the load; returns how many.
+
+        Three versions are compared clip by clip: the base (as loaded), mine (this document) and
+        theirs. A clip changed only there is taken from there, one changed only here stays; one changed
+        differently on both sides is a conflict: `prefer` settles it, else `LabelConflictError`.
+        """
+        if prefer not in (None, *PREFER_CHOICES):
+            raise LabelError(f"prefer must be one of {', '.join(PREFER_CHOICES)}, not {prefer!r}")
+        base = {k: _line(i) for k, i in _keyed(parse_items(self._base_text or "")).items()}
+        theirs = _keyed(parse_items(theirs_text))
+        mine = _keyed(self.items)
+        take: list[tuple[str, int]] = []
+        conflicts: list[ClipConflict] = []
+        for key in dict.fromkeys([*base, *mine, *theirs]):
+            b, m, t = base.get(key), _line(mine.get(key)), _line(theirs.get(key))
+            if m == t or t == b:
+                continue  # no change there, or the same change on both sides
+            if m == b or prefer == "theirs":
+                take.append(key)
+            elif prefer is None:
+                conflicts.append(ClipConflict(key[0], b, m, t))
+        if conflicts:
+            self.conflicts = conflicts
+            raise LabelConflictError(self.path or Path("list"), conflicts)
+        self._take_theirs(set(take), mine, theirs)
+        return len(take)
+
+    def _take_theirs(self, take: set[tuple[str, int]], mine: dict, theirs: dict) -> None:
+        """Replace, drop or insert the clips in `take` as they are in `theirs` (uids kept for replaced ones)."""
+        replaced = {mine[k].uid: theirs.get(k) for k in take if k in mine}
+        after: dict[int | None, list[LabelEntry | RawLine]] = {}  # new items, after the uid of their anchor
+        anchor: int | None = None
+        for key, item in theirs.items():  # in their file order
+            if key in take and key not in mine:
+                item.uid = self._new_uid()
+                after.setdefault(anchor, []).append(item)
+            elif key in mine:
+                anchor = mine[key].uid
+        out = list(after.get(None, []))
+        for item in self.items:
+            if item.uid in replaced:
+                new = replaced[item.uid]
+                if new is None:
+                    continue  # deleted there
+                new.uid = item.uid
+                item = new
+            out.append(item)
+            out.extend(after.get(item.uid, []))
+        self.items = out
+
+    def _keep_history(self, target: Path, on_disk: str | None, same_file: bool) -> None:
+        """The session's original (first save only) and the version being replaced go into `.history/`."""
+        history = target.parent / HISTORY_DIR
+        replaced_is_original = False
+        if same_file and not self._original_kept and self._base_text is not None:
+            history.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            original = unique_path(history / f"{target.name}.{stamp}.original.bak")
+            with open(original, "xb") as f:  # the bytes loaded, even when the file changed since
+                f.write(self._base_text.encode("utf-8"))
+            self._original_kept = True
+            replaced_is_original = on_disk == self._base_text
+        if on_disk is not None and not replaced_is_original:
+            backup_copy(target, history, keep=sys.maxsize)  # pruned below by age and size instead
+        if history.is_dir():
+            prune_history(history, target.name)
 
     # ---------- edits ----------
 
     def _push(self, label: str) -> _UndoStep:
-        step = _UndoStep(items=copy.deepcopy(self.items), label=label)
+        step = _UndoStep(label=label)
         self._undo.append(step)
-        # Each step holds a full snapshot: bound the memory a long editing session can take.
+        # Steps hold inverse edits (small), but a long session still should not grow without end.
         del self._undo[:-UNDO_LIMIT]
         return step
+
+    def _removed(self, uids: set[int]) -> list[tuple[int, LabelEntry | RawLine]]:
+        """(index, item) of the items in `uids`, in file order: what undo puts back."""
+        return [(n, item) for n, item in enumerate(self.items) if item.uid in uids]
 
     @property
     def can_undo(self) -> bool:
@@ -339,7 +482,8 @@ class LabelDocument:
         e = self.entry(uid)
         if e.text == text:
             return False
-        self._push("edit text")
+        step = self._push("edit text")
+        step.fields += [(uid, "text", e.text), (uid, "review", e.review)]
         e.text = text
         e.review = False
         return True
@@ -351,7 +495,8 @@ class LabelDocument:
         e = self.entry(uid)
         if e.language == code:
             return False
-        self._push("edit language")
+        step = self._push("edit language")
+        step.fields.append((uid, "language", e.language))
         e.language = code
         return True
 
@@ -367,6 +512,7 @@ class LabelDocument:
         audios = [self.resolve_audio(e) for e in targets] if trash_audio else []
         step = self._push("delete")
         gone = {e.uid for e in targets}
+        step.removed = self._removed(gone)
         self.items = [i for i in self.items if i.uid not in gone]
         for audio in audios:
             self._trash(step, audio)
@@ -410,6 +556,7 @@ class LabelDocument:
         save_wav(out, np.concatenate(parts), sample_rate)
         step = self._push("merge")
         step.created.append(out)
+        step.removed = self._removed({e.uid for e in targets})
         joiner = " " if first.language in _SPACED_LANGUAGES else ""
         merged = LabelEntry(
             path=self._store_path(first, out),
@@ -418,6 +565,7 @@ class LabelDocument:
             text=joiner.join(e.text.strip() for e in targets if e.text.strip()),
             uid=self._new_uid(),
         )
+        step.added.append(merged.uid)
         drop = {e.uid for e in targets[1:]}
         self.items = [merged if i.uid == first.uid else i for i in self.items if i.uid not in drop]
         if trash_originals:
@@ -451,6 +599,7 @@ class LabelDocument:
             self._store_path(e, out_b), e.speaker, e.language, "", uid=self._new_uid(), review=True
         )
         pos = self.items.index(e)
+        step.removed, step.added = [(pos, e)], [a.uid, b.uid]
         self.items[pos : pos + 1] = [a, b]
         if trash_original:
             self._trash(step, audio_path)
@@ -461,7 +610,13 @@ class LabelDocument:
         if not self._undo:
             raise LabelError("nothing to undo")
         step = self._undo.pop()
-        self.items = step.items
+        if step.added:
+            added = set(step.added)
+            self.items = [i for i in self.items if i.uid not in added]
+        for index, item in step.removed:  # ascending: each goes back to its place
+            self.items.insert(min(index, len(self.items)), item)
+        for uid, attribute, old in reversed(step.fields):
+            setattr(self.entry(uid), attribute, old)
         for original, trashed in reversed(step.trashed):
             if trashed.is_file() and not original.exists():
                 shutil.move(str(trashed), str(original))
@@ -490,6 +645,20 @@ def parse_list(
     boundary: str | Path | None = None,
 ) -> LabelDocument:
     """Parse `.list` text; malformed lines become `RawLine`s (see `LabelDocument.issues`)."""
+    scores = load_sidecar(path) if path else {}
+    return LabelDocument(
+        parse_items(text),
+        path=path,
+        root=root,
+        trash_dir=trash_dir,
+        scores=scores,
+        boundary=boundary,
+        loaded_text=text,
+    )
+
+
+def parse_items(text: str) -> list[LabelEntry | RawLine]:
+    """The lines of `.list` text: entries, and malformed lines kept as `RawLine`s (blank lines dropped)."""
     if text.startswith("\ufeff"):
         text = text[1:]  # a BOM from Windows editors is not part of the first path
     items: list[LabelEntry | RawLine] = []
@@ -505,8 +674,65 @@ def parse_list(
         items.append(
             LabelEntry(audio.strip(), speaker.strip(), code or language.strip(), content.strip(), line=n)
         )
-    scores = load_sidecar(path) if path else {}
-    return LabelDocument(items, path=path, root=root, trash_dir=trash_dir, scores=scores, boundary=boundary)
+    return items
+
+
+def _line(item: LabelEntry | RawLine | None) -> str | None:
+    if item is None:
+        return None
+    return item.to_line() if isinstance(item, LabelEntry) else item.text
+
+
+def _keyed(items: list[LabelEntry | RawLine]) -> dict[tuple[str, int], LabelEntry | RawLine]:
+    """Items by (clip key, occurrence): the audio path for an entry, the line itself for a malformed one."""
+    seen: Counter[str] = Counter()
+    out: dict[tuple[str, int], LabelEntry | RawLine] = {}
+    for item in items:
+        key = item.path if isinstance(item, LabelEntry) else "\0" + item.text
+        out[(key, seen[key])] = item
+        seen[key] += 1
+    return out
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_list_text(path: str | Path) -> str:
+    """A `.list` file's text, byte for byte (no newline translation); LabelError when it is not UTF-8."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path.name} is not UTF-8 text ({e}); re-save it as UTF-8") from e
+
+
+# `<name>.<stamp>[ (n)][.original[ (n)]].bak`, as `backup_copy` and `_keep_history` name them.
+_HISTORY_NAME = r"\.\d{8}-\d{6}(?: \(\d+\))?(?P<original>\.original(?: \(\d+\))?)?\.bak"
+
+
+def prune_history(history_dir: str | Path, name: str, now: float | None = None) -> list[Path]:
+    """Drop the versions of `name` in `history_dir` that the policy (module docstring) lets go; returns them."""
+    now = time.time() if now is None else now
+    pattern = re.compile(re.escape(name) + _HISTORY_NAME)
+    versions = []
+    for p in Path(history_dir).iterdir():
+        m = pattern.fullmatch(p.name)
+        if m and p.is_file():
+            st = p.stat()
+            versions.append((st.st_mtime, st.st_size, m["original"] is not None, p))
+    versions.sort(key=lambda v: v[0], reverse=True)  # newest first
+    originals = [v for v in versions if v[2]]
+    replaced = [v for v in versions if not v[2]]
+    drop = [p for mtime, _, _, p in originals[1:] if now - mtime > HISTORY_ORIGINAL_AGE_S]
+    total = 0
+    for n, (mtime, size, _, p) in enumerate(replaced):
+        total += size
+        if n >= HISTORY_MIN_VERSIONS and (now - mtime > HISTORY_MAX_AGE_S or total > HISTORY_MAX_BYTES):
+            drop.append(p)
+    for p in drop:
+        p.unlink(missing_ok=True)
+    return drop
 
 
 def load_list(
@@ -523,10 +749,7 @@ def load_list(
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"label file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise LabelError(f"{path.name} is not UTF-8 text ({e}); re-save it as UTF-8") from e
+    text = read_list_text(path)
     return parse_list(text, path=path, root=root, trash_dir=trash_dir, boundary=boundary)
 
 
