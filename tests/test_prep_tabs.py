@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tools.labels import load_list
 from ui import asr_tab, dataset_tab, labels_tab, separate_tab, slice_tab
 from ui.context import AppContext, InputNotFoundError
 from ui.wiring import bind, flatten_inputs
@@ -86,6 +87,48 @@ def test_label_editor_loads_edits_and_undoes(ctx):
     result = labels_tab.undo_edit(ctx, doc, VIEW)
     assert result[1].startswith("Undone. d.list: 3 clips")
     assert "c1.wav|spk|en|text 1" in path.read_text(encoding="utf-8")
+
+
+def test_label_editor_two_sessions_lose_nothing(ctx):
+    """Two browser sessions (two documents in two gr.State) edit one list: both edits reach the file."""
+    path = write_list(ctx)
+    a = labels_tab.load_document(ctx, None, "data/d.list", VIEW)[0]
+    b = labels_tab.load_document(ctx, None, "data/d.list", VIEW)[0]
+    assert labels_tab.save_text(ctx, a, a.entries[0].uid, "from A") == "Saved d.list"
+    status = labels_tab.save_text(ctx, b, b.entries[2].uid, "from B")
+    assert status == "Saved d.list, with 1 clips changed elsewhere meanwhile merged in"
+    after = labels_tab.after_row_save(ctx, b, VIEW)
+    assert after[0]["visible"] is False and after[1:3] == [0, "Page 1 of 1"]  # the page shows A's edit
+    assert after[3 + 4] == "from A"
+    assert labels_tab.after_row_save(ctx, b, VIEW)[1] == gr.update()  # once only
+    assert [e.text for e in load_list(path).entries] == ["from A", "text 1", "from B"]
+
+
+def test_label_editor_conflict_shows_both_versions_and_lets_the_person_choose(ctx):
+    path = write_list(ctx)
+    a = labels_tab.load_document(ctx, None, "data/d.list", VIEW)[0]
+    b = labels_tab.load_document(ctx, None, "data/d.list", VIEW)[0]
+    labels_tab.save_text(ctx, a, a.entries[1].uid, "A's words")
+    status = labels_tab.save_text(ctx, b, b.entries[1].uid, "B's words")
+    assert "was changed elsewhere" in status and "Nothing was saved" in status
+    assert "c1.wav: mine `c1.wav|spk|en|B's words` · theirs `c1.wav|spk|en|A's words`" in status
+    assert "A's words" in path.read_text(encoding="utf-8")
+    assert labels_tab.after_row_save(ctx, b, VIEW)[0]["visible"] is True
+    assert labels_tab.conflict_controls(ctx, b)["visible"] is True
+    out = labels_tab.keep_mine(ctx, b, VIEW)
+    assert out[1].startswith("Kept your versions. d.list: 3 clips")
+    assert labels_tab.conflict_controls(ctx, b)["visible"] is False
+    assert "c1.wav|spk|en|B's words" in path.read_text(encoding="utf-8")
+    # A, still on its old copy, deletes the clip B changed: refused too; A loads again and deletes it.
+    out = labels_tab.delete_selected(ctx, a, VIEW, [a.entries[1].uid], [True], False)
+    assert "was changed elsewhere" in out[1] and "theirs `c1.wav|spk|en|B's words`" in out[1]
+    a = labels_tab.load_document(ctx, None, "data/d.list", VIEW)[0]
+    labels_tab.delete_selected(ctx, a, VIEW, [a.entries[1].uid], [True], False)
+    # B edits the clip A deleted: B takes theirs and the clip is gone on B's page too.
+    assert "was changed elsewhere" in labels_tab.save_text(ctx, b, b.entries[1].uid, "again")
+    out = labels_tab.take_theirs(ctx, b, VIEW)
+    assert out[1].startswith("Took the versions saved elsewhere. d.list: 2 clips")
+    assert [e.text for e in load_list(path).entries] == ["text 0", "text 2"]
 
 
 def test_label_editor_one_handler_per_operation(ctx):

@@ -2,7 +2,10 @@
 
 A fixed set of row widgets (MAX_ROWS) is built once and refilled on paging (the SubFix pattern).
 Every text or language edit is saved to disk at once (atomic, previous version in `.history/`), so
-paging or closing the browser never loses an edit. The loaded document lives in `gr.State`.
+paging or closing the browser never loses an edit. The loaded document lives in `gr.State`, one per
+browser session; when another session or an editor saved the same file meanwhile, a save merges
+their changes to other clips (and shows the page again), and for clips both changed it saves nothing
+and shows both versions with "Keep mine" / "Take theirs" buttons (or load the file again).
 Audio paths are resolved against the workspace, the only folder the server serves.
 `layout()` builds the components, `wire()` connects them to one named handler per operation.
 """
@@ -17,7 +20,15 @@ import gradio as gr
 
 from core.fsutil import PathOutsideRootError
 from i18n import I18n
-from tools.labels import LANGUAGES, LabelDocument, LabelEntry, LabelError, load_list
+from tools.labels import (
+    LANGUAGES,
+    ClipConflict,
+    LabelConflictError,
+    LabelDocument,
+    LabelEntry,
+    LabelError,
+    load_list,
+)
 from ui.context import AppContext, InputError, person_files
 from ui.errors import shown_in_toast
 from ui.wiring import connect
@@ -26,6 +37,7 @@ MAX_ROWS = 20
 PAGE_SIZES = (5, 10, 20)
 _SKIP_DIRS = {".history", ".trash", "trash", ".gradio", "jobs"}
 _FIELDS_PER_ROW = 8  # row, uid, index, audio, text, language, selected, confidence
+CONFLICTS_SHOWN = 10  # clips listed in a conflict message; the count names the rest
 # One edit at a time per app: a blur-save and the page change that caused it run in order.
 EDIT_QUEUE = {"concurrency_id": "labels_editor", "concurrency_limit": 1}
 
@@ -152,6 +164,9 @@ class LabelsLayout:
     merge: gr.Button
     split_at: gr.Number
     split: gr.Button
+    conflict: gr.Row  # shown while a save is refused because the file changed elsewhere
+    keep_mine: gr.Button
+    take_theirs: gr.Button
 
     def view_inputs(self) -> dict[str, Any]:
         """The components a `PageView` is made of, by field name."""
@@ -263,6 +278,9 @@ def layout(ctx: AppContext) -> LabelsLayout:
         merge = gr.Button(_("Merge selected"), elem_id="labels_merge")
         split_at = gr.Number(value=1.0, minimum=0, label=_("Split time (s)"), elem_id="labels_split_at")
         split = gr.Button(_("Split selected"), elem_id="labels_split")
+    with gr.Row(visible=False, elem_id="labels_conflict") as conflict:
+        keep_mine = gr.Button(_("Keep mine"), variant="primary", elem_id="labels_keep_mine")
+        take_theirs = gr.Button(_("Take theirs"), elem_id="labels_take_theirs")
     return LabelsLayout(
         doc=gr.State(None),
         page=gr.State(0),
@@ -287,6 +305,9 @@ def layout(ctx: AppContext) -> LabelsLayout:
         merge=merge,
         split_at=split_at,
         split=split,
+        conflict=conflict,
+        keep_mine=keep_mine,
+        take_theirs=take_theirs,
     )
 
 
@@ -365,6 +386,54 @@ def next_page(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) 
     return render_page(ctx, doc, v.at(v.page + 1))
 
 
+# ---------- saving: concurrent changes merged, conflicts shown ----------
+
+
+def _code(line: str | None, _: I18n) -> str:
+    return _("(deleted)") if line is None else "`" + line.replace("`", "'") + "`"
+
+
+def conflict_message(ctx: AppContext, doc: LabelDocument, conflicts: list[ClipConflict]) -> str:
+    """Both versions of each clip changed here and elsewhere, and what the person can do."""
+    _ = ctx.i18n
+    lines = [
+        _(
+            "**{name} was changed elsewhere** (another browser session or an editor) since you loaded it, "
+            "and {n} clips were changed both there and here. Nothing was saved: choose **Keep mine** to "
+            "save your versions or **Take theirs** to keep the other ones (changes to other clips are "
+            "merged either way), or load the file again to drop your unsaved edits.",
+            name=doc.path.name if doc.path else "",
+            n=len(conflicts),
+        )
+    ]
+    for c in conflicts[:CONFLICTS_SHOWN]:
+        lines.append(
+            "- "
+            + _(
+                "{clip}: mine {mine} · theirs {theirs}",
+                clip=c.key,
+                mine=_code(c.mine, _),
+                theirs=_code(c.theirs, _),
+            )
+        )
+    return "\n".join(lines)
+
+
+def save_document(ctx: AppContext, doc: LabelDocument, prefer: str | None = None) -> str:
+    """Save; the status line says what happened (saved, changes merged in, or the conflict to settle)."""
+    _ = ctx.i18n
+    try:
+        doc.save(prefer=prefer)
+    except LabelConflictError as e:
+        return conflict_message(ctx, doc, e.conflicts)
+    name = doc.path.name if doc.path else ""
+    if doc.merged_in:
+        return _(
+            "Saved {name}, with {n} clips changed elsewhere meanwhile merged in", name=name, n=doc.merged_in
+        )
+    return _("Saved {name}", name=name)
+
+
 # ---------- handlers: edits of one clip (saved at once) ----------
 
 
@@ -373,10 +442,9 @@ def save_text(ctx: AppContext, doc: LabelDocument | None, uid: float | None, tex
     if doc is None or uid is None:
         return gr.update()
     with shown_in_toast(ctx.i18n, "saving a text"), person_files():
-        changed = doc.set_text(int(uid), text or "")
-        if changed:
-            doc.save()
-    return ctx.i18n("Saved {name}", name=doc.path.name) if changed else gr.update()
+        if doc.set_text(int(uid), text or ""):
+            return save_document(ctx, doc)
+    return gr.update()
 
 
 def save_language(ctx: AppContext, doc: LabelDocument | None, uid: float | None, language: str | None) -> Any:
@@ -384,10 +452,25 @@ def save_language(ctx: AppContext, doc: LabelDocument | None, uid: float | None,
     if doc is None or uid is None:
         return gr.update()
     with shown_in_toast(ctx.i18n, "saving a language"), person_files():
-        changed = doc.set_language(int(uid), language or "")
-        if changed:
-            doc.save()
-    return ctx.i18n("Saved {name}", name=doc.path.name) if changed else gr.update()
+        if doc.set_language(int(uid), language or ""):
+            return save_document(ctx, doc)
+    return gr.update()
+
+
+def after_row_save(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    """After a row's save: the conflict buttons while a save is refused; the page again when changes
+    made elsewhere were merged in (only then, so a row being typed in is not refilled). -> [conflict, *page]
+    """
+    show = gr.update(visible=bool(doc is not None and doc.conflicts))
+    if doc is None or not doc.merged_in:
+        return [show, *[gr.update()] * (2 + MAX_ROWS * _FIELDS_PER_ROW)]
+    doc.merged_in = 0  # shown once
+    return [show, *render_page(ctx, doc, PageView.of(view))]
+
+
+def conflict_controls(ctx: AppContext, doc: LabelDocument | None) -> Any:
+    """Show "Keep mine" / "Take theirs" while the last save was refused for a conflict."""
+    return gr.update(visible=bool(doc is not None and doc.conflicts))
 
 
 # ---------- handlers: edits of the list (undo, delete, merge, split) ----------
@@ -404,11 +487,35 @@ def selected_uids(uids: list[Any], ticks: list[Any]) -> list[int]:
     return [int(u) for u, t in zip(uids, ticks, strict=True) if t and u is not None]
 
 
-def edited(ctx: AppContext, doc: LabelDocument, view: dict[str, Any], message: str) -> list[Any]:
+def edited(
+    ctx: AppContext, doc: LabelDocument, view: dict[str, Any], message: str, prefer: str | None = None
+) -> list[Any]:
     """Save the edited list and show it again. -> [doc, status, *page]."""
     with shown_in_toast(ctx.i18n, "saving a label file"), person_files():
-        doc.save()
-    return [doc, f"{message}. {describe(ctx, doc)}", *render_page(ctx, doc, PageView.of(view))]
+        try:
+            doc.save(prefer=prefer)
+        except LabelConflictError as e:
+            status = conflict_message(ctx, doc, e.conflicts)
+        else:
+            status = f"{message}. {describe(ctx, doc)}"
+    doc.merged_in = 0  # the page below shows the merged list
+    return [doc, status, *render_page(ctx, doc, PageView.of(view))]
+
+
+def keep_mine(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    """Settle a conflict: save this session's versions of the clips changed on both sides."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "keep mine"):
+        doc = loaded(ctx, doc)
+    return edited(ctx, doc, view, _("Kept your versions"), prefer="mine")
+
+
+def take_theirs(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
+    """Settle a conflict: take the versions saved elsewhere of the clips changed on both sides."""
+    _ = ctx.i18n
+    with shown_in_toast(_, "take theirs"):
+        doc = loaded(ctx, doc)
+    return edited(ctx, doc, view, _("Took the versions saved elsewhere"), prefer="theirs")
 
 
 def undo_edit(ctx: AppContext, doc: LabelDocument | None, view: dict[str, Any]) -> list[Any]:
@@ -477,32 +584,42 @@ def split_selected(
 
 def wire_rows(ctx: AppContext, ui: LabelsLayout) -> None:
     """Each row saves its own clip; the row's uid travels with the event, so a save hits the clip edited."""
+    after = {"doc": ui.doc, "view": ui.view_inputs()}
+    after_outputs = [ui.conflict, *ui.page_outputs()]
     for row in ui.rows:
         text_inputs = {"doc": ui.doc, "uid": row.uid, "text": row.text}
         for event in (row.text.blur, row.text.submit):
-            connect(event, ctx, save_text, text_inputs, ui.status, **EDIT_QUEUE)
+            saved = connect(event, ctx, save_text, text_inputs, ui.status, **EDIT_QUEUE)
+            connect(saved.then, ctx, after_row_save, after, after_outputs, **EDIT_QUEUE)
         language_inputs = {"doc": ui.doc, "uid": row.uid, "language": row.language}
-        connect(row.language.input, ctx, save_language, language_inputs, ui.status, **EDIT_QUEUE)
+        saved = connect(row.language.input, ctx, save_language, language_inputs, ui.status, **EDIT_QUEUE)
+        connect(saved.then, ctx, after_row_save, after, after_outputs, **EDIT_QUEUE)
 
 
 def wire_list_edits(ctx: AppContext, ui: LabelsLayout) -> None:
     """Undo, delete, merge, split: each saves the list and shows the page again."""
     view = {"doc": ui.doc, "view": ui.view_inputs()}
     outputs = [ui.doc, ui.status, *ui.page_outputs()]
-    connect(ui.undo.click, ctx, undo_edit, view, outputs, **EDIT_QUEUE)
+    for button, handler in ((ui.undo, undo_edit), (ui.keep_mine, keep_mine), (ui.take_theirs, take_theirs)):
+        done = connect(button.click, ctx, handler, view, outputs, **EDIT_QUEUE)
+        connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
     selection = {**view, **ui.selection_inputs()}
     for button, handler, options in (
         (ui.delete, delete_selected, {"trash_audio": ui.trash_audio}),
         (ui.merge, merge_selected, {"silence": ui.silence}),
         (ui.split, split_selected, {"split_at": ui.split_at}),
     ):
-        connect(button.click, ctx, handler, {**selection, **options}, outputs, **EDIT_QUEUE)
+        done = connect(button.click, ctx, handler, {**selection, **options}, outputs, **EDIT_QUEUE)
+        connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
 
 
 def wire(ctx: AppContext, ui: LabelsLayout) -> None:
     load_inputs = {"choice": ui.list_choice, "typed": ui.path, "view": ui.view_inputs()}
     for event in (ui.load.click, ui.path.submit):
-        connect(event, ctx, load_document, load_inputs, [ui.doc, ui.status, *ui.page_outputs()], **EDIT_QUEUE)
+        done = connect(
+            event, ctx, load_document, load_inputs, [ui.doc, ui.status, *ui.page_outputs()], **EDIT_QUEUE
+        )
+        connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
     connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
     view = {"doc": ui.doc, "view": ui.view_inputs()}
     connect(ui.previous.click, ctx, previous_page, view, ui.page_outputs(), **EDIT_QUEUE)
