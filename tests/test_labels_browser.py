@@ -121,3 +121,54 @@ def test_label_editor_paging_keeps_unsubmitted_edit_and_deletes_to_trash(page, s
     assert text.count("\n") == 11
     assert not (list_path.parent / "clip11.wav").exists()
     assert (served_app.workspace / "trash" / "clip11.wav").is_file()  # moved, not deleted
+
+
+def open_list(page, rel: str, first_text: str) -> None:
+    page.get_by_role("tab", name="Label editor").click()
+    page.locator("#labels_path input, #labels_path textarea").first.fill(rel)
+    page.locator("#labels_load").click()
+    page.wait_for_function(
+        "(t) => { const e = document.querySelector('#labels_text_0 input, #labels_text_0 textarea');"
+        " return e && e.value === t; }",
+        arg=first_text,
+    )
+
+
+def type_and_enter(page, i: int, text: str) -> None:
+    box = page.locator(f"#labels_text_{i} input, #labels_text_{i} textarea").first
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_label_editor_two_sessions_lose_nothing(page, browser, served_app):
+    list_path = make_long_dataset(served_app.workspace, n=4)
+    other_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        other = other_context.new_page()
+        other.set_default_timeout(30_000)
+        other.goto(served_app.url)
+        other.wait_for_selector("button[role=tab]")
+        for p in (page, other):
+            open_list(p, "datasets/t2/t2.list", "text 0")
+        type_and_enter(page, 0, "from A")
+        wait_for_file_text(list_path, "clip00.wav|spk|zh|from A")
+        type_and_enter(other, 2, "from B")
+        text = wait_for_file_text(list_path, "clip02.wav|spk|zh|from B")
+        assert "clip00.wav|spk|zh|from A" in text  # A's edit survived B's save
+        other.wait_for_function(  # and B's page shows it
+            "() => document.querySelector('#labels_text_0 input, #labels_text_0 textarea').value === 'from A'"
+        )
+        # Both change clip 1: B's save is refused, shows both versions, and B keeps its own.
+        type_and_enter(page, 1, "A's words")
+        wait_for_file_text(list_path, "clip01.wav|spk|zh|A's words")
+        type_and_enter(other, 1, "B's words")
+        status = other.locator("#labels_status")
+        status.get_by_text("was changed elsewhere").wait_for()
+        assert "A's words" in status.inner_text() and "B's words" in status.inner_text()
+        assert "clip01.wav|spk|zh|A's words" in list_path.read_text(encoding="utf-8")
+        other.locator("#labels_keep_mine").click()
+        text = wait_for_file_text(list_path, "clip01.wav|spk|zh|B's words")
+        assert "from A" in text and "from B" in text
+        other.locator("#labels_keep_mine").wait_for(state="hidden")
+    finally:
+        other_context.close()
