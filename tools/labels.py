@@ -17,9 +17,12 @@ Nothing is ever lost:
   `LabelConflictError` that lists both versions, and `save(prefer="mine" | "theirs")` decides.
 - `<list folder>/.history/` keeps earlier versions (`<name>.<stamp>.bak`): the original of each
   session (the version it loaded, `<name>.<stamp>.original.bak`, written at its first save) for
-  HISTORY_ORIGINAL_AGE_S (the newest original always), and the versions each save replaced: the
-  newest HISTORY_MIN_VERSIONS always, older ones while younger than HISTORY_MAX_AGE_S and within
-  HISTORY_MAX_BYTES in total (newest first).
+  HISTORY_ORIGINAL_AGE_S (90 days; the newest original always), and the versions each save replaced:
+  the newest HISTORY_MIN_VERSIONS (5) always, older ones while younger than HISTORY_MAX_AGE_S (14
+  days) and within HISTORY_MAX_BYTES (256 MB) in total, counted newest first. No count limit: however
+  many saves a session makes, the text it started from (e.g. the ASR output) stays recoverable.
+- Undo keeps the inverse of each edit (old field values, removed lines and their places), never a
+  copy of the document, so its memory does not grow with the length of the list.
 - Deleting, merging or splitting never deletes audio: originals are kept, or moved to a trash folder
   when asked, and `undo()` brings back the entries and moves trashed audio back.
 
@@ -410,7 +413,7 @@ class LabelDocument:
             if m == b or prefer == "theirs":
                 take.append(key)
             elif prefer is None:
-                conflicts.append(ClipConflict(key[0], b, m, t))
+                conflicts.append(ClipConflict(key[0].removeprefix("\0"), b, m, t))
         if conflicts:
             self.conflicts = conflicts
             raise LabelConflictError(self.path or Path("list"), conflicts)
