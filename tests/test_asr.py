@@ -104,6 +104,17 @@ def test_existing_list_is_backed_up_before_replacing(clips: Path, tmp_path: Path
     assert len(read_list(out)) == 2
 
 
+def test_many_asr_runs_keep_the_hand_edited_list(tmp_path: Path) -> None:
+    """Re-running ASR onto a list keeps its versions by the Label editor's policy, not the newest 20."""
+    out = tmp_path / "alice.list"
+    out.write_text("edited by hand|alice|en|keep me\n", encoding="utf-8")
+    clip = asr.ClipTranscript("/a.wav", "hi", "en", 1.0, -0.1, 0.0, 1.0, 1.0)
+    for _ in range(25):
+        asr.write_outputs(out, "alice", [clip])
+    kept = [p.read_text(encoding="utf-8") for p in (tmp_path / ".history").glob("alice.list.*.bak")]
+    assert "edited by hand|alice|en|keep me\n" in kept and len(kept) == 25
+
+
 def test_forced_language_and_batched_mode(clips: Path, tmp_path: Path, tiny_model) -> None:
     forced = transcribe_folder(clips, tmp_path / "zh.list", AsrOptions(language="zh"), model=tiny_model)
     assert {r[2] for r in read_list(tmp_path / "zh.list")} == {"zh"}

@@ -30,6 +30,7 @@ from core.audio import list_audio_files, load_audio
 from core.errors import UserError
 from core.fsutil import atomic_write_text, backup_copy
 from core.jobs import EventWriter, FileFailure, ProgressFn, StopFn, log_progress, never_stop
+from tools.labels import prune_history
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +344,9 @@ def sidecar_path_for(list_path: str | Path) -> Path:
 def write_outputs(out_list: Path, speaker: str, entries: list[ClipTranscript]) -> str | None:
     """Back up an existing list (and sidecar) into `.history/`, then write both atomically."""
     history = out_list.parent / ".history"
-    backup = backup_copy(out_list, history)
+    # The list's versions are kept by the Label editor's policy (age and size, originals kept), not a count.
+    backup = backup_copy(out_list, history, keep=sys.maxsize)
+    prune_history(history, out_list.name)
     sidecar = sidecar_path_for(out_list)
     backup_copy(sidecar, history)
     lines = [f"{e.path}|{speaker}|{e.language}|{e.text}\n" for e in entries]
