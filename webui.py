@@ -171,6 +171,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--max-upload",
         type=parse_size,
         default=DEFAULT_MAX_UPLOAD,
+        metavar="SIZE",
         help=f"largest file an upload may be, e.g. 500mb or 10gb (default {DEFAULT_MAX_UPLOAD})",
     )
     p.add_argument("--lang", default=None, help="UI language, e.g. en_US or zh_CN (default: system locale)")

@@ -145,3 +145,29 @@ def test_app_start_removes_only_old_leftovers(tmp_path):
     os.utime(old, (past, past))
     assert remove_workspace_leftovers(tmp_path) == [old]
     assert not old.exists() and fresh.exists()  # may belong to a job writing now
+
+
+def test_an_upload_over_the_cap_is_refused_with_the_limit_named(tmp_path, monkeypatch):
+    import gradio as gr
+    import httpx
+
+    from webui import launch_kwargs
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / ".gradio"))
+
+    class Ctx:
+        workspace = tmp_path
+
+    kwargs = launch_kwargs(make_parser().parse_args(["--max-upload", "1kb", "--port", "0"]), Ctx())
+    kwargs.pop("server_port")  # any free port
+    with gr.Blocks() as app:
+        gr.File()
+    app.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    try:
+        url = app.local_url.rstrip("/") + "/gradio_api/upload"
+        big = httpx.post(url, files={"files": ("big.wav", b"x" * 5000)}, timeout=30)
+        assert big.status_code == 413 and "maximum allowed size of 1000 bytes" in big.text
+        small = httpx.post(url, files={"files": ("small.wav", b"x" * 500)}, timeout=30)
+        assert small.status_code == 200
+    finally:
+        app.close()
