@@ -214,6 +214,10 @@ def launch_kwargs(args: argparse.Namespace, ctx: AppContext) -> dict:
         "allowed_paths": [str(ctx.workspace)],
         "max_file_size": size_bytes(args.max_upload),
         "show_error": True,
+        # Gradio's own start-up probe of the page gives up after one 3 s HEAD request and then refuses to
+        # start ("localhost is not accessible"): on a busy 2-core machine the first render takes longer.
+        # `_frontend=False` skips only that probe (gradio 6.31, pinned); the server and page are unchanged.
+        "_frontend": False,
     }
 
 

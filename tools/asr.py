@@ -346,7 +346,8 @@ def write_outputs(out_list: Path, speaker: str, entries: list[ClipTranscript]) -
     history = out_list.parent / ".history"
     # The list's versions are kept by the Label editor's policy (age and size, originals kept), not a count.
     backup = backup_copy(out_list, history, keep=sys.maxsize)
-    prune_history(history, out_list.name)
+    if backup is not None:  # .history/ exists only once something was backed up
+        prune_history(history, out_list.name)
     sidecar = sidecar_path_for(out_list)
     backup_copy(sidecar, history)
     lines = [f"{e.path}|{speaker}|{e.language}|{e.text}\n" for e in entries]
