@@ -561,6 +561,35 @@ def test_a_running_step_is_followed_from_another_page_and_blocks_a_second_start(
         first.stop()
 
 
+def test_a_stop_from_another_page_also_stops_the_step_that_run_began_meanwhile(tmp_path, ws):
+    """The followed step ended just before the stop arrived and its page started the next step:
+    the stop reaches that one too, and the page that started the run reads it as stopped."""
+    from ui.training_jobs import live_job
+    from ui.training_runner import StepRunner
+
+    exp = ws.exp_dir("voice")
+    first = StepRunner(
+        [child_spec(exp, "s2", "--sleep", "1"), child_spec(exp, "s1", "--sleep", "30")], tmp_path / "j"
+    )
+    first.begin()
+    try:
+        live = live_job(exp)
+        assert live is not None and live[0].step == "s2"
+        follower = StepRunner.attach(live[0], live[1], tmp_path / "jobs")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (first.current is None or first.current.step != "s1"):
+            first.poll()  # s2 ends, s1 starts
+            time.sleep(0.05)
+        assert first.current is not None and first.current.step == "s1"
+        wait_done(follower)  # the follower saw its s2 end before the stop arrived
+        follower.stop()  # ... and the stop still reaches the s1 the first page began meanwhile
+        assert live_job(exp) is None
+        wait_done(first)
+        assert [(r.step, r.stopped) for r in first.results] == [("s2", False), ("s1", True)]
+    finally:
+        first.stop()
+
+
 # ---------------------------------------------------------------- what the tab shows
 
 

@@ -21,7 +21,7 @@ from core.fsutil import atomic_write_text
 from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, Job
 from ui.job_ui import crashed
 from ui.training_common import StepSpec
-from ui.training_jobs import record_job, tail_text
+from ui.training_jobs import exp_dir_of, live_job, record_job, tail_text
 from ui.training_plan import write_step_config
 from ui.training_progress import ProgressView
 from ui.training_samples import SampleReference, SampleSpec, sample_config
@@ -55,6 +55,7 @@ class StepRunner:
     pending: list[StepSpec] = field(init=False)
     current: StepSpec | None = field(default=None, init=False)
     job: Job | None = field(default=None, init=False)
+    last: StepSpec | None = field(default=None, init=False)  # the step that ended most recently
     progress: ProgressView = field(default_factory=ProgressView, init=False)
     results: list[StepResult] = field(default_factory=list, init=False)
     saved: list[dict[str, Any]] = field(default_factory=list, init=False)
@@ -106,7 +107,7 @@ class StepRunner:
         # asked here, reported by the step, or asked from another page (the marker)
         stopped = self.stopped or self._interrupted or (self.job.job_dir / STOP_MARKER).exists()
         self.results.append(StepResult(self.current.step, code, self._error, tail, stopped))
-        self.job, self.current = None, None
+        self.last, self.job, self.current = self.current, None, None
         if code == EXIT_OK and self.pending and not stopped:
             self._start_next()
         else:
@@ -138,12 +139,21 @@ class StepRunner:
         its last saved checkpoint). Blocks until the process is gone."""
         self.stopped = True
         self.pending.clear()
-        job = self.job
+        job, spec = self.job, self.current or self.last
         if job is not None:
-            # Other pages following this job read the marker: a stop asked here is "Stopped." there
-            # too, even when the step dies of the signal before it can report that it stopped.
-            (job.job_dir / STOP_MARKER).touch()
-            job.stop(grace=grace)
+            _stop_with_marker(job, grace)
+        # A stop asked while following another page's run can reach the step it follows just as that
+        # step ends and the other page starts the next one: stop that one too (it is the same run).
+        live = live_job(exp_dir_of(spec)) if spec is not None else None
+        if live is not None and (job is None or live[1].job_dir != job.job_dir):
+            _stop_with_marker(live[1], grace)
+
+
+def _stop_with_marker(job: Job, grace: float) -> None:
+    # Other pages following this job read the marker: a stop asked here is "Stopped." there too,
+    # even when the step dies of the signal before it can report that it stopped.
+    (job.job_dir / STOP_MARKER).touch()
+    job.stop(grace=grace)
 
 
 @dataclass
