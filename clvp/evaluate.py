@@ -227,7 +227,7 @@ def run_evaluation(
     if gpt_path:
         from gpt_sovits.models.weights import load_gpt
 
-        gpt, _cfg = load_gpt(gpt_path, dev)
+        gpt, _cfg = load_gpt(gpt_path, dev, precision="fp32")
         results.append(summarise("s1 mean log-prob", cases, s1_scores(gpt, cases, _bert_loader)))
     results.append(random_result(cases))
     return results, len(items)

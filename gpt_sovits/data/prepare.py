@@ -435,7 +435,7 @@ class _Models:
 
             try:
                 # fp32 even on GPU: the quantizer's nearest-code search should not flip in half precision
-                model, cfg = load_sovits(self.pre.s2g, self.device)
+                model, cfg = load_sovits(self.pre.s2g, self.device, precision="fp32")
             except CheckpointError as e:
                 raise PrepareError(f"the pretrained SoVITS generator cannot be used: {e}") from e
             if cfg.version != self.version:

@@ -33,6 +33,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.fsutil import atomic_write_with, file_problem, load_error_reason
+from gpt_sovits.models.fastpath import apply_precision
 from gpt_sovits.models.s2 import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
 
 if TYPE_CHECKING:
@@ -376,9 +377,15 @@ def _refuse_kind(path: Path, kind: str, expected: str) -> None:
 
 
 def load_sovits(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    precision: str = "auto",
 ) -> tuple[SynthesizerTrn, S2Config]:
     """Load an official (or our) SoVITS v1/v2 weight file or pretrained s2G file, strictly, in eval mode.
+
+    `precision`: "auto" (the inference fast path where it keeps fidelity) or "fp32" (exact; trainers and
+    parity checks), see `gpt_sovits.models.fastpath`.
 
     The model includes `enc_q` only when the file has it (pretrained generators); exported weights
     drop it and decode without it. Version comes from the phone-embedding rows (322 v1, 732 v2),
@@ -411,7 +418,7 @@ def load_sovits(
     sd = {k: v.to(dtype or torch.float32) for k, v in sd.items()}
     _load_strict(model, sd, raw.path, f"SoVITS {version} model", assign=True)
     model.to(device=device)
-    return model.eval(), cfg
+    return apply_precision(model.eval(), precision, device), cfg
 
 
 def load_sovits_discriminator(
@@ -475,9 +482,12 @@ def save_sovits_weights(
 
 
 def load_gpt(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    precision: str = "auto",
 ) -> tuple[Text2Semantic, S1Config]:
-    """Load an official (or our) GPT weight `.ckpt` strictly, in eval mode."""
+    """Load an official (or our) GPT weight `.ckpt` strictly, in eval mode (`precision` as in load_sovits)."""
     from gpt_sovits.models.s1 import S1Config, S1ConfigError, Text2Semantic
 
     raw = read_checkpoint(path)
@@ -498,7 +508,7 @@ def load_gpt(
     model = Text2Semantic(cfg)
     _load_strict(model, sd, raw.path, "GPT model")
     model.to(device=device, dtype=dtype)
-    return model.eval(), cfg
+    return apply_precision(model.eval(), precision, device), cfg
 
 
 DEFAULT_GPT_CONFIG: dict[str, Any] = {

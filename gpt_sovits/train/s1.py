@@ -189,7 +189,7 @@ def resolve_pretrained(cfg: S1TrainConfig) -> Path:
 def load_pretrained(path: Path, version: str) -> tuple[Text2Semantic, S1Config, str]:
     """Load the pretrained GPT and tell its version from the phone vocabulary; refuse a mismatch."""
     try:
-        model, s1cfg = load_gpt(path)
+        model, s1cfg = load_gpt(path, precision="fp32")
     except CheckpointError as e:
         raise TrainingError(f"the pretrained GPT cannot be used: {e}") from None
     found = PHONE_VOCAB_VERSION.get(s1cfg.phoneme_vocab_size)

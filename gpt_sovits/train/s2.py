@@ -209,7 +209,7 @@ def load_pretrained(
     if not s2d.is_file():
         raise PretrainedModelError(_missing_pretrained(s2d, "S2 discriminator", f"sovits-d-{tag}", md))
     try:
-        loaded, cfg = load_sovits(s2g)
+        loaded, cfg = load_sovits(s2g, precision="fp32")
     except CheckpointError as e:
         raise PretrainedModelError(f"pretrained S2 generator unusable: {e}") from None
     if version is not None and cfg.version != version:
