@@ -11,6 +11,7 @@ itself imports no torch):
 * ``Synthesizer``, ``SynthesisRequest``, ``SynthesisResult``, ``ModelCache``, ``TTSInputError``
   (gpt_sovits.infer); ``SYNTHESIS_PARAMS``, the one schema of the synthesis knobs;
 * ``load_gpt``, ``load_sovits`` (gpt_sovits.models.weights): official weight files -> (model, config).
+* ``load_sv`` (gpt_sovits.models.sv): the v2Pro/v2ProPlus speaker-verification model, ``embed(wav16k)``.
 
 Sub-packages: ``models/`` (S1, S2 and their modules), ``text/`` (frontends), ``data/`` (experiment layout,
 formatting, datasets), ``train/`` (the trainers), ``infer/`` (the synthesiser, blends, listening samples);
@@ -32,6 +33,7 @@ _EXPORTS = {
     "ModelCache": "gpt_sovits.infer.cache",
     "load_gpt": "gpt_sovits.models.weights",
     "load_sovits": "gpt_sovits.models.weights",
+    "load_sv": "gpt_sovits.models.sv",
 }
 
 __all__ = sorted(_EXPORTS)
