@@ -8,6 +8,10 @@ works as is:
       gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt   GPT (S1) v2
       gsv-v2final-pretrained/s2G2333k.pth, s2D2333k.pth                        SoVITS (S2) v2 G / D
       s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt, s2G488k.pth, s2D488k.pth v1 equivalents
+      s1v3.ckpt                                 GPT (S1) of v2Pro and v2ProPlus (also v3/v4's)
+      v2Pro/s2Gv2Pro.pth, s2Dv2Pro.pth          SoVITS (S2) v2Pro G / D
+      v2Pro/s2Gv2ProPlus.pth, s2Dv2ProPlus.pth  SoVITS (S2) v2ProPlus G / D
+      sv/pretrained_eres2netv2w24s4ep4.ckpt     speaker-verification model (ERes2NetV2) of v2Pro/ProPlus
       chinese-hubert-base/                      HuBERT content features (config.json + weights)
       chinese-roberta-wwm-ext-large/            BERT for Chinese phone features (+ tokenizer)
       G2PWModel/g2pW.onnx                       Chinese polyphone model (optional)
@@ -15,8 +19,11 @@ works as is:
       demucs/<name>.yaml + <sig>.safetensors    separation (tools.demucs_models owns the names)
 
 ``python -m gpt_sovits.pretrained list`` prints the table with each model's status;
-``python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group: ``v2``, ``v1``)
-from the Hugging Face hub with progress and resume. Nothing here touches the network unless asked to
+``python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group:
+``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``) from the Hugging Face hub with progress and resume.
+``version_models(version)`` is the one table of which files a version needs (formatting, training and
+synthesis ask it): v2Pro and v2ProPlus take the GPT ``s1v3.ckpt`` and the SV model besides their own
+SoVITS pair. Nothing here touches the network unless asked to
 download, and then an unreachable hub is one clear message within seconds, never a hang.
 """
 
@@ -50,6 +57,10 @@ G2PW_FOLDER = "G2PWModel"
 HUB_CHECK_TIMEOUT_S = 5.0
 
 V2_FOLDER = "gsv-v2final-pretrained"
+V2PRO_FOLDER = "v2Pro"
+S1V3_FILE = "s1v3.ckpt"  # the reference's GPT for v2Pro/v2ProPlus (config.py pretrained_gpt_name)
+SV_FILE = "sv/pretrained_eres2netv2w24s4ep4.ckpt"  # ERes2NetV2, read by gpt_sovits.models.sv.load_sv
+SV_NAME = "sv-eres2netv2"
 # version -> (S1 .ckpt, S2 generator, S2 discriminator), relative to model_dir (official names).
 PRETRAINED_FILES: dict[str, tuple[str, str, str]] = {
     "v2": (
@@ -58,7 +69,13 @@ PRETRAINED_FILES: dict[str, tuple[str, str, str]] = {
         f"{V2_FOLDER}/s2D2333k.pth",
     ),
     "v1": ("s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt", "s2G488k.pth", "s2D488k.pth"),
+    "v2Pro": (S1V3_FILE, f"{V2PRO_FOLDER}/s2Gv2Pro.pth", f"{V2PRO_FOLDER}/s2Dv2Pro.pth"),
+    "v2ProPlus": (S1V3_FILE, f"{V2PRO_FOLDER}/s2Gv2ProPlus.pth", f"{V2PRO_FOLDER}/s2Dv2ProPlus.pth"),
 }
+# The versions this project formats, trains and synthesises, in the reference training UI's order
+# (its v4 is not offered here: v3/v4 are built separately).
+VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
+SV_VERSIONS: frozenset[str] = frozenset({"v2Pro", "v2ProPlus"})  # S2 also takes the SV embedding
 
 # Rough download sizes, shown so a person knows what a download costs.
 _WHISPER_SIZES = {  # first match wins: turbo/distil before large
@@ -87,6 +104,7 @@ class PretrainedPaths:
     s2d: Path
     hubert: Path
     bert: Path
+    sv: Path | None = None  # the SV model, for the versions that use it (v2Pro, v2ProPlus)
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,7 @@ class ModelSpec:
     """
 
     name: str
-    kind: str  # "gpt", "sovits", "sovits-d", "hubert", "bert", "g2pw", "asr", "demucs"
+    kind: str  # "gpt", "sovits", "sovits-d", "sv", "hubert", "bert", "g2pw", "asr", "demucs"
     path: str
     repo_id: str
     files: tuple[str, ...]
@@ -117,13 +135,63 @@ class ModelStatus:
     description: str = ""
 
 
-def pretrained_paths(model_dir: str | Path, version: str = "v2") -> PretrainedPaths:
-    """The official pretrained files of `version` ("v1" or "v2") under `model_dir`."""
+def _check_version(version: str) -> None:
     if version not in PRETRAINED_FILES:
-        raise ValueError(f"unknown GPT-SoVITS version {version!r}: use one of {', '.join(PRETRAINED_FILES)}")
+        raise ValueError(f"unknown GPT-SoVITS version {version!r}: use one of {', '.join(VERSIONS)}")
+
+
+def uses_sv(version: str) -> bool:
+    """Whether S2 of `version` takes the speaker-verification embedding (v2Pro, v2ProPlus)."""
+    return version in SV_VERSIONS
+
+
+def symbol_version(version: str) -> str:
+    """The text frontend's symbol table of a model version: v1's, else v2's (v2Pro/ProPlus use v2's)."""
+    return "v1" if version == "v1" else "v2"
+
+
+def pretrained_paths(model_dir: str | Path, version: str = "v2") -> PretrainedPaths:
+    """The official pretrained files of `version` (one of VERSIONS) under `model_dir`."""
+    _check_version(version)
     root = Path(model_dir)
     s1, s2g, s2d = PRETRAINED_FILES[version]
-    return PretrainedPaths(root / s1, root / s2g, root / s2d, root / HUBERT_FOLDER, root / BERT_FOLDER)
+    sv = root / SV_FILE if uses_sv(version) else None
+    return PretrainedPaths(root / s1, root / s2g, root / s2d, root / HUBERT_FOLDER, root / BERT_FOLDER, sv)
+
+
+def gpt_name(version: str) -> str:
+    """Registry name of the pretrained GPT of `version` (v2Pro and v2ProPlus share s1v3.ckpt)."""
+    _check_version(version)
+    return "gpt-s1v3" if PRETRAINED_FILES[version][0] == S1V3_FILE else f"gpt-{version}"
+
+
+def version_models(version: str) -> dict[str, str]:
+    """Which pretrained files `version` needs: role (s1, s2g, s2d, hubert, bert, sv) -> registry name.
+
+    Formatting reads hubert, bert, s2g (its quantizer makes the tokens, as the reference's 1c step with
+    the version's own generator) and sv; S2 training s2g and s2d; S1 training s1; synthesis s1, s2g,
+    hubert, bert and sv. The roles are PretrainedPaths' fields.
+    """
+    _check_version(version)
+    roles = {
+        "s1": gpt_name(version),
+        "s2g": f"sovits-{version}",
+        "s2d": f"sovits-d-{version}",
+        "hubert": HUBERT_FOLDER,
+        "bert": BERT_FOLDER,
+    }
+    if uses_sv(version):
+        roles["sv"] = SV_NAME
+    return roles
+
+
+def pretrained_name(model_dir: str | Path, path: str | Path) -> str | None:
+    """Registry name of the pretrained file at `path` under `model_dir` (None: not a registry file)."""
+    root, target = Path(model_dir), Path(path)
+    for spec in registry():
+        if root / spec.path == target:
+            return spec.name
+    return None
 
 
 def _whisper_size(size: str) -> str:
@@ -136,13 +204,25 @@ def _whisper_size(size: str) -> str:
 def registry() -> list[ModelSpec]:
     """Every model the project knows, GPT-SoVITS first (built on call: nothing happens at import)."""
     rows: list[ModelSpec] = []
-    sizes = {"v2": ("155 MB", "105 MB", "95 MB"), "v1": ("155 MB", "105 MB", "95 MB")}
+    # Rough sizes; v2Pro/ProPlus G hold the SV projection (20480 x 1024) on top of v2's generator.
+    sizes = {
+        "v2": ("155 MB", "105 MB", "95 MB"),
+        "v1": ("155 MB", "105 MB", "95 MB"),
+        "v2Pro": ("155 MB", "160 MB", "125 MB"),
+        "v2ProPlus": ("155 MB", "200 MB", "125 MB"),
+    }
+    gpts: set[str] = set()
     for version, (s1, s2g, s2d) in PRETRAINED_FILES.items():
         s1_size, g_size, d_size = sizes[version]
+        if s1 not in gpts:  # s1v3.ckpt serves both Pro versions: one row
+            gpts.add(s1)
+            users = "/".join(v for v in VERSIONS if PRETRAINED_FILES[v][0] == s1)
+            rows.append(
+                ModelSpec(
+                    gpt_name(version), "gpt", s1, GSV_REPO, (s1,), s1_size, f"GPT (S1) pretrained {users}"
+                )
+            )
         rows += [
-            ModelSpec(
-                f"gpt-{version}", "gpt", s1, GSV_REPO, (s1,), s1_size, f"GPT (S1) pretrained {version}"
-            ),
             ModelSpec(
                 f"sovits-{version}",
                 "sovits",
@@ -163,6 +243,15 @@ def registry() -> list[ModelSpec]:
             ),
         ]
     rows += [
+        ModelSpec(
+            SV_NAME,
+            "sv",
+            SV_FILE,
+            GSV_REPO,
+            (SV_FILE,),
+            "110 MB",
+            "speaker verification (ERes2NetV2) for v2Pro/v2ProPlus",
+        ),
         ModelSpec(
             HUBERT_FOLDER,
             "hubert",
@@ -218,10 +307,8 @@ def registry() -> list[ModelSpec]:
     return rows
 
 
-GROUPS: dict[str, tuple[str, ...]] = {
-    "v2": ("gpt-v2", "sovits-v2", "sovits-d-v2", HUBERT_FOLDER, BERT_FOLDER),
-    "v1": ("gpt-v1", "sovits-v1", "sovits-d-v1", HUBERT_FOLDER, BERT_FOLDER),
-}
+# `download v2Pro` etc.: every file of a version (version_models' table).
+GROUPS: dict[str, tuple[str, ...]] = {v: tuple(version_models(v).values()) for v in VERSIONS}
 
 
 def find_spec(name: str) -> ModelSpec:
@@ -239,7 +326,7 @@ def _hub_url(spec: ModelSpec) -> str:
 def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
     """The folder to fill and where the files come from, for when the download cannot run here."""
     target = model_dir / spec.path
-    if spec.kind in ("gpt", "sovits", "sovits-d"):
+    if spec.kind in ("gpt", "sovits", "sovits-d", "sv"):
         return (
             f"Put {Path(spec.path).name} at {target} (from {_hub_url(spec)}/blob/main/{spec.files[0]}), or run "
             f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}` on a machine online."
@@ -357,7 +444,7 @@ def download(
     log: Callable[[str], None] = print,
     check_hub: bool = True,
 ) -> list[Path]:
-    """Fetch `name` (a registry name or a group: v2, v1) into `model_dir` in the official layout.
+    """Fetch `name` (a registry name or a group: v1, v2, v2Pro, v2ProPlus) into `model_dir` in the official layout.
 
     huggingface_hub shows tqdm progress and resumes interrupted files (partial downloads are kept in
     model_dir/.cache/huggingface). Models already present are skipped. Returns the fetched paths.
@@ -401,7 +488,7 @@ def download(
 def _download_one(spec: ModelSpec, model_dir: Path) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    if spec.kind in ("gpt", "sovits", "sovits-d"):
+    if spec.kind in ("gpt", "sovits", "sovits-d", "sv"):
         # The hub repo mirrors the official layout: local_dir=model_dir puts the file where it belongs.
         return Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir))
     if spec.kind in ("hubert", "bert"):
@@ -444,8 +531,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="the models and whether each is present")
     p_list.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
-    p_dl = sub.add_parser("download", help="fetch a model (or the group v2 / v1) from the Hugging Face hub")
-    p_dl.add_argument("name", help="a name from `list`, or v2 / v1 for all files of that version")
+    groups = " / ".join(GROUPS)
+    p_dl = sub.add_parser("download", help=f"fetch a model (or a group: {groups}) from the Hugging Face hub")
+    p_dl.add_argument("name", help=f"a name from `list`, or {groups} for all files of that version")
     p_dl.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
     return parser
 

@@ -5,6 +5,7 @@
     <exp>/4-cnhubert/<name>.pt   HuBERT features (1, 768, T) at 50 Hz
     <exp>/5-wav32k/<name>        the clip at 32 kHz, int16 wav (the name keeps its extension)
     <exp>/6-name2semantic.tsv    header ``item_name\\tsemantic_audio``, then name \\t tokens (space-joined)
+    <exp>/7-sv_cn/<name>.pt      speaker-verification embedding (1, 20480), v2Pro/v2ProPlus experiments only
 
 ``name`` is the basename of the clip's audio path, as the reference uses it. The reference writes
 word2ph as Python's ``str(list)`` (``[2, 2, 1]``) for Chinese and ``None`` for other languages, and
@@ -28,6 +29,7 @@ BERT_DIR = "3-bert"
 HUBERT_DIR = "4-cnhubert"
 WAV_DIR = "5-wav32k"
 NAME2SEMANTIC = "6-name2semantic.tsv"
+SV_DIR = "7-sv_cn"
 MANIFEST = "prepare_manifest.json"
 SEMANTIC_HEADER = "item_name\tsemantic_audio"
 
@@ -46,6 +48,7 @@ class ExperimentPaths:
     hubert_dir: Path = field(init=False)
     wav_dir: Path = field(init=False)
     name2semantic: Path = field(init=False)
+    sv_dir: Path = field(init=False)
     manifest: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +59,7 @@ class ExperimentPaths:
         object.__setattr__(self, "hubert_dir", root / HUBERT_DIR)
         object.__setattr__(self, "wav_dir", root / WAV_DIR)
         object.__setattr__(self, "name2semantic", root / NAME2SEMANTIC)
+        object.__setattr__(self, "sv_dir", root / SV_DIR)
         object.__setattr__(self, "manifest", root / MANIFEST)
 
     @classmethod
@@ -71,6 +75,10 @@ class ExperimentPaths:
 
     def wav(self, name: str) -> Path:
         return self.wav_dir / name
+
+    def sv(self, name: str) -> Path:
+        """``7-sv_cn/<name>.pt``: the clip's SV embedding (1, 20480) fp32 (v2Pro/v2ProPlus)."""
+        return self.sv_dir / f"{name}.pt"
 
 
 @dataclass(frozen=True)

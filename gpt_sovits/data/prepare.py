@@ -10,30 +10,37 @@ For each clip of the list (name = basename of its audio path, as the reference):
    data), resampled to 16 kHz, is the HuBERT input; its last hidden state (1, 768, T50) goes to
    ``4-cnhubert/<name>.pt``. Clips with a peak above 2.2 are skipped as too loud (reference rule).
 3. the pretrained S2's ``extract_latent`` turns the HuBERT features into 25 Hz semantic tokens
-   (T50 // 2 of them), ``6-name2semantic.tsv``.
+   (T50 // 2 of them), ``6-name2semantic.tsv``. The generator is the version's own pretrained one
+   (``v2Pro/s2Gv2Pro.pth`` for v2Pro, as the reference's 1c step), checked to be of that version.
+4. v2Pro / v2ProPlus only: the speaker-verification embedding ``7-sv_cn/<name>.pt`` (1, 20480), as the
+   reference's ``2-get-sv.py``: the ``5-wav32k`` samples read back as float (int16 / 32768, what its
+   ``torchaudio.load`` gives), resampled to 16 kHz, ERes2NetV2 on the Kaldi fbank
+   (``gpt_sovits.models.sv.sv_embedding_of_wav32k``). The SV model is loaded only when a clip needs it
+   and freed with the other audio models when the audio pass ends.
 
 Tensors are saved as fp32 CPU tensors (the reference saves fp16 when it runs in half precision on
 a GPU; its loaders accept both), loadable with ``torch.load(weights_only=True)``. Differences from
 the reference, on purpose: decoding and the 32 -> 16 kHz resampling use core.audio (torchaudio's
 sinc resampler, not ffmpeg/librosa); the int16 wav is clipped where the reference's cast wraps
 (peaks between 1.03 and 2.2); a clip is kept only when all its parts succeed (the reference can
-leave HuBERT files for clips whose text failed). Languages: those of the text frontend (zh, en,
-and yue for v2); ja/ko lines are reported as unsupported. BERT features are computed for zh only,
-as the reference.
+leave HuBERT files for clips whose text failed). Languages: those of the version's text frontend
+(v2Pro and v2ProPlus use v2's symbols and languages). BERT features are computed for zh only, as the
+reference.
 
 The work runs in two passes, texts + BERT, then audio + HuBERT + tokens, so BERT (the largest
 model) is freed before HuBERT loads; text cleaning can use a process pool; audio is decoded a clip
 or two ahead in a thread while the models run.
 
 Incremental and resumable: ``prepare_manifest.json`` keeps, per clip, a key of what its text outputs
-depend on (text, language, version, BERT model) and one of what its audio outputs depend on (audio
-file path/size/mtime, HuBERT and S2 models). A re-run reuses every clip whose keys match and whose
+depend on (text, language, symbol version, BERT model), one of what its audio outputs depend on
+(audio file path/size/mtime, HuBERT and S2 models) and, for v2Pro/v2ProPlus, one of what its SV
+embedding depends on (the audio file and the SV model file). A re-run reuses every clip whose keys match and whose
 files and table rows exist, redoes the rest, and drops clips no longer in the list from the tables.
 Every file is written atomically; the tables and the manifest are rewritten (tables first) every
 few clips, at the end, and when the run stops, and only when their content changed, so a re-run
 with nothing to do writes nothing.
 
-    python -m gpt_sovits.data.prepare --list L --exp-dir D --pretrained-dir P [--wav-dir W] [--version v2]
+    python -m gpt_sovits.data.prepare --list L --exp-dir D --pretrained-dir P [--wav-dir W] [--version V]
                                  [--device auto] [--workers N] [--events FILE] [--config FILE]
 """
 
@@ -90,7 +97,6 @@ MANIFEST_FORMAT = 1
 FLUSH_EVERY_ITEMS = 16
 FLUSH_EVERY_SECONDS = 30.0
 PARALLEL_TEXT_MIN_ITEMS = 24  # below this a process pool costs more (frontend import) than it saves
-VERSIONS = ("v1", "v2")
 
 # Reasons a clip is left out, with the sentence a person reads.
 SKIP_REASONS: dict[str, str] = {
@@ -105,6 +111,7 @@ SKIP_REASONS: dict[str, str] = {
     "silent": "the audio is silent",
     "too_loud": f"the audio peak is above {MAX_PEAK} (the reference skips such clips)",
     "feature_error": "its features could not be computed",
+    "sv_error": "its speaker-verification embedding could not be computed",
 }
 
 
@@ -296,9 +303,10 @@ def read_sources(
         doc = load_list(list_path, boundary=Path("/"))
     except LabelError as e:
         raise PrepareError(str(e)) from e
+    from gpt_sovits.pretrained import symbol_version
     from gpt_sovits.text.cleaner import LANGUAGES
 
-    allowed = LANGUAGES[version]
+    allowed = LANGUAGES[symbol_version(version)]
     skipped = [
         SkippedClip(raw.line, "", raw.text[:80], "malformed_line", "expected path|speaker|language|text")
         for raw in doc.malformed
@@ -342,13 +350,14 @@ class _Pretrained:
     s2g: Path
     hubert: Path
     bert: Path
+    sv: Path | None  # v2Pro/v2ProPlus only
 
 
 def _pretrained(pretrained_dir: Path, version: str) -> _Pretrained:
     from gpt_sovits.pretrained import pretrained_paths
 
     p = pretrained_paths(pretrained_dir, version)
-    return _Pretrained(p.s2g, p.hubert, p.bert)
+    return _Pretrained(p.s2g, p.hubert, p.bert, p.sv)
 
 
 def _g2pw_folder(pretrained_dir: Path, version: str) -> str | None:
@@ -401,6 +410,7 @@ class _Models:
         self._bert = None
         self._hubert = None
         self._s2 = None
+        self._sv = None
 
     def bert(self):
         if self._bert is None:
@@ -411,16 +421,38 @@ class _Models:
 
     def release_bert(self) -> None:
         """Free BERT (the largest model) before the audio models run: lower peak memory."""
-        if self._bert is None:
+        self._release("_bert")
+
+    def release_audio(self) -> None:
+        """Free HuBERT, the generator and the SV model once the audio pass is over."""
+        self._release("_hubert", "_s2", "_sv")
+
+    def _release(self, *attrs: str) -> None:
+        if all(getattr(self, a) is None for a in attrs):
             return
         import gc
 
         import torch
 
-        self._bert = None
+        for a in attrs:
+            setattr(self, a, None)
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def sv(self):
+        """The speaker-verification model (v2Pro/v2ProPlus), fp32; an unusable file -> PrepareError."""
+        if self._sv is None:
+            from gpt_sovits.models import sv as sv_model
+            from gpt_sovits.models.weights import CheckpointError
+
+            if self.pre.sv is None:
+                raise PrepareError(f"version {self.version} does not use a speaker-verification model")
+            try:
+                self._sv = sv_model.load_sv(self.pre.sv, self.device)
+            except CheckpointError as e:
+                raise PrepareError(f"the speaker-verification model cannot be used: {e}") from e
+        return self._sv
 
     def hubert(self):
         if self._hubert is None:
@@ -466,6 +498,27 @@ def _ssl_and_tokens(models: _Models, wav16k: np.ndarray) -> tuple[Any, list[int]
     with torch.inference_mode():
         codes = models.s2().extract_latent(ssl)  # (1, 1, T25)
     return ssl.cpu().contiguous(), [int(t) for t in codes[0, 0].tolist()]
+
+
+def _sv_to_file(models: _Models, path: Path, wav: np.ndarray) -> _Skip | None:
+    """The SV embedding (1, 20480) of one clip's 5-wav32k samples (int16) to ``7-sv_cn``."""
+    from gpt_sovits.models.sv import sv_embedding_of_wav32k
+
+    sv = models.sv()  # outside the try: an unusable model stops the run, it is not one clip's fault
+    try:
+        emb = sv_embedding_of_wav32k(sv, wav.astype(np.float32) / np.float32(WAV_SCALE))  # (1, 20480)
+    except Exception as e:  # noqa: BLE001 - one clip's failure is reported, the rest go on
+        return _Skip("sv_error", f"{type(e).__name__}: {e}")
+    _save_tensor(path, emb.float().contiguous())
+    return None
+
+
+def _read_wav32k(path: Path) -> np.ndarray:
+    """A ``5-wav32k`` file's int16 samples (N32,)."""
+    import soundfile as sf
+
+    data, _ = sf.read(str(path), dtype="int16", always_2d=False)
+    return np.asarray(data).reshape(-1)
 
 
 def _bert_to_file(models: _Models, path: Path, norm_text: str, word2ph: list[int] | None) -> _Skip | None:
@@ -639,15 +692,23 @@ class _Plan:
     need_text: list[ClipSource]  # text part (phones, BERT) to (re)do, in list order
     need_audio: set[str]  # names whose audio part (wav, HuBERT, tokens) is to (re)do
     known_skips: list[SkippedClip]  # clips left out before under the same inputs: reported, not redone
+    sv_keys: dict[str, str] = field(default_factory=dict)  # v2Pro/v2ProPlus only
+    need_sv: set[str] = field(default_factory=set)  # names whose 7-sv_cn embedding is to (re)do
 
     @property
     def todo(self) -> set[str]:
-        return {s.name for s in self.need_text} | self.need_audio
+        return {s.name for s in self.need_text} | self.need_audio | self.need_sv
 
 
 def _plan(
-    sources: list[ClipSource], state: _State, version: str, bert_fp: list[Any], audio_fp: list[Any]
+    sources: list[ClipSource],
+    state: _State,
+    version: str,
+    bert_fp: list[Any],
+    audio_fp: list[Any],
+    sv_fp: list[Any] | None = None,
 ) -> _Plan:
+    """`version` is the symbol version (texts); `sv_fp` the SV model's fingerprint when the version uses it."""
     plan = _Plan({}, {}, [], set(), [])
     paths = state.paths
     for s in sources:
@@ -660,6 +721,8 @@ def _plan(
         except OSError:
             stamp = [str(s.audio), "missing"]
         plan.audio_keys[s.name] = _key(RECIPE, stamp, audio_fp)
+        if sv_fp is not None:  # the embedding is of the 5-wav32k samples: the audio file and the SV model
+            plan.sv_keys[s.name] = _key(RECIPE, stamp, sv_fp)
         old_skip = state.skips.get(s.name, {})
         if (old_skip.get("text_key"), old_skip.get("audio_key")) == (
             plan.text_keys[s.name],
@@ -686,6 +749,10 @@ def _plan(
             plan.need_text.append(s)
         if not audio_ok:
             plan.need_audio.add(s.name)
+        if sv_fp is not None and not (
+            old.get("sv_key") == plan.sv_keys[s.name] and paths.sv(s.name).is_file()
+        ):
+            plan.need_sv.add(s.name)
     return plan
 
 
@@ -743,6 +810,8 @@ class _Run:
             "language": s.language,
             "audio": str(s.audio),
         }
+        if s.name in self.plan.sv_keys:
+            self.state.items[s.name]["sv_key"] = self.plan.sv_keys[s.name]
         self.state.skips.pop(s.name, None)
         self.report.processed.append(s.name)
         self.done += 1
@@ -786,18 +855,21 @@ class _Run:
                     # and old features would not match the new phones.
                     self.paths.bert(s.name).unlink(missing_ok=True)
                 self.state.texts[s.name] = PhoneEntry(s.name, phones, word2ph, norm_text, s.language)
-            if s.name in self.plan.need_audio:
+            if s.name in self.plan.need_audio or s.name in self.plan.need_sv:
                 pending_audio.append(s)
             else:
                 self.complete(s)
         return pending_audio
 
     def audio_pass(self, pending: list[ClipSource]) -> None:
-        """Audio -> ``5-wav32k``, ``4-cnhubert`` and semantic tokens; decoding runs a clip or two ahead."""
+        """Audio -> ``5-wav32k``, ``4-cnhubert``, semantic tokens (and ``7-sv_cn`` for v2Pro/ProPlus);
+        decoding runs a clip or two ahead. Clips whose audio part is up to date and only lack the SV
+        embedding get it from their ``5-wav32k`` file."""
+        redo = [s for s in pending if s.name in self.plan.need_audio]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-audio") as loader:
-            clips = _prefetch(loader, [s.audio for s in pending])
+            clips = _prefetch(loader, [s.audio for s in redo])
             try:
-                for s in pending:
+                for s in redo:
                     self.check_stop()
                     clip = next(clips).result()
                     out: tuple[Any, list[int]] | _Skip = (
@@ -810,9 +882,28 @@ class _Run:
                     _save_wav(self.paths.wav(s.name), clip.wav)
                     _save_tensor(self.paths.hubert(s.name), ssl)
                     self.state.semantic[s.name] = tokens
-                    self.complete(s)
+                    self._sv_then_complete(s, clip.wav)
             finally:
                 loader.shutdown(wait=True, cancel_futures=True)
+        for s in pending:
+            if s.name not in self.plan.need_audio:
+                self.check_stop()
+                self._sv_then_complete(s, None)
+
+    def _sv_then_complete(self, s: ClipSource, wav: np.ndarray | None) -> None:
+        """The clip's SV embedding when it needs one (`wav`: its int16 5-wav32k samples, None: read the
+        file), then the clip counts as done."""
+        if s.name in self.plan.need_sv:
+            try:
+                samples = wav if wav is not None else _read_wav32k(self.paths.wav(s.name))
+            except Exception as e:  # noqa: BLE001 - e.g. a 5-wav32k file damaged since: redone next run
+                self.leave_out(s, "feature_error", f"5-wav32k: {type(e).__name__}: {e}")
+                return
+            skip = _sv_to_file(self.models, self.paths.sv(s.name), samples)
+            if skip is not None:
+                self.leave_out(s, skip.reason, skip.detail)
+                return
+        self.complete(s)
 
     def _features(self, clip: _Audio) -> tuple[Any, list[int]] | _Skip:
         try:
@@ -840,7 +931,7 @@ def prepare(
     exception also saves what is done before it propagates.
     """
     from gpt_sovits.device import pick_device
-    from gpt_sovits.models.features import BERT_FOLDER, HUBERT_FOLDER
+    from gpt_sovits.pretrained import VERSIONS, symbol_version, version_models
     from gpt_sovits.text.g2pw import G2PW_FOLDER
 
     started = time.monotonic()
@@ -857,6 +948,7 @@ def prepare(
     paths = ExperimentPaths.of(exp_dir)
     report = PrepareReport(exp_dir=str(paths.root))
 
+    text_version = symbol_version(version)  # v2Pro/v2ProPlus texts are v2's
     sources, skipped = read_sources(list_path, wav_dir, version)
     report.skipped.extend(skipped)
     pre = _pretrained(pretrained_dir, version)
@@ -866,19 +958,25 @@ def prepare(
     report.removed = sorted(n for n in set(state.texts) | set(state.items) if n not in set(order))
     # Chinese v2 pinyin from G2PW when its files are there (as the reference); the text key includes it,
     # so installing or replacing G2PW redoes the Chinese texts.
-    g2pw_dir = _g2pw_folder(pretrained_dir, version)
+    g2pw_dir = _g2pw_folder(pretrained_dir, text_version)
     text_fp = [_fingerprint(pre.bert), _fingerprint(pretrained_dir / G2PW_FOLDER) if g2pw_dir else None]
-    plan = _plan(sources, state, version, text_fp, [_fingerprint(pre.hubert), _fingerprint(pre.s2g)])
+    audio_fp = [_fingerprint(pre.hubert), _fingerprint(pre.s2g)]
+    sv_fp = [_fingerprint(pre.sv)] if pre.sv is not None else None
+    plan = _plan(sources, state, text_version, text_fp, audio_fp, sv_fp)
     report.skipped.extend(plan.known_skips)
     state.skips = {k.name: state.skips[k.name] for k in plan.known_skips}
 
     # The models this run needs must be there before any clip is touched.
-    needed = [BERT_FOLDER] if any(s.language == "zh" for s in plan.need_text) else []
-    needed += [HUBERT_FOLDER, f"sovits-{version}"] if plan.need_audio else []
+    names = version_models(version)
+    needed = [names["bert"]] if any(s.language == "zh" for s in plan.need_text) else []
+    needed += [names["hubert"], names["s2g"]] if plan.need_audio else []
+    needed += [names["sv"]] if plan.need_sv else []
     _check_pretrained(needed, pretrained_dir)
     models = _Models(pre, pick_device(device) if plan.todo else None, version)
     if plan.need_audio:
         models.s2()  # a generator of the wrong version or kind fails now (it is small: kept loaded)
+    if plan.need_sv:
+        models.sv()  # so does an unusable SV model (small too: kept until the audio pass ends)
 
     # Clips already complete keep their rows; a clip being redone loses its manifest entry until done.
     for name in plan.todo:
@@ -887,9 +985,10 @@ def prepare(
     report.reused = run.done - len(plan.known_skips)
     run.note("formatting")
     try:
-        pending_audio = run.text_pass(workers, version, g2pw_dir)
+        pending_audio = run.text_pass(workers, text_version, g2pw_dir)
         models.release_bert()
         run.audio_pass(pending_audio)
+        models.release_audio()
     except JobCancelled:
         report.cancelled = True
     finally:
@@ -906,15 +1005,22 @@ _CONFIG_KEYS = ("list", "exp_dir", "pretrained_dir", "wav_dir", "version", "devi
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from gpt_sovits.pretrained import VERSIONS
+
     parser = argparse.ArgumentParser(
         prog="python -m gpt_sovits.data.prepare",
-        description="Format a .list into an experiment folder (phones, BERT, 32 kHz wavs, HuBERT, semantic tokens).",
+        description=(
+            "Format a .list into an experiment folder (phones, BERT, 32 kHz wavs, HuBERT, semantic tokens; "
+            "SV embeddings for v2Pro/v2ProPlus)."
+        ),
     )
     parser.add_argument("--list", dest="list", help="the .list label file (path|speaker|language|text)")
     parser.add_argument("--exp-dir", help="the experiment folder to fill (created if needed)")
     parser.add_argument("--pretrained-dir", help="the pretrained-models folder (official layout)")
     parser.add_argument("--wav-dir", help="read audio from WAV_DIR/<basename of the list's path>")
-    parser.add_argument("--version", choices=VERSIONS, help="model version (default v2)")
+    parser.add_argument(
+        "--version", choices=VERSIONS, help="model version (default v2); v2Pro/v2ProPlus also write 7-sv_cn"
+    )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--workers", type=int, help=f"text-cleaning processes (default {default_workers()})")
     parser.add_argument("--events", help="append JSON-lines progress events to this file")
