@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from gpt_sovits.models.s1 import (
+    GenerationResult,
     S1Config,
     S1ConfigError,
     S1InputError,
@@ -237,3 +239,127 @@ def test_dpo_pieces() -> None:
     assert lp[0].item() == pytest.approx(manual.item(), rel=1e-5)
     assert dpo_loss(torch.tensor([0.0]), torch.tensor([0.0])).item() == pytest.approx(0.6931, abs=1e-4)
     assert dpo_loss(torch.tensor([10.0]), torch.tensor([-10.0])).item() < 0.02
+
+
+# ------------------------------------------------------------------- the device-side decoder vs the old one
+
+RECORDED = Path(__file__).parent / "data" / "s1_decode" / "recorded_decodes.pt"
+
+
+def recorded_cases(io: dict) -> dict[str, dict]:
+    """The calls whose outputs the previous (host-bookkeeping) decoder wrote to ``RECORDED``."""
+    x, bert, prompt = io["x"][0], io["bert_feature"][0], io["prompt"][0]
+    return {
+        "single": dict(
+            args=([x], [bert], prompt, SamplingParams(top_k=15, max_new_tokens=40)), n=1, seed=7, logits=True
+        ),
+        "batched": dict(
+            args=(
+                [x, x[:12]],
+                [bert, bert[:, :12]],
+                [prompt, None],
+                SamplingParams(top_k=15, top_p=0.9, temperature=0.8, max_new_tokens=50),
+            ),
+            n=3,
+            seed=11,
+            logits=False,
+        ),
+        "candidates": dict(
+            args=(
+                [x[3:]],
+                [bert[:, 3:]],
+                [prompt[:5]],
+                SamplingParams(top_k=5, repetition_penalty=1.0, eos_ban_steps=2, max_new_tokens=30),
+            ),
+            n=4,
+            seed=3,
+            logits=True,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["single", "batched", "candidates"])
+def test_sampled_decodes_equal_the_previous_decoder_for_the_same_seed(
+    tiny: Text2Semantic, io: dict, case: str
+) -> None:
+    recorded = torch.load(RECORDED, weights_only=True)[case]
+    c = recorded_cases(io)[case]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as when recorded: other thread counts reorder float sums
+    try:
+        res = tiny.generate(
+            *c["args"],
+            num_candidates=c["n"],
+            generator=torch.Generator().manual_seed(c["seed"]),
+            return_step_logits=c["logits"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    rows = [cand for sent in res.candidates for cand in sent]
+    assert [r.tokens.tolist() for r in rows] == [t.tolist() for t in recorded["tokens"]]
+    assert [r.eos for r in rows] == recorded["eos"]
+    assert [r.steps for r in rows] == recorded["steps"]
+    for r, lp in zip(rows, recorded["logprobs"], strict=True):
+        assert torch.equal(r.logprobs, lp)
+    if c["logits"]:
+        for r, lg in zip(rows, recorded["step_logits"], strict=True):
+            assert torch.equal(r.step_logits, lg)
+    if len(rows) > 1:  # rows end at different steps (one at max_new_tokens), so rows left the batch
+        assert len(set(recorded["steps"])) > 1
+
+
+def generate_with(model: Text2Semantic, options: dict, *args, **kwargs) -> GenerationResult:
+    """model.generate with decoding attributes set for this call only."""
+    old = {k: getattr(model, k) for k in options}
+    try:
+        for k, v in options.items():
+            setattr(model, k, v)
+        return model.generate(*args, **kwargs)
+    finally:
+        for k, v in old.items():
+            setattr(model, k, v)
+
+
+@pytest.mark.parametrize(
+    "options", [{"sync_every": 5}, {"static_step": True}, {"static_step": True, "sync_every": 3}]
+)
+def test_greedy_decodes_do_not_depend_on_the_step_mode(tiny: Text2Semantic, io: dict, options: dict) -> None:
+    # Fixed-shape steps (the CUDA graph's: whole-capacity attention under a mask, finished rows kept in
+    # the batch) and host looks every few steps give the same greedy tokens as the CPU default.
+    g = torch.Generator().manual_seed(0)
+    x0, b0, p0 = io["x"][0], io["bert_feature"][0], io["prompt"][0]
+    x1, b1 = torch.randint(0, 732, (9,), generator=g), torch.randn(1024, 9, generator=g)
+    args = ([x0, x1], [b0, b1], [p0, None], greedy(1.35, 30))
+    base = tiny.generate(*args, num_candidates=2, return_step_logits=True)
+    other = generate_with(tiny, options, *args, num_candidates=2, return_step_logits=True)
+    assert len({c.steps for cands in base.candidates for c in cands}) > 1  # rows stop at different steps
+    for cb, co in zip(base.candidates, other.candidates, strict=True):
+        for a, b in zip(cb, co, strict=True):
+            assert a.tokens.tolist() == b.tokens.tolist()
+            assert (a.eos, a.steps) == (b.eos, b.steps)
+            torch.testing.assert_close(b.logprobs, a.logprobs, atol=1e-4, rtol=0)
+            torch.testing.assert_close(b.step_logits, a.step_logits, atol=1e-4, rtol=0)
+
+
+def test_static_sampled_decode_keeps_rows_apart(tiny: Text2Semantic, io: dict) -> None:
+    # Sampling with finished rows left in the batch: each candidate still ends where its own stop rule says.
+    params = SamplingParams(top_k=15, max_new_tokens=25)
+    res = generate_with(
+        tiny,
+        {"static_step": True, "sync_every": 4},
+        [io["x"][0]],
+        [io["bert_feature"][0]],
+        io["prompt"][0],
+        params,
+        num_candidates=4,
+        generator=torch.Generator().manual_seed(5),
+        return_step_logits=True,
+    ).candidates[0]
+    assert len({c.steps for c in res}) > 1
+    for c in res:
+        n = c.tokens.numel()
+        assert c.steps == (n + 1 if c.eos else n) and n <= 25
+        assert c.step_logits.shape == (c.steps, 1025)
+        assert (c.tokens < 1024).all()
+        expected = torch.log_softmax(c.step_logits[:n], -1).gather(1, c.tokens[:, None])[:, 0]
+        torch.testing.assert_close(c.logprobs, expected)

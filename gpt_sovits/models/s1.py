@@ -7,7 +7,11 @@ Lightning ``model.`` prefix, so official GPT checkpoints load strictly.
 
 Training: ``forward`` gives teacher-forced logits and targets; ``s1_loss``, ``top_k_accuracy``,
 ``sequence_logps`` and ``dpo_loss`` are plain functions at the end of this file.
-Inference: ``generate`` decodes with a KV cache, batched over sentences and candidates.
+Inference: ``generate`` decodes with a preallocated KV cache, batched over sentences and candidates. The
+step loop keeps its bookkeeping (tokens, stop flags, counts) in device tensors and looks at them on the host
+only every ``sync_every`` steps (every step on CPU, where a look costs nothing and finished rows leave the
+batch at once, as before). On CUDA the single-token step is captured once as a CUDA graph and replayed
+(``cuda_graph``), which needs a static batch: finished rows stay in it and are ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from gpt_sovits.models.sampling import SamplingParams, logits_to_probs, sample_from_probs
+from gpt_sovits.models.sampling import SamplingParams, device_generator, logits_to_probs, sample_from_probs
 
 BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size; fixed by the official bert_proj shape
 
@@ -170,12 +174,18 @@ class SelfAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
+        # A module standing in for the packed projection (fastpath's int8 Linear); None = the fp weights.
+        self.in_proj: nn.Module | None = None
         nn.init.xavier_uniform_(self.in_proj_weight)
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T, C) -> three (B, H, T, C/H)."""
         b, t, c = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        if self.in_proj is not None:
+            packed = self.in_proj(x)
+        else:
+            packed = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = packed.chunk(3, dim=-1)
         return tuple(z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # type: ignore[return-value]
 
     def attend(
@@ -220,6 +230,15 @@ class TransformerLayer(nn.Module):
         k_all, v_all = cache.append(layer, k, v)
         return self._ffn_and_norms(x, self.self_attn.attend(q, k_all, v_all, mask))
 
+    def forward_static(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache, layer: int, slot: torch.Tensor
+    ) -> torch.Tensor:
+        """One new position x (B, 1, C) written at cache slot ``slot`` (1,) (a device tensor); attends over
+        the whole capacity with ``mask`` (B, 1, 1, capacity), so every shape is fixed (CUDA graphs)."""
+        q, k, v = self.self_attn.qkv(x)
+        k_all, v_all = cache.write_at(layer, slot, k, v)
+        return self._ffn_and_norms(x, self.self_attn.attend(q, k_all, v_all, mask))
+
 
 class TransformerStack(nn.Module):
     """The official ``h``: a list of layers under ``layers``, no final norm."""
@@ -238,45 +257,62 @@ class TransformerStack(nn.Module):
 
 
 class KVCache:
-    """Per-layer key/value cache that grows in chunks, so a step copies nothing but the new K/V.
+    """Keys and values of every layer, preallocated once: ``kv`` is (n_layer, 2, B, H, capacity, D).
 
-    Tensors are (B, H, capacity, D); ``length`` positions are filled. Layers append in order within a
-    step; ``advance`` is called once per step after all layers.
+    ``length`` positions are filled. Eager steps append after the filled part and attend over views of it;
+    graph steps write at a slot given as a device tensor and attend over the whole capacity under a mask.
     """
 
-    def __init__(self, n_layer: int, chunk: int = 256) -> None:
-        self.k: list[torch.Tensor | None] = [None] * n_layer
-        self.v: list[torch.Tensor | None] = [None] * n_layer
+    def __init__(
+        self,
+        n_layer: int,
+        batch: int,
+        heads: int,
+        head_dim: int,
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        zeroed: bool = False,
+    ) -> None:
+        # Masked-out slots still enter attention's P @ V as 0 * value, so graph steps need zeros, not
+        # whatever memory held (a NaN there would leak). On CPU the untouched pages cost nothing.
+        self.zeroed = zeroed
+        make = torch.zeros if zeroed else torch.empty
+        self.kv = make(n_layer, 2, batch, heads, capacity, head_dim, dtype=dtype, device=device)
         self.length = 0
-        self.chunk = chunk
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.size(4)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (B, H, T, D) after the filled part; return the filled views including them."""
-        t = k.size(2)
-        end = self.length + t
-        ck, cv = self.k[layer], self.v[layer]
-        if ck is None or ck.size(2) < end:
-            cap = end + self.chunk
-            b, h, _, d = k.shape
-            nk, nv = k.new_empty(b, h, cap, d), v.new_empty(b, h, cap, d)
-            if ck is not None and self.length:
-                nk[:, :, : self.length] = ck[:, :, : self.length]
-                nv[:, :, : self.length] = cv[:, :, : self.length]  # type: ignore[index]
-            ck, cv = nk, nv
-            self.k[layer], self.v[layer] = ck, cv
-        ck[:, :, self.length : end] = k
-        cv[:, :, self.length : end] = v  # type: ignore[index]
-        return ck[:, :, :end], cv[:, :, :end]  # type: ignore[index]
+        end = self.length + k.size(2)
+        if end > self.capacity:
+            raise S1InputError(f"KV cache of {self.capacity} positions cannot hold {end}")
+        self.kv[layer, 0, :, :, self.length : end] = k
+        self.kv[layer, 1, :, :, self.length : end] = v
+        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+
+    def write_at(
+        self, layer: int, slot: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v (B, H, 1, D) at position ``slot`` (1,) long on the device; return the full buffers."""
+        self.kv[layer, 0].index_copy_(2, slot, k)
+        self.kv[layer, 1].index_copy_(2, slot, v)
+        return self.kv[layer, 0], self.kv[layer, 1]
 
     def advance(self, t: int) -> None:
         self.length += t
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop finished batch rows (rows: 1-D long indices to keep)."""
-        for i in range(len(self.k)):
-            if self.k[i] is not None:
-                self.k[i] = self.k[i].index_select(0, rows)  # type: ignore[union-attr]
-                self.v[i] = self.v[i].index_select(0, rows)  # type: ignore[union-attr]
+        """Keep batch rows ``rows`` (1-D long, repeats allowed), copying only the filled positions."""
+        filled = self.kv[:, :, :, :, : self.length].index_select(2, rows)
+        shape = list(self.kv.shape)
+        shape[2] = rows.numel()
+        kv = self.kv.new_zeros(shape) if self.zeroed else self.kv.new_empty(shape)
+        kv[:, :, :, :, : self.length] = filled
+        self.kv = kv
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -330,10 +366,27 @@ class Text2Semantic(nn.Module):
         self.ar_audio_position = SinePositionalEmbedding(d, cfg.max_positions, cfg.position_dropout)
         self.h = TransformerStack(cfg)
         self.ar_predict_layer = nn.Linear(cfg.hidden_dim, cfg.vocab_size, bias=False)
+        # Decoding options (plain attributes, not state): how many steps between host looks at the stop
+        # flags (None: 1 on CPU, where finished rows then leave at once; 8 on accelerators), and whether
+        # CUDA decoding captures the single-token step as a CUDA graph.
+        self.sync_every: int | None = None
+        self.cuda_graph = True
+        # The fixed-shape step (whole-capacity attention under a mask) without capturing it: None = only
+        # when a CUDA graph is captured; True runs it anywhere (tests check it on CPU).
+        self.static_step: bool | None = None
 
     @property
     def eos(self) -> int:
         return self.cfg.EOS
+
+    @property
+    def device(self) -> torch.device:
+        return self.ar_audio_embedding.word_embeddings.weight.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The activations' dtype: the embeddings' (fp32, or bf16/fp16 for a half model)."""
+        return self.ar_audio_embedding.word_embeddings.weight.dtype
 
     # ---------------------------------------------------------------------------------------- embeddings
 
@@ -440,7 +493,7 @@ class Text2Semantic(nn.Module):
             if len(prompt_list) != n_sent:
                 raise S1InputError(f"{n_sent} sentences but {len(prompt_list)} prompts")
 
-        dev = self.ar_predict_layer.weight.device
+        dev = self.device
         prefixes, kinds, prompt_lens, seen_lists = [], [], [], []
         for i in range(n_sent):
             ph, bert, pr = phones[i], bert_features[i], prompt_list[i]
@@ -484,10 +537,11 @@ class Text2Semantic(nn.Module):
         return_step_logits: bool,
     ) -> GenerationResult:
         """Prefill once per sentence, copy the cache to its candidates, then decode step by step."""
-        dev = self.ar_predict_layer.weight.device
+        dev = self.device
         n_sent = len(prefixes)
         n_rows = n_sent * num_candidates
         v = self.cfg.vocab_size
+        max_new = params.max_new_tokens
         lmax = max(p.size(0) for p in prefixes)
         x = prefixes[0].new_zeros(n_sent, lmax, prefixes[0].size(1))  # (S, L, C), left-padded
         kind = torch.zeros(n_sent, lmax, dtype=torch.long)  # 0 pad, 1 text, 2 audio
@@ -510,7 +564,22 @@ class Text2Semantic(nn.Module):
                 seen[r, s.to(dev).long()] = True
         next_pos = torch.tensor(prompt_lens, dtype=torch.long, device=dev)  # position of the next audio token
 
-        cache = KVCache(self.cfg.n_layer)
+        use_graph = dev.type == "cuda" and self.cuda_graph
+        static = use_graph if self.static_step is None else self.static_step or use_graph
+        sync_every = self.sync_every or (1 if dev.type == "cpu" else 8)
+        # Finished rows leave the batch at each host look, except with fixed shapes (a graph's).
+        compact = not static
+        heads = self.cfg.head
+        cache = KVCache(
+            self.cfg.n_layer,
+            n_sent,
+            heads,
+            self.cfg.hidden_dim // heads,
+            lmax + max_new,
+            x.dtype,
+            dev,
+            zeroed=static,
+        )
         h = x
         for i, layer in enumerate(self.h.layers):
             h = layer.forward_cached(h, mask.unsqueeze(1), cache, i)
@@ -520,17 +589,25 @@ class Text2Semantic(nn.Module):
         if num_candidates > 1:
             cache.keep_rows(expand)
         last = h[expand, -1]  # (B, C)
-        key_ok = (~is_pad)[expand]  # (B, L) grows by one column per step
+        key_ok = torch.zeros(n_rows, cache.capacity, dtype=torch.bool, device=dev)  # (B, capacity)
+        key_ok[:, :lmax] = (~is_pad)[expand]
         seen, next_pos = seen[expand], next_pos[expand]
+        generator = device_generator(generator, dev)
 
-        rows = list(range(n_rows))  # original row of each live batch row
-        out_tokens: list[list[int]] = [[] for _ in range(n_rows)]
-        out_lp: list[list[float]] = [[] for _ in range(n_rows)]
-        out_logits: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
-        done_eos = [False] * n_rows
-        steps = [0] * n_rows
+        # Bookkeeping on the device, indexed by original row; ``rows`` maps live batch rows to them.
+        rows = torch.arange(n_rows, device=dev)
+        alive = torch.ones(n_rows, dtype=torch.bool, device=dev)  # per live batch row
+        tokens = torch.zeros(
+            n_rows, max_new, dtype=torch.long, device=dev
+        )  # row r's are tokens[r, :n_tok[r]]
+        logps = torch.zeros(n_rows, max_new, dtype=torch.float32, device=dev)
+        n_tok = torch.zeros(n_rows, dtype=torch.long, device=dev)
+        n_steps = torch.zeros(n_rows, dtype=torch.long, device=dev)
+        eos_hit = torch.zeros(n_rows, dtype=torch.bool, device=dev)
+        logit_log: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (rows, alive, raw) per step
+        graph: _GraphStep | None = None
 
-        for step in range(params.max_new_tokens):
+        for step in range(max_new):
             raw = self.ar_predict_layer(last).float()  # (B, V)
             logits = raw.clone()
             if step < params.eos_ban_steps:
@@ -539,52 +616,151 @@ class Text2Semantic(nn.Module):
             sample = sample_from_probs(probs, generator)  # (B,)
             stop_eos = (sample == self.eos) | (penalised.argmax(dim=-1) == self.eos)
             logp = torch.log_softmax(raw, dim=-1).gather(1, sample.unsqueeze(1)).squeeze(1)
-            sample_l, stop_l, logp_l = sample.tolist(), stop_eos.tolist(), logp.tolist()
-            keep = []
-            for b, r in enumerate(rows):
-                steps[r] += 1
-                if return_step_logits:
-                    out_logits[r].append(raw[b].cpu())
-                if stop_l[b]:
-                    done_eos[r] = True
-                    continue
-                out_tokens[r].append(sample_l[b])
-                out_lp[r].append(logp_l[b])
-                if len(out_tokens[r]) < params.max_new_tokens:
-                    keep.append(b)
-            if not keep:
+            if return_step_logits:
+                logit_log.append((rows, alive, raw))
+            tokens[rows, step] = sample  # beyond n_tok for rows that already stopped: ignored
+            logps[rows, step] = logp
+            n_steps[rows] += alive.long()
+            eos_hit[rows] |= alive & stop_eos
+            alive = alive & ~stop_eos
+            n_tok[rows] += alive.long()
+            if step == max_new - 1:
                 break
-            if len(keep) < len(rows):
-                idx = torch.tensor(keep, dtype=torch.long, device=dev)
-                rows = [rows[b] for b in keep]
-                sample, seen, next_pos, key_ok = sample[idx], seen[idx], next_pos[idx], key_ok[idx]
-                cache.keep_rows(idx)
-            seen[torch.arange(len(rows), device=dev), sample] = True
-            # Positions continue after the prompt: the k-th new token sits at prompt_len + k.
-            emb = self.ar_audio_embedding(sample.unsqueeze(1))
-            h = self.ar_audio_position.at(emb, next_pos.unsqueeze(1))  # (B, 1, C)
+            if (step + 1) % sync_every == 0:
+                n_alive = int(alive.sum())  # the only host look at the device state
+                if n_alive == 0:
+                    break
+                if compact and n_alive < rows.numel():
+                    idx = alive.nonzero().squeeze(1)
+                    rows, alive, sample, seen, next_pos = (
+                        rows[idx],
+                        alive[idx],
+                        sample[idx],
+                        seen[idx],
+                        next_pos[idx],
+                    )
+                    key_ok = key_ok[idx]
+                    cache.keep_rows(idx)
+            seen[torch.arange(rows.numel(), device=dev), sample] = True
+            slot = lmax + step  # cache position of the token fed now (the same for all rows: left padding)
+            if static:
+                if graph is None:
+                    graph = _GraphStep(self, cache, key_ok, capture=use_graph)
+                last = graph.run(sample, next_pos, slot)
+                cache.advance(1)
+            else:
+                key_ok[:, slot] = True
+                step_mask = key_ok[:, None, None, : slot + 1] if any_pad else None
+                last = self._step(sample, next_pos, step_mask, cache)
             next_pos = next_pos + 1
-            key_ok = torch.cat([key_ok, key_ok.new_ones(len(rows), 1)], dim=1)
-            step_mask = key_ok[:, None, None, :] if any_pad else None
-            for i, layer in enumerate(self.h.layers):
-                h = layer.forward_cached(h, step_mask, cache, i)
-            cache.advance(1)
-            last = h[:, -1]
 
+        return self._collect(tokens, logps, n_tok, n_steps, eos_hit, logit_log, num_candidates)
+
+    def _step(
+        self, sample: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, cache: KVCache
+    ) -> torch.Tensor:
+        """Feed tokens ``sample`` (B,) at audio positions ``pos`` (B,) -> last hidden state (B, C)."""
+        emb = self.ar_audio_embedding(sample.unsqueeze(1))
+        # Positions continue after the prompt: the k-th new token sits at prompt_len + k.
+        h = self.ar_audio_position.at(emb, pos.unsqueeze(1))  # (B, 1, C)
+        for i, layer in enumerate(self.h.layers):
+            h = layer.forward_cached(h, mask, cache, i)
+        cache.advance(1)
+        return h[:, -1]
+
+    def _step_static(
+        self,
+        sample: torch.Tensor,
+        pos: torch.Tensor,
+        slot: torch.Tensor,
+        key_ok: torch.Tensor,
+        cache: KVCache,
+    ) -> torch.Tensor:
+        """The fixed-shape step a CUDA graph captures: every input is a device tensor, slot (1,) long."""
+        key_ok.index_fill_(1, slot, True)
+        mask = key_ok[:, None, None, :]  # (B, 1, 1, capacity)
+        h = self.ar_audio_position.at(self.ar_audio_embedding(sample.unsqueeze(1)), pos.unsqueeze(1))
+        for i, layer in enumerate(self.h.layers):
+            h = layer.forward_static(h, mask, cache, i, slot)
+        return h[:, -1]
+
+    @staticmethod
+    def _collect(
+        tokens: torch.Tensor,
+        logps: torch.Tensor,
+        n_tok: torch.Tensor,
+        n_steps: torch.Tensor,
+        eos_hit: torch.Tensor,
+        logit_log: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        num_candidates: int,
+    ) -> GenerationResult:
+        """Device bookkeeping -> Candidates (one host copy at the end)."""
+        tokens, logps = tokens.cpu(), logps.cpu()
+        n_tok_l, n_steps_l, eos_l = n_tok.tolist(), n_steps.tolist(), eos_hit.tolist()
+        per_row: list[list[torch.Tensor]] = [[] for _ in n_tok_l]
+        for rows, alive, raw in logit_log:
+            raw_c = raw.cpu()
+            for b, (r, a) in enumerate(zip(rows.tolist(), alive.tolist(), strict=True)):
+                if a:
+                    per_row[r].append(raw_c[b])
         result = GenerationResult()
-        for r in range(n_rows):
+        for r, n in enumerate(n_tok_l):
             if r % num_candidates == 0:
                 result.candidates.append([])
             result.candidates[-1].append(
                 Candidate(
-                    tokens=torch.tensor(out_tokens[r], dtype=torch.long),
-                    logprobs=torch.tensor(out_lp[r], dtype=torch.float32),
-                    eos=done_eos[r],
-                    steps=steps[r],
-                    step_logits=torch.stack(out_logits[r]) if return_step_logits else None,
+                    tokens=tokens[r, :n].clone(),
+                    logprobs=logps[r, :n].clone(),
+                    eos=bool(eos_l[r]),
+                    steps=int(n_steps_l[r]),
+                    step_logits=torch.stack(per_row[r]) if logit_log else None,
                 )
             )
         return result
+
+
+class _GraphStep:
+    """The fixed-shape single-token step of one decode; with ``capture``, a CUDA graph captured on first use
+    and replayed after.
+
+    Inputs are copied into static buffers before each replay; the cache, the key mask and the output live
+    at fixed addresses for the whole decode, so replays need no host synchronisation.
+    """
+
+    def __init__(self, model: Text2Semantic, cache: KVCache, key_ok: torch.Tensor, capture: bool) -> None:
+        self.model, self.cache, self.key_ok, self.capture = model, cache, key_ok, capture
+        b = key_ok.size(0)
+        dev = key_ok.device
+        self.sample = torch.zeros(b, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(b, dtype=torch.long, device=dev)
+        self.slot = torch.zeros(1, dtype=torch.long, device=dev)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: torch.Tensor | None = None
+
+    def _run_eager(self) -> torch.Tensor:
+        return self.model._step_static(self.sample, self.pos, self.slot, self.key_ok, self.cache)
+
+    def run(self, sample: torch.Tensor, pos: torch.Tensor, slot: int) -> torch.Tensor:
+        self.sample.copy_(sample)
+        self.pos.copy_(pos)
+        self.slot.fill_(slot)
+        if not self.capture:
+            return self._run_eager()
+        if self.graph is None:
+            # Warm up on a side stream (as the CUDA graph docs ask), then capture. The step only writes
+            # at ``slot``, so running it again with the same inputs is harmless.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._run_eager()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self._run_eager()
+        self.graph.replay()
+        assert self.out is not None
+        return self.out.clone()
 
 
 # ------------------------------------------------------------------------------------------------ losses

@@ -122,3 +122,13 @@ def sample_from_probs(probs: torch.Tensor, generator: torch.Generator | None = N
     """
     q = torch.empty_like(probs).exponential_(1.0, generator=generator)
     return torch.argmax(probs / q, dim=-1)
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on ``device`` for draws there: ``generator`` itself when it already lives there, else a
+    new one seeded by one draw from it (so a CPU-seeded decode on CUDA is still reproducible per seed, and
+    the noise never crosses to the device with a synchronising copy)."""
+    if generator is None or generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
