@@ -218,3 +218,10 @@ def test_damaged_file_is_a_clear_error(tmp_path):
     path.write_bytes((DATA / "small_sv.ckpt").read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"cut\.ckpt.*(truncated|damaged)"):
         load_sv(path, config=_small_config())
+
+
+def test_state_dict_wrapped_in_a_training_checkpoint_loads(tmp_path, ref_io):
+    sd = torch.load(DATA / "small_sv.ckpt", weights_only=True)
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "wrapped.ckpt")
+    sv = load_sv(tmp_path / "wrapped.ckpt", config=_small_config())
+    torch.testing.assert_close(sv.embed(ref_io["wav16k"]), ref_io["embedding"], rtol=1e-5, atol=1e-5)

@@ -270,13 +270,24 @@ def _describe_keys(keys: list[str], limit: int = 4) -> str:
 
 
 def _state_dict_or_explain(content: object, path: Path) -> dict[str, torch.Tensor]:
-    """The file's flat state dict, or a SVModelMismatchError saying what the file is instead."""
-    if (
-        isinstance(content, Mapping)
-        and content
-        and all(isinstance(v, torch.Tensor) for v in content.values())
-    ):
+    """The file's flat state dict, or a SVModelMismatchError saying what the file is instead.
+
+    The official file is the bare state dict; one wrapped in a training checkpoint's dict (``state_dict``,
+    ``model``, ``embedding_model``) is accepted when the wrapped dict is an ERes2NetV2's.
+    """
+
+    def tensors(obj: object) -> bool:
+        return (
+            isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+        )
+
+    if tensors(content):
         return dict(content)
+    if isinstance(content, Mapping):
+        for key in ("state_dict", "model", "embedding_model"):
+            inner = content.get(key)
+            if tensors(inner) and "layer3_ds.weight" in inner:
+                return dict(inner)
     kind = classify(content)
     what = {
         "gpt": "a GPT (S1) checkpoint",
