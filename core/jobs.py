@@ -8,11 +8,18 @@ The UI starts long jobs with `Job.start([...argv...])`: a child `python -m tools
 --events events.jsonl` whose stdout/stderr go to `log.txt` in the job folder. The child appends
 one JSON object per line to the events file (`EventWriter`); the parent tails it (`Job.poll`).
 Stopping a job terminates the child process group, so nothing keeps running in the background.
+
+How a job ended is told from its exit code *and* whether a stop was asked (`Job.stop_requested`):
+`describe_end` gives stopped / done / some failed / all failed / user error / killed for memory
+(SIGKILL that nobody asked for) / crashed (any other signal or code, named). `WorkerProcess` runs a
+stage's files in a spawned child that is restarted after a native crash, so one file that kills
+its process fails alone and the batch goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -36,9 +43,106 @@ def log_progress(done: int, total: int, message: str = "") -> None:
 
 
 # Exit codes of every job (stages, formatting, trainers, samples): 1 = some files failed (the rest ran),
-# 2 = a person's mistake (message on stderr), 130 = stopped (SIGTERM handled). A negative code from
-# subprocess means the process was killed by that signal.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 130
+# 2 = a person's mistake (message on stderr), 4 = every file failed (stages), 130 = stopped (SIGTERM
+# handled). A negative code from subprocess means the process was killed by that signal.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_ALL_FAILED, EXIT_STOPPED = 0, 1, 2, 4, 130
+
+
+def batch_exit_code(report: BatchReport) -> int:
+    """The exit code of a stage that ran a batch: stopped, all failed, some failed or fine."""
+    if report.cancelled:
+        return EXIT_STOPPED
+    if report.failures and not report.outputs:
+        return EXIT_ALL_FAILED
+    return EXIT_SOME_FAILED if report.failures else EXIT_OK
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def memory_limit_bytes() -> int | None:
+    """This machine's memory limit for jobs: the cgroup's (v2, then v1), else the physical memory."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            value = Path(path).read_text().strip()
+            if value != "max" and int(value) < 1 << 60:  # v1 writes a huge number for "no limit"
+                return int(value)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job ended. `kind`: done, some_failed, all_failed, user_error, stopped, out_of_memory, crashed."""
+
+    kind: str
+    code: int
+    signal: str = ""  # the signal's name when the process was killed by one
+    memory_limit: int | None = None  # bytes, for out_of_memory when known
+
+    @property
+    def failed(self) -> bool:
+        return self.kind in ("all_failed", "user_error", "out_of_memory", "crashed")
+
+    @property
+    def unexpected(self) -> bool:
+        """Neither a normal end, nor a person's mistake, nor a stop: its log says why."""
+        return self.kind in ("out_of_memory", "crashed")
+
+    def sentence(self) -> str:
+        """One English line (CLIs, logs); the UI translates the same cases in `ui.job_ui`."""
+        if self.kind == "done":
+            return "Done."
+        if self.kind == "some_failed":
+            return "Done, some files failed."
+        if self.kind == "stopped":
+            return "Stopped."
+        if self.kind in ("all_failed", "user_error"):
+            return "Failed."
+        if self.kind == "out_of_memory":
+            limit = f" (limit {self.memory_limit / 2**30:.1f} GiB)" if self.memory_limit else ""
+            return f"Failed: the job was killed (SIGKILL) without a stop request, most likely for running out of memory{limit}."
+        if self.signal:
+            return f"Failed: the job crashed (killed by {self.signal}, exit code {self.code})."
+        return f"Failed: the job crashed (exit code {self.code})."
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def describe_end(code: int, stop_requested: bool | None = None) -> JobEnd:
+    """Classify an exit code. `stop_requested`: whether this app asked the job to stop (None: unknown,
+    then only SIGTERM/SIGINT/SIGHUP and 130 count as a stop). A stop that came after the job had
+    finished by itself does not hide how it finished; a SIGKILL nobody asked for is told as memory."""
+    if code == EXIT_OK:
+        return JobEnd("done", code)
+    if code == EXIT_SOME_FAILED and not stop_requested:
+        return JobEnd("some_failed", code)
+    if code == EXIT_ALL_FAILED:
+        return JobEnd("all_failed", code)
+    if code == EXIT_USER_ERROR:
+        return JobEnd("user_error", code)
+    if stop_requested:
+        return JobEnd("stopped", code, signal_name(-code) if code < 0 else "")
+    if code == EXIT_STOPPED and stop_requested is None:
+        return JobEnd("stopped", code)
+    if code < 0:
+        name = signal_name(-code)
+        if -code == signal.SIGKILL:
+            return JobEnd("out_of_memory", code, name, memory_limit_bytes())
+        if stop_requested is None and -code in _STOP_SIGNALS:
+            return JobEnd("stopped", code, name)
+        return JobEnd("crashed", code, name)
+    if code == EXIT_STOPPED:  # 130 without a stop from here: a SIGTERM/SIGINT from outside
+        return JobEnd("crashed", code, "SIGTERM or SIGINT from outside the app")
+    if code in (128 + signal.SIGKILL, 128 + signal.SIGSEGV):  # a shell's way of saying "killed by"
+        return describe_end(-(code - 128), stop_requested)
+    return JobEnd("crashed", code)
 
 
 def never_stop() -> bool:
@@ -112,6 +216,7 @@ class Job:
     job_dir: Path
     process: subprocess.Popen
     _offset: int = 0
+    stop_requested: bool = False  # stop() was called while the child still ran
 
     @property
     def events_path(self) -> Path:
@@ -169,6 +274,7 @@ class Job:
         """Terminate the child and its process group; kill it if it does not exit in `grace` s."""
         if not self.running():
             return
+        self.stop_requested = True
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=grace)
@@ -180,8 +286,21 @@ class Job:
     def log_tail(self, max_chars: int = 4000) -> str:
         if not self.log_path.exists():
             return ""
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return text[-max_chars:]
+        with open(self.log_path, "rb") as f:  # only the end: a long job's log can be large
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_chars))
+            return f.read().decode("utf-8", errors="replace")[-max_chars:]
+
+    def last_lines(self, n: int = 12) -> str:
+        """The last `n` non-empty lines of the log (what a failure message shows)."""
+        lines = [line for line in self.log_tail(8000).splitlines() if line.strip()]
+        return "\n".join(lines[-n:])
+
+    def end(self) -> JobEnd:
+        """How the finished child ended (see `describe_end`)."""
+        code = self.process.returncode
+        if code is None:
+            raise RuntimeError("the job is still running")
+        return describe_end(code, self.stop_requested)
 
     def follow(self, interval: float = 0.25) -> Iterator[dict[str, Any]]:
         """Yield events until the child exits; stops the child if the consumer goes away."""
@@ -193,6 +312,196 @@ class Job:
                     break
                 time.sleep(interval)
             yield from self.poll()
-            yield {"type": "exit", "returncode": self.process.returncode}
+            yield {"type": "exit", "returncode": self.process.returncode, "stopped": self.stop_requested}
         finally:
             self.stop()
+
+
+# ---------------------------------------------------------------- a worker process that survives crashes
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker process died while handling an item (a native crash, a kill): the item failed."""
+
+    def __init__(self, code: int | None, pid: int | None = None) -> None:
+        self.code, self.pid = code, pid  # pid: to find the temporaries the dead worker left
+        if code is not None and code < 0:
+            how = f"killed by {signal_name(-code)}"
+            if -code == signal.SIGKILL:
+                limit = memory_limit_bytes()
+                how += ", most likely for running out of memory" + (
+                    f" (limit {limit / 2**30:.1f} GiB)" if limit else ""
+                )
+        else:
+            how = f"exit code {code}"
+        super().__init__(f"the worker process crashed on this file ({how}); the other files go on")
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise JobCancelled("stopped")
+
+
+def serve_worker(conn: Any, init: Callable[[Any], Any], handle: Callable[..., Any], init_arg: Any) -> None:
+    """Child side of `WorkerProcess`: `state = init(init_arg)` once, then `handle(state, item, progress)`
+    for each item received; replies ("ready"), ("fatal", exc), ("progress", d, t, m), ("done", value),
+    ("error", exc) or ("cancelled",). A SIGTERM (the job's stop) unwinds as JobCancelled."""
+    faulthandler.enable()  # a native crash leaves its Python stack in the job's log
+    signal.signal(signal.SIGTERM, _raise_stop)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _serve(conn, init, handle, init_arg)
+    finally:  # leaving: a late SIGTERM must end the process quietly, not raise in interpreter shutdown
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _send(conn: Any, message: tuple) -> None:
+    """Send to the parent; a parent that has gone (stopped, closed the pipe) means: stop here."""
+    try:
+        conn.send(message)
+    except (BrokenPipeError, EOFError, OSError) as e:
+        raise JobCancelled("the parent went away") from e
+
+
+def _serve(conn: Any, init: Callable[[Any], Any], handle: Callable[..., Any], init_arg: Any) -> None:
+    try:
+        state = init(init_arg)
+    except JobCancelled:
+        return
+    except Exception as e:  # the parent re-raises it: a missing model is the person's to fix
+        with contextlib.suppress(JobCancelled):
+            _send(conn, ("fatal", _picklable(e)))
+        return
+    with contextlib.suppress(JobCancelled):
+        _send(conn, ("ready",))
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, JobCancelled):  # the parent went away, or the job was stopped while idle
+            return
+        if item is None:
+            return
+        try:
+            value = handle(state, item, lambda d, t, m: _send(conn, ("progress", d, t, m)))
+            reply = ("done", value)
+        except JobCancelled:
+            with contextlib.suppress(JobCancelled):
+                _send(conn, ("cancelled",))
+            return
+        except Exception as e:  # one file's error is reported; the worker serves the next one
+            reply = ("error", _picklable(e))
+        try:
+            _send(conn, reply)
+        except JobCancelled:
+            return
+
+
+def _picklable(e: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # an exception type with a custom __init__: keep its message
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+class WorkerProcess:
+    """Parent side: items run one at a time in a spawned child; a crash fails that item only.
+
+    `target` is a module-level function `(conn, init_arg) -> None` that calls `serve_worker`. The
+    child is started on first use and again after a crash (its `init`, e.g. loading a model, runs
+    again). `run` returns the handler's value, re-raises its exception, raises `WorkerCrashed` when
+    the child died and `JobCancelled` when `should_stop()` turned true (the child is then ended).
+    """
+
+    def __init__(self, target: Callable[[Any, Any], None], init_arg: Any, poll: float = 0.2) -> None:
+        self.target, self.init_arg, self.poll = target, init_arg, poll
+        self._process: Any = None
+        self._conn: Any = None
+
+    def _start(self, should_stop: StopFn) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # the parent may hold torch threads: no fork
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=self.target, args=(child, self.init_arg), daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        reply = self._receive(should_stop, on_progress=None)
+        if reply[0] == "fatal":
+            self._process.join(10)  # it leaves by itself after saying why
+            self.close()
+            raise reply[1]
+
+    def _receive(self, should_stop: StopFn, on_progress: ProgressFn | None) -> tuple:
+        while True:
+            if should_stop():
+                self.close()
+                raise JobCancelled("stopped")
+            if self._conn.poll(self.poll):
+                try:
+                    reply = self._conn.recv()
+                except EOFError:
+                    reply = None
+                if reply is None:
+                    break
+                if reply[0] == "progress":
+                    if on_progress is not None:
+                        on_progress(*reply[1:])
+                    continue
+                return reply
+            if not self._process.is_alive():
+                break
+        self._process.join(5)
+        code, pid = self._process.exitcode, self._process.pid
+        self._process, self._conn = None, None
+        raise WorkerCrashed(code, pid)
+
+    def run(self, item: Any, on_progress: ProgressFn = log_progress, should_stop: StopFn = never_stop) -> Any:
+        if self._process is None:
+            self._start(should_stop)
+        try:
+            self._conn.send(item)
+            reply = self._receive(should_stop, on_progress)
+        except BaseException:
+            if self._process is not None and not isinstance(sys.exc_info()[1], WorkerCrashed):
+                self.close()  # a stop (SIGTERM/JobCancelled) while waiting: end the child too
+            raise
+        if reply[0] == "done":
+            return reply[1]
+        if reply[0] == "error":
+            raise reply[1]
+        self.close()
+        raise JobCancelled("stopped")  # ("cancelled",): the child saw the stop first
+
+    def finish(self) -> None:
+        """The batch is over: let an idle child leave on its own, then make sure it is gone."""
+        if self._process is not None and self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._process.join(5)
+        self.close()
+
+    def close(self, grace: float = 5.0) -> None:
+        """End the child: ask it to stop (SIGTERM, so it removes its temp files), then kill it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            self._conn.close()
+        if process.is_alive():
+            process.terminate()
+            process.join(grace)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()

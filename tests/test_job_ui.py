@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR
+from core.jobs import EXIT_ALL_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR, Job
 from ui.context import AppContext
-from ui.job_ui import JobAlreadyRunning, crashed, exit_message, start_job, stop_job, was_stopped
+from ui.job_ui import (
+    JobAlreadyRunning,
+    crashed,
+    exit_message,
+    failure_details,
+    start_job,
+    stop_job,
+    stop_message,
+    was_stopped,
+)
 
 
 def test_one_job_per_tab_state_and_stop(tmp_path):
@@ -20,7 +29,9 @@ def test_one_job_per_tab_state_and_stop(tmp_path):
     other = start_job(ctx, other_state, "tests.support.sleeper", [], "sleep")
     stop_job(state)
     assert not job.running() and other.running()
-    assert was_stopped(job.process.returncode)
+    assert job.stop_requested and not other.stop_requested
+    assert was_stopped(job.process.returncode, job.stop_requested)
+    assert exit_message(ctx.i18n, job.process.returncode, job.stop_requested) == "Stopped."
     stop_job(other_state)
 
 
@@ -28,11 +39,46 @@ def test_exit_messages(tmp_path):
     _ = AppContext.create(tmp_path, "en_US").i18n
     assert exit_message(_, EXIT_OK) == "Done."
     assert exit_message(_, EXIT_SOME_FAILED) == "Done, some files failed."
-    assert exit_message(_, EXIT_STOPPED) == exit_message(_, -15) == "Stopped."
+    assert exit_message(_, EXIT_ALL_FAILED) == "Failed."  # a batch whose only file failed
+    assert exit_message(_, EXIT_STOPPED) == exit_message(_, -15) == "Stopped."  # unknown who stopped it
+    assert exit_message(_, -15, stopped=True) == exit_message(_, -9, stopped=True) == "Stopped."
     assert exit_message(_, EXIT_USER_ERROR) == "Failed."
     assert "exit code 3" in exit_message(_, 3)
 
 
+def test_a_crash_or_a_kill_nobody_asked_for_is_not_told_as_a_stop(tmp_path):
+    _ = AppContext.create(tmp_path, "en_US").i18n
+    segv = exit_message(_, -11, stopped=False)
+    assert "crashed" in segv and "SIGSEGV" in segv and "-11" in segv
+    oom = exit_message(_, -9, stopped=False)
+    assert "SIGKILL" in oom and "out of memory" in oom and "GiB" in oom  # the machine's limit is known here
+    assert "Stopped" not in exit_message(_, -15, stopped=False)
+    assert exit_message(_, EXIT_OK, stopped=True) == "Done."  # it had finished before the stop arrived
+
+
 def test_only_an_unexpected_exit_is_a_crash():
-    assert [crashed(c) for c in (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED, -9)] == [False] * 5
-    assert crashed(3) and crashed(137)
+    assert [
+        crashed(c) for c in (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_STOPPED, EXIT_ALL_FAILED)
+    ] == [False] * 5
+    assert crashed(3) and crashed(-11) and crashed(-9, stopped=False)
+    assert not crashed(-9, stopped=True)
+
+
+def test_failure_details_are_the_last_log_lines_of_a_crashed_job(tmp_path):
+    code = "import os, signal; print('\\n'.join(f'line {i}' for i in range(30)), flush=True); os.kill(os.getpid(), signal.SIGSEGV)"
+    job = Job.start("tests.support.run_code", [code], tmp_path / "job")
+    events = list(job.follow(interval=0.05))
+    assert events[-1] == {"type": "exit", "returncode": -11, "stopped": False}
+    details = failure_details(job, -11, stopped=False)
+    assert details.splitlines()[-1] == "line 29" and "line 17" not in details  # the last 12 lines
+    assert failure_details(job, EXIT_OK, stopped=False) == ""
+
+
+def test_stop_button_on_a_finished_job_says_how_it_ended(tmp_path):
+    ctx = AppContext.create(tmp_path, "en_US")
+    assert stop_message(ctx.i18n, {}) == "Nothing is running."
+    state = {"job": Job.start("tests.support.run_code", ["raise SystemExit(4)"], tmp_path / "j")}
+    state["job"].process.wait(timeout=60)
+    assert stop_message(ctx.i18n, state) == "Failed."
+    running = {"job": Job.start("tests.support.sleeper", [], tmp_path / "s")}
+    assert stop_message(ctx.i18n, running) == "Stopped."

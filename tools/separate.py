@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.audio import AudioDecodeError, list_audio_files
+from core.audio import AudioDecodeError, list_audio_files, open_audio
 from core.errors import UserError
-from core.fsutil import make_temp_path, unique_path
+from core.fsutil import make_temp_path, remove_stale_temporaries, unique_path
 from core.jobs import (
     EXIT_STOPPED,
     BatchReport,
@@ -48,8 +48,13 @@ from core.jobs import (
     JobCancelled,
     ProgressFn,
     StopFn,
+    WorkerCrashed,
+    WorkerProcess,
+    batch_exit_code,
+    describe_end,
     log_progress,
     never_stop,
+    serve_worker,
 )
 from tools.demucs_models import (
     BUILTIN_MODELS,
@@ -146,34 +151,24 @@ def pick_device(device: str = "auto") -> str:
 # ---------------------------------------------------------------- input: a seekable file at the model rate
 
 
-def _transcode(path: Path, sample_rate: int, dest: Path) -> Path:
-    """Stream-decode `path` with PyAV into a float wav at `sample_rate` (channels kept)."""
-    import av
+def _transcode(path: Path, sample_rate: int, channels: int, dest: Path) -> Path:
+    """Stream `path` into a float wav at `sample_rate` with the model's `channels`, block by block.
+
+    Any channel count and rate: `core.audio` decodes (soundfile, else PyAV as packed float, which
+    reads 8-channel files that PyAV's planar frames crashed on) and resamples as it goes.
+    """
     import soundfile as sf
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(f"{path.name}: the file has no audio stream")
-            stream = container.streams.audio[0]
-            channels = stream.codec_context.channels or 1
-            resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=sample_rate)
-            with sf.SoundFile(
-                str(dest), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT", format="WAV"
-            ) as out:
-                for frame in container.decode(stream):
-                    for o in resampler.resample(frame):
-                        out.write(o.to_ndarray().T)  # (n, channels)
-                for o in resampler.resample(None):
-                    out.write(o.to_ndarray().T)
-    except AudioDecodeError:
-        raise
-    except Exception as e:  # PyAV/ffmpeg raise many types; one message naming the file
-        raise AudioDecodeError(f"{path.name}: not a readable audio file ({e})") from e
+    stream = open_audio(path, sample_rate, mono=False)
+    with sf.SoundFile(
+        str(dest), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT", format="WAV"
+    ) as out:
+        for block in stream.blocks():  # (c, n) at sample_rate
+            out.write(to_channels(block, channels).T)  # (n, channels)
     return dest
 
 
-def _prepare_input(path: Path, sample_rate: int, tmp_dir: Path) -> Path:
+def _prepare_input(path: Path, sample_rate: int, channels: int, tmp_dir: Path) -> Path:
     """`path` itself when soundfile reads it at `sample_rate`, else a transcoded temp wav."""
     import soundfile as sf
 
@@ -187,7 +182,7 @@ def _prepare_input(path: Path, sample_rate: int, tmp_dir: Path) -> Path:
             return path
     except Exception:
         pass  # not a soundfile format (mp3 in old libsndfile, m4a, …): PyAV below
-    return _transcode(path, sample_rate, tmp_dir / "input.wav")
+    return _transcode(path, sample_rate, channels, tmp_dir / "input.wav")
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -344,9 +339,10 @@ def separate_file(
         if should_stop():
             raise JobCancelled("separation stopped")
 
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".separate-", dir=out_dir))
+    # The pid in the name: after a crash the batch's parent removes exactly the dead worker's folder.
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".separate-{os.getpid()}-", dir=out_dir))
     try:
-        source = _prepare_input(path, sr, tmp_dir)
+        source = _prepare_input(path, sr, channels, tmp_dir)
         temp_names = [planned[s].stem for s in STEMS]
         with (
             sf.SoundFile(str(source)) as infile,
@@ -416,6 +412,29 @@ def separate_file(
 # ---------------------------------------------------------------- many files
 
 
+def _remove_leftovers(path: Path, out_dir: Path, pid: int | None) -> None:
+    """What a crashed worker left of `path`'s separation: its temp folder and half-written stems."""
+    if pid is not None:
+        for d in out_dir.glob(f".separate-{pid}-*"):
+            shutil.rmtree(d, ignore_errors=True)
+    names = {p.name for p in _output_paths(path, out_dir).values()}
+    remove_stale_temporaries(out_dir, 0, only=lambda target: target in names)
+
+
+def _worker_init(options: SeparationOptions):
+    return load_model(options.model, options.model_dir, options.download)
+
+
+def _worker_handle(model, item: tuple[str, str, SeparationOptions], progress: ProgressFn) -> SeparationResult:
+    path, out_dir, options = item
+    return separate_file(path, out_dir, options, progress, never_stop, model=model)
+
+
+def separation_worker(conn, options: SeparationOptions) -> None:
+    """The worker process of an isolated batch: loads the model once, then separates file after file."""
+    serve_worker(conn, _worker_init, _worker_handle, options)
+
+
 def separate_inputs(
     inputs: list[str | Path],
     out_dir: str | Path,
@@ -423,10 +442,15 @@ def separate_inputs(
     progress: ProgressFn = log_progress,
     should_stop: StopFn = never_stop,
     on_result: Callable[[SeparationResult], None] = lambda r: None,
+    isolate: bool = False,
+    worker: Callable = separation_worker,
 ) -> BatchReport:
     """Separate every audio file in `inputs` (files or folders); one file's failure does not stop the rest.
 
-    The model loads once; a missing or unsafe model raises before any file is touched.
+    The model loads once; a missing or unsafe model raises before any file is touched. With
+    `isolate` (the CLI's default) the files run in a `core.jobs.WorkerProcess` (`worker`): a file
+    that crashes its process natively (a segfault, a kill for memory) is reported as failed with
+    the signal, the worker restarts (loading the model again) and the rest of the batch goes on.
     """
     options = options or SeparationOptions()
     options.validate()
@@ -439,28 +463,43 @@ def separate_inputs(
         for p in _output_paths(f, out_dir).values():
             if p.resolve() in input_keys:
                 raise OutputConflictError(f"{p} is an input; choose another output folder")
-    model = load_model(options.model, options.model_dir, options.download)
+    pool = WorkerProcess(worker, options) if isolate else None
+    model = None if isolate else load_model(options.model, options.model_dir, options.download)
     report = BatchReport()
     scale = 1000  # progress ticks per file, so one bar covers the whole batch
-    for i, f in enumerate(files):
-        if should_stop():
-            report.cancelled = True
-            break
+    try:
+        for i, f in enumerate(files):
+            if should_stop():
+                report.cancelled = True
+                break
 
-        def file_progress(done: int, total: int, message: str, i: int = i) -> None:
-            progress(i * scale + int(scale * done / max(total, 1)), len(files) * scale, message)
+            def file_progress(done: int, total: int, message: str, i: int = i) -> None:
+                progress(i * scale + int(scale * done / max(total, 1)), len(files) * scale, message)
 
-        try:
-            result = separate_file(f, out_dir, options, file_progress, should_stop, model=model)
-        except JobCancelled:
-            report.cancelled = True
-            break
-        except (AudioDecodeError, SeparationError, OutputConflictError, OSError, RuntimeError) as e:
-            logger.warning("%s: %s", f, e)
-            report.failures.append(FileFailure(str(f), str(e)))
-            continue
-        report.outputs.extend(str(p) for p in result.outputs)
-        on_result(result)
+            try:
+                if pool is not None:
+                    result = pool.run((str(f), str(out_dir), options), file_progress, should_stop)
+                else:
+                    result = separate_file(f, out_dir, options, file_progress, should_stop, model=model)
+            except JobCancelled:
+                report.cancelled = True
+                break
+            except (ModelNotFoundError, ModelLoadError, UnsafeModelError):
+                raise  # from the worker's start: nothing was separated, the person must fix the model
+            except WorkerCrashed as e:
+                logger.warning("%s: %s", f, e)
+                _remove_leftovers(f, out_dir, e.pid)
+                report.failures.append(FileFailure(str(f), str(e)))
+                continue
+            except (AudioDecodeError, SeparationError, OutputConflictError, OSError, RuntimeError) as e:
+                logger.warning("%s: %s", f, e)
+                report.failures.append(FileFailure(str(f), str(e)))
+                continue
+            report.outputs.extend(str(p) for p in result.outputs)
+            on_result(result)
+    finally:
+        if pool is not None:
+            pool.finish()
     progress(len(files) * scale, len(files) * scale, "cancelled" if report.cancelled else "done")
     return report
 
@@ -498,6 +537,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--crossfade", type=float, default=1.0, help="seconds of cross-fade between steps")
     p.add_argument("--pcm16", action="store_true", help="write 16-bit PCM instead of 32-bit float")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose two outputs already exist")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="separate in this process (a native crash then ends the batch; default: a worker process "
+        "that is restarted after a crash, so the other files go on)",
+    )
     p.add_argument("--events", default=None, help="append JSON-lines progress events to this file")
     return p
 
@@ -547,7 +592,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{r.input} -> {r.vocals}, {r.accompaniment}" + (" (skipped)" if r.skipped else ""))
 
     try:
-        report = separate_inputs(args.inputs, args.out, options, events.progress, on_result=on_result)
+        report = separate_inputs(
+            args.inputs, args.out, options, events.progress, on_result=on_result, isolate=not args.in_process
+        )
     except (
         ModelNotFoundError,
         ModelLoadError,
@@ -571,10 +618,9 @@ def _run(args: argparse.Namespace) -> int:
     events.emit("done", **report.to_dict())
     for failure in report.failures:
         print(f"failed: {failure.path}: {failure.error}", file=sys.stderr)
-    if report.cancelled:
-        print("cancelled", file=sys.stderr)
-        return EXIT_STOPPED
-    return 1 if report.failures else 0
+    code = batch_exit_code(report)
+    print(describe_end(code).sentence(), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

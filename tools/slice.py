@@ -7,7 +7,9 @@ The cut decisions follow the RMS slicer of openvpi/audio-slicer as used by GPT-S
 input gives the same cut points. Differences, all deliberate:
 
 - the RMS curve is computed block by block from running sums of squares, never as a
-  (frames x window) matrix, so an hour of audio costs a few MB beyond the signal itself;
+  (frames x window) matrix, and the file is read twice in blocks (`core.audio.open_audio`): once
+  for the RMS curve, once to write the clips, so memory is a block plus the longest clip, never the
+  recording (a 3-hour file: the curve is 8 MB);
 - `max_length_s` splits over-long clips at their quietest frame (the reference has no maximum);
 - a clip whose peak exceeds 1 is divided by its peak once before mixing (the reference divides by
   the old peak twice); clips of pure digital silence are not written (the reference divides by 0);
@@ -26,7 +28,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from core.audio import DATASET_RATE, list_audio_files, load_audio, to_int16
+from core.audio import BLOCK_SECONDS, DATASET_RATE, list_audio_files, open_audio, to_int16
 from core.errors import UserError
 from core.fsutil import atomic_write_bytes, unique_path
 from core.jobs import (
@@ -162,31 +164,95 @@ class SliceReport(BatchReport):
 # RMS curve and cut points
 
 
+class RmsStream:
+    """`frame_rms` over consecutive blocks: push the signal in pieces, `finish()` gives the curve.
+
+    Frame `i` covers padded samples `[i*hop, i*hop + win)` (the signal with `win // 2` zeros on both
+    sides). Only the samples of frames not yet computed are kept (less than a block plus `win`).
+    Also keeps each hop's min and max (`envelope`), for drawing the waveform without the samples.
+    """
+
+    def __init__(self, win: int, hop: int, block_frames: int = 1024) -> None:
+        self.win, self.hop, self.block_frames = win, hop, block_frames
+        self.pad = win // 2
+        self.n = 0  # signal samples pushed
+        self._buf = np.zeros(self.pad, dtype=np.float64)  # padded samples from _buf_pos on
+        self._buf_pos = 0
+        self._next = 0  # next frame to compute
+        self._rms: list[np.ndarray] = []
+        self._lo: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+        self._env_tail = np.zeros(0, dtype=np.float32)  # samples of the hop not complete yet
+
+    def _frames(self, last: int) -> None:
+        """Compute frames `[_next, last)` from the buffer, then drop the samples no frame needs."""
+        hop, win = self.hop, self.win
+        for f0 in range(self._next, last, self.block_frames):
+            f1 = min(last, f0 + self.block_frames)
+            a = f0 * hop - self._buf_pos
+            seg = self._buf[a : (f1 - 1) * hop + win - self._buf_pos]
+            csum = np.empty(seg.shape[0] + 1, dtype=np.float64)
+            csum[0] = 0.0
+            np.cumsum(seg * seg, out=csum[1:])
+            starts = np.arange(f1 - f0) * hop
+            self._rms.append((csum[starts + win] - csum[starts]) / win)
+        self._next = max(self._next, last)
+        drop = self._next * hop - self._buf_pos
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_pos += drop
+
+    def _envelope(self, x: np.ndarray) -> None:
+        x = np.concatenate([self._env_tail, x.astype(np.float32, copy=False)])
+        whole = x.shape[0] // self.hop * self.hop
+        if whole:
+            hops = x[:whole].reshape(-1, self.hop)
+            self._lo.append(hops.min(axis=1))
+            self._hi.append(hops.max(axis=1))
+        self._env_tail = x[whole:].copy()
+
+    def push(self, x: np.ndarray) -> RmsStream:
+        x = np.asarray(x).reshape(-1)
+        piece = self.block_frames * self.hop  # a whole recording pushed at once is taken in pieces
+        for i in range(0, x.shape[0], piece):
+            self._push(x[i : i + piece])
+        return self
+
+    def _push(self, x: np.ndarray) -> None:
+        self.n += x.shape[0]
+        self._envelope(x)
+        self._buf = np.concatenate([self._buf, x.astype(np.float64)])
+        end = self._buf_pos + self._buf.shape[0]
+        if end >= self.win:
+            self._frames((end - self.win) // self.hop + 1)
+
+    def finish(self) -> np.ndarray:
+        """The RMS curve, float64 `(frames,)`, frames = 1 + (n + 2*pad - win) // hop."""
+        total = max(0, 1 + (self.n + 2 * self.pad - self.win) // self.hop)
+        self._buf = np.concatenate([self._buf, np.zeros(self.pad, dtype=np.float64)])
+        self._frames(total)
+        if self._env_tail.size:
+            self._lo.append(self._env_tail.min(keepdims=True))
+            self._hi.append(self._env_tail.max(keepdims=True))
+            self._env_tail = np.zeros(0, dtype=np.float32)
+        out = np.concatenate(self._rms) if self._rms else np.zeros(0, dtype=np.float64)
+        return np.sqrt(np.maximum(out[:total], 0.0))  # rounding can leave -1e-17 where it is silent
+
+    def envelope(self) -> tuple[np.ndarray, np.ndarray]:
+        """(min, max) of each hop of the signal, float32 `(ceil(n / hop),)` each (after `finish`)."""
+        if not self._lo:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._lo), np.concatenate(self._hi)
+
+
 def frame_rms(audio: np.ndarray, win: int, hop: int, block_frames: int = 1024) -> np.ndarray:
     """RMS of centred frames: librosa framing with `win // 2` zeros padded on both sides.
 
     Frame `i` covers padded samples `[i*hop, i*hop + win)`, i.e. it is centred on sample `i*hop`.
-    Computed per block of frames from a float64 cumulative sum of squares, so memory is
-    O(block_frames * hop + win), not O(frames * win). Returns float64 `(frames,)`.
+    Computed per block of frames from a float64 cumulative sum of squares (`RmsStream`), so memory
+    is O(block_frames * hop + win), not O(frames * win). Returns float64 `(frames,)`.
     """
-    x = np.asarray(audio)
-    n = x.shape[0]
-    pad = win // 2
-    frames = max(0, 1 + (n + 2 * pad - win) // hop)
-    out = np.empty(frames, dtype=np.float64)
-    for f0 in range(0, frames, block_frames):
-        f1 = min(frames, f0 + block_frames)
-        a, b = f0 * hop - pad, (f1 - 1) * hop + win - pad  # block span in unpadded sample coordinates
-        seg = np.zeros(b - a, dtype=np.float64)
-        lo, hi = max(a, 0), min(b, n)
-        if hi > lo:
-            seg[lo - a : hi - a] = x[lo:hi]
-        csum = np.empty(seg.shape[0] + 1, dtype=np.float64)
-        csum[0] = 0.0
-        np.cumsum(seg * seg, out=csum[1:])
-        starts = np.arange(f1 - f0) * hop
-        out[f0:f1] = (csum[starts + win] - csum[starts]) / win
-    return np.sqrt(np.maximum(out, 0.0))  # rounding can leave -1e-17 where the window is silent
+    return RmsStream(win, hop, block_frames).push(np.asarray(audio)).finish()
 
 
 def _silent_runs(silent: np.ndarray) -> list[tuple[int, int]]:
@@ -276,12 +342,17 @@ def find_cuts(audio: np.ndarray, params: SliceParams = SliceParams()) -> list[tu
     x = np.asarray(audio)
     if x.ndim != 1:
         raise ValueError(f"find_cuts wants mono audio of shape (samples,), got {x.shape}")
-    n = x.shape[0]
+    return cuts_from_rms(frame_rms(x, fr.win, fr.hop), x.shape[0], params)
+
+
+def cuts_from_rms(rms: np.ndarray, n: int, params: SliceParams = SliceParams()) -> list[tuple[int, int]]:
+    """`find_cuts` from the RMS curve (`frame_rms` / `RmsStream`) of a signal of `n` samples."""
+    params.validate()
+    fr = _Frames.of(params)
     if n == 0:
         return []
     if n <= fr.min_length:  # the reference compares samples with min_length in frames; keep that
         return [(0, n)]
-    rms = frame_rms(x, fr.win, fr.hop)
     total = rms.shape[0]
     tags = _silence_tags(rms, fr)
     if not tags:
@@ -359,21 +430,85 @@ def check_output_dir(inputs: Sequence[str | Path], out_dir: str | Path) -> Path:
     return out
 
 
+@dataclass
+class Scan:
+    """What one reading of a file gives: its length, RMS curve, cut points and waveform envelope."""
+
+    n: int  # samples at `sample_rate`
+    sample_rate: int
+    segments: list[tuple[int, int]]
+    envelope_lo: np.ndarray  # float32 (ceil(n / hop),): min of each hop
+    envelope_hi: np.ndarray  # float32, max of each hop
+    hop: int
+
+
+def scan_file(
+    path: str | Path, params: SliceParams = SliceParams(), block_seconds: float = BLOCK_SECONDS
+) -> Scan:
+    """Read `path` once in blocks and find its cuts (memory: one block, the curve and the envelope)."""
+    params.validate()
+    fr = _Frames.of(params)
+    stream = open_audio(path, params.sample_rate, block_seconds=block_seconds)
+    rms = RmsStream(fr.win, fr.hop)
+    for block in stream.blocks():  # (samples,) float32 at params.sample_rate
+        rms.push(block)
+    curve = rms.finish()
+    lo, hi = rms.envelope()
+    return Scan(rms.n, stream.sample_rate, cuts_from_rms(curve, rms.n, params), lo, hi, fr.hop)
+
+
+def iter_segments(
+    blocks: Iterator[np.ndarray], segments: list[tuple[int, int]], n: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """`(start, end, samples[start:min(end, n)])` for each segment (ordered by start), from blocks.
+
+    Only the samples from the start of the first segment not yet complete are kept: a block plus
+    the longest segment.
+    """
+    pending = sorted(segments)
+    k = 0
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # absolute index of buf[0]
+    for block in blocks:
+        buf = np.concatenate([buf, block])
+        end = buf_start + buf.shape[0]
+        while k < len(pending) and min(pending[k][1], n) <= end:
+            s, e = pending[k]
+            yield s, e, buf[s - buf_start : min(e, n) - buf_start].copy()
+            k += 1
+        keep_from = pending[k][0] if k < len(pending) else end
+        keep_from = min(max(keep_from, buf_start), end)
+        buf = buf[keep_from - buf_start :]
+        buf_start = keep_from
+    end = buf_start + buf.shape[0]
+    for s, e in pending[k:]:  # the header promised more samples than came: what there is
+        if min(e, end) > s:
+            yield s, e, buf[s - buf_start : min(e, end) - buf_start].copy()
+
+
 def slice_file(
-    path: str | Path, out_dir: str | Path | None, params: SliceParams = SliceParams(), dry_run: bool = False
+    path: str | Path,
+    out_dir: str | Path | None,
+    params: SliceParams = SliceParams(),
+    dry_run: bool = False,
+    block_seconds: float = BLOCK_SECONDS,
 ) -> SliceResult:
-    """Slice one file into `out_dir` (nothing is written when `dry_run` or `out_dir` is None)."""
+    """Slice one file into `out_dir` (nothing is written when `dry_run` or `out_dir` is None).
+
+    The file is read twice in blocks (cuts, then clips), never whole.
+    """
     params.validate()
     path = Path(path)
-    audio, sr = load_audio(path, params.sample_rate)  # (samples,) float32
-    segments = find_cuts(audio, params)
-    result = SliceResult(str(path), segments, sample_rate=sr, duration_s=audio.shape[0] / sr)
+    scan = scan_file(path, params, block_seconds)
+    sr = scan.sample_rate
+    result = SliceResult(str(path), scan.segments, sample_rate=sr, duration_s=scan.n / sr)
     if dry_run or out_dir is None:
         return result
     out = check_output_dir([path], out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for start, end in segments:
-        clip = normalise(audio[start:end], params.max_peak, params.alpha)
+    blocks = open_audio(path, params.sample_rate, block_seconds=block_seconds).blocks()
+    for start, end, samples in iter_segments(blocks, scan.segments, scan.n):
+        clip = normalise(samples, params.max_peak, params.alpha)
         if clip is None:
             result.silent_skipped += 1
             continue

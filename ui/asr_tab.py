@@ -18,7 +18,7 @@ from core.jobs import Job
 from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, local_model_folder, model_status
 from ui.context import AppContext, InputError
 from ui.errors import shown_in_toast
-from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.job_ui import exit_message, failure_details, start_job, stop_message
 from ui.wiring import connect
 
 PREVIEW_ROWS = 20
@@ -335,15 +335,16 @@ def follow_transcription(ctx: AppContext, job: Job) -> Iterator[tuple[str, str, 
         elif kind == "result":
             text, rows = summary(ctx, event), preview_rows(event.get("list_path"))
         elif kind == "exit":
-            message = exit_message(_, event["returncode"])
-            if crashed(event["returncode"]):
-                text = job.log_tail(1000)  # a crash: the log says why
+            code, stopped = event["returncode"], event.get("stopped")
+            message = exit_message(_, code, stopped)
+            details = failure_details(job, code, stopped)
+            if details:  # a crash or a kill: the log says why
+                text = (text + "\n\n" if text else "") + "```\n" + details + "\n```"
         yield message, text, rows
 
 
 def stop_transcription(ctx: AppContext, state: dict[str, Any]) -> str:
-    stop_job(state)
-    return ctx.i18n("Stopped.")
+    return stop_message(ctx.i18n, state)
 
 
 # ---------- wiring ----------

@@ -2,7 +2,9 @@
 
 A tab keeps its running `Job` in its per-session `gr.State` dict under "job"; the Stop handler
 reads the same dict, so it stops that user's job and nobody else's. The exit codes are the stage
-CLIs' own (`core.jobs`); a negative code means the process was killed by a signal.
+CLIs' own (`core.jobs`); a negative code means the process was killed by a signal. Whether the
+person asked for the stop comes with the job's "exit" event (`stopped`): only then is the end
+"Stopped."; a signal nobody asked for is a crash (named), a SIGKILL most likely the memory limit.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import tempfile
 from typing import Any
 
 from core.errors import UserError
-from core.jobs import EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USER_ERROR, Job
+from core.jobs import Job, JobEnd, describe_end
 from i18n import I18n
 from ui.context import AppContext
 
@@ -37,24 +39,61 @@ def stop_job(state: dict[str, Any]) -> None:
         job.stop()
 
 
-def was_stopped(code: int) -> bool:
-    return code == EXIT_STOPPED or code < 0
+def stop_message(i18n: I18n, state: dict[str, Any]) -> str:
+    """What the Stop button's status says: a job that had already ended is not "Stopped."."""
+    job = state.get("job")
+    if job is None:
+        return i18n("Nothing is running.")
+    was_running = job.running()
+    job.stop()
+    return i18n("Stopped.") if was_running else exit_message(i18n, job.process.returncode, job.stop_requested)
 
 
-def crashed(code: int) -> bool:
+def was_stopped(code: int, stopped: bool | None = None) -> bool:
+    return describe_end(code, stopped).kind == "stopped"
+
+
+def crashed(code: int, stopped: bool | None = None) -> bool:
     """The job ended neither normally, nor on a user error, nor because it was stopped: its log says why."""
-    return code not in (EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR) and not was_stopped(code)
+    return describe_end(code, stopped).unexpected
 
 
-def exit_message(i18n: I18n, code: int) -> str:
+def end_message(i18n: I18n, end: JobEnd) -> str:
     """A short status line for a finished job."""
     _ = i18n
-    if code == EXIT_OK:
+    if end.kind == "done":
         return _("Done.")
-    if code == EXIT_SOME_FAILED:
+    if end.kind == "some_failed":
         return _("Done, some files failed.")
-    if was_stopped(code):
+    if end.kind == "stopped":
         return _("Stopped.")
-    if code == EXIT_USER_ERROR:
+    if end.kind in ("all_failed", "user_error"):
         return _("Failed.")
-    return _("Failed: the job crashed (exit code {code}); see its log below.", code=code)
+    if end.kind == "out_of_memory":
+        if end.memory_limit:
+            return _(
+                "Failed: the job was killed (SIGKILL) although nobody stopped it, most likely because it ran "
+                "out of memory (limit {limit} GiB); the last lines of its log are below.",
+                limit=f"{end.memory_limit / 2**30:.1f}",
+            )
+        return _(
+            "Failed: the job was killed (SIGKILL) although nobody stopped it, most likely because it ran "
+            "out of memory; the last lines of its log are below."
+        )
+    if end.signal:
+        return _(
+            "Failed: the job crashed (killed by {signal}, exit code {code}); the last lines of its log are below.",
+            signal=end.signal,
+            code=end.code,
+        )
+    return _("Failed: the job crashed (exit code {code}); see its log below.", code=end.code)
+
+
+def exit_message(i18n: I18n, code: int, stopped: bool | None = None) -> str:
+    """`end_message` for an exit code; `stopped`: whether the person asked for the stop (None: unknown)."""
+    return end_message(i18n, describe_end(code, stopped))
+
+
+def failure_details(job: Job, code: int, stopped: bool | None = None, lines: int = 12) -> str:
+    """The last log lines of a job that crashed or was killed (empty for any other end)."""
+    return job.last_lines(lines) if crashed(code, stopped) else ""

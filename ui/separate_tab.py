@@ -29,7 +29,7 @@ from tools.demucs_models import (
 )
 from ui.context import AppContext, InputError, person_files
 from ui.errors import shown_in_toast
-from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.job_ui import exit_message, failure_details, start_job, stop_message
 from ui.wiring import connect
 
 
@@ -253,15 +253,16 @@ def follow_separation(ctx: AppContext, job: Job) -> Iterator[tuple[str, str, lis
         elif kind == "done":
             failed += [f"{Path(f['path']).name}: {f['error']}" for f in event["failures"]]
         elif kind == "exit":
-            message = exit_message(ctx.i18n, event["returncode"])
-            if crashed(event["returncode"]):
-                failed.append(job.log_tail(1000))  # a crash: the log says why
+            code, stopped = event["returncode"], event.get("stopped")
+            message = exit_message(ctx.i18n, code, stopped)
+            details = failure_details(job, code, stopped)  # a crash or a kill: the log says why
+            if details:
+                failed.append("\n```\n" + details + "\n```")
         yield message, "\n".join(f"- {f}" for f in failed), done
 
 
 def stop_separation(ctx: AppContext, state: dict[str, Any]) -> str:
-    stop_job(state)
-    return ctx.i18n("Stopped.")
+    return stop_message(ctx.i18n, state)
 
 
 # ---------- wiring ----------

@@ -19,13 +19,13 @@ import numpy as np
 
 from core.fsutil import unique_path
 from core.jobs import Job
-from tools.slice import SliceParams, check_output_dir, default_workers, find_cuts
+from tools.slice import Scan, SliceParams, check_output_dir, default_workers, scan_file
 from ui.context import AppContext, InputError, person_files
 from ui.errors import shown_in_toast
-from ui.job_ui import crashed, exit_message, start_job, stop_job
+from ui.job_ui import exit_message, failure_details, start_job, stop_message
 from ui.wiring import connect
 
-PREVIEW_FILES = 8  # preview loads whole files: keep it to a few
+PREVIEW_FILES = 8  # preview reads each file in full (in blocks): keep it to a few
 PLOT_POINTS = 2000  # envelope bins drawn per waveform
 
 
@@ -101,19 +101,28 @@ def cli_args(inputs: list[Path], out: Path, p: SliceParams, workers: int) -> lis
     return args
 
 
-def waveform_figure(audio: np.ndarray, sr: int, segments: list[tuple[int, int]], title: str):
+def envelope_bins(
+    lo: np.ndarray, hi: np.ndarray, points: int = PLOT_POINTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-hop (min, max) reduced to at most `points` bins: (first hop of each bin, min, max)."""
+    m = lo.shape[0]
+    if m == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1)
+    edges = np.linspace(0, m, max(1, min(points, m)) + 1).astype(np.int64)[:-1]
+    edges = np.unique(edges)
+    return edges, np.minimum.reduceat(lo, edges), np.maximum.reduceat(hi, edges)
+
+
+def waveform_figure(scan: Scan, title: str):
     """Envelope (min/max per bin, `PLOT_POINTS` bins) with kept segments shaded and cuts marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    n = audio.shape[0]
-    bins = max(1, min(PLOT_POINTS, n))
-    edges = np.linspace(0, n, bins + 1).astype(np.int64)
-    lo = np.minimum.reduceat(audio, edges[:-1]) if n else np.zeros(1)
-    hi = np.maximum.reduceat(audio, edges[:-1]) if n else np.zeros(1)
-    t = edges[:-1] / sr
+    n, sr, segments = scan.n, scan.sample_rate, scan.segments
+    edges, lo, hi = envelope_bins(scan.envelope_lo, scan.envelope_hi)
+    t = edges * scan.hop / sr
     fig = Figure(figsize=(10, 2.8), tight_layout=True)
     ax = fig.add_subplot()
     ax.fill_between(t, lo, hi, color="#555", linewidth=0)
@@ -129,8 +138,12 @@ def waveform_figure(audio: np.ndarray, sr: int, segments: list[tuple[int, int]],
 
 
 def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any]]]:
-    """Figure for the first file and table rows for up to `PREVIEW_FILES` files; writes nothing."""
-    from core.audio import list_audio_files, load_audio
+    """Figure for the first file and table rows for up to `PREVIEW_FILES` files; writes nothing.
+
+    Each file is read in blocks (`tools.slice.scan_file`): the figure is drawn from the per-hop
+    envelope, so a long recording costs its RMS curve, not its samples.
+    """
+    from core.audio import list_audio_files
 
     files = list_audio_files(inputs)[:PREVIEW_FILES]
     if not files:
@@ -139,14 +152,14 @@ def preview(inputs: list[Path], params: SliceParams) -> tuple[Any, list[list[Any
     fig = None
     sr = params.sample_rate
     for f in files:
-        audio, _sr = load_audio(f, sr)  # (samples,) float32, loaded once per file
-        segments = find_cuts(audio, params)
+        scan = scan_file(f, params)
+        segments = scan.segments
         rows += [
             [f.name, k, round(s / sr, 2), round(e / sr, 2), round((e - s) / sr, 2)]
             for k, (s, e) in enumerate(segments, 1)
         ]
         if fig is None:
-            fig = waveform_figure(audio, sr, segments, f"{f.name}: {len(segments)}")
+            fig = waveform_figure(scan, f"{f.name}: {len(segments)}")
     return fig, rows
 
 
@@ -318,7 +331,7 @@ def start_slicing(
 def follow_slicing(ctx: AppContext, job: Job, out: Path) -> Iterator[tuple[str, str]]:
     """Progress lines while the job runs, then how it ended and what it wrote."""
     _ = ctx.i18n
-    result, code = None, None
+    result, code, stopped = None, None, None
     for event in job.follow():
         kind = event.get("type")
         if kind == "progress":
@@ -328,16 +341,16 @@ def follow_slicing(ctx: AppContext, job: Job, out: Path) -> Iterator[tuple[str, 
         elif kind == "error":
             raise gr.Error(event["message"])  # the stage's own message for a user error
         elif kind == "exit":
-            code = event["returncode"]
-    done = exit_message(_, code) if code is not None else _("Failed.")
-    if code is not None and crashed(code):
-        done += "\n\n" + job.log_tail(1000)  # a crash: the log says why
+            code, stopped = event["returncode"], event.get("stopped")
+    done = exit_message(_, code, stopped) if code is not None else _("Failed.")
+    details = failure_details(job, code, stopped) if code is not None else ""
+    if details:  # a crash or a kill: the log says why
+        done += "\n\n" + details
     yield done, summary(ctx, result, out, code)
 
 
 def stop_slicing(ctx: AppContext, state: dict[str, Any]) -> str:
-    stop_job(state)
-    return ctx.i18n("Stopped.")
+    return stop_message(ctx.i18n, state)
 
 
 # ---------- wiring ----------

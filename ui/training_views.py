@@ -44,6 +44,7 @@ def model_labels(_: Translator) -> dict[str, str]:
         "s2d": _("SoVITS (S2) discriminator"),
         "hubert": _("HuBERT (chinese-hubert-base)"),
         "bert": _("BERT (chinese-roberta-wwm-ext-large)"),
+        "sv": _("Speaker verification (ERes2NetV2, v2Pro/v2ProPlus)"),
     }
 
 
@@ -184,7 +185,7 @@ def result_line(result: StepResult, _: Translator) -> str:
             sig=-code,
         )
     else:
-        verdict = exit_message(_, code)
+        verdict = exit_message(_, code, result.stopped or None)
     line = f"- {step_labels(_)[result.step]}: {verdict}"
     return f"{line} {result.error}" if result.error else line
 
