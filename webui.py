@@ -1,11 +1,12 @@
 """The web UI: one Gradio Blocks app, one tab per stage, each tab thin over the library.
 
-    python webui.py [--host 127.0.0.1] [--port 9874] [--workspace workspace] [--lang zh_CN]
+    python webui.py [--host 127.0.0.1] [--port 9874] [--workspace workspace] [--lang zh_CN] [--max-text N]
 
 Nothing heavy happens at import or start-up: models load when a tab first needs them. The server
 binds to localhost unless `--host` says otherwise (then it warns when there is no `--auth`), shares
 publicly only with `--share`, serves files from the workspace only, refuses uploads over
 `--max-upload`, and removes what Gradio cached of uploads after a day. Failed logins are slowed down.
+A synthesis takes at most `--max-text` characters; concurrent ones take turns sentence by sentence.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from core.fsutil import remove_stale_temporaries
 from core.jobs import runtime_env
+from gpt_sovits.infer.request import add_max_text_flag
 from ui.context import REPO_ROOT, AppContext
 
 if TYPE_CHECKING:
@@ -174,6 +177,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"largest file an upload may be, e.g. 500mb or 10gb (default {DEFAULT_MAX_UPLOAD})",
     )
+    add_max_text_flag(p)
     p.add_argument("--lang", default=None, help="UI language, e.g. en_US or zh_CN (default: system locale)")
     p.add_argument(
         "--workspace",
@@ -189,7 +193,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx = AppContext.create(args.workspace, args.lang, args.model_dir)
+    ctx = replace(AppContext.create(args.workspace, args.lang, args.model_dir), max_text=args.max_text)
     # Gradio copies uploads into its temp folder and serves from there: keep that inside the workspace.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.workspace / ".gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

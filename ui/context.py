@@ -51,6 +51,7 @@ class AppContext:
     workspace: Path
     i18n: I18n
     model_dir: Path
+    max_text: int | None = None  # webui's --max-text: longest text a synthesis takes (None: its default)
 
     @classmethod
     def create(

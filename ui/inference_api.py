@@ -4,9 +4,15 @@
     client = Client("http://127.0.0.1:9874/")
     wav, details = client.predict("你好，世界。", "zh", handle_file("ref.wav"), api_name="/synthesize")
 
-Returns the path of a 32 kHz wav (written to `<workspace>/outputs/`, downloaded by the client) and a
-JSON string: sample_rate, seed, duration, and per sentence its text, chosen candidate and every
-candidate's scores. `client.predict(api_name="/weights")` lists the weight files it accepts.
+Returns the path of a 32 kHz wav (written once, to `<workspace>/outputs/`, and served from there; the
+client downloads it) and a JSON string: sample_rate, seed, duration, and per sentence its text, chosen
+candidate and every candidate's scores. `client.predict(api_name="/weights")` lists the weight files it
+accepts.
+
+A text over the server's `--max-text` characters is refused with a message naming both numbers.
+Concurrent calls (and the tab's) take turns on the models sentence by sentence, so a short call is not
+held up by a long one. `job = client.submit(..., api_name="/synthesize")` then `job.cancel()` stops a
+call between two sentences and frees the models at once.
 
 The parameters of `/synthesize` are made from the one schema (`gpt_sovits.infer.request.SYNTHESIS_PARAMS`,
 every entry with ``api=True``) plus the files and weights (``endpoint_parameters``): `gr.api` reads the
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +66,11 @@ def endpoint_parameters(params: Sequence[schema.Param] | None = None) -> list[tu
     return spec + list(_TAIL)
 
 
-def endpoint(run: Callable[[dict[str, Any]], Any], params: Sequence[schema.Param] | None = None) -> Callable:
-    """A function with the generated signature of `/synthesize` that hands ``run`` the values by name."""
+def endpoint(
+    run: Callable[[dict[str, Any]], Awaitable[Any]], params: Sequence[schema.Param] | None = None
+) -> Callable:
+    """An async function with the generated signature of `/synthesize` that awaits ``run`` with the values
+    by name (async, so that Gradio's cancel reaches the running synthesis)."""
     spec = endpoint_parameters(params)
     signature = inspect.Signature(
         [
@@ -71,10 +80,10 @@ def endpoint(run: Callable[[dict[str, Any]], Any], params: Sequence[schema.Param
         return_annotation=tuple[FileData, str],
     )
 
-    def synthesize(*args: Any, **kwargs: Any) -> Any:
+    async def synthesize(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return run(dict(bound.arguments))
+        return await run(dict(bound.arguments))
 
     synthesize.__signature__ = signature  # type: ignore[attr-defined]
     synthesize.__annotations__ = {name: kind for name, kind, _d, _h in spec} | {
@@ -88,11 +97,18 @@ def endpoint(run: Callable[[dict[str, Any]], Any], params: Sequence[schema.Param
     return synthesize
 
 
-def run_synthesis(ctx: AppContext, cache: H.LazyCache, values: Mapping[str, Any]) -> tuple[FileData, str]:
-    """One `/synthesize` call: named values -> the wav and its JSON details."""
+async def run_synthesis(
+    ctx: AppContext, service: H.SynthesisService, values: Mapping[str, Any]
+) -> tuple[FileData, str]:
+    """One `/synthesize` call: named values -> the wav (a path in outputs/) and its JSON details."""
     with shown_in_toast(str, "/synthesize"):
         form = H.form_from_values({**values, "random_seed": False})
-        outcome = H.synthesize(form, ctx.workspace, ctx.model_dir, cache)
+        outcome = await service.run(
+            lambda job: H.synthesize(
+                form, ctx.workspace, ctx.model_dir, service.cache, job=job, max_text=service.max_text
+            ),
+            "/synthesize",
+        )
     details = H.result_summary(outcome.result)
     details["path"] = str(outcome.path)
     details["gpt"], details["sovits"] = str(outcome.gpt), str(outcome.sovits)
@@ -127,12 +143,14 @@ def list_weights(ctx: AppContext) -> str:
     )
 
 
-def register_api(ctx: AppContext, cache: H.LazyCache) -> None:
+def register_api(ctx: AppContext, service: H.SynthesisService) -> None:
     """The named endpoints `/synthesize` and `/weights` (parameters documented in their docstrings)."""
 
     def weights() -> str:
         return list_weights(ctx)
 
     weights.__doc__ = list_weights.__doc__
-    gr.api(endpoint(lambda values: run_synthesis(ctx, cache, values)), api_name="synthesize", **H.SYNTH_QUEUE)
+    gr.api(
+        endpoint(lambda values: run_synthesis(ctx, service, values)), api_name="synthesize", **H.SYNTH_QUEUE
+    )
     gr.api(weights, api_name="weights", concurrency_limit=None)

@@ -3,35 +3,55 @@ the form (named values -> a `SynthesisRequest`), one synthesis, tables, output f
 
 Nothing here imports gradio or loads a model, so every helper is a plain function a test can call. Both
 the tab (`ui/inference_tab.py`) and the API (`ui/inference_api.py`) use them; neither imports the other.
+
+Both run their model work through the app's one `SynthesisService`: the model cache, the turn scheduler
+that interleaves concurrent requests sentence by sentence (`gpt_sovits.infer.scheduler`), the worker
+threads, and the longest text accepted (`--max-text`). A handler awaits `service.run(work)`; when Gradio
+cancels it (the tab's Cancel, a client's `job.cancel()`), the job stops at its next turn and the models
+go to the next request at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from core.audio import DATASET_RATE
 from core.errors import UserError
 from core.fsutil import is_hidden_or_temp, resolve_inside, unique_path
-from gpt_sovits.infer.request import SynthesisRequest, knob_values, param, request_params
+from gpt_sovits.infer.request import (
+    MAX_TEXT_CHARS,
+    SynthesisRequest,
+    check_text_length,
+    knob_values,
+    param,
+    request_params,
+)
+from gpt_sovits.infer.scheduler import Job, TurnScheduler
 
 logger = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
 
-# Synthesis from the tab and from the API share one queue: at most this many run at once, the rest
-# wait their turn while every other event of the app keeps being served.
-SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": 1}
+# Synthesis from the tab and from the API share one Gradio queue of this many running requests (more
+# wait there). Running requests take turns on the models unit by unit (`SynthesisService.scheduler`), so a
+# short one is not held up by a long one; the bound keeps memory bounded (each holds its audio).
+SYNTH_CONCURRENCY = 8
+SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": SYNTH_CONCURRENCY}
+
+T = TypeVar("T")
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
 GPT_FOLDERS = ("GPT_weights_v2", "GPT_weights")
@@ -469,13 +489,14 @@ class SynthesisOutcome:
     request: Any  # the SynthesisRequest, kept for re-assembly
 
 
-def check_form(form: SynthesisForm) -> None:
+def check_form(form: SynthesisForm, max_text: int | None = MAX_TEXT_CHARS) -> None:
     """The checks the form can make before any model loads (the pipeline checks the rest)."""
     r = form.request
     if not r.ref_audio:
         raise InferenceUIError("Upload or record a reference clip (3–10 s) first.")
     if not (r.text or "").strip():
         raise InferenceUIError("Type the text to synthesise.")
+    check_text_length(r.text, max_text)
     for lang in (r.text_lang, r.ref_lang):
         if lang not in LANGUAGE_CODES:
             raise InferenceUIError(f"Unknown language {lang!r}: use one of {', '.join(LANGUAGE_CODES)}.")
@@ -500,13 +521,28 @@ def resolve_clvp(value: str | None, workspace: Path) -> Path | None:
     return path
 
 
-def make_synthesizer(gpt: str | Path, sovits: str | Path, model_dir: Path, cache: LazyCache) -> Any:
-    """A `gpt_sovits.Synthesizer` over the app's model cache, handed the CLVP reranker."""
+def make_synthesizer(
+    gpt: str | Path,
+    sovits: str | Path,
+    model_dir: Path,
+    cache: LazyCache,
+    job: Job | None = None,
+    max_text: int | None = MAX_TEXT_CHARS,
+) -> Any:
+    """A `gpt_sovits.Synthesizer` over the app's model cache, handed the CLVP reranker; with `job`, its
+    model work takes the job's turns."""
     import clvp
     from gpt_sovits import Synthesizer
 
+    turn = {"turn": job.turn} if job is not None else {}
     return Synthesizer(
-        str(gpt), str(sovits), str(model_dir), cache=cache.tts(), reranker_loader=clvp.load_scorer
+        str(gpt),
+        str(sovits),
+        str(model_dir),
+        cache=cache.tts(),
+        reranker_loader=clvp.load_scorer,
+        max_text=max_text,
+        **turn,
     )
 
 
@@ -516,13 +552,17 @@ def synthesize(
     model_dir: Path,
     cache: LazyCache,
     progress: Any = None,
+    job: Job | None = None,
+    max_text: int | None = MAX_TEXT_CHARS,
 ) -> SynthesisOutcome:
-    """Run one synthesis for the tab or the API and write the wav into `<workspace>/outputs/`.
+    """Run one synthesis for the tab or the API and write the wav, once, into `<workspace>/outputs/`.
 
-    `progress(done, total, message)` follows core.jobs.ProgressFn. Errors a person can fix are
-    UserErrors (TTSInputError, InferenceUIError, AudioDecodeError, missing models).
+    `progress(done, total, message)` follows core.jobs.ProgressFn; `job` (of the app's scheduler) gives the
+    model work its turns and its cancellation; a text over `max_text` characters is refused. Errors a
+    person can fix are UserErrors (TTSInputError, InferenceUIError, AudioDecodeError, missing models,
+    SynthesisCancelled).
     """
-    check_form(form)
+    check_form(form, max_text)
     roots = [workspace, model_dir]
     gpt = resolve_weight(form.gpt, gpt_choices(workspace, model_dir), roots, "GPT")
     sovits = resolve_weight(form.sovits, sovits_choices(workspace, model_dir), roots, "SoVITS")
@@ -535,7 +575,7 @@ def synthesize(
         seed=resolve_seed(form.request.seed, form.random_seed),
         asr_model=form.request.asr_model or None,
     )
-    synth = make_synthesizer(gpt, sovits, model_dir, cache)
+    synth = make_synthesizer(gpt, sovits, model_dir, cache, job, max_text)
     kwargs = {"progress": progress} if progress is not None else {}
     result = synth.synthesize(request, **kwargs)
     path = save_output(
@@ -574,3 +614,55 @@ class LazyCache:
 
                 self._whisper[name] = load_whisper(name, model_dir=model_dir)
             return self._whisper[name]
+
+
+# ------------------------------------------------------------------------------ synthesis service
+
+
+class SynthesisService:
+    """What the tab and the API share to run model work: the model cache, the turn scheduler and the
+    longest text accepted. One per app, made when the tab is built; its state lives here (no globals).
+    """
+
+    def __init__(self, max_text: int | None = MAX_TEXT_CHARS) -> None:
+        self.cache = LazyCache()
+        self.scheduler = TurnScheduler()
+        self.max_text = max_text
+
+    async def run(self, work: Callable[[Job], T], name: str = "") -> T:
+        """`work(job)` in a thread of its own, awaited by an async Gradio handler.
+
+        Cancelling the awaiting task (Gradio does on the tab's Cancel and on a client's `job.cancel()`)
+        cancels the job: the work stops at its next turn, and a turn still waited for is given up at
+        once. Not Gradio's worker threads: Gradio waits for a cancelled synchronous handler to end. The
+        thread is a daemon, so stopping the server never waits for a synthesis.
+        """
+        job = self.scheduler.job(name)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[T] = loop.create_future()
+        # gr.Progress finds its event through context variables: the thread runs in a copy of them.
+        context = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                value, error = context.run(work, job), None
+            except BaseException as e:  # handed to the awaiting handler, which shows it
+                value, error = None, e
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, outcome, value, error)
+
+        threading.Thread(target=target, name=f"synthesis {name}".strip(), daemon=True).start()
+        try:
+            return await outcome
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+
+
+def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

@@ -40,6 +40,7 @@ class InferenceLayout:
     text: gr.Textbox
     random_seed: gr.Checkbox
     go: gr.Button
+    cancel: gr.Button  # stops the running synthesis between two sentences
     out_audio: gr.Audio
     used_seed: gr.Textbox
     summary: gr.Markdown
@@ -200,7 +201,11 @@ def _reference(ctx: AppContext, knobs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _results(_: Callable[[str], str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"go": gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go")}
+    with gr.Row():
+        out: dict[str, Any] = {
+            "go": gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go", scale=4),
+            "cancel": gr.Button(_("Cancel"), variant="stop", elem_id="inf-cancel", scale=1),
+        }
     with gr.Row():
         out["out_audio"] = gr.Audio(
             label=_("Result (32 kHz)"), type="filepath", interactive=False, elem_id="inf-out"
@@ -243,8 +248,9 @@ def _history(_: Callable[[str], str]) -> dict[str, Any]:
     return {"history": history, "session": gr.State(None)}
 
 
-def layout(ctx: AppContext) -> InferenceLayout:
-    """Build the tab's components in place (inside the app's Blocks) and return them."""
+def layout(ctx: AppContext, max_text: int = schema.MAX_TEXT_CHARS) -> InferenceLayout:
+    """Build the tab's components in place (inside the app's Blocks) and return them; the text box
+    names ``max_text``, the longest text a synthesis takes."""
     _ = ctx.i18n
     gr.Markdown(
         _(
@@ -255,7 +261,12 @@ def layout(ctx: AppContext) -> InferenceLayout:
     parts = _models(ctx)
     knobs: dict[str, Any] = {}
     parts |= _reference(ctx, knobs)
-    parts["text"] = gr.Textbox(label=_("Text to synthesise"), lines=4, elem_id="inf-text")
+    parts["text"] = gr.Textbox(
+        label=_("Text to synthesise"),
+        info=_("At most {n} characters per synthesis.", n=f"{max_text:,}"),
+        lines=4,
+        elem_id="inf-text",
+    )
     with gr.Row():
         knobs.update(_knobs("text", _))
     sampling, parts["random_seed"] = _sampling(_)

@@ -7,9 +7,12 @@ returns {component: update}. The synthesis knobs come from the one schema
 (`gpt_sovits.infer.request.SYNTHESIS_PARAMS`), so the synthesis event's inputs are the layout's knobs.
 
 The tab is thin over `gpt_sovits` (one `Synthesizer` per request over the app's one model cache, created
-on first use) and `ui.inference_helpers`. Per-user state lives in `gr.State`: the last result (for
-playing and swapping candidates) and the session's history of generations. Results are written to
-`<workspace>/outputs/`.
+on first use) and `ui.inference_helpers`. Model work runs through the app's `SynthesisService`: the
+synthesis, play and swap handlers are async and await it, so concurrent requests (the tab's and the
+API's) take turns sentence by sentence, and Cancel (Gradio's `cancels=`) stops the running one between
+two sentences. Per-user state lives in `gr.State`: the last result (for playing and swapping candidates)
+and the session's history of generations. Results are written once, to `<workspace>/outputs/`, which
+Gradio serves as it is (a static path) instead of copying each result into its cache.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 
 import gradio as gr
 
+from gpt_sovits.infer.request import MAX_TEXT_CHARS
+from gpt_sovits.infer.scheduler import Job
 from ui import inference_helpers as H
 from ui.context import AppContext
 from ui.errors import shown_in_toast
@@ -40,11 +45,15 @@ Updates = dict[Any, Any]  # {output component: its new value or gr.update(...)}
 
 @dataclass(frozen=True)
 class InferenceContext:
-    """What every handler of the tab needs: the app, its model cache and the tab's components."""
+    """What every handler of the tab needs: the app, its synthesis service and the tab's components."""
 
     app: AppContext
-    cache: H.LazyCache
+    service: H.SynthesisService
     ui: InferenceLayout
+
+    @property
+    def cache(self) -> H.LazyCache:
+        return self.service.cache
 
     @property
     def _(self) -> Callable[..., str]:
@@ -185,14 +194,20 @@ def synthesis_inputs(ui: InferenceLayout) -> set[Any]:
     return {*ui.components(SYNTHESIS_FIELDS).values(), *ui.knobs.values(), ui.history}
 
 
-def synthesize_form(c: InferenceContext, values: Values, progress: Any = gr.Progress()) -> Updates:  # noqa: B008
+async def synthesize_form(c: InferenceContext, values: Values, progress: Any = gr.Progress()) -> Updates:  # noqa: B008
     """Synthesise from the form; show the audio, the seed, the candidates table and the history."""
-    ui = c.ui
+    ui, app, service = c.ui, c.app, c.service
     named = {n: values[comp] for n, comp in ui.components(SYNTHESIS_FIELDS).items()}
     named |= {n: values[comp] for n, comp in ui.knobs.items()}
+    report = _progress_adapter(progress)
     with shown_in_toast(c._, "synthesis"):
         form = H.form_from_values(named)
-        outcome = H.synthesize(form, c.app.workspace, c.app.model_dir, c.cache, _progress_adapter(progress))
+        outcome = await service.run(
+            lambda job: H.synthesize(
+                form, app.workspace, app.model_dir, service.cache, report, job=job, max_text=service.max_text
+            ),
+            "tab",
+        )
     result, path = outcome.result, str(outcome.path)
     options = H.candidate_options(result)
     return {
@@ -215,32 +230,40 @@ def _last_outcome(c: InferenceContext, values: Values) -> H.SynthesisOutcome:
     return state["outcome"]
 
 
-def play_candidate(c: InferenceContext, values: Values) -> Updates:
+async def play_candidate(c: InferenceContext, values: Values) -> Updates:
     """Decode the picked candidate (the result is unchanged) and play it."""
     from core.audio import to_int16
 
     outcome = _last_outcome(c, values)
     with shown_in_toast(c._, "play candidate"):
         i, j = H.parse_candidate(values[c.ui.pick], outcome.result)
-        synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache)
-        audio = H.candidate_audio(synth, outcome.result, i, j)
+
+        def decode(job: Job) -> Any:
+            synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
+            return H.candidate_audio(synth, outcome.result, i, j)
+
+        audio = await c.service.run(decode, "play")
     # Gradio caches it as a wav (outputs/ stays tidy); int16 is what it would convert to anyway.
     return {c.ui.cand_audio: (int(outcome.result.sample_rate), to_int16(audio))}
 
 
-def swap_candidate(c: InferenceContext, values: Values) -> Updates:
+async def swap_candidate(c: InferenceContext, values: Values) -> Updates:
     """Use the picked candidate: re-decode its piece only, save the new audio, add it to the history."""
     ui = c.ui
     outcome = _last_outcome(c, values)
+    text = outcome.request.text
     with shown_in_toast(c._, "use candidate"):
         i, j = H.parse_candidate(values[ui.pick], outcome.result)
         choices = [s.chosen for s in outcome.result.sentences]
         choices[i] = j
-        synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache)
-        # Updates the result in place (its chosen marks included).
-        audio = synth.reassemble(outcome.result, choices)
-        text = outcome.request.text
-        path = H.save_output(c.app.workspace / "outputs", audio, text, int(outcome.result.seed))
+
+        def swap(job: Job) -> Any:
+            synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
+            # Updates the result in place (its chosen marks included), once every piece is decoded.
+            audio = synth.reassemble(outcome.result, choices)
+            return H.save_output(c.app.workspace / "outputs", audio, text, int(outcome.result.seed))
+
+        path = await c.service.run(swap, "swap")
     return {
         ui.out_audio: str(path),
         ui.out_file: str(path),
@@ -250,10 +273,15 @@ def swap_candidate(c: InferenceContext, values: Values) -> Updates:
     }
 
 
+def cancelled(c: InferenceContext, values: Values) -> Updates:
+    """Cancel's own message; its `cancels=` has already stopped the running synthesis (between sentences)."""
+    return {c.ui.summary: c._("Cancelled.")}
+
+
 # ------------------------------------------------------------------------------------ wiring
 
 
-def bound(handler: Callable[..., Updates], c: InferenceContext) -> Callable[..., Updates]:
+def bound(handler: Callable[..., Any], c: InferenceContext) -> Callable[..., Any]:
     """`handler` with its context given, under its own name (Gradio names the endpoint by it)."""
     fn = functools.partial(handler, c)
     fn.__name__ = handler.__name__  # type: ignore[attr-defined]
@@ -294,7 +322,7 @@ def wire_reference(c: InferenceContext) -> None:
 
 def wire_synthesis(c: InferenceContext) -> None:
     ui = c.ui
-    ui.go.click(
+    go = ui.go.click(
         bound(synthesize_form, c),
         inputs=synthesis_inputs(ui),
         outputs=[ui.out_audio, ui.used_seed, ui.summary, ui.out_file, ui.table, ui.pick, ui.cand_audio]
@@ -302,21 +330,35 @@ def wire_synthesis(c: InferenceContext) -> None:
         api_visibility="private",  # the API is /synthesize (ui.inference_api), with named parameters
         **H.SYNTH_QUEUE,
     )
-    ui.play.click(
+    play = ui.play.click(
         bound(play_candidate, c), inputs={ui.pick, ui.session}, outputs=[ui.cand_audio], **H.SYNTH_QUEUE
     )
-    ui.swap.click(
+    swap = ui.swap.click(
         bound(swap_candidate, c),
         inputs={ui.pick, ui.session, ui.history},
         outputs=[ui.out_audio, ui.out_file, ui.table, ui.session, ui.history],
         **H.SYNTH_QUEUE,
     )
+    # Gradio cancels the running event: its awaiting handler's job stops at the next sentence and the
+    # models go to the next request at once (H.SynthesisService.run).
+    ui.cancel.click(
+        bound(cancelled, c),
+        inputs=set(),
+        outputs=[ui.summary],
+        cancels=[go, play, swap],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
 
 
 def build(ctx: AppContext) -> None:
-    cache = H.LazyCache()  # the app's one model cache; nothing loads until the first synthesis
-    c = InferenceContext(ctx, cache, layout(ctx))
+    # The app's one model cache and turn scheduler; nothing loads until the first synthesis.
+    service = H.SynthesisService(MAX_TEXT_CHARS if ctx.max_text is None else ctx.max_text)
+    # Results are served from outputs/ as they are: Gradio copies no static file into its cache.
+    # (Gradio keeps static paths per process; this app serves one workspace.)
+    gr.set_static_paths([ctx.workspace / "outputs"])
+    c = InferenceContext(ctx, service, layout(ctx, service.max_text))
     wire_models(c)
     wire_reference(c)
     wire_synthesis(c)
-    register_api(ctx, cache)
+    register_api(ctx, service)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.jobs import EXIT_OK, EXIT_USER_ERROR
-from gpt_sovits.infer.request import add_flags
+from gpt_sovits.infer.request import add_flags, add_max_text_flag
 
 if TYPE_CHECKING:
     from gpt_sovits.infer.result import SynthesisResult
@@ -41,6 +41,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .wav (32 kHz, 16-bit)")
     p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
     add_flags(p)
+    add_max_text_flag(p)
     p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/ etc.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     return p
@@ -79,7 +80,12 @@ def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> Synthes
     )
     model_dir = args.model_dir or DEFAULT_MODEL_DIR
     synth = Synthesizer(
-        args.gpt, args.sovits, model_dir, device=args.device, reranker_loader=clvp.load_scorer
+        args.gpt,
+        args.sovits,
+        model_dir,
+        device=args.device,
+        reranker_loader=clvp.load_scorer,
+        max_text=args.max_text,
     )
     return synth.synthesize(
         request, progress=lambda done, total, msg: print(f"{done}/{total} {msg}", file=sys.stderr)

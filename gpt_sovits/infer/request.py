@@ -13,6 +13,10 @@ So adding a sampling knob is one ``Param`` here (and using its value in the synt
 plain value (the text, the reference clips, the CLVP checkpoint, the weights) each surface takes its own
 way: a path on the CLI, an uploaded file in the API and the tab.
 
+The longest text one synthesis accepts (``MAX_TEXT_CHARS``, ``check_text_length``) is not a knob of the
+request but a limit of whoever runs the synthesiser: ``Synthesizer(max_text=...)``, the CLI's and the web
+app's ``--max-text`` (``add_max_text_flag``).
+
 Nothing here imports torch or numpy: the web UI builds its form from this module at start-up.
 """
 
@@ -35,6 +39,14 @@ if TYPE_CHECKING:
 
 class TTSInputError(UserError, ValueError):
     """An input a person can fix (reference length, empty text, unknown language, mismatched models...)."""
+
+
+class TextTooLongError(TTSInputError):
+    """The text is longer than the synthesiser's limit (``limit`` characters; it has ``length``)."""
+
+    def __init__(self, message: str, length: int, limit: int) -> None:
+        super().__init__(message)
+        self.length, self.limit = length, limit
 
 
 class ReferenceLengthError(TTSInputError):
@@ -233,6 +245,57 @@ def param(name: str, params: Iterable[Param] | None = None) -> Param:
         if p.name == name:
             return p
     raise KeyError(name)
+
+
+# ------------------------------------------------------------------------------------------ the text limit
+
+# The longest text one synthesis takes, in characters: about 5 minutes of speech. People read Chinese at
+# 4-5 characters a second (2000 characters: 7-8 minutes) and English at about 15 characters a second with
+# spaces and punctuation (2000 characters: 2-3 minutes). A longer text is refused with its length and the
+# limit named, before any model loads; whoever runs the synthesiser may raise or lower it.
+MAX_TEXT_CHARS = 2000
+
+MAX_TEXT_HELP = (
+    "longest text one synthesis accepts, in characters (default %(default)s: about 5 minutes of speech); "
+    "longer texts are refused with a message"
+)
+
+
+def check_text_length(text: str, limit: int | None = MAX_TEXT_CHARS) -> None:
+    """Raise TextTooLongError when ``text`` has more than ``limit`` characters (None: no limit)."""
+    length = len(text or "")
+    if limit is not None and length > limit:
+        raise TextTooLongError(
+            f"The text has {length:,} characters; this synthesiser takes at most {limit:,} characters at a "
+            f"time (about {_speech_minutes(limit)} of speech). Split it into parts of at most {limit:,} "
+            "characters.",
+            length,
+            limit,
+        )
+
+
+def _speech_minutes(chars: int) -> str:
+    """A rough length of speech for ``chars`` characters (2000 -> "5 minutes"), as the limit's note."""
+    minutes = max(1, round(chars / 400))  # between Chinese (~270 a minute) and English (~900 a minute)
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
+
+
+def text_limit(value: str) -> int:
+    """``--max-text``: a whole number of characters, 1 or more."""
+    try:
+        limit = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--max-text must be a whole number of characters, got {value!r}"
+        ) from None
+    if limit < 1:
+        raise argparse.ArgumentTypeError(f"--max-text must be 1 or more, got {limit}")
+    return limit
+
+
+def add_max_text_flag(parser: argparse.ArgumentParser, default: int = MAX_TEXT_CHARS) -> None:
+    """``--max-text N`` (the limit of ``check_text_length``), as the CLI and the web app offer it."""
+    parser.add_argument("--max-text", type=text_limit, default=default, metavar="N", help=MAX_TEXT_HELP)
 
 
 # ------------------------------------------------------------------------------------------ the request

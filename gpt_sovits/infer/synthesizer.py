@@ -23,12 +23,18 @@ from one seeded per piece, so ``reassemble`` can swap one piece's candidate and 
 
 The synthesiser never imports the reranker's package: its callers (the web UI, ``python -m gpt_sovits.infer``)
 hand it ``reranker_loader=clvp.load_scorer``.
+
+Bounded and fair: a text over ``max_text`` characters is refused before anything loads, and every unit of
+model work (the preparation, each S1 batch, each piece's scoring and S2 decode, each re-decoded candidate)
+runs inside ``turn()``, which a server hands in as ``job.turn`` of its ``gpt_sovits.infer.scheduler``: the
+units of concurrent requests then alternate on the one model, and a cancelled job stops between them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +48,13 @@ from gpt_sovits.device import autocast_for
 from gpt_sovits.infer.cache import ModelCache, clip_identity, file_key
 from gpt_sovits.infer.pieces import Piece, has_words, prompt_text, split_text, text_phones, text_pieces
 from gpt_sovits.infer.reference import check_reference, describe, read_reference
-from gpt_sovits.infer.request import SynthesisRequest, TTSInputError, check_ranges
+from gpt_sovits.infer.request import (
+    MAX_TEXT_CHARS,
+    SynthesisRequest,
+    TTSInputError,
+    check_ranges,
+    check_text_length,
+)
 from gpt_sovits.infer.result import (
     CandidateInfo,
     ProgressFn,
@@ -124,6 +136,8 @@ class Synthesizer:
     Cheap to build: the UI makes one per request around the app's shared ModelCache. ``scorers`` adds
     named candidate scorers with weights (see ``Scorer``). ``reranker_loader`` (e.g. ``clvp.load_scorer``)
     turns a request's ``clvp_path`` into the "clvp" scorer; without it such a request is refused.
+    ``max_text`` is the longest text accepted, in characters (None: no limit). ``turn`` is entered around
+    each unit of model work (default: nothing to wait for; a server passes ``job.turn`` of its scheduler).
     """
 
     rows_per_batch = 16  # S1 rows (pieces x candidates) decoded together
@@ -137,6 +151,8 @@ class Synthesizer:
         cache: ModelCache | None = None,
         scorers: Mapping[str, tuple[Scorer, float]] | None = None,
         reranker_loader: RerankerLoader | None = None,
+        max_text: int | None = MAX_TEXT_CHARS,
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.gpt_path = Path(gpt_path)
         self.sovits_path = Path(sovits_path)
@@ -145,6 +161,8 @@ class Synthesizer:
         self.cache = cache or ModelCache()
         self.scorers = dict(scorers or {})
         self.reranker_loader = reranker_loader
+        self.max_text = max_text
+        self.turn = turn
         self._device: torch.device | None = None
 
     # -- models ----------------------------------------------------------------------------------
@@ -536,13 +554,19 @@ class Synthesizer:
         self, request: SynthesisRequest, progress: ProgressFn, state: _RunState
     ) -> Iterator[StreamChunk]:
         timings = state.timings
-        plan = self._plan(request, state)
+        check_text_length(request.text, self.max_text)  # before waiting for a turn
+        with self.turn():
+            plan = self._plan(request, state)
         n = len(plan.pieces)
         progress(0, n, f"{n} piece(s) to synthesise")
         done = 0
+        # One turn per S1 batch and one per piece; none is held while the caller has a chunk.
         for b, batch in enumerate(_batches(n, self.rows_per_batch, request.candidates)):
-            for i, cands in zip(batch, self._sample(plan, batch, b, timings), strict=True):
-                sentence = self._choose(plan, i, cands, timings)
+            with self.turn():
+                sampled = self._sample(plan, batch, b, timings)
+            for i, cands in zip(batch, sampled, strict=True):
+                with self.turn():
+                    sentence = self._choose(plan, i, cands, timings)
                 done += 1
                 progress(done, n, f"piece {done}/{n} done")
                 if "first_audio" not in timings:
@@ -598,7 +622,10 @@ class Synthesizer:
         tokens = sentence.candidates[candidate].tokens
         if not tokens:
             raise TTSInputError(f"candidate {candidate + 1} of piece {piece + 1} has no tokens to decode")
-        return self._decode(tokens, sentence.phones, result.refer_specs, result.request, result.seed, piece)
+        with self.turn():
+            return self._decode(
+                tokens, sentence.phones, result.refer_specs, result.request, result.seed, piece
+            )
 
     def reassemble(self, result: SynthesisResult, choices: Sequence[int]) -> np.ndarray:
         """Audio with candidate ``choices[i]`` for piece i; only pieces whose choice changed are re-decoded.
