@@ -7,6 +7,11 @@ folder's name, lang = zh/en/ja/ko/yue or the detected code). Beside `X.list` goe
 one JSON object per written clip with the recognizer's confidence figures, so the label editor can
 show doubtful clips first. Clips that give no text are reported and left out of the list.
 
+Memory follows a window, not the file: a clip is read in blocks and a clip longer than
+`WINDOW_SECONDS` is transcribed window by window (each cut at its quietest 100 ms near the window's
+end, so words are rarely split), the texts joined; faster-whisper's features and VAD then cover
+one window at a time.
+
 An existing `X.list` (the user may have edited it) is copied into `.history/` beside it before it
 is replaced; nothing is written when no clip gave text.
 
@@ -22,14 +27,27 @@ import json
 import logging
 import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.audio import list_audio_files, load_audio
+import numpy as np
+
+from core.audio import list_audio_files, open_audio
 from core.errors import UserError
 from core.fsutil import atomic_write_text, backup_copy
-from core.jobs import EventWriter, FileFailure, ProgressFn, StopFn, log_progress, never_stop
+from core.jobs import (
+    EXIT_ALL_FAILED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EventWriter,
+    FileFailure,
+    ProgressFn,
+    StopFn,
+    log_progress,
+    never_stop,
+)
 from tools.labels import prune_history
 
 logger = logging.getLogger(__name__)
@@ -290,10 +308,44 @@ def join_segments(texts: list[str], language: str) -> str:
     return " ".join(text.split()) if language not in _UNSPACED_LANGUAGES else text.strip()
 
 
-def transcribe_clip(model, audio_path: Path, options: AsrOptions, pipeline=None) -> ClipTranscript:
-    """Transcribe one clip; `pipeline` is a BatchedInferencePipeline when batching."""
-    audio, _ = load_audio(audio_path, SAMPLE_RATE)  # (samples,) float32 mono; AudioDecodeError names the file
-    language = None if options.language == "auto" else options.language
+WINDOW_SECONDS = 300.0  # longest audio handed to faster-whisper at once (memory: features of 5 min)
+CUT_SEARCH_SECONDS = 10.0  # a window ends at the quietest 100 ms of its last 10 s
+
+
+def quiet_cut(audio: np.ndarray, sr: int, search_s: float = CUT_SEARCH_SECONDS) -> int:
+    """Index to end a window of `audio` at: the start of the quietest 100 ms frame in its last `search_s`."""
+    frame = max(1, sr // 10)
+    lo = max(0, audio.shape[0] - int(search_s * sr))
+    n = (audio.shape[0] - lo) // frame
+    if n < 2:
+        return audio.shape[0]
+    energy = np.square(audio[lo : lo + n * frame].reshape(n, frame)).mean(axis=1)
+    return lo + int(np.argmin(energy[1:]) + 1) * frame  # never the very first frame: no empty window
+
+
+def audio_windows(
+    path: Path, sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_SECONDS
+) -> Iterator[np.ndarray]:
+    """Mono float32 pieces of at most `window_s` (cut at quiet places), read in blocks."""
+    limit = int(window_s * sample_rate)
+    pending: list[np.ndarray] = []  # blocks not yet handed out (joined only once a window is full)
+    size = 0
+    for block in open_audio(path, sample_rate).blocks():
+        pending.append(block)
+        size += block.shape[0]
+        if size <= limit:
+            continue
+        buf = np.concatenate(pending)
+        while buf.shape[0] > limit:
+            cut = quiet_cut(buf[:limit], sample_rate)
+            yield buf[:cut]
+            buf = buf[cut:]
+        pending, size = [buf], buf.shape[0]
+    if size:
+        yield np.concatenate(pending)
+
+
+def _transcribe(model, audio: np.ndarray, options: AsrOptions, language: str | None, pipeline=None):
     vad = {"min_silence_duration_ms": options.min_silence_ms}
     if pipeline is not None:
         segments, info = pipeline.transcribe(
@@ -312,8 +364,28 @@ def transcribe_clip(model, audio_path: Path, options: AsrOptions, pipeline=None)
             vad_filter=options.vad_filter,
             vad_parameters=vad,
         )
-    segments = list(segments)  # the generator does the decoding
-    lang = (info.language or language or "").lower()
+    return list(segments), info  # the generator does the decoding
+
+
+def transcribe_clip(
+    model, audio_path: Path, options: AsrOptions, pipeline=None, window_s: float = WINDOW_SECONDS
+) -> ClipTranscript:
+    """Transcribe one clip; `pipeline` is a BatchedInferencePipeline when batching.
+
+    A clip longer than `window_s` goes window by window; the language found in the first window
+    is used for the others (the same speaker, the same language), so one clip gives one language.
+    """
+    language = None if options.language == "auto" else options.language
+    segments: list = []
+    duration, lang, lang_prob = 0.0, "", 0.0
+    for k, audio in enumerate(audio_windows(audio_path, SAMPLE_RATE, window_s)):
+        found, info = _transcribe(model, audio, options, language, pipeline)
+        if k == 0:
+            lang = (info.language or language or "").lower()
+            lang_prob = float(info.language_probability)
+            language = language or info.language
+        segments += found
+        duration += float(info.duration)
     text = join_segments([s.text for s in segments], lang)
     durations = [max(s.end - s.start, 0.0) for s in segments]
     total = sum(durations)
@@ -327,11 +399,11 @@ def transcribe_clip(model, audio_path: Path, options: AsrOptions, pipeline=None)
         path=str(audio_path.resolve()),
         text=text,
         language=lang,
-        language_probability=float(info.language_probability),
+        language_probability=lang_prob,
         avg_logprob=float(avg_logprob),
         no_speech_prob=float(max((s.no_speech_prob for s in segments), default=0.0)),
         compression_ratio=float(compression_ratio(text)),
-        duration=float(info.duration),
+        duration=duration,
     )
 
 
@@ -489,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {f.path}: {f.error}")
     if result.cancelled:
         print("stopped before the end")
-    return 1 if result.failures else 0
+    if result.failures and not result.entries and not result.empty:
+        return EXIT_ALL_FAILED  # every file failed: "Failed.", not "Done, some files failed."
+    return EXIT_SOME_FAILED if result.failures else EXIT_OK
 
 
 if __name__ == "__main__":
