@@ -151,8 +151,11 @@ class RawCheckpoint:
     header_version: str | None
 
 
-def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Read a torch weight file with the restricted unpickler (zip format, with or without version header)."""
+def read_checkpoint(path: str | Path, allow_versions: tuple[str, ...] = ()) -> RawCheckpoint:
+    """Read a torch weight file with the restricted unpickler (zip format, with or without version header).
+
+    Files whose header names a version outside v1/v2 are refused unless it is in `allow_versions`
+    (the v3/v4 loaders pass "v3-lora", "v4-lora")."""
     path = Path(path)
     problem = file_problem(path)
     if problem == "not found":
@@ -174,7 +177,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
             raise CheckpointError(
                 f"{path} is not a PyTorch weight file (starts with {data[:8]!r}); expected a GPT .ckpt or SoVITS .pth"
             )
-    if header_version is not None and header_version not in SUPPORTED_S2_VERSIONS:
+    if header_version is not None and header_version not in (*SUPPORTED_S2_VERSIONS, *allow_versions):
         raise UnsupportedVersionError(
             f"{path} is a SoVITS {header_version} file (version header {head!r}); only v1 and v2 SoVITS "
             "models are supported here"
