@@ -114,20 +114,29 @@ def test_v2_version_header_loads(tmp_path, io):
 
 @pytest.mark.parametrize(
     ("code", "name"),
-    [(b"02", "v3"), (b"03", "v3-lora"), (b"04", "v4-lora"), (b"05", "v2Pro"), (b"06", "v2ProPlus")],
+    [(b"02", "v3"), (b"03", "v3-lora"), (b"04", "v4-lora")],
 )
 def test_newer_versions_are_refused_by_header(tmp_path, code, name):
     path = _with_header(S2_WEIGHTS, tmp_path / "newer.pth", code)
-    with pytest.raises(UnsupportedVersionError, match=f"SoVITS {name} file"):
+    with pytest.raises(UnsupportedVersionError, match=f"SoVITS {name} file.*v3/v4 are separate models"):
         load_sovits(path)
 
 
-def test_v2pro_weights_without_header_are_refused(tmp_path):
+@pytest.mark.parametrize(("code", "name"), [(b"05", "v2Pro"), (b"06", "v2ProPlus")])
+def test_v2pro_header_on_v2_weights_is_refused(tmp_path, code, name):
+    # tests/test_s2_v2pro.py loads real v2Pro/v2ProPlus files; a v2 file with their header is mislabelled.
+    path = _with_header(S2_WEIGHTS, tmp_path / "mislabelled.pth", code)
+    with pytest.raises(CheckpointError, match=f"says it is SoVITS {name} but has no speaker-verification"):
+        load_sovits(path)
+
+
+def test_v2pro_weights_without_header_are_read_by_their_tensors(tmp_path):
     ckpt = torch.load(S2_G, weights_only=True)
     ckpt["weight"]["sv_emb.weight"] = torch.zeros(4, 4, dtype=torch.float16)
     path = tmp_path / "pro.pth"
     torch.save(ckpt, path)
-    with pytest.raises(UnsupportedVersionError, match="v2Pro"):
+    # Read as v2Pro (sv_emb), then refused because the rest of this v2 file does not fit a v2Pro model.
+    with pytest.raises(CheckpointError, match="does not match the SoVITS v2Pro model"):
         load_sovits(path)
 
 

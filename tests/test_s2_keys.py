@@ -47,9 +47,32 @@ def test_full_size_v1_differs_only_in_vocab_and_reference_bins():
     assert {k: list(v.shape) for k, v in sd.items()} == expected
 
 
-@pytest.mark.parametrize("version", ["v2Pro", "v2ProPlus", "v3", "v4"])
+def _build_official(version: str) -> SynthesizerTrn:
+    with torch.device("meta"):
+        return SynthesizerTrn(S2Config.for_version(version))
+
+
+def test_full_size_v2pro_matches_reference_table_exactly():
+    expected = _table("s2_v2pro_keys.tsv")
+    sd = _build_official("v2Pro").state_dict()
+    assert list(sd) == list(expected)
+    assert {k: list(v.shape) for k, v in sd.items()} == expected
+    assert len(sd) == 781
+    assert round(sum(v.numel() for v in sd.values()) / 1e6, 1) == 81.0
+
+
+def test_full_size_v2proplus_has_the_wider_generator():
+    pro = {k: list(v.shape) for k, v in _build_official("v2Pro").state_dict().items()}
+    plus = {k: list(v.shape) for k, v in _build_official("v2ProPlus").state_dict().items()}
+    assert list(plus) == list(pro)
+    assert plus["dec.conv_pre.weight"] == [768, 192, 7]
+    assert plus["dec.ups.0.weight_v"] == [768, 384, 20]
+    assert plus["sv_emb.weight"] == [1024, 20480] and plus["ge_to512.weight"] == [512, 1024]
+    assert {k for k in plus if plus[k] != pro[k]} <= {k for k in plus if k.startswith("dec.")}
+    assert round(sum(torch.Size(s).numel() for s in plus.values()) / 1e6, 1) == 99.9
+
+
+@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
 def test_other_versions_are_refused(version):
-    with pytest.raises(UnsupportedS2Version, match="v1 and v2"):
+    with pytest.raises(UnsupportedS2Version, match="v3/v4 are different models"):
         _build(version)
-    # The v2Pro table has the extra speaker-verification modules this model does not build.
-    assert {"sv_emb.weight", "ge_to512.weight", "prelu.weight"} <= set(_table("s2_v2pro_keys.tsv"))

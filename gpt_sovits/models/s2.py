@@ -1,4 +1,4 @@
-"""S2 of GPT-SoVITS: `SynthesizerTrn` (VITS with a semantic-token content path and MRTE), v1/v2.
+"""S2 of GPT-SoVITS: `SynthesizerTrn` (VITS with a semantic-token content path and MRTE), v1/v2/v2Pro/v2ProPlus.
 
 Semantic tokens (25 Hz) + target phones + a reference linear spectrogram -> 32 kHz waveform.
 
@@ -9,8 +9,16 @@ Semantic tokens (25 Hz) + target phones + a reference linear spectrogram -> 32 k
 `ge` is the reference encoder's style vector from the first 704 linear-spectrogram bins (v2;
 all 1025 bins for v1). Training adds the posterior encoder `enc_q` over the target spectrogram,
 the forward flow and a random slice for the generator; see `SynthesizerTrn.forward`.
+
+v2Pro / v2ProPlus (`configs/s2v2Pro.json`, `s2v2ProPlus.json`: gin 1024, no dropout; ProPlus has a
+wider generator) add a speaker-verification embedding sv (B, 20480) per reference:
+
+    ge = prelu(ref_enc(spec) + sv_emb(sv))   (B, gin, 1)   conditions enc_q, flow and dec
+    ge_to512(ge)                             (B, 512, 1)   conditions MRTE (fixed 512 wide)
+
+With several references each one's ge (after the PReLU) is computed with its own sv, then averaged.
 Parameter names and shapes equal the reference (`GPT_SoVITS/module/models.py`), so official
-weights load strictly. v2Pro/v2ProPlus (speaker-verification embedding) are not implemented.
+weights load strictly.
 """
 
 from __future__ import annotations
@@ -43,15 +51,53 @@ from gpt_sovits.models.modules import (
 )
 from gpt_sovits.models.quantize import ResidualVectorQuantizer
 
-SUPPORTED_VERSIONS = ("v1", "v2")
-# Phone vocabulary sizes of the official symbol tables (text/symbols.py, text/symbols2.py).
+SUPPORTED_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+SV_VERSIONS = ("v2Pro", "v2ProPlus")  # S2 takes a speaker-verification embedding besides the spectrogram
+# Phone vocabulary sizes of the official symbol tables (text/symbols.py, text/symbols2.py); v2Pro and
+# v2ProPlus use v2's table.
 N_SYMBOLS = {"v1": 322, "v2": 732}
 SSL_DIM = 768  # HuBERT base hidden size, hard-coded in the reference
+SV_DIM = 20480  # ERes2NetV2 forward3 embedding size (gpt_sovits.models.sv)
+MRTE_GE_DIM = 512  # MRTE adds ge at its fixed hidden size
 REF_ENC_BINS_V2 = 704  # v2 and later feed only the first 704 spectrogram bins to the style encoder
+# Multi-period discriminator periods (besides the scale discriminator) per version.
+DISCRIMINATOR_PERIODS: dict[str, tuple[int, ...]] = {
+    "v1": (2, 3, 5, 7, 11),
+    "v2": (2, 3, 5, 7, 11),
+    "v2Pro": (2, 3, 5, 7, 11, 17, 23),
+    "v2ProPlus": (2, 3, 5, 7, 11, 17, 23),
+}
+# Model sizes that differ from configs/s2.json in configs/s2v2Pro.json / s2v2ProPlus.json.
+VERSION_MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "v1": {},
+    "v2": {},
+    "v2Pro": {"gin_channels": 1024, "p_dropout": 0.0},
+    "v2ProPlus": {
+        "gin_channels": 1024,
+        "p_dropout": 0.0,
+        "upsample_initial_channel": 768,
+        "upsample_kernel_sizes": [20, 16, 8, 2, 2],
+    },
+}
+
+
+_SV_MISSING = (
+    "this SoVITS {version} model needs a speaker-verification embedding (sv_emb, 1 x 20480) for each "
+    "reference; compute it with gpt_sovits.models.sv from the reference audio"
+)
 
 
 class UnsupportedS2Version(UserError, ValueError):
-    """The S2 model version is not one this implementation can build (only v1 and v2 are)."""
+    """The S2 model version is not one this implementation can build (v1, v2, v2Pro, v2ProPlus are)."""
+
+
+class SVEmbeddingError(UserError, ValueError):
+    """The speaker-verification embedding is missing (v2Pro/v2ProPlus), not wanted (v1/v2) or misshapen."""
+
+
+def symbol_version(version: str) -> str:
+    """The phone table a model version uses: v1's, else v2's."""
+    return "v1" if version == "v1" else "v2"
 
 
 # --- config --------------------------------------------------------------------------------------
@@ -113,21 +159,43 @@ class S2Config:
 
     @property
     def n_symbols(self) -> int:
-        return N_SYMBOLS[self.version]
+        return N_SYMBOLS[symbol_version(self.version)]
+
+    @property
+    def uses_sv(self) -> bool:
+        """True for v2Pro/v2ProPlus: decode and training take a speaker-verification embedding."""
+        return self.version in SV_VERSIONS
+
+    @property
+    def discriminator_periods(self) -> tuple[int, ...]:
+        return DISCRIMINATOR_PERIODS[self.version]
+
+    @classmethod
+    def for_version(cls, version: str, **overrides: Any) -> S2Config:
+        """The official config of `version` (configs/s2.json, s2v2Pro.json, s2v2ProPlus.json)."""
+        if version not in SUPPORTED_VERSIONS:
+            raise UnsupportedS2Version(
+                f"S2 version {version!r} is not supported; use one of {', '.join(SUPPORTED_VERSIONS)} "
+                "(v3/v4 are different models)"
+            )
+        return cls(version=version, **{**VERSION_MODEL_SIZES[version], **overrides})
 
     def validate(self) -> None:
         if self.version not in SUPPORTED_VERSIONS:
             raise UnsupportedS2Version(
-                f"S2 version {self.version!r} is not supported; this implementation builds v1 and v2 "
-                "SoVITS models (v2Pro/v2ProPlus need a speaker-verification model, v3/v4 are different models)"
+                f"S2 version {self.version!r} is not supported; this implementation builds "
+                f"{', '.join(SUPPORTED_VERSIONS)} SoVITS models (v3/v4 are different models)"
             )
         if self.semantic_frame_rate not in ("25hz", "50hz"):
             raise ValueError(
                 f"semantic_frame_rate must be '25hz' or '50hz', got {self.semantic_frame_rate!r}"
             )
-        if self.hidden_channels != 192 or self.gin_channels != 512:
+        if self.hidden_channels != 192:
             # MRTE is built with fixed sizes in the reference (content 192, hidden 512).
-            raise ValueError("S2 needs hidden_channels=192 and gin_channels=512 (MRTE has fixed sizes)")
+            raise ValueError("S2 needs hidden_channels=192 (MRTE has fixed sizes)")
+        if not self.uses_sv and self.gin_channels != MRTE_GE_DIM:
+            # v1/v2 add ge to MRTE's 512-wide hidden state directly; v2Pro maps it with ge_to512.
+            raise ValueError(f"S2 {self.version} needs gin_channels=512 (MRTE adds ge at 512 channels)")
 
     # flat form
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +240,8 @@ class S2Config:
         extra = {k: v for k, v in hps.items() if k not in ("model", "data", "train")}
         v = version or model.get("version") or extra.get("version") or "v2"
         model.pop("version", None)
+        # Sizes a config leaves out are its version's official ones (gin 1024 for v2Pro, ...).
+        kwargs = {**VERSION_MODEL_SIZES.get(v, {}), **kwargs}
         kwargs["resblock"] = str(kwargs.get("resblock", "1"))
         if kwargs.get("resblock_dilation_sizes") is not None:
             kwargs["resblock_dilation_sizes"] = [list(x) for x in kwargs["resblock_dilation_sizes"]]
@@ -443,6 +513,10 @@ class SynthesizerTrn(nn.Module):
         stride = 2 if cfg.semantic_frame_rate == "25hz" else 1
         self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, stride, stride=stride)
         self.quantizer = ResidualVectorQuantizer(dimension=SSL_DIM, n_q=1, bins=1024)
+        if cfg.uses_sv:
+            self.sv_emb = nn.Linear(SV_DIM, cfg.gin_channels)
+            self.ge_to512 = nn.Linear(cfg.gin_channels, MRTE_GE_DIM)
+            self.prelu = nn.PReLU(num_parameters=cfg.gin_channels)
 
     @property
     def has_posterior(self) -> bool:
@@ -450,14 +524,69 @@ class SynthesizerTrn(nn.Module):
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def style(self, spec: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Reference embedding `ge` (B, gin, 1) from a linear spectrogram (B, 1025, T)."""
+    @property
+    def uses_sv(self) -> bool:
+        return self.cfg.uses_sv
+
+    def style(
+        self, spec: torch.Tensor, lengths: torch.Tensor | None = None, sv_emb: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Reference embedding `ge` (B, gin, 1) from a linear spectrogram (B, 1025, T).
+
+        v2Pro/v2ProPlus: `sv_emb` (B or 1, 20480) is projected and added before the PReLU, as the reference.
+        """
         if lengths is None:
             lengths = torch.full((spec.size(0),), spec.size(2), dtype=torch.long, device=spec.device)
         mask = sequence_mask(lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)  # (B, 1, T)
         if self.version != "v1":
             spec = spec[:, :REF_ENC_BINS_V2]
-        return self.ref_enc(spec * mask, mask)
+        ge = self.ref_enc(spec * mask, mask)
+        if self.uses_sv:
+            if sv_emb is None:
+                raise SVEmbeddingError(_SV_MISSING.format(version=self.version))
+            ge = self.prelu(ge + self.sv_emb(sv_emb.to(ge.dtype)).unsqueeze(-1))  # (B, gin, 1)
+        return ge
+
+    def mrte_style(self, ge: torch.Tensor) -> torch.Tensor:
+        """What MRTE adds: ge itself (v1/v2, 512 wide) or ge_to512(ge) (v2Pro/v2ProPlus): (B, 512, 1)."""
+        if not self.uses_sv:
+            return ge
+        return self.ge_to512(ge.transpose(1, 2)).transpose(1, 2)
+
+    def _sv_per_reference(
+        self, sv_emb: torch.Tensor | Sequence[torch.Tensor] | None, n_refs: int
+    ) -> list[torch.Tensor | None]:
+        """One embedding (B or 1, 20480) per reference, or Nones for v1/v2; clear errors otherwise."""
+        if not self.uses_sv:
+            if sv_emb is not None:
+                raise SVEmbeddingError(
+                    f"this is a SoVITS {self.version} model, which takes no speaker-verification embedding "
+                    "(sv_emb); only v2Pro/v2ProPlus models do"
+                )
+            return [None] * n_refs
+        if sv_emb is None:
+            raise SVEmbeddingError(_SV_MISSING.format(version=self.version))
+        if isinstance(sv_emb, torch.Tensor):
+            if sv_emb.dim() == 3:  # (n_refs, B, 20480)
+                items = list(sv_emb.unbind(0))
+            elif sv_emb.dim() == 2 and n_refs > 1:  # (n_refs, 20480): one row per reference
+                items = [row.unsqueeze(0) for row in sv_emb.unbind(0)]
+            else:  # (B, 20480) or (20480,) for the one reference
+                items = [sv_emb]
+        else:
+            items = list(sv_emb)
+        if len(items) != n_refs:
+            raise SVEmbeddingError(
+                f"{len(items)} speaker-verification embeddings for {n_refs} reference spectrograms; "
+                "give one per reference"
+            )
+        out = []
+        for e in items:
+            if not isinstance(e, torch.Tensor) or e.shape[-1] != SV_DIM or e.dim() > 2:
+                shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+                raise SVEmbeddingError(f"a speaker-verification embedding must be (1, {SV_DIM}); got {shape}")
+            out.append(e.reshape(-1, SV_DIM))
+        return out
 
     def _upsample_content(self, quantized: torch.Tensor) -> torch.Tensor:
         if self.cfg.semantic_frame_rate == "25hz":
@@ -480,13 +609,17 @@ class SynthesizerTrn(nn.Module):
         refer: torch.Tensor | Sequence[torch.Tensor],
         noise_scale: float = 0.5,
         speed: float = 1.0,
+        sv_emb: torch.Tensor | Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Synthesize audio.
 
         codes: (n_q=1, B, T25) semantic tokens (the reference passes `pred_semantic.unsqueeze(0)`);
         text: (B, Tt) target phone ids; refer: one spectrogram (B, 1025, Tr) or a list of them, whose
-        style vectors are averaged. Returns (B, 1, T50' * hop) with T50' = 2*T25 (speed 1).
+        style vectors are averaged. sv_emb (v2Pro/v2ProPlus only, required there): one (1, 20480)
+        speaker-verification embedding per reference, as a list or stacked (n_refs, 1, 20480) / (n_refs,
+        20480); each reference's ge gets its own before the average. Returns (B, 1, T50' * hop) with
+        T50' = 2*T25 (speed 1).
         """
         if codes.dim() != 3:
             raise ValueError(f"codes must be (n_q, B, T), got shape {tuple(codes.shape)}")
@@ -499,12 +632,15 @@ class SynthesizerTrn(nn.Module):
         refs = list(refer) if isinstance(refer, (list, tuple)) else [refer]
         if not refs:
             raise ValueError("at least one reference spectrogram is needed")
-        ge = torch.stack([self.style(r) for r in refs], 0).mean(0)  # (B, gin, 1)
+        svs = self._sv_per_reference(sv_emb, len(refs))
+        ge = torch.stack([self.style(r, sv_emb=sv) for r, sv in zip(refs, svs, strict=True)], 0).mean(0)
 
         y_lengths = torch.tensor([codes.size(2) * 2], device=codes.device)
         text_lengths = torch.tensor([text.size(-1)], device=text.device)
         quantized = self._upsample_content(self.quantizer.decode(codes))  # (B, 768, T50)
-        _, m_p, logs_p, y_mask = self.enc_p(quantized, y_lengths, text, text_lengths, ge, speed)
+        _, m_p, logs_p, y_mask = self.enc_p(
+            quantized, y_lengths, text, text_lengths, self.mrte_style(ge), speed
+        )
         noise = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype).to(m_p.device)
         z_p = m_p + noise * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=ge, reverse=True)
@@ -519,18 +655,19 @@ class SynthesizerTrn(nn.Module):
         spec_lengths: torch.Tensor,
         text: torch.Tensor,
         text_lengths: torch.Tensor,
+        sv_emb: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> S2TrainOutput:
         """Training forward.
 
         ssl: (B, 768, T) 50 Hz HuBERT features (T = 2 x spec frames for 25 Hz models, trimmed by the
-        data pipeline); spec: (B, 1025, Ts) linear spectrogram; text: (B, Tt) phone ids.
+        data pipeline); spec: (B, 1025, Ts) linear spectrogram; text: (B, Tt) phone ids;
+        sv_emb: (B, 20480) the clips' speaker-verification embeddings (v2Pro/v2ProPlus only).
         """
         if not self.has_posterior:
             raise RuntimeError("this S2 model was built without enc_q (inference weights); it cannot train")
-        y_mask = sequence_mask(spec_lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)
-        ref = spec if self.version == "v1" else spec[:, :REF_ENC_BINS_V2]
-        ge = self.ref_enc(ref * y_mask, y_mask)  # (B, gin, 1)
+        (sv,) = self._sv_per_reference(sv_emb, 1)
+        ge = self.style(spec, spec_lengths, sv_emb=sv)  # (B, gin, 1), the whole target as reference
 
         if self.cfg.freeze_quantizer:
             # Frozen content path: no gradient, no straight-through, commit loss 0.
@@ -542,7 +679,7 @@ class SynthesizerTrn(nn.Module):
             quantized, _, commit_loss = self.quantizer(self.ssl_proj(ssl))
         quantized = self._upsample_content(quantized)
 
-        _, m_p, logs_p, y_mask = self.enc_p(quantized, spec_lengths, text, text_lengths, ge)
+        _, m_p, logs_p, y_mask = self.enc_p(quantized, spec_lengths, text, text_lengths, self.mrte_style(ge))
         z, m_q, logs_q, y_mask = self.enc_q(spec, spec_lengths, g=ge, generator=generator)
         z_p = self.flow(z, y_mask, g=ge)
         z_slice, ids_slice = rand_slice_segments(
@@ -613,11 +750,17 @@ class DiscriminatorS(nn.Module):
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    """One scale discriminator and period discriminators for periods 2, 3, 5, 7, 11 (`s2D*.pth` names)."""
+    """One scale discriminator and period discriminators (`s2D*.pth` names): periods 2, 3, 5, 7, 11 for
+    v1/v2, and also 17, 23 for v2Pro/v2ProPlus (`DISCRIMINATOR_PERIODS`)."""
 
-    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11)) -> None:
+    def __init__(self, periods: Sequence[int] = DISCRIMINATOR_PERIODS["v2"]) -> None:
         super().__init__()
+        self.periods = tuple(periods)
         self.discriminators = nn.ModuleList([DiscriminatorS(), *(DiscriminatorP(p) for p in periods)])
+
+    @classmethod
+    def for_version(cls, version: str) -> MultiPeriodDiscriminator:
+        return cls(DISCRIMINATOR_PERIODS[version])
 
     def forward(
         self, y: torch.Tensor, y_hat: torch.Tensor

@@ -5,8 +5,15 @@ Formats (the README's "Formats" section; the reference's ``process_ckpt.py`` wri
 - GPT (S1) weights `.ckpt`: ``{"weight": {"model.<name>": fp16}, "config": dict, "info": str}``.
 - SoVITS (S2) weights `.pth`: ``{"weight": {<name>: fp16} without enc_q.*, "config": hparams, "info": str}``.
   Official files pickle the config as a `utils.HParams` object; newer ones (v2Pro, v2ProPlus, v3/v4
-  LoRA) replace the zip's leading ``PK`` by a two-byte version code.
+  LoRA) replace the zip's leading ``PK`` by a two-byte version code (`HEADER_VERSIONS`), which
+  `save_sovits_weights` writes too for v2Pro/v2ProPlus so the reference's ``load_sovits_new`` reads them.
 - Pretrained generator / discriminator ``s2G*.pth`` / ``s2D*.pth``: ``{"weight": full state dict, ...}``.
+
+Version (`detect_sovits_version`), as the reference's ``get_sovits_version_from_path_fast`` decides it:
+the MD5 of the first 8192 bytes for the official pretrained generators, else the version header, else
+(plain zip files) the tensors: ``sv_emb`` means v2Pro/v2ProPlus (ProPlus has the wider first upsampling
+layer, kernel 20), ``cfm`` v3/v4, else the phone-embedding rows (322 v1, 732 v2); the file size when the
+tensors cannot be read.
 
 Security: official files are pickles. They are read with a restricted unpickler that only resolves
 tensor-rebuild functions, storages, dtypes, ``collections.OrderedDict`` and the one config class
@@ -18,6 +25,7 @@ contain only tensors, containers and primitives and load with ``torch.load(weigh
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import pickle
 import types
@@ -34,7 +42,14 @@ from torch import nn
 from core.errors import UserError
 from core.fsutil import atomic_write_with, file_problem, load_error_reason
 from gpt_sovits.models.fastpath import apply_precision
-from gpt_sovits.models.s2 import N_SYMBOLS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.s2 import (
+    DISCRIMINATOR_PERIODS,
+    N_SYMBOLS,
+    SV_VERSIONS,
+    MultiPeriodDiscriminator,
+    S2Config,
+    SynthesizerTrn,
+)
 
 if TYPE_CHECKING:
     from gpt_sovits.models.s1 import S1Config, Text2Semantic
@@ -53,7 +68,7 @@ class WrongModelTypeError(CheckpointError):
 
 
 class UnsupportedVersionError(CheckpointError):
-    """The file is a GPT-SoVITS model version this implementation does not build (v2Pro, v3, v4)."""
+    """The file is a GPT-SoVITS model version this loader does not build (v3, v4 have their own)."""
 
 
 # Version codes that replace the zip's "PK" in newer SoVITS files (process_ckpt.head2version).
@@ -66,7 +81,23 @@ HEADER_VERSIONS: dict[bytes, str] = {
     b"05": "v2Pro",
     b"06": "v2ProPlus",
 }
-SUPPORTED_S2_VERSIONS = ("v1", "v2")
+SUPPORTED_S2_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+_VERSION_HEADER = {v: k for k, v in HEADER_VERSIONS.items() if v in SV_VERSIONS}  # what we write
+_UNSUPPORTED_HINT = "only v1, v2, v2Pro and v2ProPlus SoVITS models load here (v3/v4 are separate models)"
+# MD5 of the first 8192 bytes of the official pretrained generators (process_ckpt.hash_pretrained_dict).
+PRETRAINED_SOVITS_MD5: dict[str, str] = {
+    "dc3c97e17592963677a4a1681f30c653": "v1",  # s2G488k.pth
+    "6642b37f3dbb1f76882b69937c95a5f3": "v2",  # gsv-v2final-pretrained/s2G2333k.pth
+    "43797be674a37c1c83ee81081941ed0f": "v3",  # s2Gv3.pth
+    "4f26b9476d0c5033e04162c486074374": "v4",  # gsv-v4-pretrained/s2Gv4.pth
+    "c7e9fce2223f3db685cdfa1e6368728a": "v2Pro",  # v2Pro/s2Gv2Pro.pth
+    "66b313e39455b57ab1b0bc0b239c9d0a": "v2ProPlus",  # v2Pro/s2Gv2ProPlus.pth
+}
+# Header codes -> model version as detect_sovits_version names it (LoRA files are their base version).
+_HEADER_MODEL_VERSION = {"v3-lora": "v3", "v4-lora": "v4"}
+# The reference's size fallback for plain zip files it cannot tell otherwise (bytes).
+_V1_MAX_BYTES = 82978 * 1024
+_V2_MAX_BYTES = 700 * 1024 * 1024
 
 
 # --- restricted unpickling -----------------------------------------------------------------------
@@ -179,8 +210,7 @@ def read_checkpoint(path: str | Path, allow_versions: tuple[str, ...] = ()) -> R
             )
     if header_version is not None and header_version not in (*SUPPORTED_S2_VERSIONS, *allow_versions):
         raise UnsupportedVersionError(
-            f"{path} is a SoVITS {header_version} file (version header {head!r}); only v1 and v2 SoVITS "
-            "models are supported here"
+            f"{path} is a SoVITS {header_version} file (version header {head!r}); {_UNSUPPORTED_HINT}"
         )
     if data[:2] == b"PK" and not zipfile.is_zipfile(io.BytesIO(data)):
         raise CheckpointError(
@@ -240,8 +270,11 @@ class _KeysUnpickler(_RestrictedUnpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         cls = super().find_class(module, name)
-        if module == "torch._utils" and name.startswith("_rebuild_"):
-            return lambda *_a, **_k: torch.empty(0)
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return lambda data, *_a, **_k: data
+        if module == "torch._utils" and name.startswith("_rebuild_tensor"):
+            # (storage, offset, size, stride, ...): a meta tensor of the right shape, no data read
+            return lambda _storage, _offset, size, *_a, **_k: torch.empty(tuple(size), device="meta")
         return cls
 
     def persistent_load(self, pid: Any) -> Any:
@@ -290,9 +323,11 @@ def _quick_check_cached(path: str, _mtime_ns: int, _size: int, expected: str) ->
         )  # legacy pickles: the full load tells
     version = HEADER_VERSIONS.get(head)
     if version is not None and version not in SUPPORTED_S2_VERSIONS:
-        return f"SoVITS {version}, not supported (only v1 and v2)"
+        return f"SoVITS {version}, not supported ({_UNSUPPORTED_HINT})"
     try:
         kind = classify(_to_plain(_structure(Path(path))))
+        if kind == "sovits-v2pro":
+            kind = "sovits"  # a generator like any other for the lists
     except UnsafeCheckpointError:
         return "refused: it references code a weight file never needs"
     except CheckpointError as e:
@@ -372,11 +407,87 @@ def _load_strict(
 
 
 def _refuse_kind(path: Path, kind: str, expected: str) -> None:
-    if kind in ("sovits-v2pro", "sovits-v3") and expected == "a SoVITS (S2) generator":
-        raise UnsupportedVersionError(
-            f"{path} is {_KIND_NAMES[kind]}; only v1 and v2 SoVITS models are supported here"
-        )
+    if kind == "sovits-v3" and expected == "a SoVITS (S2) generator":
+        raise UnsupportedVersionError(f"{path} is {_KIND_NAMES[kind]}; {_UNSUPPORTED_HINT}")
     raise WrongModelTypeError(f"{path} is {_KIND_NAMES[kind]}; expected {expected}")
+
+
+def _pretrained_md5_version(path: Path) -> str | None:
+    """The version of an official pretrained generator, by the MD5 of its first 8192 bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return None
+    return PRETRAINED_SOVITS_MD5.get(hashlib.md5(head).hexdigest())
+
+
+def _version_from_tensors(sd: Mapping[str, torch.Tensor], kind: str) -> str | None:
+    """v1/v2/v2Pro/v2ProPlus/v3 from the state dict's names and shapes (meta tensors are enough)."""
+    if kind == "sovits-v3":
+        return "v3"
+    if "sv_emb.weight" in sd:
+        # ProPlus' generator starts wider with a longer first upsampling kernel (768 ch, k 20; Pro 512, k 16).
+        ups0 = sd.get("dec.ups.0.weight_v", sd.get("dec.ups.0.parametrizations.weight.original1"))
+        return "v2ProPlus" if ups0 is not None and ups0.dim() == 3 and ups0.shape[2] == 20 else "v2Pro"
+    emb = sd.get("enc_p.text_embedding.weight")
+    if emb is None:
+        return None
+    by_rows = {n: v for v, n in N_SYMBOLS.items()}
+    return by_rows.get(int(emb.shape[0]))
+
+
+def detect_sovits_version(path: str | Path) -> str:
+    """The version of a SoVITS generator file: "v1", "v2", "v2Pro", "v2ProPlus", "v3" or "v4".
+
+    Cheap (no tensor data is read): pretrained MD5, version header, then names and shapes, then size.
+    Raises CheckpointError when the file is missing or not a SoVITS generator."""
+    path = Path(path)
+    problem = file_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    by_md5 = _pretrained_md5_version(path)
+    if by_md5 is not None:
+        return by_md5
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head in HEADER_VERSIONS:
+        version = HEADER_VERSIONS[head]
+        return _HEADER_MODEL_VERSION.get(version, version)
+    if head != b"PK":
+        raise CheckpointError(f"{path} is not a PyTorch weight file (starts with {head!r})")
+    try:
+        content = _to_plain(_structure(path))
+    except (CheckpointError, zipfile.BadZipFile, OSError, EOFError, pickle.UnpicklingError, ValueError):
+        content = None  # unreadable structure: the reference's size rule below
+    if content is not None:
+        kind = classify(content)
+        if kind not in ("sovits", "sovits-v2pro", "sovits-v3"):
+            raise WrongModelTypeError(f"{path} is {_KIND_NAMES[kind]}; expected a SoVITS (S2) generator")
+        version = _version_from_tensors(_state_dict_of(content) or {}, kind)
+        if version is not None:
+            return version
+    size = path.stat().st_size
+    return "v1" if size < _V1_MAX_BYTES else "v2" if size < _V2_MAX_BYTES else "v3"
+
+
+def _sovits_version(raw: RawCheckpoint, sd: Mapping[str, torch.Tensor], kind: str) -> str:
+    """The version load_sovits builds: the header's or the pretrained MD5's for v2Pro/ProPlus (checked
+    against the tensors), else the tensors' (phone rows for v1/v2, shapes for Pro vs ProPlus)."""
+    from_tensors = _version_from_tensors(sd, kind)
+    if from_tensors is None:
+        rows = sd["enc_p.text_embedding.weight"].shape[0]
+        raise CheckpointError(f"{raw.path}: phone embedding has {rows} rows; expected 322 (v1) or 732 (v2)")
+    declared = raw.header_version if raw.header_version in SV_VERSIONS else None
+    declared = declared or (v if (v := _pretrained_md5_version(raw.path)) in SV_VERSIONS else None)
+    if declared is None:
+        return from_tensors
+    if from_tensors not in SV_VERSIONS:
+        raise CheckpointError(
+            f"{raw.path} says it is SoVITS {declared} but has no speaker-verification layer (sv_emb); "
+            "the file is damaged or mislabelled"
+        )
+    return declared
 
 
 def load_sovits(
@@ -385,32 +496,28 @@ def load_sovits(
     dtype: torch.dtype | None = None,
     precision: str = "auto",
 ) -> tuple[SynthesizerTrn, S2Config]:
-    """Load an official (or our) SoVITS v1/v2 weight file or pretrained s2G file, strictly, in eval mode.
+    """Load an official (or our) SoVITS v1/v2/v2Pro/v2ProPlus weight file or pretrained s2G file, strictly,
+    in eval mode.
 
     `precision`: "auto" (the inference fast path where it keeps fidelity) or "fp32" (exact; trainers and
     parity checks), see `gpt_sovits.models.fastpath`.
 
     The model includes `enc_q` only when the file has it (pretrained generators); exported weights
-    drop it and decode without it. Version comes from the phone-embedding rows (322 v1, 732 v2),
-    as official inference decides.
+    drop it and decode without it. Version: v2Pro/v2ProPlus from the header (or the pretrained MD5,
+    or the tensors for headerless files), v1/v2 from the phone-embedding rows, as official inference
+    decides; `cfg.uses_sv` tells whether decode needs `sv_emb`.
     """
     raw = read_checkpoint(path)
     kind = classify(raw.content)
-    if kind != "sovits":
+    if kind not in ("sovits", "sovits-v2pro"):
         _refuse_kind(raw.path, kind, "a SoVITS (S2) generator")
-    if raw.header_version in ("v2Pro", "v2ProPlus"):  # pragma: no cover - refused in read_checkpoint
-        raise UnsupportedVersionError(f"{raw.path} is SoVITS {raw.header_version}")
     sd = _legacy_weight_norm_names(_state_dict_of(raw.content) or {})
-    rows = sd["enc_p.text_embedding.weight"].shape[0]
-    by_rows = {n: v for v, n in N_SYMBOLS.items()}
-    if rows not in by_rows:
-        raise CheckpointError(f"{raw.path}: phone embedding has {rows} rows; expected 322 (v1) or 732 (v2)")
-    version = by_rows[rows]
+    version = _sovits_version(raw, sd, kind)
     config = raw.content.get("config") if isinstance(raw.content, Mapping) else None
     if isinstance(config, Mapping) and "model" in config:
         cfg = S2Config.from_hparams(config, version=version)
     else:
-        cfg = S2Config(version=version)  # pretrained files without a config use configs/s2.json
+        cfg = S2Config.for_version(version)  # pretrained files without a config: configs/s2*.json
     cfg.semantic_frame_rate = "25hz"  # as official inference forces
     try:
         # Built on the meta device: no time spent on random initialisation that the weights replace.
@@ -425,21 +532,31 @@ def load_sovits(
 
 
 def load_sovits_discriminator(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", version: str | None = None
 ) -> MultiPeriodDiscriminator:
-    """Load a pretrained `s2D*.pth` multi-period discriminator (v1/v2: periods 2, 3, 5, 7, 11)."""
+    """Load a pretrained `s2D*.pth` multi-period discriminator: 6 sub-discriminators (v1/v2, periods
+    2, 3, 5, 7, 11) or 8 (v2Pro/v2ProPlus, also 17, 23). `version` given: the file must be that version's."""
     raw = read_checkpoint(path)
     kind = classify(raw.content)
     if kind != "sovits-discriminator":
         _refuse_kind(raw.path, kind, "a SoVITS discriminator (s2D)")
     sd = _legacy_weight_norm_names(_state_dict_of(raw.content) or {})
     n_disc = len({k.split(".")[1] for k in sd if k.startswith("discriminators.")})
-    if n_disc != 6:
+    by_count = {1 + len(p): p for p in DISCRIMINATOR_PERIODS.values()}
+    if n_disc not in by_count:
         raise UnsupportedVersionError(
-            f"{raw.path} has {n_disc} sub-discriminators; v1/v2 have 6 (v2Pro has 8 and is not supported)"
+            f"{raw.path} has {n_disc} sub-discriminators; v1/v2 have 6 and v2Pro/v2ProPlus 8"
         )
-    model = MultiPeriodDiscriminator()
-    _load_strict(model, sd, raw.path, "multi-period discriminator")
+    periods = by_count[n_disc]
+    if version is not None and DISCRIMINATOR_PERIODS[version] != periods:
+        raise UnsupportedVersionError(
+            f"{raw.path} has {n_disc} sub-discriminators, a {'v2Pro' if n_disc == 8 else 'v1/v2'} "
+            f"discriminator; a {version} one has {1 + len(DISCRIMINATOR_PERIODS[version])}"
+        )
+    with torch.device("meta"):  # no random initialisation that the weights replace
+        model = MultiPeriodDiscriminator(periods)
+    sd = {k: v.to(torch.float32).contiguous() for k, v in sd.items()}  # trainable fp32 parameters
+    _load_strict(model, sd, raw.path, "multi-period discriminator", assign=True)
     return model.to(device)
 
 
@@ -470,14 +587,23 @@ def save_sovits_weights(
     path: str | Path,
     info: str = "",
 ) -> Path:
-    """Write SoVITS weights in the official export layout (fp16, no enc_q, plain-dict config, info)."""
+    """Write SoVITS weights in the official export layout (fp16, no enc_q, plain-dict config, info).
+
+    v2Pro/v2ProPlus files get the reference's version header (b"05"/b"06" in place of the zip's "PK")."""
     sd = _half_state(model_or_state_dict)
     weight = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("enc_q."))
     config = cfg.to_hparams()
     _check_plain(config)
     payload = OrderedDict(weight=weight, config=config, info=str(info))
     path = Path(path)
-    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+    header = _VERSION_HEADER.get(cfg.version)
+    if header is None:
+        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+        return path
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = header + buf.getbuffer()[2:].tobytes()  # as the reference's my_save2
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
 
 
