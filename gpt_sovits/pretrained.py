@@ -521,6 +521,9 @@ def _format_table(rows: list[ModelStatus], model_dir: Path) -> str:
     if missing:
         lines.append("")
         lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.pretrained download v2")
+        lines.append(
+            "The same for v2Pro / v2ProPlus (s1v3, their G/D, the SV model): download v2Pro / v2ProPlus"
+        )
     return "\n".join(lines)
 
 

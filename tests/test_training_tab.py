@@ -301,6 +301,50 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
     assert parsed.version == "v2" and parsed.dpo is False and parsed.weights_dir == str(ws.gpt_dir("v2"))
 
 
+def test_v2pro_versions_steps_and_pretrained_files(ws):
+    """v2Pro/v2ProPlus: offered in the reference's order, the version's own files, S1 from s1v3.ckpt as a
+    v2-phone-set GPT, formatting needs the SV model and S2 training the 7-sv_cn embeddings."""
+    from gpt_sovits.train import s1 as train_s1
+    from ui.training_plan import VERSIONS
+
+    assert VERSIONS == ("v1", "v2", "v2Pro", "v2ProPlus")
+    (ws.model_dir / "v2Pro").mkdir()
+    for rel in ("s1v3.ckpt", "v2Pro/s2Gv2Pro.pth", "v2Pro/s2Dv2Pro.pth"):
+        (ws.model_dir / rel).write_bytes(b"x")
+    s = settings(ws, "/ws/data/tiny.list", version="v2Pro")
+    prep = build_step("prepare", s, ws)
+    assert prep.args[prep.args.index("--version") + 1] == "v2Pro"
+    s2 = build_step("s2", s, ws)
+    assert s2.config["version"] == "v2Pro" and s2.config["weights_dir"] == str(
+        ws.weights_dir / "SoVITS_weights_v2Pro"
+    )
+    s1 = build_step("s1", s, ws)
+    assert s1.config["version"] == "v2" and s1.config["pretrained_s1"] == str(ws.model_dir / "s1v3.ckpt")
+    assert s1.config["weights_dir"] == str(ws.weights_dir / "GPT_weights_v2Pro")
+    parsed = train_s1.build_parser().parse_args(s1.args)
+    assert parsed.version == "v2" and parsed.pretrained_s1 == str(ws.model_dir / "s1v3.ckpt")
+    assert "pretrained_s1" not in build_step("s1", settings(ws, "", version="v2"), ws).config
+
+    # Formatting reads the SV model: missing, it blocks with the registry's line.
+    base = gather_preflight(ws, s, ("prepare",))
+    roles = {m.role: m for m in base.models}
+    assert set(roles) == {"s1", "s2g", "s2d", "hubert", "bert", "sv"} and not roles["sv"].present
+    assert roles["s2g"].present and roles["s2g"].path == str(ws.model_dir / "v2Pro" / "s2Gv2Pro.pth")
+    errors = messages(check_plan(base), "error")
+    assert any("pretrained_eres2netv2w24s4ep4.ckpt" in m and "download sv-eres2netv2" in m for m in errors)
+    # S2 alone does not read the SV model but needs 7-sv_cn from formatting.
+    s2_in = PreflightInputs(**{**base.__dict__, "steps": ("s2",), "format_state": FormatState(1, 1, 1, 1)})
+    assert messages(check_plan(s2_in), "error") == [
+        "Experiment voice is not formatted yet (features missing): run Format first."
+    ]
+    formatted = PreflightInputs(**{**s2_in.__dict__, "format_state": FormatState(1, 1, 1, 1, sv_files=1)})
+    assert messages(check_plan(formatted), "error") == []
+    v2_inputs = PreflightInputs(**{**s2_in.__dict__, "settings": settings(ws, "", version="v2")})
+    assert messages(check_plan(v2_inputs), "error") == []  # v2 S2 does not need 7-sv_cn
+    unknown = PreflightInputs(**{**s2_in.__dict__, "settings": settings(ws, "", version="v4")})
+    assert any("choose one of v1, v2, v2Pro, v2ProPlus" in m for m in messages(check_plan(unknown), "error"))
+
+
 # ---------------------------------------------------------------- metrics and progress
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import threading
@@ -54,8 +55,9 @@ SYNTH_QUEUE = {"concurrency_id": "synthesis", "concurrency_limit": SYNTH_CONCURR
 T = TypeVar("T")
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
-GPT_FOLDERS = ("GPT_weights_v2", "GPT_weights")
-SOVITS_FOLDERS = ("SoVITS_weights_v2", "SoVITS_weights")
+# The reference's export folders per version (the Training tab writes there too: Layout.gpt_dir/sovits_dir).
+GPT_FOLDERS = ("GPT_weights_v2ProPlus", "GPT_weights_v2Pro", "GPT_weights_v2", "GPT_weights")
+SOVITS_FOLDERS = ("SoVITS_weights_v2ProPlus", "SoVITS_weights_v2Pro", "SoVITS_weights_v2", "SoVITS_weights")
 
 # Stable keys with English labels (translated at the display edge); the order is the reference's.
 CUT_METHODS: tuple[tuple[str, str], ...] = (
@@ -104,9 +106,10 @@ def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]
     from gpt_sovits.pretrained import pretrained_paths
 
     gpt, sovits = [], []
-    for version in ("v2", "v1"):
+    for version in ("v2", "v2ProPlus", "v2Pro", "v1"):  # v2 first: the default when nothing was trained
         paths = pretrained_paths(model_dir, version)
-        if paths.s1.is_file() or version == "v2":
+        # s1v3.ckpt serves v2Pro and v2ProPlus: listed once
+        if (paths.s1.is_file() or version == "v2") and str(paths.s1) not in {c.path for c in gpt}:
             gpt.append(WeightChoice(f"pretrained {version}: {paths.s1.name}", str(paths.s1), True))
         if paths.s2g.is_file() or version == "v2":
             sovits.append(WeightChoice(f"pretrained {version}: {paths.s2g.name}", str(paths.s2g), True))
@@ -134,6 +137,27 @@ def gpt_choices(workspace: Path, model_dir: Path) -> list[WeightChoice]:
 def sovits_choices(workspace: Path, model_dir: Path) -> list[WeightChoice]:
     """Fine-tuned SoVITS weights of the workspace (newest first), then the pretrained ones."""
     return _user_weights(workspace, SOVITS_FOLDERS, ".pth") + _pretrained(model_dir)[1]
+
+
+def sovits_version(path: str | Path) -> str | None:
+    """The version of a SoVITS file (v1, v2, v2Pro, v2ProPlus, ...) as detected from the file, or None
+    when it cannot be told (missing, damaged: the load says why). Cached by path, mtime and size."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _sovits_version_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _sovits_version_cached(path: str, _mtime_ns: int, _size: int) -> str | None:
+    from gpt_sovits.models.weights import detect_sovits_version
+
+    try:
+        return detect_sovits_version(path)
+    except (UserError, OSError, ValueError, RuntimeError):
+        return None
 
 
 def weight_problem(choice: WeightChoice) -> str | None:
@@ -211,11 +235,12 @@ def resolve_weight(value: str | None, choices: list[WeightChoice], roots: list[P
     )
 
 
-def model_status_lines(model_dir: Path) -> list[tuple[str, bool, str]]:
-    """(name, present, how to get it) for the models synthesis needs (v2 GPT, SoVITS, HuBERT, BERT)."""
+def model_status_lines(model_dir: Path, names: tuple[str, ...] | None = None) -> list[tuple[str, bool, str]]:
+    """(name, present, how to get it) for the models synthesis needs (v2 GPT, SoVITS, HuBERT, BERT), or
+    for the registry `names` given (e.g. ``("sv-eres2netv2",)``, needed by v2Pro/v2ProPlus weights only)."""
     from gpt_sovits.pretrained import model_status
 
-    wanted = ("gpt-v2", "sovits-v2", "chinese-hubert-base", "chinese-roberta-wwm-ext-large")
+    wanted = names or ("gpt-v2", "sovits-v2", "chinese-hubert-base", "chinese-roberta-wwm-ext-large")
     rows = {s.name: s for s in model_status(model_dir)}
     return [(n, rows[n].present, rows[n].how_to_get) for n in wanted if n in rows]
 

@@ -68,6 +68,8 @@ def weight_dropdown_choices(choices: list[H.WeightChoice], _: Callable[[str], st
         label = c.label
         if c.pretrained and not Path(c.path).is_file():
             label += f" ({_('missing')})"
+        elif c.path.endswith(".pth") and (version := H.sovits_version(c.path)):
+            label += f" · {version}"  # the detected SoVITS version, next to the choice
         out.append((label, c.path))
     return out
 
@@ -85,6 +87,10 @@ def models_markdown(ctx: AppContext) -> str:
             lines.append(f"- ✅ `{name}`: {_('found')}")
         else:
             lines.append(f"- ⚠️ `{name}`: {_('missing')}. {how}")
+    # The SV model: needed by v2Pro/v2ProPlus weights only, so its absence is a note, not a warning.
+    for name, present, how in H.model_status_lines(ctx.model_dir, ("sv-eres2netv2",)):
+        state = _("found") if present else f"{_('missing')}. {how}"
+        lines.append(f"- {'✅' if present else 'ℹ️'} `{name}` ({_('v2Pro/v2ProPlus only')}): {state}")
     return "\n".join(lines)
 
 

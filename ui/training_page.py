@@ -20,6 +20,7 @@ from ui.training_plan import (
     DEFAULT_S1_SAVE_EVERY,
     DEFAULT_S2_EPOCHS,
     DEFAULT_S2_SAVE_EVERY,
+    VERSIONS,
 )
 from ui.training_runner import TrainingSession
 from ui.training_views import MAX_SAMPLES, clip_choices, layout_of, models_markdown
@@ -111,7 +112,8 @@ def _experiment_rows(ctx: AppContext) -> dict[str, Any]:
             elem_id="train-exp-pick",
             scale=1,
         )
-        version = gr.Radio(["v2", "v1"], value="v2", label=_("Version"), elem_id="train-version", scale=1)
+        # v1, v2, v2Pro, v2ProPlus as the reference's training UI; each brings its pretrained files.
+        version = gr.Radio(list(VERSIONS), value="v2", label=_("Version"), elem_id="train-version", scale=1)
     with gr.Row():
         list_choice = gr.Dropdown(
             find_lists(ctx.workspace),

@@ -5,6 +5,11 @@
   `gather_preflight` reads from disk; the dataset part reuses `tools.dataset_check`);
 - the argv and config file of each step (`build_step`): formatting, S2, S1, CLVP.
 
+Versions: v1, v2, v2Pro, v2ProPlus (the reference's training UI order; its v4 is not offered). Which
+pretrained files a version needs is the registry's table (`gpt_sovits.pretrained.version_models`):
+v2Pro/v2ProPlus format with their own generator and the SV model (writing ``7-sv_cn``), train S2 from
+their own G/D pair and S1 from ``s1v3.ckpt`` (a v2-phone-set GPT, so S1 is told version v2).
+
 Where an experiment lives (`Layout`) and how its name is checked are in `ui/training_common.py`,
 progress and curves in `ui/training_progress.py`, samples and exports in `ui/training_samples.py`.
 
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpt_sovits.pretrained import VERSIONS, symbol_version, uses_sv, version_models
 from tools.dataset_check import DatasetReport
 from ui.training_common import (
     EXP_NAME,
@@ -33,7 +39,6 @@ from ui.training_common import (
 )
 from ui.training_jobs import live_job
 
-VERSIONS: tuple[str, ...] = ("v2", "v1")
 STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
 PIPELINE: tuple[str, ...] = ("prepare", "s2", "s1")  # the one-click run
 MODULES: dict[str, str] = {
@@ -125,6 +130,13 @@ def _trainer_config(step: str, s: TrainSettings, layout: Layout) -> dict[str, An
     }
     if step == "s1":
         config["dpo"] = bool(s.dpo)
+        if s.version in VERSIONS and symbol_version(s.version) != s.version:
+            # v2Pro/v2ProPlus: S1 is a v2-phone-set GPT fine-tuned from the version's own pretrained
+            # GPT (s1v3.ckpt), which the S1 trainer is handed by path.
+            from gpt_sovits.pretrained import pretrained_paths
+
+            config["version"] = symbol_version(s.version)
+            config["pretrained_s1"] = str(pretrained_paths(layout.model_dir, s.version).s1)
     config["fresh"] = bool(s.fresh)
     return config
 
@@ -184,7 +196,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A pretrained file a step needs: role (s1, s2g, s2d, hubert, bert), path, present, how to get it."""
+    """A pretrained file a step needs: role (s1, s2g, s2d, hubert, bert, sv), path, present, how to get it."""
 
     role: str
     path: str
@@ -200,6 +212,7 @@ class FormatState:
     semantic_lines: int = 0
     hubert_files: int = 0
     wav_files: int = 0
+    sv_files: int = 0  # 7-sv_cn embeddings (v2Pro/v2ProPlus experiments)
 
     @property
     def formatted(self) -> bool:
@@ -223,13 +236,20 @@ class PreflightInputs:
     running: str | None = None  # a step already running on this experiment (another page or session)
 
 
-# Pretrained files each step reads (roles of gpt_sovits.pretrained.PretrainedPaths).
+# Pretrained files each step reads (roles of gpt_sovits.pretrained.PretrainedPaths); formatting of a
+# v2Pro/v2ProPlus experiment also reads "sv" (see step_models).
 STEP_MODELS: dict[str, tuple[str, ...]] = {
     "prepare": ("hubert", "bert", "s2g"),
     "s2": ("s2g", "s2d"),
     "s1": ("s1",),
     "clvp": (),
 }
+
+
+def step_models(step: str, version: str) -> tuple[str, ...]:
+    """The pretrained roles `step` reads for `version`."""
+    roles = STEP_MODELS[step]
+    return (*roles, "sv") if step == "prepare" and uses_sv(version) else roles
 
 
 def usable_clips(report: DatasetReport) -> list[str]:
@@ -319,6 +339,8 @@ def _format_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
         "s1": (fs.name2text_lines, fs.semantic_lines),
         "clvp": (fs.name2text_lines, fs.semantic_lines),
     }
+    if uses_sv(inputs.settings.version):  # the v2Pro/v2ProPlus S2 trainer reads 7-sv_cn
+        needs["s2"] = (*needs["s2"], fs.sv_files)
     if any(step in needs and min(needs[step]) == 0 for step in inputs.steps):
         return [
             Problem(
@@ -333,7 +355,7 @@ def _format_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
 
 
 def _model_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
-    roles = {role for step in inputs.steps for role in STEP_MODELS[step]}
+    roles = {role for step in inputs.steps for role in step_models(step, inputs.settings.version)}
     out = []
     for m in inputs.models:
         if m.role in roles and not m.present:
@@ -347,7 +369,16 @@ def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
     s = inputs.settings
     out = []
     if s.version not in VERSIONS:
-        out.append(Problem("error", _("Unsupported version {v}: choose v2 or v1.", v=s.version)))
+        out.append(
+            Problem(
+                "error",
+                _(
+                    "Unsupported version {v}: choose one of {choices}.",
+                    v=s.version,
+                    choices=", ".join(VERSIONS),
+                ),
+            )
+        )
     checks = {
         "s2": ((s.s2_epochs, s.s2_save_every), s.s2_batch),
         "s1": ((s.s1_epochs, s.s1_save_every), s.s1_batch),
@@ -467,6 +498,7 @@ def format_state(exp_dir: Path) -> FormatState:
         semantic_lines=count_lines(exp_dir / "6-name2semantic.tsv", skip_header=True),
         hubert_files=count_files(exp_dir / "4-cnhubert"),
         wav_files=count_files(exp_dir / "5-wav32k"),
+        sv_files=count_files(exp_dir / "7-sv_cn"),
     )
 
 
@@ -475,13 +507,14 @@ def pretrained_files(model_dir: Path, version: str) -> tuple[ModelFile, ...]:
     from gpt_sovits.pretrained import model_status, pretrained_paths
 
     paths = pretrained_paths(model_dir, version)
+    roles = tuple(version_models(version))  # s1, s2g, s2d, hubert, bert (+ sv for v2Pro/v2ProPlus)
     statuses = {}
     try:  # the registry checks folders the way the loaders do (config + weights present)
         statuses = {str(Path(st.path)): st for st in model_status(model_dir)}
     except Exception:  # a broken registry must not hide which file is missing
         statuses = {}
     out = []
-    for role in ("s1", "s2g", "s2d", "hubert", "bert"):
+    for role in roles:
         path = Path(getattr(paths, role))
         st = statuses.get(str(path))
         present = st.present if st is not None else path.exists()

@@ -2,6 +2,11 @@
 
     python -m gpt_sovits.infer --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav
 
+The SoVITS weights' version (v1, v2, v2Pro, v2ProPlus; detected from the file as the reference does) is
+printed before synthesis and with the result. v2Pro/v2ProPlus weights also need the speaker-verification
+model ``sv/pretrained_eres2netv2w24s4ep4.ckpt`` in ``--model-dir``; any GPT of the SoVITS model's phone set
+goes with them (s1v3.ckpt is the reference's pairing).
+
 The synthesis flags come from the one parameter schema (gpt_sovits.infer.request.SYNTHESIS_PARAMS), as do
 the web app's. Like the web UI, this entry point composes the synthesiser with the CLVP reranker
 (``--clvp``), so it sits in the top layer beside webui.py: the library itself never imports clvp.
@@ -28,10 +33,17 @@ PROG = "python -m gpt_sovits.infer"
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1/v2 weights).",
+        description=(
+            "Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1, v2, v2Pro or v2ProPlus "
+            "weights; the SoVITS version is detected from the file and printed)."
+        ),
     )
     p.add_argument("--gpt", required=True, help="GPT (S1) weights .ckpt")
-    p.add_argument("--sovits", required=True, help="SoVITS (S2) weights .pth")
+    p.add_argument(
+        "--sovits",
+        required=True,
+        help="SoVITS (S2) weights .pth (v2Pro/v2ProPlus also need sv/pretrained_eres2netv2w24s4ep4.ckpt in --model-dir)",
+    )
     p.add_argument("--ref-audio", required=True, help="reference clip, 3-10 s")
     p.add_argument("--aux-ref", action="append", default=[], help="extra clip whose timbre is averaged in")
     p.add_argument("--trim-reference", action="store_true", help="trim a reference longer than 10 s first")
@@ -42,7 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
     add_flags(p)
     add_max_text_flag(p)
-    p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/ etc.")
+    p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/, sv/ etc.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     return p
 
@@ -69,7 +81,18 @@ def _reference(args: argparse.Namespace, tmp: Path) -> str | Path:
     return ref
 
 
-def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> SynthesisResult:
+def sovits_version(path: str | Path) -> str:
+    """The SoVITS file's version as detected from the file (header, known hashes, shapes), or why not."""
+    from gpt_sovits.models.weights import detect_sovits_version
+
+    try:
+        return detect_sovits_version(path)
+    except (UserError, OSError, ValueError) as e:
+        return f"unknown ({e})"
+
+
+def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> tuple[SynthesisResult, str]:
+    """The synthesis result and the SoVITS model's version (as loaded)."""
     import clvp
     from gpt_sovits.infer.request import SynthesisRequest, knob_values
     from gpt_sovits.infer.synthesizer import Synthesizer
@@ -79,6 +102,7 @@ def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> Synthes
         text=text, ref_audio=ref, aux_refs=list(args.aux_ref), clvp_path=args.clvp, **knob_values(args)
     )
     model_dir = args.model_dir or DEFAULT_MODEL_DIR
+    print(f"SoVITS {Path(args.sovits).name}: version {sovits_version(args.sovits)}", file=sys.stderr)
     synth = Synthesizer(
         args.gpt,
         args.sovits,
@@ -87,9 +111,10 @@ def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> Synthes
         reranker_loader=clvp.load_scorer,
         max_text=args.max_text,
     )
-    return synth.synthesize(
+    result = synth.synthesize(
         request, progress=lambda done, total, msg: print(f"{done}/{total} {msg}", file=sys.stderr)
     )
+    return result, synth.model_version()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     with tempfile.TemporaryDirectory(prefix="tts-ref-") as tmp:
         try:
-            result = _synthesize(args, text, _reference(args, Path(tmp)))
+            result, version = _synthesize(args, text, _reference(args, Path(tmp)))
         except UserError as e:  # TTSInputError and the other errors a person can act on
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USER_ERROR
@@ -111,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     out = save_wav(args.out, result.audio, result.sample_rate)
     t = result.timings
     print(
-        f"wrote {out} ({result.duration:.2f} s, seed {result.seed}); "
+        f"wrote {out} ({result.duration:.2f} s, seed {result.seed}, SoVITS {version}); "
         f"time {t.get('total', 0):.2f} s, RTF {t.get('total', 0) / max(result.duration, 1e-9):.3f}"
     )
     return EXIT_OK

@@ -1,7 +1,8 @@
 """The model cache the app owns: models loaded on first use and kept, each loaded once however many users ask.
 
-The synthesiser keeps every model (GPT, SoVITS, HuBERT, BERT, G2PW, Whisper, the reranker) and every prepared
-reference here, keyed by what was loaded, so switching GPT weights loads only the new GPT.
+The synthesiser keeps every model (GPT, SoVITS, HuBERT, BERT, the SV model of v2Pro/v2ProPlus, G2PW, Whisper,
+the reranker) and every prepared reference (with its SV embeddings) here, keyed by what was loaded, so switching
+GPT weights loads only the new GPT.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 class ModelCache:
     """Models loaded on first use and kept, one lock per key so concurrent users never load one twice.
 
-    Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "clvp", "ref" for prepared
+    Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "sv", "clvp", "ref" for prepared
     references) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
     loads only the new GPT: SoVITS, HuBERT and BERT stay. At most ``max_per_kind`` entries of one kind
     are kept (``limits`` per kind; least recently used leaves first). Owned by the app (one per process),

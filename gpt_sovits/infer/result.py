@@ -61,6 +61,8 @@ class SynthesisResult:
     timings: dict[str, float] = field(default_factory=dict)
     # What reassemble() needs to re-decode a piece: the reference spectrograms (1, 1025, T) on CPU.
     refer_specs: list[Any] = field(default_factory=list, repr=False)
+    # ... and for v2Pro/v2ProPlus one SV embedding (1, 20480) per spectrogram (None for v1/v2).
+    refer_sv: list[Any] | None = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:

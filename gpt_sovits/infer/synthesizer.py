@@ -1,11 +1,14 @@
-"""The synthesiser: GPT-SoVITS v1/v2 text to speech, the one behind the Voice cloning tab, the API and the CLI.
+"""The synthesiser: GPT-SoVITS v1/v2/v2Pro/v2ProPlus text to speech, the one behind the Voice cloning tab, the API and the CLI.
 
 Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get_tts_wav``):
 
 1. Reference (gpt_sovits.infer.reference): 3-10 s. Its 16 kHz audio plus 0.3 s x 32000 = 9600 zero
    samples goes through HuBERT and ``SynthesizerTrn.extract_latent`` -> prompt semantic tokens (Tp,). Its
    32 kHz linear spectrogram (and those of the auxiliary references) give S2 its timbre; S2 averages their
-   style vectors.
+   style vectors. v2Pro/v2ProPlus also take each clip's speaker-verification embedding (1, 20480): the
+   clip at 32 kHz after its peak limiting, resampled to 16 kHz, through ERes2NetV2 (``sv/...ckpt`` of
+   model_dir), as the reference's ``TTS._get_ref_spec``; it is cached with the prepared reference. v1/v2
+   models never load the SV model.
 2. Text (gpt_sovits.infer.pieces): cut into pieces (cut method, short pieces merged, long ones split), then
    per piece the language runs -> phone ids and BERT features (1024, n) (zeros for non-Chinese). The prompt
    text's phones and BERT are prepended to every piece; without prompt text (reference-free mode) S1 gets
@@ -75,10 +78,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Reference:
-    """A prepared reference: prompt tokens (Tp,) (None in reference-free mode) and spectrograms."""
+    """A prepared reference: prompt tokens (Tp,) (None in reference-free mode), spectrograms and, for
+    v2Pro/v2ProPlus, the clips' SV embeddings."""
 
     prompt: torch.Tensor | None
     specs: list[torch.Tensor]  # each (1, 1025, T) on the model device
+    sv: list[torch.Tensor] | None = None  # one (1, 20480) fp32 per spec (v2Pro/v2ProPlus), else None
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:
@@ -128,6 +133,7 @@ class _RunState:
 
     timings: dict[str, float] = field(default_factory=dict)
     specs: list[torch.Tensor] = field(default_factory=list)
+    sv: list[torch.Tensor] | None = None
 
 
 class Synthesizer:
@@ -182,11 +188,9 @@ class Synthesizer:
         if not path.is_file():
             from gpt_sovits import pretrained as models
 
-            for version in models.PRETRAINED_FILES:
-                paths = models.pretrained_paths(self.model_dir, version)
-                if path in (paths.s1, paths.s2g):
-                    name = f"{'gpt' if path == paths.s1 else 'sovits'}-{version}"
-                    raise TTSInputError(models.missing_message(name, self.model_dir))
+            name = models.pretrained_name(self.model_dir, path)
+            if name is not None:  # an official file: where it goes and how to get it
+                raise TTSInputError(models.missing_message(name, self.model_dir))
             raise TTSInputError(f"{what} weights not found: {path}")
         return path
 
@@ -241,30 +245,87 @@ class Synthesizer:
         except FeatureModelNotFoundError as e:
             raise TTSInputError(str(e)) from None
 
+    def model_version(self) -> str:
+        """The SoVITS model's version: v1, v2, v2Pro or v2ProPlus (shown by the CLI and the tab)."""
+        return self.sovits()[1].version
+
     def version(self) -> str:
-        """The text-frontend version (the SoVITS model's), after checking the GPT model agrees."""
+        """The text-frontend (symbol) version, after checking that the GPT model reads those phones.
+
+        As the reference (TTS.py loads GPT and SoVITS independently and cuts the text with the SoVITS
+        model's symbols), any GPT whose phone vocabulary fits the SoVITS model's symbol table goes: a
+        v2Pro/v2ProPlus SoVITS with s1v3.ckpt (the reference's pairing), the v2 GPT or a GPT fine-tuned
+        from either; a v1 GPT (vocabulary 512) with a v2-family SoVITS, or the reverse, is refused.
+        """
+        from gpt_sovits.pretrained import symbol_version
+
         _, gcfg = self.gpt()
         _, scfg = self.sovits()
         gpt_version = "v2" if gcfg.phoneme_vocab_size >= 732 else "v1"
-        if gpt_version != scfg.version:
+        text_version = symbol_version(scfg.version)
+        if gpt_version != text_version:
             raise TTSInputError(
                 f"The GPT weights {self.gpt_path.name} are {gpt_version} (phone vocabulary "
                 f"{gcfg.phoneme_vocab_size}) but the SoVITS weights {self.sovits_path.name} are "
-                f"{scfg.version}; choose GPT and SoVITS weights of the same version."
+                f"{scfg.version} (the {text_version} phone set); choose a GPT of the {text_version} phone set "
+                f"({'the v1 GPT' if text_version == 'v1' else 'the v2 GPT, s1v3.ckpt or one fine-tuned from them'}) "
+                "or SoVITS weights that match the GPT."
             )
-        return scfg.version
+        return text_version
+
+    def uses_sv(self) -> bool:
+        """Whether the SoVITS model takes the SV embedding (v2Pro, v2ProPlus)."""
+        from gpt_sovits.pretrained import uses_sv
+
+        return uses_sv(self.model_version())
+
+    def sv_path(self) -> Path:
+        """The speaker-verification model file under model_dir (official name)."""
+        from gpt_sovits.pretrained import SV_FILE
+
+        return self.model_dir / SV_FILE
+
+    def sv_model(self) -> Any:
+        """The SV model (ERes2NetV2), loaded once into the cache; missing -> one TTSInputError naming
+        the file, where it goes and how to get it."""
+        from gpt_sovits import pretrained as models
+        from gpt_sovits.models.sv import load_sv
+        from gpt_sovits.models.weights import CheckpointError
+
+        path = self.sv_path()
+        if not path.is_file():
+            raise TTSInputError(
+                f"{self.sovits_path.name} is a SoVITS {self.model_version()} model: it needs the "
+                f"speaker-verification model. {models.missing_message(models.SV_NAME, self.model_dir)}"
+            )
+        try:
+            return self.cache.get(file_key("sv", path, self.device), lambda: load_sv(path, self.device))
+        except CheckpointError as e:
+            raise TTSInputError(f"Cannot use the speaker-verification model {path.name}: {e}") from None
 
     # -- steps -----------------------------------------------------------------------------------
 
-    def _spec(self, samples: np.ndarray, sr: int) -> torch.Tensor:
+    @staticmethod
+    def _wav32(samples: np.ndarray, sr: int) -> torch.Tensor:
+        """The clip as S2 hears it: 32 kHz (N32,) float32, divided by min(2, peak) when the peak is above 1."""
         from core.audio import resample
-        from gpt_sovits.models.features import spectrogram
 
         wav32 = torch.from_numpy(resample(samples, sr, DATASET_RATE).copy())
         peak = float(wav32.abs().max())
         if peak > 1:
             wav32 = wav32 / min(2.0, peak)
-        return spectrogram(wav32.unsqueeze(0)).to(self.device)  # (1, 1025, T)
+        return wav32
+
+    def _spec(self, samples: np.ndarray, sr: int) -> torch.Tensor:
+        from gpt_sovits.models.features import spectrogram
+
+        return spectrogram(self._wav32(samples, sr).unsqueeze(0)).to(self.device)  # (1, 1025, T)
+
+    def _sv_embedding(self, samples: np.ndarray, sr: int) -> torch.Tensor:
+        """The SV embedding (1, 20480) fp32 of a clip, from the same 32 kHz audio as its spectrogram."""
+        from gpt_sovits.models.sv import sv_embedding_of_wav32k
+
+        return sv_embedding_of_wav32k(self.sv_model(), self._wav32(samples, sr).numpy()).to(self.device)
 
     def prepare_reference(self, request: SynthesisRequest) -> _Reference:
         """Check the reference(s); prompt tokens via HuBERT + extract_latent unless reference-free.
@@ -281,6 +342,9 @@ class Synthesizer:
             ids = tuple(clip_identity(Path(c)) for c in clips)  # type: ignore[arg-type]
             sovits_key = file_key("sovits", self._weights(self.sovits_path, "SoVITS"), self.device)
             key = ("ref", ids, with_prompt, sovits_key, self.feature_key("hubert"))
+            if self.uses_sv():  # the SV embeddings are cached with it: a replaced SV model redoes them
+                path = self.sv_path()
+                key += (file_key("sv", path, self.device) if path.is_file() else ("sv", "missing"),)
             return self.cache.get(key, lambda: self._prepare_reference(request, with_prompt))
         return self._prepare_reference(request, with_prompt)
 
@@ -290,12 +354,18 @@ class Synthesizer:
 
         samples, sr = read_reference(request.ref_audio)  # type: ignore[arg-type]
         check_reference(samples, sr)
+        use_sv = self.uses_sv()
+        if use_sv:
+            self.sv_model()  # a missing SV model is said once, before any work
         specs = [self._spec(samples, sr)]
+        sv = [self._sv_embedding(samples, sr)] if use_sv else None
         for aux in request.aux_refs:
             a, asr = read_reference(aux)
             if a.size < 0.5 * asr or float(np.max(np.abs(a))) < 1e-3:
                 raise TTSInputError(f"The extra reference {describe(aux)} is silent or shorter than 0.5 s.")
             specs.append(self._spec(a, asr))
+            if sv is not None:  # one embedding per reference, as the reference's refer_spec list
+                sv.append(self._sv_embedding(a, asr))
         prompt = None
         if with_prompt:
             sovits, _ = self.sovits()
@@ -307,7 +377,7 @@ class Synthesizer:
                 ssl = hubert_features(hubert, wav16.unsqueeze(0)).float()  # (1, 768, T50)
                 codes = sovits.extract_latent(ssl.to(next(sovits.parameters()).dtype))  # (1, 1, T25)
             prompt = codes[0, 0].long()
-        return _Reference(prompt, specs)
+        return _Reference(prompt, specs, sv)
 
     def _bert(self, segments: list[Any]) -> torch.Tensor:
         from gpt_sovits.models.features import FeatureInputError, phone_bert_features
@@ -368,17 +438,27 @@ class Synthesizer:
         except (ModelNotFoundError, ModelLoadError) as e:
             raise TTSInputError(f"ASR agreement needs a local faster-whisper model: {e}") from None
 
-    def reference_embedding(self, specs: Sequence[torch.Tensor]) -> np.ndarray:
-        """S2's style vector ``ge`` (gin,) of the reference(s), averaged over clips as ``decode`` does."""
+    def reference_embedding(
+        self, specs: Sequence[torch.Tensor], sv: Sequence[torch.Tensor] | None = None
+    ) -> np.ndarray:
+        """S2's style vector ``ge`` (gin,) of the reference(s), averaged over clips as ``decode`` does.
+
+        `sv`: v2Pro/v2ProPlus only, one SV embedding (1, 20480) per spectrogram (their ``ge`` includes it)."""
         sovits, _ = self.sovits()
         dtype = next(sovits.parameters()).dtype
+        svs: Sequence[torch.Tensor | None] = [None] * len(specs) if sv is None else sv
         with torch.inference_mode(), autocast_for(self.device):
-            ge = torch.stack([sovits.style(s.to(self.device, dtype)) for s in specs], 0).mean(0)
+            ges = [
+                sovits.style(s.to(self.device, dtype), **({} if e is None else {"sv_emb": e.to(self.device)}))
+                for s, e in zip(specs, svs, strict=True)
+            ]
+            ge = torch.stack(ges, 0).mean(0)
         return ge.float().reshape(-1).cpu().numpy()
 
     def speaker_embedding(self, audio: np.ndarray, sample_rate: int = DATASET_RATE) -> np.ndarray:
         """S2's style vector ``ge`` (gin,) of a clip (float32 mono): the timbre vector S2 conditions on."""
-        return self.reference_embedding([self._spec(audio, sample_rate)])
+        sv = [self._sv_embedding(audio, sample_rate)] if self.uses_sv() else None
+        return self.reference_embedding([self._spec(audio, sample_rate)], sv)
 
     def _audio_blends(
         self,
@@ -391,6 +471,7 @@ class Synthesizer:
         whisper: Any,
         ref_embedding: np.ndarray | None,
         timings: dict[str, float],
+        sv: list[torch.Tensor] | None = None,
     ) -> tuple[int, dict[int, np.ndarray]]:
         """Decode every usable candidate, add the weighted "asr"/"speaker" scores to its total, re-pick.
 
@@ -409,7 +490,9 @@ class Synthesizer:
         if len(usable) < 2:
             return best_candidate(infos), {}
         t0 = time.perf_counter()
-        audios = {j: self._decode(infos[j].tokens, piece.phones, specs, request, seed, index) for j in usable}
+        audios = {
+            j: self._decode(infos[j].tokens, piece.phones, specs, request, seed, index, sv) for j in usable
+        }
         timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t0
         if whisper is not None and request.asr_weight > 0:
             t1 = time.perf_counter()
@@ -437,12 +520,16 @@ class Synthesizer:
         request: SynthesisRequest,
         seed: int,
         index: int,
+        sv: list[torch.Tensor] | None = None,
     ) -> np.ndarray:
-        """S2: one piece's tokens + target phones -> (samples,) float32, peak-normalised when above 1."""
+        """S2: one piece's tokens + target phones -> (samples,) float32, peak-normalised when above 1.
+
+        `sv`: one SV embedding (1, 20480) per spectrogram for v2Pro/v2ProPlus (None for v1/v2)."""
         sovits, _ = self.sovits()
         dev = self.device
         codes = torch.tensor(tokens, dtype=torch.long, device=dev).view(1, 1, -1)
         text = torch.tensor(phones, dtype=torch.long, device=dev).unsqueeze(0)
+        extra = {} if sv is None else {"sv_emb": [e.to(dev) for e in sv]}
         with torch.inference_mode(), autocast_for(dev):
             wav = sovits.decode(
                 codes,
@@ -451,6 +538,7 @@ class Synthesizer:
                 noise_scale=request.noise_scale,
                 speed=request.speed,
                 generator=_noise_generator(seed, index),
+                **extra,
             )
         audio = wav[0, 0].float().cpu().numpy()
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
@@ -508,6 +596,7 @@ class Synthesizer:
         pieces = text_pieces(request.text, text_lang, request.cut, version, g2pw)
         ref = self.prepare_reference(request)
         state.specs = [s.cpu() for s in ref.specs]  # kept for reassemble()
+        state.sv = None if ref.sv is None else [e.cpu() for e in ref.sv]
         prompt = self._prompt(request, ref, version, g2pw)
         state.timings["reference"] = time.perf_counter() - t0
         plan = _Plan(request, params, seed, pieces, ref, prompt, self._scorers(request), t0)
@@ -516,7 +605,7 @@ class Synthesizer:
         if plan.blend and request.asr_weight > 0:
             plan.whisper = self.whisper(request.asr_model)
         if plan.blend and request.speaker_weight > 0:
-            plan.ref_embedding = self.reference_embedding(ref.specs)
+            plan.ref_embedding = self.reference_embedding(ref.specs, ref.sv)
         return plan
 
     def _sample(self, plan: _Plan, batch: list[int], index: int, timings: dict[str, float]) -> list[Any]:
@@ -541,12 +630,23 @@ class Synthesizer:
         decoded: dict[int, np.ndarray] = {}
         if plan.blend:
             chosen, decoded = self._audio_blends(
-                piece, infos, plan.ref.specs, request, plan.seed, i, plan.whisper, plan.ref_embedding, timings
+                piece,
+                infos,
+                plan.ref.specs,
+                request,
+                plan.seed,
+                i,
+                plan.whisper,
+                plan.ref_embedding,
+                timings,
+                plan.ref.sv,
             )
         audio = decoded.get(chosen)
         if audio is None:
             t3 = time.perf_counter()
-            audio = self._decode(infos[chosen].tokens, piece.phones, plan.ref.specs, request, plan.seed, i)
+            audio = self._decode(
+                infos[chosen].tokens, piece.phones, plan.ref.specs, request, plan.seed, i, plan.ref.sv
+            )
             timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
         return SentenceResult(piece.text, piece.phones, infos, chosen, audio, decoded)
 
@@ -600,6 +700,7 @@ class Synthesizer:
             request=request,
             timings=timings,
             refer_specs=state.specs,
+            refer_sv=state.sv,
         )
 
     def candidate_audio(self, result: SynthesisResult, piece: int, candidate: int) -> np.ndarray:
@@ -624,7 +725,13 @@ class Synthesizer:
             raise TTSInputError(f"candidate {candidate + 1} of piece {piece + 1} has no tokens to decode")
         with self.turn():
             return self._decode(
-                tokens, sentence.phones, result.refer_specs, result.request, result.seed, piece
+                tokens,
+                sentence.phones,
+                result.refer_specs,
+                result.request,
+                result.seed,
+                piece,
+                result.refer_sv,
             )
 
     def reassemble(self, result: SynthesisResult, choices: Sequence[int]) -> np.ndarray:
