@@ -160,6 +160,11 @@ def remove_workspace_leftovers(workspace: Path) -> list[Path]:
     return removed
 
 
+def app_context(args: argparse.Namespace) -> AppContext:
+    """The app's context from the flags: workspace, UI language, model folder, longest synthesis text."""
+    return replace(AppContext.create(args.workspace, args.lang, args.model_dir), max_text=args.max_text)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python webui.py", description=__doc__.split("\n")[0])
     p.add_argument(
@@ -193,7 +198,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx = replace(AppContext.create(args.workspace, args.lang, args.model_dir), max_text=args.max_text)
+    ctx = app_context(args)
     # Gradio copies uploads into its temp folder and serves from there: keep that inside the workspace.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.workspace / ".gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -2,12 +2,17 @@
 
 The app is served by this module's own fixture with `--model-dir` pointing at the tiny pretrained
 models (conftest's `served_app` has no models), so synthesis really runs: reference upload, text,
-candidates table, candidate playback, history; a too-short reference gives a visible message.
+candidates table, candidate playback, history; a too-short reference gives a visible message. Each
+result is written once (to outputs/, served from there: no copy in Gradio's cache); Cancel stops a long
+synthesis; a short request is served while a long one runs; a text over the limit is refused.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from tests.support.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
 MAX_TOKENS = 20
+LONG_TEXT = "你好世界。今天天气。" * 100  # 200 pieces when cut at every punctuation mark (cut5)
 
 
 def _reference(path: Path, seconds: float) -> Path:
@@ -82,6 +88,17 @@ def _served_wav(page, elem_id: str, dest: Path, timeout: float = 30_000) -> Path
     return dest
 
 
+def _gradio_copies(workspace: Path, wav: Path) -> list[Path]:
+    """Files in Gradio's cache (`<workspace>/.gradio`) with the bytes of `wav`: none when written once."""
+    data = wav.read_bytes()
+    cache = workspace / ".gradio"
+    return [
+        p
+        for p in cache.rglob("*")
+        if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data
+    ]
+
+
 def _upload_reference(page, path: Path) -> None:
     page.locator("#inf-ref input[type=file]").set_input_files(str(path))
 
@@ -109,7 +126,11 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     # The token cap took effect: at most MAX_TOKENS / 25 s of speech plus the pause.
     assert sf.info(str(outputs[0])).duration <= MAX_TOKENS / 25 * 2 + 0.35
     result = _served_wav(page, "#inf-out", tmp_path / "result.wav")
-    assert sf.read(result)[0].shape == sf.read(outputs[0])[0].shape
+    assert result.read_bytes() == outputs[0].read_bytes()
+    # Written once: the player is served the file in outputs/, and Gradio's cache holds no copy.
+    href = page.locator("#inf-out a[data-testid=download-link]").get_attribute("href")
+    assert "/outputs/" in urllib.parse.unquote(href)
+    assert _gradio_copies(tts_app.workspace, outputs[0]) == []
     assert page.locator("#inf-download").inner_text().count(".wav") >= 1
     # gr.render draws the history in a second round trip after the outputs.
     page.wait_for_function("document.querySelectorAll('.inf-history').length === 1", timeout=15_000)
@@ -177,6 +198,7 @@ def test_api_from_gradio_client(tts_app, tmp_path):
     chosen = info["sentences"][0]["chosen"]
     assert cands[chosen]["total"] == max(c["total"] for c in cands)
     assert Path(info["path"]).parent == tts_app.workspace / "outputs"
+    assert _gradio_copies(tts_app.workspace, Path(info["path"])) == []  # served from outputs/, not copied
 
     again, details2 = client.predict(
         "你好世界。",
@@ -220,6 +242,8 @@ def test_api_from_gradio_client(tts_app, tmp_path):
         client.predict(
             "你好。", "zh", handle_file(str(_reference(tmp_path / "s.wav", 1.0))), api_name="/synthesize"
         )
+    with pytest.raises(AppError, match=r"has 100,000 characters; .* at most 2,000 characters"):
+        client.predict("你" * 100_000, "zh", handle_file(str(ref)), api_name="/synthesize")
 
 
 @pytest.mark.browser
@@ -255,23 +279,45 @@ def test_refresh_lists_newly_exported_weights(tts_page, tts_app, tiny_pretrained
     )
 
 
+@pytest.mark.browser
+def test_cancel_stops_a_long_synthesis(tts_page, tts_app, tmp_path):
+    page = tts_page
+    _upload_reference(page, _reference(tmp_path / "ref.wav", 4.0))
+    page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('Reference: 4.0 s')")
+    page.locator("#inf-text textarea").fill(LONG_TEXT)
+    page.get_by_text("Sampling", exact=True).click()
+    _set_number(page, "#inf-max-tokens", MAX_TOKENS)
+    page.locator("#inf-cut input").click()
+    page.get_by_role("option", name="At every punctuation mark").click()
+    before = set((tts_app.workspace / "outputs").glob("*.wav"))
+    page.locator("#inf-go").click()
+    page.get_by_text(re.compile(r"piece \d+/200 done")).first.wait_for(timeout=60_000)
+    page.locator("#inf-cancel").click()
+    page.wait_for_function(
+        "document.querySelector('#inf-summary').innerText.includes('Cancelled.')", timeout=15_000
+    )
+    page.wait_for_timeout(2000)
+    assert set((tts_app.workspace / "outputs").glob("*.wav")) == before  # nothing written
+
+    # The models are free at once: a short synthesis right after is done in seconds, not after 200.
+    page.locator("#inf-text textarea").fill("你好世界。")
+    page.locator("#inf-go").click()
+    page.wait_for_function(
+        "document.querySelector('#inf-summary').innerText.includes('1 sentence(s)')", timeout=30_000
+    )
+    assert len(set((tts_app.workspace / "outputs").glob("*.wav")) - before) == 1
+
+
 def test_other_requests_are_served_during_a_long_synthesis(tts_app, tmp_path):
-    """Synthesis runs in its own queue: a long job does not hold up the rest of the app.
-
-    Kept last in the module: the long job is left to the server's shutdown.
+    """Synthesis runs in its own queue: a long job holds up neither the rest of the app nor a short
+    synthesis. Kept last in the module: the cancelled long job ends with the server.
     """
-    import time
-
     from gradio_client import Client, handle_file
 
     client = Client(tts_app.url, verbose=False)
+    ref = handle_file(str(_reference(tmp_path / "ref.wav", 4.0)))
     job = client.submit(
-        "你好世界。今天天气很不错。" * 30,
-        "zh",
-        handle_file(str(_reference(tmp_path / "ref.wav", 4.0))),
-        cut="cut5",
-        candidates=4,
-        api_name="/synthesize",
+        LONG_TEXT, "zh", ref, cut="cut5", candidates=4, max_new_tokens=MAX_TOKENS, api_name="/synthesize"
     )
     deadline = time.monotonic() + 30
     while job.status().code.name != "PROCESSING" and time.monotonic() < deadline:
@@ -280,5 +326,13 @@ def test_other_requests_are_served_during_a_long_synthesis(tts_app, tmp_path):
     t0 = time.monotonic()
     listed = json.loads(Client(tts_app.url, verbose=False).predict(api_name="/weights"))
     assert time.monotonic() - t0 < 10 and listed["gpt"]
+    # A short synthesis takes its turns between the long one's sentences (the long one alone takes
+    # minutes here); tests/test_synthesis_fairness.py counts the sentences in between.
+    t0 = time.monotonic()
+    wav, _details = Client(tts_app.url, verbose=False).predict(
+        "你好世界。", "zh", ref, max_new_tokens=MAX_TOKENS, api_name="/synthesize"
+    )
+    print(f"short /synthesize during a long one: {time.monotonic() - t0:.1f} s")
+    assert sf.info(wav).frames > 0 and time.monotonic() - t0 < 60
     assert not job.done()  # answered while the synthesis was still running
     job.cancel()

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,43 @@ def test_form_checks(change, message):
         setattr(form.request, key, value)
     with pytest.raises(H.InferenceUIError, match=message):
         H.check_form(form)
+
+
+def test_a_text_over_the_limit_is_refused_before_anything_loads(tmp_path, tiny_pretrained):
+    from gpt_sovits.infer.request import TextTooLongError
+
+    form = H.SynthesisForm(SynthesisRequest(text="字" * 2001, text_lang="zh", ref_audio="ref.wav"))
+    with pytest.raises(TextTooLongError, match="has 2,001 characters; .* at most 2,000"):
+        H.check_form(form)
+    H.check_form(form, max_text=3000)  # the server's --max-text
+    with pytest.raises(TextTooLongError, match=r"at most 9 characters at a time \(about 1 second of"):
+        H.check_form(H.SynthesisForm(SynthesisRequest(text="你好世界。你好世界。", ref_audio="r.wav")), 9)
+    # Through the whole synthesis: refused without a model loaded or a file written.
+    cache = H.LazyCache()
+    with pytest.raises(TextTooLongError, match="has 2,001 characters"):
+        H.synthesize(form, tmp_path, tiny_pretrained.root, cache)
+    assert cache._tts_cache is None and not (tmp_path / "outputs").exists()
+
+
+def test_the_synthesis_service_is_built_with_the_apps_limit(tmp_path):
+    import gradio as gr
+
+    from ui import inference_tab
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "models")
+    for limit, shown in ((None, "At most 2,000 characters"), (500, "At most 500 characters")):
+        with gr.Blocks() as app:
+            inference_tab.build(replace(ctx, max_text=limit))
+        go = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "synthesize_form")
+        c = go.fn.args[0]
+        assert c.service.max_text == (limit or 2000)
+        assert c.ui.text.info.startswith(shown)
+        named = {getattr(fn.fn, "__name__", ""): fn._id for fn in app.fns.values()}
+        cancels = {i for fn in app.fns.values() for i in fn.cancels}
+        # Cancel stops a running synthesis, candidate playback or swap, and says so in the status.
+        assert {named["synthesize_form"], named["play_candidate"], named["swap_candidate"]} <= cancels
+        message = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "cancelled")
+        assert message.outputs == [c.ui.summary] and message.fn({}) == {c.ui.summary: "Cancelled."}
 
 
 def test_language_and_cut_keys_are_what_the_pipeline_accepts():

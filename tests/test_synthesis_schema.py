@@ -206,3 +206,58 @@ def test_a_huge_seed_is_a_clear_error_not_an_overflow():
         schema.check_ranges(SynthesisRequest(text="x", seed=2**70))
     with pytest.raises(TTSInputError, match=r"seed must be between -1 and 4294967295"):
         schema.check_ranges(SynthesisRequest(text="x", seed=10**400))  # beyond float's range too
+
+
+# ------------------------------------------------------------------------------------ the text limit
+
+
+def test_the_text_limit_names_the_length_and_the_limit():
+    assert schema.MAX_TEXT_CHARS == 2000
+    schema.check_text_length("字" * 2000)
+    with pytest.raises(schema.TextTooLongError) as caught:
+        schema.check_text_length("字" * 100_000)
+    message = str(caught.value)
+    assert "100,000 characters" in message and "at most 2,000 characters" in message
+    assert "about 5 minutes of speech" in message
+    assert (caught.value.length, caught.value.limit) == (100_000, 2000)
+    assert isinstance(caught.value, TTSInputError)  # a message for the person, never an internal error
+    with pytest.raises(schema.TextTooLongError, match="has 11 characters; .* at most 10 characters"):
+        schema.check_text_length("x" * 11, 10)
+    schema.check_text_length("x" * 100_000, None)  # None: no limit
+
+
+def test_the_synthesiser_refuses_a_long_text_before_loading_anything(tmp_path):
+    from gpt_sovits.infer.synthesizer import Synthesizer
+
+    # No weights exist here: the limit is checked before any model (or the reference) is touched.
+    synth = Synthesizer(tmp_path / "g.ckpt", tmp_path / "s.pth", tmp_path, device="cpu", max_text=50)
+    with pytest.raises(schema.TextTooLongError, match="has 51 characters"):
+        synth.synthesize(SynthesisRequest(text="a" * 51, ref_audio="ref.wav"))
+    with pytest.raises(schema.TextTooLongError, match="at most 2,000"):
+        Synthesizer(tmp_path / "g.ckpt", tmp_path / "s.pth", tmp_path).synthesize(
+            SynthesisRequest(text="a" * 2001)
+        )
+    unbounded = Synthesizer(tmp_path / "g.ckpt", tmp_path / "s.pth", tmp_path, device="cpu", max_text=None)
+    with pytest.raises(TTSInputError, match="weights not found"):  # past the limit, to the models
+        unbounded.synthesize(SynthesisRequest(text="你好。" * 5000, text_lang="zh", ref_audio="ref.wav"))
+
+
+def test_the_cli_takes_max_text_and_refuses_longer_texts(tmp_path, capsys):
+    from core.jobs import EXIT_USER_ERROR
+    from gpt_sovits.infer.__main__ import main, make_parser
+
+    base = ["--gpt", "g", "--sovits", "s", "--ref-audio", "r.wav", "--text", "x", "--out", "o.wav"]
+    assert make_parser().parse_args(base).max_text == 2000
+    assert make_parser().parse_args([*base, "--max-text", "5000"]).max_text == 5000
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            make_parser().parse_args([*base, "--max-text", bad])
+        assert "--max-text must be" in capsys.readouterr().err
+    text = tmp_path / "long.txt"
+    text.write_text("你好世界。" * 30, encoding="utf-8")
+    argv = ["--gpt", str(tmp_path / "g.ckpt"), "--sovits", str(tmp_path / "s.pth"), "--ref-audio", "r.wav"]
+    argv += ["--text-file", str(text), "--out", str(tmp_path / "o.wav"), "--max-text", "100"]
+    assert main(argv) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "error: The text has 150 characters" in err and "at most 100 characters" in err
+    assert not (tmp_path / "o.wav").exists()

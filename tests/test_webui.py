@@ -171,3 +171,19 @@ def test_an_upload_over_the_cap_is_refused_with_the_limit_named(tmp_path, monkey
         assert small.status_code == 200
     finally:
         app.close()
+
+
+def test_max_text_defaults_to_2000_and_reaches_the_voice_cloning_tab(tmp_path):
+    from webui import app_context, build_app
+
+    assert make_parser().parse_args([]).max_text == 2000
+    for bad in ("0", "-3", "lots"):
+        with pytest.raises(SystemExit):
+            make_parser().parse_args(["--max-text", bad])
+    args = make_parser().parse_args(["--max-text", "300", "--workspace", str(tmp_path), "--lang", "en_US"])
+    ctx = app_context(args)
+    assert ctx.max_text == 300 and ctx.workspace == tmp_path.resolve()
+    app = build_app(ctx)
+    text = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "inf-text")
+    assert text.info == "At most 300 characters per synthesis."
+    assert "--max-text N" in make_parser().format_help()

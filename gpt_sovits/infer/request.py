@@ -267,17 +267,21 @@ def check_text_length(text: str, limit: int | None = MAX_TEXT_CHARS) -> None:
     if limit is not None and length > limit:
         raise TextTooLongError(
             f"The text has {length:,} characters; this synthesiser takes at most {limit:,} characters at a "
-            f"time (about {_speech_minutes(limit)} of speech). Split it into parts of at most {limit:,} "
+            f"time (about {_speech_length(limit)} of speech). Split it into parts of at most {limit:,} "
             "characters.",
             length,
             limit,
         )
 
 
-def _speech_minutes(chars: int) -> str:
+def _speech_length(chars: int) -> str:
     """A rough length of speech for ``chars`` characters (2000 -> "5 minutes"), as the limit's note."""
-    minutes = max(1, round(chars / 400))  # between Chinese (~270 a minute) and English (~900 a minute)
-    return f"{minutes} minute{'s' if minutes > 1 else ''}"
+    seconds = chars * 60 / 400  # 400 a minute: between Chinese (~270) and English (~900)
+    if seconds < 90:
+        n, unit = max(1, round(seconds)), "second"
+    else:
+        n, unit = round(seconds / 60), "minute"
+    return f"{n} {unit}{'s' if n > 1 else ''}"
 
 
 def text_limit(value: str) -> int:
