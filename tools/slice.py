@@ -28,7 +28,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -41,6 +41,9 @@ from core.audio import BLOCK_SECONDS, DATASET_RATE, list_audio_files, open_audio
 from core.errors import UserError
 from core.fsutil import atomic_write_bytes, unique_path
 from core.jobs import (
+    EXIT_ALL_FAILED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
     BatchReport,
     EventWriter,
     FileFailure,
@@ -522,6 +525,49 @@ def _slice_one(args: tuple[str, str | None, SliceParams, bool]) -> SliceResult:
     return slice_file(*args)
 
 
+def _crash_message(k: int, files: list[Path]) -> str:
+    return f"the slicing process crashed on {files[k].name} (a native crash or a kill, e.g. for memory)"
+
+
+def _run_pool(
+    task: Callable[[tuple[str, str | None, SliceParams, bool]], SliceResult],
+    jobs: list[tuple[str, str | None, SliceParams, bool]],
+    todo: list[int],
+    n_workers: int,
+    record,
+    should_stop: StopFn,
+    report: SliceReport,
+) -> list[int]:
+    """Run `jobs[k]` for k in `todo` in a process pool; returns the ks lost to a worker that died.
+
+    A dead worker breaks the whole pool (every unfinished future fails with BrokenProcessPool): the
+    caller runs those files again one per pool to find the one that crashes.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken: list[int] = []
+    # spawn: the parent may hold torch threads, which do not survive fork well
+    with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+        pending: dict[Future, int] = {pool.submit(task, jobs[k]): k for k in todo}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                k = pending.pop(fut)
+                try:
+                    record(k, fut.result(), None)
+                except BrokenProcessPool:
+                    broken.append(k)
+                except Exception as e:
+                    record(k, None, e)
+            if pending and should_stop():
+                report.cancelled = True
+                for fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+    return sorted(broken)
+
+
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -534,11 +580,17 @@ def slice_inputs(
     dry_run: bool = False,
     progress: ProgressFn = log_progress,
     should_stop: StopFn = never_stop,
+    isolate: bool = False,
+    task: Callable[[tuple[str, str | None, SliceParams, bool]], SliceResult] | None = None,
 ) -> SliceReport:
     """Slice files and folders (one level) with `workers` processes; a failing file is reported.
 
-    Raises `SliceParamsError` / `SliceOutputError` / `FileNotFoundError` before any work starts.
+    With more than one worker, or `isolate` (the CLI), files run in worker processes: one that
+    crashes its process (natively, or killed for memory) is reported as failed and the rest go on.
+    `task` replaces the per-file function (tests of that). Raises `SliceParamsError` /
+    `SliceOutputError` / `FileNotFoundError` before any work starts.
     """
+    task = task or _slice_one
     params.validate()
     files = list_audio_files(list(inputs))
     if out_dir is not None and not dry_run:
@@ -559,33 +611,25 @@ def slice_inputs(
         progress(done, total, files[k].name)
 
     n_workers = max(1, min(workers or default_workers(), total))
-    if n_workers == 1:
+    if n_workers == 1 and not isolate:
         for k, job in enumerate(jobs):
             if should_stop():
                 report.cancelled = True
                 break
             try:
-                record(k, _slice_one(job), None)
+                record(k, task(job), None)
             except Exception as e:  # one bad file must not stop the others
                 record(k, None, e)
     else:
-        # spawn: the parent may hold torch threads, which do not survive fork well
-        with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
-            pending: dict[Future, int] = {pool.submit(_slice_one, job): k for k, job in enumerate(jobs)}
-            while pending:
-                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    k = pending.pop(fut)
-                    try:
-                        record(k, fut.result(), None)
-                    except Exception as e:
-                        record(k, None, e)
-                if pending and should_stop():
-                    report.cancelled = True
-                    for fut in pending:
-                        fut.cancel()
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    break
+        # A worker that dies breaks its pool: the unfinished files run again in a one-process pool,
+        # where they go in order, so the first unfinished one is the file that crashed it.
+        todo = list(range(len(jobs)))
+        while todo and not report.cancelled:
+            broken = _run_pool(task, jobs, todo, n_workers, record, should_stop, report)
+            if broken and n_workers == 1:
+                record(broken[0], None, RuntimeError(_crash_message(broken[0], files)))
+                broken = broken[1:]
+            todo, n_workers = broken, 1
     report.results = [results[k] for k in sorted(results)]
     report.outputs = [o for r in report.results for o in r.outputs]
     report.failures.sort(key=lambda f: [str(x) for x in files].index(f.path))
@@ -668,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         if not list_audio_files(args.inputs):
             raise SliceParamsError(f"no audio files found in {', '.join(args.inputs)}")
         report = slice_inputs(
-            args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress
+            args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress, isolate=True
         )
     except (ValueError, FileNotFoundError) as e:
         events.emit("error", message=str(e))
@@ -687,7 +731,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {f.path}: {f.error}", file=sys.stderr)
     if not args.dry_run:
         print(f"{len(report.outputs)} clips in {Path(args.out).resolve()}; {len(report.failures)} failed")
-    return 1 if report.failures or report.cancelled else 0
+    if report.failures and not report.results:
+        return EXIT_ALL_FAILED  # every file failed: "Failed.", not "Done, some files failed."
+    return EXIT_SOME_FAILED if report.failures or report.cancelled else EXIT_OK
 
 
 if __name__ == "__main__":
