@@ -178,3 +178,42 @@ def test_download_error_becomes_clear_message(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
     with pytest.raises(models.ModelDownloadError, match="connection reset.*Put s2G488k.pth"):
         models.download("sovits-v1", tmp_path, log=lambda _m: None, check_hub=False)
+
+
+@pytest.mark.parametrize("version", ["v2Pro", "v2ProPlus"])
+def test_download_pro_group_places_official_layout(tmp_path: Path, monkeypatch, version: str) -> None:
+    """`download v2Pro` fetches s1v3.ckpt, the version's G/D and the SV model (plus HuBERT/BERT) by their
+    hub paths into the official layout; the version's table then finds every file present."""
+    calls: list = []
+    _fake_hub(monkeypatch, calls)
+    models.download(version, tmp_path, log=lambda _m: None, check_hub=False)
+    paths = models.pretrained_paths(tmp_path, version)
+    assert (
+        paths.s1 == tmp_path / "s1v3.ckpt" and paths.sv == tmp_path / "sv/pretrained_eres2netv2w24s4ep4.ckpt"
+    )
+    for p in (paths.s1, paths.s2g, paths.s2d, paths.sv):
+        assert p.read_bytes() == b"weights", p
+    files = {c[2] for c in calls if c[0] == "file"}
+    assert files == {
+        "s1v3.ckpt",
+        f"v2Pro/s2G{version}.pth",
+        f"v2Pro/s2D{version}.pth",
+        "sv/pretrained_eres2netv2w24s4ep4.ckpt",
+    }
+    by = _by_name(models.model_status(tmp_path))
+    assert all(by[n].present for n in models.version_models(version).values())
+    assert not by["sovits-v2"].present  # nothing of another version
+
+
+def test_pro_offline_message_names_every_missing_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelDownloadError) as info:
+        models.download("v2ProPlus", tmp_path, log=lambda _m: None)
+    message = str(info.value)
+    for rel in (
+        "s1v3.ckpt",
+        "v2Pro/s2Gv2ProPlus.pth",
+        "v2Pro/s2Dv2ProPlus.pth",
+        "sv/pretrained_eres2netv2w24s4ep4.ckpt",
+    ):
+        assert str(tmp_path / rel) in message, rel

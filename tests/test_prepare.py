@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -425,6 +426,41 @@ def test_a_pretrained_generator_of_another_version_is_refused_before_any_work(tm
     with pytest.raises(prep.PrepareError, match="is a SoVITS v1 model but version v2"):
         prep.prepare(list_path, tmp_path / "exp", models, device="cpu", workers=1, progress=lambda *a: None)
     assert not (tmp_path / "exp" / "4-cnhubert").exists()
+
+
+def test_v2pro_pretrained_files_are_checked_before_any_work(tmp_path, tiny_pretrained):
+    """v2Pro formatting reads v2Pro/s2Gv2Pro.pth (a v2 generator there is refused) and the SV model (a file
+    that is not one is refused), both before any clip is touched."""
+    from dataclasses import replace
+
+    from gpt_sovits.models.s2 import SynthesizerTrn
+    from tests.support.tiny_models import tiny_s2_config
+
+    models = tmp_path / "models"
+    for name in ("chinese-hubert-base", "chinese-roberta-wwm-ext-large"):
+        (models / name).parent.mkdir(parents=True, exist_ok=True)
+        (models / name).symlink_to(tiny_pretrained.root / name, target_is_directory=True)
+    (models / "v2Pro").mkdir()
+    shutil.copyfile(tiny_pretrained.s2g, models / "v2Pro" / "s2Gv2Pro.pth")
+    (models / "sv").mkdir()
+    shutil.copyfile(
+        tiny_pretrained.s1, models / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt"
+    )  # not an SV model
+    list_path = write_tiny_dataset(tmp_path / "data", n=1)
+    run = functools.partial(
+        prep.prepare, list_path, tmp_path / "exp", models, version="v2Pro", device="cpu", workers=1
+    )
+    with pytest.raises(prep.PrepareError, match="is a SoVITS v2 model but version v2Pro"):
+        run()
+    cfg = replace(tiny_s2_config(), version="v2Pro", gin_channels=64, p_dropout=0.0)
+    gen = SynthesizerTrn(cfg, with_posterior=True)
+    torch.save({"weight": gen.state_dict(), "config": cfg.to_hparams()}, models / "v2Pro" / "s2Gv2Pro.pth")
+    with pytest.raises(prep.PrepareError, match="speaker-verification model cannot be used.*GPT"):
+        run()
+    assert not (tmp_path / "exp" / "2-name2text.txt").exists() and not (tmp_path / "exp" / "7-sv_cn").exists()
+    assert prep.make_parser().parse_args(["--version", "v2ProPlus"]).version == "v2ProPlus"
+    with pytest.raises(prep.PrepareError, match="unknown version 'v4': use one of v1, v2, v2Pro, v2ProPlus"):
+        prep.prepare(list_path, tmp_path / "exp", models, version="v4")
 
 
 def test_an_unreadable_table_means_a_full_redo_not_a_crash(tmp_path, tiny_pretrained):
