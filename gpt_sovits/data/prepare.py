@@ -92,6 +92,9 @@ MAX_PEAK = 2.2  # the reference skips louder clips (float files can exceed 1.0)
 # Shorter clips give HuBERT too few frames for a meaningful token sequence; both trainers drop far
 # longer ones anyway (S2 keeps 0.6-54 s).
 MIN_SECONDS = 0.25
+# A training clip is seconds long (S2 keeps 0.6-54 s): a longer file is skipped from its header, before
+# decoding, so a 3-hour recording put in a list by mistake costs nothing (it would take GBs decoded).
+MAX_SECONDS = 600.0
 RECIPE = 1  # bump when what a clip's files contain changes, so old experiments are redone
 MANIFEST_FORMAT = 1
 FLUSH_EVERY_ITEMS = 16
@@ -108,6 +111,7 @@ SKIP_REASONS: dict[str, str] = {
     "unreadable": "its audio file cannot be decoded",
     "duplicate_name": "another clip earlier in the list has the same file name",
     "too_short": f"the audio is shorter than {MIN_SECONDS} s",
+    "too_long": f"the audio is longer than {MAX_SECONDS:g} s (a recording to slice first, not a clip)",
     "silent": "the audio is silent",
     "too_loud": f"the audio peak is above {MAX_PEAK} (the reference skips such clips)",
     "feature_error": "its features could not be computed",
@@ -216,11 +220,14 @@ class _Skip:
 
 def _load_clip(path: Path) -> _Audio | _Skip:
     """Decode, check and mix one clip (runs in a loader thread)."""
-    from core.audio import AudioDecodeError, load_audio
+    from core.audio import AudioDecodeError, audio_info, load_audio
 
     if not path.is_file():
         return _Skip("missing_file", str(path))
     try:
+        seconds = audio_info(path).duration  # the header only: nothing decoded yet
+        if seconds > MAX_SECONDS:
+            return _Skip("too_long", f"{seconds:.0f} s")
         audio, _ = load_audio(path, SAMPLE_RATE)
     except AudioDecodeError as e:
         return _Skip("unreadable", str(e))

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 REF_MIN_S = 3.0
 REF_MAX_S = 10.0
+# A file longer than this is refused from its header, before decoding (a reference, an extra reference,
+# or a clip to trim): a 3-hour recording would take GBs decoded only to be told it is too long.
+READ_MAX_S = 600.0
 
 
 def to_mono_float(audio: np.ndarray) -> np.ndarray:
@@ -36,9 +39,13 @@ def describe(ref: RefAudio) -> str:
     return Path(ref).name if isinstance(ref, (str, Path)) else "the recorded reference"
 
 
-def read_reference(ref: RefAudio) -> tuple[np.ndarray, int]:
-    """A reference as (mono float32 samples, sample rate); unreadable input -> TTSInputError."""
-    from core.audio import AudioDecodeError, load_audio
+def read_reference(ref: RefAudio, max_seconds: float = READ_MAX_S) -> tuple[np.ndarray, int]:
+    """A reference as (mono float32 samples, sample rate); unreadable input -> TTSInputError.
+
+    A file whose header says it is longer than `max_seconds` raises ReferenceLengthError (with its
+    duration) without being decoded.
+    """
+    from core.audio import AudioDecodeError, audio_info, format_duration, load_audio
 
     if isinstance(ref, tuple):
         if len(ref) != 2:
@@ -50,6 +57,14 @@ def read_reference(ref: RefAudio) -> tuple[np.ndarray, int]:
             raise TTSInputError("the recorded reference contains NaN or infinite samples")
         return samples, sr
     try:
+        duration = audio_info(ref).duration
+        if duration > max_seconds:
+            raise ReferenceLengthError(
+                f"{describe(ref)} is {format_duration(duration)} long; a reference must be between "
+                f"{REF_MIN_S:g} and {REF_MAX_S:g} s, and a file over {format_duration(max_seconds)} is not "
+                "read at all. Cut a short part of it first (the Slicing tab cuts a recording into clips).",
+                duration,
+            )
         return load_audio(ref)
     except AudioDecodeError as e:
         raise TTSInputError(f"The reference audio could not be read: {e}") from None
