@@ -389,6 +389,11 @@ def test_sovits_v3_loader_is_strict(tmp_path, base_file):
     torch.save({**raw, "weight": sd}, tmp_path / "no_inv_freq.pth")
     with pytest.raises(CheckpointError, match="not a multiple of its head size 64"):
         load_sovits_v3(tmp_path / "no_inv_freq.pth")
+    # a bare state dict (no "weight"/"config" wrapper) loads too; without a config it is v3
+    torch.save(raw["weight"], tmp_path / "bare.pth")
+    model, cfg = load_sovits_v3(tmp_path / "bare.pth", precision="fp32")
+    assert cfg.version == "v3" and cfg.filter_channels == 96
+    assert torch.equal(model.state_dict()["bridge.0.weight"], raw["weight"]["bridge.0.weight"].float())
     # an unknown tensor and a missing parameter, then a wrong shape: refused, each named
     missing_and_extra = {k: v for k, v in raw["weight"].items() if k != "bridge.0.bias"}
     missing_and_extra["cfm.estimator.bogus"] = torch.zeros(1)

@@ -197,6 +197,23 @@ def _dit_size(sd: Mapping[str, torch.Tensor], prefix: str = "cfm.estimator.") ->
     }
 
 
+def _encoder_size(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The text encoder's hparams read from its weights (for files without a config)."""
+    pre = "enc_p.encoder_text."
+    try:
+        conv_1 = sd[pre + "ffn_layers.0.conv_1.weight"]  # (filter, hidden, kernel)
+        rel_k = sd[pre + "attn_layers.0.emb_rel_k"]  # (1, 2*window+1, hidden/heads)
+    except KeyError as e:
+        raise CheckpointError(f"the text encoder lacks {e.args[0]}; not a v3/v4 SoVITS model") from None
+    layers = {k.split(".")[3] for k in sd if k.startswith(pre + "attn_layers.")}
+    return {
+        "filter_channels": conv_1.shape[0],
+        "kernel_size": conv_1.shape[2],
+        "n_heads": conv_1.shape[1] // rel_k.shape[-1],
+        "n_layers": len(layers),
+    }
+
+
 def _v3_fill(cfg: S2V3Config) -> Callable[[str], torch.Tensor | None]:
     def fill(k: str) -> torch.Tensor | None:
         if k.endswith("rotary_embed.inv_freq"):
@@ -215,9 +232,12 @@ def _build_v3(raw: RawCheckpoint, version: str, dtype: torch.dtype) -> tuple[Syn
             raise WrongModelTypeError(f"{raw.path} is a SoVITS v1/v2 model; expected {what}")
         raise WrongModelTypeError(f"{raw.path} is not {what}")
     content = raw.content
-    sd = _weight_norm_names(content["weight"])
+    # {"weight": ...} as official files, or a bare state dict
+    sd = _weight_norm_names(_tensor_dict(content.get("weight")) or _tensor_dict(content) or {})
     sd = {k: v for k, v in sd.items() if not k.startswith("enc_q.")}
     config = content.get("config") if isinstance(content.get("config"), Mapping) else None
+    if not isinstance((config or {}).get("model"), Mapping):  # no hparams: sizes from the weights
+        config = {**(config or {}), "model": _encoder_size(sd)}
     try:
         cfg = S2V3Config.from_hparams(config, version=version, **_dit_size(sd))
         with torch.device("meta"):
@@ -330,13 +350,12 @@ def load_sovits_v3(
         base_version, base_lora = sovits_v3_version(base_raw.path, base_raw)
         if base_lora:
             raise CheckpointError(f"{base} is itself a LoRA export; the base must be a pretrained generator")
+        if PRETRAINED_MD5.get(_read_md5_head(base_raw.path), version) != version:
+            raise CheckpointError(
+                f"{base} is the pretrained {base_version} generator; the LoRA {raw.path.name} is for {version}"
+            )
         model, cfg = _build_v3(base_raw, version, dtype)
-        _merge_lora(model, raw, dtype)
-        config = raw.content.get("config")
-        if isinstance(config, Mapping):
-            cfg = S2V3Config.from_hparams(config, version=version, **_dit_size(model.state_dict()))
-            model.cfg = cfg
-        del base_version
+        _merge_lora(model, raw, dtype)  # cfg stays the base's: the architecture the weights have
     else:
         model, cfg = _build_v3(raw, version, dtype)
     model.to(device=device)
