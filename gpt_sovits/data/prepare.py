@@ -805,7 +805,7 @@ class _Run:
         self.report.skipped.append(SkippedClip(s.line, s.name, str(s.audio), reason, detail))
         self.done += 1
         self.note(s.name)
-        if reason == "feature_error":  # may be passing (e.g. GPU memory): tried again next run
+        if reason in ("feature_error", "sv_error"):  # may be passing (e.g. GPU memory): tried again next run
             return
         keys = {"text_key": self.plan.text_keys[s.name], "audio_key": self.plan.audio_keys[s.name]}
         self.state.skips[s.name] = {**keys, "reason": reason, "detail": detail}
