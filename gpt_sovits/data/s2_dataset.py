@@ -11,7 +11,10 @@ Follows the reference's ``module/data_utils.py`` (``TextAudioSpeakerLoader``, ``
   spectrogram frames, i.e. about 0.64 s to 38 s); clips outside them never reach a batch in the
   reference either, which we report instead of dropping quietly;
 - each item is (HuBERT features (768, T), linear spectrogram (1025, T), waveform (N,), phone ids),
-  with the features trimmed or edge-padded to the spectrogram's T (the reference pads one frame).
+  with the features trimmed or edge-padded to the spectrogram's T (the reference pads one frame);
+- v2Pro/v2ProPlus items also carry the clip's speaker-verification embedding from
+  ``7-sv_cn/<name>.pt`` (1, 20480); the reference trains only on clips that have one, here a clip
+  without one is an error (the experiment was formatted for another version).
 
 Where the reference prints a message and substitutes zeros for an unreadable clip, we raise
 `S2DataError` naming the file, so a broken experiment is fixed rather than trained on.
@@ -31,6 +34,7 @@ from core.audio import DATASET_RATE
 from core.errors import UserError
 from gpt_sovits.data.experiment import ExperimentFormatError, ExperimentPaths, read_name2text
 from gpt_sovits.models.features import spectrogram
+from gpt_sovits.models.s2 import SV_DIM, SV_VERSIONS, symbol_version
 from gpt_sovits.text import cleaned_text_to_sequence, get_symbols
 
 # Spectrogram-frame bucket boundaries of the reference's s2_train.py (50 frames per second).
@@ -168,11 +172,13 @@ def scan_experiment(
         raise S2DataError(f"{paths.name2text} lists no clips; the experiment is empty")
 
     formatted_for = _manifest_version(paths)
-    if formatted_for is not None and formatted_for != version:
+    if formatted_for is not None and symbol_version(formatted_for) != symbol_version(version):
         raise S2DataError(
             f"{paths.root.name} was formatted for {formatted_for} but the S2 model is {version}; the phone "
             f"tables differ: format it again with version {version} (or train a {formatted_for} model)"
         )
+    if version in SV_VERSIONS:
+        _check_sv_files(paths, sorted(entries), version)
     report = S2DataReport(listed=len(entries))
     known = set(get_symbols(version))
     present: list[str] = []
@@ -217,6 +223,19 @@ def scan_experiment(
     return items, report
 
 
+def _check_sv_files(paths: ExperimentPaths, names: Sequence[str], version: str) -> None:
+    """v2Pro/v2ProPlus: every listed clip needs its 7-sv_cn embedding (formatting writes them)."""
+    hint = f"run formatting for a {version} experiment (it writes the speaker-verification embeddings)"
+    if not paths.sv_dir.is_dir():
+        raise S2DataError(f"{paths.sv_dir} is missing: an S2 {version} model needs it; {hint}")
+    missing = [n for n in names if not paths.sv(n).is_file()]
+    if missing:
+        raise S2DataError(
+            f"{len(missing)} clip(s) have no speaker-verification embedding in {paths.sv_dir} "
+            f"({_names(missing)}); {hint}"
+        )
+
+
 # ------------------------------------------------------------------------------------------- tensors
 
 
@@ -228,6 +247,7 @@ class S2Example:
     spec: torch.Tensor  # (1025, T) linear magnitude spectrogram
     wav: torch.Tensor  # (N,) float32 in [-1, 1]
     text: torch.Tensor  # (Tt,) long phone ids
+    sv: torch.Tensor | None = None  # (20480,) float32 speaker-verification embedding (v2Pro/v2ProPlus)
 
 
 def align_ssl(ssl: torch.Tensor, frames: int, name: str = "") -> torch.Tensor:
@@ -262,8 +282,10 @@ class S2Dataset(torch.utils.data.Dataset):
         filter_length: int = 2048,
         hop_length: int = 640,
         win_length: int = 2048,
+        with_sv: bool = False,
     ) -> None:
         self.paths = ExperimentPaths.of(exp_dir)
+        self.with_sv = with_sv  # read 7-sv_cn/<name>.pt too (v2Pro/v2ProPlus)
         order = [it for _ in range(max(1, repeats)) for it in items]
         random.Random(SHUFFLE_SEED).shuffle(order)
         self.items = order
@@ -292,7 +314,23 @@ class S2Dataset(torch.utils.data.Dataset):
             shape = tuple(ssl.shape) if isinstance(ssl, torch.Tensor) else type(ssl).__name__
             raise S2DataError(f"{self.paths.hubert(item.name)} holds {shape}; expected a (1, 768, T) tensor")
         ssl = align_ssl(ssl[0].float(), spec.shape[-1], item.name)
-        return S2Example(ssl, spec, wav, torch.tensor(item.phone_ids, dtype=torch.long))
+        sv = self._sv(item.name) if self.with_sv else None
+        return S2Example(ssl, spec, wav, torch.tensor(item.phone_ids, dtype=torch.long), sv)
+
+    def _sv(self, name: str) -> torch.Tensor:
+        path = self.paths.sv(name)
+        if not path.is_file():
+            raise S2DataError(f"{path} is missing; run formatting for a v2Pro experiment")
+        try:
+            sv = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise S2DataError(f"cannot read {path}: {e}") from None
+        if not isinstance(sv, torch.Tensor) or sv.numel() != SV_DIM or sv.shape[-1] != SV_DIM:
+            shape = tuple(sv.shape) if isinstance(sv, torch.Tensor) else type(sv).__name__
+            raise S2DataError(
+                f"{path} holds {shape}; expected a (1, {SV_DIM}) speaker-verification embedding"
+            )
+        return sv.reshape(SV_DIM).float()
 
 
 @dataclass
@@ -306,12 +344,15 @@ class S2Batch:
     wav_lengths: torch.Tensor  # (B,)
     text: torch.Tensor  # (B, Tt)
     text_lengths: torch.Tensor  # (B,)
+    sv_emb: torch.Tensor | None = None  # (B, 20480) v2Pro/v2ProPlus speaker-verification embeddings
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> S2Batch:
-        return S2Batch(*(t.to(device, non_blocking=non_blocking) for t in self.__dict__.values()))
+        return S2Batch(
+            *(None if t is None else t.to(device, non_blocking=non_blocking) for t in self.__dict__.values())
+        )
 
     def pin_memory(self) -> S2Batch:
-        return S2Batch(*(t.pin_memory() for t in self.__dict__.values()))
+        return S2Batch(*(None if t is None else t.pin_memory() for t in self.__dict__.values()))
 
 
 def collate_s2(examples: Sequence[S2Example]) -> S2Batch:
@@ -338,7 +379,11 @@ def collate_s2(examples: Sequence[S2Example]) -> S2Batch:
         wav_lengths[i] = e.wav.shape[-1]
         text[i, : e.text.shape[-1]] = e.text
         text_lengths[i] = e.text.shape[-1]
-    return S2Batch(ssl, spec, spec_lengths, wav, wav_lengths, text, text_lengths)
+    with_sv = [e.sv is not None for e in exs]
+    if any(with_sv) and not all(with_sv):
+        raise ValueError("some examples have a speaker-verification embedding and some not")
+    sv_emb = torch.stack([e.sv for e in exs]) if all(with_sv) else None  # (B, 20480), same order
+    return S2Batch(ssl, spec, spec_lengths, wav, wav_lengths, text, text_lengths, sv_emb)
 
 
 # ------------------------------------------------------------------------------------------- buckets

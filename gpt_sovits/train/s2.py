@@ -1,9 +1,11 @@
-"""Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, with the reference's recipe.
+"""Fine-tune S2 (SoVITS v1/v2/v2Pro/v2ProPlus) on a formatted experiment, with the reference's recipe.
 
     python -m gpt_sovits.train.s2 --exp-dir D --exp-name N --pretrained-dir P --weights-dir W \\
         --epochs 8 --batch-size 0 --save-every 4 [--version v2] [--device auto] [--seed 1234] [--fresh]
 
-The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
+The recipe is the reference's ``s2_train.py`` with ``configs/s2.json`` (v2Pro/v2ProPlus:
+``s2v2Pro.json`` / ``s2v2ProPlus.json``, whose train sections are the same; their model sizes come
+with the pretrained generator):
 
 - generator and multi-period discriminator initialised from the pretrained ``s2G``/``s2D``;
 - discriminator step: LSGAN loss; generator step: adversarial + feature matching + 45 x L1 of the
@@ -14,7 +16,10 @@ The recipe is the reference's ``s2_train.py`` with ``configs/s2.json``:
   steps the scheduler once before the first epoch) epoch e (1-based) trains at lr x 0.999875^e;
 - the content path (``ssl_proj`` + quantizer) frozen (``freeze_quantizer``): no gradient, no update;
 - gradient norms logged, not clipped (the reference's ``clip_grad_value_(..., None)``);
-- autocast (fp16 with loss scaling, or bf16) on CUDA; fp32 elsewhere.
+- autocast (fp16 with loss scaling, or bf16) on CUDA; fp32 elsewhere;
+- v2Pro/v2ProPlus: the generator also takes each clip's speaker-verification embedding
+  (``<exp>/7-sv_cn/<name>.pt``, written by formatting), the discriminator has periods
+  2, 3, 5, 7, 11, 17, 23, and exports carry the reference's ``05``/``06`` version header.
 
 Data comes from ``gpt_sovits.data.s2_dataset`` (filters, repetition and length buckets as the reference). The run
 folder ``<exp>/s2_train`` holds config.json, metrics.jsonl, checkpoint.pt (G, D, both optimizers and
@@ -52,7 +57,7 @@ from gpt_sovits.data.s2_dataset import (
 from gpt_sovits.device import autocast_dtype, make_grad_scaler
 from gpt_sovits.models.commons import slice_segments
 from gpt_sovits.models.features import mel_spectrogram, spec_to_mel
-from gpt_sovits.models.s2 import MultiPeriodDiscriminator, S2Config, SynthesizerTrn
+from gpt_sovits.models.s2 import SUPPORTED_VERSIONS, MultiPeriodDiscriminator, S2Config, SynthesizerTrn
 from gpt_sovits.models.weights import (
     CheckpointError,
     load_sovits,
@@ -154,8 +159,10 @@ class S2TrainConfig:
             raise TrainingError("epochs and save_every must be at least 1")
         if self.batch_size < 0:
             raise TrainingError("batch_size must be 0 (automatic) or positive")
-        if self.version not in (None, "v1", "v2"):
-            raise TrainingError(f"unknown version {self.version!r}: use v1 or v2")
+        if self.version not in (None, *SUPPORTED_VERSIONS):
+            raise TrainingError(
+                f"unknown version {self.version!r}: use one of {', '.join(SUPPORTED_VERSIONS)}"
+            )
 
     @property
     def run_path(self) -> Path:
@@ -196,8 +203,10 @@ def load_pretrained(
 ) -> tuple[SynthesizerTrn, MultiPeriodDiscriminator, S2Config]:
     """The trainable generator (with enc_q) and discriminator, initialised from pretrained files, on CPU.
 
-    The generator's architecture comes from its file's config when it has one, else the defaults
-    (configs/s2.json); its version from the phone table size. ``version`` given and different raises.
+    The generator's architecture comes from its file's config when it has one, else its version's
+    official config; its version as `load_sovits` decides it (header, pretrained MD5, tensors). ``version``
+    given and different raises; the discriminator must be the same version's (8 sub-discriminators
+    for v2Pro/v2ProPlus, 6 for v1/v2).
     A generator without enc_q (exported weights) is accepted: enc_q starts random, as the
     reference's non-strict load leaves it.
     """
@@ -218,7 +227,7 @@ def load_pretrained(
             f"use the {version} pretrained files or train with --version {cfg.version}"
         )
     try:
-        net_d = load_sovits_discriminator(s2d)
+        net_d = load_sovits_discriminator(s2d, version=cfg.version)
     except CheckpointError as e:
         raise PretrainedModelError(f"pretrained S2 discriminator unusable: {e}") from None
     cfg.freeze_quantizer = True
@@ -323,7 +332,9 @@ def train_step(
     mel_kw = {"n_fft": cfg.filter_length, "n_mels": cfg.n_mel_channels, "sr": cfg.sampling_rate}
     mel_kw.update(fmin=cfg.mel_fmin, fmax=cfg.mel_fmax)
     with amp:
-        out = net_g(batch.ssl, batch.spec, batch.spec_lengths, batch.text, batch.text_lengths)
+        out = net_g(
+            batch.ssl, batch.spec, batch.spec_lengths, batch.text, batch.text_lengths, sv_emb=batch.sv_emb
+        )
     y_hat = out.wav_slice  # (B, 1, seg * hop)
     with torch.no_grad():
         y_mel = slice_segments(spec_to_mel(batch.spec.float(), **mel_kw), out.ids_slice, seg)  # (B, 128, seg)
@@ -416,11 +427,12 @@ class S2TrainResult:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gpt_sovits.train.s2",
-        description="Fine-tune S2 (SoVITS v1/v2) on a formatted experiment, as the reference's 1Ba step.",
+        description="Fine-tune S2 (SoVITS v1/v2/v2Pro/v2ProPlus) on a formatted experiment, as the "
+        "reference's 1Ba step.",
     )
     add_common_args(p, epochs=DEFAULT_EPOCHS, save_every=DEFAULT_SAVE_EVERY)
     g = p.add_argument_group("S2 options")
-    g.add_argument("--version", choices=("v1", "v2"), default=None, help="model version (default: v2)")
+    g.add_argument("--version", choices=SUPPORTED_VERSIONS, default=None, help="model version (default: v2)")
     g.add_argument(
         "--pretrained-s2g", help="pretrained generator (default: the official name under --pretrained-dir)"
     )
@@ -631,7 +643,7 @@ def _train(
     batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, net_d)
     dataset = S2Dataset(
         cfg.exp_dir, items, report.repeats, model_cfg.sampling_rate, model_cfg.filter_length,
-        model_cfg.hop_length, model_cfg.win_length,
+        model_cfg.hop_length, model_cfg.win_length, with_sv=model_cfg.uses_sv,
     )  # fmt: skip
     loader, sampler = _make_loader(cfg, dataset, batch_size, dist)
     prog = _resume(state, models, run)
