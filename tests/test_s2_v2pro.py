@@ -250,3 +250,11 @@ def test_v2pro_discriminator_has_eight_sub_discriminators(tmp_path):
         load_sovits_discriminator(tmp_path / "s2Dv2Pro.pth", version="v2")
     torch.save({"weight": _light_state(d2)}, tmp_path / "s2D.pth")
     assert load_sovits_discriminator(tmp_path / "s2D.pth", version="v2").periods == (2, 3, 5, 7, 11)
+
+
+def test_weight_lists_accept_v2pro_files(official, tmp_path):
+    path, _ = official["v2ProPlus"]
+    assert weights.quick_check(path, "sovits") is None
+    assert weights.quick_check(path, "gpt") == "a SoVITS (S2) generator, not a GPT (S1) checkpoint"
+    (tmp_path / "v4.pth").write_bytes(b"04" + path.read_bytes()[2:])
+    assert "SoVITS v4-lora, not supported" in weights.quick_check(tmp_path / "v4.pth", "sovits")
