@@ -162,6 +162,12 @@ def test_format_writes_sv_embeddings_incrementally(pro: ProModels, tmp_path: Pat
         expected = sv_module.sv_embedding_of_wav32k(pro_sv, wav.astype(np.float32) / 32768.0)
         torch.testing.assert_close(emb, expected)
 
+    # The v2Pro S2 trainer's data scan accepts the experiment (it checks every clip's 7-sv_cn file).
+    from gpt_sovits.data.s2_dataset import scan_experiment
+
+    items, _ = scan_experiment(exp, "v2Pro")
+    assert sorted(i.name for i in items) == sorted(report.formatted)
+
     # Nothing to do: nothing loaded, nothing rewritten.
     pro.sv_loads.clear()
     again = prepare(list_path, exp, pro.root, version="v2Pro", device="cpu", workers=1)
