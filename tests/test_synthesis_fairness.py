@@ -12,6 +12,7 @@ import asyncio
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,40 @@ def test_a_cancelled_job_gives_up_its_waiting_turn_at_once():
             raise AssertionError("a cancelled job's block ran")
 
 
+@pytest.mark.parametrize(
+    ("slice_s", "order"), [(0.0, ["A1", "A2", "B", "A3"]), (60.0, ["A1", "A2", "A3", "B"])]
+)
+def test_a_long_unit_lets_waiting_jobs_in_between_its_steps_once_its_slice_is_used(slice_s, order):
+    scheduler, log, errors = TurnScheduler(slice_s=slice_s), [], []
+    a = scheduler.job("A")
+    with a.turn():  # one long unit (S1 decoding), with a step boundary between A2 and A3
+        log.append("A1")
+        _, b = _units(scheduler, "B", 1, log, errors)
+        _wait_for(lambda: scheduler.waiting == 1, 10, "B to wait")
+        log.append("A2")
+        a.pass_turn()
+        log.append("A3")
+    b.join(10)
+    assert log == order and not errors
+    assert not scheduler.busy and scheduler.waiting == 0
+
+
+def test_a_job_cancelled_inside_its_turn_stops_at_its_next_step_and_frees_the_turn():
+    scheduler, log, errors = TurnScheduler(slice_s=60.0), [], []
+    a = scheduler.job("A")
+    with pytest.raises(SynthesisCancelled):
+        with a.turn():
+            _, b = _units(scheduler, "B", 1, log, errors)
+            _wait_for(lambda: scheduler.waiting == 1, 10, "B to wait")
+            a.cancel()
+            a.pass_turn()  # the next step boundary: stops here, whatever the slice
+            log.append("A went on")
+    b.join(10)
+    assert log == ["B"] and not errors and not scheduler.busy
+    with pytest.raises(RuntimeError, match="does not hold"):
+        scheduler.job("C").pass_turn()
+
+
 def test_turns_of_one_job_nest():
     scheduler = TurnScheduler()
     job = scheduler.job("nested")
@@ -138,17 +173,71 @@ def _request(text: str, reference: Path) -> SynthesisRequest:
     )
 
 
-def test_a_short_request_during_a_long_one_ends_within_a_few_of_its_sentences(tiny_pretrained, reference):
+@pytest.fixture
+def synthesizer_for(tiny_pretrained):
+    """Synthesizers over one model cache whose model work takes `job`'s turns (as the web app's)."""
     from gpt_sovits.infer.cache import ModelCache
     from gpt_sovits.infer.synthesizer import Synthesizer
 
-    scheduler, cache = TurnScheduler(), ModelCache()
+    cache = ModelCache()
 
-    def synthesizer(job):
+    def make(job, yield_turn=None):
         return Synthesizer(
-            tiny_pretrained.s1, tiny_pretrained.s2g, tiny_pretrained.root, "cpu", cache=cache, turn=job.turn
+            tiny_pretrained.s1,
+            tiny_pretrained.s2g,
+            tiny_pretrained.root,
+            "cpu",
+            cache=cache,
+            turn=job.turn,
+            yield_turn=yield_turn or job.pass_turn,
         )
 
+    return make
+
+
+def test_a_short_request_waits_a_few_s1_steps_not_for_a_long_s1_batch(synthesizer_for, reference):
+    """One S1 batch of 15 sentences x 150 tokens is one long unit: S1 passes the turn between steps."""
+    scheduler = TurnScheduler(slice_s=0.0)  # pass at every step boundary someone waits at
+    long_job = scheduler.job("long")
+    steps: list[int] = []  # the long request's S1 steps
+    in_second_batch = threading.Event()
+    long_done: list[int] = []
+    outcome: list[object] = []
+
+    def long_step() -> None:
+        steps.append(1)
+        if len(steps) == 170:  # 150 steps of the first batch (piece 0 alone), then 20 of the second
+            in_second_batch.set()
+        long_job.pass_turn()
+
+    def run_long() -> None:
+        request = replace(_request("你好世界。今天天气。" * 8, reference), force_tokens=150)
+        try:
+            synthesizer_for(long_job, long_step).synthesize(
+                request, progress=lambda done, total, _m: long_done.append(done)
+            )
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run_long, daemon=True)
+    thread.start()
+    assert in_second_batch.wait(120), "the long request did not reach its second S1 batch"
+    before, done_before = len(steps), max(long_done)
+    short = synthesizer_for(scheduler.job("short")).synthesize(_request("你好世界。", reference))
+    meanwhile = len(steps) - before
+    print(f"the long request did {meanwhile} S1 step(s) while the short one ran")
+    assert len(short.sentences) == 1
+    # Its preparation, its S1 (6 tokens, alternating with the long's steps) and its S2 each waited one
+    # step of the long batch, not the rest of it (about 130 steps).
+    assert meanwhile <= 20 and max(long_done) == done_before
+    long_job.cancel()
+    thread.join(30)
+    assert not thread.is_alive() and isinstance(outcome[0], SynthesisCancelled)
+    assert len(steps) < 16 * 150 and not scheduler.busy
+
+
+def test_a_short_request_during_a_long_one_ends_within_a_few_of_its_sentences(synthesizer_for, reference):
+    scheduler, synthesizer = TurnScheduler(), synthesizer_for
     long_job = scheduler.job("long")
     long_done: list[int] = []  # pieces the long request has finished, as it reports them
     long_outcome: list[BaseException | object] = []

@@ -559,7 +559,7 @@ def make_synthesizer(
     import clvp
     from gpt_sovits import Synthesizer
 
-    turn = {"turn": job.turn} if job is not None else {}
+    turn = {"turn": job.turn, "yield_turn": job.pass_turn} if job is not None else {}
     return Synthesizer(
         str(gpt),
         str(sovits),

@@ -31,6 +31,8 @@ Bounded and fair: a text over ``max_text`` characters is refused before anything
 model work (the preparation, each S1 batch, each piece's scoring and S2 decode, each re-decoded candidate)
 runs inside ``turn()``, which a server hands in as ``job.turn`` of its ``gpt_sovits.infer.scheduler``: the
 units of concurrent requests then alternate on the one model, and a cancelled job stops between them.
+S1 calls ``yield_turn()`` between decoding steps (``job.pass_turn``), so a long batch lets waiting
+requests in too; the tokens are the same either way.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class Synthesizer:
     named candidate scorers with weights (see ``Scorer``). ``reranker_loader`` (e.g. ``clvp.load_scorer``)
     turns a request's ``clvp_path`` into the "clvp" scorer; without it such a request is refused.
     ``max_text`` is the longest text accepted, in characters (None: no limit). ``turn`` is entered around
-    each unit of model work (default: nothing to wait for; a server passes ``job.turn`` of its scheduler).
+    each unit of model work (default: nothing to wait for; a server passes ``job.turn`` of its scheduler)
+    and ``yield_turn`` is called between S1 decoding steps (a server passes ``job.pass_turn``).
     """
 
     rows_per_batch = 16  # S1 rows (pieces x candidates) decoded together
@@ -159,6 +162,7 @@ class Synthesizer:
         reranker_loader: RerankerLoader | None = None,
         max_text: int | None = MAX_TEXT_CHARS,
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        yield_turn: Callable[[], None] | None = None,
     ) -> None:
         self.gpt_path = Path(gpt_path)
         self.sovits_path = Path(sovits_path)
@@ -169,6 +173,7 @@ class Synthesizer:
         self.reranker_loader = reranker_loader
         self.max_text = max_text
         self.turn = turn
+        self.yield_turn = yield_turn
         self._device: torch.device | None = None
 
     # -- models ----------------------------------------------------------------------------------
@@ -618,8 +623,11 @@ class Synthesizer:
         berts = [torch.cat([plan.prompt.bert, plan.pieces[i].bert], dim=1) for i in batch]
         gen = torch.Generator(device=self.device).manual_seed(plan.seed + index)
         n = int(plan.request.candidates)
+        between = {"between_steps": self.yield_turn} if self.yield_turn is not None else {}
         with autocast_for(self.device):
-            out = gpt.generate(phones, berts, plan.ref.prompt, plan.params, num_candidates=n, generator=gen)
+            out = gpt.generate(
+                phones, berts, plan.ref.prompt, plan.params, num_candidates=n, generator=gen, **between
+            )
         timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
         return out.candidates
 

@@ -17,7 +17,7 @@ batch at once, as before). On CUDA the single-token step is captured once as a C
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -466,6 +466,7 @@ class Text2Semantic(nn.Module):
         num_candidates: int = 1,
         generator: torch.Generator | None = None,
         return_step_logits: bool = False,
+        between_steps: Callable[[], None] | None = None,
     ) -> GenerationResult:
         """Decode semantic tokens with a KV cache for several sentences and candidates at once.
 
@@ -475,7 +476,8 @@ class Text2Semantic(nn.Module):
         to a common length and rows leave the batch when they finish. Follows the reference's
         ``infer_panel_naive`` rules: EOS banned for the first ``eos_ban_steps`` steps, stop when the sample
         or the argmax of the penalised logits is EOS (that step's token is dropped), stop after
-        ``max_new_tokens`` tokens (the last one kept).
+        ``max_new_tokens`` tokens (the last one kept). ``between_steps`` is called at each look at the
+        device state (every ``sync_every`` steps): a server lets other requests use the model there.
         """
         params = params or SamplingParams()
         params.validate()
@@ -522,7 +524,15 @@ class Text2Semantic(nn.Module):
             prompt_lens.append(0 if pr is None else pr.numel())
             seen_lists.append(pr)
         return self._decode(
-            prefixes, kinds, prompt_lens, seen_lists, params, num_candidates, generator, return_step_logits
+            prefixes,
+            kinds,
+            prompt_lens,
+            seen_lists,
+            params,
+            num_candidates,
+            generator,
+            return_step_logits,
+            between_steps,
         )
 
     def _decode(
@@ -535,6 +545,7 @@ class Text2Semantic(nn.Module):
         num_candidates: int,
         generator: torch.Generator | None,
         return_step_logits: bool,
+        between_steps: Callable[[], None] | None = None,
     ) -> GenerationResult:
         """Prefill once per sentence, copy the cache to its candidates, then decode step by step."""
         dev = self.device
@@ -630,6 +641,8 @@ class Text2Semantic(nn.Module):
                 n_alive = int(alive.sum())  # the only host look at the device state
                 if n_alive == 0:
                     break
+                if between_steps is not None:
+                    between_steps()
                 if compact and n_alive < rows.numel():
                     idx = alive.nonzero().squeeze(1)
                     rows, alive, sample, seen, next_pos = (
