@@ -245,7 +245,9 @@ def test_v2pro_discriminator_has_eight_sub_discriminators(tmp_path):
     torch.save({"weight": _light_state(d)}, tmp_path / "s2Dv2Pro.pth")
     back = load_sovits_discriminator(tmp_path / "s2Dv2Pro.pth")
     assert back.periods == d.periods
-    assert float(back.discriminators[7].conv_post.bias) == 0.5  # the file's values, the 8th (period 23)
+    assert (
+        float(back.discriminators[7].conv_post.bias.detach()) == 0.5
+    )  # the file's values, the 8th (period 23)
     with pytest.raises(UnsupportedVersionError, match="8 sub-discriminators.*a v2 one has 6"):
         load_sovits_discriminator(tmp_path / "s2Dv2Pro.pth", version="v2")
     torch.save({"weight": _light_state(d2)}, tmp_path / "s2D.pth")
