@@ -70,8 +70,10 @@ class CFM(nn.Module):
             raise ValueError(f"n_timesteps must be at least 1, got {n_timesteps}")
         b, t_len = mu.size(0), mu.size(1)
         shape = (b, self.in_channels, t_len)
-        if noise is None:
-            noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        if noise is None and generator is None:  # the reference's draw: global RNG, mu's device and dtype
+            noise = torch.randn(shape, device=mu.device, dtype=mu.dtype)
+        elif noise is None:  # seeded: the same numbers on every device (a CPU generator)
+            noise = torch.randn(shape, generator=generator, dtype=mu.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         x = noise.to(device=mu.device, dtype=mu.dtype) * temperature

@@ -122,8 +122,9 @@ class TextEmbedding(nn.Module):
         if drop_text:  # classifier-free guidance: the unconditional branch
             text = torch.zeros_like(text)
         if self.extra_modeling:
-            pos = text_positions(text.shape[1], self.text_dim, text.device)  # (T, text_dim)
-            text = self.text_blocks(text + pos.unsqueeze(0))
+            pos = text_positions(text.shape[1], self.text_dim, text.device)  # (T, text_dim) fp32
+            # the reference's table is a buffer: it has the model's dtype
+            text = self.text_blocks(text + pos.to(text.dtype).unsqueeze(0))
         return text
 
 
@@ -195,9 +196,10 @@ def apply_rotary(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate the first freqs.shape[-1] features of t (B, T, D); the rest pass unchanged."""
     rot = freqs.shape[-1]
     freqs = freqs[:, -t.shape[-2] :, :]
-    head, tail = t[..., :rot].float(), t[..., rot:]
+    head, tail = t[..., :rot], t[..., rot:]
+    # In the dtype promotion of (t, freqs), as the reference (half stays half after model.half()).
     head = head * freqs.cos() + _rotate_pairs(head) * freqs.sin()
-    return torch.cat((head.to(t.dtype), tail), dim=-1)
+    return torch.cat((head, tail.to(head.dtype)), dim=-1).to(t.dtype)
 
 
 # --- transformer ---------------------------------------------------------------------------------------
