@@ -192,6 +192,19 @@ def test_cfm_inference_matches_reference(tiny_cfm, case):
     assert rel_err(again, want) <= REL_TOL
 
 
+def test_cfm_bfloat16_matches_reference(tiny_cfm):
+    """In bf16 (model.to(bfloat16), as half-precision inference converts it) the noise is drawn in
+    mu's dtype after the seed, as the reference draws it: same numbers."""
+    import copy
+
+    io = torch.load(DATA / "cfm_tiny_io.pt", weights_only=True)
+    cfm = copy.deepcopy(tiny_cfm).to(torch.bfloat16)
+    torch.manual_seed(123)
+    out = cfm.inference(io["mu"][:1].bfloat16(), torch.tensor([40]), io["prompt"][:1].bfloat16(), 4)
+    assert out.dtype == torch.bfloat16
+    assert rel_err(out.float(), io["bf16_out"].float()) <= 1e-2  # bf16 has 8 bits of mantissa
+
+
 def test_cfm_seeded_generator_repeats_and_checks_noise(tiny_cfm):
     io = torch.load(DATA / "cfm_tiny_io.pt", weights_only=True)
     args = (io["mu"][:1], torch.tensor([40]), io["prompt"][:1], 2)
