@@ -297,5 +297,8 @@ def test_voice_cloning_lists_v2pro_exports_with_their_version(pro: ProModels, tm
     assert labels[str(export)] == "SoVITS_weights_v2Pro/voice_e1.pth · v2Pro"
     assert labels[str(pro.s2g)] == "pretrained v2Pro: s2Gv2Pro.pth · v2Pro"
     assert H.sovits_version(export) == "v2Pro"
-    gpts = [c.path for c in H.gpt_choices(tmp_path, pro.root)]
-    assert gpts.count(str(pro.s1v3)) == 1  # s1v3.ckpt serves both Pro versions: listed once
+    gpts = [(c.label, c.path) for c in H.gpt_choices(tmp_path, pro.root)]
+    # s1v3.ckpt serves both Pro versions: listed once, for both
+    assert [label for label, path in gpts if path == str(pro.s1v3)] == [
+        "pretrained v2Pro/v2ProPlus: s1v3.ckpt"
+    ]

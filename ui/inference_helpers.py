@@ -110,7 +110,8 @@ def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]
         paths = pretrained_paths(model_dir, version)
         # s1v3.ckpt serves v2Pro and v2ProPlus: listed once
         if (paths.s1.is_file() or version == "v2") and str(paths.s1) not in {c.path for c in gpt}:
-            gpt.append(WeightChoice(f"pretrained {version}: {paths.s1.name}", str(paths.s1), True))
+            users = "v2Pro/v2ProPlus" if version.startswith("v2Pro") else version
+            gpt.append(WeightChoice(f"pretrained {users}: {paths.s1.name}", str(paths.s1), True))
         if paths.s2g.is_file() or version == "v2":
             sovits.append(WeightChoice(f"pretrained {version}: {paths.s2g.name}", str(paths.s2g), True))
     return gpt, sovits
