@@ -1,4 +1,6 @@
-"""The contrastive phone/semantic-token reranker (CLVP) that picks the best of S1's candidates.
+"""The reranker (CLVP) that picks the best of S1's candidates: a CTC reader (semantic tokens -> phones,
+``clvp.reader``) whose log p(phones | candidate) sees skipped, repeated and run-on words, plus a contrastive
+phone/semantic-token model (``clvp.model``), combined with a weight calibrated on held-out clips.
 
 Public API (torch and the model code load on first call, not at import):
 ``load_clvp(path, device="cpu") -> ClvpModel`` and
@@ -37,9 +39,10 @@ def rerank(
 ) -> list[float]:
     """Score each candidate (semantic tokens, without EOS) against the phone ids; higher = better.
 
-    Scores are ``exp(scale) * cos`` in [-100, 100]; candidates are batched (``batch_size`` at a time) with
-    padding masks, so a score does not depend on the other candidates. A trailing S1 EOS (1024) is
-    dropped. Raises ``clvp.model.ClvpInputError`` (a ValueError) for empty inputs or out-of-range ids.
+    With a reader: log p(phones | candidate) per phone + ``score_mix`` x the contrastive score; a CLVP-only
+    file: the contrastive ``exp(scale) * cos`` in [-100, 100]. Candidates are batched (``batch_size`` at a
+    time) with padding masks, so a score does not depend on the other candidates. A trailing S1 EOS (1024)
+    is dropped. Raises ``clvp.model.ClvpInputError`` (a ValueError) for empty inputs or out-of-range ids.
     """
     from clvp.score import score_candidates
 

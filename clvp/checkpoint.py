@@ -1,4 +1,7 @@
-"""CLVP weight files: ``{"format": "clvp", "format_version": 1, "config": dict, "state_dict": ..., "info": dict}``.
+"""CLVP weight files: ``{"format": "clvp", "format_version": 2, "config": dict, "state_dict": ..., "info": dict}``.
+
+Version 2 adds the CTC reader (``config["reader_dim"]`` > 0, its weights and ``score_mix`` in the state dict);
+version 1 files (CLVP only) still load and score by the contrastive score alone.
 
 Plain tensors, dicts, strings and numbers only, so ``torch.load(path, weights_only=True)`` reads them; written
 atomically (a crash mid-write leaves the previous file intact). The model is always rebuilt from the stored
@@ -17,7 +20,7 @@ from core.errors import UserError
 from core.fsutil import atomic_write_with, file_problem, load_error_reason
 
 FORMAT = "clvp"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ClvpCheckpointError(UserError, ValueError):
@@ -71,7 +74,7 @@ def load_clvp_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
     """Rebuild the model from the stored config and load its weights strictly; eval mode on ``device``."""
     payload = read_clvp_file(path)
     try:
-        cfg = ClvpConfig.from_dict(payload["config"])
+        cfg = ClvpConfig.from_stored(payload["config"])
     except (ClvpConfigError, TypeError) as e:
         raise ClvpCheckpointError(f"{path}: bad CLVP config: {e}") from e
     model = ClvpModel(cfg)

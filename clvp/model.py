@@ -11,6 +11,10 @@ text is contrasted against every true speech sequence of the batch *and* every c
 (repeated/dropped spans, truncation, run-on, ...) so the loss pushes the failure modes of S1 below the true
 pairing, not only other utterances. Scoring (``score``/``clvp.rerank``) is a paired cosine per row.
 
+With ``reader_dim`` > 0 the model also owns the CTC reader (``clvp.reader.CtcReader``): its CTC loss on the
+true pairs is added to the training loss, and ``reader_score`` gives log p(phones | tokens) per phone, the
+alignment-sensitive part of the reranking score (``clvp.score``).
+
 Padding never changes a real position's output: attention masks padded keys, patch merging zeroes padded
 inputs first, and the pooled mean divides by the real length.
 """
@@ -63,17 +67,24 @@ class ClvpConfig:
     max_positions: int = 4096
     length_feature: bool = True
     conv_kernel: int = 5
+    # The CTC reader (clvp.reader); reader_dim 0 = none (CLVP-only files of format version 1).
+    reader_dim: int = 128
+    reader_conv: int = 2
+    reader_layers: int = 2
+    reader_upsample: int = 2
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "conv_kernel":
-                if not isinstance(v, int) or v < 0:
+            if f.name in ("conv_kernel", "reader_dim", "reader_conv", "reader_layers"):
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                     raise ClvpConfigError(
-                        f"ClvpConfig.conv_kernel must be 0 (none) or a kernel size, got {v!r}"
+                        f"ClvpConfig.{f.name} must be 0 (none) or a positive integer, got {v!r}"
                     )
             elif f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
                 raise ClvpConfigError(f"ClvpConfig.{f.name} must be a positive integer, got {v!r}")
+        if self.reader_dim and self.reader_dim % self.heads:
+            raise ClvpConfigError(f"reader_dim ({self.reader_dim}) must be divisible by heads ({self.heads})")
         if self.dim % self.heads:
             raise ClvpConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -102,13 +113,22 @@ class ClvpConfig:
         return cls(**d)
 
     @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> ClvpConfig:
+        """The config stored in a weight file or run state: one written before the reader existed (no
+        ``reader_dim``) describes a CLVP-only model, so it is rebuilt without a reader."""
+        if isinstance(d, dict) and "reader_dim" not in d:
+            d = {**d, "reader_dim": 0}
+        return cls.from_dict(d)
+
+    @classmethod
     def preset(cls, name: str) -> ClvpConfig:
         """``tiny`` (tests, seconds on a CPU) or ``base`` (the default; ~9M parameters, trains on one
         consumer GPU and scores 8 candidates of 10 s in well under a second on a CPU)."""
         if name == "tiny":
             return cls(
-                dim=64, heads=4, text_layers=2, speech_layers=2, latent_dim=64, speech_stride=1, dropout=0.0
-            )
+                dim=64, heads=4, text_layers=2, speech_layers=2, latent_dim=64, speech_stride=2, dropout=0.0,
+                reader_dim=64, reader_conv=2, reader_layers=1,
+            )  # fmt: skip
         if name == "base":
             return cls()
         raise ClvpConfigError(f"unknown CLVP size {name!r}; use tiny or base (or a JSON config file)")
@@ -245,6 +265,7 @@ class ClvpOutput:
     loss: torch.Tensor
     logits: torch.Tensor
     accuracy: torch.Tensor
+    ctc: torch.Tensor | None = None  # the reader's mean -log p(phones | tokens) per phone (in ``loss``)
 
 
 class ClvpModel(nn.Module):
@@ -256,6 +277,14 @@ class ClvpModel(nn.Module):
         self.text_encoder = SequenceEncoder(cfg.text_vocab, cfg, cfg.text_layers, 1)
         self.speech_encoder = SequenceEncoder(cfg.speech_vocab, cfg, cfg.speech_layers, cfg.speech_stride)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.logit_scale_init)))
+        self.reader = None
+        if cfg.reader_dim:
+            from clvp.reader import CtcReader
+
+            self.reader = CtcReader(cfg)
+            # Weight of the contrastive score in the combined one (reader + mix * clvp); set by training
+            # from the held-out figures (clvp.train.calibrate_mix), saved with the weights.
+            self.register_buffer("score_mix", torch.tensor(0.0))
 
     def scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped as CLIP so the temperature cannot run away."""
@@ -280,6 +309,19 @@ class ClvpModel(nn.Module):
         t = self.encode_text(text, text_lens)
         s = self.encode_speech(speech, speech_lens)
         return (t * s).sum(-1) * self.scale()
+
+    def reader_score(
+        self,
+        text: torch.Tensor,
+        text_lens: torch.Tensor,
+        speech: torch.Tensor,
+        speech_lens: torch.Tensor,
+    ) -> torch.Tensor:
+        """Row-wise log p(phones_i | tokens_i) / n_phones_i under the CTC reader -> (B,)."""
+        if self.reader is None:
+            raise ClvpInputError("this CLVP model has no reader (a CLVP-only file of format version 1)")
+        ll = self.reader.log_likelihood(speech, speech_lens, text, text_lens)
+        return ll / text_lens.clamp_min(1).to(ll.dtype)
 
     def forward(
         self,
@@ -309,7 +351,12 @@ class ClvpModel(nn.Module):
         loss_t = F.cross_entropy(logits, target)
         loss_s = F.cross_entropy(scale * s @ t.T, target)
         acc = (logits.argmax(-1) == target).float().mean()
-        return ClvpOutput(loss=(loss_t + loss_s) / 2, logits=logits, accuracy=acc)
+        loss = (loss_t + loss_s) / 2
+        ctc = None
+        if self.reader is not None:  # maximum likelihood on the true pairs; the negatives are not read
+            ctc = -self.reader_score(text, text_lens, speech, speech_lens).mean()
+            loss = loss + ctc
+        return ClvpOutput(loss=loss, logits=logits, accuracy=acc, ctc=ctc)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -45,6 +45,41 @@ def test_pooled_embeddings_do_not_change_with_padding(stride: int) -> None:
     assert torch.allclose(a.norm(dim=-1), torch.ones(2))
 
 
+def test_reader_scores_do_not_change_with_padding_or_batch() -> None:
+    model = _model(seed=1)
+    phones = [10, 20, 30, 20, 10]
+    cands = [[5, 6, 7, 8, 9, 9, 9], [1, 2, 3] * 9, [4] * 3, list(range(40))]
+    from clvp.score import score_parts
+
+    together = score_parts(model, phones, cands, batch_size=4)
+    alone = [score_parts(model, phones, [c])["reader"][0] for c in cands]
+    assert set(together) == {"clvp", "reader"}
+    assert together["reader"] == pytest.approx(alone, abs=1e-4)
+    # a candidate shorter than the phones cannot carry them: a very low but finite score
+    short = score_parts(model, list(range(1, 30)), [[1, 2]])["reader"][0]
+    assert short < min(alone) and short == pytest.approx(-1e4 / 29)
+    # what lies beyond a sequence's length does not reach its reading
+    ids, lens = pad_sequences(cands[:2], model.cfg.speech_pad)
+    garbage = ids.clone()
+    garbage[0, len(cands[0]) :] = 3
+    text, tl = pad_sequences([phones, phones], model.cfg.text_pad)
+    with torch.no_grad():
+        a = model.reader_score(text, tl, ids, lens)
+        b = model.reader_score(text, tl, garbage, lens)
+    torch.testing.assert_close(a, b)
+
+
+def test_ctc_loss_is_part_of_the_training_loss() -> None:
+    model = _model().train()
+    text, tl = pad_sequences([[1, 2], [3, 4, 5]], model.cfg.text_pad)
+    sp, sl = pad_sequences([[7, 8, 9, 9], [10, 11, 12, 13, 14, 15]], model.cfg.speech_pad)
+    out = model(text, tl, sp, sl)
+    assert out.ctc is not None and float(out.ctc.detach()) > 0
+    out.loss.backward()
+    assert model.reader.out.weight.grad is not None and model.reader.out.weight.grad.abs().sum() > 0
+    assert _model(reader_dim=0).train()(text, tl, sp, sl).ctc is None
+
+
 def test_scale_is_clamped_and_loss_prefers_true_pairs() -> None:
     model = _model()
     with torch.no_grad():
@@ -85,6 +120,32 @@ def test_checkpoint_loads_weights_only_and_scores_identically(tmp_path: Path) ->
     assert clvp.rerank(model, phones, cands, batch_size=3) == pytest.approx(singles, abs=1e-5)
     # a trailing S1 EOS is ignored
     assert clvp.rerank(model, phones, [[1, 2, 3, 1024]]) == pytest.approx([singles[0]], abs=1e-6)
+
+
+def test_clvp_only_files_of_version_1_still_load_and_score(tmp_path: Path) -> None:
+    model = _model(seed=4, reader_dim=0)
+    path = save_clvp(tmp_path / "v2.pt", model)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format_version"] == 2
+    # a file written before the reader existed: version 1, no reader fields in its config
+    old = {**raw, "format_version": 1}
+    old["config"] = {k: v for k, v in raw["config"].items() if not k.startswith("reader_")}
+    torch.save(old, tmp_path / "v1.pt")
+    loaded = clvp.load_clvp(str(tmp_path / "v1.pt"))
+    assert loaded.reader is None
+    phones, cands = [3, 4, 5], [[1, 2, 3], [9, 9]]
+    assert clvp.load_scorer(tmp_path / "v1.pt")(phones, cands) == pytest.approx(
+        clvp.rerank(model, phones, cands)
+    )
+    # and a reranker file scores by reader + mix * contrastive
+    with_reader = _model(seed=5)
+    with_reader.score_mix.fill_(0.1)
+    from clvp.score import score_parts
+
+    parts = score_parts(with_reader, phones, cands)
+    want = [r + 0.1 * c for r, c in zip(parts["reader"], parts["clvp"], strict=True)]
+    path = save_clvp(tmp_path / "r.pt", with_reader)
+    assert clvp.load_scorer(path)(phones, cands) == pytest.approx(want, abs=1e-5)
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
@@ -227,6 +288,13 @@ def test_reranker_picks_the_true_tokens_on_held_out_items(trained: dict) -> None
     assert by["clvp"].mean_rank < 1.3 < by["random"].mean_rank
     assert by["random"].top1 == pytest.approx(1 / 6)
     assert set(by["clvp"].beats) == set(KINDS)
+    # the reader alone sees alignment: a repeated or a dropped span costs the true reading
+    assert by["reader"].beats["repeat"] >= 0.9 and by["reader"].beats["drop"] >= 0.9, format_table(results, 6)
+    assert {"clvp", "reader", "clvp contrastive", "random"} <= set(by)
+    from clvp.train import MIX_GRID
+
+    mix = float(torch.load(trained["weights"], weights_only=True)["state_dict"]["score_mix"])
+    assert any(mix == pytest.approx(m) for m in MIX_GRID)  # stored as a float32 buffer
 
 
 def test_resume_fresh_and_init(tmp_path: Path, trained: dict) -> None:
