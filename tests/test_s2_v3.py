@@ -30,6 +30,7 @@ from gpt_sovits.models.weights_v3 import (
     load_sovits_v3,
     load_vocoder,
     load_vocoder_v4,
+    save_sovits_v3_lora,
     sovits_v3_version,
 )
 
@@ -365,6 +366,26 @@ def test_lora_export_merges_like_the_reference(base_file, io_decode):
     )  # bridge/wns1 biases came from the LoRA file
     assert rel_err(got["cfm"], io_decode["lora_cfm"]) <= REL_TOL
     assert rel_err(got["cfm"], io_decode["v4_cfm"]) > 0.01  # and the adapters did change the DiT
+
+
+def test_lora_export_round_trip(tmp_path, base_file, io_decode):
+    """save_sovits_v3_lora writes what the reference writes: header, fp16, lora_rank, plain config."""
+    ref = read_checkpoint(DATA / "lora_v4_tiny.pth", allow_versions=("v4-lora",)).content
+    cfg = S2V3Config.from_hparams(TINY_HPARAMS, version="v4", **TINY_DIT)
+    out = save_sovits_v3_lora(ref["weight"], cfg, 4, tmp_path / "mine.pth", info="1epoch_2iteration")
+    data = out.read_bytes()
+    assert data[:2] == b"04"
+    content = torch.load(BytesIO(b"PK" + data[2:]), weights_only=True)  # plain containers only
+    assert content["lora_rank"] == 4 and content["info"] == "1epoch_2iteration"
+    assert content["config"]["model"]["version"] == "v4" and set(content["weight"]) == set(ref["weight"])
+    assert all(v.dtype == torch.float16 for v in content["weight"].values())
+    model, _ = load_sovits_v3(out, base=base_file, precision="fp32")
+    assert rel_err(_decode(model, io_decode, "lora")["cfm"], io_decode["lora_cfm"]) <= REL_TOL
+    with pytest.raises(ValueError, match="lacks data.filter_length"):
+        save_sovits_v3_lora(ref["weight"], S2V3Config(version="v4"), 4, tmp_path / "x.pth")
+    with pytest.raises(ValueError, match="adapter"):
+        save_sovits_v3_lora({"bridge.0.bias": torch.zeros(512)}, cfg, 4, tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()
 
 
 def test_lora_needs_its_base(tmp_path, base_file):

@@ -27,6 +27,7 @@ The DiT size is read from the weights, so reduced test models load through the s
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.fsutil import file_problem
+from core.fsutil import atomic_write_bytes, file_problem
 from gpt_sovits.models.dit import rotary_inv_freq
 from gpt_sovits.models.fastpath import apply_precision
 from gpt_sovits.models.s2v3 import V3V4_VERSIONS, S2V3Config, SynthesizerTrnV3
@@ -53,6 +54,7 @@ from gpt_sovits.models.weights import (
     RawCheckpoint,
     UnsupportedVersionError,
     WrongModelTypeError,
+    _check_plain,
     classify,
     read_checkpoint,
 )
@@ -360,6 +362,54 @@ def load_sovits_v3(
         model, cfg = _build_v3(raw, version, dtype)
     model.to(device=device)
     return apply_precision(model.eval(), precision, device), cfg  # type: ignore[return-value]
+
+
+# The hparams the reference's loaders read from a LoRA export's config (TTS.init_vits_weights).
+LORA_CONFIG_KEYS = (
+    ("data", "filter_length"),
+    ("data", "hop_length"),
+    ("data", "win_length"),
+    ("data", "sampling_rate"),
+    ("data", "n_speakers"),
+    ("train", "segment_size"),
+    ("model", "semantic_frame_rate"),
+)
+LORA_VERSION_HEADERS = {"v3": b"03", "v4": b"04"}  # process_ckpt.model_version2byte
+
+
+def save_sovits_v3_lora(
+    weight: Mapping[str, torch.Tensor], cfg: S2V3Config, lora_rank: int, path: str | Path, info: str = ""
+) -> Path:
+    """Write a LoRA export as the reference's `process_ckpt.savee(..., lora_rank=r)` does.
+
+    `weight`: the trained tensors under the reference's names (peft's
+    `cfm.base_model.model.*.lora_A/B.default.weight` and whatever else was trainable); stored fp16,
+    without `enc_q.*`. The file is `{"weight", "config" (cfg.to_hparams(), plain containers), "info",
+    "lora_rank"}` saved by torch with the zip's leading `PK` replaced by `03` (v3) / `04` (v4).
+    """
+    if not isinstance(lora_rank, int) or isinstance(lora_rank, bool) or lora_rank <= 0:
+        raise ValueError(f"lora_rank must be a positive integer, got {lora_rank!r}")
+    if not any(".lora_A." in k for k in weight) or not any(".lora_B." in k for k in weight):
+        raise ValueError("a LoRA export needs its lora_A / lora_B adapter tensors")
+    config = cfg.to_hparams()
+    absent = [".".join(k) for k in LORA_CONFIG_KEYS if k[1] not in (config.get(k[0]) or {})]
+    if absent:
+        raise ValueError(f"the config lacks {', '.join(absent)}, which the reference's loader reads")
+    _check_plain(config)
+    payload = {
+        "weight": {
+            k: v.detach().to("cpu", torch.float16).contiguous() for k, v in weight.items() if "enc_q" not in k
+        },
+        "config": config,
+        "info": str(info),
+        "lora_rank": lora_rank,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    path = Path(path)
+    atomic_write_bytes(path, LORA_VERSION_HEADERS[cfg.version] + data[2:])
+    return path
 
 
 # --- vocoders ----------------------------------------------------------------------------------------
