@@ -323,6 +323,13 @@ def test_v2pro_versions_steps_and_pretrained_files(ws):
     assert s1.config["weights_dir"] == str(ws.weights_dir / "GPT_weights_v2Pro")
     parsed = train_s1.build_parser().parse_args(s1.args)
     assert parsed.version == "v2" and parsed.pretrained_s1 == str(ws.model_dir / "s1v3.ckpt")
+    from gpt_sovits.train import s2 as train_s2
+    from gpt_sovits.train.cli import parse_args
+
+    for version in ("v2Pro", "v2ProPlus"):  # the S2 trainer takes both, with the config file written
+        spec = build_step("s2", settings(ws, "", version=version), ws)
+        write_step_config(spec)
+        assert parse_args(train_s2.build_parser(), spec.args).version == version
     assert "pretrained_s1" not in build_step("s1", settings(ws, "", version="v2"), ws).config
 
     # Formatting reads the SV model: missing, it blocks with the registry's line.
