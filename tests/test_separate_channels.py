@@ -81,3 +81,26 @@ def test_a_file_that_crashes_its_worker_fails_alone_and_the_batch_goes_on(tmp_pa
     assert written == ["a_accompaniment.wav", "a_vocals.wav", "c_accompaniment.wav", "c_vocals.wav"]
     assert not report.cancelled
     assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())  # crash's temps cleaned?
+
+
+def test_a_batch_whose_only_file_failed_says_failed(tmp_path, model_dir, capsys):
+    from core.jobs import EXIT_ALL_FAILED
+    from tools.separate import main
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav file")
+    rc = main(
+        [
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            "tiny",
+            "--model-dir",
+            str(model_dir),
+            "--in-process",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == EXIT_ALL_FAILED
+    assert "failed: " in err and "bad.wav" in err and err.strip().endswith("Failed.")
