@@ -298,6 +298,18 @@ def test_voice_cloning_lists_v2pro_exports_with_their_version(pro: ProModels, tm
     assert labels[str(pro.s2g)] == "pretrained v2Pro: s2Gv2Pro.pth · v2Pro"
     assert H.sovits_version(export) == "v2Pro"
     gpts = [(c.label, c.path) for c in H.gpt_choices(tmp_path, pro.root)]
+    # The SV model's line in the model status: a note (not a warning) when missing, as v2 needs none.
+    from ui.context import AppContext
+    from ui.inference_layout import models_markdown
+
+    found = models_markdown(AppContext.create(tmp_path / "ws", "en_US", pro.root))
+    assert "- ✅ `sv-eres2netv2` (v2Pro/v2ProPlus only): found" in found.splitlines()
+    missing = models_markdown(AppContext.create(tmp_path / "ws", "en_US", pro.bare))
+    line = next(ln for ln in missing.splitlines() if "sv-eres2netv2" in ln)
+    assert (
+        line.startswith("- ℹ️ `sv-eres2netv2` (v2Pro/v2ProPlus only): missing.")
+        and "download sv-eres2netv2" in line
+    )
     # s1v3.ckpt serves both Pro versions: listed once, for both
     assert [label for label, path in gpts if path == str(pro.s1v3)] == [
         "pretrained v2Pro/v2ProPlus: s1v3.ckpt"

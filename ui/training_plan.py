@@ -51,7 +51,8 @@ MODULES: dict[str, str] = {
 REQUEST_FILE = "ui_request.json"
 PREPARE_REQUEST_FILE = "prepare_request.json"
 
-# Reference UI defaults (GPT-SoVITS webui.py, v1/v2): S2 8 epochs saved every 4, S1 15 every 5.
+# Reference UI defaults (GPT-SoVITS webui.py, the same for v1, v2, v2Pro and v2ProPlus): S2 8 epochs saved
+# every 4, S1 15 every 5.
 DEFAULT_S2_EPOCHS, DEFAULT_S2_SAVE_EVERY = 8, 4
 DEFAULT_S1_EPOCHS, DEFAULT_S1_SAVE_EVERY = 15, 5
 DEFAULT_CLVP_EPOCHS = 20
