@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_clvp [--tokens 250] [--candidates 8] [--phones 60] [--s1-steps 60]
         [--train-steps 4] [--threads 0]
 
-1. ``clvp.rerank`` of ``--candidates`` random candidates of ``--tokens`` semantic tokens against ``--phones``
+1. ``clvp.rerank`` (reader + contrastive score) of ``--candidates`` random candidates of ``--tokens`` semantic tokens against ``--phones``
    phone ids, default (base) and tiny configs, random weights (the cost does not depend on the values):
    median of 5 after a warm-up.
 2. One S1 decoding step at full size (v2, batch = candidates, KV cache), measured by ``bench.bench_s1``'s
@@ -20,7 +20,16 @@ Figures on the 2-core development machine (quiet, load ~1.4; random weights):
 | 1 | 126.7 ms | 12.0 ms | 54.8 ms | 13.7 s | 0.93% | 94 items/s | 7.5 items/s |
 | 2 | 67.2 ms | 6.3 ms | 33.4 ms | 8.3 s | 0.81% | 166 items/s | 12.8 items/s |
 
-Reranking 8 candidates with the default model costs under 1% of decoding them (target: under 5%).
+(Those two rows are the CLVP-only model of format version 1.) With the CTC reader (format version 2,
+``clvp.reader``), measured on the same machine crowded by other jobs (load ~10 on 2 cores, so absolute
+times are ~10x the quiet ones; both sides of the ratio ran under the same load), 1 thread,
+``--s1-steps 10 --train-steps 2``:
+
+| threads | rerank base (8 x 250) | rerank tiny | S1 step, batch 8 | 250 S1 steps | base share | tiny share |
+|--------:|----------------------:|------------:|-----------------:|-------------:|-----------:|-----------:|
+| 1 (busy) | 2953 ms | 771 ms | 792 ms | 198 s | 1.49% | 0.39% |
+
+Reranking 8 candidates with the default model costs under 2% of decoding them (target: under 5%).
 On a machine crowded with other jobs, torch's default thread count can be many times slower than one
 thread for these small matrices (spin-waiting threads); ``clvp.train --threads 1`` helps there.
 """

@@ -387,3 +387,15 @@ def test_unreadable_files_name_the_reason_without_torch_advice(tmp_path: Path) -
     message = str(caught.value)
     assert "evil.pt" in message and "nothing from it ran" in message
     assert "weights_only" not in message and "trusted source" not in message
+
+
+def test_voice_cloning_samples_several_candidates_when_a_reranker_exists() -> None:
+    import gradio as gr
+
+    from ui.inference_layout import RERANKED_CANDIDATES, _knobs
+
+    with gr.Blocks():
+        plain = _knobs("text", str)["candidates"]
+        reranked = _knobs("text", str, reranked=True)["candidates"]
+    assert plain.value == 1 and RERANKED_CANDIDATES > 1
+    assert reranked.value == RERANKED_CANDIDATES and "reranker" in reranked.info

@@ -97,16 +97,16 @@ def models_markdown(ctx: AppContext) -> str:
 # ------------------------------------------------------------------------------------ knobs
 
 
-def knob_widget(p: schema.Param, _: Callable[[str], str]) -> Any:
-    """The widget of one schema parameter, with its default and translated label."""
+def knob_widget(p: schema.Param, _: Callable[[str], str], default: Any = None, info: str = "") -> Any:
+    """The widget of one schema parameter, with its default (or ``default``) and translated label."""
     w = p.tab
     assert w is not None
     common: dict[str, Any] = {"label": _(w.label), "elem_id": p.elem_id}
-    if w.info:
-        common["info"] = _(w.info)
+    if info or w.info:
+        common["info"] = info or _(w.info)
     if w.kind == "slider" and w.slider:
         lo, hi, step = w.slider
-        return gr.Slider(lo, hi, value=p.default, step=step, **common)
+        return gr.Slider(lo, hi, value=p.default if default is None else default, step=step, **common)
     if w.kind == "number":
         return gr.Number(value=p.default, precision=0 if p.type is int else None, **common)
     if w.kind == "text":
@@ -122,8 +122,18 @@ def shown_params(place: str, params: Sequence[schema.Param] | None = None) -> li
     return [p for p in (params or schema.SYNTHESIS_PARAMS) if p.tab and p.tab.place == place]
 
 
-def _knobs(place: str, _: Callable[[str], str]) -> dict[str, Any]:
-    return {p.name: knob_widget(p, _) for p in shown_params(place)}
+RERANKED_CANDIDATES = 4  # the default number of candidates once a reranker is there to choose among them
+
+
+def _knobs(place: str, _: Callable[[str], str], reranked: bool = False) -> dict[str, Any]:
+    out = {}
+    for p in shown_params(place):
+        if p.name == "candidates" and reranked:
+            why = _("A CLVP reranker is available: it keeps the candidate that says the text best.")
+            out[p.name] = knob_widget(p, _, RERANKED_CANDIDATES, why)
+        else:
+            out[p.name] = knob_widget(p, _)
+    return out
 
 
 def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox]:
@@ -167,7 +177,7 @@ def _models(ctx: AppContext) -> dict[str, Any]:
                 ),
                 # Shown once a CLVP model has been trained (weights/clvp/*.pt).
                 "clvp": gr.Dropdown(
-                    clvp_dropdown_choices(clvps, _), value="none", label=_("CLVP reranker"),
+                    clvp_dropdown_choices(clvps, _), value=clvps[0] if clvps else "none", label=_("CLVP reranker"),
                     elem_id="inf-clvp", visible=bool(clvps), scale=2,
                 ),
                 "refresh": gr.Button(_("Refresh"), elem_id="inf-refresh", scale=1),
@@ -273,8 +283,8 @@ def layout(ctx: AppContext, max_text: int = schema.MAX_TEXT_CHARS) -> InferenceL
         lines=4,
         elem_id="inf-text",
     )
-    with gr.Row():
-        knobs.update(_knobs("text", _))
+    with gr.Row():  # with a reranker (the newest is preselected), several candidates by default
+        knobs.update(_knobs("text", _, reranked=bool(H.clvp_choices(ctx.workspace))))
     sampling, parts["random_seed"] = _sampling(_)
     knobs.update(sampling)
     parts |= _results(_) | _history(_)
