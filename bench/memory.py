@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     stages.add_argument("path")
     stages.add_argument("--stage", action="append", help="only these stages (repeatable)")
     stages.add_argument("--work", default=None, help="scratch folder (default: a temp folder)")
+    stages.add_argument(
+        "--repo", default=str(REPO_ROOT), help="run the stages of another checkout (e.g. an older commit)"
+    )
     args = parser.parse_args(argv)
     if args.command == "make":
         print(make_recording(Path(args.path), args.hours, args.sr))
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in commands.items():
         if args.stage and name.split(" ")[0] not in args.stage and name not in args.stage:
             continue
-        code, peak, seconds, tail = run_measured(cmd)
+        code, peak, seconds, tail = run_measured(cmd, cwd=Path(args.repo))
         print(f"| {name} | {peak:.0f} MiB | {seconds:.0f} s | {code} |", flush=True)
         if code not in (0, 1):
             print(tail, file=sys.stderr)
