@@ -1,9 +1,12 @@
 """Synthesis is fair and can be stopped: concurrent requests take turns on the models unit by unit.
 
-The bounds are counted in units of work (sentences), not seconds, so a busy machine cannot make them
-fail: a one-sentence request sent while a 200-sentence one runs must end before the long one has done
-more than a few more sentences; a cancelled job stops at its next turn and the next job gets the models
-at once. The last test does the same through Gradio (`/synthesize` from gradio_client and `job.cancel()`).
+The scheduler's order is checked with a fake clock (the least served job goes next; a newcomer gets a
+head start, then shares). The synthesiser's bounds are counted in units of work (sentences, S1 steps),
+not seconds, so a busy machine cannot make them fail: a one-sentence request sent while a 200-sentence
+one runs must end before the long one has done more than a few more sentences, and one sent during a
+long S1 batch waits for a few of its steps, not for the batch; a cancelled job stops at its next turn
+and the next job gets the models at once. The last test does the same through Gradio (`/synthesize`
+from gradio_client and `job.cancel()`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from tests.support.synth import voiced_segments
 # Tiny random models seldom emit EOS: a few S1 tokens per sentence keep each unit short on CPU.
 TOKENS = 6
 LONG_TEXT = "你好世界。今天天气。" * 100  # cut5: 200 pieces
-# The short request needs 3 turns (preparation, one S1 batch, one piece); the long one may end a unit
-# between each and one more while the short's last unit ends. 5 leaves a margin and is far below 200.
+# The short request (3 turns: preparation, one S1 batch, one piece) has less work than the head start:
+# it goes once the long one's current unit ends. Even taking turns one by one the long one would end
+# at most one piece between each; 5 leaves a margin and is far below 200.
 MAX_LONG_PIECES_MEANWHILE = 5
 
 
@@ -73,20 +77,89 @@ def _units(scheduler: TurnScheduler, name: str, n: int, log: list[str], errors: 
 # ------------------------------------------------------------------------------------ the scheduler
 
 
-def test_turns_alternate_between_jobs_in_the_order_asked():
-    scheduler, log, errors = TurnScheduler(), [], []
+class FakeClock:
+    """Model time that passes only when a unit of work says so (``advance``)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def _costly_units(scheduler, clock, name, costs, log, errors, first=None):
+    """A thread whose job does one unit per cost (advancing the clock by it inside its turn)."""
+    job = scheduler.job(name)
+
+    def work() -> None:
+        try:
+            for k, cost in enumerate(costs):
+                with job.turn():
+                    if k == 0 and first is not None:
+                        first()
+                    clock.advance(cost)
+                    log.append(name)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    return job, t
+
+
+def test_the_least_served_job_goes_next_so_jobs_share_the_model_by_time():
+    clock, log, errors = FakeClock(), [], []
+    scheduler = TurnScheduler(head_start_s=0.0, clock=clock)
     release = threading.Event()
     holder = _holding(scheduler, "H", release, log)
-    _, a = _units(scheduler, "A", 3, log, errors)
+    _, a = _costly_units(scheduler, clock, "A", [1.0] * 3, log, errors)
     _wait_for(lambda: scheduler.waiting == 1, 10, "A to wait")
-    _, b = _units(scheduler, "B", 2, log, errors)
+    _, b = _costly_units(scheduler, clock, "B", [0.5] * 4, log, errors)
     _wait_for(lambda: scheduler.waiting == 2, 10, "B to wait")
     release.set()
     for t in (holder, a, b):
         t.join(10)
     assert not errors
-    assert log == ["H", "A", "B", "A", "B", "A"]  # round-robin, not A's three units first
+    # B's units cost half of A's: it gets two turns for each of A's (equal served first asked first).
+    assert log == ["H", "A", "B", "B", "A", "B", "B", "A"]
     assert not scheduler.busy and scheduler.waiting == 0
+
+
+def test_a_newcomer_gets_a_head_start_then_shares_and_never_starves_the_others():
+    clock, log, errors = FakeClock(), [], []
+    scheduler = TurnScheduler(head_start_s=2.0, clock=clock)
+    newcomer_waits = threading.Event()
+    long_job = scheduler.job("L")
+
+    def run_long() -> None:
+        try:
+            for k in range(16):  # 16 units of 1 s; the newcomer arrives during the 11th
+                with long_job.turn():
+                    if k == 10:
+                        newcomer_waits.wait(10)
+                    clock.advance(1.0)
+                    log.append("L")
+        except BaseException as e:
+            errors.append(e)
+
+    long_thread = threading.Thread(target=run_long, daemon=True)
+    long_thread.start()
+    _wait_for(lambda: log.count("L") == 10 and scheduler.busy, 10, "the long job's 11th unit")
+
+    def long_is_back_in_line() -> None:  # every later choice is between two waiting jobs
+        _wait_for(lambda: scheduler.waiting == 1, 10, "the long job to ask again")
+
+    _, n = _costly_units(scheduler, clock, "N", [0.9] * 5, log, errors, first=long_is_back_in_line)
+    _wait_for(lambda: scheduler.waiting == 1, 10, "the newcomer to wait")
+    newcomer_waits.set()
+    for t in (long_thread, n):
+        t.join(10)
+    assert not errors
+    # L had 10 s when N came: N starts at 8 s, runs until it has had more than L (11 s), then they share.
+    assert log == ["L"] * 11 + ["N", "N", "N", "N", "L", "N"] + ["L"] * 4
 
 
 def test_a_cancelled_job_gives_up_its_waiting_turn_at_once():
@@ -227,8 +300,8 @@ def test_a_short_request_waits_a_few_s1_steps_not_for_a_long_s1_batch(synthesize
     meanwhile = len(steps) - before
     print(f"the long request did {meanwhile} S1 step(s) while the short one ran")
     assert len(short.sentences) == 1
-    # Its preparation, its S1 (6 tokens, alternating with the long's steps) and its S2 each waited one
-    # step of the long batch, not the rest of it (about 130 steps).
+    # It went at the long batch's next step and ran to its end (its work is less than the head start),
+    # instead of waiting for the rest of the batch (about 130 steps).
     assert meanwhile <= 20 and max(long_done) == done_before
     long_job.cancel()
     thread.join(30)
