@@ -82,3 +82,22 @@ def test_stop_button_on_a_finished_job_says_how_it_ended(tmp_path):
     assert stop_message(ctx.i18n, state) == "Failed."
     running = {"job": Job.start("tests.support.sleeper", [], tmp_path / "s")}
     assert stop_message(ctx.i18n, running) == "Stopped."
+
+
+def test_tabs_tell_a_crash_with_its_signal_and_log(tmp_path):
+    from ui.asr_tab import follow_transcription
+    from ui.separate_tab import follow_separation
+    from ui.slice_tab import follow_slicing
+
+    ctx = AppContext.create(tmp_path, "en_US")
+    code = "import os, signal; print('decoding file 3', flush=True); os.kill(os.getpid(), signal.SIGSEGV)"
+
+    def crashed_job(name: str) -> Job:
+        return Job.start("tests.support.run_code", [code], tmp_path / name)
+
+    status, failures, _results = list(follow_separation(ctx, crashed_job("sep")))[-1]
+    assert "SIGSEGV" in status and "Stopped" not in status and "decoding file 3" in failures
+    status, _summary = list(follow_slicing(ctx, crashed_job("slice"), tmp_path / "out"))[-1]
+    assert "SIGSEGV" in status and "decoding file 3" in status
+    status, text, _rows = list(follow_transcription(ctx, crashed_job("asr")))[-1]
+    assert "SIGSEGV" in status and "decoding file 3" in text
