@@ -18,6 +18,7 @@ REFERENCE_DIR: Path = next((d for d in _CANDIDATES if d.is_dir()), _CANDIDATES[0
 # Test modules that compare with the reference fixtures.
 MODULES_NEEDING_REFERENCE = (
     "test_checkpoints.py",
+    "test_fastpath.py",
     "test_features.py",
     "test_s1_model.py",
     "test_s2_keys.py",
