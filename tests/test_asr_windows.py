@@ -51,11 +51,15 @@ def test_windows_join_to_the_decoded_clip(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    folder = build_tiny_whisper(
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_whisper(
         tmp_path_factory.mktemp("models") / "faster-whisper-tiny-test", quantization="int8"
     )
-    return asr.load_whisper(str(folder), device="cpu", compute_type="int8")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dir):
+    return asr.load_whisper(str(tiny_dir), device="cpu", compute_type="int8")
 
 
 def test_a_clip_longer_than_the_window_is_transcribed_piece_by_piece(tmp_path, tiny_model):
@@ -68,3 +72,22 @@ def test_a_clip_longer_than_the_window_is_transcribed_piece_by_piece(tmp_path, t
     assert windowed.duration == pytest.approx(60.0, abs=0.05) and whole.duration == pytest.approx(
         60.0, abs=0.05
     )
+
+
+def test_a_clip_that_crashes_its_worker_fails_alone(tmp_path, tiny_dir):
+    from tests.support.crashing_asr import worker as crashing_worker
+
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    for name in ("a.wav", "crash.wav", "c.wav"):
+        sf.write(folder / name, np.full(16000, 0.1, np.float32), 16000)
+    options = asr.AsrOptions(
+        model=str(tiny_dir), device="cpu", compute_type="int8", language="en", vad_filter=False
+    )
+    result = asr.transcribe_folder(
+        folder, tmp_path / "out.list", options, isolate=True, worker=crashing_worker
+    )
+    assert [Path(f.path).name for f in result.failures] == ["crash.wav"]
+    assert "SIGSEGV" in result.failures[0].error
+    assert sorted(Path(e.path).name for e in result.entries) == ["a.wav", "c.wav"]
+    assert all("hello world" in e.text for e in result.entries)

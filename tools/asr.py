@@ -27,7 +27,7 @@ import json
 import logging
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,13 @@ from core.jobs import (
     EXIT_SOME_FAILED,
     EventWriter,
     FileFailure,
+    JobCancelled,
     ProgressFn,
     StopFn,
+    WorkerProcess,
     log_progress,
     never_stop,
+    serve_worker,
 )
 from tools.labels import prune_history
 
@@ -428,6 +431,31 @@ def write_outputs(out_list: Path, speaker: str, entries: list[ClipTranscript]) -
     return str(backup) if backup else None
 
 
+def _pipeline(model, options: AsrOptions):
+    if options.batch_size <= 1:
+        return None
+    from faster_whisper import BatchedInferencePipeline
+
+    return BatchedInferencePipeline(model)
+
+
+def _worker_init(options: AsrOptions):
+    model = load_whisper(
+        options.model, options.device, options.compute_type, options.model_dir, options.download
+    )
+    return model, _pipeline(model, options), options
+
+
+def _worker_handle(state, path: Path, progress: ProgressFn) -> ClipTranscript:
+    model, pipeline, options = state
+    return transcribe_clip(model, Path(path), options, pipeline)
+
+
+def asr_worker(conn, options: AsrOptions) -> None:
+    """The worker process of an isolated run: loads the model once, then transcribes clip after clip."""
+    serve_worker(conn, _worker_init, _worker_handle, options)
+
+
 def transcribe_folder(
     input_dir: str | Path,
     out_list: str | Path,
@@ -435,11 +463,16 @@ def transcribe_folder(
     progress: ProgressFn = log_progress,
     should_stop: StopFn = never_stop,
     model=None,
+    isolate: bool = False,
+    worker: Callable | None = None,
 ) -> AsrResult:
     """Transcribe every audio file in `input_dir` (not recursive) into `out_list` and its sidecar.
 
     A file that fails is recorded and the rest go on. `model` may be a loaded WhisperModel (tests,
     repeated calls); otherwise it is loaded from `options`. On stop, what was done is written.
+    With `isolate` (the CLI; needs `model=None`) the clips run in a `core.jobs.WorkerProcess`
+    (`worker`, default `asr_worker`): a clip that crashes its process natively fails alone, the worker
+    restarts (loading the model again) and the rest go on.
     """
     options = options or AsrOptions()
     input_dir = Path(input_dir)
@@ -449,16 +482,18 @@ def transcribe_folder(
     files = list_audio_files([input_dir])
     if not files:
         raise AsrInputError(f"no audio files in {input_dir}")
-    if model is None:
+    pool = None
+    if isolate and model is None:
         progress(0, len(files), f"loading model {options.model}")
-        model = load_whisper(
-            options.model, options.device, options.compute_type, options.model_dir, options.download
-        )
-    pipeline = None
-    if options.batch_size > 1:
-        from faster_whisper import BatchedInferencePipeline
-
-        pipeline = BatchedInferencePipeline(model)
+        pool = WorkerProcess(worker or asr_worker, options)
+        model, pipeline = None, None
+    else:
+        if model is None:
+            progress(0, len(files), f"loading model {options.model}")
+            model = load_whisper(
+                options.model, options.device, options.compute_type, options.model_dir, options.download
+            )
+        pipeline = _pipeline(model, options)
 
     speaker = input_dir.resolve().name
     result = AsrResult(list_path=None, sidecar_path=None)
@@ -467,8 +502,16 @@ def transcribe_folder(
             result.cancelled = True
             break
         try:
-            clip = transcribe_clip(model, path, options, pipeline)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            if pool is not None:
+                clip = pool.run(path, lambda d, t, m: None, should_stop)
+            else:
+                clip = transcribe_clip(model, path, options, pipeline)
+        except JobCancelled:
+            result.cancelled = True
+            break
+        except (ModelNotFoundError, ModelLoadError):
+            raise  # from the worker's start: nothing was transcribed, the person must fix the model
+        except Exception as e:  # noqa: BLE001 - one bad file (or a crash on it) must not stop the batch
             logger.warning("failed on %s: %s", path, e)
             result.failures.append(FileFailure(str(path), str(e) or type(e).__name__))
             progress(i + 1, len(files), f"{path.name}: failed")
@@ -482,6 +525,8 @@ def transcribe_folder(
             result.unsupported.setdefault(clip.language, []).append(clip.path)
         progress(i + 1, len(files), f"{path.name}: {clip.text[:60]}")
 
+    if pool is not None:
+        pool.finish()
     if result.entries:
         result.backup = write_outputs(out_list, speaker, result.entries)
         result.list_path = str(out_list)
@@ -541,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             download=args.download,
         )
-        result = transcribe_folder(args.input_dir, args.out, options, progress=events.progress)
+        result = transcribe_folder(args.input_dir, args.out, options, progress=events.progress, isolate=True)
     except (ModelNotFoundError, ModelLoadError, AsrInputError, ValueError) as e:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
