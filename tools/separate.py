@@ -15,8 +15,17 @@ Memory stays bounded for long files: the input is read from disk in windows (def
 overlap by `--crossfade` seconds; each window goes through `demucs.apply.apply_model` (which splits
 it again into model segments) and the outputs are cross-faded linearly and appended to the output
 files as they come. Inputs soundfile cannot read at the model's rate are first transcoded to a temp
-wav beside the outputs (streamed through PyAV). The mix is normalised with the whole file's mean
-and std (one cheap streaming pass first), as demucs itself does.
+wav beside the outputs, block by block (`core.audio.open_audio`: any channel count and rate; the
+model's channels are made as demucs does: mono duplicated, extra channels dropped). An 8-channel
+32 kHz file used to crash the process here (SIGSEGV in PyAV's planar frames; `core.audio` reads a
+packed plane instead). The mix is normalised with the whole file's mean and std (one cheap
+streaming pass first), as demucs itself does.
+
+The CLI separates the files in a worker process (`core.jobs.WorkerProcess`): a file that crashes it
+(a native fault, a kill for memory) is reported as failed with the signal, its temporary files are
+removed, the worker restarts and the other files go on. `--in-process` runs everything here.
+Exit codes (`core.jobs`): 0 done, 1 some files failed, 4 every file failed, 2 a person's mistake,
+130 stopped.
 """
 
 from __future__ import annotations
