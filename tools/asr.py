@@ -12,6 +12,10 @@ Memory follows a window, not the file: a clip is read in blocks and a clip longe
 end, so words are rarely split), the texts joined; faster-whisper's features and VAD then cover
 one window at a time.
 
+The CLI transcribes in a worker process that is restarted after a native crash (the clip that
+crashed it is reported as failed, the others go on). Exit codes: 0, 1 some clips failed, 4 every
+clip failed, 2 a person's mistake.
+
 An existing `X.list` (the user may have edited it) is copied into `.history/` beside it before it
 is replaced; nothing is written when no clip gave text.
 

@@ -16,6 +16,10 @@ input gives the same cut points. Differences, all deliberate:
 - an output name that already exists is never overwritten: an identical file is kept and counted,
   a different one gets a free name `name (1).wav` (see `core.fsutil.unique_path`).
 
+The CLI slices in worker processes: a file that crashes its process (a native fault, a kill for
+memory) is reported as failed and the other files go on. Exit codes (`core.jobs`): 0 done, 1 some
+files failed (or stopped), 4 every file failed, 2 a person's mistake.
+
 Outputs are 32 kHz mono int16 wavs named `"%s_%010d_%010d.wav" % (source name with extension,
 start, end)`, start/end in samples at 32 kHz, as the reference names them (so the last clip's end is that of the
 last RMS frame, up to one hop past the last sample, exactly as GPT-SoVITS writes it).
