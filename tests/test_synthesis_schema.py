@@ -261,3 +261,16 @@ def test_the_cli_takes_max_text_and_refuses_longer_texts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: The text has 150 characters" in err and "at most 100 characters" in err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_reference_text_far_longer_than_a_clip_says_is_refused(tmp_path):
+    from gpt_sovits.infer.synthesizer import Synthesizer
+
+    schema.check_lengths(SynthesisRequest(text="x", ref_text="字" * 500))
+    with pytest.raises(
+        schema.TextTooLongError, match=r"The reference text has 100,000 characters.*at most 500"
+    ):
+        schema.check_lengths(SynthesisRequest(text="x", ref_text="字" * 100_000))
+    synth = Synthesizer(tmp_path / "g.ckpt", tmp_path / "s.pth", tmp_path, device="cpu")
+    with pytest.raises(schema.TextTooLongError, match="reference text has 501 characters"):
+        synth.synthesize(SynthesisRequest(text="x", ref_text="a" * 501, ref_audio="ref.wav"))

@@ -35,7 +35,7 @@ from core.fsutil import is_hidden_or_temp, resolve_inside, unique_path
 from gpt_sovits.infer.request import (
     MAX_TEXT_CHARS,
     SynthesisRequest,
-    check_text_length,
+    check_lengths,
     knob_values,
     param,
     request_params,
@@ -522,7 +522,7 @@ def check_form(form: SynthesisForm, max_text: int | None = MAX_TEXT_CHARS) -> No
         raise InferenceUIError("Upload or record a reference clip (3–10 s) first.")
     if not (r.text or "").strip():
         raise InferenceUIError("Type the text to synthesise.")
-    check_text_length(r.text, max_text)
+    check_lengths(r, max_text)
     for lang in (r.text_lang, r.ref_lang):
         if lang not in LANGUAGE_CODES:
             raise InferenceUIError(f"Unknown language {lang!r}: use one of {', '.join(LANGUAGE_CODES)}.")
@@ -682,6 +682,7 @@ class SynthesisService:
             return await outcome
         except asyncio.CancelledError:
             job.cancel()
+            logger.info("%s cancelled after %d unit(s) of model work", name or "synthesis", job.units)
             raise
 
 

@@ -274,6 +274,25 @@ def check_text_length(text: str, limit: int | None = MAX_TEXT_CHARS) -> None:
         )
 
 
+# A 3-10 s reference says some 50 characters of Chinese or 150 of English; far more is not its text, and
+# would make every sentence's S1 prompt (and its BERT features) as long.
+REF_TEXT_MAX_CHARS = 500
+
+
+def check_lengths(request: Any, limit: int | None = MAX_TEXT_CHARS) -> None:
+    """The text against ``limit`` (``check_text_length``) and the reference text against
+    ``REF_TEXT_MAX_CHARS``; raises TextTooLongError."""
+    check_text_length(request.text, limit)
+    ref_length = len(request.ref_text or "")
+    if ref_length > REF_TEXT_MAX_CHARS:
+        raise TextTooLongError(
+            f"The reference text has {ref_length:,} characters: a 3–10 s reference says far less. Give "
+            f"what the clip says (at most {REF_TEXT_MAX_CHARS} characters), or leave it empty.",
+            ref_length,
+            REF_TEXT_MAX_CHARS,
+        )
+
+
 def _speech_length(chars: int) -> str:
     """A rough length of speech for ``chars`` characters (2000 -> "5 minutes"), as the limit's note."""
     seconds = chars * 60 / 400  # 400 a minute: between Chinese (~270) and English (~900)

@@ -57,8 +57,8 @@ from gpt_sovits.infer.request import (
     MAX_TEXT_CHARS,
     SynthesisRequest,
     TTSInputError,
+    check_lengths,
     check_ranges,
-    check_text_length,
 )
 from gpt_sovits.infer.result import (
     CandidateInfo,
@@ -662,7 +662,7 @@ class Synthesizer:
         self, request: SynthesisRequest, progress: ProgressFn, state: _RunState
     ) -> Iterator[StreamChunk]:
         timings = state.timings
-        check_text_length(request.text, self.max_text)  # before waiting for a turn
+        check_lengths(request, self.max_text)  # before waiting for a turn
         with self.turn():
             plan = self._plan(request, state)
         n = len(plan.pieces)
