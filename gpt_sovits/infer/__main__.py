@@ -56,6 +56,12 @@ def make_parser() -> argparse.ArgumentParser:
     add_max_text_flag(p)
     p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/, sv/ etc.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32"),
+        default="auto",
+        help="auto: the CPU fast path (bf16 S1 layers) where it keeps fidelity; fp32: exact weights",
+    )
     return p
 
 
@@ -110,6 +116,7 @@ def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> tuple[S
         device=args.device,
         reranker_loader=clvp.load_scorer,
         max_text=args.max_text,
+        precision=args.precision,
     )
     result = synth.synthesize(
         request, progress=lambda done, total, msg: print(f"{done}/{total} {msg}", file=sys.stderr)

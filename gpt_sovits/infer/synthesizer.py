@@ -163,6 +163,7 @@ class Synthesizer:
         max_text: int | None = MAX_TEXT_CHARS,
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
         yield_turn: Callable[[], None] | None = None,
+        precision: str = "auto",
     ) -> None:
         self.gpt_path = Path(gpt_path)
         self.sovits_path = Path(sovits_path)
@@ -174,6 +175,10 @@ class Synthesizer:
         self.max_text = max_text
         self.turn = turn
         self.yield_turn = yield_turn
+        from gpt_sovits.models.fastpath import check_precision
+
+        # "auto": the CPU fast path of the loaders (fastpath.py); "fp32": exact weights.
+        self.precision = check_precision(precision)
         self._device: torch.device | None = None
 
     # -- models ----------------------------------------------------------------------------------
@@ -203,7 +208,7 @@ class Synthesizer:
         from gpt_sovits.models.weights import CheckpointError
 
         try:
-            return self.cache.get(file_key(kind, path, self.device), loader)
+            return self.cache.get(file_key(kind, path, self.device) + (self.precision,), loader)
         except CheckpointError as e:
             raise TTSInputError(f"Cannot use {path.name}: {e}") from None
 
@@ -211,13 +216,13 @@ class Synthesizer:
         from gpt_sovits.models.weights import load_gpt
 
         path = self._weights(self.gpt_path, "GPT")
-        return self._load("gpt", path, lambda: load_gpt(path, self.device))
+        return self._load("gpt", path, lambda: load_gpt(path, self.device, precision=self.precision))
 
     def sovits(self) -> tuple[SynthesizerTrn, S2Config]:
         from gpt_sovits.models.weights import load_sovits
 
         path = self._weights(self.sovits_path, "SoVITS")
-        return self._load("sovits", path, lambda: load_sovits(path, self.device))
+        return self._load("sovits", path, lambda: load_sovits(path, self.device, precision=self.precision))
 
     def g2pw(self, version: str) -> Any:
         """The G2PW polyphone model of model_dir for Chinese v2 pinyin (as the reference), else None.
