@@ -1,9 +1,10 @@
 """S1 (Text2Semantic) decoding speed and memory on CPU, full-size v2 architecture with random weights.
 
     .venv/bin/python -m bench.bench_s1 [--prompt 150] [--tokens 300] [--phones 60] [--batches 1 8]
+                                       [--precisions fp32 auto]
 
-For each batch size (N candidates of one sentence decoded together) a fresh child process builds the
-model, decodes ``--tokens`` new tokens after a ``--prompt``-token semantic prompt (EOS banned throughout
+For each batch size (N candidates of one sentence decoded together) and precision (``fp32`` exact,
+``auto`` the CPU fast path of fastpath.py, alternating) a fresh child process builds the model, decodes ``--tokens`` new tokens after a ``--prompt``-token semantic prompt (EOS banned throughout
 so every run has the same length) and reports:
 - ms per generated token (decode steps only, the prompt pass reported separately);
 - the cost of a step at position ``--tokens`` versus position 10 (KV cache: should stay <= 1.5x);
@@ -37,17 +38,21 @@ import time
 from bench.memory import rss_mb
 
 
-def child(batch: int, prompt_len: int, tokens: int, phones: int, seed: int, threads: int) -> dict:
+def child(
+    batch: int, prompt_len: int, tokens: int, phones: int, seed: int, threads: int, precision: str
+) -> dict:
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
 
+    from gpt_sovits.models.fastpath import apply_precision
     from gpt_sovits.models.s1 import S1Config, Text2Semantic
     from gpt_sovits.models.sampling import SamplingParams
 
     torch.manual_seed(seed)
     model = Text2Semantic(S1Config()).eval()  # s1longer-v2: 24 layers, 512 wide, 16 heads
+    model = apply_precision(model, precision, "cpu")  # what load_gpt(..., precision=) returns
     rss_model = rss_mb()
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 732, (phones,), generator=g)
@@ -76,6 +81,7 @@ def child(batch: int, prompt_len: int, tokens: int, phones: int, seed: int, thre
 
     return {
         "batch": batch,
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "prompt_pass_ms": prefill * 1000,
         "ms_per_step": statistics.mean(steps) * 1000,
@@ -97,32 +103,40 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "auto"], choices=["fp32", "auto"])
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--child-precision", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.prompt, args.tokens, args.phones, args.seed, args.threads)))
+        res = child(
+            args.child, args.prompt, args.tokens, args.phones, args.seed, args.threads, args.child_precision
+        )
+        print(json.dumps(res))
         return
     rows = []
     for b in args.batches:
-        cmd = [sys.executable, "-m", "bench.bench_s1", "--child", str(b), "--prompt", str(args.prompt)]
-        cmd += ["--tokens", str(args.tokens), "--phones", str(args.phones), "--seed", str(args.seed)]
-        cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        for precision in args.precisions:  # alternating, so both see the same machine load
+            cmd = [sys.executable, "-m", "bench.bench_s1", "--child", str(b), "--prompt", str(args.prompt)]
+            cmd += ["--tokens", str(args.tokens), "--phones", str(args.phones), "--seed", str(args.seed)]
+            cmd += ["--threads", str(args.threads), "--child-precision", precision]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
     print(
         f"S1 v2 full size, random weights, CPU; prompt {args.prompt}, {args.tokens} new tokens, {args.phones} phones"
     )
-    print("batch  ms/step  median  ms/token/row  step@10  step@end  end/10  prompt pass  peak RSS  RSS model")
+    print(
+        "prec  batch  ms/step  median  ms/token/row  step@10  step@end  end/10  prompt pass  peak RSS  RSS model"
+    )
     for r in rows:
         print(
-            f"{r['batch']:5d}  {r['ms_per_step']:7.1f}  {r['ms_per_step_median']:6.1f}  {r['ms_per_token_per_row']:12.1f}  {r['step_ms_at_10']:7.1f}"
+            f"{r['precision']:>4}  {r['batch']:5d}  {r['ms_per_step']:7.1f}  {r['ms_per_step_median']:6.1f}  {r['ms_per_token_per_row']:12.1f}  {r['step_ms_at_10']:7.1f}"
             f"  {r['step_ms_at_end']:8.1f}  {r['step_ms_at_end'] / r['step_ms_at_10']:6.2f}"
             f"  {r['prompt_pass_ms']:9.0f} ms  {r['peak_rss_mb']:6.0f} MB  {r['rss_model_mb']:6.0f} MB"
         )
-    if len(rows) >= 2:
-        print(
-            f"batch {rows[-1]['batch']} step / batch {rows[0]['batch']} step: {rows[-1]['ms_per_step'] / rows[0]['ms_per_step']:.2f}x"
-        )
+    by = {(r["precision"], r["batch"]): r["ms_per_step_median"] for r in rows}
+    for b in args.batches:
+        if ("fp32", b) in by and ("auto", b) in by:
+            print(f"batch {b}: auto is {by['fp32', b] / by['auto', b]:.2f}x fp32 (median step)")
     print(f"torch threads: {rows[0]['threads']}")
 
 
