@@ -399,3 +399,19 @@ def test_voice_cloning_samples_several_candidates_when_a_reranker_exists() -> No
         reranked = _knobs("text", str, reranked=True)["candidates"]
     assert plain.value == 1 and RERANKED_CANDIDATES > 1
     assert reranked.value == RERANKED_CANDIDATES and "reranker" in reranked.info
+
+
+def test_automatic_batch_size_leaves_the_reader_enough_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clvp.train as T
+    from clvp.data import ClvpItem
+
+    monkeypatch.setattr(T, "default_batch_size", lambda *a, **k: 32)  # memory allows 32
+    cfg = T.ClvpTrainConfig(exp_dir=[Path("exp")], weights_dir=Path("w"))
+    model = _model()
+
+    def size(n: int) -> int:
+        return T.pick_batch_size(cfg, model, [ClvpItem(f"i{i}", [1, 2], [3, 4, 5]) for i in range(n)], "cpu")
+
+    assert (size(1359), size(442), size(60)) == (32, 16, 8)
+    monkeypatch.setattr(T, "default_batch_size", lambda *a, **k: 4)  # memory decides when it is tighter
+    assert size(1359) == 4
