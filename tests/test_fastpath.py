@@ -127,3 +127,14 @@ def test_load_gpt_applies_the_fast_path_by_default_and_fp32_on_request(io: dict)
     assert torch.equal(
         model.generate(*args).candidates[0][0].tokens, exact_model.generate(*args).candidates[0][0].tokens
     )
+
+
+@needs_bf16
+def test_a_fast_model_cast_back_to_float_still_runs(exact: Text2Semantic, io: dict) -> None:
+    model = apply_precision(copy.deepcopy(exact), "auto", "cpu").float()
+    assert model.h.layers[0].linear1.weight.dtype == torch.float32
+    params = SamplingParams(top_k=1, repetition_penalty=1.35, max_new_tokens=41)
+    args = ([io["x"][0]], [io["bert_feature"][0]], io["prompt"][0], params)
+    assert torch.equal(
+        model.generate(*args).candidates[0][0].tokens, exact.generate(*args).candidates[0][0].tokens
+    )

@@ -79,7 +79,8 @@ class Bf16Linear(nn.Module):
         return cls(linear.weight, linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+        # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
 
 
 def fast_s1(model: Text2Semantic) -> Text2Semantic:
