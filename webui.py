@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from core.fsutil import remove_stale_temporaries
 from core.jobs import runtime_env
-from gpt_sovits.infer.request import add_max_text_flag
+from gpt_sovits.infer.request import add_max_text_flag, add_precision_flag
 from ui.context import REPO_ROOT, AppContext
 
 if TYPE_CHECKING:
@@ -161,8 +161,10 @@ def remove_workspace_leftovers(workspace: Path) -> list[Path]:
 
 
 def app_context(args: argparse.Namespace) -> AppContext:
-    """The app's context from the flags: workspace, UI language, model folder, longest synthesis text."""
-    return replace(AppContext.create(args.workspace, args.lang, args.model_dir), max_text=args.max_text)
+    """The app's context from the flags: workspace, UI language, model folder, longest synthesis text,
+    model precision."""
+    ctx = AppContext.create(args.workspace, args.lang, args.model_dir)
+    return replace(ctx, max_text=args.max_text, precision=args.precision)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -183,6 +185,7 @@ def make_parser() -> argparse.ArgumentParser:
         help=f"largest file an upload may be, e.g. 500mb or 10gb (default {DEFAULT_MAX_UPLOAD})",
     )
     add_max_text_flag(p)
+    add_precision_flag(p)
     p.add_argument("--lang", default=None, help="UI language, e.g. en_US or zh_CN (default: system locale)")
     p.add_argument(
         "--workspace",

@@ -187,3 +187,37 @@ def test_max_text_defaults_to_2000_and_reaches_the_voice_cloning_tab(tmp_path):
     text = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "inf-text")
     assert text.info == "At most 300 characters per synthesis."
     assert "--max-text N" in make_parser().format_help()
+
+
+def test_precision_flag_reaches_the_synthesis_service_and_the_form_can_ask_for_exact_fp32(
+    tmp_path, monkeypatch
+):
+    from ui import inference_helpers as H
+    from webui import app_context
+
+    assert make_parser().parse_args([]).precision == "auto"
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["--precision", "int4"])
+    args = make_parser().parse_args(["--precision", "fp32", "--workspace", str(tmp_path), "--lang", "en_US"])
+    assert app_context(args).precision == "fp32"
+
+    # What the form asks decides the loaders' precision: the server's unless "Exact fp32" is ticked.
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_make_synthesizer(gpt, sovits, model_dir, cache, job=None, max_text=None, precision="auto"):
+        seen.append(precision)
+        raise Stop
+
+    monkeypatch.setattr(H, "make_synthesizer", fake_make_synthesizer)
+    monkeypatch.setattr(H, "resolve_weight", lambda value, choices, roots, what: tmp_path / f"{what}.bin")
+    ref = tmp_path / "ref.wav"
+    ref.write_bytes(b"")
+    for ticked, expected in ((False, "auto"), (True, "fp32")):
+        form = H.form_from_values({"text": "Hello.", "ref_audio": str(ref), "exact_fp32": ticked})
+        assert form.exact_fp32 is ticked
+        with pytest.raises(Stop):
+            H.synthesize(form, tmp_path, tmp_path, H.LazyCache(), precision="auto")
+        assert seen[-1] == expected

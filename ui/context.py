@@ -52,6 +52,9 @@ class AppContext:
     i18n: I18n
     model_dir: Path
     max_text: int | None = None  # webui's --max-text: longest text a synthesis takes (None: its default)
+    precision: str = (
+        "auto"  # webui's --precision: how Voice cloning loads its models (gpt_sovits.models.fastpath)
+    )
 
     @classmethod
     def create(

@@ -105,7 +105,13 @@ async def run_synthesis(
         form = H.form_from_values({**values, "random_seed": False})
         outcome = await service.run(
             lambda job: H.synthesize(
-                form, ctx.workspace, ctx.model_dir, service.cache, job=job, max_text=service.max_text
+                form,
+                ctx.workspace,
+                ctx.model_dir,
+                service.cache,
+                job=job,
+                max_text=service.max_text,
+                precision=service.precision,
             ),
             "/synthesize",
         )

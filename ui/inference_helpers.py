@@ -490,11 +490,12 @@ class SynthesisForm:
     gpt: str | None = None  # dropdown value, listed name or path; empty: the default
     sovits: str | None = None
     random_seed: bool = False  # a fresh seed whatever the seed box says
+    exact_fp32: bool = False  # load the models with exact fp32 weights, not the server's fast path
 
 
 def form_from_values(values: Mapping[str, Any]) -> SynthesisForm:
     """Named values from the tab or the API -> a form: every schema parameter found (coerced to its type),
-    and text, ref_audio, aux_refs (files or paths), clvp, gpt, sovits, random_seed."""
+    and text, ref_audio, aux_refs (files or paths), clvp, gpt, sovits, random_seed, exact_fp32."""
     ref = values.get("ref_audio")
     request = SynthesisRequest(
         text=values.get("text") or "",
@@ -503,7 +504,13 @@ def form_from_values(values: Mapping[str, Any]) -> SynthesisForm:
         clvp_path=values.get("clvp") or None,
         **knob_values(values),
     )
-    return SynthesisForm(request, values.get("gpt"), values.get("sovits"), bool(values.get("random_seed")))
+    return SynthesisForm(
+        request,
+        values.get("gpt"),
+        values.get("sovits"),
+        bool(values.get("random_seed")),
+        bool(values.get("exact_fp32")),
+    )
 
 
 @dataclass
@@ -554,9 +561,10 @@ def make_synthesizer(
     cache: LazyCache,
     job: Job | None = None,
     max_text: int | None = MAX_TEXT_CHARS,
+    precision: str = "auto",
 ) -> Any:
     """A `gpt_sovits.Synthesizer` over the app's model cache, handed the CLVP reranker; with `job`, its
-    model work takes the job's turns."""
+    model work takes the job's turns; `precision` as the loaders' (auto: the CPU fast path, fp32: exact)."""
     import clvp
     from gpt_sovits import Synthesizer
 
@@ -568,6 +576,7 @@ def make_synthesizer(
         cache=cache.tts(),
         reranker_loader=clvp.load_scorer,
         max_text=max_text,
+        precision=precision,
         **turn,
     )
 
@@ -580,11 +589,13 @@ def synthesize(
     progress: Any = None,
     job: Job | None = None,
     max_text: int | None = MAX_TEXT_CHARS,
+    precision: str = "auto",
 ) -> SynthesisOutcome:
     """Run one synthesis for the tab or the API and write the wav, once, into `<workspace>/outputs/`.
 
     `progress(done, total, message)` follows core.jobs.ProgressFn; `job` (of the app's scheduler) gives the
-    model work its turns and its cancellation; a text over `max_text` characters is refused. Errors a
+    model work its turns and its cancellation; a text over `max_text` characters is refused; the models
+    load with `precision` (the server's), or exact fp32 when the form asks. Errors a
     person can fix are UserErrors (TTSInputError, InferenceUIError, AudioDecodeError, missing models,
     SynthesisCancelled).
     """
@@ -601,7 +612,9 @@ def synthesize(
         seed=resolve_seed(form.request.seed, form.random_seed),
         asr_model=form.request.asr_model or None,
     )
-    synth = make_synthesizer(gpt, sovits, model_dir, cache, job, max_text)
+    synth = make_synthesizer(
+        gpt, sovits, model_dir, cache, job, max_text, "fp32" if form.exact_fp32 else precision
+    )
     kwargs = {"progress": progress} if progress is not None else {}
     result = synth.synthesize(request, **kwargs)
     path = save_output(
@@ -646,14 +659,15 @@ class LazyCache:
 
 
 class SynthesisService:
-    """What the tab and the API share to run model work: the model cache, the turn scheduler and the
-    longest text accepted. One per app, made when the tab is built; its state lives here (no globals).
+    """What the tab and the API share to run model work: the model cache, the turn scheduler, the
+    longest text accepted and the models' precision. One per app, made when the tab is built; its state lives here (no globals).
     """
 
-    def __init__(self, max_text: int | None = MAX_TEXT_CHARS) -> None:
+    def __init__(self, max_text: int | None = MAX_TEXT_CHARS, precision: str = "auto") -> None:
         self.cache = LazyCache()
         self.scheduler = TurnScheduler()
         self.max_text = max_text
+        self.precision = precision
 
     async def run(self, work: Callable[[Job], T], name: str = "") -> T:
         """`work(job)` in a thread of its own, awaited by an async Gradio handler.

@@ -39,6 +39,7 @@ class InferenceLayout:
     transcribe: gr.Button
     text: gr.Textbox
     random_seed: gr.Checkbox
+    exact_fp32: gr.Checkbox  # exact fp32 models instead of the server's CPU fast path
     go: gr.Button
     cancel: gr.Button  # stops the running synthesis between two sentences
     out_audio: gr.Audio
@@ -136,9 +137,9 @@ def _knobs(place: str, _: Callable[[str], str], reranked: bool = False) -> dict[
     return out
 
 
-def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox]:
+def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox, gr.Checkbox]:
     """The Sampling accordion: one row per schema row name, in order of first use; the seed box is
-    followed by its "new random seed" checkbox."""
+    followed by its "new random seed" checkbox; last, the "exact fp32" choice."""
     params = shown_params("sampling")
     knobs: dict[str, Any] = {}
     random_seed = None
@@ -151,9 +152,17 @@ def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox]:
                         random_seed = gr.Checkbox(
                             True, label=_("New random seed each time"), elem_id="inf-random-seed"
                         )
+        exact_fp32 = gr.Checkbox(
+            False,
+            label=_("Exact fp32"),
+            info=_(
+                "Slower on CPU: full-precision weights instead of the fast path (same voice, tiny numeric differences)."
+            ),
+            elem_id="inf-exact-fp32",
+        )
     if random_seed is None:  # a schema without a seed still gets the checkbox (it draws the seed)
         random_seed = gr.Checkbox(True, visible=False, elem_id="inf-random-seed")
-    return knobs, random_seed
+    return knobs, random_seed, exact_fp32
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -285,7 +294,7 @@ def layout(ctx: AppContext, max_text: int = schema.MAX_TEXT_CHARS) -> InferenceL
     )
     with gr.Row():  # with a reranker (the newest is preselected), several candidates by default
         knobs.update(_knobs("text", _, reranked=bool(H.clvp_choices(ctx.workspace))))
-    sampling, parts["random_seed"] = _sampling(_)
+    sampling, parts["random_seed"], parts["exact_fp32"] = _sampling(_)
     knobs.update(sampling)
     parts |= _results(_) | _history(_)
     return InferenceLayout(**parts, knobs=knobs)

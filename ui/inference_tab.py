@@ -186,7 +186,17 @@ def transcribe(c: InferenceContext, values: Values) -> Updates:
 
 
 # Tab inputs that are not schema knobs, by the names `H.form_from_values` reads.
-SYNTHESIS_FIELDS = ("text", "ref_audio", "aux_refs", "clvp", "gpt", "sovits", "random_seed", "asr_model")
+SYNTHESIS_FIELDS = (
+    "text",
+    "ref_audio",
+    "aux_refs",
+    "clvp",
+    "gpt",
+    "sovits",
+    "random_seed",
+    "exact_fp32",
+    "asr_model",
+)
 
 
 def synthesis_inputs(ui: InferenceLayout) -> set[Any]:
@@ -204,7 +214,14 @@ async def synthesize_form(c: InferenceContext, values: Values, progress: Any = g
         form = H.form_from_values(named)
         outcome = await service.run(
             lambda job: H.synthesize(
-                form, app.workspace, app.model_dir, service.cache, report, job=job, max_text=service.max_text
+                form,
+                app.workspace,
+                app.model_dir,
+                service.cache,
+                report,
+                job=job,
+                max_text=service.max_text,
+                precision=service.precision,
             ),
             "tab",
         )
@@ -353,7 +370,7 @@ def wire_synthesis(c: InferenceContext) -> None:
 
 def build(ctx: AppContext) -> None:
     # The app's one model cache and turn scheduler; nothing loads until the first synthesis.
-    service = H.SynthesisService(MAX_TEXT_CHARS if ctx.max_text is None else ctx.max_text)
+    service = H.SynthesisService(MAX_TEXT_CHARS if ctx.max_text is None else ctx.max_text, ctx.precision)
     # Results are served from outputs/ as they are: Gradio copies no static file into its cache.
     # (Gradio keeps static paths per process; this app serves one workspace.)
     gr.set_static_paths([ctx.workspace / "outputs"])

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.jobs import EXIT_OK, EXIT_USER_ERROR
-from gpt_sovits.infer.request import add_flags, add_max_text_flag
+from gpt_sovits.infer.request import add_flags, add_max_text_flag, add_precision_flag
 
 if TYPE_CHECKING:
     from gpt_sovits.infer.result import SynthesisResult
@@ -56,12 +56,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_max_text_flag(p)
     p.add_argument("--model-dir", default=None, help="folder with chinese-hubert-base/, sv/ etc.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32"),
-        default="auto",
-        help="auto: the CPU fast path (bf16 S1 layers) where it keeps fidelity; fp32: exact weights",
-    )
+    add_precision_flag(p)
     return p
 
 

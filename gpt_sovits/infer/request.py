@@ -316,6 +316,13 @@ def text_limit(value: str) -> int:
     return limit
 
 
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """``--precision {auto,fp32}``: the loaders' precision (gpt_sovits.models.fastpath), for the CLI and the app."""
+    from gpt_sovits.models.precisions import PRECISION_HELP, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
+
+
 def add_max_text_flag(parser: argparse.ArgumentParser, default: int = MAX_TEXT_CHARS) -> None:
     """``--max-text N`` (the limit of ``check_text_length``), as the CLI and the web app offer it."""
     parser.add_argument("--max-text", type=text_limit, default=default, metavar="N", help=MAX_TEXT_HELP)

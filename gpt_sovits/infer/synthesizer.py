@@ -175,7 +175,7 @@ class Synthesizer:
         self.max_text = max_text
         self.turn = turn
         self.yield_turn = yield_turn
-        from gpt_sovits.models.fastpath import check_precision
+        from gpt_sovits.models.precisions import check_precision
 
         # "auto": the CPU fast path of the loaders (fastpath.py); "fp32": exact weights.
         self.precision = check_precision(precision)

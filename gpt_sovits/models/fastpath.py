@@ -23,21 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UserError
+from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported: the names live there
+from gpt_sovits.models.precisions import PrecisionError as PrecisionError
+from gpt_sovits.models.precisions import check_precision
 from gpt_sovits.models.s1 import Text2Semantic
-
-PRECISIONS = ("auto", "fp32")
-
-
-class PrecisionError(UserError, ValueError):
-    """An unknown precision name."""
-
-
-def check_precision(precision: str) -> str:
-    """``precision`` itself when it is one of PRECISIONS, else a PrecisionError naming the choices."""
-    if precision not in PRECISIONS:
-        raise PrecisionError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return precision
 
 
 def apply_precision(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
