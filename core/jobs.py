@@ -338,6 +338,9 @@ class WorkerCrashed(RuntimeError):
 
 
 def _raise_stop(signum: int, frame: object) -> None:
+    # Once: the parent's own stop sends a second SIGTERM, which must not cut the cleanup (temp files
+    # removed in `finally`) that the first one started; the parent kills a child that does not leave.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise JobCancelled("stopped")
 
 
