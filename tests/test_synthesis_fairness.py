@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import soundfile as sf
@@ -354,6 +355,25 @@ def test_a_short_request_during_a_long_one_ends_within_a_few_of_its_sentences(sy
 # ---------------------------------------------------------------------- the web app's service
 
 
+def run_in_own_loop(coro: Any) -> Any:
+    """`asyncio.run(coro)` in a thread of its own: the browser tests' Playwright (sync API) keeps an event
+    loop running in the main thread, where asyncio.run refuses to start."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as e:  # re-raised in the test's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def test_cancelling_the_awaiting_handler_cancels_the_job():
     from ui.inference_helpers import SynthesisService
 
@@ -384,7 +404,7 @@ def test_cancelling_the_awaiting_handler_cancels_the_job():
             await task
         assert time.monotonic() - t0 < 2  # the handler does not wait for the work to end
 
-    asyncio.run(main())
+    run_in_own_loop(main())
     _wait_for(lambda: "stopped_after" in seen, 5, "the work to stop")
     assert seen["job"].cancelled and seen["stopped_after"] < 1000
     assert not service.scheduler.busy
@@ -397,7 +417,7 @@ def test_an_error_in_the_work_reaches_the_handler():
         raise InferenceUIError("Type the text to synthesise.")
 
     with pytest.raises(InferenceUIError, match="Type the text"):
-        asyncio.run(SynthesisService().run(fail))
+        run_in_own_loop(SynthesisService().run(fail))
 
 
 # ---------------------------------------------------------------------- through Gradio
