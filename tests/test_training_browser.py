@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import ServedApp, serve_webui
 from tests.support.tiny_models import write_tiny_dataset
@@ -73,8 +74,8 @@ def test_bad_dataset_is_refused_with_the_check_message(tpage, training_app):
 def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, training_app, browser):
     tpage.locator("#train-exp input, #train-exp textarea").first.fill("tiny_run")
     choose_list(tpage, "good/good.list")
-    set_number(tpage, "train-s2-epochs", 1)
-    set_number(tpage, "train-s1-epochs", 1)
+    set_number(tpage, "train-s2-epochs", 4)  # long enough that the second page finds it running
+    set_number(tpage, "train-s1-epochs", 4)
     tpage.locator("#train-all").click()
     tpage.wait_for_function("document.querySelector('#train-status').innerText.includes('running')")
     assert "Formatting" in text_of(tpage, "train-status")
@@ -99,9 +100,12 @@ def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, tr
         other.locator("#train-refresh").click()
         other.locator("#train-exp-pick input").click()
         other.get_by_role("option", name="tiny_run").click()
-        other.wait_for_function(
-            "document.querySelector('#train-status').innerText.includes('running')", timeout=30_000
-        )
+        try:
+            other.wait_for_function(
+                "document.querySelector('#train-status').innerText.includes('running')", timeout=30_000
+            )
+        except PlaywrightTimeout:
+            pytest.fail(f"the second page never saw the run: {text_of(other, 'train-status')!r}")
         other.locator("#train-stop").click()
         other.wait_for_function(
             "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=30_000
