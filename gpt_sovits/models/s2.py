@@ -57,7 +57,7 @@ SV_VERSIONS = ("v2Pro", "v2ProPlus")  # S2 takes a speaker-verification embeddin
 # v2ProPlus use v2's table.
 N_SYMBOLS = {"v1": 322, "v2": 732}
 SSL_DIM = 768  # HuBERT base hidden size, hard-coded in the reference
-SV_DIM = 20480  # ERes2NetV2 forward3 embedding size (gpt_sovits.models.sv)
+SV_DIM = 20480  # ERes2NetV2 forward3 embedding (2048 channels x 10 bands), gpt_sovits.models.sv's output
 MRTE_GE_DIM = 512  # MRTE adds ge at its fixed hidden size
 REF_ENC_BINS_V2 = 704  # v2 and later feed only the first 704 spectrogram bins to the style encoder
 # Multi-period discriminator periods (besides the scale discriminator) per version.

@@ -59,6 +59,7 @@ from torch import nn
 
 from core.audio import resample
 from core.errors import UserError
+from gpt_sovits.models.s2 import SV_DIM as SV_DIM  # re-exported: the (B, 20480) embed() width
 from gpt_sovits.models.weights import (
     CheckpointError,
     UnsupportedVersionError,
@@ -68,7 +69,6 @@ from gpt_sovits.models.weights import (
 )
 
 SV_RATE = 16000  # the SV model's input rate (Hz)
-SV_DIM = 20480  # forward3 embedding: 2048 channels x 10 frequency bands
 N_MELS = 80
 SV_FILE = "sv/pretrained_eres2netv2w24s4ep4.ckpt"  # relative to the pretrained-models folder
 _SV_SOURCE = (
