@@ -138,3 +138,19 @@ def test_a_fast_model_cast_back_to_float_still_runs(exact: Text2Semantic, io: di
     assert torch.equal(
         model.generate(*args).candidates[0][0].tokens, exact.generate(*args).candidates[0][0].tokens
     )
+
+
+def test_a_fast_path_gpt_is_not_saved_as_official_weights(tmp_path):
+    from gpt_sovits.models.fastpath import bf16_supported
+    from gpt_sovits.models.weights import load_gpt, save_gpt_weights
+
+    ckpt = REF / "s1_tiny.ckpt"
+    exact, cfg = load_gpt(ckpt, precision="fp32")
+    assert save_gpt_weights(exact, cfg, tmp_path / "exact.ckpt").is_file()
+    fast, _ = load_gpt(ckpt)  # the default: the CPU fast path where the CPU has native bf16
+    if not bf16_supported():
+        assert not fast_path_active(fast)
+        return
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        save_gpt_weights(fast, cfg, tmp_path / "fast.ckpt")
+    assert not (tmp_path / "fast.ckpt").exists()

@@ -41,7 +41,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.fsutil import atomic_write_with, file_problem, load_error_reason
-from gpt_sovits.models.fastpath import apply_precision
+from gpt_sovits.models.fastpath import apply_precision, fast_path_active
 from gpt_sovits.models.s2 import (
     DISCRIMINATOR_PERIODS,
     N_SYMBOLS,
@@ -659,9 +659,16 @@ def save_gpt_weights(
 
     `config` is the full official config (train/data/...); its `model` section is replaced by `cfg`.
     Official inference reads `config["data"]["max_sec"]`, so a default config is written when none is given.
+    A model loaded with the CPU fast path (precision="auto") is refused: its state dict is not the official
+    one; load it with precision="fp32" to train or export.
     """
     import copy
 
+    if isinstance(model_or_state_dict, nn.Module) and fast_path_active(model_or_state_dict):
+        raise ValueError(
+            "this GPT model was loaded with the CPU fast path (precision='auto'), whose weights are not the "
+            "official layout; load it with precision='fp32' to save it"
+        )
     full = copy.deepcopy(dict(config) if config is not None else DEFAULT_GPT_CONFIG)
     full["model"] = cfg.to_official()
     _check_plain(full)
