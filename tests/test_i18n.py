@@ -63,3 +63,26 @@ def test_system_language_follows_locale(monkeypatch):
     assert system_language() == "zh_CN"
     monkeypatch.setenv("LC_ALL", "fr_FR.UTF-8")
     assert system_language() == "en_US"
+
+
+@pytest.mark.parametrize("language", available_languages())
+def test_no_key_means_two_things_across_a_languages_files(language):
+    """A language's files are merged into one table: a key translated differently in two of them would
+    show one tab's wording in another (zh_CN once titled the ASR tab with a score column's name)."""
+    import json
+
+    from i18n import LOCALE_DIR
+
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted((LOCALE_DIR / language).glob("*.json")):
+        for key, text in json.loads(path.read_text(encoding="utf-8")).items():
+            if key in seen and seen[key][1] != text:
+                clashes.append(f"{key!r}: {seen[key][0]} {seen[key][1]!r} vs {path.name} {text!r}")
+            seen.setdefault(key, (path.name, text))
+    assert not clashes, "keys translated two ways: " + "; ".join(clashes)
+
+
+def test_zh_cn_titles_the_asr_tab_as_speech_recognition():
+    assert I18n("zh_CN")("ASR") == "语音识别"
+    assert I18n("zh_CN")("ASR match") == "识别一致性"

@@ -241,7 +241,7 @@ def _results(_: Callable[[str], str]) -> dict[str, Any]:
             out["out_file"] = gr.File(label=_("Download"), interactive=False, elem_id="inf-download")
     gr.Markdown("### " + _("Candidates"))
     headers = [
-        _("Sentence"), _("Text"), _("Candidate"), _("Mean log-prob"), _("CLVP score"), _("ASR"), _("Speaker"),
+        _("Sentence"), _("Text"), _("Candidate"), _("Mean log-prob"), _("CLVP score"), _("ASR match"), _("Speaker"),
         _("Total"), _("Chosen"),
     ]  # fmt: skip
     out["table"] = gr.Dataframe(headers=headers, interactive=False, elem_id="inf-candidates-table")
