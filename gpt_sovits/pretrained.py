@@ -12,6 +12,8 @@ works as is:
       v2Pro/s2Gv2Pro.pth, s2Dv2Pro.pth          SoVITS (S2) v2Pro G / D
       v2Pro/s2Gv2ProPlus.pth, s2Dv2ProPlus.pth  SoVITS (S2) v2ProPlus G / D
       sv/pretrained_eres2netv2w24s4ep4.ckpt     speaker-verification model (ERes2NetV2) of v2Pro/ProPlus
+      s2Gv3.pth, models--nvidia--bigvgan_v2_24khz_100band_256x/   v3 S2 generator (no D), BigVGAN folder
+      gsv-v4-pretrained/s2Gv4.pth, vocoder.pth  v4 S2 generator (no D), v4 vocoder
       chinese-hubert-base/                      HuBERT content features (config.json + weights)
       chinese-roberta-wwm-ext-large/            BERT for Chinese phone features (+ tokenizer)
       G2PWModel/g2pW.onnx                       Chinese polyphone model (optional)
@@ -20,10 +22,11 @@ works as is:
 
 ``python -m gpt_sovits.pretrained list`` prints the table with each model's status;
 ``python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group:
-``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``) from the Hugging Face hub with progress and resume.
+``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``, ``v3``, ``v4``) from the Hugging Face hub with progress and resume.
 ``version_models(version)`` is the one table of which files a version needs (formatting, training and
 synthesis ask it): v2Pro and v2ProPlus take the GPT ``s1v3.ckpt`` and the SV model besides their own
-SoVITS pair. Nothing here touches the network unless asked to
+SoVITS pair. v3/v4 are models only so far (loaded by models.weights_v3, not yet formatted, trained or
+synthesised): they are not in VERSIONS, and ``v3v4_models`` lists their files. Nothing here touches the network unless asked to
 download, and then an unreachable hub is one clear message within seconds, never a hang.
 """
 
@@ -46,6 +49,7 @@ from gpt_sovits.models.features import (
     FeatureModelNotFoundError,
     _check_model_folder,
 )
+from gpt_sovits.models.weights_v3 import BIGVGAN_CONFIG, BIGVGAN_WEIGHTS
 from tools import asr as asr_models
 from tools import demucs_models
 
@@ -76,6 +80,14 @@ PRETRAINED_FILES: dict[str, tuple[str, str, str]] = {
 # (its v4 is not offered here: v3/v4 are built separately).
 VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
 SV_VERSIONS: frozenset[str] = frozenset({"v2Pro", "v2ProPlus"})  # S2 also takes the SV embedding
+V4_FOLDER = "gsv-v4-pretrained"
+BIGVGAN_FOLDER = "models--nvidia--bigvgan_v2_24khz_100band_256x"  # v3's vocoder: config + generator
+# v3/v4 (flow-matching S2, no discriminator; GPT s1v3.ckpt): version -> (S2 generator, vocoder),
+# relative to model_dir (official names). Not in VERSIONS: nothing formats, trains or synthesises them yet.
+V3V4_FILES: dict[str, tuple[str, str]] = {
+    "v3": ("s2Gv3.pth", BIGVGAN_FOLDER),
+    "v4": (f"{V4_FOLDER}/s2Gv4.pth", f"{V4_FOLDER}/vocoder.pth"),
+}
 
 # Rough download sizes, shown so a person knows what a download costs.
 _WHISPER_SIZES = {  # first match wins: turbo/distil before large
@@ -116,7 +128,7 @@ class ModelSpec:
     """
 
     name: str
-    kind: str  # "gpt", "sovits", "sovits-d", "sv", "hubert", "bert", "g2pw", "asr", "demucs"
+    kind: str  # "gpt", "sovits", "sovits-d", "sv", "vocoder", "bigvgan", "hubert", "bert", "g2pw", "asr", "demucs"
     path: str
     repo_id: str
     files: tuple[str, ...]
@@ -185,6 +197,19 @@ def version_models(version: str) -> dict[str, str]:
     return roles
 
 
+def v3v4_models(version: str) -> dict[str, str]:
+    """Which pretrained files v3/v4 need: role (s1, s2g, vocoder, hubert, bert) -> registry name."""
+    if version not in V3V4_FILES:
+        raise ValueError(f"not a v3/v4 version: {version!r}: use one of {', '.join(V3V4_FILES)}")
+    return {
+        "s1": "gpt-s1v3",
+        "s2g": f"sovits-{version}",
+        "vocoder": f"vocoder-{version}",
+        "hubert": HUBERT_FOLDER,
+        "bert": BERT_FOLDER,
+    }
+
+
 def pretrained_name(model_dir: str | Path, path: str | Path) -> str | None:
     """Registry name of the pretrained file at `path` under `model_dir` (None: not a registry file)."""
     root, target = Path(model_dir), Path(path)
@@ -217,6 +242,7 @@ def registry() -> list[ModelSpec]:
         if s1 not in gpts:  # s1v3.ckpt serves both Pro versions: one row
             gpts.add(s1)
             users = "/".join(v for v in VERSIONS if PRETRAINED_FILES[v][0] == s1)
+            users += "/v3/v4" if s1 == S1V3_FILE else ""
             rows.append(
                 ModelSpec(
                     gpt_name(version), "gpt", s1, GSV_REPO, (s1,), s1_size, f"GPT (S1) pretrained {users}"
@@ -242,6 +268,45 @@ def registry() -> list[ModelSpec]:
                 f"SoVITS discriminator {version} (fine-tuning only)",
             ),
         ]
+    # v3/v4 generators hold the DiT (1024 x 22 layers); the GPT row above (s1v3.ckpt) serves them too.
+    rows += [
+        ModelSpec(
+            "sovits-v3",
+            "sovits",
+            V3V4_FILES["v3"][0],
+            GSV_REPO,
+            (V3V4_FILES["v3"][0],),
+            "770 MB",
+            "SoVITS (S2) generator v3",
+        ),
+        ModelSpec(
+            "vocoder-v3",
+            "bigvgan",
+            BIGVGAN_FOLDER,
+            GSV_REPO,
+            (f"{BIGVGAN_FOLDER}/{BIGVGAN_CONFIG}", f"{BIGVGAN_FOLDER}/{BIGVGAN_WEIGHTS}"),
+            "450 MB",
+            "BigVGAN vocoder v3 (24 kHz)",
+        ),
+        ModelSpec(
+            "sovits-v4",
+            "sovits",
+            V3V4_FILES["v4"][0],
+            GSV_REPO,
+            (V3V4_FILES["v4"][0],),
+            "770 MB",
+            "SoVITS (S2) generator v4",
+        ),
+        ModelSpec(
+            "vocoder-v4",
+            "vocoder",
+            V3V4_FILES["v4"][1],
+            GSV_REPO,
+            (V3V4_FILES["v4"][1],),
+            "60 MB",
+            "vocoder v4 (48 kHz)",
+        ),
+    ]
     rows += [
         ModelSpec(
             SV_NAME,
@@ -307,8 +372,11 @@ def registry() -> list[ModelSpec]:
     return rows
 
 
-# `download v2Pro` etc.: every file of a version (version_models' table).
-GROUPS: dict[str, tuple[str, ...]] = {v: tuple(version_models(v).values()) for v in VERSIONS}
+# `download v2Pro` etc.: every file of a version (version_models' table; v3v4_models' for v3/v4).
+GROUPS: dict[str, tuple[str, ...]] = {
+    **{v: tuple(version_models(v).values()) for v in VERSIONS},
+    **{v: tuple(v3v4_models(v).values()) for v in V3V4_FILES},
+}
 
 
 def find_spec(name: str) -> ModelSpec:
@@ -326,7 +394,7 @@ def _hub_url(spec: ModelSpec) -> str:
 def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
     """The folder to fill and where the files come from, for when the download cannot run here."""
     target = model_dir / spec.path
-    if spec.kind in ("gpt", "sovits", "sovits-d", "sv"):
+    if spec.kind in ("gpt", "sovits", "sovits-d", "sv", "vocoder"):
         return (
             f"Put {Path(spec.path).name} at {target} (from {_hub_url(spec)}/blob/main/{spec.files[0]}), or run "
             f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}` on a machine online."
@@ -340,6 +408,10 @@ def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
         f"Fill {model_dir / Path(spec.path).parts[0]} from {_hub_url(spec)}, or run "
         f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}`."
     )
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
 
 
 def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
@@ -360,8 +432,19 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
         name = spec.name[len("demucs-") :]
         present = demucs_models.local_status(name, model_dir / "demucs")[0]
         how = "" if present else demucs_models.missing_model_message(name, model_dir / "demucs")
+    elif spec.kind == "bigvgan":  # config + generator, the two files models.weights_v3 reads
+        missing = [model_dir / f for f in spec.files if not _nonempty(model_dir / f)]
+        present = not missing
+        how = (
+            ""
+            if present
+            else (
+                f"{spec.description} incomplete: {', '.join(map(str, missing))} missing. "
+                + _manual_hint(spec, model_dir)
+            )
+        )
     else:
-        present = path.is_file() and path.stat().st_size > 0
+        present = _nonempty(path)
         how = "" if present else f"{spec.description} missing: {path}. " + _manual_hint(spec, model_dir)
     return ModelStatus(spec.name, path, present, how, spec.kind, spec.size_hint, spec.description)
 
@@ -444,7 +527,7 @@ def download(
     log: Callable[[str], None] = print,
     check_hub: bool = True,
 ) -> list[Path]:
-    """Fetch `name` (a registry name or a group: v1, v2, v2Pro, v2ProPlus) into `model_dir` in the official layout.
+    """Fetch `name` (a registry name or a group: v1, v2, v2Pro, v2ProPlus, v3, v4) into `model_dir` in the official layout.
 
     huggingface_hub shows tqdm progress and resumes interrupted files (partial downloads are kept in
     model_dir/.cache/huggingface). Models already present are skipped. Returns the fetched paths.
@@ -488,9 +571,13 @@ def download(
 def _download_one(spec: ModelSpec, model_dir: Path) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    if spec.kind in ("gpt", "sovits", "sovits-d", "sv"):
+    if spec.kind in ("gpt", "sovits", "sovits-d", "sv", "vocoder"):
         # The hub repo mirrors the official layout: local_dir=model_dir puts the file where it belongs.
         return Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir))
+    if spec.kind == "bigvgan":  # its two files by their hub paths, nothing else of the folder
+        for file in spec.files:
+            hf_hub_download(spec.repo_id, file, local_dir=model_dir)
+        return model_dir / spec.path
     if spec.kind in ("hubert", "bert"):
         snapshot_download(spec.repo_id, allow_patterns=list(spec.files), local_dir=model_dir)
         return model_dir / spec.path
@@ -523,6 +610,9 @@ def _format_table(rows: list[ModelStatus], model_dir: Path) -> str:
         lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.pretrained download v2")
         lines.append(
             "The same for v2Pro / v2ProPlus (s1v3, their G/D, the SV model): download v2Pro / v2ProPlus"
+        )
+        lines.append(
+            "v3 / v4 models (s1v3, their G, the vocoder; not yet used to synthesise): download v3 / v4"
         )
     return "\n".join(lines)
 

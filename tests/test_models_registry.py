@@ -217,3 +217,76 @@ def test_pro_offline_message_names_every_missing_file(tmp_path: Path, monkeypatc
         "sv/pretrained_eres2netv2w24s4ep4.ckpt",
     ):
         assert str(tmp_path / rel) in message, rel
+
+
+V3V4_ROWS = {  # registry name -> official path under model_dir (hub path: the same)
+    "sovits-v3": "s2Gv3.pth",
+    "vocoder-v3": "models--nvidia--bigvgan_v2_24khz_100band_256x",
+    "sovits-v4": "gsv-v4-pretrained/s2Gv4.pth",
+    "vocoder-v4": "gsv-v4-pretrained/vocoder.pth",
+}
+
+
+def test_v3v4_rows_official_paths_and_listed(tmp_path: Path, capsys) -> None:
+    """The four v3/v4 files are registry rows at their official paths, no discriminator, and `list` shows them."""
+    by = {s.name: s for s in models.registry()}
+    for name, rel in V3V4_ROWS.items():
+        assert (by[name].path, by[name].repo_id) == (rel, "lj1995/GPT-SoVITS"), name
+    bigvgan = "models--nvidia--bigvgan_v2_24khz_100band_256x"
+    assert by["vocoder-v3"].files == (f"{bigvgan}/config.json", f"{bigvgan}/bigvgan_generator.pt")
+    assert not {"sovits-d-v3", "sovits-d-v4"} & set(by)
+    assert "v3/v4" in by["gpt-s1v3"].description  # s1v3.ckpt is their GPT too
+    assert models.main(["list", "--model-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for name, rel in V3V4_ROWS.items():
+        line = next(ln for ln in out if ln.startswith(f"{name} "))
+        assert "missing" in line and rel in line, line
+
+
+def test_v3v4_kept_out_of_versions() -> None:
+    """v3/v4 are models only: formatting, training and synthesis (VERSIONS, version_models) do not offer them."""
+    assert "v3" not in models.VERSIONS and "v4" not in models.VERSIONS
+    for version in ("v3", "v4"):
+        with pytest.raises(ValueError, match=version):
+            models.version_models(version)
+    assert models.v3v4_models("v4") == {
+        "s1": "gpt-s1v3",
+        "s2g": "sovits-v4",
+        "vocoder": "vocoder-v4",
+        "hubert": "chinese-hubert-base",
+        "bert": "chinese-roberta-wwm-ext-large",
+    }
+    with pytest.raises(ValueError, match="v2"):
+        models.v3v4_models("v2")
+
+
+def test_bigvgan_folder_needs_both_files(tmp_path: Path) -> None:
+    folder = tmp_path / "models--nvidia--bigvgan_v2_24khz_100band_256x"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    row = _by_name(models.model_status(tmp_path))["vocoder-v3"]
+    assert not row.present and str(folder / "bigvgan_generator.pt") in row.how_to_get
+    assert str(folder / "config.json") not in row.how_to_get
+    (folder / "bigvgan_generator.pt").write_bytes(b"weights")
+    assert _by_name(models.model_status(tmp_path))["vocoder-v3"].present
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_download_v3v4_group_places_official_layout(tmp_path: Path, monkeypatch, version: str) -> None:
+    """`download v3` / `v4` fetches s1v3.ckpt, the generator and the vocoder by their hub paths (plus
+    HuBERT/BERT), nothing of another version."""
+    calls: list = []
+    _fake_hub(monkeypatch, calls)
+    models.download(version, tmp_path, log=lambda _m: None, check_hub=False)
+    files = {c[2] for c in calls if c[0] == "file"}
+    bigvgan = "models--nvidia--bigvgan_v2_24khz_100band_256x"
+    want = {
+        "v3": {"s1v3.ckpt", "s2Gv3.pth", f"{bigvgan}/config.json", f"{bigvgan}/bigvgan_generator.pt"},
+        "v4": {"s1v3.ckpt", "gsv-v4-pretrained/s2Gv4.pth", "gsv-v4-pretrained/vocoder.pth"},
+    }[version]
+    assert files == want
+    assert all((tmp_path / f).is_file() for f in want)
+    by = _by_name(models.model_status(tmp_path))
+    assert all(by[n].present for n in models.GROUPS[version])
+    other = "v4" if version == "v3" else "v3"
+    assert not by[f"sovits-{other}"].present and not by[f"vocoder-{other}"].present
