@@ -145,6 +145,10 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     page.locator("#inf-swap").click()
     page.wait_for_function("document.querySelectorAll('.inf-history').length === 2", timeout=30_000)
     assert len(list((tts_app.workspace / "outputs").glob("*.wav"))) == 2
+    # the swap is confirmed, naming the sentence and the candidate as the picker shows them
+    confirmation = page.locator("[data-testid=toast-body]").filter(has_text="now uses candidate")
+    confirmation.first.wait_for(timeout=30_000)
+    assert "Sentence 1 now uses candidate 2" in confirmation.first.inner_text()
 
 
 @pytest.mark.browser

@@ -281,6 +281,9 @@ async def swap_candidate(c: InferenceContext, values: Values) -> Updates:
             return H.save_output(c.app.workspace / "outputs", audio, text, int(outcome.result.seed))
 
         path = await c.service.run(swap, "swap")
+    gr.Info(
+        c._("Sentence {i} now uses candidate {j}; the result and the download are updated.", i=i + 1, j=j + 1)
+    )
     return {
         ui.out_audio: str(path),
         ui.out_file: str(path),
