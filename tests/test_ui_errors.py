@@ -33,3 +33,13 @@ def test_gradio_errors_pass_through_and_translation_is_applied():
     with pytest.raises(gr.Error) as info, shown_in_toast(lambda s: "INTERNAL {kind}"):
         raise OSError(5, "Input/output error")
     assert info.value.message == "INTERNAL OSError"
+
+
+def test_a_users_mistake_is_logged_as_one_line_without_traceback(caplog):
+    with caplog.at_level(logging.INFO, logger="ui.errors"):
+        with pytest.raises(gr.Error) as info, shown_in_toast(what="slicing"):
+            raise AudioDecodeError("clip.wav: not a readable audio file")
+    assert info.value.print_exception is False  # Gradio prints no traceback for it either
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert record.getMessage() == "slicing refused: clip.wav: not a readable audio file"

@@ -2,8 +2,9 @@
 
 A handler wraps the library call in ``with shown_in_toast(_):``. A ``UserError`` (wrong input, missing
 model, unreadable file: every project error class derives from it) becomes a ``gr.Error`` with its
-message. Any other exception is a defect: it is logged with its traceback and the toast says so, so a
-CUDA out-of-memory or a bug is never disguised as the user's mistake. ``gr.Error`` raised inside passes
+message, and the server log gets one line (no traceback: the person's input is not a defect). Any other
+exception is a defect: it is logged with its traceback, once, and the toast says so, so a CUDA
+out-of-memory or a bug is never disguised as the user's mistake. ``gr.Error`` raised inside passes
 through unchanged.
 """
 
@@ -34,7 +35,8 @@ def shown_in_toast(translate: Callable[[str], str] = str, what: str = "a handler
     except gr.Error:
         raise
     except UserError as e:
-        raise gr.Error(str(e)) from e
+        logger.info("%s refused: %s", what, e)
+        raise gr.Error(str(e), print_exception=False) from e
     except Exception as e:
-        logger.exception("internal error in %s", what)
-        raise gr.Error(internal_error_message(e, translate)) from e
+        logger.exception("internal error in %s", what)  # Gradio need not print it a second time
+        raise gr.Error(internal_error_message(e, translate), print_exception=False) from e
