@@ -12,8 +12,9 @@ works as is:
       v2Pro/s2Gv2Pro.pth, s2Dv2Pro.pth          SoVITS (S2) v2Pro G / D
       v2Pro/s2Gv2ProPlus.pth, s2Dv2ProPlus.pth  SoVITS (S2) v2ProPlus G / D
       sv/pretrained_eres2netv2w24s4ep4.ckpt     speaker-verification model (ERes2NetV2) of v2Pro/ProPlus
-      s2Gv3.pth, models--nvidia--bigvgan_v2_24khz_100band_256x/   v3 S2 generator (no D), BigVGAN folder
-      gsv-v4-pretrained/s2Gv4.pth, vocoder.pth  v4 S2 generator (no D), v4 vocoder
+      s2Gv3.pth                                 SoVITS (S2) v3 G (v3/v4 have no D)
+      models--nvidia--bigvgan_v2_24khz_100band_256x/   v3 vocoder (BigVGAN: config.json + bigvgan_generator.pt)
+      gsv-v4-pretrained/s2Gv4.pth, vocoder.pth  SoVITS (S2) v4 G, v4 vocoder (48 kHz)
       chinese-hubert-base/                      HuBERT content features (config.json + weights)
       chinese-roberta-wwm-ext-large/            BERT for Chinese phone features (+ tokenizer)
       G2PWModel/g2pW.onnx                       Chinese polyphone model (optional)
@@ -25,9 +26,10 @@ works as is:
 ``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``, ``v3``, ``v4``) from the Hugging Face hub with progress and resume.
 ``version_models(version)`` is the one table of which files a version needs (formatting, training and
 synthesis ask it): v2Pro and v2ProPlus take the GPT ``s1v3.ckpt`` and the SV model besides their own
-SoVITS pair. v3/v4 are models only so far (loaded by models.weights_v3, not yet formatted, trained or
-synthesised): they are not in VERSIONS, and ``v3v4_models`` lists their files. Nothing here touches the network unless asked to
-download, and then an unreachable hub is one clear message within seconds, never a hang.
+SoVITS pair. v3/v4 are models only so far (models.weights_v3 loads them; nothing formats, trains or
+synthesises them yet): they are not in VERSIONS, and ``v3v4_models`` lists their files (``download v3``).
+Nothing here touches the network unless asked to download, and then an unreachable hub is one clear
+message within seconds, never a hang.
 """
 
 from __future__ import annotations
@@ -435,14 +437,9 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
     elif spec.kind == "bigvgan":  # config + generator, the two files models.weights_v3 reads
         missing = [model_dir / f for f in spec.files if not _nonempty(model_dir / f)]
         present = not missing
-        how = (
-            ""
-            if present
-            else (
-                f"{spec.description} incomplete: {', '.join(map(str, missing))} missing. "
-                + _manual_hint(spec, model_dir)
-            )
-        )
+        if missing:
+            how = f"{spec.description} incomplete: {', '.join(map(str, missing))} missing. "
+            how += _manual_hint(spec, model_dir)
     else:
         present = _nonempty(path)
         how = "" if present else f"{spec.description} missing: {path}. " + _manual_hint(spec, model_dir)
