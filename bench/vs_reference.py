@@ -49,7 +49,7 @@ class _Anything:
     """Stand-in for any name of a missing optional package: constructible, callable, does nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+        """Takes any arguments and keeps none: the reference only constructs these, it never reads them."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return args[0] if args else None

@@ -16,13 +16,13 @@ from gpt_sovits.models.fastpath import (
     bf16_supported,
     check_precision,
     fast_path_active,
+    fast_s1,
 )
 from gpt_sovits.models.s1 import S1Config, Text2Semantic, strip_lightning_prefix
 from gpt_sovits.models.sampling import SamplingParams
 from tests.support.reference_data import REFERENCE_DIR
 
 REF = REFERENCE_DIR
-needs_bf16 = pytest.mark.skipif(not bf16_supported(), reason="this CPU has no native bf16: auto stays fp32")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def exact() -> Text2Semantic:
 
 @pytest.fixture(scope="module")
 def fast(exact: Text2Semantic) -> Text2Semantic:
-    return apply_precision(copy.deepcopy(exact), "auto", "cpu")
+    # The fast path itself, on any CPU (bf16 matmuls are emulated where the CPU has no native bf16), so its
+    # fidelity is checked everywhere; whether "auto" picks it is the CPU's (test_load_gpt_applies_...).
+    return fast_s1(copy.deepcopy(exact).eval())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,6 @@ def test_fp32_and_accelerators_keep_the_exact_model(exact: Text2Semantic) -> Non
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-@needs_bf16
 def test_auto_on_cpu_swaps_the_transformer_linears_only(exact: Text2Semantic, fast: Text2Semantic) -> None:
     assert fast_path_active(fast) and not fast_path_active(exact)
     n_layer = exact.cfg.n_layer
@@ -72,11 +73,10 @@ def test_auto_on_cpu_swaps_the_transformer_linears_only(exact: Text2Semantic, fa
     # The output layer and the BERT projection stay exact fp32.
     assert torch.equal(fast.ar_predict_layer.weight, exact.ar_predict_layer.weight)
     assert torch.equal(fast.bert_proj.weight, exact.bert_proj.weight)
-    assert apply_precision(fast, "auto", "cpu") is fast  # idempotent
+    assert apply_precision(fast, "auto", "cpu") is fast  # idempotent (and a no-op without native bf16)
     assert sum(isinstance(m, Bf16Linear) for m in fast.modules()) == 4 * n_layer
 
 
-@needs_bf16
 @pytest.mark.parametrize("case", ["a", "b", "c"])
 def test_fast_greedy_decodes_equal_fp32_and_the_reference(
     exact: Text2Semantic, fast: Text2Semantic, io: dict, case: str
@@ -95,7 +95,6 @@ def test_fast_greedy_decodes_equal_fp32_and_the_reference(
     assert (b.step_logits - a.step_logits).abs().max() < 0.4
 
 
-@needs_bf16
 def test_fast_greedy_agrees_for_100_tokens_and_its_teacher_forced_argmax_always(
     exact: Text2Semantic, fast: Text2Semantic, io: dict
 ) -> None:
@@ -117,11 +116,11 @@ def test_fast_greedy_agrees_for_100_tokens_and_its_teacher_forced_argmax_always(
         assert torch.equal(la.argmax(-1), lb.argmax(-1))
 
 
-@needs_bf16
 def test_load_gpt_applies_the_fast_path_by_default_and_fp32_on_request(io: dict) -> None:
     model, _ = weights.load_gpt(REF / "s1_tiny.ckpt")
     exact_model, _ = weights.load_gpt(REF / "s1_tiny.ckpt", precision="fp32")
-    assert fast_path_active(model) and not fast_path_active(exact_model)
+    # "auto" takes the fast path where the CPU multiplies bf16 natively, and stays exact elsewhere.
+    assert fast_path_active(model) == bf16_supported() and not fast_path_active(exact_model)
     params = SamplingParams(top_k=1, repetition_penalty=1.35, max_new_tokens=41)
     args = ([io["x"][0]], [io["bert_feature"][0]], io["prompt"][0], params)
     assert torch.equal(
@@ -129,9 +128,8 @@ def test_load_gpt_applies_the_fast_path_by_default_and_fp32_on_request(io: dict)
     )
 
 
-@needs_bf16
 def test_a_fast_model_cast_back_to_float_still_runs(exact: Text2Semantic, io: dict) -> None:
-    model = apply_precision(copy.deepcopy(exact), "auto", "cpu").float()
+    model = fast_s1(copy.deepcopy(exact)).float()
     assert model.h.layers[0].linear1.weight.dtype == torch.float32
     params = SamplingParams(top_k=1, repetition_penalty=1.35, max_new_tokens=41)
     args = ([io["x"][0]], [io["bert_feature"][0]], io["prompt"][0], params)

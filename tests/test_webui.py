@@ -205,7 +205,7 @@ def test_precision_flag_reaches_the_synthesis_service_and_the_form_can_ask_for_e
     seen = []
 
     class Stop(Exception):
-        pass
+        """Raised by the fake synthesiser factory once it has seen the precision: nothing loads."""
 
     def fake_make_synthesizer(gpt, sovits, model_dir, cache, job=None, max_text=None, precision="auto"):
         seen.append(precision)
