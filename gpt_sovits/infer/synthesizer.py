@@ -40,7 +40,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -698,11 +698,23 @@ class Synthesizer:
         """
         yield from self._run(request, progress, _RunState())
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressFn = no_progress) -> SynthesisResult:
-        """The whole text: every piece's candidates with their scores, and the joined 32 kHz audio."""
+    def synthesize(
+        self,
+        request: SynthesisRequest,
+        progress: ProgressFn = no_progress,
+        on_chunk: Callable[[StreamChunk], None] | None = None,
+    ) -> SynthesisResult:
+        """The whole text: every piece's candidates with their scores, and the joined 32 kHz audio.
+
+        ``on_chunk`` is handed each piece as soon as it is decoded (as ``stream`` yields it), so a server
+        can play the first sentences while later ones are generated and still get the whole result."""
         state = _RunState()
         t0 = time.perf_counter()
-        chunks = list(self._run(request, progress, state))
+        chunks = []
+        for chunk in self._run(request, progress, state):
+            chunks.append(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk)
         timings = state.timings
         timings["total"] = time.perf_counter() - t0
         return SynthesisResult(
@@ -761,6 +773,33 @@ class Synthesizer:
         ]  # all checked and decoded before anything in result changes
         for sentence, choice, audio in zip(result.sentences, choices, new_audio, strict=True):
             sentence.chosen, sentence.audio = int(choice), audio
+        pause = self._pause(result.request)
+        result.audio = np.concatenate([np.concatenate([s.audio, pause]) for s in result.sentences]).astype(
+            np.float32
+        )
+        return result.audio
+
+    def regenerate(self, result: SynthesisResult, piece: int, seed: int) -> np.ndarray:
+        """Draw piece ``piece``'s candidates again, S1 seeded by ``seed``; score, choose and decode them.
+
+        The other pieces are kept as they are. S2's noise stays the one of ``result.seed`` for that piece,
+        so ``candidate_audio`` and ``reassemble`` go on working on the new candidates. Updates ``result``
+        (that sentence, the audio) in place and returns the new audio (samples,) float32 at 32 kHz.
+        """
+        if result.request is None or not result.refer_specs:
+            raise TTSInputError("This result cannot be regenerated (it carries no request/reference).")
+        if not 0 <= piece < len(result.sentences):
+            raise TTSInputError(f"there are {len(result.sentences)} pieces; piece {piece + 1} does not exist")
+        state = _RunState()
+        with self.turn():
+            plan = self._plan(result.request, state)  # the prepared reference comes from the cache
+        if [p.text for p in plan.pieces] != [s.text for s in result.sentences]:
+            raise TTSInputError("The text is cut differently now; synthesise it again instead.")
+        with self.turn():
+            cands = self._sample(replace(plan, seed=int(seed)), [piece], 0, state.timings)[0]
+        plan.seed = int(result.seed)  # S2 noise of the result, piece by piece
+        with self.turn():
+            result.sentences[piece] = self._choose(plan, piece, cands, state.timings)
         pause = self._pause(result.request)
         result.audio = np.concatenate([np.concatenate([s.audio, pause]) for s in result.sentences]).astype(
             np.float32
