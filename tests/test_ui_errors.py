@@ -43,3 +43,86 @@ def test_a_users_mistake_is_logged_as_one_line_without_traceback(caplog):
     (record,) = caplog.records
     assert record.levelno == logging.INFO and record.exc_info is None
     assert record.getMessage() == "slicing refused: clip.wav: not a readable audio file"
+
+
+# ---------- in_status: a refusal goes to the status line and a warning, other outputs are skipped
+
+
+def test_a_refusal_shows_in_the_status_output_and_skips_the_others(caplog):
+    from ui.errors import UserMessage, in_status
+
+    status = gr.Textbox()
+
+    def handler(name: str):
+        with shown_in_toast(what="slicing start"):
+            raise AudioDecodeError(f"{name}: not a readable audio file")
+
+    with caplog.at_level(logging.INFO, logger="ui.errors"), pytest.warns(UserWarning, match="not a readable"):
+        out = in_status(handler, status)("clip.wav")
+    assert out == {status: "clip.wav: not a readable audio file"}  # Gradio skips the outputs not named
+    assert [r.getMessage() for r in caplog.records] == [
+        "slicing start refused: clip.wav: not a readable audio file"
+    ]
+    assert issubclass(UserMessage, gr.Error)
+
+
+def test_a_bare_user_error_and_a_generator_are_refused_the_same_way(caplog):
+    from ui.errors import in_status
+
+    status = gr.Markdown()
+
+    def plain():
+        raise AudioDecodeError("bad.wav: empty")
+
+    def stream():
+        yield {status: "Starting…"}
+        raise AudioDecodeError("bad.wav: empty")
+
+    with caplog.at_level(logging.INFO, logger="ui.errors"), pytest.warns(UserWarning):
+        assert in_status(plain, status)() == {status: "bad.wav: empty"}
+        assert list(in_status(stream, status)()) == [{status: "Starting…"}, {status: "bad.wav: empty"}]
+    assert all(r.exc_info is None for r in caplog.records)
+    assert "plain refused: bad.wav: empty" in caplog.text
+
+
+def test_without_a_status_only_the_toast_shows_and_every_output_is_skipped():
+    from ui.errors import in_status
+
+    def plain():
+        raise AudioDecodeError("bad.wav: empty")
+
+    with pytest.warns(UserWarning, match="bad.wav: empty"):
+        assert in_status(plain)() == gr.skip()
+
+
+def test_an_internal_error_is_still_a_gradio_error_logged_once_with_its_traceback(caplog):
+    from ui.errors import in_status
+
+    def broken():
+        raise KeyError("x")
+
+    with caplog.at_level(logging.ERROR, logger="ui.errors"), pytest.raises(gr.Error) as info:
+        in_status(broken, gr.Textbox())()
+    assert "Internal error (KeyError)" in info.value.message
+    (record,) = caplog.records
+    assert record.exc_info is not None
+
+
+def test_connect_wraps_the_handler_and_checks_the_status_is_an_output(tmp_path):
+    from ui.context import AppContext
+    from ui.wiring import connect
+
+    ctx = AppContext.create(tmp_path)
+
+    def handler(ctx, value):
+        raise AudioDecodeError(f"{value}: empty")
+
+    with gr.Blocks() as demo:
+        box, status = gr.Textbox(), gr.Textbox()
+        with pytest.raises(TypeError, match="not one of its outputs"):
+            connect(box.submit, ctx, handler, {"value": box}, [box], status=status)
+        connect(box.submit, ctx, handler, {"value": box}, [box, status], status=status)
+    (fn,) = [f.fn for f in demo.fns.values()]
+    assert fn.__name__ == "handler"
+    with pytest.warns(UserWarning, match="a.wav: empty"):
+        assert fn("a.wav") == {status: "a.wav: empty"}

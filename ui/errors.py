@@ -1,18 +1,33 @@
-"""How every tab shows a failure: a person's mistake as its own message, anything else as an internal error.
+"""How every tab shows a failure: a person's mistake in the tab's status line, anything else as an internal error.
 
-A handler wraps the library call in ``with shown_in_toast(_):``. A ``UserError`` (wrong input, missing
-model, unreadable file: every project error class derives from it) becomes a ``gr.Error`` with its
-message, and the server log gets one line (no traceback: the person's input is not a defect). Any other
-exception is a defect: it is logged with its traceback, once, and the toast says so, so a CUDA
-out-of-memory or a bug is never disguised as the user's mistake. ``gr.Error`` raised inside passes
-through unchanged.
+Two layers, so that a handler stays a plain function and the registration decides where messages go:
+
+- Inside a handler, ``with shown_in_toast(_):`` around the library call. A ``UserError`` (wrong input,
+  missing model, unreadable file: every project error class derives from it) becomes a ``UserMessage``
+  (a ``gr.Error`` carrying the message), and the server log gets one line (no traceback: the person's
+  input is not a defect). Any other exception is a defect: it is logged with its traceback, once, and the
+  toast says so, so a CUDA out-of-memory or a bug is never disguised as the user's mistake. A
+  ``gr.Error`` raised inside passes through unchanged.
+- At the registration, ``in_status(fn, status)`` (``ui.wiring.connect`` applies it to every handler it
+  connects). A person's mistake -- a ``UserMessage`` or a bare ``UserError`` -- is shown as the text
+  of the tab's ``status`` component and as a warning toast, and every other output is left as it was
+  (``gr.skip()``). Raising ``gr.Error`` would instead mark *every* output of the event with a red
+  "Error" badge, which in the Label editor covers the rows and blocks their controls. Internal errors
+  still end as ``gr.Error`` (logged once, with their traceback).
+
+Applying it where a tab registers its own events is one line:
+
+    button.click(in_status(bound(start, tc), page.status_md), inputs=..., outputs=[..., page.status_md])
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import gradio as gr
 
@@ -23,20 +38,91 @@ logger = logging.getLogger(__name__)
 INTERNAL_ERROR = "Internal error ({kind}): this is a defect, not your input. The server log has the details."
 
 
+class UserMessage(gr.Error):
+    """The message of a person's mistake, raised by `shown_in_toast` (`in_status` shows it in the status line)."""
+
+
 def internal_error_message(error: BaseException, translate: Callable[[str], str] = str) -> str:
     return translate(INTERNAL_ERROR).format(kind=type(error).__name__)
 
 
 @contextmanager
 def shown_in_toast(translate: Callable[[str], str] = str, what: str = "a handler") -> Iterator[None]:
-    """Turn exceptions raised in the block into the toast a person sees (see the module docstring)."""
+    """Turn exceptions raised in the block into the message a person sees (see the module docstring)."""
     try:
         yield
     except gr.Error:
         raise
     except UserError as e:
         logger.info("%s refused: %s", what, e)
-        raise gr.Error(str(e), print_exception=False) from e
+        raise UserMessage(str(e), print_exception=False) from e
     except Exception as e:
         logger.exception("internal error in %s", what)  # Gradio need not print it a second time
         raise gr.Error(internal_error_message(e, translate), print_exception=False) from e
+
+
+def status_update(status: Any, message: str) -> Any:
+    """What an event returns to show `message` in `status` and leave every other output as it was."""
+    if status is None:
+        return gr.skip()
+    return {status: message}
+
+
+def _refused(error: Exception, name: str) -> str:
+    """The person's message of a refused event (logged as one line when no `shown_in_toast` did)."""
+    if isinstance(error, UserMessage):
+        return error.message
+    logger.info("%s refused: %s", name, error)
+    return str(error)
+
+
+def _internal(error: Exception, name: str, translate: Callable[[str], str]) -> gr.Error:
+    logger.error("internal error in %s", name, exc_info=error)
+    return gr.Error(internal_error_message(error, translate), print_exception=False)
+
+
+def in_status(
+    fn: Callable[..., Any], status: Any = None, translate: Callable[[str], str] = str
+) -> Callable[..., Any]:
+    """`fn` (a function or a generator function) whose refusals show in `status` and a warning toast.
+
+    `status` is the output component that shows the message (None: only the toast); it must be one of
+    the event's outputs. A generator that already yielded keeps its other outputs as they were too.
+    """
+    name = getattr(fn, "__name__", "handler")
+
+    def refuse(error: Exception) -> Any:
+        message = _refused(error, name)
+        gr.Warning(message)
+        return status_update(status, message)
+
+    if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(getattr(fn, "func", None)):
+
+        @functools.wraps(fn)
+        def run_generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except (UserMessage, UserError) as e:
+                yield refuse(e)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _internal(e, name, translate) from e
+
+        wrapped: Callable[..., Any] = run_generator
+    else:
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (UserMessage, UserError) as e:
+                return refuse(e)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _internal(e, name, translate) from e
+
+        wrapped = run
+    wrapped.__name__ = name  # Gradio names the event (and its API) after it
+    return wrapped

@@ -9,6 +9,9 @@ input once, next to the component it comes from:
 Gradio call the handler with the app's context and those values as keywords. An input may also be
 a list of components (the handler gets the list of their values) or a dict of them (a dict of
 values), for groups such as the Label editor's rows or its view settings.
+
+`status` names the output that shows a person's mistake (a `UserError`): the handler's refusal goes
+there and into a warning toast, every other output stays as it was (`ui.errors.in_status`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ui.context import AppContext
+from ui.errors import in_status
 
 # One named input: a component, a list of components, or a dict of components.
 InputSpec = Any
@@ -87,8 +91,18 @@ def connect(
     handler: Callable[..., Any],
     inputs: Inputs | None = None,
     outputs: Any = None,
+    status: Any = None,
     **options: Any,
 ) -> Any:
-    """`event(fn, inputs, outputs, **options)` with `fn` calling `handler` by name (see the module docstring)."""
+    """`event(fn, inputs, outputs, **options)` with `fn` calling `handler` by name (see the module docstring);
+    a refusal shows in `status` (one of `outputs`; None: in a toast only)."""
+    if status is not None and not any(status is o for o in _as_list(outputs)):
+        raise TypeError(f"the status component of {handler.__name__} is not one of its outputs")
     fn, components = bind(ctx, handler, inputs or {})
-    return event(fn, inputs=components, outputs=outputs, **options)
+    return event(in_status(fn, status, ctx.i18n), inputs=components, outputs=outputs, **options)
+
+
+def _as_list(outputs: Any) -> list[Any]:
+    if outputs is None:
+        return []
+    return list(outputs) if isinstance(outputs, list | tuple | set) else [outputs]
