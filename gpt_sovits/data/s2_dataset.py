@@ -73,6 +73,7 @@ class S2DataReport:
     too_long: list[str] = field(default_factory=list)
     outside_buckets: list[str] = field(default_factory=list)
     unknown_phones: list[str] = field(default_factory=list)  # used, but with phones outside the table
+    bucket_span: str = "0.64-38 s"  # the clip lengths the buckets take (v3/v4: 0.64-20 s)
 
     def dropped(self) -> dict[str, list[str]]:
         """Non-empty filters, keyed by a short reason."""
@@ -82,7 +83,7 @@ class S2DataReport:
             "unreadable 5-wav32k audio": self.unreadable_wav,
             f"shorter than {MIN_SECONDS} s": self.too_short,
             f"longer than {MAX_SECONDS:g} s": self.too_long,
-            "outside the length buckets (0.64-38 s)": self.outside_buckets,
+            f"outside the length buckets ({self.bucket_span})": self.outside_buckets,
         }
         return {k: v for k, v in reasons.items() if v}
 
@@ -180,6 +181,9 @@ def scan_experiment(
     if version in SV_VERSIONS:
         _check_sv_files(paths, sorted(entries), version)
     report = S2DataReport(listed=len(entries))
+    report.bucket_span = (
+        f"{boundaries[0] * hop_length / sampling_rate:g}-{boundaries[-1] * hop_length / sampling_rate:g} s"
+    )
     known = set(get_symbols(version))
     present: list[str] = []
     for name in sorted(entries):
