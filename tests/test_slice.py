@@ -463,9 +463,9 @@ def test_ui_helpers_stage_uploads_once_and_keep_outputs_inside(tmp_path):
         make_params(-34, 100, 300, 10, 500, 0.9, 0.25, 0)
     parsed = make_parser().parse_args(cli_args(first, ctx.folder("sliced"), params, 3))
     assert (parsed.threshold, parsed.min_length, parsed.max_length, parsed.workers) == (-30, 3000, 12, 3)
-    fig, rows = preview(first, SliceParams())
-    assert [r[1:] for r in rows] == [[1, 1.49, 7.02, 5.53], [2, 7.99, 13.52, 5.53]]
-    assert fig.axes and not any(ctx.folder("sliced").iterdir())
+    shown = preview(first, SliceParams())
+    assert [r[1:] for r in shown.rows] == [[1, 1.49, 7.02, 5.53], [2, 7.99, 13.52, 5.53]]
+    assert shown.figure.axes and not any(ctx.folder("sliced").iterdir())
 
 
 def test_job_stop_ends_a_running_slice(tmp_path):

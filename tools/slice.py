@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -137,6 +138,58 @@ class _Frames:
         )
 
 
+def dbfs(amplitude: float) -> float:
+    """20 log10 of a linear amplitude (1.0 = full scale); -inf for 0 (digital silence)."""
+    return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
+
+
+@dataclass(frozen=True)
+class Levels:
+    """How loud a file is, against the threshold it was sliced with (dBFS; -inf: digital silence).
+
+    `nothing_above`: no RMS frame reaches the threshold, so the slicer finds no clip at all; the
+    comparison is the slicer's own (linear frame RMS < 10^(threshold/20)).
+    """
+
+    peak_db: float  # largest |sample|
+    rms_db: float  # RMS of the whole file
+    loudest_db: float  # loudest RMS frame (the quantity compared with the threshold)
+    threshold_db: float
+    nothing_above: bool
+
+    @classmethod
+    def of(cls, peak: float, rms: float, loudest: float, threshold_db: float) -> Levels:
+        above = loudest >= 10 ** (threshold_db / 20.0)
+        return cls(dbfs(peak), dbfs(rms), dbfs(loudest), float(threshold_db), not above)
+
+    @property
+    def silent(self) -> bool:
+        """Every sample is 0."""
+        return self.peak_db == -math.inf
+
+    def sentence(self) -> str:
+        """Why no clip came out, in English (CLI, logs); the UI says the same through its i18n."""
+        if self.silent:
+            return "Nothing above the threshold: the file is digital silence (every sample is 0)."
+        return (
+            f"Nothing above the threshold: peak {self.peak_db:.1f} dBFS, RMS {self.rms_db:.1f} dBFS, "
+            f"threshold {self.threshold_db:g} dBFS. Lower the threshold below the peak."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: -inf (digital silence) becomes None."""
+        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Levels:
+        def db(key: str) -> float:
+            return -math.inf if d.get(key) is None else float(d[key])
+
+        return cls(
+            db("peak_db"), db("rms_db"), db("loudest_db"), float(d["threshold_db"]), bool(d["nothing_above"])
+        )
+
+
 @dataclass
 class SliceResult:
     """What slicing one file gave: cut points (samples at `sample_rate`) and the files written."""
@@ -148,10 +201,17 @@ class SliceResult:
     duration_s: float = 0.0
     silent_skipped: int = 0  # clips of pure digital silence, not written
     already_present: int = 0  # identical clips found in the output folder, left as they were
+    levels: Levels | None = None  # peak / RMS against the threshold (why a file gave no clip)
+
+    @property
+    def nothing_above(self) -> bool:
+        """No clip because nothing reaches the threshold (`levels.sentence()` says so)."""
+        return not self.segments and self.levels is not None and self.levels.nothing_above
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["segments"] = [list(s) for s in self.segments]
+        d["levels"] = self.levels.to_dict() if self.levels else None
         return d
 
 
@@ -190,6 +250,8 @@ class RmsStream:
         self._lo: list[np.ndarray] = []
         self._hi: list[np.ndarray] = []
         self._env_tail = np.zeros(0, dtype=np.float32)  # samples of the hop not complete yet
+        self.sum_sq = 0.0  # of every sample pushed (float64): the whole signal's RMS
+        self.peak = 0.0  # largest |sample| pushed
 
     def _frames(self, last: int) -> None:
         """Compute frames `[_next, last)` from the buffer, then drop the samples no frame needs."""
@@ -228,7 +290,11 @@ class RmsStream:
     def _push(self, x: np.ndarray) -> None:
         self.n += x.shape[0]
         self._envelope(x)
-        self._buf = np.concatenate([self._buf, x.astype(np.float64)])
+        x64 = x.astype(np.float64)
+        if x64.size:
+            self.sum_sq += float(np.dot(x64, x64))
+            self.peak = max(self.peak, float(np.abs(x64).max()))
+        self._buf = np.concatenate([self._buf, x64])
         end = self._buf_pos + self._buf.shape[0]
         if end >= self.win:
             self._frames((end - self.win) // self.hop + 1)
@@ -244,6 +310,11 @@ class RmsStream:
             self._env_tail = np.zeros(0, dtype=np.float32)
         out = np.concatenate(self._rms) if self._rms else np.zeros(0, dtype=np.float64)
         return np.sqrt(np.maximum(out[:total], 0.0))  # rounding can leave -1e-17 where it is silent
+
+    @property
+    def rms(self) -> float:
+        """RMS of the whole signal pushed so far (linear; 0 for no samples)."""
+        return float(np.sqrt(self.sum_sq / self.n)) if self.n else 0.0
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) of each hop of the signal, float32 `(ceil(n / hop),)` each (after `finish`)."""
@@ -447,6 +518,10 @@ class Scan:
     envelope_lo: np.ndarray  # float32 (ceil(n / hop),): min of each hop
     envelope_hi: np.ndarray  # float32, max of each hop
     hop: int
+    rms_curve: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float32)
+    )  # (frames,), frame i at i*hop
+    levels: Levels | None = None
 
 
 def scan_file(
@@ -461,7 +536,10 @@ def scan_file(
         rms.push(block)
     curve = rms.finish()
     lo, hi = rms.envelope()
-    return Scan(rms.n, stream.sample_rate, cuts_from_rms(curve, rms.n, params), lo, hi, fr.hop)
+    loudest = float(curve.max()) if curve.size else 0.0
+    levels = Levels.of(rms.peak, rms.rms, loudest, params.threshold_db)
+    segments = cuts_from_rms(curve, rms.n, params)
+    return Scan(rms.n, stream.sample_rate, segments, lo, hi, fr.hop, curve.astype(np.float32), levels)
 
 
 def iter_segments(
@@ -493,6 +571,26 @@ def iter_segments(
             yield s, e, buf[s - buf_start : min(e, end) - buf_start].copy()
 
 
+def segment_clip(
+    path: str | Path,
+    start: int,
+    end: int,
+    params: SliceParams = SliceParams(),
+    block_seconds: float = BLOCK_SECONDS,
+) -> np.ndarray:
+    """The clip `slice_file` would write for the segment `[start, end)` (samples at `params.sample_rate`):
+    float32 `(samples,)`, normalised as written (all zeros for digital silence, which is not written).
+
+    Reads blocks up to the segment's end only; memory is a block plus the segment.
+    """
+    params.validate()
+    blocks = open_audio(path, params.sample_rate, block_seconds=block_seconds).blocks()
+    for _s, _e, samples in iter_segments(blocks, [(int(start), int(end))], int(end)):
+        clip = normalise(samples, params.max_peak, params.alpha)
+        return np.zeros_like(samples) if clip is None else clip
+    return np.zeros(0, dtype=np.float32)  # the segment starts past the end of the file
+
+
 def slice_file(
     path: str | Path,
     out_dir: str | Path | None,
@@ -508,7 +606,7 @@ def slice_file(
     path = Path(path)
     scan = scan_file(path, params, block_seconds)
     sr = scan.sample_rate
-    result = SliceResult(str(path), scan.segments, sample_rate=sr, duration_s=scan.n / sr)
+    result = SliceResult(str(path), scan.segments, sample_rate=sr, duration_s=scan.n / sr, levels=scan.levels)
     if dry_run or out_dir is None:
         return result
     out = check_output_dir([path], out_dir)
@@ -724,7 +822,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     events.emit("result", **report.to_dict())
     for r in report.results:
-        if args.dry_run:
+        if r.nothing_above and r.levels is not None:
+            print(f"{r.source}: 0 clips. {r.levels.sentence()}")
+        elif args.dry_run:
             print(f"{r.source}: {len(r.segments)} clips")
             for s, e in r.segments:
                 print(f"{s}\t{e}\t{(e - s) / r.sample_rate:.2f}s")
