@@ -91,6 +91,18 @@ class ClipConflict:
     theirs: str | None  # in the file on disk now
 
 
+class MixedLanguagesError(LabelError):
+    """Clips of different languages were asked to be merged into one line."""
+
+    def __init__(self, languages: list[str]) -> None:
+        self.languages = languages
+        names = ", ".join(languages[:-1]) + " and " + languages[-1]
+        super().__init__(
+            f"cannot merge clips in {names}: a merged clip has one language. Set the same language on "
+            "the selected clips first, or merge only clips of one language."
+        )
+
+
 class LabelConflictError(LabelError):
     """The file changed elsewhere and both sides changed the same clips; nothing was written."""
 
@@ -537,7 +549,10 @@ class LabelDocument:
         """Join clips (in file order) into one new wav with `silence` seconds between them.
 
         The new file is `<first stem>_merged.wav` beside the first clip (int16, `sample_rate`);
-        texts are joined with a space for en/ko and with nothing for zh/ja/yue.
+        texts are joined with a space for en/ko and with nothing for zh/ja/yue. Clips of different
+        languages are refused (`MixedLanguagesError`, naming them): one label line has one language, and
+        keeping the first would send the other language's text through the wrong text frontend
+        (the formatter then turns it into noise). Set the same language on them first.
         """
         from core.audio import load_audio, save_wav
 
@@ -547,6 +562,9 @@ class LabelDocument:
             raise LabelError("select at least two clips to merge")
         if silence < 0:
             raise LabelError("the silence between merged clips cannot be negative")
+        languages = list(dict.fromkeys(e.language for e in targets))
+        if len(languages) > 1:
+            raise MixedLanguagesError(languages)
         audios = [self.resolve_audio(e) for e in targets]
         gap = np.zeros(int(round(silence * sample_rate)), dtype=np.float32)
         parts: list[np.ndarray] = []

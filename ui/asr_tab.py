@@ -1,14 +1,16 @@
 """ASR tab: transcribe a folder of clips with faster-whisper, run as a `tools.asr` subprocess.
 
 The input is the workspace `sliced/` folder or one of its sub-folders (or any folder inside the
-workspace typed by hand). The list goes to `asr/<folder name>.list`, its details beside it in
-`asr/<folder name>.asr.jsonl`; a previous list is kept in `asr/.history/`.
+workspace typed by hand); the experiment bar chooses `sliced/<experiment>`. The list goes to
+`asr/<folder name>.list` (so `asr/<experiment>.list`), its details beside it in
+`asr/<folder name>.asr.jsonl`; a previous list is kept in `asr/.history/`. When the job ends the list
+is chosen in the Label editor, Dataset check and Training (ui.experiment_bar).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +183,8 @@ class AsrLayout:
     report: gr.Markdown
     preview: gr.Dataframe
     job_state: gr.State  # per session: {"job": Job} while one runs
+    next: gr.Button  # "Next step: Label editor" (ui.experiment_bar wires it)
+    events: dict[str, Any] = field(default_factory=dict)  # "job": the Start event (the flow chains on it)
 
 
 def advanced_options(ctx: AppContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Slider, gr.Slider, gr.Checkbox]:
@@ -262,6 +266,7 @@ def layout(ctx: AppContext) -> AsrLayout:
     preview = gr.Dataframe(
         headers=[_("File"), _("Speaker"), _("Language"), _("Text")], interactive=False, elem_id="asr-preview"
     )
+    next_btn = gr.Button(_("Next step: {tab}", tab=_("Label editor")) + " →", elem_id="asr-next")
     return AsrLayout(
         folder=folder,
         refresh=refresh,
@@ -279,6 +284,7 @@ def layout(ctx: AppContext) -> AsrLayout:
         report=report,
         preview=preview,
         job_state=gr.State({}),
+        next=next_btn,
     )
 
 
@@ -357,8 +363,11 @@ def wire(ctx: AppContext, ui: AsrLayout) -> None:
         refresh_choices,
         {"folder": ui.folder, "model": ui.model},
         [ui.folder, ui.model, ui.model_status],
+        status=ui.model_status,
     )
-    connect(ui.model.change, ctx, show_model_status, {"model": ui.model}, ui.model_status)
+    connect(
+        ui.model.change, ctx, show_model_status, {"model": ui.model}, ui.model_status, status=ui.model_status
+    )
     form = {
         "folder": ui.folder,
         "model": ui.model,
@@ -370,10 +379,18 @@ def wire(ctx: AppContext, ui: AsrLayout) -> None:
         "vad": ui.vad,
         "state": ui.job_state,
     }
-    connect(ui.start.click, ctx, start_transcription, form, [ui.status, ui.report, ui.preview])
+    ui.events["job"] = connect(
+        ui.start.click, ctx, start_transcription, form, [ui.status, ui.report, ui.preview], status=ui.status
+    )
     # The stop must not queue behind the running transcription.
     connect(
-        ui.stop.click, ctx, stop_transcription, {"state": ui.job_state}, ui.status, concurrency_limit=None
+        ui.stop.click,
+        ctx,
+        stop_transcription,
+        {"state": ui.job_state},
+        ui.status,
+        status=ui.status,
+        concurrency_limit=None,
     )
 
 

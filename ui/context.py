@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import UserError
 from core.fsutil import resolve_inside
@@ -55,6 +56,9 @@ class AppContext:
     precision: str = (
         "auto"  # webui's --precision: how Voice cloning loads its models (gpt_sovits.models.fastpath)
     )
+    # The experiment bar's choice (a component, ui.experiment_bar) that the stage handlers take as their
+    # `experiment` input; None when a tab is built alone (tests), then stages use the plain folders.
+    experiment: Any = None
 
     @classmethod
     def create(
@@ -73,6 +77,25 @@ class AppContext:
     def folder(self, name: str) -> Path:
         """A standard workspace sub-folder: uploads, separated, sliced, asr, jobs, trash."""
         return self.workspace / name
+
+    def stage_folder(self, name: str, experiment: str | None) -> Path:
+        """`folder(name)/<experiment>` for a chosen experiment (see ui.experiment_bar), else `folder(name)`.
+
+        An experiment name that is not a safe folder name is refused (InputError)."""
+        if not experiment:
+            return self.folder(name)
+        if (
+            "/" in experiment
+            or "\\" in experiment
+            or experiment.startswith(".")
+            or experiment != experiment.strip()
+        ):
+            raise InputError(self.i18n("Not a usable experiment name: {name}", name=experiment))
+        return self.folder(name) / experiment
+
+    def with_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """`inputs` plus the experiment bar's choice as `experiment`, when the app has the bar."""
+        return inputs if self.experiment is None else {**inputs, "experiment": self.experiment}
 
     def inside(self, path: str | Path) -> Path:
         """Resolve a user-typed path against the workspace and refuse anything outside it."""

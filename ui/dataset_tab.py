@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -92,6 +92,8 @@ class DatasetLayout:
     summary: gr.Markdown
     plot: gr.Plot
     problems: gr.Dataframe
+    next: gr.Button  # "Next step: Training" (ui.experiment_bar wires it)
+    events: dict[str, Any] = field(default_factory=dict)  # "check": the Check event
 
 
 def layout(ctx: AppContext) -> DatasetLayout:
@@ -115,7 +117,8 @@ def layout(ctx: AppContext) -> DatasetLayout:
         label=_("Problems"),
         elem_id="dataset_problems",
     )
-    return DatasetLayout(list_choice, refresh_btn, path_box, run_btn, summary, plot, problems)
+    next_btn = gr.Button(_("Next step: {tab}", tab=_("Training")) + " →", elem_id="dataset_next")
+    return DatasetLayout(list_choice, refresh_btn, path_box, run_btn, summary, plot, problems, next_btn)
 
 
 # ---------- handlers ----------
@@ -142,12 +145,13 @@ def check_list(ctx: AppContext, choice: str | None, typed: str | None) -> tuple[
 
 def wire(ctx: AppContext, ui: DatasetLayout) -> None:
     connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
-    connect(
+    ui.events["check"] = connect(
         ui.run.click,
         ctx,
         check_list,
         {"choice": ui.list_choice, "typed": ui.path},
         [ui.summary, ui.plot, ui.problems],
+        status=ui.summary,
     )
 
 

@@ -12,7 +12,7 @@ Audio paths are resolved against the workspace, the only folder the server serve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tools.labels import (
     LabelDocument,
     LabelEntry,
     LabelError,
+    MixedLanguagesError,
     load_list,
 )
 from ui.context import AppContext, InputError, person_files
@@ -38,8 +39,9 @@ PAGE_SIZES = (5, 10, 20)
 _SKIP_DIRS = {".history", ".trash", "trash", ".gradio", "jobs"}
 _FIELDS_PER_ROW = 8  # row, uid, index, audio, text, language, selected, confidence
 CONFLICTS_SHOWN = 10  # clips listed in a conflict message; the count names the rest
-# One edit at a time per app: a blur-save and the page change that caused it run in order.
-EDIT_QUEUE = {"concurrency_id": "labels_editor", "concurrency_limit": 1}
+# One edit at a time per app: a blur-save and the page change that caused it run in order. The
+# progress shows as a small spinner, never as an overlay over the rows (which would block their controls).
+EDIT_QUEUE = {"concurrency_id": "labels_editor", "concurrency_limit": 1, "show_progress": "minimal"}
 
 
 def find_lists(workspace: Path) -> list[str]:
@@ -167,6 +169,8 @@ class LabelsLayout:
     conflict: gr.Row  # shown while a save is refused because the file changed elsewhere
     keep_mine: gr.Button
     take_theirs: gr.Button
+    next_step: gr.Button  # "Next step: Dataset check" (ui.experiment_bar wires it)
+    events: dict[str, Any] = field(default_factory=dict)  # "load": the Load event
 
     def view_inputs(self) -> dict[str, Any]:
         """The components a `PageView` is made of, by field name."""
@@ -235,13 +239,20 @@ def view_controls(ctx: AppContext) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown
 
 def clip_row(ctx: AppContext, i: int) -> LabelRow:
     """Row `i` of the page, hidden until a page fills it."""
-    with gr.Row(visible=False, elem_id=f"labels_row_{i}") as row:
+    # At 800 px the row wraps: number, player and text on one line, language / select / confidence
+    # on the next, each control its own size (min widths below), none covering another.
+    with gr.Row(visible=False, elem_id=f"labels_row_{i}", elem_classes=["labels-row"]) as row:
         uid = gr.Number(visible=False, precision=0, elem_id=f"labels_uid_{i}")
-        index = gr.Markdown(elem_id=f"labels_index_{i}")
+        index = gr.Markdown(elem_id=f"labels_index_{i}", min_height=0, scale=0, min_width=40)
         audio = gr.Audio(
-            type="filepath", interactive=False, show_label=False, elem_id=f"labels_audio_{i}", scale=3
+            type="filepath",
+            interactive=False,
+            show_label=False,
+            elem_id=f"labels_audio_{i}",
+            scale=3,
+            min_width=220,
         )
-        text = gr.Textbox(show_label=False, elem_id=f"labels_text_{i}", scale=5)
+        text = gr.Textbox(show_label=False, elem_id=f"labels_text_{i}", scale=5, min_width=260)
         language = gr.Dropdown(
             choices=list(LANGUAGES),
             allow_custom_value=True,
@@ -251,7 +262,7 @@ def clip_row(ctx: AppContext, i: int) -> LabelRow:
             min_width=80,
         )
         selected = gr.Checkbox(label=ctx.i18n("Select"), elem_id=f"labels_select_{i}", scale=0, min_width=80)
-        confidence = gr.Markdown(elem_id=f"labels_conf_{i}")
+        confidence = gr.Markdown(elem_id=f"labels_conf_{i}", min_height=0, scale=1, min_width=120)
     return LabelRow(row, uid, index, audio, text, language, selected, confidence)
 
 
@@ -281,6 +292,7 @@ def layout(ctx: AppContext) -> LabelsLayout:
     with gr.Row(visible=False, elem_id="labels_conflict") as conflict:
         keep_mine = gr.Button(_("Keep mine"), variant="primary", elem_id="labels_keep_mine")
         take_theirs = gr.Button(_("Take theirs"), elem_id="labels_take_theirs")
+    next_btn = gr.Button(_("Next step: {tab}", tab=_("Dataset check")) + " →", elem_id="labels_next_step")
     return LabelsLayout(
         doc=gr.State(None),
         page=gr.State(0),
@@ -308,6 +320,7 @@ def layout(ctx: AppContext) -> LabelsLayout:
         conflict=conflict,
         keep_mine=keep_mine,
         take_theirs=take_theirs,
+        next_step=next_btn,
     )
 
 
@@ -554,7 +567,16 @@ def merge_selected(
     _ = ctx.i18n
     with shown_in_toast(_, "merge"), person_files():
         doc = loaded(ctx, doc)
-        merged = doc.merge(selected_uids(uids, ticks), silence=float(silence or 0))
+        try:
+            merged = doc.merge(selected_uids(uids, ticks), silence=float(silence or 0))
+        except MixedLanguagesError as e:
+            raise InputError(
+                _(
+                    "Not merged: the selected clips are in {languages}, and a merged clip has one language. "
+                    "Set the same language on them first, or select clips of one language.",
+                    languages=" + ".join(e.languages),
+                )
+            ) from e
     return edited(ctx, doc, view, _("Merged into {path}", path=merged.path))
 
 
@@ -589,10 +611,12 @@ def wire_rows(ctx: AppContext, ui: LabelsLayout) -> None:
     for row in ui.rows:
         text_inputs = {"doc": ui.doc, "uid": row.uid, "text": row.text}
         for event in (row.text.blur, row.text.submit):
-            saved = connect(event, ctx, save_text, text_inputs, ui.status, **EDIT_QUEUE)
+            saved = connect(event, ctx, save_text, text_inputs, ui.status, status=ui.status, **EDIT_QUEUE)
             connect(saved.then, ctx, after_row_save, after, after_outputs, **EDIT_QUEUE)
         language_inputs = {"doc": ui.doc, "uid": row.uid, "language": row.language}
-        saved = connect(row.language.input, ctx, save_language, language_inputs, ui.status, **EDIT_QUEUE)
+        saved = connect(
+            row.language.input, ctx, save_language, language_inputs, ui.status, status=ui.status, **EDIT_QUEUE
+        )
         connect(saved.then, ctx, after_row_save, after, after_outputs, **EDIT_QUEUE)
 
 
@@ -601,7 +625,7 @@ def wire_list_edits(ctx: AppContext, ui: LabelsLayout) -> None:
     view = {"doc": ui.doc, "view": ui.view_inputs()}
     outputs = [ui.doc, ui.status, *ui.page_outputs()]
     for button, handler in ((ui.undo, undo_edit), (ui.keep_mine, keep_mine), (ui.take_theirs, take_theirs)):
-        done = connect(button.click, ctx, handler, view, outputs, **EDIT_QUEUE)
+        done = connect(button.click, ctx, handler, view, outputs, status=ui.status, **EDIT_QUEUE)
         connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
     selection = {**view, **ui.selection_inputs()}
     for button, handler, options in (
@@ -609,7 +633,9 @@ def wire_list_edits(ctx: AppContext, ui: LabelsLayout) -> None:
         (ui.merge, merge_selected, {"silence": ui.silence}),
         (ui.split, split_selected, {"split_at": ui.split_at}),
     ):
-        done = connect(button.click, ctx, handler, {**selection, **options}, outputs, **EDIT_QUEUE)
+        done = connect(
+            button.click, ctx, handler, {**selection, **options}, outputs, status=ui.status, **EDIT_QUEUE
+        )
         connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
 
 
@@ -617,8 +643,15 @@ def wire(ctx: AppContext, ui: LabelsLayout) -> None:
     load_inputs = {"choice": ui.list_choice, "typed": ui.path, "view": ui.view_inputs()}
     for event in (ui.load.click, ui.path.submit):
         done = connect(
-            event, ctx, load_document, load_inputs, [ui.doc, ui.status, *ui.page_outputs()], **EDIT_QUEUE
+            event,
+            ctx,
+            load_document,
+            load_inputs,
+            [ui.doc, ui.status, *ui.page_outputs()],
+            status=ui.status,
+            **EDIT_QUEUE,
         )
+        ui.events.setdefault("load", done)
         connect(done.then, ctx, conflict_controls, {"doc": ui.doc}, ui.conflict)
     connect(ui.refresh.click, ctx, refresh_lists, None, ui.list_choice)
     view = {"doc": ui.doc, "view": ui.view_inputs()}

@@ -1,15 +1,17 @@
 """Separation tab: vocals / accompaniment with demucs, run as a `tools.separate` subprocess.
 
-Inputs are uploaded files (copied into the workspace `uploads/` folder) or a file or folder typed
-as a path inside the workspace. Outputs go to `separated/`; each result gets two audio players.
-`layout()` builds the components, `wire()` connects them to the named handlers below.
+Inputs are uploaded files (copied into the workspace `uploads/<experiment>/` folder) or a file or
+folder typed as a path inside the workspace. Outputs go to `separated/<experiment>/` (without an
+experiment: `uploads/`, `separated/`); each result gets two audio players, and the vocals are chosen
+in Slicing when the job ends (ui.experiment_bar). `layout()` builds the components, `wire()` connects
+them to the named handlers below.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -59,13 +61,17 @@ def model_status(ctx: AppContext, name: str) -> str:
     return _("Model not found locally.") + " " + missing_model_message(name, model_dir(ctx))
 
 
-def collect_inputs(ctx: AppContext, uploads: list[str] | None, typed: str) -> list[str]:
-    """Copy uploads into `uploads/` (never replacing a file) and resolve a typed workspace path."""
+def collect_inputs(
+    ctx: AppContext, uploads: list[str] | None, typed: str, experiment: str | None = None
+) -> list[str]:
+    """Copy uploads into `uploads/[<experiment>/]` (never replacing a file) and resolve a typed workspace path."""
     inputs = []
+    folder = ctx.stage_folder("uploads", experiment)
     with person_files():
         for f in uploads or []:
             src = Path(f)
-            target = unique_path(ctx.folder("uploads") / src.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            target = unique_path(folder / src.name)
             shutil.copyfile(src, target)
             inputs.append(str(target))
     if typed and typed.strip():
@@ -81,12 +87,13 @@ def cli_args(
     overlap: float,
     shifts: int,
     device: str,
+    experiment: str | None = None,
 ) -> list[str]:
     """argv for `python -m tools.separate` (the job adds --events)."""
     args = [
         *inputs,
         "--out",
-        str(ctx.folder("separated")),
+        str(ctx.stage_folder("separated", experiment)),
         "--model",
         model,
         "--model-dir",
@@ -123,6 +130,8 @@ class SeparateLayout:
     failures: gr.Markdown
     job_state: gr.State  # per session: {"job": Job} while one runs
     results: gr.State  # [{"input", "vocals", "accompaniment"}]
+    next: gr.Button  # "Next step: Slicing" (ui.experiment_bar wires it)
+    events: dict[str, Any] = field(default_factory=dict)  # "job": the Start event (the flow chains on it)
 
 
 def show_results(ctx: AppContext, items: list[dict[str, Any]]) -> None:
@@ -180,6 +189,7 @@ def layout(ctx: AppContext) -> SeparateLayout:
     failures = gr.Markdown(elem_id="sep-failures")
     results = gr.State([])
     gr.render(inputs=results)(partial(show_results, ctx))
+    next_btn = gr.Button(_("Next step: {tab}", tab=_("Slicing")) + " →", elem_id="sep-next")
     return SeparateLayout(
         uploads=uploads,
         typed=typed,
@@ -196,6 +206,7 @@ def layout(ctx: AppContext) -> SeparateLayout:
         failures=failures,
         job_state=gr.State({}),
         results=results,
+        next=next_btn,
     )
 
 
@@ -222,14 +233,15 @@ def start_separation(
     shifts: int,
     device: str,
     state: dict[str, Any],
+    experiment: str | None = None,
 ) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
     """Start the job, then stream (status line, failures as a Markdown list, results so far)."""
     _ = ctx.i18n
     with shown_in_toast(_, "separation start"):
-        inputs = collect_inputs(ctx, files, typed)
+        inputs = collect_inputs(ctx, files, typed, experiment)
         if not inputs:
             raise InputError(_("Upload files or type a path first."))
-        args = cli_args(ctx, inputs, model, segment or None, overlap, shifts, device)
+        args = cli_args(ctx, inputs, model, segment or None, overlap, shifts, device, experiment)
         job = start_job(ctx, state, "tools.separate", args, "separate")
     yield _("Starting…"), "", []
     yield from follow_separation(ctx, job)
@@ -269,8 +281,17 @@ def stop_separation(ctx: AppContext, state: dict[str, Any]) -> str:
 
 
 def wire(ctx: AppContext, ui: SeparateLayout) -> None:
-    connect(ui.refresh.click, ctx, refresh_models, {"current": ui.model}, [ui.model, ui.model_status])
-    connect(ui.model.change, ctx, show_model_status, {"name": ui.model}, ui.model_status)
+    connect(
+        ui.refresh.click,
+        ctx,
+        refresh_models,
+        {"current": ui.model},
+        [ui.model, ui.model_status],
+        status=ui.model_status,
+    )
+    connect(
+        ui.model.change, ctx, show_model_status, {"name": ui.model}, ui.model_status, status=ui.model_status
+    )
     form = {
         "files": ui.uploads,
         "typed": ui.typed,
@@ -281,9 +302,24 @@ def wire(ctx: AppContext, ui: SeparateLayout) -> None:
         "device": ui.device,
         "state": ui.job_state,
     }
-    connect(ui.start.click, ctx, start_separation, form, [ui.progress, ui.failures, ui.results])
+    ui.events["job"] = connect(
+        ui.start.click,
+        ctx,
+        start_separation,
+        ctx.with_inputs(form),
+        [ui.progress, ui.failures, ui.results],
+        status=ui.progress,
+    )
     # The stop must not queue behind the running start.
-    connect(ui.stop.click, ctx, stop_separation, {"state": ui.job_state}, ui.progress, concurrency_limit=None)
+    connect(
+        ui.stop.click,
+        ctx,
+        stop_separation,
+        {"state": ui.job_state},
+        ui.progress,
+        status=ui.progress,
+        concurrency_limit=None,
+    )
 
 
 def build(ctx: AppContext) -> SeparateLayout:
