@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,8 +56,13 @@ T = TypeVar("T")
 
 # Fine-tuned weights as the trainers export them (the reference's folder names: v2 `_v2`, v1 bare).
 # The reference's export folders per version (the Training tab writes there too: Layout.gpt_dir/sovits_dir).
-GPT_FOLDERS = ("GPT_weights_v2ProPlus", "GPT_weights_v2Pro", "GPT_weights_v2", "GPT_weights")
-SOVITS_FOLDERS = ("SoVITS_weights_v2ProPlus", "SoVITS_weights_v2Pro", "SoVITS_weights_v2", "SoVITS_weights")
+GPT_FOLDERS = (
+    "GPT_weights_v4", "GPT_weights_v3", "GPT_weights_v2ProPlus", "GPT_weights_v2Pro", "GPT_weights_v2", "GPT_weights",
+)  # fmt: skip
+SOVITS_FOLDERS = (
+    "SoVITS_weights_v4", "SoVITS_weights_v3", "SoVITS_weights_v2ProPlus", "SoVITS_weights_v2Pro",
+    "SoVITS_weights_v2", "SoVITS_weights",
+)  # fmt: skip
 
 # Stable keys with English labels (translated at the display edge); the order is the reference's.
 CUT_METHODS: tuple[tuple[str, str], ...] = (
@@ -103,7 +108,7 @@ class WeightChoice:
 
 
 def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]]:
-    from gpt_sovits.pretrained import pretrained_paths
+    from gpt_sovits.pretrained import V3V4_FILES, pretrained_paths
 
     gpt, sovits = [], []
     for version in ("v2", "v2ProPlus", "v2Pro", "v1"):  # v2 first: the default when nothing was trained
@@ -114,6 +119,9 @@ def _pretrained(model_dir: Path) -> tuple[list[WeightChoice], list[WeightChoice]
             gpt.append(WeightChoice(f"pretrained {users}: {paths.s1.name}", str(paths.s1), True))
         if paths.s2g.is_file() or version == "v2":
             sovits.append(WeightChoice(f"pretrained {version}: {paths.s2g.name}", str(paths.s2g), True))
+    for version, (s2g, _vocoder) in V3V4_FILES.items():  # v3/v4 generators, listed when present
+        if (model_dir / s2g).is_file():
+            sovits.append(WeightChoice(f"pretrained {version}: {Path(s2g).name}", str(model_dir / s2g), True))
     return gpt, sovits
 
 
@@ -163,9 +171,9 @@ def _sovits_version_cached(path: str, _mtime_ns: int, _size: int) -> str | None:
 
 def weight_problem(choice: WeightChoice) -> str | None:
     """Why a fine-tuned file would not load (a cheap, cached check of its zip and keys), or None."""
-    from gpt_sovits.models.weights import quick_check
+    from gpt_sovits.infer.sovits import weight_problem as problem  # every SoVITS version, v3/v4 included
 
-    return quick_check(choice.path, "gpt" if Path(choice.path).suffix == ".ckpt" else "sovits")
+    return problem(choice.path, "gpt" if Path(choice.path).suffix == ".ckpt" else "sovits")
 
 
 def _default_and_skipped(choices: list[WeightChoice]) -> tuple[str | None, list[tuple[WeightChoice, str]]]:
@@ -435,12 +443,148 @@ def output_path(outputs_dir: Path, text: str, seed: int, now: float | None = Non
     return unique_path(outputs_dir / f"{stem}.wav")
 
 
-def save_output(outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = DATASET_RATE) -> Path:
-    """Write one generation as a 16-bit wav (atomically) and return its path."""
+def save_output(
+    outputs_dir: Path, audio: np.ndarray, text: str, seed: int, sr: int = DATASET_RATE, fmt: str = "wav"
+) -> Path:
+    """Write one generation (atomically) as a 16-bit wav, or in export format ``fmt``; return its path."""
     from core.audio import save_wav
+    from core.fsutil import atomic_write_bytes
 
     outputs_dir.mkdir(parents=True, exist_ok=True)
-    return save_wav(output_path(outputs_dir, text, seed), np.asarray(audio, dtype=np.float32), sr)
+    path = output_path(outputs_dir, text, seed)
+    if fmt == "wav":
+        return save_wav(path, np.asarray(audio, dtype=np.float32), sr)
+    target = unique_path(path.with_suffix(audio_format(fmt).suffix))
+    atomic_write_bytes(target, encode_audio(audio, sr, fmt))
+    return target
+
+
+# ------------------------------------------------------------------------------ audio formats
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """How one output format is written by soundfile (libsndfile >= 1.1 writes MP3 and Ogg Opus)."""
+
+    container: str  # soundfile format
+    subtype: str
+    media_type: str
+    suffix: str
+    rate: int | None = None  # resampled to this rate first (Opus takes 8/12/16/24/48 kHz only); None: as is
+    streamable: bool = True  # chunks encoded one by one can be sent one after another
+
+
+AUDIO_FORMATS: dict[str, AudioFormat] = {
+    "wav": AudioFormat("WAV", "PCM_16", "audio/wav", ".wav"),
+    "flac": AudioFormat("FLAC", "PCM_16", "audio/flac", ".flac", streamable=False),
+    "mp3": AudioFormat("MP3", "MPEG_LAYER_III", "audio/mpeg", ".mp3"),  # MPEG frames: chunks concatenate
+    "ogg": AudioFormat("OGG", "VORBIS", "audio/ogg", ".ogg"),  # chained Ogg streams
+    "opus": AudioFormat("OGG", "OPUS", "audio/ogg", ".opus", rate=48000),
+    # Raw 16-bit little-endian mono at 24 kHz, as OpenAI's speech API defines "pcm".
+    "pcm": AudioFormat("RAW", "PCM_16", "audio/pcm", ".pcm", rate=24000),
+}
+EXPORT_FORMATS = ("wav", "flac", "mp3", "ogg")  # the tab's choices for the saved result
+
+
+class AudioFormatError(UserError, ValueError):
+    """An output format that is not offered."""
+
+
+def audio_format(fmt: str) -> AudioFormat:
+    try:
+        return AUDIO_FORMATS[fmt]
+    except KeyError:
+        raise AudioFormatError(
+            f"Unknown audio format {fmt!r}: use one of {', '.join(AUDIO_FORMATS)}."
+        ) from None
+
+
+def encoded_rate(fmt: str, sr: int = DATASET_RATE) -> int:
+    """The sample rate audio in ``fmt`` is written at (``sr`` unless the format needs its own)."""
+    return audio_format(fmt).rate or sr
+
+
+def encode_audio(audio: np.ndarray, sr: int, fmt: str) -> bytes:
+    """(samples,) float32 mono -> the bytes of a whole file in ``fmt`` (libsndfile through soundfile)."""
+    import io
+
+    import soundfile as sf
+
+    from core.audio import resample
+
+    spec = audio_format(fmt)
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    rate = encoded_rate(fmt, sr)
+    if rate != sr:
+        samples = resample(samples, sr, rate).astype(np.float32, copy=False)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=spec.container, subtype=spec.subtype)
+    return buffer.getvalue()
+
+
+# RIFF and data sizes of a WAV whose length is not known yet (a stream): the largest value, as ffmpeg
+# writes to a pipe; players read on to the end of the stream.
+_UNKNOWN_SIZE = b"\xff\xff\xff\xff"
+
+
+def stream_header(fmt: str, sr: int = DATASET_RATE) -> bytes:
+    """What a stream of ``fmt`` starts with before the first chunk: a WAV header (soundfile's, of an empty
+    file, with the sizes marked unknown) for "wav"; nothing for the others."""
+    if fmt != "wav":
+        return b""
+    header = bytearray(encode_audio(np.zeros(0, dtype=np.float32), sr, "wav"))
+    assert header[:4] == b"RIFF" and header[36:40] == b"data", "soundfile's WAV header changed"
+    header[4:8] = header[40:44] = _UNKNOWN_SIZE
+    return bytes(header)
+
+
+def encode_chunk(audio: np.ndarray, sr: int, fmt: str) -> bytes:
+    """One chunk of a stream in ``fmt``: raw 16-bit samples after ``stream_header`` for wav and pcm, a
+    self-contained MP3 / Ogg piece for the others (MPEG frames and chained Ogg streams play on)."""
+    if not audio_format(fmt).streamable:
+        raise AudioFormatError(f"{fmt} cannot be streamed: use wav, pcm, mp3, ogg or opus.")
+    if fmt == "wav":
+        return _pcm16(audio)
+    return encode_audio(audio, sr, fmt)
+
+
+def _pcm16(audio: np.ndarray) -> bytes:
+    from core.audio import to_int16
+
+    return to_int16(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)).astype("<i2").tobytes()
+
+
+# ------------------------------------------------------------------------------ text files
+
+
+class TextFileError(UserError, ValueError):
+    """A text file that cannot be read as text."""
+
+
+def read_text_file(path: str | Path, max_text: int | None = MAX_TEXT_CHARS) -> str:
+    """The text of an uploaded .txt file: UTF-8 (with or without BOM) or UTF-16 with its BOM; refuses
+    binary files and texts over ``max_text`` characters with messages naming the file."""
+    from gpt_sovits.infer.request import check_text_length
+
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif b"\x00" in data[:4096]:
+        raise TextFileError(f"{path.name} is not a text file (it holds binary data): upload a .txt file.")
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        raise TextFileError(
+            f"{path.name} is not UTF-8 or UTF-16 text: save it as UTF-8 in your editor and upload it again."
+        ) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise TextFileError(f"{path.name} holds no text.")
+    check_text_length(text, max_text)
+    return text
 
 
 # ----------------------------------------------------------------------------------- history
@@ -590,8 +734,11 @@ def synthesize(
     job: Job | None = None,
     max_text: int | None = MAX_TEXT_CHARS,
     precision: str = "auto",
+    on_chunk: Callable[[Any], None] | None = None,
+    fmt: str = "wav",
 ) -> SynthesisOutcome:
-    """Run one synthesis for the tab or the API and write the wav, once, into `<workspace>/outputs/`.
+    """Run one synthesis for the tab or the API and write the result, once, into `<workspace>/outputs/`
+    (a wav, or export format `fmt`); `on_chunk` gets each sentence's `StreamChunk` as it is decoded.
 
     `progress(done, total, message)` follows core.jobs.ProgressFn; `job` (of the app's scheduler) gives the
     model work its turns and its cancellation; a text over `max_text` characters is refused; the models
@@ -616,11 +763,49 @@ def synthesize(
         gpt, sovits, model_dir, cache, job, max_text, "fp32" if form.exact_fp32 else precision
     )
     kwargs = {"progress": progress} if progress is not None else {}
-    result = synth.synthesize(request, **kwargs)
+    result = synth.synthesize(request, on_chunk=on_chunk, **kwargs)
     path = save_output(
-        workspace / "outputs", result.audio, request.text, int(result.seed), result.sample_rate
+        workspace / "outputs", result.audio, request.text, int(result.seed), result.sample_rate, fmt
     )
     return SynthesisOutcome(result, path, gpt, sovits, request)
+
+
+# ------------------------------------------------------------------------------- saved voices
+
+
+def voice_choices(workspace: Path) -> list[str]:
+    """Names of the saved voices (`gpt_sovits.infer.voices`), listed fresh each time."""
+    from gpt_sovits.infer.voices import list_voices
+
+    return list_voices(workspace)
+
+
+def with_voice(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
+    """Named values with the saved voice `values["voice"]` filled in where a value is left empty or at its
+    schema default (an API call cannot tell "not given" from the default); no voice: unchanged.
+
+    Raises VoiceError for an unknown voice or one whose clip or weights are gone."""
+    from gpt_sovits.infer.request import SYNTHESIS_PARAMS
+    from gpt_sovits.infer.voices import load_voice
+
+    name = str(values.get("voice") or "").strip()
+    if not name:
+        return dict(values)
+    voice = load_voice(workspace, name)
+    defaults = {p.name: p.default for p in SYNTHESIS_PARAMS}
+    out = dict(values)
+    for key, value in voice.values().items():
+        given = out.get(key)
+        if given in (None, "", []) or (key in defaults and _same(given, defaults[key])):
+            out[key] = value
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a == b or float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- model cache holder
@@ -698,6 +883,47 @@ class SynthesisService:
             job.cancel()
             logger.info("%s cancelled after %d unit(s) of model work", name or "synthesis", job.units)
             raise
+
+    async def run_streaming(
+        self, work: Callable[[Job, Callable[[Any], None]], T], name: str = ""
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """`work(job, emit)` in a thread of its own; yields ("chunk", x) for each `emit(x)` as it comes, then
+        ("done", what work returned). Its errors are raised here after the chunks emitted before them.
+
+        When the consumer stops early (a client hangs up, Gradio cancels the event) the job is cancelled:
+        the work stops at its next turn and the models go to the next request.
+        """
+        job = self.scheduler.job(name)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        context = contextvars.copy_context()
+
+        def put(kind: str, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+        def target() -> None:
+            try:
+                put("done", context.run(work, job, lambda x: put("chunk", x)))
+            except BaseException as e:  # handed to the consumer, which shows it
+                put("error", e)
+
+        threading.Thread(target=target, name=f"synthesis {name}".strip(), daemon=True).start()
+        finished = False
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "error":
+                    finished = True
+                    raise value
+                yield kind, value
+                if kind == "done":
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                job.cancel()
+                logger.info("%s stopped after %d unit(s) of model work", name or "synthesis", job.units)
 
 
 def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:

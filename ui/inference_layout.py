@@ -53,6 +53,15 @@ class InferenceLayout:
     cand_audio: gr.Audio
     history: gr.State
     session: gr.State  # {"outcome": SynthesisOutcome} of the last synthesis
+    voice: gr.Dropdown  # a saved voice (gpt_sovits.infer.voices): choosing one fills every field
+    voice_name: gr.Textbox
+    voice_overwrite: gr.Checkbox
+    save_voice: gr.Button
+    voice_status: gr.Markdown
+    text_file: gr.File  # a .txt whose text fills the text box
+    export_format: gr.Dropdown  # wav, flac, mp3 or ogg for the saved result
+    stream_audio: gr.Audio  # plays the sentences as they are generated
+    regen: gr.Button  # draws the picked sentence's candidates again with a new seed
     knobs: dict[str, gr.components.Component] = field(default_factory=dict)
 
     def components(self, names: Iterable[str]) -> dict[str, Any]:
@@ -195,6 +204,26 @@ def _models(ctx: AppContext) -> dict[str, Any]:
     return out
 
 
+def _voices(ctx: AppContext) -> dict[str, Any]:
+    """The saved voices: pick one to fill the form, or save the form as one."""
+    _ = ctx.i18n
+    with gr.Row(equal_height=True):
+        out = {
+            "voice": gr.Dropdown(
+                H.voice_choices(ctx.workspace), value=None, label=_("Voice"), elem_id="inf-voice", scale=2,
+                info=_("A saved voice fills the reference, its text, the models and the settings."),
+            ),
+            "voice_name": gr.Textbox(label=_("Save as voice"), placeholder=_("name"), elem_id="inf-voice-name", scale=2),
+            "voice_overwrite": gr.Checkbox(
+                False, label=_("Replace a voice of that name (the old one goes to the trash)"),
+                elem_id="inf-voice-overwrite", scale=1,
+            ),
+            "save_voice": gr.Button(_("Save as voice"), elem_id="inf-save-voice", scale=1),
+        }  # fmt: skip
+    out["voice_status"] = gr.Markdown(elem_id="inf-voice-status")
+    return out
+
+
 def _reference(ctx: AppContext, knobs: dict[str, Any]) -> dict[str, Any]:
     _ = ctx.i18n
     whisper = H.whisper_models(ctx.model_dir)
@@ -231,6 +260,10 @@ def _results(_: Callable[[str], str]) -> dict[str, Any]:
             "go": gr.Button(_("Synthesise"), variant="primary", elem_id="inf-go", scale=4),
             "cancel": gr.Button(_("Cancel"), variant="stop", elem_id="inf-cancel", scale=1),
         }
+    # Each sentence plays here as soon as it is decoded, while the later ones are generated.
+    out["stream_audio"] = gr.Audio(
+        label=_("Live playback"), streaming=True, autoplay=True, interactive=False, elem_id="inf-stream"
+    )
     with gr.Row():
         out["out_audio"] = gr.Audio(
             label=_("Result (32 kHz)"), type="filepath", interactive=False, elem_id="inf-out"
@@ -238,6 +271,10 @@ def _results(_: Callable[[str], str]) -> dict[str, Any]:
         with gr.Column():
             out["used_seed"] = gr.Textbox(label=_("Seed used"), interactive=False, elem_id="inf-used-seed")
             out["summary"] = gr.Markdown(elem_id="inf-summary")
+            out["export_format"] = gr.Dropdown(
+                [(f.upper(), f) for f in H.EXPORT_FORMATS], value="wav", label=_("Save as"),
+                elem_id="inf-export-format",
+            )  # fmt: skip
             out["out_file"] = gr.File(label=_("Download"), interactive=False, elem_id="inf-download")
     gr.Markdown("### " + _("Candidates"))
     headers = [
@@ -249,6 +286,7 @@ def _results(_: Callable[[str], str]) -> dict[str, Any]:
         out["pick"] = gr.Dropdown([], label=_("Sentence.candidate"), elem_id="inf-pick", scale=3)
         out["play"] = gr.Button(_("Play candidate"), elem_id="inf-play", scale=1)
         out["swap"] = gr.Button(_("Use this candidate"), elem_id="inf-swap", scale=1)
+        out["regen"] = gr.Button(_("Regenerate this sentence"), elem_id="inf-regen", scale=1)
     out["cand_audio"] = gr.Audio(
         label=_("Candidate"), type="numpy", interactive=False, elem_id="inf-cand-audio"
     )
@@ -283,15 +321,24 @@ def layout(ctx: AppContext, max_text: int = schema.MAX_TEXT_CHARS) -> InferenceL
             "sampled several times; the candidates and their scores are listed below the result."
         )
     )
-    parts = _models(ctx)
+    parts = _models(ctx) | _voices(ctx)
     knobs: dict[str, Any] = {}
     parts |= _reference(ctx, knobs)
-    parts["text"] = gr.Textbox(
-        label=_("Text to synthesise"),
-        info=_("At most {n} characters per synthesis.", n=f"{max_text:,}"),
-        lines=4,
-        elem_id="inf-text",
-    )
+    with gr.Row():
+        parts["text"] = gr.Textbox(
+            label=_("Text to synthesise"),
+            info=_("At most {n} characters per synthesis.", n=f"{max_text:,}"),
+            lines=4,
+            elem_id="inf-text",
+            scale=4,
+        )
+        parts["text_file"] = gr.File(
+            file_types=[".txt"],
+            label=_("Text from a .txt file"),
+            elem_id="inf-text-file",
+            height=110,
+            scale=1,
+        )
     with gr.Row():  # with a reranker (the newest is preselected), several candidates by default
         knobs.update(_knobs("text", _, reranked=bool(H.clvp_choices(ctx.workspace))))
     sampling, parts["random_seed"], parts["exact_fp32"] = _sampling(_)

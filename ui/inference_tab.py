@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -38,6 +38,7 @@ from ui.inference_layout import (
     models_markdown,
     weight_dropdown_choices,
 )
+from ui.openai_api import speech_routes
 
 Values = dict[Any, Any]  # {input component: its value}
 Updates = dict[Any, Any]  # {output component: its new value or gr.update(...)}
@@ -50,6 +51,9 @@ class InferenceContext:
     app: AppContext
     service: H.SynthesisService
     ui: InferenceLayout
+    routes: list[Any] = field(
+        default_factory=list
+    )  # /v1/audio/speech and /v1/audio/voices (webui serves them)
 
     @property
     def cache(self) -> H.LazyCache:
@@ -154,6 +158,10 @@ def refresh(c: InferenceContext, values: Values) -> Updates:
             visible=bool(whispers),
         ),
         ui.transcribe: gr.update(visible=bool(whispers)),
+        ui.voice: gr.update(
+            choices=(voices := H.voice_choices(app.workspace)),
+            value=_kept(values.get(ui.voice), voices, None),
+        ),
     }
 
 
@@ -204,16 +212,26 @@ def synthesis_inputs(ui: InferenceLayout) -> set[Any]:
     return {*ui.components(SYNTHESIS_FIELDS).values(), *ui.knobs.values(), ui.history}
 
 
-async def synthesize_form(c: InferenceContext, values: Values, progress: Any = gr.Progress()) -> Updates:  # noqa: B008
-    """Synthesise from the form; show the audio, the seed, the candidates table and the history."""
+async def synthesize_form(
+    c: InferenceContext,
+    values: Values,
+    progress: Any = gr.Progress(),  # noqa: B008
+) -> AsyncIterator[Updates]:
+    """Synthesise from the form, playing each sentence in the live player as soon as it is decoded; then
+    show the whole audio (saved in the chosen format), the seed, the candidates table and the history."""
+    from core.audio import to_int16
+
     ui, app, service = c.ui, c.app, c.service
     named = {n: values[comp] for n, comp in ui.components(SYNTHESIS_FIELDS).items()}
     named |= {n: values[comp] for n, comp in ui.knobs.items()}
     report = _progress_adapter(progress)
+    fmt = values.get(ui.export_format) or "wav"
+    outcome = None
     with shown_in_toast(c._, "synthesis"):
         form = H.form_from_values(named)
-        outcome = await service.run(
-            lambda job: H.synthesize(
+
+        def work(job: Job, emit: Callable[[Any], None]) -> H.SynthesisOutcome:
+            return H.synthesize(
                 form,
                 app.workspace,
                 app.model_dir,
@@ -222,12 +240,19 @@ async def synthesize_form(c: InferenceContext, values: Values, progress: Any = g
                 job=job,
                 max_text=service.max_text,
                 precision=service.precision,
-            ),
-            "tab",
-        )
+                on_chunk=emit,
+                fmt=fmt,
+            )
+
+        async for kind, value in service.run_streaming(work, "tab"):
+            if kind == "chunk":
+                yield {ui.stream_audio: (int(value.sample_rate), to_int16(value.audio))}
+            else:
+                outcome = value
+    assert outcome is not None
     result, path = outcome.result, str(outcome.path)
     options = H.candidate_options(result)
-    return {
+    yield {
         ui.out_audio: path,
         ui.used_seed: str(result.seed),
         ui.summary: summary_line(c.app, result),
@@ -278,7 +303,8 @@ async def swap_candidate(c: InferenceContext, values: Values) -> Updates:
             synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
             # Updates the result in place (its chosen marks included), once every piece is decoded.
             audio = synth.reassemble(outcome.result, choices)
-            return H.save_output(c.app.workspace / "outputs", audio, text, int(outcome.result.seed))
+            seed = int(outcome.result.seed)
+            return H.save_output(c.app.workspace / "outputs", audio, text, seed, fmt=_export(c, values))
 
         path = await c.service.run(swap, "swap")
     gr.Info(
@@ -290,6 +316,136 @@ async def swap_candidate(c: InferenceContext, values: Values) -> Updates:
         ui.table: H.candidate_rows(outcome.result),
         ui.session: {"outcome": outcome},
         ui.history: H.push_history(values[ui.history], _history_entry(path, text, outcome)),
+    }
+
+
+def _export(c: InferenceContext, values: Values) -> str:
+    return values.get(c.ui.export_format) or "wav"
+
+
+async def regenerate_sentence(c: InferenceContext, values: Values) -> Updates:
+    """Draw the picked sentence's candidates again with a new seed; re-assemble, save, add to the history."""
+    ui = c.ui
+    outcome = _last_outcome(c, values)
+    text = outcome.request.text
+    with shown_in_toast(c._, "regenerate sentence"):
+        i, _j = H.parse_candidate(values[ui.pick], outcome.result)
+        seed = H.resolve_seed(None, True)
+
+        def redraw(job: Job) -> Any:
+            synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
+            audio = synth.regenerate(outcome.result, i, seed)  # updates the result in place
+            keep = int(outcome.result.seed)
+            return H.save_output(c.app.workspace / "outputs", audio, text, keep, fmt=_export(c, values))
+
+        path = await c.service.run(redraw, "regenerate")
+    gr.Info(
+        c._(
+            "Sentence {i} was drawn again (seed {seed}); the result and the download are updated.",
+            i=i + 1,
+            seed=seed,
+        )
+    )
+    options = H.candidate_options(outcome.result)
+    chosen = outcome.result.sentences[i].chosen
+    return {
+        ui.out_audio: str(path),
+        ui.out_file: str(path),
+        ui.table: H.candidate_rows(outcome.result),
+        ui.pick: gr.update(choices=options, value=f"{i}:{chosen}"),
+        ui.cand_audio: None,
+        ui.session: {"outcome": outcome},
+        ui.history: H.push_history(values[ui.history], _history_entry(path, text, outcome)),
+    }
+
+
+def pick_from_table(c: InferenceContext, values: Values, evt: gr.SelectData) -> Updates:
+    """A click on a row of the candidates table picks that sentence and candidate."""
+    state = values.get(c.ui.session)
+    if not state or evt.index is None:
+        return {}
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    rows = H.candidate_rows(state["outcome"].result)
+    if not 0 <= int(row) < len(rows):
+        return {}
+    sentence, candidate = rows[int(row)][0], rows[int(row)][2]
+    return {c.ui.pick: f"{sentence - 1}:{candidate - 1}"}
+
+
+def text_from_file(c: InferenceContext, values: Values) -> Updates:
+    """An uploaded .txt fills the text box (UTF-8 or UTF-16 with BOM; over the limit or binary: refused)."""
+    f = values[c.ui.text_file]
+    if not f:
+        return {}
+    with shown_in_toast(c._, "text file"):
+        text = H.read_text_file(H.file_path(f), c.service.max_text)
+    gr.Info(c._("{n} characters read from the file.", n=f"{len(text):,}"))
+    return {c.ui.text: text}
+
+
+# The form fields a saved voice fills (besides the knobs it keeps): by the names `H.form_from_values` reads.
+VOICE_FIELDS = ("ref_audio", "aux_refs", "gpt", "sovits")
+
+
+def _weight_update(current: str, listed: list[H.WeightChoice], _: Callable[..., str]) -> Any:
+    choices = weight_dropdown_choices(listed, _)
+    if current and current not in {v for _l, v in choices}:  # a file not in the lists (saved elsewhere)
+        choices.append((current, current))
+    return gr.update(choices=choices, value=current or H.default_weight(listed))
+
+
+def use_voice(c: InferenceContext, values: Values) -> Updates:
+    """Fill every field from the chosen saved voice: reference clip(s), its text and language, models, settings."""
+    from gpt_sovits.infer.voices import load_voice
+
+    name, ui, app = values[c.ui.voice], c.ui, c.app
+    if not name:
+        return {}
+    with shown_in_toast(c._, "use voice"):
+        voice = load_voice(app.workspace, name)
+    updates: Updates = {
+        ui.ref_audio: str(voice.ref_audio),
+        ui.aux_refs: [str(p) for p in voice.aux_refs] or None,
+        ui.gpt: _weight_update(voice.gpt, H.gpt_choices(app.workspace, app.model_dir), c._),
+        ui.sovits: _weight_update(voice.sovits, H.sovits_choices(app.workspace, app.model_dir), c._),
+        ui.voice_name: name,
+        ui.voice_status: "✅ " + c._("Voice {name} loaded.", name=name),
+    }
+    knob_values = voice.values()
+    for key, comp in ui.knobs.items():
+        if key in knob_values:
+            updates[comp] = knob_values[key]
+    return updates
+
+
+def save_voice_form(c: InferenceContext, values: Values) -> Updates:
+    """Save the reference clip(s), its text and language, the models and the settings as a named voice."""
+    from gpt_sovits.infer.voices import save_voice
+
+    ui, app = c.ui, c.app
+    named = {n: values[comp] for n, comp in ui.knobs.items()}
+    ref = values[ui.ref_audio]
+    with shown_in_toast(c._, "save voice"):
+        voice = save_voice(
+            app.workspace,
+            values[ui.voice_name],
+            H.file_path(ref) if ref else None,
+            ref_text=named.get("ref_text") or "",
+            ref_lang=named.get("ref_lang") or "zh",
+            aux_refs=[H.file_path(f) for f in values[ui.aux_refs] or []],
+            gpt=values[ui.gpt] or "",
+            sovits=values[ui.sovits] or "",
+            settings=named,
+            overwrite=bool(values[ui.voice_overwrite]),
+        )
+    message = c._(
+        "Voice {name} saved: choose it here, or use it from the CLI (--voice) and the API.", name=voice.name
+    )
+    gr.Info(message)
+    return {
+        ui.voice: gr.update(choices=H.voice_choices(app.workspace), value=voice.name),
+        ui.voice_status: "✅ " + message,
+        ui.voice_overwrite: False,
     }
 
 
@@ -310,8 +466,10 @@ def bound(handler: Callable[..., Any], c: InferenceContext) -> Callable[..., Any
 
 def wire_models(c: InferenceContext) -> None:
     ui = c.ui
-    refreshed = [ui.gpt, ui.sovits, ui.clvp, ui.models_md, ui.asr_model, ui.transcribe]
-    ui.refresh.click(bound(refresh, c), inputs={ui.gpt, ui.sovits, ui.clvp, ui.asr_model}, outputs=refreshed)
+    refreshed = [ui.gpt, ui.sovits, ui.clvp, ui.models_md, ui.asr_model, ui.transcribe, ui.voice]
+    ui.refresh.click(
+        bound(refresh, c), inputs={ui.gpt, ui.sovits, ui.clvp, ui.asr_model, ui.voice}, outputs=refreshed
+    )
     # Each page load lists the files as they are now (weights trained since the app started included).
     gr.on(
         triggers=None,
@@ -344,9 +502,9 @@ def wire_synthesis(c: InferenceContext) -> None:
     ui = c.ui
     go = ui.go.click(
         bound(synthesize_form, c),
-        inputs=synthesis_inputs(ui),
+        inputs=synthesis_inputs(ui) | {ui.export_format},
         outputs=[ui.out_audio, ui.used_seed, ui.summary, ui.out_file, ui.table, ui.pick, ui.cand_audio]
-        + [ui.session, ui.history],
+        + [ui.session, ui.history, ui.stream_audio],
         api_visibility="private",  # the API is /synthesize (ui.inference_api), with named parameters
         **H.SYNTH_QUEUE,
     )
@@ -355,9 +513,22 @@ def wire_synthesis(c: InferenceContext) -> None:
     )
     swap = ui.swap.click(
         bound(swap_candidate, c),
-        inputs={ui.pick, ui.session, ui.history},
+        inputs={ui.pick, ui.session, ui.history, ui.export_format},
         outputs=[ui.out_audio, ui.out_file, ui.table, ui.session, ui.history],
         **H.SYNTH_QUEUE,
+    )
+    regen = ui.regen.click(
+        bound(regenerate_sentence, c),
+        inputs={ui.pick, ui.session, ui.history, ui.export_format},
+        outputs=[ui.out_audio, ui.out_file, ui.table, ui.pick, ui.cand_audio, ui.session, ui.history],
+        **H.SYNTH_QUEUE,
+    )
+
+    def picked(values: Values, evt: gr.SelectData) -> Updates:  # a named function: Gradio reads `evt`'s type
+        return pick_from_table(c, values, evt)
+
+    ui.table.select(
+        picked, inputs={ui.session}, outputs=[ui.pick], api_visibility="private", concurrency_limit=None
     )
     # Gradio cancels the running event: its awaiting handler's job stops at the next sentence and the
     # models go to the next request at once (H.SynthesisService.run).
@@ -365,20 +536,61 @@ def wire_synthesis(c: InferenceContext) -> None:
         bound(cancelled, c),
         inputs=set(),
         outputs=[ui.summary],
-        cancels=[go, play, swap],
+        cancels=[go, play, swap, regen],
         api_visibility="private",
         concurrency_limit=None,
     )
 
 
-def build(ctx: AppContext) -> None:
+def wire_voices(c: InferenceContext) -> None:
+    ui = c.ui
+    filled = [
+        ui.ref_audio,
+        ui.aux_refs,
+        ui.gpt,
+        ui.sovits,
+        ui.voice_name,
+        ui.voice_status,
+        *ui.knobs.values(),
+    ]
+    ui.voice.input(
+        bound(use_voice, c),
+        inputs={ui.voice},
+        outputs=filled,
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    ui.save_voice.click(
+        bound(save_voice_form, c),
+        inputs={
+            ui.voice_name,
+            ui.voice_overwrite,
+            ui.ref_audio,
+            ui.aux_refs,
+            ui.gpt,
+            ui.sovits,
+            *ui.knobs.values(),
+        },
+        outputs=[ui.voice, ui.voice_status, ui.voice_overwrite],
+        api_visibility="private",
+    )
+    ui.text_file.upload(
+        bound(text_from_file, c), inputs={ui.text_file}, outputs=[ui.text], api_visibility="private"
+    )
+
+
+def build(ctx: AppContext) -> InferenceContext:
+    """Lay the tab out and wire it; the returned context's ``routes`` are the OpenAI-compatible speech
+    routes (ui/openai_api.py), which webui.py serves on the app's own server, over this tab's service."""
     # The app's one model cache and turn scheduler; nothing loads until the first synthesis.
     service = H.SynthesisService(MAX_TEXT_CHARS if ctx.max_text is None else ctx.max_text, ctx.precision)
     # Results are served from outputs/ as they are: Gradio copies no static file into its cache.
     # (Gradio keeps static paths per process; this app serves one workspace.)
     gr.set_static_paths([ctx.workspace / "outputs"])
-    c = InferenceContext(ctx, service, layout(ctx, service.max_text))
+    c = InferenceContext(ctx, service, layout(ctx, service.max_text), speech_routes(ctx, service))
     wire_models(c)
     wire_reference(c)
     wire_synthesis(c)
+    wire_voices(c)
     register_api(ctx, service)
+    return c

@@ -1,6 +1,10 @@
 """The synthesis CLI: speak a text in the voice of a reference clip, with every candidate's scores printed.
 
     python -m gpt_sovits.infer --gpt G.ckpt --sovits S.pth --ref-audio ref.wav --text ... --out out.wav
+    python -m gpt_sovits.infer --voice NAME --text ... --out out.wav     # a voice saved in the web UI
+
+A saved voice (``<workspace>/voices/NAME/``, see gpt_sovits.infer.voices) gives the reference clip(s),
+its text and language, the weights and the synthesis settings; any flag given explicitly wins over it.
 
 The SoVITS weights' version (v1, v2, v2Pro, v2ProPlus; detected from the file as the reference does) is
 printed before synthesis and with the result. v2Pro/v2ProPlus weights also need the speaker-verification
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from gpt_sovits.infer.result import SynthesisResult
 
 PROG = "python -m gpt_sovits.infer"
+DEFAULT_WORKSPACE = Path(__file__).resolve().parents[2] / "workspace"  # the web UI's default
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -38,13 +43,21 @@ def make_parser() -> argparse.ArgumentParser:
             "weights; the SoVITS version is detected from the file and printed)."
         ),
     )
-    p.add_argument("--gpt", required=True, help="GPT (S1) weights .ckpt")
+    p.add_argument(
+        "--voice", default=None, help="a saved voice's name (the web UI's 'Save as voice'); flags given win"
+    )
+    p.add_argument(
+        "--workspace",
+        default=str(DEFAULT_WORKSPACE),
+        help="the web UI's workspace, where saved voices live (default: %(default)s)",
+    )
+    p.add_argument("--gpt", default=None, help="GPT (S1) weights .ckpt (required without --voice)")
     p.add_argument(
         "--sovits",
-        required=True,
+        default=None,
         help="SoVITS (S2) weights .pth (v2Pro/v2ProPlus also need sv/pretrained_eres2netv2w24s4ep4.ckpt in --model-dir)",
     )
-    p.add_argument("--ref-audio", required=True, help="reference clip, 3-10 s")
+    p.add_argument("--ref-audio", default=None, help="reference clip, 3-10 s (required without --voice)")
     p.add_argument("--aux-ref", action="append", default=[], help="extra clip whose timbre is averaged in")
     p.add_argument("--trim-reference", action="store_true", help="trim a reference longer than 10 s first")
     text = p.add_mutually_exclusive_group(required=True)
@@ -58,6 +71,39 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     add_precision_flag(p)
     return p
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the flags given on the command line (a default is not "given")."""
+    saved = [(a, a.default) for a in parser._actions]
+    try:
+        for action, _default in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def apply_voice(args: argparse.Namespace, explicit: set[str]) -> None:
+    """Fill ``args`` from the saved voice ``args.voice`` where no flag was given (raises VoiceError)."""
+    from gpt_sovits.infer.voices import load_voice
+
+    voice = load_voice(args.workspace, args.voice)
+    filled = voice.values() | {"aux_ref": [str(p) for p in voice.aux_refs]}
+    for dest, value in filled.items():
+        if dest in vars(args) and dest not in explicit and value not in (None, ""):
+            setattr(args, dest, value)
+
+
+def check_required(args: argparse.Namespace) -> str | None:
+    """What is still missing once the voice (if any) filled its part, or None."""
+    missing = [flag for flag, dest in (("--gpt", "gpt"), ("--sovits", "sovits"), ("--ref-audio", "ref_audio"))
+               if not getattr(args, dest)]  # fmt: skip
+    if not missing:
+        return None
+    where = f"the voice {args.voice!r} has none; " if args.voice else ""
+    return f"{where}give {', '.join(missing)} (or --voice NAME of a voice saved in the web UI)"
 
 
 def _print_scores(result: SynthesisResult) -> None:
@@ -122,7 +168,17 @@ def _synthesize(args: argparse.Namespace, text: str, ref: str | Path) -> tuple[S
 def main(argv: list[str] | None = None) -> int:
     from core.audio import save_wav
 
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.voice:
+        try:
+            apply_voice(args, explicit_flags(parser, argv))
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+    missing = check_required(args)
+    if missing:
+        parser.error(missing)
     try:
         text = args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
