@@ -79,7 +79,9 @@ def build_app(ctx: AppContext, max_upload: str | None = None) -> gr.Blocks:
         with gr.Tabs():
             for tab in TABS:
                 with gr.Tab(_(tab.title), id=tab.module):
-                    importlib.import_module(f"ui.{tab.module}").build(ctx)
+                    built = importlib.import_module(f"ui.{tab.module}").build(ctx)
+                    # A tab may offer HTTP routes to serve beside the page (Voice cloning: /v1/audio/speech).
+                    app.extra_routes = [*getattr(app, "extra_routes", []), *getattr(built, "routes", [])]
     return app
 
 
@@ -212,13 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=remove_workspace_leftovers, args=(ctx.workspace,), daemon=True).start()
     logger.info("uploads are limited to %s per file (--max-upload)", args.max_upload.upper())
     app = build_app(ctx, args.max_upload)
-    app.queue(default_concurrency_limit=2).launch(**launch_kwargs(args, ctx))
+    app.queue(default_concurrency_limit=2).launch(**launch_kwargs(args, ctx, app.extra_routes))
     return 0
 
 
-def launch_kwargs(args: argparse.Namespace, ctx: AppContext) -> dict:
-    """What `Blocks.launch` gets from the flags: the bind address, the login, the upload cap."""
+def launch_kwargs(args: argparse.Namespace, ctx: AppContext, routes: list | None = None) -> dict:
+    """What `Blocks.launch` gets from the flags: the bind address, the login, the upload cap; and the
+    tabs' `routes`, which Gradio's FastAPI app serves on the same port (ui/openai_api.py checks the same
+    login on them)."""
     return {
+        "app_kwargs": {"routes": list(routes or [])},
         "server_name": args.host,
         "server_port": args.port,
         "share": args.share,
