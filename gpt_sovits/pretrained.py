@@ -45,6 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from core.model_route import (
+    DOWNLOAD_COMMAND,
+    G2PW_REPO,
+    GSV_REPO,
+    download_route,
+    hub_endpoint,
+    hub_url,
+    manual_route,
+)
 from gpt_sovits.models.features import (
     BERT_FOLDER,
     HUBERT_FOLDER,
@@ -57,10 +66,8 @@ from tools import demucs_models
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "pretrained_models"
-GSV_REPO = "lj1995/GPT-SoVITS"
-G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"
 G2PW_FOLDER = "G2PWModel"
-HUB_CHECK_TIMEOUT_S = 5.0
+HUB_CHECK_TIMEOUT_S = 3.0  # an unreachable hub is said within seconds
 
 V2_FOLDER = "gsv-v2final-pretrained"
 V2PRO_FOLDER = "v2Pro"
@@ -389,27 +396,32 @@ def find_spec(name: str) -> ModelSpec:
     raise ModelDownloadError(f"unknown model {name!r}. Known names: {names}")
 
 
-def _hub_url(spec: ModelSpec) -> str:
-    return f"https://huggingface.co/{spec.repo_id}"
-
-
-def _manual_hint(spec: ModelSpec, model_dir: Path) -> str:
-    """The folder to fill and where the files come from, for when the download cannot run here."""
-    target = model_dir / spec.path
+def _hand_files(spec: ModelSpec, model_dir: Path) -> tuple[tuple[str, ...], Path, str]:
+    """What a person puts where by hand for `spec`, and the hub page it comes from."""
     if spec.kind in ("gpt", "sovits", "sovits-d", "sv", "vocoder"):
-        return (
-            f"Put {Path(spec.path).name} at {target} (from {_hub_url(spec)}/blob/main/{spec.files[0]}), or run "
-            f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}` on a machine online."
-        )
+        target = model_dir / spec.path
+        return (target.name,), target.parent, hub_url(spec.repo_id, spec.files[0])
+    if spec.kind == "bigvgan":
+        names = tuple(Path(f).name for f in spec.files)
+        return names, model_dir / spec.path, hub_url(spec.repo_id, spec.path, folder=True)
     if spec.kind == "g2pw":
-        return (
-            f"Unzip G2PWModel.zip from {_hub_url(spec)} into {model_dir} so that {target} exists, or run "
-            f"`python -m gpt_sovits.pretrained download g2pw --model-dir {model_dir}`."
-        )
-    return (
-        f"Fill {model_dir / Path(spec.path).parts[0]} from {_hub_url(spec)}, or run "
-        f"`python -m gpt_sovits.pretrained download {spec.name} --model-dir {model_dir}`."
-    )
+        zip_url = f"{hub_url(spec.repo_id)}/resolve/main/{spec.files[0]}"  # the zip itself, as text.g2pw says
+        return ("the unzipped G2PWModel.zip",), model_dir / G2PW_FOLDER, zip_url
+    if spec.kind in ("hubert", "bert"):
+        return ("its files",), model_dir / spec.path, hub_url(spec.repo_id, spec.path, folder=True)
+    return ("its files",), model_dir / Path(spec.path).parts[0], hub_url(spec.repo_id)
+
+
+def route(spec: ModelSpec, model_dir: str | Path, translate: Callable[[str], str] | None = None) -> str:
+    """The one download-route sentence (Models tab, command, by hand) for `spec` under `model_dir`."""
+    files, folder, source = _hand_files(spec, Path(model_dir))
+    return download_route(spec.name, files, folder, source, model_dir, translate)
+
+
+def manual_hint(spec: ModelSpec, model_dir: str | Path, translate: Callable[[str], str] | None = None) -> str:
+    """The folder to fill and the page the files come from, for when the download cannot run here."""
+    files, folder, source = _hand_files(spec, Path(model_dir))
+    return manual_route(files, folder, source, translate)
 
 
 def _nonempty(path: Path) -> bool:
@@ -439,10 +451,10 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
         present = not missing
         if missing:
             how = f"{spec.description} incomplete: {', '.join(map(str, missing))} missing. "
-            how += _manual_hint(spec, model_dir)
+            how += route(spec, model_dir)
     else:
         present = _nonempty(path)
-        how = "" if present else f"{spec.description} missing: {path}. " + _manual_hint(spec, model_dir)
+        how = "" if present else f"{spec.description} missing: {path}. " + route(spec, model_dir)
     return ModelStatus(spec.name, path, present, how, spec.kind, spec.size_hint, spec.description)
 
 
@@ -461,12 +473,16 @@ def missing_message(name: str, model_dir: str | Path) -> str:
 
 
 def _hub_endpoint_host() -> tuple[str, int]:
+    """Host and port of the hub (HF_ENDPOINT read now, so a mirror set after import counts)."""
     from urllib.parse import urlparse
 
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
+    url = urlparse(hub_endpoint())
     return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE is on (huggingface_hub's own switch: no request at all)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
@@ -477,7 +493,7 @@ def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
     """
     import socket
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if offline_mode():
         return False
     result: list[bool] = []
 
@@ -494,8 +510,17 @@ def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
+def offline_reason() -> str | None:
+    """Why no download can run now (offline mode, hub unreachable), or None when the hub answers."""
+    if offline_mode():
+        return "offline mode is on (HF_HUB_OFFLINE)"
+    if not hub_reachable():
+        return f"the Hugging Face hub ({_hub_endpoint_host()[0]}) cannot be reached"
+    return None
+
+
 def _offline_message(spec: ModelSpec, model_dir: Path, why: str) -> str:
-    return f"Cannot download {spec.name}: {why}. " + _manual_hint(spec, model_dir)
+    return f"Cannot download {spec.name} ({model_dir / spec.path}): {why}. " + manual_hint(spec, model_dir)
 
 
 def _extract_g2pw(zip_path: Path, model_dir: Path) -> None:
@@ -539,12 +564,8 @@ def download(
             log(f"{spec.name}: already present at {model_dir / spec.path}")
     if not todo:
         return []
-    if check_hub and not hub_reachable():
-        why = (
-            "offline mode is on (HF_HUB_OFFLINE)"
-            if os.environ.get("HF_HUB_OFFLINE")
-            else f"the Hugging Face hub ({_hub_endpoint_host()[0]}) cannot be reached"
-        )
+    why = offline_reason() if check_hub else None
+    if why is not None:
         raise ModelDownloadError(" ".join(_offline_message(s, model_dir, why) for s in todo))
     model_dir.mkdir(parents=True, exist_ok=True)
     fetched = []
@@ -565,27 +586,230 @@ def download(
     return fetched
 
 
+_FILE_KINDS = ("gpt", "sovits", "sovits-d", "sv", "vocoder")
+
+
+def _local_dir(spec: ModelSpec, model_dir: Path) -> Path:
+    """The local_dir huggingface_hub downloads `spec` into (its partial files sit in <it>/.cache/huggingface)."""
+    if spec.kind in (*_FILE_KINDS, "bigvgan", "hubert", "bert"):
+        return model_dir  # the hub repo mirrors the official layout
+    if spec.kind == "g2pw":
+        return model_dir / ".cache" / "g2pw"  # the zip, unpacked into G2PWModel/ afterwards
+    return model_dir / Path(spec.path).parts[0]  # faster-whisper-<size>/ or demucs/
+
+
 def _download_one(spec: ModelSpec, model_dir: Path) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    if spec.kind in ("gpt", "sovits", "sovits-d", "sv", "vocoder"):
-        # The hub repo mirrors the official layout: local_dir=model_dir puts the file where it belongs.
-        return Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir))
+    local_dir, endpoint = _local_dir(spec, model_dir), hub_endpoint()
+    if spec.kind in _FILE_KINDS:
+        return Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=local_dir, endpoint=endpoint))
     if spec.kind == "bigvgan":  # its two files by their hub paths, nothing else of the folder
         for file in spec.files:
-            hf_hub_download(spec.repo_id, file, local_dir=model_dir)
+            hf_hub_download(spec.repo_id, file, local_dir=local_dir, endpoint=endpoint)
         return model_dir / spec.path
     if spec.kind in ("hubert", "bert"):
-        snapshot_download(spec.repo_id, allow_patterns=list(spec.files), local_dir=model_dir)
+        snapshot_download(
+            spec.repo_id, allow_patterns=list(spec.files), local_dir=local_dir, endpoint=endpoint
+        )
         return model_dir / spec.path
     if spec.kind == "g2pw":
-        zip_path = Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=model_dir / ".cache" / "g2pw"))
+        zip_path = Path(hf_hub_download(spec.repo_id, spec.files[0], local_dir=local_dir, endpoint=endpoint))
         _extract_g2pw(zip_path, model_dir)
         return model_dir / spec.path
-    folder = model_dir / Path(spec.path).parts[0]  # faster-whisper-<size>/ or demucs/
     allow = [f"{spec.name[len('demucs-') :]}.yaml", "*.safetensors"] if spec.kind == "demucs" else None
-    snapshot_download(spec.repo_id, local_dir=folder, allow_patterns=allow)
+    snapshot_download(spec.repo_id, local_dir=local_dir, allow_patterns=allow, endpoint=endpoint)
     return model_dir / spec.path
+
+
+# ------------------------------------------------------------------------------- sizes and groups
+
+
+def groups_of(name: str) -> list[str]:
+    """The download groups (versions) a registry row belongs to, in GROUPS' order."""
+    return [g for g, names in GROUPS.items() if name in names]
+
+
+def size_hint_bytes(hint: str) -> int | None:
+    """ "155 MB" -> 155_000_000 (decimal, as the hints are written); None when there is no hint."""
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
+    number, _sep, unit = hint.strip().partition(" ")
+    try:
+        return int(float(number) * units[unit.upper()])
+    except (KeyError, ValueError):
+        return None
+
+
+def _tree_files(folder: Path) -> list[Path]:
+    """Files under `folder`, huggingface_hub's .cache/ (partial downloads, metadata) left out."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts]
+
+
+def _spec_files(spec: ModelSpec, model_dir: Path) -> list[Path]:
+    """The files `spec` occupies under model_dir (those that exist)."""
+    if spec.kind in _FILE_KINDS:
+        path = model_dir / spec.path
+        return [path] if path.is_file() else []
+    if spec.kind == "bigvgan":
+        return [p for p in (model_dir / f for f in spec.files) if p.is_file()]
+    if spec.kind == "g2pw":
+        return _tree_files(model_dir / G2PW_FOLDER)
+    if spec.kind == "demucs":  # the bag yaml and its members (.safetensors or legacy .th)
+        name, folder = spec.name[len("demucs-") :], model_dir / "demucs"
+        bag = demucs_models.builtin_bag(name)
+        sigs = bag.signatures if bag is not None else []
+        found = [p for p in [folder / f"{name}.yaml"] if p.is_file()]
+        return found + [p for s in sigs for p in sorted(folder.glob(f"{s}*")) if p.is_file()]
+    return _tree_files(model_dir / Path(spec.path).parts[0])  # hubert, bert, faster-whisper-<size>
+
+
+def disk_bytes(spec: ModelSpec, model_dir: str | Path) -> int:
+    """Bytes `spec` takes under model_dir now (0 when nothing is there; a model in the HF cache counts 0)."""
+    return sum(p.stat().st_size for p in _spec_files(spec, Path(model_dir)))
+
+
+def partial_bytes(spec: ModelSpec, model_dir: str | Path) -> int:
+    """Bytes of huggingface_hub's unfinished files for `spec` (what a resumed download starts from)."""
+    root = _local_dir(spec, Path(model_dir)) / ".cache" / "huggingface" / "download"
+    if not root.is_dir():
+        return 0
+    prefix = {"g2pw": spec.files[0], "asr": "", "demucs": ""}.get(spec.kind, spec.path)
+    return sum(
+        p.stat().st_size
+        for p in root.rglob("*.incomplete")
+        if p.is_file() and p.relative_to(root).as_posix().startswith(prefix)
+    )
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as the size hints)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+# ------------------------------------------------------------------------------ preferred choices
+
+
+def preferred_present(default: str, choices: list[str], is_present: Callable[[str], bool]) -> str:
+    """`default` when it is present or nothing is; else the first present choice (in `choices`' order).
+
+    So a stage's model dropdown starts on a model that can run here without a download.
+    """
+    if is_present(default):
+        return default
+    return next((c for c in choices if c != default and is_present(c)), default)
+
+
+def preferred_demucs_model(model_dir: str | Path) -> str:
+    """The separation model to select: demucs' default, else a built-in one present in model_dir/demucs."""
+    folder = Path(model_dir) / "demucs"
+
+    def present(name: str) -> bool:
+        if demucs_models.local_status(name, folder)[0]:
+            return True
+        try:
+            return demucs_models._hf_cached(name, download=False) is not None
+        except demucs_models.ModelLoadError:  # an unreadable cached copy is not a usable one
+            return False
+
+    return preferred_present(demucs_models.DEFAULT_MODEL, list(demucs_models.BUILTIN_MODELS), present)
+
+
+def preferred_whisper_model(model_dir: str | Path) -> str:
+    """The faster-whisper size to select: the ASR default, else a size present (folder or HF cache)."""
+    sizes = list(asr_models.MODEL_REPOS)
+    return preferred_present(
+        asr_models.DEFAULT_MODEL, sizes, lambda size: asr_models.model_status(size, model_dir).found
+    )
+
+
+# ------------------------------------------------------------------------------ background downloads
+
+
+@dataclass
+class DownloadJob:
+    """One background download: `request` (a row or a group) fetching `names` into `model_dir`."""
+
+    request: str
+    names: tuple[str, ...]
+    model_dir: Path
+    lines: list[str]
+    current: str = ""
+    state: str = "running"  # running, done, failed
+    error: str = ""
+
+
+class Downloads:
+    """The app's background downloads: each runs in a thread of the server, so it outlives the page.
+
+    A row is fetched by one job at a time: a job asked for rows another is fetching leaves those to it.
+    huggingface_hub keeps partial files, so a download cut off (server stopped, network lost) resumes.
+    """
+
+    def __init__(self, check_hub: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._jobs: list[DownloadJob] = []
+        self._threads: list[threading.Thread] = []
+        self.check_hub = check_hub
+
+    def busy(self) -> dict[str, DownloadJob]:
+        """Row name -> the running job that fetches it."""
+        with self._lock:
+            return {n: j for j in self._jobs if j.state == "running" for n in j.names}
+
+    def jobs(self) -> list[DownloadJob]:
+        with self._lock:
+            return list(self._jobs)
+
+    def running(self) -> bool:
+        return any(j.state == "running" for j in self.jobs())
+
+    def start(self, request: str, model_dir: str | Path) -> DownloadJob | None:
+        """Start fetching `request`'s missing rows; None when all are present or already being fetched.
+
+        Raises ModelDownloadError at once (within HUB_CHECK_TIMEOUT_S) when the hub cannot be reached,
+        naming each missing row's folder and the page its files come from.
+        """
+        model_dir = Path(model_dir)
+        specs = [find_spec(n) for n in GROUPS.get(request, (request,))]
+        missing = [s for s in specs if not _status(s, model_dir).present]
+        why = offline_reason() if (missing and self.check_hub) else None
+        if why is not None:
+            raise ModelDownloadError(" ".join(_offline_message(s, model_dir, why) for s in missing))
+        with self._lock:
+            taken = {n for j in self._jobs if j.state == "running" for n in j.names}
+            names = tuple(s.name for s in missing if s.name not in taken)
+            if not names:
+                return None
+            job = DownloadJob(request, names, model_dir, [])
+            self._jobs.append(job)
+        thread = threading.Thread(target=self._run, args=(job,), name=f"download-{request}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return job
+
+    def _run(self, job: DownloadJob) -> None:
+        try:
+            for name in job.names:
+                job.current = name
+                download(name, job.model_dir, log=job.lines.append, check_hub=False)
+            job.state = "done"
+        except ModelDownloadError as e:
+            job.error, job.state = str(e), "failed"
+        except Exception as e:  # noqa: BLE001 - a thread has nobody to raise to: the job says it
+            job.error, job.state = f"{type(e).__name__}: {e}", "failed"
+        finally:
+            job.current = ""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Join every download thread (tests; a server never waits)."""
+        for thread in list(self._threads):
+            thread.join(timeout)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -604,7 +828,7 @@ def _format_table(rows: list[ModelStatus], model_dir: Path) -> str:
     missing = [r for r in rows if not r.present and r.kind in ("gpt", "sovits", "hubert", "bert")]
     if missing:
         lines.append("")
-        lines.append("To synthesise and fine-tune (v2): python -m gpt_sovits.pretrained download v2")
+        lines.append(f"To synthesise and fine-tune (v2): {DOWNLOAD_COMMAND} v2 (or the web UI's Models tab)")
         lines.append(
             "The same for v2Pro / v2ProPlus (s1v3, their G/D, the SV model): download v2Pro / v2ProPlus"
         )

@@ -175,7 +175,8 @@ def test_missing_model_says_where_and_how(tmp_path: Path, monkeypatch: pytest.Mo
     msg = str(err.value)
     assert "large-v3-turbo" in msg and str(tmp_path / "models" / "faster-whisper-large-v3-turbo") in msg
     assert "model.bin" in msg and "tokenizer.json" in msg
-    assert "huggingface-cli download mobiuslabsgmbh/faster-whisper-large-v3-turbo --local-dir" in msg
+    assert "Open the Models tab" in msg and "mobiuslabsgmbh/faster-whisper-large-v3-turbo" in msg
+    assert ".venv/bin/python -m gpt_sovits.pretrained download faster-whisper-large-v3-turbo" in msg
     status = asr.model_status("large-v3", tmp_path / "models")
     assert not status.found and "Systran/faster-whisper-large-v3" in status.message
     with pytest.raises(ModelNotFoundError, match="no faster-whisper model in"):

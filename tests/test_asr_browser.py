@@ -21,7 +21,7 @@ def test_tiny_model_run_writes_list_and_sidecar(page, served_app):
     status.wait_for()
     models = served_app.workspace / "models"
     assert "Model missing" in status.inner_text()
-    assert "huggingface-cli download Systran/faster-whisper-large-v3" in status.inner_text()
+    assert "pretrained download faster-whisper-large-v3 " in status.inner_text()
 
     build_tiny_whisper(models / "faster-whisper-tiny-test", quantization="int8")
     clips = served_app.workspace / "sliced" / "asrtest"

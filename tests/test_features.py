@@ -154,12 +154,13 @@ def test_missing_or_incomplete_model_folders_name_what_is_needed(tmp_path: Path,
         load_hubert(tmp_path / "chinese-hubert-base")
     msg = str(err.value)
     assert "chinese-hubert-base" in msg and "config.json" in msg and "model.safetensors" in msg
-    assert "TencentGameMate/chinese-hubert-base" in msg
+    assert "lj1995/GPT-SoVITS/tree/main/chinese-hubert-base" in msg
+    assert "Open the Models tab" in msg and "pretrained download chinese-hubert-base" in msg
     partial = tmp_path / "chinese-roberta-wwm-ext-large"
     partial.mkdir()
     (partial / "config.json").write_text("{}")
     with pytest.raises(
         FeatureModelNotFoundError,
-        match=r"incomplete: missing model.safetensors or pytorch_model.bin, tokenizer.json or vocab.txt",
+        match=r"incomplete: missing model.safetensors or pytorch_model.bin, tokenizer.json or vocab.txt\.",
     ):
         load_bert(partial)

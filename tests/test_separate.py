@@ -217,8 +217,8 @@ def test_missing_model_message_says_what_where_and_how(tmp_path, monkeypatch):
         "htdemucs.yaml",
         "955717e8.safetensors",
         str(folder),
-        f"download adefossez/HTDemucs --local-dir {folder}",
-        "955717e8-8726e21a.th",
+        "https://huggingface.co/adefossez/HTDemucs",
+        f"pretrained download demucs-htdemucs --model-dir {folder.parent}",
     ):
         assert part in msg, part
     with pytest.raises(ModelNotFoundError, match="04573f0d.safetensors"):
@@ -378,4 +378,4 @@ def test_tab_status_reports_an_unreadable_cached_model(tmp_path, monkeypatch):
     (snapshot.parents[1] / "refs" / "main").write_text("abc123")
     (snapshot / "htdemucs.yaml").write_text("models: []\n")
     line = model_status(AppContext.create(tmp_path / "ws", "en_US"), "htdemucs")
-    assert "unreadable" in line and "empty" in line and "hf download adefossez/HTDemucs" in line
+    assert "unreadable" in line and "empty" in line and "pretrained download demucs-htdemucs" in line

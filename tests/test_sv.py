@@ -149,7 +149,7 @@ def test_missing_file_says_where_it_goes_and_where_it_comes_from(tmp_path):
         load_sv(path)
     message = str(caught.value)
     assert str(path) in message
-    assert "<pretrained_dir>/sv/" in message
+    assert f"pretrained download sv-eres2netv2 --model-dir {tmp_path}" in message
     assert "lj1995/GPT-SoVITS" in message and "sv/pretrained_eres2netv2w24s4ep4.ckpt" in message
     assert isinstance(caught.value, FileNotFoundError)
 

@@ -180,7 +180,7 @@ def test_missing_whisper_is_a_clear_error(tiny_pretrained, ref_wav, tmp_path, mo
         s.synthesize(_req(ref_wav, asr_weight=1.0))
     msg = str(err.value)
     assert "faster-whisper" in msg and str(Path(tiny_pretrained.root) / "faster-whisper-large-v3") in msg
-    assert "huggingface-cli download" in msg
+    assert "pretrained download faster-whisper-large-v3" in msg
     with pytest.raises(TTSInputError, match="no faster-whisper model in"):
         s.synthesize(_req(ref_wav, asr_weight=1.0, asr_model=str(tmp_path / "nowhere")))
     with pytest.raises(TTSInputError, match="speaker_weight must be 0"):

@@ -55,6 +55,7 @@ from core.jobs import (
     never_stop,
     serve_worker,
 )
+from core.model_route import download_route, hub_url
 from tools.labels import prune_history
 
 logger = logging.getLogger(__name__)
@@ -195,20 +196,15 @@ def local_model_folder(model: str, model_dir: str | Path = DEFAULT_MODEL_DIR) ->
     return folder if _is_ct2_folder(folder) else None
 
 
-def fetch_command(model: str, model_dir: str | Path = DEFAULT_MODEL_DIR) -> str:
-    repo = MODEL_REPOS.get(model, f"Systran/faster-whisper-{model}")
-    return f"huggingface-cli download {repo} --local-dir {Path(model_dir) / f'faster-whisper-{model}'}"
-
-
 def _missing_message(model: str, model_dir: str | Path) -> str:
-    files = ", ".join(MODEL_FILES)
     if _looks_like_path(model):
+        files = ", ".join(MODEL_FILES)
         return f"no faster-whisper model in {model}: the folder must hold {files} (a CTranslate2 Whisper)"
     folder = Path(model_dir) / f"faster-whisper-{model}"
-    return (
-        f"faster-whisper model '{model}' not found. Put its files ({files}) in {folder}, "
-        f"e.g. with: {fetch_command(model, model_dir)} (or allow downloading)"
-    )
+    source = hub_url(MODEL_REPOS.get(model, f"Systran/faster-whisper-{model}"))
+    # The registry row of a size is faster-whisper-<size> (gpt_sovits.pretrained).
+    route = download_route(f"faster-whisper-{model}", MODEL_FILES, folder, source, model_dir)
+    return f"faster-whisper model '{model}' not found in {folder}. {route}"
 
 
 def _in_hf_cache(model: str) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from core.errors import UserError
 from core.fsutil import file_problem, load_error_reason
+from core.model_route import download_route, hub_url
 
 DEFAULT_MODEL = "htdemucs"
 BUILTIN_MODELS = ("htdemucs", "htdemucs_ft", "mdx_extra")
@@ -162,7 +163,7 @@ def _hf_cached(name: str, download: bool) -> tuple[BagSpec, list[Path]] | None:
 
 
 def missing_model_message(name: str, model_dir: str | Path) -> str:
-    """What to put where, and the command that fetches it."""
+    """What is missing where, and the routes to get it (the Models tab, the command, by hand)."""
     folder = Path(model_dir)
     bag = builtin_bag(name)
     if bag is None:
@@ -170,14 +171,10 @@ def missing_model_message(name: str, model_dir: str | Path) -> str:
             f"Demucs model {name!r} was not found: put {name}.yaml and the model files it lists "
             f"(<signature>.safetensors or <signature>.th) in {folder}."
         )
-    files = ", ".join([f"{name}.yaml"] + [f"{s}.safetensors" for s in bag.signatures])
-    legacy = ", ".join(LEGACY_ROOT_URL + f for f in legacy_files(bag.signatures).values())
-    return (
-        f"Demucs model {name!r} was not found. Expected files: {files} in the folder {folder}. "
-        f"Get them with: hf download {hf_repo_id(name)} --local-dir {folder} "
-        f"(older huggingface_hub: huggingface-cli download {hf_repo_id(name)} --local-dir {folder}), "
-        f"or allow downloading (--download). Legacy alternative: {name}.yaml with {legacy}."
-    )
+    files = [f"{name}.yaml"] + [f"{s}.safetensors" for s in bag.signatures]
+    # The registry row is demucs-<name>; the models folder is the one above demucs/.
+    route = download_route(f"demucs-{name}", files, folder, hub_url(hf_repo_id(name)), folder.parent)
+    return f"Demucs model {name!r} was not found in {folder}. {route}"
 
 
 def _check_checksum(path: Path) -> None:

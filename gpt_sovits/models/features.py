@@ -24,16 +24,13 @@ import torch.nn.functional as F
 
 from core.audio import DATASET_RATE, HUBERT_RATE
 from core.errors import UserError
+from core.model_route import GSV_REPO, download_route, hub_url
 
 HUBERT_SR = HUBERT_RATE
 HUBERT_FOLDER = "chinese-hubert-base"
 BERT_FOLDER = "chinese-roberta-wwm-ext-large"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-_HUB_SOURCES = {
-    HUBERT_FOLDER: "TencentGameMate/chinese-hubert-base (or lj1995/GPT-SoVITS: chinese-hubert-base/)",
-    BERT_FOLDER: "hfl/chinese-roberta-wwm-ext-large (or lj1995/GPT-SoVITS: chinese-roberta-wwm-ext-large/)",
-}
 
 
 class FeatureModelNotFoundError(UserError, FileNotFoundError):
@@ -48,15 +45,10 @@ def _check_model_folder(folder: Path, kind: str, need_tokenizer: bool) -> None:
     expected = ["config.json", " or ".join(_WEIGHT_FILES)]
     if need_tokenizer:
         expected.append(" or ".join(_TOKENIZER_FILES))
-    source = _HUB_SOURCES.get(folder.name, _HUB_SOURCES[HUBERT_FOLDER if kind == "HuBERT" else BERT_FOLDER])
-    how = (
-        f"Download {source} into {folder}, e.g. `huggingface-cli download "
-        f"{source.split(' ')[0]} --local-dir {folder}` on a machine with internet access."
-    )
+    name = HUBERT_FOLDER if kind == "HuBERT" else BERT_FOLDER  # the registry row (and its hub folder)
+    how = download_route(name, expected, folder, hub_url(GSV_REPO, name, folder=True), folder.parent)
     if not folder.is_dir():
-        raise FeatureModelNotFoundError(
-            f"{kind} model folder not found: {folder}. It must contain {', '.join(expected)}. {how}"
-        )
+        raise FeatureModelNotFoundError(f"{kind} model folder not found: {folder}. {how}")
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
@@ -66,8 +58,7 @@ def _check_model_folder(folder: Path, kind: str, need_tokenizer: bool) -> None:
         missing.append(" or ".join(_TOKENIZER_FILES))
     if missing:
         raise FeatureModelNotFoundError(
-            f"{kind} model folder {folder} is incomplete: missing {', '.join(missing)} "
-            f"(expected {', '.join(expected)}). {how}"
+            f"{kind} model folder {folder} is incomplete: missing {', '.join(missing)}. {how}"
         )
 
 

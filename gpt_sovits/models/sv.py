@@ -59,6 +59,7 @@ from torch import nn
 
 from core.audio import resample
 from core.errors import UserError
+from core.model_route import GSV_REPO, download_route, hub_url
 from gpt_sovits.models.s2 import SV_DIM as SV_DIM  # re-exported: the (B, 20480) embed() width
 from gpt_sovits.models.weights import (
     CheckpointError,
@@ -71,9 +72,7 @@ from gpt_sovits.models.weights import (
 SV_RATE = 16000  # the SV model's input rate (Hz)
 N_MELS = 80
 SV_FILE = "sv/pretrained_eres2netv2w24s4ep4.ckpt"  # relative to the pretrained-models folder
-_SV_SOURCE = (
-    "the official GPT-SoVITS pretrained models (Hugging Face lj1995/GPT-SoVITS, file " + SV_FILE + ")"
-)
+SV_NAME = "sv-eres2netv2"  # its row in the pretrained-models registry (what `download` takes)
 _MIN_SAMPLES = 400  # one 25 ms fbank frame at 16 kHz
 
 
@@ -298,7 +297,7 @@ def _state_dict_or_explain(content: object, path: Path) -> dict[str, torch.Tenso
     }.get(kind, "not a plain state dict of tensors")
     raise SVModelMismatchError(
         f"{path} is {what}, not the speaker-verification model; expected the ERes2NetV2 weights "
-        f"{Path(SV_FILE).name} from {_SV_SOURCE}"
+        f"{Path(SV_FILE).name} from {hub_url(GSV_REPO, SV_FILE)}"
     )
 
 
@@ -323,7 +322,7 @@ def _check_keys(model: nn.Module, sd: Mapping[str, torch.Tensor], path: Path, cf
     sizes = ", ".join(f"{k}={v}" for k, v in asdict(cfg).items())
     raise SVModelMismatchError(
         f"{path} is not the ERes2NetV2 speaker-verification model ({sizes}): {'; '.join(problems)}. "
-        f"Expected {Path(SV_FILE).name} from {_SV_SOURCE}"
+        f"Expected {Path(SV_FILE).name} from {hub_url(GSV_REPO, SV_FILE)}"
     )
 
 
@@ -337,9 +336,11 @@ def load_sv(
     path = Path(path)
     cfg = config or SVConfig()
     if not path.exists():
+        # The official layout puts it at <model_dir>/sv/<file>: that model_dir is where `download` writes.
+        model_dir = path.parent.parent if path.parent.name == Path(SV_FILE).parent.name else None
+        route = download_route(SV_NAME, (path.name,), path.parent, hub_url(GSV_REPO, SV_FILE), model_dir)
         raise SVModelNotFoundError(
-            f"speaker-verification model not found: {path}. v2Pro and v2ProPlus need it: put "
-            f"{Path(SV_FILE).name} in <pretrained_dir>/{Path(SV_FILE).parent}/; it comes from {_SV_SOURCE}"
+            f"speaker-verification model not found: {path}. v2Pro and v2ProPlus need it. {route}"
         )
     try:
         raw = read_checkpoint(path)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.model_route import download_route
 from gpt_sovits.text.errors import TextFrontendError
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,8 @@ class G2PWUnavailableError(TextFrontendError):
 
 
 def _files_hint(model_dir: Path) -> str:
-    return (
-        f"Download G2PWModel.zip from {G2PW_URL} and unzip it into {model_dir} so that "
-        f"{model_dir / G2PW_FOLDER / ONNX_NAMES[0]} exists (or run `python -m gpt_sovits.pretrained download g2pw "
-        f"--model-dir {model_dir}`)."
+    return download_route(
+        "g2pw", ("the unzipped G2PWModel.zip",), model_dir / G2PW_FOLDER, G2PW_URL, model_dir
     )
 
 
@@ -106,7 +105,7 @@ def find_g2pw_files(model_dir: str | Path) -> G2PWFiles | None:
     if not any((bert / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
         raise G2PWUnavailableError(
             f"G2PW needs the BERT tokenizer in {bert} (vocab.txt or tokenizer.json), which is missing. "
-            f"Download the folder from {BERT_URL}."
+            + download_route(BERT_FOLDER, ("vocab.txt or tokenizer.json",), bert, BERT_URL, model_dir)
         )
     return G2PWFiles(onnx=onnx, folder=folder, bert=bert)
 

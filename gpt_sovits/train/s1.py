@@ -165,7 +165,7 @@ class S1TrainResult:
 
 def resolve_pretrained(cfg: S1TrainConfig) -> Path:
     """The pretrained GPT file: --pretrained-s1, else the official v2 (or v1) name under --pretrained-dir."""
-    from gpt_sovits.pretrained import pretrained_paths
+    from gpt_sovits.pretrained import gpt_name, missing_message, pretrained_paths
 
     if cfg.pretrained_s1 is not None:
         if not cfg.pretrained_s1.is_file():
@@ -180,10 +180,8 @@ def resolve_pretrained(cfg: S1TrainConfig) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise TrainingError(
-        f"the pretrained GPT is missing: expected {candidates[0]}. Download it with "
-        f"`python -m gpt_sovits.pretrained download gpt-{versions[0]}` (or from the Models tab), or pass --pretrained-s1."
-    )
+    how = missing_message(gpt_name(versions[0]), cfg.pretrained_dir)
+    raise TrainingError(f"the pretrained GPT is missing: {how} Or pass --pretrained-s1.")
 
 
 def load_pretrained(path: Path, version: str) -> tuple[Text2Semantic, S1Config, str]:
