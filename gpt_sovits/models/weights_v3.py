@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from core.fsutil import atomic_write_bytes, file_problem
+from core.model_route import GSV_REPO, download_route, hub_url
 from gpt_sovits.models.dit import rotary_inv_freq
 from gpt_sovits.models.fastpath import apply_precision
 from gpt_sovits.models.s2v3 import V3V4_VERSIONS, S2V3Config, SynthesizerTrnV3
@@ -426,17 +427,15 @@ def _bigvgan_fill(k: str) -> torch.Tensor | None:
 def load_bigvgan(folder: str | Path, device: str | torch.device = "cpu", precision: str = "auto") -> BigVGAN:
     """Load BigVGAN from its folder (`config.json` + `bigvgan_generator.pt`), strictly, in eval mode."""
     folder = Path(folder)
+    files, source = (BIGVGAN_CONFIG, BIGVGAN_WEIGHTS), hub_url(GSV_REPO, folder.name, folder=True)
+    route = download_route("vocoder-v3", files, folder, source, folder.parent)
     if not folder.is_dir():
-        raise CheckpointError(
-            f"BigVGAN folder not found: {folder} (expected config.json and {BIGVGAN_WEIGHTS})"
-        )
+        raise CheckpointError(f"BigVGAN folder not found: {folder}. {route}")
     cfg_path, pt_path = folder / BIGVGAN_CONFIG, folder / BIGVGAN_WEIGHTS
     for p in (cfg_path, pt_path):
         problem = file_problem(p, "BigVGAN file")
         if problem:
-            raise CheckpointError(
-                f"{p} is {problem}; a BigVGAN folder holds {BIGVGAN_CONFIG} and {BIGVGAN_WEIGHTS}"
-            )
+            raise CheckpointError(f"{p} is {problem}. {route}")
     try:
         cfg = BigVGANConfig.from_json_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError, AttributeError) as e:
