@@ -5,10 +5,13 @@
   `gather_preflight` reads from disk; the dataset part reuses `tools.dataset_check`);
 - the argv and config file of each step (`build_step`): formatting, S2, S1, CLVP.
 
-Versions: v1, v2, v2Pro, v2ProPlus (the reference's training UI order; its v4 is not offered). Which
-pretrained files a version needs is the registry's table (`gpt_sovits.pretrained.version_models`):
-v2Pro/v2ProPlus format with their own generator and the SV model (writing ``7-sv_cn``), train S2 from
-their own G/D pair and S1 from ``s1v3.ckpt`` (a v2-phone-set GPT, so S1 is told version v2).
+Versions: v1, v2, v3, v4, v2Pro, v2ProPlus (the reference's training UI order, with v3 back beside
+v4). Which pretrained files a version needs is the registry's table (`gpt_sovits.pretrained.version_models`,
+`v3v4_models`): v2Pro/v2ProPlus format with their own generator and the SV model (writing ``7-sv_cn``),
+train S2 from their own G/D pair and S1 from ``s1v3.ckpt`` (a v2-phone-set GPT, so S1 is told version
+v2). v3/v4 train S2 with LoRA (``gpt_sovits.train.s2v3``: no discriminator, rank 16/32/64/128) from
+``s2Gv3.pth`` / ``gsv-v4-pretrained/s2Gv4.pth`` with the reference UI's own defaults (2 epochs, saved
+every epoch, rank 32), and S1 from ``s1v3.ckpt`` as v2.
 
 Where an experiment lives (`Layout`) and how its name is checked are in `ui/training_common.py`,
 progress and curves in `ui/training_progress.py`, samples and exports in `ui/training_samples.py`.
@@ -26,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpt_sovits.pretrained import VERSIONS, symbol_version, uses_sv, version_models
+from gpt_sovits.pretrained import VERSIONS as V1V2_VERSIONS
+from gpt_sovits.pretrained import symbol_version, uses_sv, version_models
 from tools.dataset_check import DatasetReport
 from ui.training_common import (
     EXP_NAME,
@@ -39,6 +43,9 @@ from ui.training_common import (
 )
 from ui.training_jobs import live_job
 
+# The versions the tab trains, in the reference training UI's order (v1, v2, v4, v2Pro, v2ProPlus) with v3.
+V3V4: tuple[str, ...] = ("v3", "v4")  # flow-matching S2, fine-tuned with LoRA
+VERSIONS: tuple[str, ...] = (*V1V2_VERSIONS[:2], *V3V4, *V1V2_VERSIONS[2:])
 STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
 PIPELINE: tuple[str, ...] = ("prepare", "s2", "s1")  # the one-click run
 MODULES: dict[str, str] = {
@@ -47,6 +54,10 @@ MODULES: dict[str, str] = {
     "s1": "gpt_sovits.train.s1",
     "clvp": "clvp.train",
 }
+S2_LORA_MODULE = "gpt_sovits.train.s2v3"  # the S2 step of v3/v4
+# The versions gpt_sovits.data.prepare formats (its --version choices); v3/v4 semantic tokens need the
+# v3/v4 generator's quantizer there.
+FORMAT_VERSIONS: tuple[str, ...] = V1V2_VERSIONS
 # The file the tab writes for `--config`; the trainer writes its effective config to config.json.
 REQUEST_FILE = "ui_request.json"
 PREPARE_REQUEST_FILE = "prepare_request.json"
@@ -56,6 +67,10 @@ PREPARE_REQUEST_FILE = "prepare_request.json"
 DEFAULT_S2_EPOCHS, DEFAULT_S2_SAVE_EVERY = 8, 4
 DEFAULT_S1_EPOCHS, DEFAULT_S1_SAVE_EVERY = 15, 5
 DEFAULT_CLVP_EPOCHS = 20
+# v3/v4 (the reference's v3v4set): S2 2 epochs saved every epoch; LoRA rank 16/32/64/128, default 32.
+DEFAULT_S2_EPOCHS_V3V4, DEFAULT_S2_SAVE_EVERY_V3V4 = 2, 1
+LORA_RANKS: tuple[int, ...] = (16, 32, 64, 128)
+DEFAULT_LORA_RANK = 32
 
 MIN_USABLE_CLIPS = 5  # below this, fine-tuning only memorises a handful of sentences
 MIN_TOTAL_SECONDS = 60.0  # GPT-SoVITS's "one minute of voice" is the smallest set that works well
@@ -80,8 +95,41 @@ class TrainSettings:
     clvp_epochs: int = DEFAULT_CLVP_EPOCHS
     clvp_batch: int = 0
     clvp_init: str = ""  # CLVP weights to fine-tune from (empty: a new model)
+    lora_rank: int = DEFAULT_LORA_RANK  # v3/v4 S2 only
     fresh: bool = False
     device: str = "auto"
+
+
+def is_lora_version(version: str) -> bool:
+    """v3/v4: S2 is fine-tuned with LoRA by its own trainer."""
+    return version in V3V4
+
+
+def version_defaults(version: str) -> dict[str, int]:
+    """The S2 widgets' values when `version` is chosen (the reference web UI's per-version defaults)."""
+    if is_lora_version(version):
+        return {
+            "s2_epochs": DEFAULT_S2_EPOCHS_V3V4,
+            "s2_save_every": DEFAULT_S2_SAVE_EVERY_V3V4,
+            "lora_rank": DEFAULT_LORA_RANK,
+        }
+    return {
+        "s2_epochs": DEFAULT_S2_EPOCHS,
+        "s2_save_every": DEFAULT_S2_SAVE_EVERY,
+        "lora_rank": DEFAULT_LORA_RANK,
+    }
+
+
+def step_module(step: str, version: str) -> str:
+    """The module `python -m` runs for `step` of `version`."""
+    return S2_LORA_MODULE if step == "s2" and is_lora_version(version) else MODULES[step]
+
+
+def _s1_pretrained(model_dir: Path, version: str) -> Path:
+    """The pretrained GPT of a version whose S1 is a v2-phone-set GPT (v2Pro/v2ProPlus/v3/v4: s1v3.ckpt)."""
+    from gpt_sovits.pretrained import S1V3_FILE, pretrained_paths
+
+    return model_dir / S1V3_FILE if is_lora_version(version) else pretrained_paths(model_dir, version).s1
 
 
 def _flags(config: dict[str, Any]) -> list[str]:
@@ -129,15 +177,15 @@ def _trainer_config(step: str, s: TrainSettings, layout: Layout) -> dict[str, An
         "save_every": int(every),
         "device": s.device,
     }
+    if step == "s2" and is_lora_version(s.version):
+        config["lora_rank"] = int(s.lora_rank)
     if step == "s1":
         config["dpo"] = bool(s.dpo)
         if s.version in VERSIONS and symbol_version(s.version) != s.version:
-            # v2Pro/v2ProPlus: S1 is a v2-phone-set GPT fine-tuned from the version's own pretrained
-            # GPT (s1v3.ckpt), which the S1 trainer is handed by path.
-            from gpt_sovits.pretrained import pretrained_paths
-
+            # v2Pro/v2ProPlus/v3/v4: S1 is a v2-phone-set GPT fine-tuned from the version's own
+            # pretrained GPT (s1v3.ckpt), which the S1 trainer is handed by path.
             config["version"] = symbol_version(s.version)
-            config["pretrained_s1"] = str(pretrained_paths(layout.model_dir, s.version).s1)
+            config["pretrained_s1"] = str(_s1_pretrained(layout.model_dir, s.version))
     config["fresh"] = bool(s.fresh)
     return config
 
@@ -170,7 +218,7 @@ def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
     else:
         config, config_path = _trainer_config(step, s, layout), run_dir / REQUEST_FILE
     args = ["--config", str(config_path), *_flags(config)]
-    return StepSpec(step, MODULES[step], args, config, run_dir, config_path)
+    return StepSpec(step, step_module(step, s.version), args, config, run_dir, config_path)
 
 
 def write_step_config(spec: StepSpec) -> Path:
@@ -248,8 +296,10 @@ STEP_MODELS: dict[str, tuple[str, ...]] = {
 
 
 def step_models(step: str, version: str) -> tuple[str, ...]:
-    """The pretrained roles `step` reads for `version`."""
+    """The pretrained roles `step` reads for `version` (v3/v4 S2 has no discriminator)."""
     roles = STEP_MODELS[step]
+    if step == "s2" and is_lora_version(version):
+        return ("s2g",)
     return (*roles, "sv") if step == "prepare" and uses_sv(version) else roles
 
 
@@ -380,6 +430,13 @@ def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
                 ),
             )
         )
+    if "prepare" in inputs.steps and s.version in VERSIONS and s.version not in FORMAT_VERSIONS:
+        message = _(
+            "Formatting for {v} is not available yet: format the experiment elsewhere (the reference's "
+            "1A steps with the {v} generator), then train S2 and S1 without the Format step.",
+            v=s.version,
+        )
+        out.append(Problem("error", message))
     checks = {
         "s2": ((s.s2_epochs, s.s2_save_every), s.s2_batch),
         "s1": ((s.s1_epochs, s.s1_save_every), s.s1_batch),
@@ -395,6 +452,18 @@ def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
         if int(batch) < 0:
             out.append(Problem("error", _("Batch size must be 0 (automatic) or more.")))
             break
+    if "s2" in inputs.steps and is_lora_version(s.version) and int(s.lora_rank) not in LORA_RANKS:
+        choices = ", ".join(map(str, LORA_RANKS))
+        out.append(
+            Problem(
+                "error",
+                _(
+                    "LoRA rank {rank} is not offered: choose one of {choices}.",
+                    rank=s.lora_rank,
+                    choices=choices,
+                ),
+            )
+        )
     return out
 
 
@@ -503,20 +572,30 @@ def format_state(exp_dir: Path) -> FormatState:
     )
 
 
+def _version_paths(model_dir: Path, version: str) -> dict[str, Path]:
+    """Role -> path of the pretrained files a training run of `version` reads."""
+    from gpt_sovits.pretrained import find_spec, pretrained_paths, v3v4_models
+
+    if is_lora_version(version):  # s1 (s1v3.ckpt), s2g, hubert, bert; the vocoder is synthesis's
+        names = {role: name for role, name in v3v4_models(version).items() if role != "vocoder"}
+        return {role: Path(model_dir) / find_spec(name).path for role, name in names.items()}
+    paths = pretrained_paths(model_dir, version)
+    # s1, s2g, s2d, hubert, bert (+ sv for v2Pro/v2ProPlus)
+    return {role: Path(getattr(paths, role)) for role in version_models(version)}
+
+
 def pretrained_files(model_dir: Path, version: str) -> tuple[ModelFile, ...]:
     """The pretrained files of `version` with their presence and how to get the missing ones."""
-    from gpt_sovits.pretrained import model_status, pretrained_paths
+    from gpt_sovits.pretrained import model_status
 
-    paths = pretrained_paths(model_dir, version)
-    roles = tuple(version_models(version))  # s1, s2g, s2d, hubert, bert (+ sv for v2Pro/v2ProPlus)
+    paths = _version_paths(model_dir, version)
     statuses = {}
     try:  # the registry checks folders the way the loaders do (config + weights present)
         statuses = {str(Path(st.path)): st for st in model_status(model_dir)}
     except Exception:  # a broken registry must not hide which file is missing
         statuses = {}
     out = []
-    for role in roles:
-        path = Path(getattr(paths, role))
+    for role, path in paths.items():
         st = statuses.get(str(path))
         present = st.present if st is not None else path.exists()
         out.append(ModelFile(role, str(path), present, "" if present or st is None else st.how_to_get))
