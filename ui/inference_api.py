@@ -9,6 +9,10 @@ client downloads it) and a JSON string: sample_rate, seed, duration, and per sen
 candidate and every candidate's scores. `client.predict(api_name="/weights")` lists the weight files it
 accepts.
 
+`voice="NAME"` (last parameter) uses a voice saved in the tab: its clip(s), their text and language,
+weights and settings fill every parameter left empty or at its default, so
+`client.predict("你好。", voice="NAME", api_name="/synthesize")` is enough.
+
 A text over the server's `--max-text` characters is refused with a message naming both numbers.
 Concurrent calls (and the tab's) take turns on the models sentence by sentence, so a short call is not
 held up by a long one. `job = client.submit(..., api_name="/synthesize")` then `job.cancel()` stops a
@@ -51,6 +55,13 @@ _HEAD: tuple[str | tuple[str, Any, Any, str], ...] = (
 _TAIL: tuple[tuple[str, Any, Any, str], ...] = (
     ("clvp", str, "", "CLVP checkpoint path inside the workspace for reranking; empty: none."),
     ("aux_refs", list[FileData] | None, None, "more reference clips whose timbre is averaged in."),
+    (
+        "voice",
+        str,
+        "",
+        "a saved voice's name (the tab's 'Save as voice'): it gives the reference clip(s), their text and "
+        "language, the weights and the settings wherever a parameter is left empty or at its default.",
+    ),
 )
 
 
@@ -102,7 +113,7 @@ async def run_synthesis(
 ) -> tuple[FileData, str]:
     """One `/synthesize` call: named values -> the wav (a path in outputs/) and its JSON details."""
     with shown_in_toast(str, "/synthesize"):
-        form = H.form_from_values({**values, "random_seed": False})
+        form = H.form_from_values({**H.with_voice(values, ctx.workspace), "random_seed": False})
         outcome = await service.run(
             lambda job: H.synthesize(
                 form,
