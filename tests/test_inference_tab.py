@@ -469,3 +469,187 @@ def test_transcribe_reference_with_a_local_whisper(tmp_path):
     text, lang = H.transcribe_reference(cache, speech_wav(tmp_path / "ref.wav"), "tiny-test", models)
     assert (text, lang) == (EXPECTED_TEXT, "en")
     assert list(cache._whisper) == ["tiny-test"]  # loaded once, kept for the next click
+
+
+# ------------------------------------------------------------- .txt input, export, voices, regenerate
+
+
+def test_a_text_file_is_read_as_utf8_or_utf16_and_binary_or_long_files_are_refused(tmp_path):
+    from gpt_sovits.infer.request import TextTooLongError
+
+    text = "你好世界。\nHello there."
+    for name, data in (
+        ("plain.txt", text.replace("\n", "\r\n").encode("utf-8")),
+        ("bom.txt", b"\xef\xbb\xbf" + text.encode("utf-8")),
+        ("le.txt", text.encode("utf-16")),  # with its BOM
+        ("be.txt", b"\xfe\xff" + text.encode("utf-16-be")),
+    ):
+        (tmp_path / name).write_bytes(data)
+        assert H.read_text_file(tmp_path / name) == text, name
+    (tmp_path / "song.txt").write_bytes(b"ID3\x03\x00\x00\x00\x00\x0f" + bytes(range(256)))
+    with pytest.raises(H.TextFileError, match="song.txt is not a text file"):
+        H.read_text_file(tmp_path / "song.txt")
+    (tmp_path / "latin.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(H.TextFileError, match="latin.txt is not UTF-8 or UTF-16 text: save it as UTF-8"):
+        H.read_text_file(tmp_path / "latin.txt")
+    (tmp_path / "long.txt").write_text("好" * 301, encoding="utf-8")
+    with pytest.raises(TextTooLongError, match="301 characters.*at most 300"):
+        H.read_text_file(tmp_path / "long.txt", max_text=300)
+    (tmp_path / "blank.txt").write_text(" \n ", encoding="utf-8")
+    with pytest.raises(H.TextFileError, match="holds no text"):
+        H.read_text_file(tmp_path / "blank.txt")
+
+
+@pytest.mark.parametrize("fmt", H.EXPORT_FORMATS)
+def test_results_are_saved_in_the_chosen_export_format(tmp_path, fmt):
+    audio = (0.3 * np.sin(np.arange(32000) * 2 * np.pi * 220 / 32000)).astype(np.float32)
+    path = H.save_output(tmp_path, audio, "你好", 5, fmt=fmt)
+    assert path.suffix == f".{fmt}" and "_s5_" in path.name
+    decoded, sr = sf.read(path)
+    assert sr == 32000 and abs(decoded.shape[0] - 32000) < 2000  # mp3/vorbis pad a little
+    assert np.abs(decoded).max() > 0.2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically
+
+
+def test_stream_chunks_and_formats():
+    audio = np.full(3200, 0.5, dtype=np.float32)
+    header = H.stream_header("wav")
+    assert len(header) == 44 and header[:4] == b"RIFF" and header[40:44] == b"\xff\xff\xff\xff"
+    from core.audio import to_int16
+
+    samples = np.frombuffer(H.encode_chunk(audio, 32000, "wav"), "<i2")
+    assert np.array_equal(samples, to_int16(audio)) and samples[0] in (
+        16383,
+        16384,
+    )  # raw, as the header says
+    assert len(H.encode_chunk(audio, 32000, "pcm")) == 2 * 2400  # OpenAI's pcm: 24 kHz
+    assert H.encoded_rate("opus") == 48000 and H.stream_header("mp3") == b""
+    with pytest.raises(H.AudioFormatError, match="flac cannot be streamed"):
+        H.encode_chunk(audio, 32000, "flac")
+    with pytest.raises(H.AudioFormatError, match="Unknown audio format 'aac'"):
+        H.encode_audio(audio, 32000, "aac")
+
+
+@pytest.fixture
+def tab(tmp_path, tiny_pretrained):
+    """The Voice cloning tab built on tiny models; its handlers are called directly."""
+    import gradio as gr
+
+    from ui.inference_tab import build
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US", tiny_pretrained.root)
+    with gr.Blocks():
+        c = build(ctx)
+    return c
+
+
+def _form_values(c, tiny, ref: Path) -> dict:
+    ui = c.ui
+    values = {
+        comp: comp.value
+        for comp in (*ui.knobs.values(), *ui.components(("random_seed", "exact_fp32")).values())
+    }
+    values |= {ui.knobs["max_new_tokens"]: 12, ui.knobs["cut"]: "cut5", ui.knobs["candidates"]: 2}
+    values |= {
+        ui.text: "你好世界。今天天气很不错。",
+        ui.ref_audio: str(ref),
+        ui.aux_refs: None,
+        ui.clvp: "none",
+    }
+    values |= {ui.gpt: str(tiny.s1), ui.sovits: str(tiny.s2g), ui.asr_model: None, ui.history: []}
+    return values
+
+
+def test_a_voice_saved_in_the_tab_fills_every_field_when_chosen(tab, tiny_pretrained, tmp_path):
+    import gradio as gr
+
+    from ui.inference_tab import refresh, save_voice_form, text_from_file, use_voice
+
+    ui = tab.ui
+    ref = _wav(tmp_path / "ref.wav", 4.0)
+    values = _form_values(tab, tiny_pretrained, ref)
+    values |= {ui.knobs["top_k"]: 33, ui.knobs["ref_text"]: "你好世界。", ui.knobs["ref_lang"]: "zh"}
+    values |= {ui.voice_name: "narrator", ui.voice_overwrite: False}
+    saved = save_voice_form(tab, values)
+    assert saved[ui.voice]["choices"] == ["narrator"] and saved[ui.voice]["value"] == "narrator"
+    assert "Voice narrator saved" in saved[ui.voice_status]
+    with pytest.raises(gr.Error, match="exists already"):
+        save_voice_form(tab, values)
+    with pytest.raises(gr.Error, match="not a usable voice name"):
+        save_voice_form(tab, values | {ui.voice_name: "../x"})
+    assert refresh(tab, {ui.voice: "narrator"})[ui.voice]["choices"] == ["narrator"]  # listed fresh
+
+    filled = use_voice(tab, {ui.voice: "narrator"})
+    voice_ref = tab.app.workspace / "voices" / "narrator" / "ref.wav"
+    assert filled[ui.ref_audio] == str(voice_ref) and voice_ref.read_bytes() == ref.read_bytes()
+    assert filled[ui.gpt]["value"] == str(tiny_pretrained.s1) and filled[ui.sovits]["value"] == str(
+        tiny_pretrained.s2g
+    )
+    assert filled[ui.knobs["top_k"]] == 33 and filled[ui.knobs["ref_text"]] == "你好世界。"
+    assert filled[ui.knobs["cut"]] == "cut5" and filled[ui.knobs["max_new_tokens"]] == 12
+    assert ui.knobs["seed"] not in filled  # the seed belongs to one synthesis, not to the voice
+
+    text = tmp_path / "long.txt"
+    text.write_bytes(b"\xef\xbb\xbf" + "第一句。第二句。".encode())
+    assert text_from_file(tab, {ui.text_file: str(text)}) == {ui.text: "第一句。第二句。"}
+    text.write_bytes(bytes(range(256)))
+    with pytest.raises(gr.Error, match="long.txt is not a text file"):
+        text_from_file(tab, {ui.text_file: str(text)})
+
+
+def _collect(agen) -> list:
+    import asyncio
+
+    async def run() -> list:
+        return [u async for u in agen]
+
+    return asyncio.run(run())
+
+
+def test_the_tab_streams_sentences_then_regenerates_one_with_a_new_seed(tab, tiny_pretrained, tmp_path):
+    import asyncio
+
+    from ui.inference_tab import pick_from_table, regenerate_sentence, synthesize_form
+
+    ui = tab.ui
+    values = _form_values(tab, tiny_pretrained, _wav(tmp_path / "ref.wav", 4.0))
+    values[ui.export_format] = "mp3"
+    updates = _collect(synthesize_form(tab, values, progress=lambda *a, **k: None))
+    streamed, final = updates[:-1], updates[-1]
+    assert len(streamed) == 2 and all(set(u) == {ui.stream_audio} for u in streamed)  # one per sentence
+    rate, first = streamed[0][ui.stream_audio]
+    assert rate == 32000 and first.dtype == np.int16 and first.size > 0
+    outcome = final[ui.session]["outcome"]
+    assert final[ui.out_audio].endswith(".mp3") and sf.info(final[ui.out_audio]).samplerate == 32000
+    assert sum(u[ui.stream_audio][1].size for u in streamed) == outcome.result.audio.size  # the same audio
+
+    class Select:  # what Gradio hands a .select handler: the clicked cell
+        index = [3, 1]  # row 4: sentence 2, candidate 2
+
+    assert pick_from_table(tab, {ui.session: final[ui.session]}, Select()) == {ui.pick: "1:1"}
+
+    before = [s.audio.copy() for s in outcome.result.sentences]
+    old_tokens = [c.tokens for c in outcome.result.sentences[1].candidates]
+    values |= {ui.pick: "1:0", ui.session: final[ui.session], ui.history: final[ui.history]}
+    regen = asyncio.run(regenerate_sentence(tab, values))
+    result = outcome.result
+    assert np.array_equal(result.sentences[0].audio, before[0])  # the other sentence is kept
+    assert [c.tokens for c in result.sentences[1].candidates] != old_tokens  # drawn again
+    assert len(result.sentences[1].candidates) == 2
+    assert regen[ui.out_audio].endswith(".mp3") and regen[ui.out_audio] != final[ui.out_audio]
+    assert len(regen[ui.history]) == 2 and regen[ui.pick]["value"] == f"1:{result.sentences[1].chosen}"
+    pause = int(32000 * result.request.pause)
+    assert result.audio.size == sum(s.audio.size + pause for s in result.sentences)
+
+    # The regenerated piece keeps the result's S2 noise: re-decoding its chosen candidate gives its audio.
+    from gpt_sovits.infer.synthesizer import Synthesizer
+
+    synth = Synthesizer(outcome.gpt, outcome.sovits, tiny_pretrained.root, cache=tab.cache.tts())
+    chosen = result.sentences[1].chosen
+    other = 1 - chosen
+    piece = synth.candidate_audio(result, 1, other)
+    synth.reassemble(result, [result.sentences[0].chosen, other])
+    assert np.array_equal(result.sentences[1].audio, piece)
+    synth.reassemble(result, [result.sentences[0].chosen, chosen])
+    result.sentences[1].decoded.clear()
+    assert np.array_equal(synth.candidate_audio(result, 1, other), piece)
