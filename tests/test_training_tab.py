@@ -36,7 +36,7 @@ from ui.training_progress import (
     plot_rows,
     read_metrics,
 )
-from ui.training_runner import SampleQueue, StepRunner
+from ui.training_runner import SampleQueue, StepResult, StepRunner
 from ui.training_samples import (
     Export,
     SampleReference,
@@ -307,7 +307,7 @@ def test_v2pro_versions_steps_and_pretrained_files(ws):
     from gpt_sovits.train import s1 as train_s1
     from ui.training_plan import VERSIONS
 
-    assert VERSIONS == ("v1", "v2", "v2Pro", "v2ProPlus")
+    assert VERSIONS == ("v1", "v2", "v3", "v4", "v2Pro", "v2ProPlus")  # v3/v4: tests/test_train_s2v3.py
     (ws.model_dir / "v2Pro").mkdir()
     for rel in ("s1v3.ckpt", "v2Pro/s2Gv2Pro.pth", "v2Pro/s2Dv2Pro.pth"):
         (ws.model_dir / rel).write_bytes(b"x")
@@ -348,8 +348,10 @@ def test_v2pro_versions_steps_and_pretrained_files(ws):
     assert messages(check_plan(formatted), "error") == []
     v2_inputs = PreflightInputs(**{**s2_in.__dict__, "settings": settings(ws, "", version="v2")})
     assert messages(check_plan(v2_inputs), "error") == []  # v2 S2 does not need 7-sv_cn
-    unknown = PreflightInputs(**{**s2_in.__dict__, "settings": settings(ws, "", version="v4")})
-    assert any("choose one of v1, v2, v2Pro, v2ProPlus" in m for m in messages(check_plan(unknown), "error"))
+    unknown = PreflightInputs(**{**s2_in.__dict__, "settings": settings(ws, "", version="v5")})
+    assert any(
+        "choose one of v1, v2, v3, v4, v2Pro, v2ProPlus" in m for m in messages(check_plan(unknown), "error")
+    )
 
 
 # ---------------------------------------------------------------- metrics and progress
@@ -644,10 +646,20 @@ def test_a_stop_from_another_page_also_stops_the_step_that_run_began_meanwhile(t
 # ---------------------------------------------------------------- what the tab shows
 
 
+def status_of(*results: StepResult, **kw) -> dict:
+    """A run's status as the supervisor writes it (see RunSupervisor.status)."""
+    return {
+        "exp": "voice",
+        "state": "failed",
+        "results": [r.to_dict() for r in results],
+        "started": 0.0,
+        **kw,
+    }
+
+
 def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
     from i18n import I18n
     from ui.context import AppContext
-    from ui.training_runner import StepResult
     from ui.training_views import (
         models_markdown,
         plots_for,
@@ -658,38 +670,93 @@ def test_tab_views_of_status_progress_plots_and_models(tmp_path, ws):
 
     en = I18n("en_US")
     assert suggested_name("asr/My Voice (1).list") == "My_Voice_1" and suggested_name(None) == ""
-    runner = StepRunner([], tmp_path / "jobs")
-    runner.results = [StepResult("prepare", 0), StepResult("s2", 1, stopped=True)]
-    text = status_markdown(runner, None, en)
+    stopped = status_of(StepResult("prepare", 0), StepResult("s2", 1, stopped=True), state="stopped")
+    text = status_markdown(ws, stopped, False, en)
     assert text.splitlines()[:2] == ["- Formatting: Done.", "- SoVITS (S2) training: Stopped."]
     assert text.endswith("Click the same step again to resume where it stopped, or tick Start over.")
-    runner.results = [StepResult("s2", -9)]  # killed, not by Stop
-    assert status_markdown(runner, None, en).startswith(
+    killed = status_of(StepResult("s2", -9))  # killed, not by Stop
+    assert status_markdown(ws, killed, False, en).startswith(
         "- SoVITS (S2) training: Failed: the process was killed (signal 9)"
     )
-    runner.results = [StepResult("s2", -15, stopped=True)]
-    assert status_markdown(runner, None, en).startswith("- SoVITS (S2) training: Stopped.")
-    runner.results = [StepResult("s1", 2, error="no clip left after filtering")]
-    assert status_markdown(runner, None, en) == "- GPT (S1) training: Failed. no clip left after filtering"
-    runner.current = build_step("s1", TrainSettings("voice"), ws)
-    runner.progress.update({"done": 5, "total": 20, "message": "epoch 2, step 5/20", "time": 1.0})
-    assert progress_markdown(runner, en).startswith(
+    sigterm = status_of(StepResult("s2", -15, stopped=True), state="stopped")
+    assert status_markdown(ws, sigterm, False, en).startswith("- SoVITS (S2) training: Stopped.")
+    failed = status_of(StepResult("s1", 2, error="no clip left after filtering"))
+    assert (
+        status_markdown(ws, failed, False, en) == "- GPT (S1) training: Failed. no clip left after filtering"
+    )
+    current = {"step": "s1", "done": 5, "total": 20, "epoch": 2, "eta_seconds": None, "message": "epoch 2"}
+    running = status_of(state="running", current=current, pending=["clvp"])
+    assert progress_markdown(running, True, en).startswith(
         "**GPT (S1) training** · step 5/20 · epoch 2 · ETA ? (25%)"
     )
+    assert status_markdown(ws, running, True, en).splitlines() == [
+        "- GPT (S1) training: running…",
+        "- Next: CLVP training",
+    ]
+    # a "running" status whose supervisor is gone (killed): said so, not shown as running
+    assert progress_markdown(running, False, en) == ""
+    assert "interrupted: the process that ran it is gone" in status_markdown(ws, running, False, en)
 
     run = ws.run_dir("voice", "s1")
     run.mkdir(parents=True)
     lines = [{"step": i, "epoch": 1, "loss/ce": 5.0 - i, "acc/top3": 0.1 * i, "lr": 0.01} for i in (1, 2, 3)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    s2, s1_loss, s1_acc, clvp = plots_for(ws, "voice")
-    assert len(s2) == 0 and len(clvp) == 0
-    assert s1_loss["metric"].unique().tolist() == ["loss/ce"] and s1_loss["value"].tolist() == [4.0, 3.0, 2.0]
-    assert s1_acc["step"].tolist() == [1, 2, 3]
+    mel, kl, adv, s1_loss, s1_acc, clvp = plots_for(ws, "voice", en)
+    assert len(mel) == len(kl) == len(adv) == len(clvp) == 0
+    assert s1_loss["metric"].unique().tolist() == ["cross-entropy"] and s1_loss["value"].tolist() == [
+        4.0,
+        3.0,
+        2.0,
+    ]
+    assert s1_acc["step"].tolist() == [1, 2, 3] and s1_acc["metric"].unique().tolist() == ["top-3 accuracy"]
 
     (ws.model_dir / V2 / "s2G2333k.pth").unlink()
     md = models_markdown(AppContext(ws.workspace, en, ws.model_dir), "v2")
     assert md.count("found") == 4 and "❌ SoVITS (S2) generator: missing" in md
     assert "python -m gpt_sovits.pretrained download sovits-v2" in md
+
+
+def test_s2_losses_are_plotted_per_family_with_readable_names_and_whole_steps(ws):
+    from i18n import I18n
+    from ui.training_page import build_page
+    from ui.training_views import PLOTS, plots_for
+
+    run = ws.run_dir("voice", "s2")
+    run.mkdir(parents=True)
+    keys = (
+        "loss/d/total",
+        "loss/g/total",
+        "loss/g/mel",
+        "loss/g/kl",
+        "loss/g/fm",
+        "loss/g/gen",
+        "loss/g/kl_ssl",
+    )
+    records = [{"step": i, "epoch": 1, **{k: float(i) for k in keys}, "lr": 1e-4} for i in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    frames = dict(zip(PLOTS, plots_for(ws, "voice", I18n("en_US")), strict=True))
+    names = {plot: sorted(frame["metric"].unique()) for plot, frame in frames.items()}
+    assert names == {
+        "s2_mel": ["generator total", "mel reconstruction"],
+        "s2_kl": ["KL (posterior vs prior)", "SSL quantiser commitment"],
+        "s2_adversarial": ["discriminator", "feature matching", "generator adversarial"],
+        "s1_loss": [], "s1_acc": [], "clvp": [],
+    }  # fmt: skip
+    assert str(frames["s2_mel"]["step"].dtype) == "int64"
+    assert frames["s2_kl"]["step"].tolist() == [1, 2, 3, 1, 2, 3]  # per metric, in step order
+    assert sum(len(f) for f in frames.values()) == 3 * len(keys)  # every loss is on exactly one plot
+    import gradio as gr
+
+    from ui.context import AppContext
+
+    with gr.Blocks():
+        page = build_page(AppContext(ws.workspace, I18n("en_US"), ws.model_dir))
+    assert len(page.plots) == len(PLOTS) and all(p.x_axis_format == "d" for p in page.plots)
+    assert [p.label for p in page.plots[:3]] == [
+        "SoVITS (S2): mel reconstruction",
+        "SoVITS (S2): KL",
+        "SoVITS (S2): adversarial and feature matching",
+    ]
 
 
 def test_existing_experiments_lists_safe_folder_names(ws):
@@ -709,7 +776,10 @@ def test_a_step_that_reports_a_stop_ends_the_sequence(tmp_path):
     from i18n import I18n
     from ui.training_views import status_markdown
 
-    assert status_markdown(runner, None, I18n("en_US")).startswith("- SoVITS (S2) training: Stopped.")
+    status = status_of(*runner.results, state="stopped")
+    assert status_markdown(Layout(tmp_path, tmp_path), status, False, I18n("en_US")).startswith(
+        "- SoVITS (S2) training: Stopped."
+    )
 
 
 def test_tail_text_reads_the_end_of_a_long_log(tmp_path):
@@ -807,8 +877,8 @@ def test_handlers_read_named_values_and_a_blocked_start_writes_nothing(ws):
     started = start_steps(tc, PIPELINE, values)
     assert "Cannot start" in started[page.check_md]
     assert started[page.status_md] == "❌ Not started." and page.exports not in started
-    assert session.runner is None and not ws.exp_dir("tiny").exists()
-    assert stop(tc, {page.state: session}) == {page.status_md: "Stopping…"}
+    assert session.exp is None and not ws.exp_dir("tiny").exists()
+    assert stop(tc, {page.state: session}) == {page.status_md: "Nothing is running on this experiment."}
 
     values[page.clvp_init] = "../outside.pt"  # a person's mistake: its message in the toast
     with pytest.raises(gr.Error, match="Not a weights file"):
@@ -840,3 +910,142 @@ def test_the_training_modules_import_one_way():
 
     for module in imports:
         visit(module, ())
+
+
+# ---------------------------------------------------------------- a run that reports itself
+
+
+def test_a_run_makes_its_samples_and_status_with_no_page_open(tmp_path, tiny_pretrained):
+    """The supervisor alone (nothing polls it: no page) hears each export: a wav and its index entry."""
+    from ui.training_common import last_trained_weights
+    from ui.training_runner import RunPlan, read_sample_index, read_status, run_alive, start_run
+    from ui.training_samples import materialize_reference, reference_clips
+
+    layout = Layout(tmp_path / "ws", tiny_pretrained.root)
+    data = write_tiny_dataset(layout.workspace / "data", n=4)
+    samples = layout.samples_dir("voice")
+    ref = materialize_reference(
+        choose_reference(reference_clips(data, layout.workspace)), samples / "ref.wav"
+    )
+    spec = child_spec(layout.exp_dir("voice"), "s2", "--saved", f"s2:{tiny_pretrained.s2g}:1")
+    plan = RunPlan(
+        "voice", "v2", layout.workspace, layout.model_dir, tmp_path / "jobs", (spec,), ref, "cpu",
+        pretrained_s1=str(tiny_pretrained.s1), pretrained_s2g=str(tiny_pretrained.s2g),
+    )  # fmt: skip
+    start_run(plan)
+    assert run_alive(read_status(layout, "voice"))  # seen as running before the supervisor's first write
+    deadline = time.monotonic() + 300
+    while run_alive(read_status(layout, "voice")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    status = read_status(layout, "voice")
+    assert status["state"] == "done" and status["weights"] == {"s2": str(tiny_pretrained.s2g)}
+    assert [(r["step"], r["code"]) for r in status["results"]] == [("s2", 0)]
+    [entry] = read_sample_index(layout.sample_index("voice"))
+    assert entry["ok"], entry["message"]
+    assert (entry["model"], entry["epoch"], entry["step"], entry["file"]) == ("s2", 1, 2, "s2_e1.wav")
+    assert entry["gpt"] == str(tiny_pretrained.s1)  # no GPT export yet: heard with the pretrained one
+    audio, sr = sf.read(samples / "s2_e1.wav")
+    assert sr == 32000 and len(audio) > 0.2 * sr and np.abs(audio).max() > 0
+    assert last_trained_weights(layout.workspace)["sovits"] == str(tiny_pretrained.s2g)
+
+
+def test_a_stop_says_which_step_it_waits_for_then_where_the_run_stopped(tmp_path):
+    from i18n import I18n
+    from ui.training_runner import RunPlan, RunSupervisor, read_status, request_stop
+    from ui.training_views import status_markdown
+
+    layout = Layout(tmp_path / "ws", tmp_path / "models")
+    exp = layout.exp_dir("voice")
+    specs = (child_spec(exp, "s2", "--sleep", "30"), child_spec(exp, "s1"))
+    sup = RunSupervisor(RunPlan("voice", "v2", layout.workspace, layout.model_dir, tmp_path / "jobs", specs))
+    sup.begin()
+    seen: list[dict] = []
+    real_stop = sup.runner.stop
+    sup.runner.stop = lambda: (seen.append(read_status(layout, "voice")), real_stop())  # what a page reads
+    deadline = time.monotonic() + 30
+    while sup.runner.progress.done < 2 and time.monotonic() < deadline:  # the child reports step 2, sleeps
+        sup.tick()
+        time.sleep(0.05)
+    request_stop(layout, "voice")  # the page's Stop: a marker in the experiment folder
+    while sup.tick(sup.stop_requested()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sup.write_status(force=True)
+    en = I18n("en_US")
+    [waiting] = seen
+    assert waiting["state"] == "stopping" and waiting["stop"]["at"] == 3
+    assert status_markdown(layout, waiting, True, en).splitlines() == [
+        "- SoVITS (S2) training: Stopping: waiting for step 3 to finish (state is saved, then the run ends)",
+        "- Next: GPT (S1) training",
+    ]
+    final = read_status(layout, "voice")
+    assert final["state"] == "stopped" and final["pending"] == [] and len(final["results"]) == 1
+    assert status_markdown(layout, final, False, en).splitlines() == [
+        "- SoVITS (S2) training: Stopped.",
+        "",
+        "Stopped after step 2; resume continues from there.",
+        "Click the same step again to resume, or tick Start over.",
+    ]
+
+
+def test_reopening_an_experiment_shows_its_last_run_from_its_folder(ws):
+    """A new page (a reload, another browser) shows the status, log, samples and curves of the last run."""
+    import gradio as gr
+
+    from i18n import I18n
+    from ui.context import AppContext
+    from ui.training_page import build_page
+    from ui.training_runner import SampleOutcome, TrainingSession, record_sample
+    from ui.training_tab import TrainingContext, show_experiment, tick
+
+    gpt = ws.gpt_dir("v2") / "voice-e2.ckpt"
+    sovits = ws.sovits_dir("v2") / "voice_e4_s8.pth"
+    for f in (gpt, sovits):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    log = ws.workspace / "jobs" / "train-s1-x" / "log.txt"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch 2 done\n", encoding="utf-8")
+    results = [StepResult("s2", 0, last_step=8), StepResult("s1", 0, last_step=4)]
+    status = status_of(
+        *results, state="done", pid=1, log=str(log), weights={"s1": str(gpt), "s2": str(sovits)}
+    )
+    ws.exp_dir("voice").mkdir(parents=True)
+    ws.status_path("voice").write_text(json.dumps(status), encoding="utf-8")
+    wav = ws.samples_dir("voice") / "s2_e4.wav"
+    wav.parent.mkdir(parents=True)
+    sf.write(wav, np.zeros(3200, np.float32), 32000)
+    ref = SampleReference("/a.wav", "一", "zh", "二", "zh")
+    spec = SampleSpec("s2", 4, "/g.ckpt", str(sovits), str(wav), ref)
+    record_sample(ws.sample_index("voice"), SampleOutcome("s2", str(wav), True, "", spec), 8)
+    s2_run = ws.run_dir("voice", "s2")
+    s2_run.mkdir(parents=True)
+    (s2_run / "metrics.jsonl").write_text(
+        json.dumps({"step": 8, "loss/g/mel": 20.0}) + "\n", encoding="utf-8"
+    )
+
+    app = AppContext(ws.workspace, I18n("en_US"), ws.model_dir)
+    with gr.Blocks():
+        page = build_page(app)
+    tc = TrainingContext(app, page)
+    session = TrainingSession()
+    out = show_experiment(tc, {page.exp_name: "voice", page.version: "v2", page.state: session})
+    assert out[page.status_md].splitlines() == [
+        "- SoVITS (S2) training: Done.",
+        "- GPT (S1) training: Done.",
+        "",
+        "✅ All steps finished.",
+        "✅ Weights ready: open Voice cloning (it selects the new weights: "
+        "`GPT_weights_v2/voice-e2.ckpt`, `SoVITS_weights_v2/voice_e4_s8.pth`).",
+    ]
+    assert out[page.log_box] == "epoch 2 done\n" and out[page.progress_md] == ""
+    player = out[page.sample_players[0]]
+    assert (
+        player["visible"]
+        and player["value"] == str(wav)
+        and player["label"] == "SoVITS epoch 4 sample (step 8)"
+    )
+    assert not out[page.sample_players[1]]["visible"]
+    assert out[page.s2_mel_plot]["metric"].tolist() == ["mel reconstruction"]
+    assert out[page.timer].active is False and session.exp == "voice"  # nothing runs: no timer
+    later = tick(tc, {page.state: session})
+    assert page.s2_mel_plot not in later and page.sample_players[0] not in later  # unchanged: not resent

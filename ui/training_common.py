@@ -10,6 +10,7 @@ module. Plain Python here: no gradio, no jobs.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ Translator = Callable[..., str]
 # there); formatting writes into the experiment folder itself.
 RUN_FOLDERS: dict[str, str] = {"prepare": "", "s2": "s2_train", "s1": "s1_train", "clvp": "clvp_train"}
 EXP_NAME = re.compile(r"[\w][\w.\-]{0,63}")
+
+# What a run writes into the experiment folder (see `training_runner.RunSupervisor`): the plan it
+# runs, its status (read by every page), the stop request a page leaves, and the samples' index.
+RUN_PLAN_FILE = "run_plan.json"
+RUN_STATUS_FILE = "run_status.json"
+RUN_STOP_FILE = "run_stop_requested"
+SAMPLE_INDEX_FILE = "index.json"  # in <experiment>/samples/
+# In the weights folder: the weights the last finished run exported, for the Voice cloning tab.
+LAST_WEIGHTS_FILE = "last_training.json"
 
 
 def plain(key: str, **fmt: object) -> str:
@@ -83,6 +93,22 @@ class Layout:
     def samples_dir(self, exp: str) -> Path:
         return self.exp_dir(exp) / "samples"
 
+    def sample_index(self, exp: str) -> Path:
+        return self.samples_dir(exp) / SAMPLE_INDEX_FILE
+
+    def status_path(self, exp: str) -> Path:
+        return self.exp_dir(exp) / RUN_STATUS_FILE
+
+    def plan_path(self, exp: str) -> Path:
+        return self.exp_dir(exp) / RUN_PLAN_FILE
+
+    def stop_path(self, exp: str) -> Path:
+        return self.exp_dir(exp) / RUN_STOP_FILE
+
+    @property
+    def last_weights_path(self) -> Path:
+        return self.weights_dir / LAST_WEIGHTS_FILE
+
 
 def existing_experiments(layout: Layout) -> list[str]:
     """Names of the experiment folders of the workspace (to continue or follow one)."""
@@ -102,3 +128,48 @@ class StepSpec:
     config: dict[str, Any]
     run_dir: Path
     config_path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "module": self.module, "args": list(self.args), "config": self.config,
+            "run_dir": str(self.run_dir), "config_path": str(self.config_path),
+        }  # fmt: skip
+
+    def write_config(self) -> Path:
+        """Write the config JSON atomically into the run folder (the record of what was asked)."""
+        from core.fsutil import atomic_write_text
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, json.dumps(self.config, ensure_ascii=False, indent=1) + "\n")
+        return self.config_path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepSpec:
+        return cls(
+            str(d["step"]), str(d["module"]), [str(a) for a in d["args"]], dict(d.get("config") or {}),
+            Path(d["run_dir"]), Path(d["config_path"]),
+        )  # fmt: skip
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, None when it is missing or torn (files here are written atomically, so
+    torn means another writer's bug or a full disk: shown as nothing rather than an error)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def last_trained_weights(workspace: Path) -> dict[str, str]:
+    """The hook for the Voice cloning tab: {"gpt": path, "sovits": path} (either may be absent) that
+    the last finished training run of `workspace` exported, files that still exist only; also
+    "exp" and "version" when known. Empty when nothing was trained here."""
+    record = read_json(Path(workspace) / "weights" / LAST_WEIGHTS_FILE)
+    if not isinstance(record, dict):
+        return {}
+    out = {k: str(record[k]) for k in ("exp", "version") if isinstance(record.get(k), str)}
+    for key in ("gpt", "sovits"):
+        value = record.get(key)
+        if isinstance(value, str) and Path(value).is_file():
+            out[key] = value
+    return out

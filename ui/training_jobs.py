@@ -34,7 +34,7 @@ def record_job(spec: StepSpec, job: Job) -> None:
     atomic_write_text(exp_dir_of(spec) / JOB_RECORD, json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _alive(pid: int, module: str) -> bool:
+def process_runs(pid: int, module: str) -> bool:
     """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -53,11 +53,11 @@ class PidProcess:
 
     def poll(self) -> int | None:
         """None while it runs, then ENDED (`Job.running()` only asks whether this is None)."""
-        return None if _alive(self.pid, self.module) else ENDED
+        return None if process_runs(self.pid, self.module) else ENDED
 
     def wait(self, timeout: float | None = None) -> int | None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while _alive(self.pid, self.module):
+        while process_runs(self.pid, self.module):
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(self.module, timeout)
             time.sleep(0.1)
@@ -76,7 +76,7 @@ def live_job(exp_dir: Path) -> tuple[StepSpec, Job] | None:
         job_dir = Path(record["job_dir"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _alive(pid, module):
+    if not process_runs(pid, module):
         return None
     return spec, Job(argv=[module, *spec.args], job_dir=job_dir, process=PidProcess(pid, module))
 

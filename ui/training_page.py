@@ -65,7 +65,9 @@ class TrainingPage:
     check_md: gr.Markdown
     status_md: gr.Markdown
     progress_md: gr.Markdown
-    s2_plot: gr.LinePlot
+    s2_mel_plot: gr.LinePlot
+    s2_kl_plot: gr.LinePlot
+    s2_adv_plot: gr.LinePlot
     s1_plot: gr.LinePlot
     s1_acc_plot: gr.LinePlot
     clvp_plot: gr.LinePlot
@@ -86,7 +88,11 @@ class TrainingPage:
 
     @property
     def plots(self) -> tuple[gr.LinePlot, ...]:
-        return self.s2_plot, self.s1_plot, self.s1_acc_plot, self.clvp_plot
+        """In `training_views.PLOTS` order: one per loss family."""
+        return (
+            self.s2_mel_plot, self.s2_kl_plot, self.s2_adv_plot, self.s1_plot, self.s1_acc_plot,
+            self.clvp_plot,
+        )  # fmt: skip
 
     @property
     def view_outputs(self) -> list[Any]:
@@ -207,21 +213,28 @@ def _buttons(_: Translator) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def _line_plot(label: str, elem_id: str) -> gr.LinePlot:
-    return gr.LinePlot(x="step", y="value", color="metric", label=label, elem_id=elem_id)
+def _line_plot(label: str, elem_id: str, _: Translator, y_title: str = "") -> gr.LinePlot:
+    # "d": whole steps on the x axis (a short run would otherwise be labelled 0.5, 1.5, ...)
+    return gr.LinePlot(
+        x="step", y="value", color="metric", label=label, elem_id=elem_id, x_title=_("step"),
+        y_title=y_title or _("loss"), color_title=_("metric"), x_axis_format="d",
+    )  # fmt: skip
 
 
 def _run_views(_: Translator) -> dict[str, Any]:
-    """The check, status and progress lines, the four curves, the samples, exports and the log."""
+    """The check, status and progress lines, the curves (one per loss family), the samples, exports
+    and the log."""
     check_md = gr.Markdown(elem_id="train-check")
     status_md = gr.Markdown(elem_id="train-status")
     progress_md = gr.Markdown(elem_id="train-progress")
     with gr.Row():
-        s2_plot = _line_plot(_("SoVITS (S2) losses"), "train-plot-s2")
-        s1_plot = _line_plot(_("GPT (S1) loss"), "train-plot-s1")
+        s2_mel_plot = _line_plot(_("SoVITS (S2): mel reconstruction"), "train-plot-s2-mel", _)
+        s2_kl_plot = _line_plot(_("SoVITS (S2): KL"), "train-plot-s2-kl", _)
+        s2_adv_plot = _line_plot(_("SoVITS (S2): adversarial and feature matching"), "train-plot-s2-adv", _)
     with gr.Row():
-        s1_acc_plot = _line_plot(_("GPT (S1) accuracy"), "train-plot-s1-acc")
-        clvp_plot = _line_plot(_("CLVP loss"), "train-plot-clvp")
+        s1_plot = _line_plot(_("GPT (S1) loss"), "train-plot-s1", _)
+        s1_acc_plot = _line_plot(_("GPT (S1) accuracy"), "train-plot-s1-acc", _, _("accuracy"))
+        clvp_plot = _line_plot(_("CLVP loss"), "train-plot-clvp", _)
     gr.Markdown("### " + _("Samples after each save"))
     with gr.Row(elem_id="train-samples"):
         sample_players = tuple(
@@ -235,7 +248,8 @@ def _run_views(_: Translator) -> dict[str, Any]:
     with gr.Accordion(_("Log"), open=False):
         log_box = gr.Textbox(lines=10, interactive=False, show_label=False, elem_id="train-log")
     return dict(
-        check_md=check_md, status_md=status_md, progress_md=progress_md, s2_plot=s2_plot, s1_plot=s1_plot,
+        check_md=check_md, status_md=status_md, progress_md=progress_md, s2_mel_plot=s2_mel_plot,
+        s2_kl_plot=s2_kl_plot, s2_adv_plot=s2_adv_plot, s1_plot=s1_plot,
         s1_acc_plot=s1_acc_plot, clvp_plot=clvp_plot, sample_players=sample_players, exports=exports,
         log_box=log_box,
     )  # fmt: skip

@@ -107,11 +107,13 @@ def _thin(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, f
 
 
 def plot_rows(
-    series: dict[str, list[tuple[int, float]]], keep: Callable[[str], bool] = lambda k: True
+    series: dict[str, list[tuple[int, float]]],
+    keep: Callable[[str], bool] = lambda k: True,
+    label: Callable[[str], str] = lambda k: k,
 ) -> list[dict]:
-    """Long-format rows {"step", "value", "metric"} for a line plot of the kept series."""
+    """Long-format rows {"step" (int), "value", "metric" (its `label`)} for a line plot of the kept series."""
     return [
-        {"step": step, "value": value, "metric": name}
+        {"step": int(step), "value": value, "metric": label(name)}
         for name, points in sorted(series.items())
         if keep(name)
         for step, value in points
@@ -125,3 +127,24 @@ def is_accuracy(name: str) -> bool:
 def is_loss(name: str) -> bool:
     """Loss curves only: gradient norms and the like have other scales and would flatten them."""
     return "loss" in name.lower()
+
+
+# The SoVITS (S2) losses in three families, each on its own axis: their scales differ by two orders
+# of magnitude (mel L1 x 45 against a KL near 1 and adversarial terms near 2-4).
+S2_FAMILIES: tuple[str, ...] = ("mel", "kl", "adversarial")
+
+
+def s2_family(name: str) -> str:
+    """Which S2 plot a loss goes to: KL terms, adversarial / feature-matching / discriminator terms,
+    else the reconstruction family (mel, the generator's total, and any loss added later)."""
+    leaf = name.lower()
+    if "kl" in leaf:
+        return "kl"
+    if leaf.startswith("loss/d/") or leaf.split("/")[-1] in ("gen", "fm", "adv"):
+        return "adversarial"
+    return "mel"
+
+
+def in_family(family: str) -> Callable[[str], bool]:
+    """The `keep` test of `plot_rows` for one S2 family (losses only)."""
+    return lambda name: is_loss(name) and s2_family(name) == family

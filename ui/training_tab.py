@@ -1,14 +1,14 @@
 """Training tab: format a `.list`, fine-tune SoVITS (S2) and GPT (S1), train CLVP, hear progress.
 
-Each step is a subprocess (`gpt_sovits.data.prepare`, `gpt_sovits.train.s2`, `gpt_sovits.train.s1`,
-`clvp.train`) started with an argv list and a config file written into its run folder; the one-click
-button runs format -> S2 -> S1 in sequence. A check runs before anything starts and refuses to start
-on blocking problems. While a step runs a timer reads its events (step/total, epoch, ETA) and the run
-folder's metrics.jsonl (loss curves); after each export a short sample is synthesised from the new
-checkpoint in another subprocess and listed as an audio player. Stop ends the running step (the
-trainer saves first); clicking the same step again resumes, unless "Start over" is ticked. A run
-outlives the page: choosing its experiment again (after a reload, or from another browser) follows
-it and can stop it.
+A click starts a run in its own process (`training_runner.start_run`): it runs the steps as
+subprocesses (`gpt_sovits.data.prepare`, `gpt_sovits.train.s2`, `gpt_sovits.train.s1`, `clvp.train`,
+each with an argv list and a config file written into its run folder; the one-click button runs
+format -> S2 -> S1), synthesises a short sample from each exported checkpoint, and writes its status
+into the experiment folder. A check runs before anything starts and refuses to start on blocking
+problems. The page only reads the experiment folder (status, log, samples, metrics.jsonl), so a run
+outlives the page: choosing its experiment again (after a reload, or from another browser) shows it
+live, or as it ended. Stop asks the run to stop and says which step it waits for (the trainer saves
+first); clicking the same step again resumes, unless "Start over" is ticked.
 
 This module is the wiring: `build` lays the page out (`training_page.build_page`) and connects its
 events to the handlers below, each a function of (context, values) where values maps the event's
@@ -46,16 +46,21 @@ from ui.training_plan import (
     gather_preflight,
     pretrained_files,
 )
-from ui.training_runner import SampleQueue, StepRunner, TrainingSession
+from ui.training_runner import (
+    RunPlan,
+    StepRunner,
+    TrainingSession,
+    read_status,
+    request_stop,
+    run_alive,
+    start_run,
+)
 from ui.training_samples import (
     SampleReference,
     choose_reference,
-    list_exports,
     materialize_reference,
-    plan_sample,
     reference_clips,
     reference_clips_for,
-    saved_label,
 )
 from ui.training_views import (
     MAX_SAMPLES,
@@ -71,7 +76,9 @@ from ui.training_views import (
     progress_markdown,
     safe_exp,
     sample_files,
+    sample_label,
     status_markdown,
+    stop_waiting_line,
     suggested_name,
 )
 
@@ -165,36 +172,43 @@ def plot_updates(tc: TrainingContext, session: TrainingSession, exp: str | None,
     signature = (exp, [file_signature(f) for f in metric_files(tc.layout, exp)])
     if not changed(session, "plots", signature, force):
         return {}
-    return dict(zip(tc.page.plots, plots_for(tc.layout, exp), strict=True))
+    return dict(zip(tc.page.plots, plots_for(tc.layout, exp, tc.app.i18n), strict=True))
 
 
 def player_updates(tc: TrainingContext, session: TrainingSession, exp: str | None, force: bool) -> Updates:
-    """The newest samples in the players (label: model and epoch); the players left over are hidden."""
+    """The newest samples in the players (label: model, epoch, step); the players left over are hidden."""
     found = sample_files(tc.layout, exp)[:MAX_SAMPLES]
     if not changed(
         session, "samples", (exp, [(path, file_signature(Path(path))) for *_, path in found]), force
     ):
         return {}
     updates = {player: gr.update(visible=False, value=None) for player in tc.page.sample_players}
-    for player, (model, epoch, path) in zip(tc.page.sample_players, found, strict=False):
-        updates[player] = gr.update(visible=True, value=path, label=saved_label(model, epoch, tc.app.i18n))
+    for player, (model, epoch, step, path) in zip(tc.page.sample_players, found, strict=False):
+        label = sample_label(model, epoch, step, tc.app.i18n)
+        updates[player] = gr.update(visible=True, value=path, label=label)
     return updates
 
 
 def refreshed_view(
     tc: TrainingContext, session: TrainingSession, exp: str | None, version: str, force: bool = True
 ) -> Updates:
-    """Status, progress, curves, sample players, exports and log of experiment `exp`.
+    """Status, progress, curves, sample players, exports and log of experiment `exp`, all read from its
+    folder (the run writes them: this page may have opened long after it started, or be one of several).
 
     Curves, players and the exports table are sent only when their files changed since the last
     tick (`force=False`), so the browser does not redraw them every second."""
     page, _ = tc.page, tc.app.i18n
+    status = read_status(tc.layout, exp)
+    alive = run_alive(status)
+    session.active = alive
+    if status and status.get("version"):
+        version = str(status["version"])  # the run's exports, whatever the radio shows now
     updates: Updates = {
-        page.status_md: status_markdown(session.runner, session.samples, _),
-        page.progress_md: progress_markdown(session.runner, _),
+        page.status_md: status_markdown(tc.layout, status, alive, _),
+        page.progress_md: progress_markdown(status, alive, _),
         **plot_updates(tc, session, exp, force),
         **player_updates(tc, session, exp, force),
-        page.log_box: log_text(session.runner),
+        page.log_box: log_text(status),
     }
     rows = export_rows(tc.layout, exp, version, _)
     if changed(session, "exports", rows, force):
@@ -221,6 +235,16 @@ def check(tc: TrainingContext, values: Values) -> Updates:
         return {tc.page.check_md: run_check(tc, PIPELINE, values)[1]}
 
 
+def pretrained_pair(app: AppContext, version: str) -> dict[str, str]:
+    """The pretrained GPT and SoVITS generator of `version`, which samples pair a new checkpoint with
+    until the other model has an export (empty for an unknown version: then no samples)."""
+    try:
+        files = {m.role: str(m.path) for m in pretrained_files(app.model_dir, version)}
+    except ValueError:
+        return {}
+    return {"pretrained_s1": files.get("s1", ""), "pretrained_s2g": files.get("s2g", "")}
+
+
 def begin_run(
     tc: TrainingContext,
     session: TrainingSession,
@@ -228,18 +252,19 @@ def begin_run(
     settings: TrainSettings,
     values: Values,
 ) -> None:
-    """Start the first of `steps`; a new sample queue replaces this page's old one."""
+    """Start the run of `steps` in its own process (`training_runner.start_run`): it makes its samples
+    and writes its status whether or not a page is open."""
     app, page = tc.app, tc.page
-    runner = StepRunner([build_step(step, settings, tc.layout) for step in steps], app.folder("jobs"))
-    runner.begin()
-    if session.samples is not None:
-        session.samples.stop()
-    session.runner = runner
-    session.samples = SampleQueue(app.folder("jobs"), app.model_dir, settings.device)
-    session.exp, session.version = settings.exp_name, settings.version
-    session.reference = sample_reference(
+    reference = sample_reference(
         app, settings.exp_name, settings.list_path, values[page.ref_choice], values[page.sample_text]
     )
+    plan = RunPlan(
+        settings.exp_name, settings.version, app.workspace, app.model_dir, app.folder("jobs"),
+        tuple(build_step(step, settings, tc.layout) for step in steps), reference, settings.device,
+        **pretrained_pair(app, settings.version),
+    )  # fmt: skip
+    start_run(plan)
+    session.exp, session.version, session.shown = settings.exp_name, settings.version, {}
 
 
 def start_steps(tc: TrainingContext, steps: tuple[str, ...], values: Values) -> Updates:
@@ -247,8 +272,11 @@ def start_steps(tc: TrainingContext, steps: tuple[str, ...], values: Values) -> 
     page, _ = tc.page, tc.app.i18n
     session: TrainingSession = values[page.state]
     with shown_in_toast(_, "the Training start"):
-        if session.runner is not None and session.runner.running:
-            raise JobAlreadyRunning(_("A job is already running in this tab: stop it or wait for it."))
+        exp = safe_exp(values[page.exp_name])
+        if exp and run_alive(read_status(tc.layout, exp)):
+            raise JobAlreadyRunning(
+                _("Experiment {exp} is already running: stop it or wait for it.", exp=exp)
+            )
         settings, check_text, blocked = run_check(tc, steps, values)
         if blocked:
             not_started = "❌ " + _("Not started.")
@@ -262,69 +290,66 @@ def start_steps(tc: TrainingContext, steps: tuple[str, ...], values: Values) -> 
     return {page.check_md: check_text, **view, page.timer: gr.Timer(active=True)}
 
 
-def queue_sample(tc: TrainingContext, session: TrainingSession, event: dict[str, Any]) -> None:
-    """After a `saved` event: queue a listening sample of the new checkpoint (if none exists yet)."""
-    layout, exp, version = tc.layout, session.exp, session.version
-    try:
-        pre = {m.role: m.path for m in pretrained_files(tc.app.model_dir, version)}
-    except ValueError:  # an unknown version: no pretrained pair to hear the checkpoint with
-        return
-    spec = plan_sample(
-        event, layout, exp, list_exports(layout, exp, version), pre["s1"], pre["s2g"], session.reference
-    )
-    # A followed run replays its earlier `saved` events: their samples exist already.
-    if spec is not None and not Path(spec.out_path).exists():
-        session.samples.add(saved_label(spec.model, spec.epoch, tc.app.i18n), spec)
-
-
 def tick(tc: TrainingContext, values: Values) -> Updates:
-    """The timer: fold in the running step's events, advance the sample queue, refresh the views."""
+    """The timer: re-read the shown experiment's run (status, log, samples, curves)."""
     session: TrainingSession = values[tc.page.state]
     with shown_in_toast(tc.app.i18n, "the Training timer"):
-        if session.runner is not None:
-            for event in session.runner.poll():
-                queue_sample(tc, session, event)
-        if session.samples is not None:
-            session.samples.poll()
         view = refreshed_view(tc, session, session.exp, session.version, force=False)
-    return {**view, tc.page.timer: gr.Timer(active=session.busy)}
+    return {**view, tc.page.timer: gr.Timer(active=session.active)}
 
 
 def stop(tc: TrainingContext, values: Values) -> Updates:
-    """The Stop button: stop this page's step and samples."""
+    """The Stop button: ask the shown experiment's run to stop, and say what the stop waits for."""
     session: TrainingSession = values[tc.page.state]
-    # The trainer saves before it exits, which may outlast a request: wait in the background,
-    # the timer shows the step ending.
-    threading.Thread(target=session.stop, name="training-stop", daemon=True).start()
-    return {tc.page.status_md: tc.app.i18n("Stopping…")}
+    layout, _ = tc.layout, tc.app.i18n
+    status = read_status(layout, session.exp)
+    if session.exp and run_alive(status):
+        request_stop(layout, session.exp)
+        stopping = {**status, "state": "stopping"}
+        return {tc.page.status_md: status_markdown(layout, stopping, True, _)}
+    live = live_job(layout.exp_dir(session.exp)) if session.exp else None
+    if live is not None:  # a step no run of this tab supervises (started from the command line)
+        runner = StepRunner.attach(live[0], live[1], tc.app.folder("jobs"))
+        # The trainer saves before it exits, which may outlast a request: wait in the background.
+        threading.Thread(target=runner.stop, name="training-stop", daemon=True).start()
+        current = {"step": live[0].step}
+        return {tc.page.status_md: stop_waiting_line({"current": current}, _)}
+    return {tc.page.status_md: _("Nothing is running on this experiment.")}
 
 
-def follow_live_step(tc: TrainingContext, session: TrainingSession, exp: str, version: str) -> bool:
-    """Follow the step still running on `exp` (started before a page reload, or elsewhere), if any."""
+def follow_unsupervised_step(tc: TrainingContext, exp: str, version: str) -> bool:
+    """A step running on `exp` with no run supervising it (its supervisor was killed, or it was started
+    from the command line): start a supervisor that follows it, so its samples and status are made."""
+    if run_alive(read_status(tc.layout, exp)):
+        return False
     live = live_job(tc.layout.exp_dir(exp))
     if live is None:
         return False
-    spec, job = live
     app = tc.app
-    session.runner = StepRunner.attach(spec, job, app.folder("jobs"))
-    session.samples = session.samples or SampleQueue(app.folder("jobs"), app.model_dir)
-    session.exp, session.version = exp, version
-    session.reference = sample_reference(app, exp, "", None, None)
+    reference = sample_reference(app, exp, "", None, None)
+    plan = RunPlan(
+        exp, version, app.workspace, app.model_dir, app.folder("jobs"), (live[0],), reference,
+        follow=True, **pretrained_pair(app, version),
+    )  # fmt: skip
+    start_run(plan)
     return True
 
 
 def show_experiment(tc: TrainingContext, values: Values) -> Updates:
-    """Show an experiment (name typed or picked, version changed); follow a step still running on it."""
+    """Show an experiment (name typed or picked, version changed): its live or last run, from its folder."""
     page = tc.page
     session: TrainingSession = values[page.state]
     version = values[page.version]
     with shown_in_toast(tc.app.i18n, "the Training experiment view"):
         exp = safe_exp(values[page.exp_name])
-        idle = session.runner is None or not session.runner.running
-        attached = bool(exp and idle and follow_live_step(tc, session, exp, version))
-        view = refreshed_view(tc, session, session.exp if attached else exp, version)
+        if exp != session.exp:
+            session.shown = {}
+        session.exp, session.version = exp, version
+        if exp:
+            follow_unsupervised_step(tc, exp, version)
+        view = refreshed_view(tc, session, exp, version)
         updates = {page.models_md: models_markdown(tc.app, version), **view}
-    return updates | ({page.timer: gr.Timer(active=True)} if attached else {})
+    return updates | {page.timer: gr.Timer(active=session.active)}
 
 
 def refresh(tc: TrainingContext, values: Values) -> Updates:
