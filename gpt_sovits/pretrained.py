@@ -510,17 +510,26 @@ def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
-def offline_reason() -> str | None:
+# i18n keys (the Models tab passes its translator; the CLI and the loaders keep English).
+OFFLINE_MODE = "offline mode is on (HF_HUB_OFFLINE)"
+HUB_UNREACHABLE = "the Hugging Face hub ({host}) cannot be reached"
+CANNOT_DOWNLOAD = "Cannot download {name} ({path}): {why}."
+
+
+def offline_reason(translate: Callable[[str], str] = str) -> str | None:
     """Why no download can run now (offline mode, hub unreachable), or None when the hub answers."""
     if offline_mode():
-        return "offline mode is on (HF_HUB_OFFLINE)"
+        return translate(OFFLINE_MODE)
     if not hub_reachable():
-        return f"the Hugging Face hub ({_hub_endpoint_host()[0]}) cannot be reached"
+        return translate(HUB_UNREACHABLE).format(host=_hub_endpoint_host()[0])
     return None
 
 
-def _offline_message(spec: ModelSpec, model_dir: Path, why: str) -> str:
-    return f"Cannot download {spec.name} ({model_dir / spec.path}): {why}. " + manual_hint(spec, model_dir)
+def _offline_message(
+    spec: ModelSpec, model_dir: Path, why: str, translate: Callable[[str], str] = str
+) -> str:
+    head = translate(CANNOT_DOWNLOAD).format(name=spec.name, path=model_dir / spec.path, why=why)
+    return f"{head} {manual_hint(spec, model_dir, translate)}"
 
 
 def _extract_g2pw(zip_path: Path, model_dir: Path) -> None:
@@ -769,7 +778,9 @@ class Downloads:
     def running(self) -> bool:
         return any(j.state == "running" for j in self.jobs())
 
-    def start(self, request: str, model_dir: str | Path) -> DownloadJob | None:
+    def start(
+        self, request: str, model_dir: str | Path, translate: Callable[[str], str] = str
+    ) -> DownloadJob | None:
         """Start fetching `request`'s missing rows; None when all are present or already being fetched.
 
         Raises ModelDownloadError at once (within HUB_CHECK_TIMEOUT_S) when the hub cannot be reached,
@@ -778,9 +789,11 @@ class Downloads:
         model_dir = Path(model_dir)
         specs = [find_spec(n) for n in GROUPS.get(request, (request,))]
         missing = [s for s in specs if not _status(s, model_dir).present]
-        why = offline_reason() if (missing and self.check_hub) else None
+        why = offline_reason(translate) if (missing and self.check_hub) else None
         if why is not None:
-            raise ModelDownloadError(" ".join(_offline_message(s, model_dir, why) for s in missing))
+            raise ModelDownloadError(
+                " ".join(_offline_message(s, model_dir, why, translate) for s in missing)
+            )
         with self._lock:
             taken = {n for j in self._jobs if j.state == "running" for n in j.names}
             names = tuple(s.name for s in missing if s.name not in taken)
