@@ -60,6 +60,7 @@ TABS: list[TabSpec] = [
     TabSpec("dataset_tab", "Dataset check"),
     TabSpec("training_tab", "Training"),
     TabSpec("inference_tab", "Voice cloning"),
+    TabSpec("models_tab", "Models"),
 ]
 
 
