@@ -398,3 +398,28 @@ def test_the_training_tab_runs_the_lora_trainer_for_v3_v4(tmp_path, version):
         p.message for p in check_plan(PreflightInputs(("prepare",), "voice", s, models=())) if p.blocking
     ]
     assert any(f"Formatting for {version} is not available yet" in e for e in errors)
+
+
+def test_choosing_v3_v4_in_the_tab_sets_their_defaults_and_shows_the_rank(tmp_path):
+    import gradio as gr
+
+    from i18n import I18n
+    from ui.context import AppContext
+    from ui.training_page import build_page
+    from ui.training_tab import TrainingContext, apply_version_defaults, read_settings
+
+    app = AppContext(tmp_path / "ws", I18n("en_US"), tmp_path / "models")
+    with gr.Blocks():
+        page = build_page(app)
+    tc = TrainingContext(app, page)
+    assert "v4" in page.version.choices[3] and page.lora_rank.visible is False
+    assert [c[1] for c in page.lora_rank.choices] == [16, 32, 64, 128] and page.lora_rank.value == 32
+    v4 = apply_version_defaults(tc, {page.version: "v4"})
+    assert v4[page.s2_epochs] == 2 and v4[page.s2_save] == 1
+    assert v4[page.lora_rank]["visible"] is True and v4[page.lora_rank]["value"] == 32
+    v2 = apply_version_defaults(tc, {page.version: "v2"})
+    assert (v2[page.s2_epochs], v2[page.s2_save], v2[page.lora_rank]["visible"]) == (8, 4, False)
+    values = {c: c.value for c in page.settings_inputs}
+    values.update({page.exp_name: "voice", page.version: "v3", page.lora_rank: 128})
+    s = read_settings(tc, values)
+    assert (s.version, s.lora_rank) == ("v3", 128)

@@ -16,10 +16,12 @@ from ui.labels_tab import find_lists
 from ui.training_common import Translator, existing_experiments
 from ui.training_plan import (
     DEFAULT_CLVP_EPOCHS,
+    DEFAULT_LORA_RANK,
     DEFAULT_S1_EPOCHS,
     DEFAULT_S1_SAVE_EVERY,
     DEFAULT_S2_EPOCHS,
     DEFAULT_S2_SAVE_EVERY,
+    LORA_RANKS,
     VERSIONS,
 )
 from ui.training_runner import TrainingSession
@@ -43,6 +45,7 @@ class TrainingPage:
     s2_epochs: gr.Slider
     s2_batch: gr.Slider
     s2_save: gr.Slider
+    lora_rank: gr.Radio  # v3/v4 only (shown for them)
     s1_epochs: gr.Slider
     s1_batch: gr.Slider
     s1_save: gr.Slider
@@ -82,6 +85,7 @@ class TrainingPage:
         """What `TrainSettings` is read from (with the session)."""
         return {
             self.exp_name, self.version, self.list_choice, self.s2_epochs, self.s2_batch, self.s2_save,
+            self.lora_rank,
             self.s1_epochs, self.s1_batch, self.s1_save, self.dpo, self.clvp_epochs, self.clvp_init,
             self.device, self.fresh, self.state,
         }  # fmt: skip
@@ -118,7 +122,7 @@ def _experiment_rows(ctx: AppContext) -> dict[str, Any]:
             elem_id="train-exp-pick",
             scale=1,
         )
-        # v1, v2, v2Pro, v2ProPlus as the reference's training UI; each brings its pretrained files.
+        # v1, v2, v3, v4, v2Pro, v2ProPlus as the reference's training UI; each brings its pretrained files.
         version = gr.Radio(list(VERSIONS), value="v2", label=_("Version"), elem_id="train-version", scale=1)
     with gr.Row():
         list_choice = gr.Dropdown(
@@ -152,13 +156,17 @@ def _trainer_rows(_: Translator) -> dict[str, Any]:
         s2_epochs = _epoch_slider(25, DEFAULT_S2_EPOCHS, _("S2 epochs"), "train-s2-epochs")
         s2_batch = _batch_slider(_("S2 batch size (0: automatic)"), "train-s2-batch")
         s2_save = _epoch_slider(25, DEFAULT_S2_SAVE_EVERY, _("S2 save every N epochs"), "train-s2-save")
+        lora_rank = gr.Radio(
+            list(LORA_RANKS), value=DEFAULT_LORA_RANK, label=_("LoRA rank (v3/v4)"), visible=False,
+            elem_id="train-lora-rank",
+        )  # fmt: skip
     with gr.Row():
         s1_epochs = _epoch_slider(50, DEFAULT_S1_EPOCHS, _("S1 epochs"), "train-s1-epochs")
         s1_batch = _batch_slider(_("S1 batch size (0: automatic)"), "train-s1-batch")
         s1_save = _epoch_slider(50, DEFAULT_S1_SAVE_EVERY, _("S1 save every N epochs"), "train-s1-save")
         dpo = gr.Checkbox(False, label=_("S1 DPO training (experimental)"), elem_id="train-dpo")
     return dict(
-        s2_epochs=s2_epochs, s2_batch=s2_batch, s2_save=s2_save,
+        s2_epochs=s2_epochs, s2_batch=s2_batch, s2_save=s2_save, lora_rank=lora_rank,
         s1_epochs=s1_epochs, s1_batch=s1_batch, s1_save=s1_save, dpo=dpo,
     )  # fmt: skip
 

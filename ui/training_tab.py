@@ -37,6 +37,7 @@ from ui.training_common import Layout, TrainingInputError, existing_experiments
 from ui.training_jobs import live_job
 from ui.training_page import TrainingPage, build_page
 from ui.training_plan import (
+    DEFAULT_LORA_RANK,
     PIPELINE,
     PREPARE_REQUEST_FILE,
     TrainSettings,
@@ -44,7 +45,9 @@ from ui.training_plan import (
     check_plan,
     dataset_summary,
     gather_preflight,
+    is_lora_version,
     pretrained_files,
+    version_defaults,
 )
 from ui.training_runner import (
     RunPlan,
@@ -128,7 +131,7 @@ def read_settings(tc: TrainingContext, values: Values) -> TrainSettings:
         version=values[page.version] or "v2",
         list_path=list_path,
         s2_epochs=int(values[page.s2_epochs]), s2_batch=int(values[page.s2_batch]),
-        s2_save_every=int(values[page.s2_save]),
+        s2_save_every=int(values[page.s2_save]), lora_rank=int(values[page.lora_rank] or DEFAULT_LORA_RANK),
         s1_epochs=int(values[page.s1_epochs]), s1_batch=int(values[page.s1_batch]),
         s1_save_every=int(values[page.s1_save]), dpo=bool(values[page.dpo]),
         clvp_epochs=int(values[page.clvp_epochs]), clvp_init=init_path, fresh=bool(values[page.fresh]),
@@ -362,6 +365,17 @@ def refresh(tc: TrainingContext, values: Values) -> Updates:
     }
 
 
+def apply_version_defaults(tc: TrainingContext, values: Values) -> Updates:
+    """A version chosen: its S2 defaults (v3/v4: 2 epochs, save every 1, the LoRA rank shown)."""
+    page, version = tc.page, values[tc.page.version]
+    d = version_defaults(version)
+    return {
+        page.s2_epochs: d["s2_epochs"],
+        page.s2_save: d["s2_save_every"],
+        page.lora_rank: gr.update(value=d["lora_rank"], visible=is_lora_version(version)),
+    }
+
+
 def pick_experiment(tc: TrainingContext, values: Values) -> Updates:
     """An existing experiment picked: its name goes into the name box (then it is shown)."""
     return {tc.page.exp_name: values[tc.page.exp_pick]}
@@ -413,6 +427,11 @@ def wire_experiment_choice(tc: TrainingContext) -> None:
         bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs
     )
     page.version.change(bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs)
+    page.version.change(
+        bound(apply_version_defaults, tc),
+        inputs={page.version},
+        outputs=[page.s2_epochs, page.s2_save, page.lora_rank],
+    )
     page.exp_name.blur(bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs)
     page.list_choice.change(
         bound(choose_list, tc),
