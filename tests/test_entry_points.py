@@ -23,7 +23,13 @@ def readme_modules() -> list[str]:
 
 def test_readme_names_the_stages():
     modules = readme_modules()
-    for expected in ("tools.slice", "gpt_sovits.data.prepare", "gpt_sovits.train.s1", "clvp.train"):
+    for expected in (
+        "tools.slice",
+        "gpt_sovits.data.prepare",
+        "gpt_sovits.train.s1",
+        "gpt_sovits.train.s2v3",
+        "clvp.train",
+    ):
         assert expected in modules
 
 
