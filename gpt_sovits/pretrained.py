@@ -40,7 +40,7 @@ import shutil
 import sys
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -704,7 +704,7 @@ def human_bytes(n: float) -> str:
 # ------------------------------------------------------------------------------ preferred choices
 
 
-def preferred_present(default: str, choices: list[str], is_present: Callable[[str], bool]) -> str:
+def preferred_present(default: str, choices: Sequence[str], is_present: Callable[[str], bool]) -> str:
     """`default` when it is present or nothing is; else the first present choice (in `choices`' order).
 
     So a stage's model dropdown starts on a model that can run here without a download.
@@ -729,11 +729,12 @@ def preferred_demucs_model(model_dir: str | Path) -> str:
     return preferred_present(demucs_models.DEFAULT_MODEL, list(demucs_models.BUILTIN_MODELS), present)
 
 
-def preferred_whisper_model(model_dir: str | Path) -> str:
-    """The faster-whisper size to select: the ASR default, else a size present (folder or HF cache)."""
-    sizes = list(asr_models.MODEL_REPOS)
+def preferred_whisper_model(model_dir: str | Path, local: Sequence[str] = ()) -> str:
+    """The faster-whisper model to select: the ASR default, else one present: `local` (names of
+    model_dir/faster-whisper-<name>/ folders, any name) first, then the known sizes (folder or HF cache)."""
+    choices = list(dict.fromkeys([*local, *asr_models.MODEL_REPOS]))
     return preferred_present(
-        asr_models.DEFAULT_MODEL, sizes, lambda size: asr_models.model_status(size, model_dir).found
+        asr_models.DEFAULT_MODEL, choices, lambda name: asr_models.model_status(name, model_dir).found
     )
 
 

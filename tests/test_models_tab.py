@@ -299,3 +299,26 @@ def test_stage_defaults_follow_what_is_present(ctx: AppContext) -> None:
     for name in ("model.bin", "config.json", "tokenizer.json"):
         (whisper / name).write_text("{}")
     assert pretrained.preferred_whisper_model(ctx.model_dir) == "small"
+
+
+def test_tabs_select_the_present_model(ctx: AppContext) -> None:
+    from tools import demucs_models
+    from ui import asr_tab, separate_tab
+
+    assert separate_tab.default_model(ctx) == "htdemucs" and asr_tab.default_model(ctx) == "large-v3"
+    folder = ctx.model_dir / "demucs"
+    folder.mkdir(parents=True)
+    bag = demucs_models.builtin_bag("htdemucs_ft")
+    (folder / "htdemucs_ft.yaml").write_text(f"models: {list(bag.signatures)}\n")
+    for sig in bag.signatures:
+        (folder / f"{sig}.safetensors").write_bytes(b"x")
+    whisper = ctx.model_dir / "faster-whisper-base"
+    whisper.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (whisper / name).write_text("{}")
+    assert separate_tab.default_model(ctx) == "htdemucs_ft"
+    choices, status = separate_tab.load_default_model(ctx)
+    assert choices["value"] == "htdemucs_ft" and "found locally" in status
+    assert asr_tab.default_model(ctx) == "base"
+    choices, status = asr_tab.load_default_model(ctx)
+    assert choices["value"] == "base" and "✅" in status

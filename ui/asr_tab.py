@@ -17,7 +17,8 @@ from typing import Any
 import gradio as gr
 
 from core.jobs import Job
-from tools.asr import DEFAULT_MODEL, LANGUAGES, MODEL_REPOS, local_model_folder, model_status
+from gpt_sovits.pretrained import preferred_whisper_model
+from tools.asr import LANGUAGES, MODEL_REPOS, local_model_folder, model_status
 from ui.context import AppContext, InputError
 from ui.errors import shown_in_toast
 from ui.job_ui import exit_message, failure_details, start_job, stop_message
@@ -60,8 +61,14 @@ def model_choices(ctx: AppContext) -> list[tuple[str, str]]:
 
 
 def default_model(ctx: AppContext) -> str:
-    local = local_models(ctx)
-    return DEFAULT_MODEL if DEFAULT_MODEL in local or not local else local[0]
+    """The model selected first: the default size, else one present (a local folder, then the HF cache)."""
+    return preferred_whisper_model(ctx.model_dir, local_models(ctx))
+
+
+def load_default_model(ctx: AppContext) -> tuple[Any, str]:
+    """Page load: the models again and the one present now (one may have been fetched since start-up)."""
+    value = default_model(ctx)
+    return gr.update(choices=model_choices(ctx), value=value), status_line(ctx, value)
 
 
 def status_line(ctx: AppContext, model: str) -> str:
@@ -368,6 +375,9 @@ def wire(ctx: AppContext, ui: AsrLayout) -> None:
     connect(
         ui.model.change, ctx, show_model_status, {"model": ui.model}, ui.model_status, status=ui.model_status
     )
+    root = gr.context.Context.root_block
+    if root is not None:  # page load: the model present now selected (one may have been fetched since)
+        connect(root.load, ctx, load_default_model, {}, [ui.model, ui.model_status], status=ui.model_status)
     form = {
         "folder": ui.folder,
         "model": ui.model,

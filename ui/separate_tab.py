@@ -20,9 +20,9 @@ import gradio as gr
 
 from core.fsutil import unique_path
 from core.jobs import Job
+from gpt_sovits.pretrained import preferred_demucs_model
 from tools.demucs_models import (
     BUILTIN_MODELS,
-    DEFAULT_MODEL,
     ModelLoadError,
     _hf_cached,
     list_local_models,
@@ -41,6 +41,11 @@ def model_dir(ctx: AppContext) -> Path:
 
 def model_choices(ctx: AppContext) -> list[str]:
     return list(dict.fromkeys([*BUILTIN_MODELS, *list_local_models(model_dir(ctx))]))
+
+
+def default_model(ctx: AppContext) -> str:
+    """The model selected first: demucs' default, else a built-in one present locally (no download needed)."""
+    return preferred_demucs_model(ctx.model_dir)
 
 
 def model_status(ctx: AppContext, name: str) -> str:
@@ -177,10 +182,10 @@ def layout(ctx: AppContext) -> SeparateLayout:
         typed = gr.Textbox(label=_("Or a file or folder inside the workspace"), elem_id="sep-path")
     with gr.Row():
         model = gr.Dropdown(
-            model_choices(ctx), value=DEFAULT_MODEL, label=_("Model"), elem_id="sep-model", scale=3
+            model_choices(ctx), value=default_model(ctx), label=_("Model"), elem_id="sep-model", scale=3
         )
         refresh = gr.Button(_("Refresh models"), elem_id="sep-refresh", scale=1)
-    status_line = gr.Markdown(model_status(ctx, DEFAULT_MODEL), elem_id="sep-model-status")
+    status_line = gr.Markdown(model_status(ctx, default_model(ctx)), elem_id="sep-model-status")
     segment, overlap, shifts, device = advanced_options(ctx)
     with gr.Row():
         start = gr.Button(_("Start"), variant="primary", elem_id="sep-start")
@@ -215,8 +220,14 @@ def layout(ctx: AppContext) -> SeparateLayout:
 
 def refresh_models(ctx: AppContext, current: str) -> tuple[Any, str]:
     choices = model_choices(ctx)
-    value = current if current in choices else DEFAULT_MODEL
+    value = current if current in choices else default_model(ctx)
     return gr.update(choices=choices, value=value), model_status(ctx, value)
+
+
+def load_default_model(ctx: AppContext) -> tuple[Any, str]:
+    """Page load: the choices again and the model present now (one may have been fetched since start-up)."""
+    value = default_model(ctx)
+    return gr.update(choices=model_choices(ctx), value=value), model_status(ctx, value)
 
 
 def show_model_status(ctx: AppContext, name: str) -> str:
@@ -292,6 +303,9 @@ def wire(ctx: AppContext, ui: SeparateLayout) -> None:
     connect(
         ui.model.change, ctx, show_model_status, {"name": ui.model}, ui.model_status, status=ui.model_status
     )
+    root = gr.context.Context.root_block
+    if root is not None:  # page load: the model present now selected (one may have been fetched since)
+        connect(root.load, ctx, load_default_model, {}, [ui.model, ui.model_status], status=ui.model_status)
     form = {
         "files": ui.uploads,
         "typed": ui.typed,
