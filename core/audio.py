@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, os_error_message, plain_detail
 from core.fsutil import atomic_write_with
+from core.jobs import EXIT_ALL_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USER_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ HUBERT_RATE = 16000
 
 class AudioDecodeError(UserError, ValueError):
     """A file could not be read as audio: missing, empty, corrupt or not audio at all."""
+
+
+class AudioInputNotFoundError(UserError, FileNotFoundError):
+    """A file or folder given as input does not exist."""
 
 
 class AudioTooLongError(UserError, ValueError):
@@ -93,7 +98,7 @@ def list_audio_files(inputs: list[str | Path] | tuple[str | Path, ...]) -> list[
         elif p.exists():
             files.append(p)
         else:
-            raise FileNotFoundError(f"input not found: {p}")
+            raise AudioInputNotFoundError(f"Not found: {p.name or p}")
     seen: set[Path] = set()
     unique = []
     for f in files:
@@ -108,10 +113,22 @@ BLOCK_SECONDS = 10.0  # default block length of the streaming reader
 
 
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise AudioDecodeError(f"{path.name}: a folder, not an audio file")
     if not path.is_file():
-        raise AudioDecodeError(f"{path}: file not found")
+        raise AudioDecodeError(f"Not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path.name}: the file is empty (0 bytes)")
+
+
+def unreadable_message(path: Path, error: BaseException) -> str:
+    """`name: not a readable audio file (why)`: the decoder's reason in plain words, without its errno,
+    the file's path or the decoder's name."""
+    if type(error).__name__ == "InvalidDataError":  # PyAV's "Invalid data found when processing input"
+        why = "it is not audio, or it is damaged"
+    else:
+        why = plain_detail(str(error))
+    return f"{path.name}: not a readable audio file" + (f" ({why})" if why else "")
 
 
 def _sf_info(path: Path) -> AudioInfo | None:
@@ -163,7 +180,7 @@ def _av_info(path: Path) -> AudioInfo:
     except AudioDecodeError:
         raise
     except Exception as e:  # PyAV raises many types; one message naming the file
-        raise AudioDecodeError(f"{path.name}: not a readable audio file ({e})") from e
+        raise AudioDecodeError(unreadable_message(path, e)) from e
     if seconds < 0:  # no length in the header (raw streams): count the samples, block by block
         frames = sum(b.shape[-1] for b in _av_blocks(path))
     else:
@@ -291,7 +308,7 @@ class AudioStream:
         except AudioDecodeError:
             raise
         except Exception as e:  # each backend raises its own types; keep the message for the report
-            raise AudioDecodeError(f"{self.path.name}: not a readable audio file ({e})") from e
+            raise AudioDecodeError(unreadable_message(self.path, e)) from e
 
     def blocks(self) -> Iterator[np.ndarray]:
         resampler = None
@@ -444,8 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sr", type=int, default=None, help="target sample rate (default: keep)")
     parser.add_argument("--stereo", action="store_true", help="keep channels instead of downmixing")
     args = parser.parse_args(argv)
+    try:
+        files = list_audio_files(args.inputs)
+    except AudioInputNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     failed = 0
-    for f in list_audio_files(args.inputs):
+    for f in files:
         try:
             if args.to:
                 out = convert(f, Path(args.to) / f"{f.stem}.wav", args.sr, mono=not args.stereo)
@@ -456,7 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         except AudioDecodeError as e:
             failed += 1
             print(f"error: {e}", file=sys.stderr)
-    return 1 if failed else 0
+        except OSError as e:  # writing the output: no space, no permission
+            failed += 1
+            print(f"error: {f.name}: {os_error_message(e)}", file=sys.stderr)
+    if failed and failed == len(files):
+        return EXIT_ALL_FAILED  # nothing converted: "Failed.", not "Done, some files failed."
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -26,11 +26,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.errors import UserError, file_reason, os_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +158,16 @@ class JobCancelled(RuntimeError):
 
 @dataclass
 class FileFailure:
+    """One file of a batch that failed: its path, and the reason as a person reads it after its name."""
+
     path: str
     error: str
+
+    @classmethod
+    def of(cls, path: str | Path, error: BaseException | str) -> FileFailure:
+        """The failure of `path`, its reason worded once (`core.errors.file_reason`: the file's name not
+        repeated, no errno, no internal path), for the line `name: reason` every stage and tab prints."""
+        return cls(str(path), file_reason(error, path))
 
 
 @dataclass
@@ -192,6 +203,29 @@ class EventWriter:
     def progress(self, done: int, total: int, message: str = "") -> None:
         self.emit("progress", done=done, total=total, message=message)
         log_progress(done, total, message)
+
+
+EXIT_INTERNAL_ERROR = 3  # a stage CLI's defect (an exception nobody expected): its log has the traceback
+
+
+def stage_failure(error: BaseException, events: EventWriter, stage: str) -> int:
+    """End a stage CLI on an exception its own `except` clauses did not expect; returns the exit code.
+
+    An `OSError` about the person's files (no space, no permission, a folder gone) is theirs to fix:
+    its message in words (`core.errors.os_error_message`), exit 2. Anything else is a defect: the
+    traceback goes to the job's log, the event says so, exit 3 ("crashed"), never Python's own exit 1,
+    which reads as "Done, some files failed.".
+    """
+    if isinstance(error, UserError) or (isinstance(error, OSError) and error.errno is not None):
+        message = str(error) if isinstance(error, UserError) else os_error_message(error)
+        events.emit("error", message=message)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    logger.error("%s failed with an internal error", stage, exc_info=error)
+    message = f"Internal error ({type(error).__name__}) in {stage}: a defect, not your input; the job's log has the details."
+    events.emit("error", message=message)
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_INTERNAL_ERROR
 
 
 # OpenMP threads that spin while waiting thrash when the cores are shared (another job, the web UI, a
@@ -246,7 +280,29 @@ class Job:
             start_new_session=True,  # its own process group, so stop() also ends its workers
         )
         log.close()
+        (job_dir / JOB_RECORD).unlink(missing_ok=True)
+        (job_dir / EXIT_RECORD).unlink(missing_ok=True)
+        (job_dir / STOP_RECORD).unlink(missing_ok=True)
+        record = {"pid": process.pid, "module": module, "argv": argv, "started": time.time()}
+        (job_dir / JOB_RECORD).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        # The exit code is written by the server, not by whoever follows the job: a page that went away
+        # (closed, reloaded) leaves it running, and the page that reopens the tab reads how it ended.
+        threading.Thread(target=_record_exit, args=(process, job_dir), daemon=True, name="job-exit").start()
         return cls(argv=argv, job_dir=job_dir, process=process)
+
+    @classmethod
+    def attach(cls, job_dir: str | Path) -> Job | None:
+        """The job started in `job_dir` (by this server or an earlier one), to follow or stop from a page
+        that did not start it; None when the folder holds no job record."""
+        job_dir = Path(job_dir)
+        try:
+            record = json.loads((job_dir / JOB_RECORD).read_text(encoding="utf-8"))
+            pid, module, argv = int(record["pid"]), str(record["module"]), list(record["argv"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        job = cls(argv=argv, job_dir=job_dir, process=RecordedProcess(pid, module, job_dir))
+        job.stop_requested = (job_dir / STOP_RECORD).exists()
+        return job
 
     def poll(self) -> list[dict[str, Any]]:
         """New events since the last call (complete lines only)."""
@@ -275,6 +331,8 @@ class Job:
         if not self.running():
             return
         self.stop_requested = True
+        with contextlib.suppress(OSError):  # a page that reopens the tab says "Stopped." too
+            (self.job_dir / STOP_RECORD).write_text(str(time.time()), encoding="utf-8")
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=grace)
@@ -303,18 +361,118 @@ class Job:
         return describe_end(code, self.stop_requested)
 
     def follow(self, interval: float = 0.25) -> Iterator[dict[str, Any]]:
-        """Yield events until the child exits; stops the child if the consumer goes away."""
-        try:
-            while True:
-                alive = self.running()
-                yield from self.poll()
-                if not alive:
-                    break
-                time.sleep(interval)
+        """Yield events until the child exits, then an "exit" event (returncode, stopped).
+
+        A consumer that goes away (the page closed or reloaded: Gradio closes its generator) leaves the
+        job running, as a training run does: only Stop ends it. `latest_job` finds it again.
+        """
+        while True:
+            alive = self.running()
             yield from self.poll()
-            yield {"type": "exit", "returncode": self.process.returncode, "stopped": self.stop_requested}
-        finally:
-            self.stop()
+            if not alive:
+                break
+            time.sleep(interval)
+        yield from self.poll()
+        self.stop_requested = self.stop_requested or (self.job_dir / STOP_RECORD).exists()
+        yield {"type": "exit", "returncode": self.process.returncode, "stopped": self.stop_requested}
+
+
+JOB_RECORD = "job.json"  # in a job's folder: pid, module, argv, start time (`Job.attach` reads it)
+EXIT_RECORD = "exit.json"  # written by the server when the child ends: its exit code
+STOP_RECORD = "stop_requested"  # written by `Job.stop`: the end was asked for
+
+
+def _record_exit(process: subprocess.Popen, job_dir: Path) -> None:
+    """Wait for the child (no zombie is left) and note its exit code in the job's folder."""
+    code = process.wait()
+    with contextlib.suppress(OSError):
+        payload = json.dumps({"returncode": code, "ended": time.time()})
+        tmp = job_dir / f".{EXIT_RECORD}.tmp"
+        tmp.write_text(payload, encoding="utf-8")
+        os.replace(tmp, job_dir / EXIT_RECORD)  # a reader never sees half a record
+
+
+def _pid_runs(pid: int, module: str) -> bool:
+    """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and module.encode() in cmdline
+
+
+class RecordedProcess:
+    """The part of `subprocess.Popen` that `Job` uses, for a job known from its folder (`Job.attach`).
+
+    Running while its pid runs the job's module and no exit record exists; then `returncode` is the
+    recorded exit code, or, when no server was there to record it (the server restarted meanwhile),
+    what its events say: a result means done (0), an error a person's mistake (2), else crashed (3).
+    """
+
+    def __init__(self, pid: int, module: str, job_dir: Path) -> None:
+        self.pid, self.module, self.job_dir = pid, module, job_dir
+        self.returncode: int | None = None
+
+    def _recorded(self) -> int | None:
+        try:
+            return int(json.loads((self.job_dir / EXIT_RECORD).read_text(encoding="utf-8"))["returncode"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _from_events(self) -> int:
+        kinds = set()
+        with contextlib.suppress(OSError):
+            for line in (self.job_dir / "events.jsonl").read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, AttributeError):
+                    kinds.add(json.loads(line).get("type"))
+        if "error" in kinds:
+            return EXIT_USER_ERROR
+        return EXIT_OK if kinds & {"result", "done"} else EXIT_INTERNAL_ERROR
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        code = self._recorded()
+        if code is None and _pid_runs(self.pid, self.module):
+            return None
+        deadline = time.monotonic() + 1.0  # the server's watcher writes the record just after the exit
+        while code is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            code = self._recorded()
+        self.returncode = code if code is not None else self._from_events()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.module, timeout)
+            time.sleep(0.1)
+        return self.returncode
+
+
+def latest_job(jobs_root: str | Path, prefix: str, within_s: float | None = 3600.0) -> Job | None:
+    """The newest job in `jobs_root/<prefix>-*` (a tab's own), if it still runs or ended less than
+    `within_s` seconds ago (None: however long ago): what a page reopening that tab shows."""
+    root = Path(jobs_root)
+    if not root.is_dir():
+        return None
+    folders = []
+    for folder in root.glob(f"{prefix}-*"):
+        with contextlib.suppress(OSError):
+            folders.append(((folder / JOB_RECORD).stat().st_mtime, folder))
+    for _mtime, folder in sorted(folders, reverse=True)[:1]:
+        job = Job.attach(folder)
+        if job is None:
+            return None
+        if job.running() or within_s is None:
+            return job
+        with contextlib.suppress(OSError):
+            ended = (folder / EXIT_RECORD).stat().st_mtime
+            if time.time() - ended < within_s:
+                return job
+    return None
 
 
 # ---------------------------------------------------------------- a worker process that survives crashes

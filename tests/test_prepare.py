@@ -480,7 +480,7 @@ def test_an_empty_or_missing_list_is_a_clear_error_not_a_crash(tmp_path, tiny_pr
     report = _run(empty, tmp_path / "exp", tiny_pretrained)
     assert report.formatted == [] and report.skipped == [] and not report.cancelled
     args = ["--exp-dir", str(tmp_path / "exp"), "--pretrained-dir", str(tiny_pretrained.root)]
-    assert prep.main(["--list", str(empty), *args]) == 1
+    assert prep.main(["--list", str(empty), *args]) == 4  # EXIT_ALL_FAILED: the Training tab says "Failed."
     assert "no clip could be formatted" in capsys.readouterr().err
     assert prep.main(["--list", str(tmp_path / "nope.list"), *args]) == 2
     assert "label file not found" in capsys.readouterr().err

@@ -54,6 +54,7 @@ from core.jobs import (
     log_progress,
     never_stop,
     serve_worker,
+    stage_failure,
 )
 from core.model_route import download_route, hub_url
 from tools.labels import prune_history
@@ -478,10 +479,10 @@ def transcribe_folder(
     input_dir = Path(input_dir)
     out_list = Path(out_list)
     if not input_dir.is_dir():
-        raise AsrInputError(f"input folder not found: {input_dir}")
+        raise AsrInputError(f"Not found: {input_dir.name or input_dir}")
     files = list_audio_files([input_dir])
     if not files:
-        raise AsrInputError(f"no audio files in {input_dir}")
+        raise AsrInputError(f"No audio files in {input_dir.name or input_dir}")
     pool = None
     if isolate and model is None:
         progress(0, len(files), f"loading model {options.model}")
@@ -513,7 +514,7 @@ def transcribe_folder(
             raise  # from the worker's start: nothing was transcribed, the person must fix the model
         except Exception as e:  # noqa: BLE001 - one bad file (or a crash on it) must not stop the batch
             logger.warning("failed on %s: %s", path, e)
-            result.failures.append(FileFailure(str(path), str(e) or type(e).__name__))
+            result.failures.append(FileFailure.of(path, e))
             progress(i + 1, len(files), f"{path.name}: failed")
             continue
         if not clip.text:
@@ -591,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # OSError writing the list: exit 2 in words; a defect: 3 (never Python's 1)
+        return stage_failure(e, events, "transcription")
     events.emit("result", **result.to_dict())
     if result.list_path:
         print(f"wrote {len(result.entries)} lines to {result.list_path} (details: {result.sidecar_path})")

@@ -64,6 +64,7 @@ from core.jobs import (
     log_progress,
     never_stop,
     serve_worker,
+    stage_failure,
 )
 from tools.demucs_models import (
     BUILTIN_MODELS,
@@ -182,7 +183,7 @@ def _prepare_input(path: Path, sample_rate: int, channels: int, tmp_dir: Path) -
     import soundfile as sf
 
     if not path.is_file():
-        raise AudioDecodeError(f"{path}: file not found")
+        raise AudioDecodeError(f"Not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path.name}: the file is empty (0 bytes)")
     try:
@@ -498,11 +499,11 @@ def separate_inputs(
             except WorkerCrashed as e:
                 logger.warning("%s: %s", f, e)
                 _remove_leftovers(f, out_dir, e.pid)
-                report.failures.append(FileFailure(str(f), str(e)))
+                report.failures.append(FileFailure.of(f, e))
                 continue
             except (AudioDecodeError, SeparationError, OutputConflictError, OSError, RuntimeError) as e:
                 logger.warning("%s: %s", f, e)
-                report.failures.append(FileFailure(str(f), str(e)))
+                report.failures.append(FileFailure.of(f, e))
                 continue
             report.outputs.extend(str(p) for p in result.outputs)
             on_result(result)
@@ -619,11 +620,8 @@ def _run(args: argparse.Namespace) -> int:
         events.emit("cancelled")
         print("cancelled", file=sys.stderr)
         return EXIT_STOPPED
-    except Exception as e:  # unexpected: one line for the person, the traceback in the debug log
-        logger.debug("separation failed", exc_info=True)
-        events.emit("error", message=f"{type(e).__name__}: {e}")
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 3
+    except Exception as e:  # OSError on the output folder: exit 2 in words; a defect: 3, traceback logged
+        return stage_failure(e, events, "separation")
     events.emit("done", **report.to_dict())
     for failure in report.failures:
         print(f"failed: {failure.path}: {failure.error}", file=sys.stderr)

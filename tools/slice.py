@@ -56,6 +56,7 @@ from core.jobs import (
     StopFn,
     log_progress,
     never_stop,
+    stage_failure,
 )
 
 logger = logging.getLogger(__name__)
@@ -705,7 +706,7 @@ def slice_inputs(
 
     def record(k: int, fut_result: SliceResult | None, error: BaseException | None) -> None:
         if error is not None:
-            report.failures.append(FileFailure(str(files[k]), str(error) or type(error).__name__))
+            report.failures.append(FileFailure.of(files[k], error))
             logger.warning("%s: %s", files[k], error)
         else:
             results[k] = fut_result
@@ -812,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SliceParamsError(f"--workers must be at least 1 (got {args.workers})")
         params.validate()
         if not list_audio_files(args.inputs):
-            raise SliceParamsError(f"no audio files found in {', '.join(args.inputs)}")
+            raise SliceParamsError(f"No audio files in {', '.join(Path(i).name or i for i in args.inputs)}")
         report = slice_inputs(
             args.inputs, args.out, params, args.workers, args.dry_run, progress=events.progress, isolate=True
         )
@@ -820,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("error", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # an OSError on the output folder, or a defect: never Python's exit 1
+        return stage_failure(e, events, "slicing")
     events.emit("result", **report.to_dict())
     for r in report.results:
         if r.nothing_above and r.levels is not None:

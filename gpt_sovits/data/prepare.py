@@ -69,7 +69,7 @@ import numpy as np
 from core.audio import DATASET_RATE, HUBERT_RATE
 from core.errors import UserError
 from core.fsutil import atomic_write_text, atomic_write_with
-from core.jobs import EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
+from core.jobs import EXIT_ALL_FAILED, EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
 from gpt_sovits.data.experiment import (
     SEMANTIC_HEADER,
     ExperimentFormatError,
@@ -1098,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary())
     if not report.formatted and not report.cancelled:
         print("error: no clip could be formatted", file=sys.stderr)
-        return 1
+        return EXIT_ALL_FAILED  # nothing formatted: "Failed.", not "Done, some files failed."
     return 1 if report.cancelled else 0
 
 
