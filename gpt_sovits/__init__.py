@@ -10,7 +10,9 @@ itself imports no torch):
 
 * ``Synthesizer``, ``SynthesisRequest``, ``SynthesisResult``, ``ModelCache``, ``TTSInputError``
   (gpt_sovits.infer); ``SYNTHESIS_PARAMS``, the one schema of the synthesis knobs;
-* ``load_gpt``, ``load_sovits`` (gpt_sovits.models.weights): official weight files -> (model, config).
+* ``load_gpt`` (gpt_sovits.models.weights), ``load_sovits`` (gpt_sovits.infer.sovits): official weight files
+  -> (model, config); ``load_sovits`` takes every SoVITS version (v1, v2, v2Pro, v2ProPlus: SynthesizerTrn;
+  v3, v4 and their LoRA exports: SynthesizerTrnV3, whose vocoder ``weights_v3.load_vocoder`` loads).
 * ``load_sv`` (gpt_sovits.models.sv): the v2Pro/v2ProPlus speaker-verification model, ``embed(wav16k)``.
 
 Sub-packages: ``models/`` (S1, S2 and their modules), ``text/`` (frontends), ``data/`` (experiment layout,
@@ -32,7 +34,7 @@ _EXPORTS = {
     "SynthesisResult": "gpt_sovits.infer.result",
     "ModelCache": "gpt_sovits.infer.cache",
     "load_gpt": "gpt_sovits.models.weights",
-    "load_sovits": "gpt_sovits.models.weights",
+    "load_sovits": "gpt_sovits.infer.sovits",
     "load_sv": "gpt_sovits.models.sv",
 }
 

@@ -177,12 +177,22 @@ SYNTHESIS_PARAMS: tuple[Param, ...] = (
         tab=Widget("Speed", slider=(0.6, 1.65, 0.05), row="voice"),
     ),
     Param(
-        "noise_scale", float, 0.5, "S2 noise scale", range=(0, 2),
+        "noise_scale", float, 0.5, "S2 noise scale (v1/v2/v2Pro/v2ProPlus; v3/v4 ignore it)", range=(0, 2),
         tab=Widget("Noise scale", slider=(0.0, 1.0, 0.05), row="voice", elem_id="inf-noise"),
     ),
     Param(
         "pause", float, 0.3, "seconds of silence after each sentence", range=(0, 10), unit=" s",
         tab=Widget("Pause between sentences (s)", slider=(0.0, 1.0, 0.05), row="voice"),
+    ),
+    Param(
+        "sample_steps", int, 0,
+        "CFM sampling steps of v3/v4 SoVITS models; 0: the version's default (v3 32, v4 8, as the "
+        "reference); v3 takes 1-128, v4 1-32; v1/v2/v2Pro/v2ProPlus ignore it",
+        range=(0, 128), range_note=" (0: the version's default)",
+        tab=Widget(
+            "Sampling steps (v3/v4 only; 0: default)", slider=(0, 128, 1), row="v3v4",
+            info="Flow-matching steps of v3/v4 SoVITS models: more is slower and smoother (0: v3 32, v4 8).",
+        ),
     ),
     Param(
         "cut", str, "cut1", "text splitting: cut0 (none) ... cut5 (every punctuation mark)",

@@ -46,7 +46,7 @@ class SentenceResult:
     phones: list[int]
     candidates: list[CandidateInfo]
     chosen: int
-    audio: np.ndarray | None = None  # (samples,) float32 32 kHz of the chosen candidate, without the pause
+    audio: np.ndarray | None = None  # (samples,) float32 of the chosen candidate (result's rate), no pause
     # Candidates already decoded by the audio blends (index -> audio): playing or swapping one is free.
     decoded: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -63,6 +63,8 @@ class SynthesisResult:
     refer_specs: list[Any] = field(default_factory=list, repr=False)
     # ... and for v2Pro/v2ProPlus one SV embedding (1, 20480) per spectrogram (None for v1/v2).
     refer_sv: list[Any] | None = field(default=None, repr=False)
+    # ... and for v3/v4 the CFM prompt (gpt_sovits.models.s2v3.V3Prompt, CPU; None otherwise).
+    refer_v3: Any = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:
@@ -78,4 +80,4 @@ class StreamChunk:
     sentence: SentenceResult
     audio: np.ndarray
     seed: int
-    sample_rate: int = DATASET_RATE
+    sample_rate: int = DATASET_RATE  # 24000 (v3), 48000 (v4)

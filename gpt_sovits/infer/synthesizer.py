@@ -1,4 +1,4 @@
-"""The synthesiser: GPT-SoVITS v1/v2/v2Pro/v2ProPlus text to speech, the one behind the Voice cloning tab, the API and the CLI.
+"""The synthesiser: GPT-SoVITS v1/v2/v2Pro/v2ProPlus/v3/v4 text to speech, the one behind the Voice cloning tab, the API and the CLI.
 
 Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get_tts_wav``):
 
@@ -20,6 +20,17 @@ Pipeline (as the reference's ``TTS_infer_pack/TTS.py`` and ``inference_webui.get
    decoded candidate (gpt_sovits.infer.blends). Every candidate is returned with its scores.
 4. S2 decodes the chosen tokens with the target phones (speed, noise scale); pieces are joined with
    ``pause`` seconds of silence. Output: 32 kHz float32 mono.
+
+v3/v4 SoVITS weights (``SynthesizerTrnV3``: flow matching + a vocoder), as the reference's
+``TTS.using_vocoder_synthesis`` and ``inference_webui``'s v3 branch: the reference's log-mel (the clip
+resampled to 24 kHz for v3, 32 kHz for v4, not peak-limited) and the conditioning of its prompt tokens and
+prompt phones form the CFM prompt (at most ``t_ref`` frames: 468 / 500); each piece's conditioning goes
+through the CFM in chunks of ``t_chunk`` frames (934 / 1000) with ``sample_steps`` Euler steps (default 32 /
+8), each chunk continuing from the end of the previous one, then through the vocoder (BigVGAN 24 kHz for v3,
+the 48 kHz vocoder for v4; files under model_dir, gpt_sovits.pretrained's v3/v4 rows). The output rate is
+24 kHz (v3) or 48 kHz (v4): ``SynthesisResult.sample_rate``. As in the reference they need the reference
+text (no reference-free mode) and take no auxiliary references; ``noise_scale`` does not apply. The CFM
+noise comes from the same per-piece seeded generator as S2's noise, so seeds repeat audio here too.
 
 The same seed and inputs give the same audio: S1 draws from a torch.Generator seeded per batch, S2's noise
 from one seeded per piece, so ``reassemble`` can swap one piece's candidate and re-decode only that piece.
@@ -86,6 +97,9 @@ class _Reference:
     prompt: torch.Tensor | None
     specs: list[torch.Tensor]  # each (1, 1025, T) on the model device
     sv: list[torch.Tensor] | None = None  # one (1, 20480) fp32 per spec (v2Pro/v2ProPlus), else None
+    mel: torch.Tensor | None = None  # v3/v4: the clip's log-mel (1, 100, T) at the profile's mel rate, CPU
+    # v3/v4: the CFM prompt per prompt-phone sequence, kept with the (cached) reference: computed once
+    v3_prompts: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:
@@ -127,6 +141,7 @@ class _Plan:
     blend: bool = False  # audio blends on: decode every candidate and rate it
     whisper: Any = None
     ref_embedding: np.ndarray | None = None
+    v3: Any = None  # v3/v4: the CFM prompt (s2v3.V3Prompt) on the model device
 
 
 @dataclass
@@ -136,6 +151,7 @@ class _RunState:
     timings: dict[str, float] = field(default_factory=dict)
     specs: list[torch.Tensor] = field(default_factory=list)
     sv: list[torch.Tensor] | None = None
+    v3: Any = None  # v3/v4: the CFM prompt on CPU, kept for reassemble()
 
 
 class Synthesizer:
@@ -204,11 +220,11 @@ class Synthesizer:
             raise TTSInputError(f"{what} weights not found: {path}")
         return path
 
-    def _load(self, kind: str, path: Path, loader: Callable[[], Any]) -> Any:
+    def _load(self, kind: str, path: Path, loader: Callable[[], Any], extra: tuple = ()) -> Any:
         from gpt_sovits.models.weights import CheckpointError
 
         try:
-            return self.cache.get(file_key(kind, path, self.device) + (self.precision,), loader)
+            return self.cache.get(file_key(kind, path, self.device) + (self.precision, *extra), loader)
         except CheckpointError as e:
             raise TTSInputError(f"Cannot use {path.name}: {e}") from None
 
@@ -219,10 +235,85 @@ class Synthesizer:
         return self._load("gpt", path, lambda: load_gpt(path, self.device, precision=self.precision))
 
     def sovits(self) -> tuple[SynthesizerTrn, S2Config]:
-        from gpt_sovits.models.weights import load_sovits
+        """The SoVITS model and its config, any version: (SynthesizerTrn, S2Config) for v1-v2ProPlus,
+        (SynthesizerTrnV3, S2V3Config) for v3/v4 (a LoRA export merged over model_dir's pretrained
+        generator of its version)."""
+        from gpt_sovits.infer.sovits import load_sovits, lora_base
 
         path = self._weights(self.sovits_path, "SoVITS")
-        return self._load("sovits", path, lambda: load_sovits(path, self.device, precision=self.precision))
+        base = lora_base(path, self.model_dir)
+        extra: tuple = ()
+        if base is not None:  # a v3/v4 LoRA export: merged over the pretrained generator
+            if not base.is_file():
+                from gpt_sovits import pretrained as models
+
+                version = "v3" if base.name == "s2Gv3.pth" else "v4"
+                raise TTSInputError(
+                    f"{path.name} is a SoVITS {version} LoRA export: it loads over the pretrained {version} "
+                    f"generator. {models.missing_message(f'sovits-{version}', self.model_dir)} "
+                    f"(`python -m gpt_sovits.pretrained download {version}` fetches every {version} file.)"
+                )
+            extra = clip_identity(base)
+        return self._load(
+            "sovits",
+            path,
+            lambda: load_sovits(path, self.device, precision=self.precision, base=base),
+            extra,
+        )
+
+    def is_v3v4(self) -> bool:
+        """Whether the SoVITS model is v3/v4 (flow matching + vocoder)."""
+        from gpt_sovits.infer.sovits import V3V4_VERSIONS
+
+        return self.model_version() in V3V4_VERSIONS
+
+    def output_rate(self) -> int:
+        """The sample rate of the audio this model makes: 32 kHz (v1-v2ProPlus), 24 kHz (v3), 48 kHz (v4)."""
+        from gpt_sovits.models.s2v3 import PROFILES
+
+        version = self.model_version()
+        return PROFILES[version].output_rate if version in PROFILES else DATASET_RATE
+
+    def vocoder(self) -> Any:
+        """The vocoder of a v3/v4 model (BigVGAN folder / vocoder.pth under model_dir), loaded once into
+        the cache; missing -> one TTSInputError naming the file, where it goes and how to get it."""
+        from gpt_sovits import pretrained as models
+        from gpt_sovits.infer.sovits import vocoder_file, vocoder_path
+        from gpt_sovits.models.weights_v3 import load_vocoder
+
+        version = self.model_version()
+        folder, probe = vocoder_path(self.model_dir, version), vocoder_file(self.model_dir, version)
+        if not probe.is_file():
+            raise TTSInputError(
+                f"{self.sovits_path.name} is a SoVITS {version} model: it needs its vocoder "
+                f"({'the BigVGAN folder' if version == 'v3' else 'vocoder.pth'}) at {folder}. "
+                f"{models.missing_message(f'vocoder-{version}', self.model_dir)} "
+                f"(`python -m gpt_sovits.pretrained download {version}` fetches every {version} file.)"
+            )
+        return self._load(
+            "vocoder", probe, lambda: load_vocoder(version, folder, self.device, self.precision)
+        )
+
+    def sample_steps(self, request: SynthesisRequest) -> int:
+        """The CFM steps for ``request`` (v3/v4): its ``sample_steps``, or the version's default when 0.
+
+        Values outside 1-128 (v3) / 1-32 (v4), the largest of the reference's choices, are refused."""
+        from gpt_sovits.models.s2v3 import PROFILES
+
+        version = self.model_version()
+        profile = PROFILES.get(version)
+        steps = int(request.sample_steps)
+        if profile is None:
+            return 0  # v1-v2ProPlus: no CFM, the knob is ignored
+        if steps == 0:
+            return profile.default_steps
+        top = max(profile.step_choices)
+        if not 1 <= steps <= top:
+            raise TTSInputError(
+                f"sample_steps must be between 1 and {top} for a SoVITS {version} model (0: its default, "
+                f"{profile.default_steps}), got {steps}"
+            )
+        return steps
 
     def g2pw(self, version: str) -> Any:
         """The G2PW polyphone model of model_dir for Chinese v2 pinyin (as the reference), else None.
@@ -256,7 +347,7 @@ class Synthesizer:
             raise TTSInputError(str(e)) from None
 
     def model_version(self) -> str:
-        """The SoVITS model's version: v1, v2, v2Pro or v2ProPlus (shown by the CLI and the tab)."""
+        """The SoVITS model's version: v1, v2, v2Pro, v2ProPlus, v3 or v4 (shown by the CLI and the tab)."""
         return self.sovits()[1].version
 
     def version(self) -> str:
@@ -348,6 +439,8 @@ class Synthesizer:
             raise TTSInputError("A reference clip (3-10 s of the voice to clone) is needed.")
         clips = [request.ref_audio, *request.aux_refs]
         with_prompt = bool(request.ref_text.strip())
+        if self.is_v3v4():
+            self._check_v3v4_reference(request, with_prompt)
         if all(isinstance(c, (str, Path)) and Path(c).is_file() for c in clips):
             ids = tuple(clip_identity(Path(c)) for c in clips)  # type: ignore[arg-type]
             sovits_key = file_key("sovits", self._weights(self.sovits_path, "SoVITS"), self.device)
@@ -357,6 +450,31 @@ class Synthesizer:
                 key += (file_key("sv", path, self.device) if path.is_file() else ("sv", "missing"),)
             return self.cache.get(key, lambda: self._prepare_reference(request, with_prompt))
         return self._prepare_reference(request, with_prompt)
+
+    def _check_v3v4_reference(self, request: SynthesisRequest, with_prompt: bool) -> None:
+        """v3/v4 need the reference text and take one reference clip, as in the reference."""
+        version = self.model_version()
+        if not with_prompt:
+            raise TTSInputError(
+                f"{self.sovits_path.name} is a SoVITS {version} model: it needs the text of the reference "
+                "(the reference-free mode is for v1/v2/v2Pro/v2ProPlus only, as in GPT-SoVITS). Type what "
+                "the reference clip says."
+            )
+        if request.aux_refs:
+            raise TTSInputError(
+                f"{self.sovits_path.name} is a SoVITS {version} model: it takes its timbre from the main "
+                f"reference only; remove the {len(request.aux_refs)} extra reference(s) (they are for "
+                "v1/v2/v2Pro/v2ProPlus, as in GPT-SoVITS)."
+            )
+
+    def _reference_mel(self, samples: np.ndarray, sr: int) -> torch.Tensor:
+        """v3/v4: the clip's log-mel (1, 100, T) at the profile's mel rate (CPU), the CFM's prompt mel."""
+        from core.audio import resample
+        from gpt_sovits.models.s2v3 import PROFILES, reference_mel
+
+        version = self.model_version()
+        wav = torch.from_numpy(resample(samples, sr, PROFILES[version].mel_rate).copy())
+        return reference_mel(wav, version)
 
     def _prepare_reference(self, request: SynthesisRequest, with_prompt: bool) -> _Reference:
         from core.audio import resample
@@ -387,7 +505,8 @@ class Synthesizer:
                 ssl = hubert_features(hubert, wav16.unsqueeze(0)).float()  # (1, 768, T50)
                 codes = sovits.extract_latent(ssl.to(next(sovits.parameters()).dtype))  # (1, 1, T25)
             prompt = codes[0, 0].long()
-        return _Reference(prompt, specs, sv)
+        mel = self._reference_mel(samples, sr) if self.is_v3v4() else None
+        return _Reference(prompt, specs, sv, mel)
 
     def _bert(self, segments: list[Any]) -> torch.Tensor:
         from gpt_sovits.models.features import FeatureInputError, phone_bert_features
@@ -482,6 +601,7 @@ class Synthesizer:
         ref_embedding: np.ndarray | None,
         timings: dict[str, float],
         sv: list[torch.Tensor] | None = None,
+        v3: Any = None,
     ) -> tuple[int, dict[int, np.ndarray]]:
         """Decode every usable candidate, add the weighted "asr"/"speaker" scores to its total, re-pick.
 
@@ -500,15 +620,17 @@ class Synthesizer:
         if len(usable) < 2:
             return best_candidate(infos), {}
         t0 = time.perf_counter()
+        rate = self.output_rate()
         audios = {
-            j: self._decode(infos[j].tokens, piece.phones, specs, request, seed, index, sv) for j in usable
+            j: self._decode(infos[j].tokens, piece.phones, specs, request, seed, index, sv, v3)
+            for j in usable
         }
         timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t0
         if whisper is not None and request.asr_weight > 0:
             t1 = time.perf_counter()
             language = whisper_language(request.text_lang, model_languages(whisper))
             for j in usable:
-                heard = transcribe(whisper, audios[j], DATASET_RATE, language)
+                heard = transcribe(whisper, audios[j], rate, language)
                 score = agreement_score(piece.text, heard, request.text_lang)
                 infos[j].scores["asr"] = score
                 infos[j].total += request.asr_weight * score
@@ -516,7 +638,7 @@ class Synthesizer:
         if ref_embedding is not None and request.speaker_weight > 0:
             t2 = time.perf_counter()
             for j in usable:
-                score = cosine(self.speaker_embedding(audios[j]), ref_embedding)
+                score = cosine(self.speaker_embedding(audios[j], rate), ref_embedding)
                 infos[j].scores["speaker"] = score
                 infos[j].total += request.speaker_weight * score
             timings["speaker"] = timings.get("speaker", 0.0) + time.perf_counter() - t2
@@ -531,30 +653,85 @@ class Synthesizer:
         seed: int,
         index: int,
         sv: list[torch.Tensor] | None = None,
+        v3: Any = None,
     ) -> np.ndarray:
-        """S2: one piece's tokens + target phones -> (samples,) float32, peak-normalised when above 1.
+        """S2: one piece's tokens + target phones -> (samples,) float32 at ``output_rate()``, peak-normalised
+        when above 1.
 
-        `sv`: one SV embedding (1, 20480) per spectrogram for v2Pro/v2ProPlus (None for v1/v2)."""
+        `sv`: one SV embedding (1, 20480) per spectrogram for v2Pro/v2ProPlus (None for v1/v2). `v3`: the
+        CFM prompt (s2v3.V3Prompt) of v3/v4 models, which decode through the CFM and the vocoder."""
         sovits, _ = self.sovits()
         dev = self.device
         codes = torch.tensor(tokens, dtype=torch.long, device=dev).view(1, 1, -1)
         text = torch.tensor(phones, dtype=torch.long, device=dev).unsqueeze(0)
-        extra = {} if sv is None else {"sv_emb": [e.to(dev) for e in sv]}
-        with torch.inference_mode(), autocast_for(dev):
-            wav = sovits.decode(
-                codes,
-                text,
-                [s.to(dev) for s in specs],
-                noise_scale=request.noise_scale,
-                speed=request.speed,
-                generator=_noise_generator(seed, index),
-                **extra,
-            )
+        if self.is_v3v4():
+            wav = self._decode_v3v4(sovits, codes, text, request, seed, index, v3)
+        else:
+            extra = {} if sv is None else {"sv_emb": [e.to(dev) for e in sv]}
+            with torch.inference_mode(), autocast_for(dev):
+                wav = sovits.decode(
+                    codes,
+                    text,
+                    [s.to(dev) for s in specs],
+                    noise_scale=request.noise_scale,
+                    speed=request.speed,
+                    generator=_noise_generator(seed, index),
+                    **extra,
+                )
         audio = wav[0, 0].float().cpu().numpy()
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak > 1:
             audio = audio / peak
         return audio.astype(np.float32, copy=False)
+
+    def _decode_v3v4(
+        self,
+        sovits: Any,
+        codes: torch.Tensor,
+        text: torch.Tensor,
+        request: SynthesisRequest,
+        seed: int,
+        index: int,
+        v3: Any,
+    ) -> torch.Tensor:
+        """v3/v4: conditioning -> chunked CFM (seeded per piece) -> vocoder; (1, 1, samples)."""
+        from gpt_sovits.models.s2v3 import infer_mel
+
+        if v3 is None:
+            raise TTSInputError("This v3/v4 result carries no reference prompt to decode with.")
+        vocoder = self.vocoder()
+        dev = self.device
+        steps = self.sample_steps(request)
+        with torch.inference_mode(), autocast_for(dev):
+            mel = infer_mel(
+                sovits,
+                v3.to(dev),
+                codes,
+                text,
+                steps,
+                speed=request.speed,
+                generator=_noise_generator(seed, index),
+            )
+            dtype = next(vocoder.parameters()).dtype
+            return vocoder(mel.to(dtype))
+
+    def _v3v4_prompt(self, ref: _Reference, prompt: _Prompt) -> Any:
+        """The CFM prompt (s2v3.V3Prompt, on the model device) of a reference and its prompt text."""
+        from gpt_sovits.models.s2v3 import prompt_condition
+
+        sovits, _ = self.sovits()
+        dev = self.device
+        if ref.prompt is None or ref.mel is None:
+            raise TTSInputError("v3/v4 models need the reference text (no reference-free mode).")
+        cached = ref.v3_prompts.get(tuple(prompt.phones))
+        if cached is not None:
+            return cached
+        codes = ref.prompt.to(dev).view(1, 1, -1)
+        phones = torch.tensor(prompt.phones, dtype=torch.long, device=dev).unsqueeze(0)
+        with torch.inference_mode(), autocast_for(dev):
+            v3 = prompt_condition(sovits, codes, phones, ref.specs[0].to(dev), ref.mel.to(dev))
+        ref.v3_prompts[tuple(prompt.phones)] = v3
+        return v3
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -608,8 +785,14 @@ class Synthesizer:
         state.specs = [s.cpu() for s in ref.specs]  # kept for reassemble()
         state.sv = None if ref.sv is None else [e.cpu() for e in ref.sv]
         prompt = self._prompt(request, ref, version, g2pw)
+        v3 = None
+        if self.is_v3v4():
+            self.sample_steps(request)  # out of the version's range: refused before S1 runs
+            self.vocoder()  # a missing vocoder is said before S1 runs
+            v3 = self._v3v4_prompt(ref, prompt)
+            state.v3 = v3.to("cpu")
         state.timings["reference"] = time.perf_counter() - t0
-        plan = _Plan(request, params, seed, pieces, ref, prompt, self._scorers(request), t0)
+        plan = _Plan(request, params, seed, pieces, ref, prompt, self._scorers(request), t0, v3=v3)
         # Audio blends need at least two candidates; the Whisper model is checked before S1 runs.
         plan.blend = int(request.candidates) >= 2 and (request.asr_weight > 0 or request.speaker_weight > 0)
         if plan.blend and request.asr_weight > 0:
@@ -653,12 +836,20 @@ class Synthesizer:
                 plan.ref_embedding,
                 timings,
                 plan.ref.sv,
+                plan.v3,
             )
         audio = decoded.get(chosen)
         if audio is None:
             t3 = time.perf_counter()
             audio = self._decode(
-                infos[chosen].tokens, piece.phones, plan.ref.specs, request, plan.seed, i, plan.ref.sv
+                infos[chosen].tokens,
+                piece.phones,
+                plan.ref.specs,
+                request,
+                plan.seed,
+                i,
+                plan.ref.sv,
+                plan.v3,
             )
             timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t3
         return SentenceResult(piece.text, piece.phones, infos, chosen, audio, decoded)
@@ -671,6 +862,7 @@ class Synthesizer:
         with self.turn():
             plan = self._plan(request, state)
         n = len(plan.pieces)
+        rate = self.output_rate()
         progress(0, n, f"{n} piece(s) to synthesise")
         done = 0
         # One turn per S1 batch and one per piece; none is held while the caller has a chunk.
@@ -684,12 +876,12 @@ class Synthesizer:
                 progress(done, n, f"piece {done}/{n} done")
                 if "first_audio" not in timings:
                     timings["first_audio"] = time.perf_counter() - plan.started
-                audio = np.concatenate([sentence.audio, self._pause(request)])
-                yield StreamChunk(i, n, sentence, audio, plan.seed)
+                audio = np.concatenate([sentence.audio, self._pause(request, rate)])
+                yield StreamChunk(i, n, sentence, audio, plan.seed, rate)
 
     @staticmethod
-    def _pause(request: SynthesisRequest) -> np.ndarray:
-        return np.zeros(int(DATASET_RATE * request.pause), dtype=np.float32)
+    def _pause(request: SynthesisRequest, rate: int = DATASET_RATE) -> np.ndarray:
+        return np.zeros(int(rate * request.pause), dtype=np.float32)
 
     def stream(self, request: SynthesisRequest, progress: ProgressFn = no_progress) -> Iterator[StreamChunk]:
         """Yield each piece (its result and audio with the pause) as soon as it is decoded.
@@ -704,7 +896,8 @@ class Synthesizer:
         progress: ProgressFn = no_progress,
         on_chunk: Callable[[StreamChunk], None] | None = None,
     ) -> SynthesisResult:
-        """The whole text: every piece's candidates with their scores, and the joined 32 kHz audio.
+        """The whole text: every piece's candidates with their scores, and the joined audio (32 kHz; v3
+        24 kHz, v4 48 kHz: ``sample_rate``).
 
         ``on_chunk`` is handed each piece as soon as it is decoded (as ``stream`` yields it), so a server
         can play the first sentences while later ones are generated and still get the whole result."""
@@ -718,7 +911,7 @@ class Synthesizer:
         timings = state.timings
         timings["total"] = time.perf_counter() - t0
         return SynthesisResult(
-            sample_rate=DATASET_RATE,
+            sample_rate=chunks[0].sample_rate,
             audio=np.concatenate([c.audio for c in chunks]).astype(np.float32, copy=False),
             sentences=[c.sentence for c in chunks],
             seed=chunks[0].seed,
@@ -726,11 +919,12 @@ class Synthesizer:
             timings=timings,
             refer_specs=state.specs,
             refer_sv=state.sv,
+            refer_v3=state.v3,
         )
 
     def candidate_audio(self, result: SynthesisResult, piece: int, candidate: int) -> np.ndarray:
         """Piece ``piece`` spoken with candidate ``candidate`` (same S2 noise as ``reassemble`` uses),
-        without changing ``result``. Returns (samples,) float32 at 32 kHz, without the pause."""
+        without changing ``result``. Returns (samples,) float32 at ``result.sample_rate``, without the pause."""
         if result.request is None or not result.refer_specs:
             raise TTSInputError("This result cannot be re-decoded (it carries no request/reference).")
         if not 0 <= piece < len(result.sentences):
@@ -757,6 +951,7 @@ class Synthesizer:
                 result.seed,
                 piece,
                 result.refer_sv,
+                result.refer_v3,
             )
 
     def reassemble(self, result: SynthesisResult, choices: Sequence[int]) -> np.ndarray:
@@ -773,7 +968,7 @@ class Synthesizer:
         ]  # all checked and decoded before anything in result changes
         for sentence, choice, audio in zip(result.sentences, choices, new_audio, strict=True):
             sentence.chosen, sentence.audio = int(choice), audio
-        pause = self._pause(result.request)
+        pause = self._pause(result.request, result.sample_rate)
         result.audio = np.concatenate([np.concatenate([s.audio, pause]) for s in result.sentences]).astype(
             np.float32
         )
@@ -784,7 +979,7 @@ class Synthesizer:
 
         The other pieces are kept as they are. S2's noise stays the one of ``result.seed`` for that piece,
         so ``candidate_audio`` and ``reassemble`` go on working on the new candidates. Updates ``result``
-        (that sentence, the audio) in place and returns the new audio (samples,) float32 at 32 kHz.
+        (that sentence, the audio) in place and returns the new audio (samples,) float32 at its sample rate.
         """
         if result.request is None or not result.refer_specs:
             raise TTSInputError("This result cannot be regenerated (it carries no request/reference).")
@@ -800,7 +995,7 @@ class Synthesizer:
         plan.seed = int(result.seed)  # S2 noise of the result, piece by piece
         with self.turn():
             result.sentences[piece] = self._choose(plan, piece, cands, state.timings)
-        pause = self._pause(result.request)
+        pause = self._pause(result.request, result.sample_rate)
         result.audio = np.concatenate([np.concatenate([s.audio, pause]) for s in result.sentences]).astype(
             np.float32
         )

@@ -5,6 +5,10 @@
       --> mu (B,512,Tm)                                                              decode_encp
     [prompt mu | target mu] --CFM (DiT, n steps)--> normalised mel (B,100,Tm) --denorm--> vocoder
 
+Synthesis (`prompt_condition`, `infer_mel`) follows the reference's TTS.using_vocoder_synthesis: the
+reference clip's log-mel (`reference_mel`) is the CFM prompt, long pieces go in chunks of the profile's
+`t_chunk` frames, each continuing from the end of the previous one.
+
 Tm is the mel frame rate of the vocoder: 25 Hz tokens x 3.75 = 93.75 Hz (v3, 24 kHz / hop 256) and
 x 4 = 100 Hz (v4, 32 kHz mel with hop 320, vocoded at 48 kHz / 480). `ge` is the reference
 encoder's style vector from the first 704 bins of the 32 kHz linear spectrogram, as in v2; the
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits.models.cfm import CFM
+from gpt_sovits.models.cfm import CFM, denorm_spec, norm_spec
 from gpt_sovits.models.commons import sequence_mask
 from gpt_sovits.models.dit import DiT
 from gpt_sovits.models.modules import WN, MelStyleEncoder
@@ -337,3 +341,111 @@ def frame_counts(t25: int, version: str, speed: float = 1.0) -> tuple[int, int]:
     frames = int(t50 * p.frame_factor)
     valid = int(t25 * p.length_factor) if speed == 1 else int(t25 * p.length_factor / speed) + 1
     return frames, min(frames, valid)
+
+
+# -- synthesis (the reference's TTS.using_vocoder_synthesis / inference_webui's v3 branch) ---------------
+
+
+def reference_mel(wav: torch.Tensor, version: str) -> torch.Tensor:
+    """Log-mel (1, 100, T) of the reference clip for the CFM prompt, as TTS.py's `mel_fn` / `mel_fn_v4`.
+
+    `wav`: (1, N) or (N,) float audio already at the profile's `mel_rate` (24 kHz v3, 32 kHz v4), not
+    peak-limited (the reference takes the raw clip). n_fft = win, hop, 100 bands, fmin 0, no fmax."""
+    from gpt_sovits.models.features import mel_spectrogram
+
+    p = PROFILES[version]
+    if wav.ndim == 1:
+        wav = wav.unsqueeze(0)
+    return mel_spectrogram(
+        wav.float(), n_fft=p.mel_n_fft, n_mels=MEL_BANDS, sr=p.mel_rate, hop=p.mel_hop, win=p.mel_n_fft
+    )
+
+
+@dataclass
+class V3Prompt:
+    """The reference's part of every CFM call: its conditioning, normalised mel and style vector.
+
+    fea_ref: (1, 512, Tp) and mel: (1, 100, Tp), Tp = min(mel frames, conditioning frames), the last
+    `t_ref` frames when longer; ge: (1, 512, 1). Computed once per reference and prompt text."""
+
+    fea_ref: torch.Tensor
+    mel: torch.Tensor
+    ge: torch.Tensor
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> V3Prompt:
+        return V3Prompt(
+            self.fea_ref.to(device=device, dtype=dtype),
+            self.mel.to(device=device, dtype=dtype),
+            self.ge.to(device=device, dtype=dtype),
+        )
+
+
+def _chunk_len(profile: V3V4Profile, prompt_frames: int) -> int:
+    return profile.t_chunk - prompt_frames
+
+
+@torch.no_grad()
+def prompt_condition(
+    model: SynthesizerTrnV3,
+    prompt_codes: torch.Tensor,
+    prompt_text: torch.Tensor,
+    refer: torch.Tensor,
+    ref_mel: torch.Tensor,
+) -> V3Prompt:
+    """The prompt part of the CFM input from the reference's tokens (1, 1, Tp25), the prompt text's
+    phones (1, Np), its 32 kHz spectrogram (1, 1025, Tr) and its log-mel (1, 100, Tm) (`reference_mel`)."""
+    fea_ref, ge = model.decode_encp(prompt_codes, prompt_text, refer)
+    mel = norm_spec(ref_mel.to(fea_ref.device, fea_ref.dtype))
+    t_min = min(mel.shape[2], fea_ref.shape[2])
+    mel, fea_ref = mel[:, :, :t_min], fea_ref[:, :, :t_min]
+    t_ref = model.profile.t_ref
+    if t_min > t_ref:  # only the reference's last t_ref frames condition the CFM
+        mel, fea_ref = mel[:, :, -t_ref:], fea_ref[:, :, -t_ref:]
+    return V3Prompt(fea_ref, mel, ge)
+
+
+@torch.no_grad()
+def infer_mel(
+    model: SynthesizerTrnV3,
+    prompt: V3Prompt,
+    codes: torch.Tensor,
+    text: torch.Tensor,
+    steps: int,
+    speed: float = 1.0,
+    generator: torch.Generator | None = None,
+    noises: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Log-mel (1, 100, Tm) of one piece: tokens (1, 1, T25) + phones (1, Nt), in chunks of the CFM.
+
+    As the reference: each CFM call sees [prompt | at most t_chunk - Tp target frames]; the first call's
+    prompt is the reference's, each later one continues from the last Tp frames just generated (their
+    mel and conditioning). `steps` Euler steps; the noise of each call comes from `generator` (seeded
+    synthesis), from `noises` (one (1, 100, T) per call: fixed-noise parity) or the global RNG.
+    """
+    fea_todo, _ = model.decode_encp(codes, text, None, prompt.ge, speed)
+    mel, fea_ref = prompt.mel.to(fea_todo.dtype), prompt.fea_ref
+    t_min = mel.shape[2]
+    chunk_len = _chunk_len(model.profile, t_min)
+    out = []
+    for n, start in enumerate(range(0, fea_todo.shape[-1], chunk_len)):
+        chunk = fea_todo[:, :, start : start + chunk_len]
+        fea = torch.cat([fea_ref, chunk], 2).transpose(2, 1)  # (1, Tp + Tc, 512)
+        noise = noises[n] if noises is not None else None
+        res = model.cfm.inference(
+            fea,
+            torch.tensor([fea.size(1)], device=fea.device),
+            mel,
+            steps,
+            inference_cfg_rate=0,
+            noise=noise,
+            generator=None if noise is not None else generator,
+        )[:, :, mel.shape[2] :]
+        mel, fea_ref = res[:, :, -t_min:], chunk[:, :, -t_min:]
+        out.append(res)
+    return denorm_spec(torch.cat(out, 2))
+
+
+def chunk_frames(prompt_frames: int, target_frames: int, version: str) -> list[int]:
+    """Frames of each CFM call's target part for `infer_mel` (tests and progress planning)."""
+    chunk_len = _chunk_len(PROFILES[version], prompt_frames)
+    return [min(chunk_len, target_frames - s) for s in range(0, target_frames, chunk_len)]

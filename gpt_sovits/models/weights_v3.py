@@ -26,10 +26,13 @@ The DiT size is read from the weights, so reduced test models load through the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import pickle
 import re
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.fsutil import atomic_write_bytes, file_problem
+from core.fsutil import atomic_write_bytes, file_problem, load_error_reason
 from core.model_route import GSV_REPO, download_route, hub_url
 from gpt_sovits.models.dit import rotary_inv_freq
 from gpt_sovits.models.fastpath import apply_precision
@@ -53,9 +56,12 @@ from gpt_sovits.models.vocoders import (
 from gpt_sovits.models.weights import (
     CheckpointError,
     RawCheckpoint,
+    UnsafeCheckpointError,
     UnsupportedVersionError,
     WrongModelTypeError,
     _check_plain,
+    _structure,
+    _to_plain,
     classify,
     read_checkpoint,
 )
@@ -168,6 +174,40 @@ def sovits_v3_version(path: str | Path, raw: RawCheckpoint | None = None) -> tup
     stated = model.get("version") if isinstance(model, Mapping) else None
     is_lora = isinstance(raw.content, Mapping) and "lora_rank" in raw.content
     return (stated if stated in V3V4_VERSIONS else "v3"), is_lora
+
+
+def quick_check_v3(path: str | Path) -> str | None:
+    """Why a v3/v4 SoVITS file (generator or LoRA export) would not load, or None: the cheap check of
+    `weights.quick_check` (zip directory and pickled keys, no tensor data), cached by path, mtime and size.
+
+    A LoRA export also needs the pretrained generator of its version; that is the loader's to say."""
+    path = Path(path)
+    problem = file_problem(path)
+    if problem:
+        return problem
+    st = path.stat()
+    return _quick_check_v3_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _quick_check_v3_cached(path: str, _mtime_ns: int, _size: int) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    try:
+        content = _to_plain(_structure(Path(path)))
+    except UnsafeCheckpointError:
+        return "refused: it references code a weight file never needs"
+    except CheckpointError as e:
+        return str(e)
+    except zipfile.BadZipFile:
+        return "truncated or damaged (its zip directory is missing)"
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        return f"truncated or damaged ({load_error_reason(e)})"
+    if classify(content) != "sovits-v3":
+        return "not a SoVITS v3/v4 model"
+    if head in (b"03", b"04") and not isinstance(content.get("lora_rank"), int):
+        return "a v3/v4 LoRA export without its lora_rank"
+    return None
 
 
 def _dit_size(sd: Mapping[str, torch.Tensor], prefix: str = "cfm.estimator.") -> dict[str, Any]:
