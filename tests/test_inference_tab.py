@@ -653,3 +653,24 @@ def test_the_tab_streams_sentences_then_regenerates_one_with_a_new_seed(tab, tin
     synth.reassemble(result, [result.sentences[0].chosen, chosen])
     result.sentences[1].decoded.clear()
     assert np.array_equal(synth.candidate_audio(result, 1, other), piece)
+
+
+def test_an_api_call_naming_a_voice_gets_its_values_where_it_left_defaults(tmp_path):
+    from gpt_sovits.infer.voices import VoiceError, save_voice
+
+    ref = _wav(tmp_path / "ref.wav", 4.0)
+    gpt = _touch(tmp_path / "w" / "g.ckpt")
+    save_voice(tmp_path, "v", ref, "你好。", "en", [], gpt, "", {"top_k": 40, "speed": 1.2, "pause": 0.1})
+    given = {"voice": "v", "text": "Hi.", "ref_audio": None, "ref_lang": "zh", "top_k": 15, "speed": 0.9}
+    values = H.with_voice(given, tmp_path)
+    assert (
+        values["ref_audio"] == str(tmp_path / "voices" / "v" / "ref.wav") and values["ref_text"] == "你好。"
+    )
+    assert values["ref_lang"] == "en" and values["top_k"] == 40  # left at their defaults: the voice's
+    assert values["speed"] == 0.9 and values["text"] == "Hi."  # given: kept
+    assert values["gpt"] == str(gpt) and values["sovits"] == ""  # "" = the default weights
+    form = H.form_from_values(values)
+    assert (form.request.top_k, form.request.pause, form.gpt) == (40, 0.1, str(gpt))
+    assert H.with_voice({"text": "x", "voice": ""}, tmp_path) == {"text": "x", "voice": ""}
+    with pytest.raises(VoiceError, match="no saved voice called 'w'"):
+        H.with_voice({"voice": "w"}, tmp_path)

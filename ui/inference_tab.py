@@ -11,8 +11,15 @@ on first use) and `ui.inference_helpers`. Model work runs through the app's `Syn
 synthesis, play and swap handlers are async and await it, so concurrent requests (the tab's and the
 API's) take turns sentence by sentence, and Cancel (Gradio's `cancels=`) stops the running one between
 two sentences. Per-user state lives in `gr.State`: the last result (for playing and swapping candidates)
-and the session's history of generations. Results are written once, to `<workspace>/outputs/`, which
+and the session's history of generations. Results are written once, to `<workspace>/outputs/` (wav, flac, mp3 or ogg as chosen), which
 Gradio serves as it is (a static path) instead of copying each result into its cache.
+
+Synthesis streams: each sentence plays in the live player as soon as it is decoded, while later ones
+are generated (`SynthesisService.run_streaming`); the whole result follows. A sentence of the result can
+be drawn again with a new seed (`Synthesizer.regenerate`). A `.txt` upload fills the text box. Saved
+voices (`gpt_sovits.infer.voices`): "Save as voice" stores the reference clip(s), their text and
+language, the models and the settings; choosing a voice fills every field. `build` returns the tab's
+context, whose `routes` (the OpenAI-compatible `/v1/audio/speech`, ui/openai_api.py) webui.py serves.
 """
 
 from __future__ import annotations
