@@ -23,7 +23,7 @@ def test_missing_model_status_then_tiny_model_run(page, served_app, tmp_path):
     status = page.locator("#sep-model-status")
     models = served_app.workspace / "models" / "demucs"
     assert "was not found" in status.inner_text()
-    assert f"--local-dir {models}" in status.inner_text()
+    assert f"pretrained download demucs-htdemucs --model-dir {models.parent}" in status.inner_text()
     assert "955717e8.safetensors" in status.inner_text()
 
     build_tiny_model_dir(models, "tinyui")
