@@ -103,7 +103,7 @@ def choose_reference(
     return SampleReference(run[0][0], text, language, sample_text(language), language, parts)
 
 
-_SOVITS_NAME = r"{exp}_e(\d+)_s(\d+)\.pth"
+_SOVITS_NAME = r"{exp}_e(\d+)_s(\d+)(?:_l\d+)?\.pth"  # v3/v4 LoRA exports end in _l<rank>
 _GPT_NAME = r"{exp}-e(\d+)\.ckpt"
 _CLVP_NAME = r"{exp}-e(\d+)\.pt"
 
