@@ -37,6 +37,7 @@ from gpt_sovits.train.s2v3 import (
     main,
     make_optimizer,
     make_scheduler,
+    ref_path_in_fp32,
     train,
     train_step,
 )
@@ -188,6 +189,16 @@ def test_lora_recipe_freezes_what_the_reference_freezes_and_the_loss_falls(bases
     assert not torch.equal(before["wns1.pre.weight"], after["wns1.pre.weight"])  # trained in full
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.999875**2)
+
+    # The CUDA path's mixed precision, emulated with bf16 autocast on the CPU: the reference encoder and
+    # the content path stay fp32 (the reference's autocast(enabled=False)), the step stays finite.
+    ref_path_in_fp32(net_g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net_g.bridge(torch.randn(1, 192, 4)).dtype == torch.bfloat16  # autocast is on
+        assert net_g.ssl_proj(torch.randn(1, 768, 4)).dtype == torch.float32
+        assert net_g.ref_enc(torch.randn(1, 704, 8), torch.ones(1, 1, 8)).dtype == torch.float32
+    out = train_step(net_g, opt, scaler, batch, amp_dtype=torch.bfloat16)
+    assert torch.isfinite(torch.tensor(out["loss/g/total"])) and out["grad_norm_g"] > 0
 
 
 # ----------------------------------------------------------------------------------------- the loop
