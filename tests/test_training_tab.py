@@ -1049,3 +1049,14 @@ def test_reopening_an_experiment_shows_its_last_run_from_its_folder(ws):
     assert out[page.timer].active is False and session.exp == "voice"  # nothing runs: no timer
     later = tick(tc, {page.state: session})
     assert page.s2_mel_plot not in later and page.sample_players[0] not in later  # unchanged: not resent
+
+
+def test_the_run_supervisor_process_loads_neither_torch_nor_gradio():
+    """It lives as long as the training (hours) beside the trainer: a few tens of MB, started in a second."""
+    import subprocess
+    import sys
+
+    code = "import sys, ui.training_runner; print(sorted({'torch', 'gradio'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from core.fsutil import atomic_write_text
-from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, EventWriter, Job
-from ui.job_ui import crashed
+from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, EventWriter, Job, describe_end
 from ui.training_common import Layout, StepSpec, read_json
 from ui.training_jobs import exp_dir_of, live_job, process_runs, record_job, tail_text
 from ui.training_progress import ProgressView
@@ -147,7 +146,8 @@ class StepRunner:
         if code is None:  # an attached job is not our child: its events tell how it ended
             code = EXIT_USER_ERROR if self._error else EXIT_OK if self._result else EXIT_STOPPED
         code = int(code)
-        tail = tail_text(self.job.log_path, 2000) if crashed(code) else ""  # a crash: its log says why
+        # a crash: its log says why (ui.job_ui says the same, but imports gradio: not in this process)
+        tail = tail_text(self.job.log_path, 2000) if describe_end(code).unexpected else ""
         # asked here, reported by the step, or asked from another page (the marker)
         stopped = self.stopped or self._interrupted or (self.job.job_dir / STOP_MARKER).exists()
         last_step = self._last_step if self._last_step is not None else self.progress.done or None
