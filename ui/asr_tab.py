@@ -21,7 +21,7 @@ from gpt_sovits.pretrained import preferred_whisper_model
 from tools.asr import LANGUAGES, MODEL_REPOS, local_model_folder, model_status
 from ui.context import AppContext, InputError
 from ui.errors import shown_in_toast
-from ui.job_ui import exit_message, failure_details, start_job, stop_message
+from ui.job_ui import exit_message, failure_details, start_job, stop_message, wire_reopen
 from ui.wiring import connect
 
 PREVIEW_ROWS = 20
@@ -402,6 +402,7 @@ def wire(ctx: AppContext, ui: AsrLayout) -> None:
         status=ui.status,
         concurrency_limit=None,
     )
+    wire_reopen(ctx, "asr", ui.job_state, [ui.status, ui.report, ui.preview], follow_transcription)
 
 
 def build(ctx: AppContext) -> AsrLayout:

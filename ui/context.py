@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import UserError, os_error_message
 from core.fsutil import resolve_inside
 from i18n import I18n
 
@@ -44,7 +44,7 @@ def person_files() -> Iterator[None]:
     except UserError:
         raise
     except OSError as e:
-        raise WorkspaceFileError(str(e)) from e
+        raise WorkspaceFileError(os_error_message(e)) from e  # no errno, the file by name
 
 
 @dataclass(frozen=True)
@@ -105,5 +105,5 @@ class AppContext:
         """`inside(path)`, which must also exist (else `InputNotFoundError` naming it)."""
         resolved = self.inside(path)
         if not resolved.exists():
-            raise InputNotFoundError(self.i18n("Not found: {path}", path=str(resolved)))
+            raise InputNotFoundError(self.i18n("Not found: {path}", path=str(path)))  # as typed, not resolved
         return resolved

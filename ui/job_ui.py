@@ -5,15 +5,19 @@ reads the same dict, so it stops that user's job and nobody else's. The exit cod
 CLIs' own (`core.jobs`); a negative code means the process was killed by a signal. Whether the
 person asked for the stop comes with the job's "exit" event (`stopped`): only then is the end
 "Stopped."; a signal nobody asked for is a crash (named), a SIGKILL most likely the memory limit.
+
+A job outlives its page: closing or reloading the page leaves it running (only Stop ends it), and a
+page that opens the tab later follows it again from its folder (`wire_reopen`), as Training does.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from core.errors import UserError
-from core.jobs import Job, JobEnd, describe_end
+from core.jobs import Job, JobEnd, describe_end, latest_job
 from i18n import I18n
 from ui.context import AppContext
 
@@ -97,3 +101,60 @@ def exit_message(i18n: I18n, code: int, stopped: bool | None = None) -> str:
 def failure_details(job: Job, code: int, stopped: bool | None = None, lines: int = 12) -> str:
     """The last log lines of a job that crashed or was killed (empty for any other end)."""
     return job.last_lines(lines) if crashed(code, stopped) else ""
+
+
+# ---------- a job outlives its page
+
+
+def reopened_job(ctx: AppContext, state: dict[str, Any], name: str) -> Job | None:
+    """The tab's latest job (`jobs/<name>-*`: still running, or ended within the hour), for a page that
+    opens the tab; kept in `state` while it runs, so this page's Stop reaches it. None when there is none,
+    or when this page already follows a job of its own."""
+    if state.get("job") is not None:
+        return None
+    job = latest_job(ctx.folder("jobs"), name)
+    if job is not None and job.running():
+        state["job"] = job
+    return job
+
+
+def wire_reopen(
+    ctx: AppContext,
+    name: str,
+    state: Any,
+    outputs: list[Any],
+    follow: Callable[[AppContext, Job], Iterator[Any]],
+) -> None:
+    """On page load, show the tab's latest job in `outputs` (`follow(ctx, job)`, the tab's own view of
+    a job's events): live while it runs, else how it ended. Closing the page never stops a job (only Stop
+    does), so a separation, a slicing or a transcription outlives the page as a training run does."""
+    import gradio as gr  # here, not at the top: the training supervisor imports this module, without gradio
+
+    from ui.wiring import connect
+
+    root = gr.context.Context.root_block
+    if root is None:
+        return
+
+    def resume_job(ctx: AppContext, state: dict[str, Any]) -> Iterator[Any]:
+        job = reopened_job(ctx, state, name)
+        if job is None:
+            yield tuple(gr.skip() for _ in outputs)
+            return
+        yield from follow(ctx, job)
+        if state.get("job") is job:
+            state.pop("job", None)
+
+    resume_job.__name__ = f"resume_{name}"
+    # Not queued behind other pages' loads: each one follows for as long as the job runs. The job's own
+    # error (a person's mistake) shows in the first output, the tab's status line.
+    connect(
+        root.load,
+        ctx,
+        resume_job,
+        {"state": state},
+        outputs,
+        status=outputs[0],
+        concurrency_limit=None,
+        show_progress="hidden",
+    )

@@ -31,7 +31,7 @@ from tools.demucs_models import (
 )
 from ui.context import AppContext, InputError, person_files
 from ui.errors import shown_in_toast
-from ui.job_ui import exit_message, failure_details, start_job, stop_message
+from ui.job_ui import exit_message, failure_details, start_job, stop_message, wire_reopen
 from ui.wiring import connect
 
 
@@ -334,6 +334,7 @@ def wire(ctx: AppContext, ui: SeparateLayout) -> None:
         status=ui.progress,
         concurrency_limit=None,
     )
+    wire_reopen(ctx, "separate", ui.job_state, [ui.progress, ui.failures, ui.results], follow_separation)
 
 
 def build(ctx: AppContext) -> SeparateLayout:
