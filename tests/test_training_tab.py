@@ -1060,3 +1060,47 @@ def test_the_run_supervisor_process_loads_neither_torch_nor_gradio():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_start_hands_the_run_to_its_own_process_and_a_second_start_is_refused(ws, monkeypatch):
+    import subprocess
+
+    import gradio as gr
+
+    from core.jobs import Job
+    from i18n import I18n
+    from ui import training_tab
+    from ui.context import AppContext
+    from ui.training_page import build_page
+    from ui.training_runner import RunPlan, TrainingSession, start_run
+
+    write_tiny_dataset(ws.workspace / "data", n=6)
+    plans: list[RunPlan] = []
+
+    def recorded_start(plan: RunPlan) -> Job:  # the real start_run, with a process that does nothing
+        plans.append(plan)
+        return start_run(plan, start=lambda m, a, d: Job([m, *a], Path(d), subprocess.Popen(["true"])))
+
+    monkeypatch.setattr(training_tab, "start_run", recorded_start)
+    app = AppContext(ws.workspace, I18n("en_US"), ws.model_dir)
+    with gr.Blocks():
+        page = build_page(app)
+    tc = training_tab.TrainingContext(app, page)
+    values = {c: c.value for c in (*page.settings_inputs, page.ref_choice, page.sample_text)}
+    values.update({page.state: TrainingSession(), page.list_choice: "data/tiny.list", page.exp_name: "tiny"})
+    out = training_tab.start_steps(tc, PIPELINE, values)
+    [plan] = plans
+    assert [s.step for s in plan.specs] == list(PIPELINE) and plan.exp == "tiny"
+    assert plan.pretrained_s1.endswith("s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt")
+    assert plan.reference is not None and Path(plan.reference.audio).is_file()  # short clips joined
+    assert RunPlan.from_dict(json.loads(ws.plan_path("tiny").read_text(encoding="utf-8"))) == plan
+    assert out[page.status_md].splitlines() == [
+        "- Formatting: running…",
+        "- Next: SoVITS (S2) training, GPT (S1) training",
+    ]
+    assert out[page.timer].active is True
+    with pytest.raises(gr.Error, match="Experiment tiny is already running"):
+        training_tab.start_steps(tc, ("s1",), values)
+    stopped = training_tab.stop(tc, {page.state: values[page.state]})[page.status_md]
+    assert "- Formatting: Stopping: waiting for the current file to finish, then the run ends" in stopped
+    assert ws.stop_path("tiny").exists()  # what the supervisor reads
