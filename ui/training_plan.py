@@ -29,8 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpt_sovits.models.s2v3 import V3V4_VERSIONS as V3V4  # flow-matching S2, fine-tuned with LoRA
 from gpt_sovits.pretrained import VERSIONS as V1V2_VERSIONS
 from gpt_sovits.pretrained import symbol_version, uses_sv, version_models
+from gpt_sovits.train.s2v3 import DEFAULT_EPOCHS as DEFAULT_S2_EPOCHS_V3V4
+from gpt_sovits.train.s2v3 import DEFAULT_LORA_RANK, LORA_RANKS
+from gpt_sovits.train.s2v3 import DEFAULT_SAVE_EVERY as DEFAULT_S2_SAVE_EVERY_V3V4
 from tools.dataset_check import DatasetReport
 from ui.training_common import (
     EXP_NAME,
@@ -44,7 +48,6 @@ from ui.training_common import (
 from ui.training_jobs import live_job
 
 # The versions the tab trains, in the reference training UI's order (v1, v2, v4, v2Pro, v2ProPlus) with v3.
-V3V4: tuple[str, ...] = ("v3", "v4")  # flow-matching S2, fine-tuned with LoRA
 VERSIONS: tuple[str, ...] = (*V1V2_VERSIONS[:2], *V3V4, *V1V2_VERSIONS[2:])
 STEPS: tuple[str, ...] = ("prepare", "s2", "s1", "clvp")
 PIPELINE: tuple[str, ...] = ("prepare", "s2", "s1")  # the one-click run
@@ -67,10 +70,8 @@ PREPARE_REQUEST_FILE = "prepare_request.json"
 DEFAULT_S2_EPOCHS, DEFAULT_S2_SAVE_EVERY = 8, 4
 DEFAULT_S1_EPOCHS, DEFAULT_S1_SAVE_EVERY = 15, 5
 DEFAULT_CLVP_EPOCHS = 20
-# v3/v4 (the reference's v3v4set): S2 2 epochs saved every epoch; LoRA rank 16/32/64/128, default 32.
-DEFAULT_S2_EPOCHS_V3V4, DEFAULT_S2_SAVE_EVERY_V3V4 = 2, 1
-LORA_RANKS: tuple[int, ...] = (16, 32, 64, 128)
-DEFAULT_LORA_RANK = 32
+# v3/v4 (the reference's v3v4set): S2 2 epochs saved every epoch, LoRA rank 16/32/64/128, default 32
+# (the LoRA trainer's own defaults, imported above).
 
 MIN_USABLE_CLIPS = 5  # below this, fine-tuning only memorises a handful of sentences
 MIN_TOTAL_SECONDS = 60.0  # GPT-SoVITS's "one minute of voice" is the smallest set that works well
