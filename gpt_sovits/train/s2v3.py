@@ -72,6 +72,7 @@ from gpt_sovits.models.weights_v3 import (
     save_sovits_v3_lora,
     sovits_v3_version,
 )
+from gpt_sovits.pretrained import V3V4_FILES
 from gpt_sovits.train.batching import default_batch_size
 from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
 from gpt_sovits.train.distributed import (
@@ -103,8 +104,6 @@ DEFAULT_SAVE_EVERY = 1
 LORA_RANKS = (16, 32, 64, 128)  # the reference web UI's choices
 DEFAULT_LORA_RANK = 32
 DEFAULT_VERSION = "v4"  # the one the reference's training UI offers
-# The pretrained generators (relative to --pretrained-dir; gpt_sovits.pretrained's registry rows).
-PRETRAINED_S2G = {"v3": "s2Gv3.pth", "v4": "gsv-v4-pretrained/s2Gv4.pth"}
 # The modules the reference runs under autocast(enabled=False) in SynthesizerTrnV3.forward.
 FP32_MODULES = ("ref_enc", "ssl_proj", "quantizer", "enc_p")
 # The reference web UI picks VRAM_GB // 8 items per GPU for v3/v4 (// 2 for v2).
@@ -228,7 +227,7 @@ def load_pretrained(
     if is_lora:
         raise PretrainedModelError(
             f"{s2g} is a LoRA export; LoRA training starts from the pretrained {version} generator "
-            f"({PRETRAINED_S2G[version]})"
+            f"({V3V4_FILES[version][0]})"
         )
     content = raw.content if isinstance(raw.content, Mapping) else {}
     config = content.get("config") if isinstance(content.get("config"), Mapping) else {}
@@ -446,7 +445,7 @@ def _pretrained_file(cfg: S2V3TrainConfig) -> Path:
         return cfg.pretrained_s2g
     if cfg.pretrained_dir is None:
         raise PretrainedModelError("give --pretrained-dir (or --pretrained-s2g)")
-    return cfg.pretrained_dir / PRETRAINED_S2G[cfg.version]
+    return cfg.pretrained_dir / V3V4_FILES[cfg.version][0]  # the registry's s2Gv3.pth / s2Gv4.pth
 
 
 def _pick_batch_size(device: torch.device, net_g: nn.Module, trained: int) -> int:
