@@ -674,3 +674,53 @@ def test_an_api_call_naming_a_voice_gets_its_values_where_it_left_defaults(tmp_p
     assert H.with_voice({"text": "x", "voice": ""}, tmp_path) == {"text": "x", "voice": ""}
     with pytest.raises(VoiceError, match="no saved voice called 'w'"):
         H.with_voice({"voice": "w"}, tmp_path)
+
+
+def test_streamed_work_hands_over_chunks_as_they_come_and_stops_when_the_consumer_leaves():
+    import asyncio
+    import threading
+
+    from gpt_sovits.infer.scheduler import SynthesisCancelled
+
+    service = H.SynthesisService()
+    ended = threading.Event()
+    done_units: list[int] = []
+
+    def work(job, emit):
+        try:
+            for i in range(200):
+                with job.turn():  # a cancelled job stops here
+                    done_units.append(i)
+                    emit(i)
+                time.sleep(0.01)
+            return "all"
+        finally:
+            ended.set()
+
+    async def take_two() -> list:
+        got = []
+        events = service.run_streaming(work, "test")
+        async for kind, value in events:
+            got.append((kind, value))
+            if len(got) == 2:
+                break
+        await events.aclose()  # the consumer leaves (a client hangs up)
+        return got
+
+    assert asyncio.run(take_two()) == [("chunk", 0), ("chunk", 1)]
+    assert ended.wait(10) and len(done_units) < 200  # the work stopped at its next turn
+
+    def failing(job, emit):
+        emit("first")
+        raise SynthesisCancelled("stopped")
+
+    async def everything() -> list:
+        return [e async for e in service.run_streaming(failing)]
+
+    with pytest.raises(SynthesisCancelled, match="stopped"):
+        asyncio.run(everything())
+
+    async def whole() -> list:
+        return [e async for e in service.run_streaming(lambda job, emit: (emit(1), emit(2), "r")[-1])]
+
+    assert asyncio.run(whole()) == [("chunk", 1), ("chunk", 2), ("done", "r")]
