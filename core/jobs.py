@@ -8,6 +8,9 @@ The UI starts long jobs with `Job.start([...argv...])`: a child `python -m tools
 --events events.jsonl` whose stdout/stderr go to `log.txt` in the job folder. The child appends
 one JSON object per line to the events file (`EventWriter`); the parent tails it (`Job.poll`).
 Stopping a job terminates the child process group, so nothing keeps running in the background.
+A job outlives whoever follows it (a page that closes or reloads): its folder holds `job.json` (pid,
+module, argv), `exit.json` (the exit code, written by the server when the child ends) and a stop marker,
+so `Job.attach` / `latest_job` give a later page the same job to follow or stop.
 
 How a job ended is told from its exit code *and* whether a stop was asked (`Job.stop_requested`):
 `describe_end` gives stopped / done / some failed / all failed / user error / killed for memory

@@ -32,6 +32,18 @@ def test_upload_preview_then_slice(page, served_app, tmp_path):
     out = served_app.workspace / "sliced"
     assert not any(out.glob("browserslice.wav_*.wav"))  # preview wrote nothing
     assert (served_app.workspace / "uploads" / "browserslice.wav").is_file()
+    # The first proposed clip is ready to play before anything is written; the second can be picked.
+    page.wait_for_selector(
+        "#slice-segment-audio audio[src], #slice-segment-audio [src*='preview-clips']", timeout=30_000
+    )
+    page.locator("#slice-segment input").click()
+    page.get_by_role("option", name="browserslice.wav #2", exact=False).click()
+    played = served_app.workspace / "jobs" / "preview-clips"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(played.glob("browserslice.wav_*.wav"))) < 2:
+        time.sleep(0.2)
+    assert len(list(played.glob("browserslice.wav_*.wav"))) == 2
+    assert not any(out.glob("browserslice.wav_*.wav"))  # still nothing written to sliced/
 
     page.locator("#slice-run").click()
     page.wait_for_function(

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from core.audio import DATASET_RATE, HUBERT_RATE
-from core.errors import UserError
+from core.errors import UserError, file_reason
 from core.fsutil import atomic_write_text, atomic_write_with
 from core.jobs import EXIT_ALL_FAILED, EventWriter, JobCancelled, ProgressFn, StopFn, log_progress, never_stop
 from gpt_sovits.data.experiment import (
@@ -230,7 +230,7 @@ def _load_clip(path: Path) -> _Audio | _Skip:
             return _Skip("too_long", f"{seconds:.0f} s")
         audio, _ = load_audio(path, SAMPLE_RATE)
     except AudioDecodeError as e:
-        return _Skip("unreadable", str(e))
+        return _Skip("unreadable", file_reason(e, path))  # the line names the clip already
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch; the report says why
         return _Skip("unreadable", f"{type(e).__name__}: {e}")
     if audio.shape[0] < MIN_SECONDS * SAMPLE_RATE:
