@@ -402,10 +402,12 @@ class RunSupervisor:
 
     def tick(self, stop: bool = False) -> bool:
         """Read the jobs' events, queue samples, write the status; True while there is work left."""
-        if stop and self.stop_asked is None:
-            self.stop()
         for event in self.runner.poll():
             self._saved(event)
+        if stop and self.stop_asked is None:
+            self.stop()  # after the poll: the step it waits for is counted from the newest progress
+            for event in self.runner.poll():  # how the stopped step ended
+                self._saved(event)
         if self.stop_asked is None:
             for outcome in self.samples.poll():
                 step = self._sample_steps.get(Path(outcome.path).name)
