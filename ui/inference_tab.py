@@ -310,8 +310,8 @@ async def swap_candidate(c: InferenceContext, values: Values) -> Updates:
             synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
             # Updates the result in place (its chosen marks included), once every piece is decoded.
             audio = synth.reassemble(outcome.result, choices)
-            seed = int(outcome.result.seed)
-            return H.save_output(c.app.workspace / "outputs", audio, text, seed, fmt=_export(c, values))
+            seed, rate = int(outcome.result.seed), int(outcome.result.sample_rate)
+            return H.save_output(c.app.workspace / "outputs", audio, text, seed, rate, _export(c, values))
 
         path = await c.service.run(swap, "swap")
     gr.Info(
@@ -342,8 +342,8 @@ async def regenerate_sentence(c: InferenceContext, values: Values) -> Updates:
         def redraw(job: Job) -> Any:
             synth = H.make_synthesizer(outcome.gpt, outcome.sovits, c.app.model_dir, c.cache, job)
             audio = synth.regenerate(outcome.result, i, seed)  # updates the result in place
-            keep = int(outcome.result.seed)
-            return H.save_output(c.app.workspace / "outputs", audio, text, keep, fmt=_export(c, values))
+            keep, rate = int(outcome.result.seed), int(outcome.result.sample_rate)
+            return H.save_output(c.app.workspace / "outputs", audio, text, keep, rate, _export(c, values))
 
         path = await c.service.run(redraw, "regenerate")
     gr.Info(

@@ -47,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from core.audio import DATASET_RATE
 from core.errors import UserError
 from gpt_sovits.infer.request import TextTooLongError, param
 from ui import inference_helpers as H
@@ -280,7 +281,8 @@ class Speech:
         self, speech: SpeechRequest, first: tuple[str, Any], events: AsyncIterator[tuple[str, Any]]
     ) -> AsyncIterator[bytes]:
         fmt, sse = speech.response_format, speech.stream == "sse"
-        header = H.stream_header(fmt)
+        kind, value = first  # the rate of the first piece is the stream's (24/32/48 kHz by model version)
+        header = H.stream_header(fmt, int(value.sample_rate) if kind == "chunk" else DATASET_RATE)
         if header and not sse:
             yield header
         item: tuple[str, Any] | None = first
