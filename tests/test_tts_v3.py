@@ -229,7 +229,8 @@ def test_cli_writes_wav_at_the_model_rate(tiny_pretrained, v3dir, ref, tmp_path,
         "--out", str(out), "--seed", "5", "--max-new-tokens", "14", "--sample-steps", "2", "--device", "cpu",
     ]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "SoVITS v4" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "SoVITS v4" in printed.out and "s2Gv4.pth: version v4" in printed.err
     info = sf.info(out)
     assert info.samplerate == 48000 and info.frames > 0
 
@@ -254,7 +255,7 @@ def test_front_door_and_quick_check(v3dir, tmp_path) -> None:
 
 
 def test_weight_listing_offers_v3v4(v3dir, tmp_path) -> None:
-    from ui.inference_helpers import WeightChoice, default_weight, sovits_choices
+    from ui.inference_helpers import WeightChoice, default_weight, sovits_choices, sovits_version
 
     ws = tmp_path / "ws"
     folder = ws / "weights" / "SoVITS_weights_v4"
@@ -266,6 +267,7 @@ def test_weight_listing_offers_v3v4(v3dir, tmp_path) -> None:
     assert "pretrained v3: s2Gv3.pth" in labels and "pretrained v4: s2Gv4.pth" in labels
     assert default_weight(choices) == str(folder / "mine_e1.pth")  # the newest file that loads
     assert isinstance(choices[0], WeightChoice)
+    assert sovits_version(folder / "mine_e1.pth") == "v4"  # shown next to the choice (no header: its config)
 
 
 # ------------------------------------------------------------------------------------------ parity

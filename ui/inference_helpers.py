@@ -161,10 +161,10 @@ def sovits_version(path: str | Path) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _sovits_version_cached(path: str, _mtime_ns: int, _size: int) -> str | None:
-    from gpt_sovits.models.weights import detect_sovits_version
+    from gpt_sovits.infer.sovits import sovits_version as detect  # v4 files without a header too
 
     try:
-        return detect_sovits_version(path)
+        return detect(path)
     except (UserError, OSError, ValueError, RuntimeError):
         return None
 

@@ -6,8 +6,9 @@
 A saved voice (``<workspace>/voices/NAME/``, see gpt_sovits.infer.voices) gives the reference clip(s),
 its text and language, the weights and the synthesis settings; any flag given explicitly wins over it.
 
-The SoVITS weights' version (v1, v2, v2Pro, v2ProPlus; detected from the file as the reference does) is
-printed before synthesis and with the result. v2Pro/v2ProPlus weights also need the speaker-verification
+The SoVITS weights' version (v1, v2, v2Pro, v2ProPlus, v3, v4; detected from the file as the reference does)
+is printed before synthesis and with the result. v3/v4 weights also need their vocoder in ``--model-dir`` and
+write 24 kHz (v3) / 48 kHz (v4) audio. v2Pro/v2ProPlus weights also need the speaker-verification
 model ``sv/pretrained_eres2netv2w24s4ep4.ckpt`` in ``--model-dir``; any GPT of the SoVITS model's phone set
 goes with them (s1v3.ckpt is the reference's pairing).
 
@@ -39,7 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1, v2, v2Pro or v2ProPlus "
+            "Speak a text in the voice of a 3-10 s reference clip (GPT-SoVITS v1, v2, v2Pro, v2ProPlus, v3 or v4 "
             "weights; the SoVITS version is detected from the file and printed)."
         ),
     )
@@ -63,7 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     text = p.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="text to speak")
     text.add_argument("--text-file", help="UTF-8 file with the text to speak (long texts)")
-    p.add_argument("--out", required=True, help="output .wav (32 kHz, 16-bit)")
+    p.add_argument("--out", required=True, help="output .wav (16-bit; 32 kHz, v3 24 kHz, v4 48 kHz)")
     p.add_argument("--clvp", default=None, help="CLVP checkpoint to rerank the candidates")
     add_flags(p)
     add_max_text_flag(p)
@@ -130,10 +131,10 @@ def _reference(args: argparse.Namespace, tmp: Path) -> str | Path:
 
 def sovits_version(path: str | Path) -> str:
     """The SoVITS file's version as detected from the file (header, known hashes, shapes), or why not."""
-    from gpt_sovits.models.weights import detect_sovits_version
+    from gpt_sovits.infer.sovits import sovits_version as detect
 
     try:
-        return detect_sovits_version(path)
+        return detect(path)
     except (UserError, OSError, ValueError) as e:
         return f"unknown ({e})"
 
