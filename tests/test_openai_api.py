@@ -189,3 +189,23 @@ def test_with_auth_the_route_needs_the_same_login(tmp_path, tiny_pretrained):
             assert r.status_code == 400 and "No voice is saved yet" in r.json()["error"]["message"]
     finally:
         app.close()
+
+
+def test_a_client_that_hangs_up_stops_its_synthesis(server, caplog):
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="ui.inference_helpers")
+    caplog.set_level(logging.INFO, logger="ui.openai_api")
+    long_text = "你好世界。" * 40  # 40 sentences: far longer than the client waits
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server + "/v1/audio/speech", json={"input": long_text, "voice": "tab voice"}, timeout=1.5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "the client hung up" not in caplog.text:
+        time.sleep(0.2)
+    assert "the client hung up; the synthesis was stopped" in caplog.text
+    stopped = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
+    assert stopped and int(stopped[-1].split("after ")[1].split(" ")[0]) < 40  # fewer units than sentences
+    assert _speech(server, input="你好。", response_format="wav").status_code == 200  # the models are free
+    # Only the request that was given up was stopped: a finished one is not reported as stopped.
+    assert len([r for r in caplog.records if "stopped after" in r.getMessage()]) == len(stopped) == 1

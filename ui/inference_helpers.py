@@ -916,9 +916,9 @@ class SynthesisService:
                 if kind == "error":
                     finished = True
                     raise value
+                finished = kind == "done"  # before the yield: a consumer may stop once it has the outcome
                 yield kind, value
-                if kind == "done":
-                    finished = True
+                if finished:
                     return
         finally:
             if not finished:

@@ -32,8 +32,10 @@ The routes are Starlette routes handed to Gradio's FastAPI app when it is create
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import inspect
 import json
 import logging
@@ -62,6 +64,7 @@ API_FORMATS = ("mp3", "opus", "flac", "wav", "pcm")
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAM_FORMATS = ("audio", "sse")
 # Audio does not shrink under gzip/brotli: the app's compression middleware passes it through.
+DISCONNECT_POLL_S = 0.5  # how often a whole-file request checks that its client is still there
 _NO_COMPRESSION = {"Content-Encoding": "identity", "Cache-Control": "no-store"}
 
 
@@ -249,15 +252,37 @@ class Speech:
                     media_type="text/event-stream" if speech.stream == "sse" else self._media(speech),
                     headers=_NO_COMPRESSION,
                 )
-            outcome = None
-            while outcome is None:
-                kind, value = await self._next(events)
-                outcome = value if kind == "done" else None
+            outcome = await self._whole(request, events)
+            if outcome is None:  # the client hung up: the synthesis was stopped, nobody reads an answer
+                return Response(status_code=499)
             audio = H.encode_audio(outcome.result.audio, outcome.result.sample_rate, speech.response_format)
             return Response(audio, media_type=self._media(speech), headers=_NO_COMPRESSION)
         except ApiError as e:
             logger.info("%s refused: %s", SPEECH_PATH, e.message)
             return e.response()
+
+    async def _whole(self, request: Request, events: AsyncIterator[tuple[str, Any]]) -> Any:
+        """The outcome once every sentence is done; None when the client hangs up first (checked twice a
+        second), in which case the synthesis is cancelled and the models go to the next request."""
+
+        async def outcome() -> Any:
+            while True:
+                kind, value = await self._next(events)
+                if kind == "done":
+                    return value
+
+        task = asyncio.ensure_future(outcome())
+        while True:
+            done, _pending = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await events.aclose()
+                logger.info("%s: the client hung up; the synthesis was stopped", SPEECH_PATH)
+                return None
 
     @staticmethod
     def _media(speech: SpeechRequest) -> str:
