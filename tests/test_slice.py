@@ -450,7 +450,7 @@ def test_ui_helpers_stage_uploads_once_and_keep_outputs_inside(tmp_path):
     assert first == again == [ctx.folder("uploads") / "mine.wav"] and user.read_bytes() == before
     with pytest.raises(ValueError, match="outside"):
         collect_inputs(ctx, None, "../mine.wav")
-    with pytest.raises(ValueError, match="Upload"):
+    with pytest.raises(ValueError, match="upload some"):
         collect_inputs(ctx, None, "  ")
     assert output_dir(ctx, "") == ctx.folder("sliced")
     assert output_dir(ctx, "spk1") == ctx.folder("sliced") / "spk1"
