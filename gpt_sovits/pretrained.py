@@ -22,8 +22,12 @@ works as is:
       demucs/<name>.yaml + <sig>.safetensors    separation (tools.demucs_models owns the names)
 
 ``python -m gpt_sovits.pretrained list`` prints the table with each model's status;
-``python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group:
-``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``, ``v3``, ``v4``) from the Hugging Face hub with progress and resume.
+``.venv/bin/python -m gpt_sovits.pretrained download NAME [--model-dir P]`` fetches one (or a group:
+``v1``, ``v2``, ``v2Pro``, ``v2ProPlus``, ``v3``, ``v4``) from the Hugging Face hub with progress and resume;
+the web UI's Models tab does the same with a button per row and per group (``Downloads``: background
+threads, one download per file). Every missing-model message names these routes in one sentence
+(``route``, built by ``core.model_route.download_route``, which the loaders below this layer use too).
+``preferred_demucs_model`` / ``preferred_whisper_model`` pick the stage models present locally.
 ``version_models(version)`` is the one table of which files a version needs (formatting, training and
 synthesis ask it): v2Pro and v2ProPlus take the GPT ``s1v3.ckpt`` and the SV model besides their own
 SoVITS pair. v3/v4 are models only so far (models.weights_v3 loads them; nothing formats, trains or
@@ -444,7 +448,7 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
         present, how = found.found, "" if found.found else found.message
     elif spec.kind == "demucs":
         name = spec.name[len("demucs-") :]
-        present = demucs_models.local_status(name, model_dir / "demucs")[0]
+        present = _demucs_present(name, model_dir)  # as the separation stage loads it: folder, else HF cache
         how = "" if present else demucs_models.missing_model_message(name, model_dir / "demucs")
     elif spec.kind == "bigvgan":  # config + generator, the two files models.weights_v3 reads
         missing = [model_dir / f for f in spec.files if not _nonempty(model_dir / f)]
@@ -714,19 +718,23 @@ def preferred_present(default: str, choices: Sequence[str], is_present: Callable
     return next((c for c in choices if c != default and is_present(c)), default)
 
 
+def _demucs_present(name: str, model_dir: Path) -> bool:
+    """Whether demucs model `name` loads without a download: model_dir/demucs, else the HF cache."""
+    if demucs_models.local_status(name, model_dir / "demucs")[0]:
+        return True
+    try:
+        return demucs_models._hf_cached(name, download=False) is not None
+    except demucs_models.ModelLoadError:  # an unreadable cached copy is not a usable one
+        return False
+
+
 def preferred_demucs_model(model_dir: str | Path) -> str:
-    """The separation model to select: demucs' default, else a built-in one present in model_dir/demucs."""
-    folder = Path(model_dir) / "demucs"
-
-    def present(name: str) -> bool:
-        if demucs_models.local_status(name, folder)[0]:
-            return True
-        try:
-            return demucs_models._hf_cached(name, download=False) is not None
-        except demucs_models.ModelLoadError:  # an unreadable cached copy is not a usable one
-            return False
-
-    return preferred_present(demucs_models.DEFAULT_MODEL, list(demucs_models.BUILTIN_MODELS), present)
+    """The separation model to select: demucs' default, else a built-in one present (folder or HF cache)."""
+    return preferred_present(
+        demucs_models.DEFAULT_MODEL,
+        list(demucs_models.BUILTIN_MODELS),
+        lambda name: _demucs_present(name, Path(model_dir)),
+    )
 
 
 def preferred_whisper_model(model_dir: str | Path, local: Sequence[str] = ()) -> str:

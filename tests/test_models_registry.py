@@ -30,9 +30,12 @@ def test_pretrained_paths_official_names(tmp_path: Path) -> None:
 
 
 def test_status_empty_folder(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
     import tools.asr
 
     monkeypatch.setattr(tools.asr, "_in_hf_cache", lambda model: False)  # this machine's cache aside
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # demucs'
     rows = models.model_status(tmp_path)
     assert rows and not any(r.present for r in rows)
     by = _by_name(rows)
