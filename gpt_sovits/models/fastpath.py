@@ -4,17 +4,21 @@
 ``precision="auto"`` (the front-door default) gets the same inference-ready model, and trainers and parity
 checks ask for ``"fp32"``.
 
-What "auto" does, chosen by measurement on the 2-core AVX-512 (BF16) development CPU (bench/README.md,
-"CPU fast path"):
-- S1 on a CPU with native bf16 matrix units: the transformer's Linear layers (the packed q/k/v projection
-  included) keep bf16 weights and multiply in bf16 with fp32 accumulation; everything between them (norms,
-  softmax, residuals, the output layer, the BERT projection) stays fp32. A batch-1 step reads its weights
-  once, so half the bytes is most of the win. int8 dynamic quantisation was faster still but moved logits
-  4x as much and flipped 1-12% of teacher-forced argmaxes on full-size random weights (bf16: none).
-- S2: stays fp32 everywhere (what was tried, and why not, is in bench/README.md).
-- Anything on an accelerator, or a CPU without native bf16: fp32 (not measured there).
+What "auto" does, chosen by measurement on the 2-core AVX-512 (BF16, VNNI) development CPU (bench/README.md,
+"CPU fast path"); only on a CPU with native bf16, everything else stays exact:
+- S1: the transformer's Linear layers (the packed q/k/v projection included) keep int8 weights with one
+  scale per output channel and multiply bf16 activations with them (``_weight_int8pack_mm``, fp32
+  accumulation). A batch-1 step reads every weight once, so a quarter of fp32's bytes is most of the win
+  (the 96 Linear layers of a step: about 21 ms fp32, 17 ms bf16, 6.6 ms int8, 1 thread). Activations are
+  not quantised (``quantize_dynamic``'s 7-bit activations flipped up to 12% of the greedy argmaxes on
+  full-size random weights); norms, softmax, residuals, the KV cache, the output layer and the BERT
+  projection stay fp32. Prefix passes (many rows) dequantise to bf16 and use the bf16 GEMM instead, which
+  is faster there than the row-by-row int8 kernel.
+- S2: the HiFi-GAN decoder (``dec``, about 90% of a decode) runs as 2-D channels-last bf16 convolutions with
+  the weight norm folded in once (``FastGenerator``); the module tree and state dict stay the exact ones
+  (the fast copy is not a submodule), so saving such a model writes the exact weights.
 
-A fast-path model is for inference only: its state dict is not the official one any more.
+A fast-path S1 is for inference only: its state dict is not the official one any more.
 """
 
 from __future__ import annotations
@@ -23,30 +27,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpt_sovits.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
 from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported: the names live there
 from gpt_sovits.models.precisions import PrecisionError as PrecisionError
 from gpt_sovits.models.precisions import check_precision
 from gpt_sovits.models.s1 import Text2Semantic
+from gpt_sovits.models.s2 import Generator, SynthesizerTrn
+
+# Rows at or below which the int8 kernel (one pass over the weights per row) beats dequantise + bf16 GEMM.
+INT8_GEMV_ROWS = 32
+# Narrower S2 decoders stay exact: the 32-wide tiny fixture decoder kept only 23-26 dB SNR in bf16 (the
+# full-size 512-wide one 45.8 dB), each rounding being a larger share of a few channels' signal.
+FAST_MIN_DECODER_WIDTH = 256
+# Decoder stages at least this wide run in bf16, narrower ones in fp32 (FastGenerator).
+FAST_MIN_CHANNELS = 16
+# The int8 kernel reads the reduction dimension in blocks of 16; other widths give wrong results.
+INT8_K_MULTIPLE = 32
 
 
 def apply_precision(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
     """The inference-ready form of ``model`` (in eval mode) for ``precision`` on ``device``.
 
     "fp32" leaves the weights exact. "auto" applies the CPU fast path where it was measured to keep
-    fidelity (S1 on CPU) and leaves everything else exact.
+    fidelity (S1 and the v2-family S2 on a CPU with native bf16) and leaves everything else exact.
     """
     check_precision(precision)
     model.eval()
-    if precision == "fp32" or torch.device(device).type != "cpu":
+    if precision == "fp32" or torch.device(device).type != "cpu" or not bf16_supported():
         return model
-    if isinstance(model, Text2Semantic) and bf16_supported():
+    if isinstance(model, Text2Semantic):
         return fast_s1(model)
+    if isinstance(model, SynthesizerTrn):
+        return fast_s2(model)
     return model
 
 
 def fast_path_active(model: nn.Module) -> bool:
-    """Whether ``model`` carries the CPU fast path (bf16 Linear layers in S1)."""
-    return any(isinstance(m, Bf16Linear) for m in model.modules())
+    """Whether ``model`` carries the CPU fast path (int8/bf16 Linear layers in S1, the bf16 S2 decoder)."""
+    if isinstance(model, SynthesizerTrn):
+        return model.inference_dec is not None
+    return any(isinstance(m, (Int8Linear, Bf16Linear)) for m in model.modules())
 
 
 def bf16_supported() -> bool:
@@ -54,26 +74,66 @@ def bf16_supported() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+# --------------------------------------------------------------------------------------------------- S1
+
+
 class Bf16Linear(nn.Module):
     """y = x W^T + b with W, b stored in bf16: the input is rounded to bf16, the product accumulated in fp32
-    by oneDNN, the output returned in the input's dtype. (..., in) -> (..., out)."""
+    by oneDNN, the output returned in the input's dtype. (..., in) -> (..., out). Used where Int8Linear's
+    kernel cannot take the layer's width."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
 
-    @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Bf16Linear:
-        return cls(linear.weight, linear.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
 
 
+class Int8Linear(nn.Module):
+    """y = x (s * Q)^T + b: Q (out, in) int8, s (out,) one bf16 scale per output channel (max |w| / 127 of
+    its row), b fp32. x (..., in) is rounded to bf16; y (..., out) comes back in fp32.
+
+    Up to INT8_GEMV_ROWS rows go through ``_weight_int8pack_mm`` (reads the int8 weights once, accumulates
+    in fp32); more rows (a prompt pass) multiply with the dequantised bf16 weights, the same values.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        w = weight.detach().float()
+        # The bf16 scale rounded up, so that no weight's |w / s| exceeds 127 after the scale's rounding.
+        scale = (w.abs().amax(1).clamp_min(1e-30) / 127 * (1 + 2**-7)).to(torch.bfloat16)
+        q = torch.round(w / scale.float().unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+        self.register_buffer("weight", q.contiguous())
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    @staticmethod
+    def fits(weight: torch.Tensor) -> bool:
+        """Whether the int8 kernel takes a weight of this shape (in_features a multiple of 32)."""
+        return weight.size(1) % INT8_K_MULTIPLE == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).to(self.scale.dtype)
+        if x2.size(0) <= INT8_GEMV_ROWS:
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
+        else:
+            y = F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
+        # bf16 + fp32 bias promotes to fp32 in the same op.
+        y = y.float() if self.bias is None else y + self.bias
+        return y.view(*shape[:-1], y.size(-1))
+
+
+def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    return Int8Linear(weight, bias) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
+
+
 def fast_s1(model: Text2Semantic) -> Text2Semantic:
-    """Swap the transformer's Linear layers of ``model`` (in place) for Bf16Linear.
+    """Swap the transformer's Linear layers of ``model`` (in place) for Int8Linear (Bf16Linear where the
+    int8 kernel cannot take the width).
 
     Each layer's packed projection (``in_proj_weight`` (3C, C) and bias) moves to ``self_attn.in_proj``
     (its fp32 copy is dropped); ``out_proj``, ``linear1`` and ``linear2`` are replaced. Calling it again on
@@ -83,10 +143,116 @@ def fast_s1(model: Text2Semantic) -> Text2Semantic:
         return model
     for layer in model.h.layers:
         attn = layer.self_attn
-        attn.in_proj = Bf16Linear(attn.in_proj_weight, attn.in_proj_bias)
+        attn.in_proj = _fast_linear(attn.in_proj_weight, attn.in_proj_bias)
         attn.in_proj_weight = None
         attn.in_proj_bias = None
-        attn.out_proj = Bf16Linear.from_linear(attn.out_proj)
-        layer.linear1 = Bf16Linear.from_linear(layer.linear1)
-        layer.linear2 = Bf16Linear.from_linear(layer.linear2)
+        attn.out_proj = _fast_linear(attn.out_proj.weight, attn.out_proj.bias)
+        layer.linear1 = _fast_linear(layer.linear1.weight, layer.linear1.bias)
+        layer.linear2 = _fast_linear(layer.linear2.weight, layer.linear2.bias)
+    return model
+
+
+# --------------------------------------------------------------------------------------------------- S2
+
+
+def _conv_weight(conv: nn.Module) -> torch.Tensor:
+    """A Conv1d's / ConvTranspose1d's weight with any weight norm applied: (out, in, k) or (in, out, k)."""
+    eff = getattr(conv, "effective_weight", None)
+    return (eff() if eff is not None else conv.weight).detach()
+
+
+class _Conv:
+    """One 1-D convolution run as a 2-D channels-last bf16 one over (B, C, 1, T) activations."""
+
+    def __init__(self, conv: nn.Module, transpose: bool = False, dtype: torch.dtype = torch.bfloat16) -> None:
+        w = _conv_weight(conv).unsqueeze(2)  # (out, in, 1, k), transposed: (in, out, 1, k)
+        self.weight = w.to(dtype).contiguous(memory_format=torch.channels_last)
+        self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        self.dtype = dtype
+        self.stride = (1, conv.stride[0])
+        self.padding = (0, conv.padding[0])
+        self.dilation = (1, conv.dilation[0])
+        self.transpose = transpose
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        if self.transpose:
+            return F.conv_transpose2d(
+                x, self.weight, self.bias, self.stride, self.padding, dilation=self.dilation
+            )
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+
+class FastGenerator:
+    """The S2 HiFi-GAN decoder (``Generator``) for CPU inference: every convolution a channels-last bf16
+    conv2d over (B, C, 1, T) activations (oneDNN's fast bf16 path; the NCW conv1d layout is several times
+    slower here), weight norm folded in once. Activations stay bf16 between the convolutions; the output
+    is fp32 (B, 1, T * prod(upsample_rates)).
+
+    A plain object holding tensors, not a module: the exact ``dec`` stays the model's submodule (and its
+    state dict the official one). Built from a model's weights at load; it does not follow later changes.
+    """
+
+    def __init__(self, gen: Generator) -> None:
+        self.device = gen.conv_pre.weight.device
+        self.num_kernels = gen.num_kernels
+        self.conv_pre = _Conv(gen.conv_pre)
+        self.cond = _Conv(gen.cond) if hasattr(gen, "cond") else None
+        # Stages narrower than FAST_MIN_CHANNELS run in fp32 (still channels-last): with a handful of
+        # channels each bf16 rounding is a large share of the signal (a 32-channel tiny decoder fell to 23 dB).
+        dtypes = [torch.bfloat16 if u.out_channels >= FAST_MIN_CHANNELS else torch.float32 for u in gen.ups]
+        self.ups = [_Conv(u, transpose=True, dtype=d) for u, d in zip(gen.ups, dtypes, strict=True)]
+        self.resblocks: list[list[tuple[_Conv, _Conv | None]]] = []
+        for i, block in enumerate(gen.resblocks):
+            d = dtypes[i // gen.num_kernels]
+            if isinstance(block, ResBlock1):
+                pairs = [
+                    (_Conv(c1, dtype=d), _Conv(c2, dtype=d))
+                    for c1, c2 in zip(block.convs1, block.convs2, strict=True)
+                ]
+            elif isinstance(block, ResBlock2):
+                pairs = [(_Conv(c, dtype=d), None) for c in block.convs]
+            else:
+                raise TypeError(f"unknown resblock type {type(block).__name__}")
+            self.resblocks.append(pairs)
+        self.conv_post = _Conv(gen.conv_post, dtype=dtypes[-1])
+
+    @staticmethod
+    def _block(pairs: list[tuple[_Conv, _Conv | None]], x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in pairs:
+            xt = c1(F.leaky_relu(x, LRELU_SLOPE))
+            if c2 is not None:
+                xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
+            x = xt + x
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T) latent, g (B, gin, 1) style -> (B, 1, T * prod(upsample_rates)) fp32."""
+
+        def cl(t: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, 1, T) channels-last bf16
+            return t.unsqueeze(2).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+
+        x = self.conv_pre(cl(x))
+        if g is not None and self.cond is not None:
+            x = x + self.cond(cl(g))
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))  # in the stage's dtype from here
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            xs = self._block(blocks[0], x)
+            for pairs in blocks[1:]:
+                xs = xs + self._block(pairs, x)
+            x = xs / self.num_kernels
+        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as the exact Generator
+        return torch.tanh(x.float()).squeeze(2)
+
+
+def fast_s2(model: SynthesizerTrn) -> SynthesizerTrn:
+    """Give ``model`` (in place) the bf16 channels-last decoder for ``decode``; its modules stay exact.
+
+    Only decoders at least FAST_MIN_DECODER_WIDTH wide (every official v2-family model: 512 or 768) get
+    it; narrower ones stay exact.
+    """
+    if model.inference_dec is None and model.cfg.upsample_initial_channel >= FAST_MIN_DECODER_WIDTH:
+        model.inference_dec = FastGenerator(model.dec)
     return model

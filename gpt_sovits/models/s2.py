@@ -517,6 +517,9 @@ class SynthesizerTrn(nn.Module):
             self.sv_emb = nn.Linear(SV_DIM, cfg.gin_channels)
             self.ge_to512 = nn.Linear(cfg.gin_channels, MRTE_GE_DIM)
             self.prelu = nn.PReLU(num_parameters=cfg.gin_channels)
+        # The CPU fast path's decoder (fastpath.FastGenerator), used by ``decode`` in place of ``dec`` when
+        # set; a plain attribute, not a submodule, so the state dict stays the exact one.
+        self.inference_dec: Any = None
 
     @property
     def has_posterior(self) -> bool:
@@ -644,6 +647,9 @@ class SynthesizerTrn(nn.Module):
         noise = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype).to(m_p.device)
         z_p = m_p + noise * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=ge, reverse=True)
+        fast = self.inference_dec
+        if fast is not None and not self.training and fast.device == z.device and z.dtype == torch.float32:
+            return fast(z * y_mask, g=ge)
         return self.dec(z * y_mask, g=ge)
 
     # -- training -----------------------------------------------------------------------------
