@@ -6,7 +6,9 @@ from __future__ import annotations
 from core.errors import UserError
 
 PRECISIONS = ("auto", "fp32")
-PRECISION_HELP = "auto: the CPU fast path (bf16 S1 layers) where it keeps fidelity; fp32: exact weights"
+PRECISION_HELP = (
+    "auto: the CPU fast path (int8 S1 layers, bf16 S2 decoder) where it keeps fidelity; fp32: exact weights"
+)
 
 
 class PrecisionError(UserError, ValueError):
