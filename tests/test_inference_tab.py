@@ -724,3 +724,34 @@ def test_streamed_work_hands_over_chunks_as_they_come_and_stops_when_the_consume
         return [e async for e in service.run_streaming(lambda job, emit: (emit(1), emit(2), "r")[-1])]
 
     assert asyncio.run(whole()) == [("chunk", 1), ("chunk", 2), ("done", "r")]
+
+
+def test_a_sessions_streamed_synthesis_is_cancelled_by_its_key_while_its_consumer_is_away():
+    """Gradio cancels a streaming handler without closing the iterators it reads: Cancel goes by the
+    session's key instead, and the work stops at its next turn even though nobody reads its chunks."""
+    import asyncio
+    import threading
+
+    service = H.SynthesisService()
+    ended, units = threading.Event(), []
+
+    def work(job, emit):
+        try:
+            for i in range(300):
+                with job.turn():
+                    units.append(i)
+                    emit(i)
+                time.sleep(0.01)
+        finally:
+            ended.set()
+
+    async def start_then_leave() -> None:
+        events = service.run_streaming(work, "tab", key="session-a")
+        assert await anext(events) == ("chunk", 0)  # then the consumer is suspended, as at a yield
+        assert not service.cancel_streaming("session-b") and service.cancel_streaming("session-a")
+        await asyncio.to_thread(ended.wait, 10)
+
+    asyncio.run(start_then_leave())
+    assert ended.is_set() and len(units) < 300
+    assert service._streaming == {}  # the finished job is forgotten
+    assert not service.cancel_streaming("session-a")

@@ -853,6 +853,18 @@ class SynthesisService:
         self.scheduler = TurnScheduler()
         self.max_text = max_text
         self.precision = precision
+        # The streamed job running for each caller key (a browser session): Cancel reaches it by the key,
+        # since Gradio does not close a streaming handler's inner iterators when it cancels the event.
+        self._streaming: dict[str, Job] = {}
+        self._streaming_lock = threading.Lock()
+
+    def cancel_streaming(self, key: str | None) -> bool:
+        """Cancel the streamed job running under ``key``; whether there was one."""
+        with self._streaming_lock:
+            job = self._streaming.get(key) if key else None
+        if job is not None:
+            job.cancel()
+        return job is not None
 
     async def run(self, work: Callable[[Job], T], name: str = "") -> T:
         """`work(job)` in a thread of its own, awaited by an async Gradio handler.
@@ -885,15 +897,19 @@ class SynthesisService:
             raise
 
     async def run_streaming(
-        self, work: Callable[[Job, Callable[[Any], None]], T], name: str = ""
+        self, work: Callable[[Job, Callable[[Any], None]], T], name: str = "", key: str | None = None
     ) -> AsyncIterator[tuple[str, Any]]:
         """`work(job, emit)` in a thread of its own; yields ("chunk", x) for each `emit(x)` as it comes, then
         ("done", what work returned). Its errors are raised here after the chunks emitted before them.
 
         When the consumer stops early (a client hangs up, Gradio cancels the event) the job is cancelled:
-        the work stops at its next turn and the models go to the next request.
+        the work stops at its next turn and the models go to the next request. With ``key`` (a session),
+        ``cancel_streaming(key)`` cancels it too while it runs.
         """
         job = self.scheduler.job(name)
+        if key:
+            with self._streaming_lock:
+                self._streaming[key] = job
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         context = contextvars.copy_context()
@@ -907,6 +923,10 @@ class SynthesisService:
                 put("done", context.run(work, job, lambda x: put("chunk", x)))
             except BaseException as e:  # handed to the consumer, which shows it
                 put("error", e)
+            finally:
+                with self._streaming_lock:
+                    if key and self._streaming.get(key) is job:
+                        del self._streaming[key]
 
         threading.Thread(target=target, name=f"synthesis {name}".strip(), daemon=True).start()
         finished = False

@@ -223,6 +223,7 @@ async def synthesize_form(
     c: InferenceContext,
     values: Values,
     progress: Any = gr.Progress(),  # noqa: B008
+    session: str | None = None,
 ) -> AsyncIterator[Updates]:
     """Synthesise from the form, playing each sentence in the live player as soon as it is decoded; then
     show the whole audio (saved in the chosen format), the seed, the candidates table and the history."""
@@ -251,7 +252,7 @@ async def synthesize_form(
                 fmt=fmt,
             )
 
-        async for kind, value in service.run_streaming(work, "tab"):
+        async for kind, value in service.run_streaming(work, "tab", session):
             if kind == "chunk":
                 yield {ui.stream_audio: (int(value.sample_rate), to_int16(value.audio))}
             else:
@@ -456,8 +457,10 @@ def save_voice_form(c: InferenceContext, values: Values) -> Updates:
     }
 
 
-def cancelled(c: InferenceContext, values: Values) -> Updates:
-    """Cancel's own message; its `cancels=` has already stopped the running synthesis (between sentences)."""
+def cancelled(c: InferenceContext, values: Values, session: str | None = None) -> Updates:
+    """Cancel's own message; its `cancels=` has stopped the running event, and the session's streamed
+    synthesis is cancelled here (it stops between sentences and writes nothing)."""
+    c.service.cancel_streaming(session)
     return {c.ui.summary: c._("Cancelled.")}
 
 
@@ -507,8 +510,23 @@ def wire_reference(c: InferenceContext) -> None:
 
 def wire_synthesis(c: InferenceContext) -> None:
     ui = c.ui
+
+    # The browser session keys the streamed synthesis, so that Cancel reaches it (named functions: Gradio
+    # reads `request`'s type and names the endpoints by them).
+    async def synthesize_in_session(
+        values: Values,
+        request: gr.Request,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> AsyncIterator[Updates]:
+        async for update in synthesize_form(c, values, progress, request.session_hash):
+            yield update
+
+    def cancel_in_session(values: Values, request: gr.Request) -> Updates:
+        return cancelled(c, values, request.session_hash)
+
+    synthesize_in_session.__name__, cancel_in_session.__name__ = "synthesize_form", "cancelled"
     go = ui.go.click(
-        bound(synthesize_form, c),
+        synthesize_in_session,
         inputs=synthesis_inputs(ui) | {ui.export_format},
         outputs=[ui.out_audio, ui.used_seed, ui.summary, ui.out_file, ui.table, ui.pick, ui.cand_audio]
         + [ui.session, ui.history, ui.stream_audio],
@@ -540,7 +558,7 @@ def wire_synthesis(c: InferenceContext) -> None:
     # Gradio cancels the running event: its awaiting handler's job stops at the next sentence and the
     # models go to the next request at once (H.SynthesisService.run).
     ui.cancel.click(
-        bound(cancelled, c),
+        cancel_in_session,
         inputs=set(),
         outputs=[ui.summary],
         cancels=[go, play, swap, regen],
