@@ -961,7 +961,10 @@ def test_a_stop_says_which_step_it_waits_for_then_where_the_run_stopped(tmp_path
     sup.begin()
     seen: list[dict] = []
     real_stop = sup.runner.stop
-    sup.runner.stop = lambda: (seen.append(read_status(layout, "voice")), real_stop())  # what a page reads
+    sup.runner.stop = lambda grace: (
+        seen.append(read_status(layout, "voice")),
+        real_stop(grace),
+    )  # a page reads
     deadline = time.monotonic() + 30
     while sup.runner.progress.done < 2 and time.monotonic() < deadline:  # the child reports step 2, sleeps
         sup.tick()
@@ -1104,3 +1107,28 @@ def test_a_start_hands_the_run_to_its_own_process_and_a_second_start_is_refused(
     stopped = training_tab.stop(tc, {page.state: values[page.state]})[page.status_md]
     assert "- Formatting: Stopping: waiting for the current file to finish, then the run ends" in stopped
     assert ws.stop_path("tiny").exists()  # what the supervisor reads
+
+
+def test_a_trainer_stopped_before_its_first_step_is_not_waited_for(tmp_path):
+    """Still loading: nothing to save, so the stop does not wait a minute for loading plus one step."""
+    from i18n import I18n
+    from ui.training_runner import NOT_BEGUN_GRACE_SECONDS, STOP_GRACE_SECONDS, RunPlan, RunSupervisor
+    from ui.training_views import stop_waiting_line
+
+    layout = Layout(tmp_path / "ws", tmp_path / "models")
+    spec = child_spec(layout.exp_dir("voice"), "s2")
+    sup = RunSupervisor(RunPlan("voice", "v2", layout.workspace, layout.model_dir, tmp_path / "j", (spec,)))
+    graces: list[float] = []
+    sup.runner.stop = lambda grace: graces.append(grace)
+    sup.runner.current = spec  # started, no progress event yet
+    sup.stop()
+    sup.runner.progress.total = 40  # a trainer at work: it finishes its step and saves
+    sup.stop()
+    assert graces == [NOT_BEGUN_GRACE_SECONDS, STOP_GRACE_SECONDS]
+    en = I18n("en_US")
+    assert stop_waiting_line({"current": {"step": "s2", "total": 0}}, en) == (
+        "Stopping: the training had not begun its first step; it ends now (nothing to save)"
+    )
+    assert stop_waiting_line({"current": {"step": "s1", "done": 7, "total": 40}}, en) == (
+        "Stopping: waiting for step 8 to finish (state is saved, then the run ends)"
+    )

@@ -53,6 +53,10 @@ SUPERVISOR_MODULE = "ui.training_runner"
 SAMPLE_MODULE = "gpt_sovits.infer.samples"
 STOP_MARKER = "stop_requested"  # written into a job's folder by the page that stops it
 STOP_GRACE_SECONDS = 60.0
+# A trainer that has not reported its first step is still loading: it has nothing to save, and would
+# otherwise make the stop wait for loading plus one step (a minute on a busy CPU). Its checkpoint
+# files are written atomically, so ending it after this short grace loses nothing.
+NOT_BEGUN_GRACE_SECONDS = 5.0
 TICK_SECONDS = 0.5  # how often the supervisor reads its jobs' events
 HEARTBEAT_SECONDS = 10.0
 START_GRACE_SECONDS = 30.0  # a supervisor not started after this long is taken as failed to start  # the status is rewritten at least this often, so its age tells it is alive
@@ -396,7 +400,9 @@ class RunSupervisor:
             self.stop_asked["at"] = _stop_target(self.runner)
             self.write_status(force=True)  # "waiting for step N" is shown while the trainer finishes it
         self.samples.stop()
-        self.runner.stop()
+        spec = self.runner.current
+        not_begun = spec is not None and spec.step in TRAINERS and not self.runner.progress.total
+        self.runner.stop(grace=NOT_BEGUN_GRACE_SECONDS if not_begun else STOP_GRACE_SECONDS)
 
     # -- one round
 

@@ -257,6 +257,8 @@ def stop_waiting_line(status: dict[str, Any] | None, _: Translator) -> str:
         at = min(int(current.get("done") or 0) + 1, int(current["total"]))
     if at is not None:
         return _("Stopping: waiting for step {step} to finish (state is saved, then the run ends)", step=at)
+    if step in TRAINERS and not current.get("total"):
+        return _("Stopping: the training had not begun its first step; it ends now (nothing to save)")
     if step in TRAINERS:
         return _("Stopping: waiting for the current step to finish (state is saved, then the run ends)")
     return _("Stopping: waiting for the current file to finish, then the run ends")
