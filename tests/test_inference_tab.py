@@ -275,17 +275,18 @@ def test_the_synthesis_service_is_built_with_the_apps_limit(tmp_path):
     ctx = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "models")
     for limit, shown in ((None, "At most 2,000 characters"), (500, "At most 500 characters")):
         with gr.Blocks() as app:
-            inference_tab.build(replace(ctx, max_text=limit))
-        go = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "synthesize_form")
-        c = go.fn.args[0]
+            c = inference_tab.build(replace(ctx, max_text=limit))
+        assert any(getattr(fn.fn, "__name__", "") == "synthesize_form" for fn in app.fns.values())
         assert c.service.max_text == (limit or 2000)
         assert c.ui.text.info.startswith(shown)
         named = {getattr(fn.fn, "__name__", ""): fn._id for fn in app.fns.values()}
         cancels = {i for fn in app.fns.values() for i in fn.cancels}
         # Cancel stops a running synthesis, candidate playback or swap, and says so in the status.
-        assert {named["synthesize_form"], named["play_candidate"], named["swap_candidate"]} <= cancels
+        stoppable = ("synthesize_form", "play_candidate", "swap_candidate", "regenerate_sentence")
+        assert {named[n] for n in stoppable} <= cancels
         message = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "cancelled")
-        assert message.outputs == [c.ui.summary] and message.fn({}) == {c.ui.summary: "Cancelled."}
+        session = type("Request", (), {"session_hash": "s1"})()  # what Gradio hands in: the session
+        assert message.outputs == [c.ui.summary] and message.fn({}, session) == {c.ui.summary: "Cancelled."}
 
 
 def test_language_and_cut_keys_are_what_the_pipeline_accepts():
