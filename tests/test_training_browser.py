@@ -116,10 +116,23 @@ def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, tr
         other.get_by_role("tab", name="Training").click()
         follow_run(other, "tiny_run")
         other.locator("#train-stop").click()
+        # said at once: what the stop waits for (a trainer finishes its step and saves first)
+        other.wait_for_function("document.querySelector('#train-status').innerText.includes('Stopping')")
+        other.wait_for_function(
+            "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=90_000
+        )
+        assert "Click the same step again to resume" in text_of(other, "train-status")
+        # A reload shows the run as it ended, from the experiment folder: status and log.
+        other.reload()
+        other.get_by_role("tab", name="Training").click()
+        other.locator("#train-exp-pick input").click()
+        other.get_by_role("option", name="tiny_run").click()
         other.wait_for_function(
             "document.querySelector('#train-status').innerText.includes('Stopped.')", timeout=30_000
         )
-        assert "Click the same step again to resume" in text_of(other, "train-status")
+        other.locator("#train-log-accordion").get_by_text("Log", exact=True).click()
+        log = other.locator("#train-log textarea").input_value()
+        assert log.strip(), "the reopened experiment shows its log"
     except BaseException:
         tpage.locator("#train-stop").click()  # a failed test leaves no training running behind it
         raise

@@ -253,7 +253,7 @@ def _run_views(_: Translator) -> dict[str, Any]:
     exports = gr.Dataframe(
         headers=[_("Model"), _("Epoch"), _("Step"), _("Path")], interactive=False, elem_id="train-exports"
     )
-    with gr.Accordion(_("Log"), open=False):
+    with gr.Accordion(_("Log"), open=False, elem_id="train-log-accordion"):
         log_box = gr.Textbox(lines=10, interactive=False, show_label=False, elem_id="train-log")
     return dict(
         check_md=check_md, status_md=status_md, progress_md=progress_md, s2_mel_plot=s2_mel_plot,
