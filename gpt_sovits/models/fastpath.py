@@ -5,7 +5,7 @@
 checks ask for ``"fp32"``.
 
 What "auto" does, chosen by measurement on the 2-core AVX-512 (BF16, VNNI) development CPU (bench/README.md,
-"CPU fast path"); only on a CPU with native bf16, everything else stays exact:
+issue 18, "Second pass"); only on a CPU with native bf16, everything else stays exact:
 - S1: the transformer's Linear layers (the packed q/k/v projection included) keep int8 weights with one
   scale per output channel and multiply bf16 activations with them (``_weight_int8pack_mm``, fp32
   accumulation). A batch-1 step reads every weight once, so a quarter of fp32's bytes is most of the win
