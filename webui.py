@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.fsutil import remove_stale_temporaries
 from core.jobs import runtime_env
@@ -64,10 +64,16 @@ TABS: list[TabSpec] = [
 ]
 
 
+# Label editor rows stay usable on a narrow window (800 px): they wrap instead of squeezing controls.
+APP_CSS = ".labels-row { flex-wrap: wrap; row-gap: 4px; }"
+
+
 def build_app(ctx: AppContext, max_upload: str | None = None) -> gr.Blocks:
     """Build (not launch) the Blocks app for `ctx`: a header (naming the upload limit, when given), then
     one tab per stage."""
     import gradio as gr
+
+    from ui import experiment_bar
 
     _ = ctx.i18n
     with gr.Blocks(
@@ -77,12 +83,19 @@ def build_app(ctx: AppContext, max_upload: str | None = None) -> gr.Blocks:
             " · " + _("Uploads up to {size} per file").format(size=max_upload.upper()) if max_upload else ""
         )
         gr.Markdown(f"## {_('GPT-SoVITS voice workshop')}\n{_('Workspace')}: `{ctx.workspace}`{limit}")
-        with gr.Tabs():
+        # One experiment chosen here carries its folders through every tab (ui/experiment_bar.py).
+        bar = experiment_bar.layout(ctx)
+        ctx = replace(ctx, experiment=bar.choice)
+        views: dict[str, Any] = {}
+        tab_blocks: dict[str, Any] = {}
+        with gr.Tabs() as tabs:
             for tab in TABS:
-                with gr.Tab(_(tab.title), id=tab.module):
+                with gr.Tab(_(tab.title), id=tab.module) as tab_blocks[tab.module]:
                     built = importlib.import_module(f"ui.{tab.module}").build(ctx)
+                    views[tab.module] = built
                     # A tab may offer HTTP routes to serve beside the page (Voice cloning: /v1/audio/speech).
                     app.extra_routes = [*getattr(app, "extra_routes", []), *getattr(built, "routes", [])]
+        experiment_bar.wire_flow(ctx, app, bar, tabs, tab_blocks, views)
     return app
 
 
@@ -225,6 +238,7 @@ def launch_kwargs(args: argparse.Namespace, ctx: AppContext, routes: list | None
     login on them)."""
     return {
         "app_kwargs": {"routes": list(routes or [])},
+        "css": APP_CSS,  # Gradio 6 takes the page's CSS at launch
         "server_name": args.host,
         "server_port": args.port,
         "share": args.share,

@@ -26,6 +26,7 @@ them, so nothing of theirs is duplicated here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -477,6 +478,16 @@ def chosen(ctx: AppContext, bar: ExperimentBar, targets: FlowTargets, exp: Exper
     }
 
 
+def updates_or_skip(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Any]:
+    """`fn`, returning `gr.skip()` instead of an empty dict of updates (which Gradio would take for a value)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs) or gr.skip()
+
+    return run
+
+
 def make_handlers(bar: ExperimentBar, targets: FlowTargets) -> dict[str, Callable[..., Any]]:
     """The bar's named handlers, bound to its components (their outputs are dicts of updates)."""
 
@@ -518,13 +529,8 @@ def make_handlers(bar: ExperimentBar, targets: FlowTargets) -> dict[str, Callabl
         exp = read_experiment(ctx, name) if name in list_experiments(ctx) else None
         return {bar.info: describe(ctx, exp), **list_targets(ctx, targets, name, select=False)}
 
-    return {
-        "load_page": load_page,
-        "pick_experiment": pick_experiment,
-        "create_experiment": create_experiment,
-        "edit_details": edit_details,
-        "refresh_lists": refresh_lists,
-    }
+    handlers = [load_page, pick_experiment, create_experiment, edit_details, refresh_lists]
+    return {h.__name__: updates_or_skip(h) for h in handlers}
 
 
 def all_outputs(bar: ExperimentBar, targets: FlowTargets) -> list[Any]:
@@ -731,17 +737,18 @@ def make_handoffs(targets: FlowTargets) -> dict[str, Callable[..., Any]]:
                 update.pop("value")
         return updates
 
-    return {
-        "vocals_to_slicing": vocals_to_slicing,
-        "separation_next": separation_next,
-        "clips_to_asr": clips_to_asr,
-        "slicing_next": slicing_next,
-        "list_to_editors": list_to_editors,
-        "asr_next": asr_next,
-        "labels_next": labels_next,
-        "dataset_next": dataset_next,
-        "weights_for_cloning": weights_for_cloning,
-    }
+    handlers = [
+        vocals_to_slicing,
+        separation_next,
+        clips_to_asr,
+        slicing_next,
+        list_to_editors,
+        asr_next,
+        labels_next,
+        dataset_next,
+        weights_for_cloning,
+    ]
+    return {h.__name__: updates_or_skip(h) for h in handlers}
 
 
 def wire_flow(
