@@ -34,7 +34,9 @@ def test_upload_preview_then_slice(page, served_app, tmp_path):
     assert (served_app.workspace / "uploads" / "browserslice.wav").is_file()
     # The first proposed clip is ready to play before anything is written; the second can be picked.
     page.wait_for_selector(
-        "#slice-segment-audio audio[src], #slice-segment-audio [src*='preview-clips']", timeout=30_000
+        "#slice-segment-audio audio[src]",
+        state="attached",
+        timeout=30_000,  # the waveform hides it
     )
     page.locator("#slice-segment input").click()
     page.get_by_role("option", name="browserslice.wav #2", exact=False).click()
