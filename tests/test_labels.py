@@ -436,3 +436,34 @@ def test_undo_memory_does_not_grow_with_the_list(tmp_path):
     for _ in range(200):
         doc.undo()
     assert doc.to_text() == text and not doc.can_undo
+
+
+def test_merging_clips_of_two_languages_is_refused_naming_both(tmp_path):
+    doc = load_list(make_dataset(tmp_path), trash_dir=tmp_path / "trash")
+    a, b, _ = doc.entries  # en, zh
+    with pytest.raises(labels.MixedLanguagesError, match="cannot merge clips in en and zh") as info:
+        doc.merge([a.uid, b.uid])
+    assert info.value.languages == ["en", "zh"]
+    assert [e.path for e in doc.entries] == ["a.wav", "b.wav", "c.wav"]  # nothing changed
+    assert not (tmp_path / "a_merged.wav").exists()
+
+
+def test_label_editor_merge_of_two_languages_shows_in_the_status_line(tmp_path):
+    import gradio as gr
+
+    from ui.context import AppContext
+    from ui.errors import in_status
+    from ui.labels_tab import PageView, merge_selected
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US")
+    doc = load_list(make_dataset(tmp_path / "ws" / "set"), trash_dir=ctx.folder("trash"))
+    a, b, _ = doc.entries
+    view = {
+        k: getattr(PageView(), k)
+        for k in ("query", "language", "sort_key", "flagged_only", "page", "page_size")
+    }
+    status = gr.Markdown()
+    with pytest.warns(UserWarning, match="en \\+ zh"):
+        out = in_status(merge_selected, status)(ctx, doc, view, [a.uid, b.uid], [True, True], 0.3)
+    assert list(out) == [status] and "Not merged" in out[status] and "en + zh" in out[status]
+    assert len(doc.entries) == 3

@@ -231,3 +231,69 @@ def test_label_editor_row_outside_the_workspace_has_no_player(ctx):
     first, second = out[4:12], out[12:20]  # two rows of 8 widgets each
     assert first[3] is not None and first[3].endswith("c0.wav")
     assert second[3] is None and second[4] == "far away"
+
+
+# ---------- the experiment bar: folders, hand-offs, saved settings
+
+
+def test_experiment_bar_prefills_each_stage_from_the_experiment(tmp_path):
+    import json
+
+    import gradio as gr
+    import soundfile as sf
+
+    from ui import experiment_bar as eb
+    from ui.context import AppContext
+
+    ctx = AppContext.create(tmp_path / "ws", "en_US", tmp_path / "models")
+    exp = eb.save_experiment(ctx, eb.Experiment("alice", "Alice", "en"))
+    assert eb.read_experiment(ctx, "alice") == exp and eb.list_experiments(ctx) == ["alice"]
+    assert ctx.stage_folder("separated", "alice") == ctx.workspace / "separated" / "alice"
+    for name in ("song_vocals.wav", "song_accompaniment.wav"):
+        sf.write(ctx.workspace / "separated" / "alice" / name, [0.0] * 320, 32000)
+    assert eb.slicing_inputs(ctx, "alice") == ["separated/alice/song_vocals.wav"]  # the vocals only
+    (ctx.workspace / "asr" / "alice.list").write_text("a.wav|Alice|en|hi\n", encoding="utf-8")
+    assert eb.experiment_list(ctx, "alice") == "asr/alice.list"
+    s1 = ctx.workspace / "experiments" / "alice" / "s1_train"
+    s1.mkdir()
+    (s1 / "ui_request.json").write_text(
+        json.dumps({"epochs": 7, "batch_size": 2, "save_every": 3, "dpo": True})
+    )
+    assert eb.training_settings(ctx, "alice") == {
+        "train-s1-epochs": 7,
+        "train-s1-batch": 2,
+        "train-s1-save": 3,
+        "train-dpo": True,
+    }
+    with gr.Blocks():
+        pick, folder, lst = gr.Dropdown(multiselect=True), gr.Dropdown(), gr.Dropdown()
+    targets = eb.FlowTargets(None, {"slice_pick": pick, "asr_folder": folder, "labels_list": lst})
+    updates = eb.list_targets(ctx, targets, "alice", select=True)
+    assert updates[pick]["value"] == ["separated/alice/song_vocals.wav"]
+    assert updates[folder]["value"] == "sliced/alice" and updates[lst]["value"] == "asr/alice.list"
+    kept = eb.list_targets(ctx, targets, "alice", select=False)  # a refresh keeps the person's choices
+    assert all("value" not in u for u in kept.values()) and "asr/alice.list" in kept[lst]["choices"]
+    eb.remember(ctx, "alice")
+    assert eb.remembered(ctx) == "alice"
+
+
+def test_experiment_weights_come_first_and_bad_names_are_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from ui import experiment_bar as eb
+    from ui.context import AppContext, InputError
+
+    choices = [SimpleNamespace(path=p) for p in ("w/bob_e2_s10.pth", "w/alice_e1_s5.pth", "p/s2G2333k.pth")]
+    assert [c.path for c in eb.experiment_first("alice", choices)] == [
+        "w/alice_e1_s5.pth",
+        "w/bob_e2_s10.pth",
+        "p/s2G2333k.pth",
+    ]
+    assert eb.is_experiment_weight("alice", "alice-e3.ckpt") and not eb.is_experiment_weight(
+        "ali", "alice-e3.ckpt"
+    )
+    ctx = AppContext.create(tmp_path / "ws", "en_US")
+    with pytest.raises(eb.ExperimentError, match="not a safe folder name"):
+        eb.validate_name(ctx, "../up")
+    with pytest.raises(InputError):
+        ctx.stage_folder("uploads", "../up")
