@@ -459,8 +459,12 @@ def test_v2pro_pretrained_files_are_checked_before_any_work(tmp_path, tiny_pretr
         run()
     assert not (tmp_path / "exp" / "2-name2text.txt").exists() and not (tmp_path / "exp" / "7-sv_cn").exists()
     assert prep.make_parser().parse_args(["--version", "v2ProPlus"]).version == "v2ProPlus"
-    with pytest.raises(prep.PrepareError, match="unknown version 'v4': use one of v1, v2, v2Pro, v2ProPlus"):
-        prep.prepare(list_path, tmp_path / "exp", models, version="v4")
+    with pytest.raises(
+        prep.PrepareError, match="unknown version 'v5': use one of v1, v2, v2Pro, v2ProPlus, v3, v4"
+    ):
+        prep.prepare(list_path, tmp_path / "exp", models, version="v5")
+    with pytest.raises(prep.PretrainedMissingError, match="gsv-v4-pretrained/s2Gv4.pth"):
+        prep.prepare(list_path, tmp_path / "exp", models, version="v4")  # v4's own generator is asked for
 
 
 def test_an_unreadable_table_means_a_full_redo_not_a_crash(tmp_path, tiny_pretrained):

@@ -328,3 +328,35 @@ def test_loaders_read_the_fixture_formats(v3dir) -> None:
     assert load_vocoder_v4(v3dir / V3V4_FILES["v4"][1], precision="fp32").hop == 480
     _, cfg = load_sovits_v3(v3dir / V3V4_FILES["v3"][0], precision="fp32")
     assert cfg.version == "v3"
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_formatting_takes_the_tokens_from_the_v3v4_generator(v3dir, tmp_path, version) -> None:
+    from gpt_sovits.data import prepare as prep
+    from gpt_sovits.data.experiment import ExperimentPaths, read_name2semantic
+    from gpt_sovits.models.weights_v3 import load_sovits_v3
+    from tests.support.tiny_models import write_tiny_dataset
+
+    list_path = write_tiny_dataset(tmp_path / "data", n=2)
+    report = prep.prepare(list_path, tmp_path / "exp", v3dir, version=version, device="cpu", workers=1)
+    assert len(report.processed) == 2 and not report.skipped
+    paths = ExperimentPaths.of(tmp_path / "exp")
+    semantic = read_name2semantic(paths.name2semantic)
+    model, _ = load_sovits_v3(v3dir / V3V4_FILES[version][0], precision="fp32", version=version)
+    for name, tokens in semantic.items():
+        ssl = torch.load(paths.hubert(name), weights_only=True)  # (1, 768, T50)
+        with torch.inference_mode():
+            expected = model.extract_latent(ssl)[0, 0].tolist()  # the v3/v4 quantizer (reference 1c)
+        assert tokens == expected and len(tokens) == ssl.shape[-1] // 2
+
+
+def test_formatting_refuses_a_generator_of_the_other_version_kind(v3dir, tmp_path) -> None:
+    from gpt_sovits.data import prepare as prep
+    from tests.support.tiny_models import write_tiny_dataset
+
+    root = tmp_path / "models"
+    shutil.copytree(v3dir, root, symlinks=True)
+    (root / V3V4_FILES["v3"][0]).write_bytes(b"not a checkpoint")
+    list_path = write_tiny_dataset(tmp_path / "data", n=1)
+    with pytest.raises(prep.PrepareError, match="SoVITS v3 generator cannot be used"):
+        prep.prepare(list_path, tmp_path / "exp", root, version="v3", device="cpu", workers=1)

@@ -58,9 +58,6 @@ MODULES: dict[str, str] = {
     "clvp": "clvp.train",
 }
 S2_LORA_MODULE = "gpt_sovits.train.s2v3"  # the S2 step of v3/v4
-# The versions gpt_sovits.data.prepare formats (its --version choices); v3/v4 semantic tokens need the
-# v3/v4 generator's quantizer there.
-FORMAT_VERSIONS: tuple[str, ...] = V1V2_VERSIONS
 # The file the tab writes for `--config`; the trainer writes its effective config to config.json.
 REQUEST_FILE = "ui_request.json"
 PREPARE_REQUEST_FILE = "prepare_request.json"
@@ -431,13 +428,6 @@ def _settings_problems(inputs: PreflightInputs, _: Translator) -> list[Problem]:
                 ),
             )
         )
-    if "prepare" in inputs.steps and s.version in VERSIONS and s.version not in FORMAT_VERSIONS:
-        message = _(
-            "Formatting for {v} is not available yet: format the experiment elsewhere (the reference's "
-            "1A steps with the {v} generator), then train S2 and S1 without the Format step.",
-            v=s.version,
-        )
-        out.append(Problem("error", message))
     checks = {
         "s2": ((s.s2_epochs, s.s2_save_every), s.s2_batch),
         "s1": ((s.s1_epochs, s.s1_save_every), s.s1_batch),

@@ -361,10 +361,27 @@ class _Pretrained:
 
 
 def _pretrained(pretrained_dir: Path, version: str) -> _Pretrained:
-    from gpt_sovits.pretrained import pretrained_paths
+    from gpt_sovits.pretrained import BERT_FOLDER, HUBERT_FOLDER, V3V4_FILES, pretrained_paths
 
+    if version in V3V4_FILES:  # the tokens come from the v3/v4 generator's own quantizer (reference 1c)
+        root = pretrained_dir
+        return _Pretrained(root / V3V4_FILES[version][0], root / HUBERT_FOLDER, root / BERT_FOLDER, None)
     p = pretrained_paths(pretrained_dir, version)
     return _Pretrained(p.s2g, p.hubert, p.bert, p.sv)
+
+
+def format_versions() -> tuple[str, ...]:
+    """The versions formatting takes: those this project trains end to end, and v3/v4."""
+    from gpt_sovits.pretrained import V3V4_FILES, VERSIONS
+
+    return (*VERSIONS, *V3V4_FILES)
+
+
+def _format_models(version: str) -> dict[str, str]:
+    """Registry names of the models formatting reads for `version` (roles bert, hubert, s2g, maybe sv)."""
+    from gpt_sovits.pretrained import V3V4_FILES, v3v4_models, version_models
+
+    return v3v4_models(version) if version in V3V4_FILES else version_models(version)
 
 
 def _g2pw_folder(pretrained_dir: Path, version: str) -> str | None:
@@ -469,6 +486,20 @@ class _Models:
         return self._hubert
 
     def s2(self):
+        from gpt_sovits.models.s2v3 import V3V4_VERSIONS
+
+        if self._s2 is None and self.version in V3V4_VERSIONS:
+            from gpt_sovits.models.weights import CheckpointError
+            from gpt_sovits.models.weights_v3 import load_sovits_v3
+
+            try:  # the full pretrained generator (a LoRA export has no quantizer of its own)
+                self._s2, _ = load_sovits_v3(
+                    self.pre.s2g, device=self.device, precision="fp32", version=self.version
+                )
+            except CheckpointError as e:
+                raise PrepareError(
+                    f"the pretrained SoVITS {self.version} generator cannot be used: {e}"
+                ) from e
         if self._s2 is None:
             from gpt_sovits.models.weights import CheckpointError, load_sovits
 
@@ -938,12 +969,12 @@ def prepare(
     exception also saves what is done before it propagates.
     """
     from gpt_sovits.device import pick_device
-    from gpt_sovits.pretrained import VERSIONS, symbol_version, version_models
+    from gpt_sovits.pretrained import symbol_version
     from gpt_sovits.text.g2pw import G2PW_FOLDER
 
     started = time.monotonic()
-    if version not in VERSIONS:
-        raise PrepareError(f"unknown version {version!r}: use one of {', '.join(VERSIONS)}")
+    if version not in format_versions():
+        raise PrepareError(f"unknown version {version!r}: use one of {', '.join(format_versions())}")
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise PrepareError(f"workers must be at least 1 (got {workers})")
@@ -974,7 +1005,7 @@ def prepare(
     state.skips = {k.name: state.skips[k.name] for k in plan.known_skips}
 
     # The models this run needs must be there before any clip is touched.
-    names = version_models(version)
+    names = _format_models(version)
     needed = [names["bert"]] if any(s.language == "zh" for s in plan.need_text) else []
     needed += [names["hubert"], names["s2g"]] if plan.need_audio else []
     needed += [names["sv"]] if plan.need_sv else []
@@ -1012,8 +1043,6 @@ _CONFIG_KEYS = ("list", "exp_dir", "pretrained_dir", "wav_dir", "version", "devi
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from gpt_sovits.pretrained import VERSIONS
-
     parser = argparse.ArgumentParser(
         prog="python -m gpt_sovits.data.prepare",
         description=(
@@ -1026,7 +1055,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained-dir", help="the pretrained-models folder (official layout)")
     parser.add_argument("--wav-dir", help="read audio from WAV_DIR/<basename of the list's path>")
     parser.add_argument(
-        "--version", choices=VERSIONS, help="model version (default v2); v2Pro/v2ProPlus also write 7-sv_cn"
+        "--version",
+        choices=format_versions(),
+        help="model version (default v2); v2Pro/v2ProPlus also write 7-sv_cn",
     )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--workers", type=int, help=f"text-cleaning processes (default {default_workers()})")
