@@ -126,3 +126,30 @@ def test_connect_wraps_the_handler_and_checks_the_status_is_an_output(tmp_path):
     assert fn.__name__ == "handler"
     with pytest.warns(UserWarning, match="a.wav: empty"):
         assert fn("a.wav") == {status: "a.wav: empty"}
+
+
+def test_async_handlers_are_refused_the_same_way():
+    import asyncio
+    import inspect
+
+    from ui.errors import in_status
+
+    status = gr.Markdown()
+
+    async def stream(values, request=None):
+        yield {status: "Starting…"}
+        raise AudioDecodeError("ref.wav: too short")
+
+    async def once():
+        raise AudioDecodeError("ref.wav: too short")
+
+    wrapped = in_status(stream, status)
+    assert inspect.isasyncgenfunction(wrapped) and "request" in inspect.signature(wrapped).parameters
+
+    async def collect():
+        return [u async for u in wrapped({})], await in_status(once, status)()
+
+    with pytest.warns(UserWarning, match="too short"):
+        streamed, single = asyncio.run(collect())
+    assert streamed == [{status: "Starting…"}, {status: "ref.wav: too short"}]
+    assert single == {status: "ref.wav: too short"}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -96,7 +96,42 @@ def in_status(
         gr.Warning(message)
         return status_update(status, message)
 
-    if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(getattr(fn, "func", None)):
+    def is_kind(check: Callable[[Any], bool]) -> bool:
+        return check(fn) or check(getattr(fn, "func", None))  # a functools.partial: its function
+
+    if is_kind(inspect.isasyncgenfunction):
+
+        @functools.wraps(fn)
+        async def run_async_generator(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for update in fn(*args, **kwargs):
+                    yield update
+            except (UserMessage, UserError) as e:
+                yield refuse(e)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _internal(e, name, translate) from e
+
+        wrapped_async: Callable[..., Any] = run_async_generator
+        wrapped_async.__name__ = name
+        return wrapped_async
+    if is_kind(inspect.iscoroutinefunction):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except (UserMessage, UserError) as e:
+                return refuse(e)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _internal(e, name, translate) from e
+
+        run_async.__name__ = name
+        return run_async
+    if is_kind(inspect.isgeneratorfunction):
 
         @functools.wraps(fn)
         def run_generator(*args: Any, **kwargs: Any) -> Iterator[Any]:

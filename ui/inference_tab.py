@@ -36,7 +36,7 @@ from gpt_sovits.infer.request import MAX_TEXT_CHARS
 from gpt_sovits.infer.scheduler import Job
 from ui import inference_helpers as H
 from ui.context import AppContext
-from ui.errors import shown_in_toast
+from ui.errors import in_status, shown_in_toast
 from ui.inference_api import register_api
 from ui.inference_layout import (
     InferenceLayout,
@@ -499,9 +499,13 @@ def wire_reference(c: InferenceContext) -> None:
         outputs=[ui.ref_status, ui.trim],
         concurrency_limit=None,
     )
-    ui.trim.click(bound(trim, c), inputs={ui.ref_audio}, outputs=[ui.ref_audio, ui.ref_status, ui.trim])
+    ui.trim.click(
+        in_status(bound(trim, c), ui.ref_status),
+        inputs={ui.ref_audio},
+        outputs=[ui.ref_audio, ui.ref_status, ui.trim],
+    )
     ui.transcribe.click(
-        bound(transcribe, c),
+        in_status(bound(transcribe, c)),
         inputs={ui.ref_audio, ui.asr_model},
         outputs=[ui.knobs["ref_text"], ui.knobs["ref_lang"]],
         concurrency_id="asr-ref",
@@ -526,7 +530,7 @@ def wire_synthesis(c: InferenceContext) -> None:
 
     synthesize_in_session.__name__, cancel_in_session.__name__ = "synthesize_form", "cancelled"
     go = ui.go.click(
-        synthesize_in_session,
+        in_status(synthesize_in_session, ui.summary),
         inputs=synthesis_inputs(ui) | {ui.export_format},
         outputs=[ui.out_audio, ui.used_seed, ui.summary, ui.out_file, ui.table, ui.pick, ui.cand_audio]
         + [ui.session, ui.history, ui.stream_audio],
@@ -534,16 +538,19 @@ def wire_synthesis(c: InferenceContext) -> None:
         **H.SYNTH_QUEUE,
     )
     play = ui.play.click(
-        bound(play_candidate, c), inputs={ui.pick, ui.session}, outputs=[ui.cand_audio], **H.SYNTH_QUEUE
+        in_status(bound(play_candidate, c)),
+        inputs={ui.pick, ui.session},
+        outputs=[ui.cand_audio],
+        **H.SYNTH_QUEUE,
     )
     swap = ui.swap.click(
-        bound(swap_candidate, c),
+        in_status(bound(swap_candidate, c)),
         inputs={ui.pick, ui.session, ui.history, ui.export_format},
         outputs=[ui.out_audio, ui.out_file, ui.table, ui.session, ui.history],
         **H.SYNTH_QUEUE,
     )
     regen = ui.regen.click(
-        bound(regenerate_sentence, c),
+        in_status(bound(regenerate_sentence, c)),
         inputs={ui.pick, ui.session, ui.history, ui.export_format},
         outputs=[ui.out_audio, ui.out_file, ui.table, ui.pick, ui.cand_audio, ui.session, ui.history],
         **H.SYNTH_QUEUE,
@@ -579,14 +586,14 @@ def wire_voices(c: InferenceContext) -> None:
         *ui.knobs.values(),
     ]
     ui.voice.input(
-        bound(use_voice, c),
+        in_status(bound(use_voice, c), ui.voice_status),
         inputs={ui.voice},
         outputs=filled,
         api_visibility="private",
         concurrency_limit=None,
     )
     ui.save_voice.click(
-        bound(save_voice_form, c),
+        in_status(bound(save_voice_form, c), ui.voice_status),
         inputs={
             ui.voice_name,
             ui.voice_overwrite,

@@ -30,7 +30,7 @@ from typing import Any
 import gradio as gr
 
 from ui.context import AppContext
-from ui.errors import shown_in_toast
+from ui.errors import in_status, shown_in_toast
 from ui.job_ui import JobAlreadyRunning
 from ui.labels_tab import find_lists
 from ui.training_common import Layout, TrainingInputError, existing_experiments
@@ -413,7 +413,11 @@ def wire_start_buttons(tc: TrainingContext) -> None:
         (page.s1_btn, ("s1",)),
         (page.clvp_btn, ("clvp",)),
     ):
-        button.click(bound(start_steps, tc, steps), inputs=start_inputs, outputs=start_outputs)
+        button.click(
+            in_status(bound(start_steps, tc, steps), page.status_md),
+            inputs=start_inputs,
+            outputs=start_outputs,
+        )
 
 
 def wire_experiment_choice(tc: TrainingContext) -> None:
@@ -421,18 +425,24 @@ def wire_experiment_choice(tc: TrainingContext) -> None:
     show_inputs = {page.exp_name, page.version, page.state}
     show_outputs = [page.models_md, *page.view_outputs, page.timer]
     page.refresh.click(
-        bound(refresh, tc), inputs=show_inputs, outputs=[page.list_choice, page.exp_pick, *show_outputs]
+        in_status(bound(refresh, tc), page.status_md),
+        inputs=show_inputs,
+        outputs=[page.list_choice, page.exp_pick, *show_outputs],
     )
     page.exp_pick.select(bound(pick_experiment, tc), inputs={page.exp_pick}, outputs=page.exp_name).then(
-        bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs
+        in_status(bound(show_experiment, tc), page.status_md), inputs=show_inputs, outputs=show_outputs
     )
-    page.version.change(bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs)
+    page.version.change(
+        in_status(bound(show_experiment, tc), page.status_md), inputs=show_inputs, outputs=show_outputs
+    )
     page.version.change(
         bound(apply_version_defaults, tc),
         inputs={page.version},
         outputs=[page.s2_epochs, page.s2_save, page.lora_rank],
     )
-    page.exp_name.blur(bound(show_experiment, tc), inputs=show_inputs, outputs=show_outputs)
+    page.exp_name.blur(
+        in_status(bound(show_experiment, tc), page.status_md), inputs=show_inputs, outputs=show_outputs
+    )
     page.list_choice.change(
         bound(choose_list, tc),
         inputs={page.list_choice, page.exp_name},
@@ -448,8 +458,13 @@ def build(ctx: AppContext) -> None:
     # A tick only polls this session's job and re-reads small files: no shared limit, so the pages of
     # several users (or one user's two pages) never wait on each other to see their progress.
     page.timer.tick(
-        bound(tick, tc), inputs={page.state}, outputs=[*page.view_outputs, page.timer], concurrency_limit=None
+        in_status(bound(tick, tc), page.status_md),
+        inputs={page.state},
+        outputs=[*page.view_outputs, page.timer],
+        concurrency_limit=None,
     )
     page.stop_btn.click(bound(stop, tc), inputs={page.state}, outputs=page.status_md, concurrency_limit=None)
-    page.check_btn.click(bound(check, tc), inputs=page.settings_inputs, outputs=page.check_md)
+    page.check_btn.click(
+        in_status(bound(check, tc), page.check_md), inputs=page.settings_inputs, outputs=page.check_md
+    )
     wire_experiment_choice(tc)
