@@ -30,8 +30,8 @@ threads, one download per file). Every missing-model message names these routes 
 ``preferred_demucs_model`` / ``preferred_whisper_model`` pick the stage models present locally.
 ``version_models(version)`` is the one table of which files a version needs (formatting, training and
 synthesis ask it): v2Pro and v2ProPlus take the GPT ``s1v3.ckpt`` and the SV model besides their own
-SoVITS pair. v3/v4 are models only so far (models.weights_v3 loads them; nothing formats, trains or
-synthesises them yet): they are not in VERSIONS, and ``v3v4_models`` lists their files (``download v3``).
+SoVITS pair. v3/v4 (flow-matching S2, no discriminator, a vocoder) have their own table, ``v3v4_models``
+(``download v3``), and are not in VERSIONS, whose rows are (S1, S2 generator, S2 discriminator).
 Nothing here touches the network unless asked to download, and then an unreachable hub is one clear
 message within seconds, never a hang.
 """
@@ -96,7 +96,7 @@ SV_VERSIONS: frozenset[str] = frozenset({"v2Pro", "v2ProPlus"})  # S2 also takes
 V4_FOLDER = "gsv-v4-pretrained"
 BIGVGAN_FOLDER = "models--nvidia--bigvgan_v2_24khz_100band_256x"  # v3's vocoder: config + generator
 # v3/v4 (flow-matching S2, no discriminator; GPT s1v3.ckpt): version -> (S2 generator, vocoder),
-# relative to model_dir (official names). Not in VERSIONS: nothing formats, trains or synthesises them yet.
+# relative to model_dir (official names). Formatted, LoRA-trained and synthesised like the others.
 V3V4_FILES: dict[str, tuple[str, str]] = {
     "v3": ("s2Gv3.pth", BIGVGAN_FOLDER),
     "v4": (f"{V4_FOLDER}/s2Gv4.pth", f"{V4_FOLDER}/vocoder.pth"),
