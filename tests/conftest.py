@@ -64,11 +64,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 180.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers 200 (a server importing torch and gradio on 2 busy cores needs a minute
+    or more); give up at once when `process` (the server) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=10) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -91,7 +95,7 @@ def serve_webui(workspace: Path, model_dir: Path, log: Path) -> Iterator[ServedA
         process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url)
+        wait_http(url, process=process)
         yield ServedApp(url, workspace, process, log)
     finally:
         process.terminate()
