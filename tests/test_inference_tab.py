@@ -191,7 +191,7 @@ def test_reference_message_offers_trim_only_when_too_long(tmp_path):
     assert not offer and "1.0 s" in msg and "longer clip" in msg
     (tmp_path / "bad.wav").write_bytes(b"not audio at all")
     msg, offer = reference_message(ctx, str(tmp_path / "bad.wav"))
-    assert not offer and "Not a readable audio file" in msg
+    assert not offer and msg.count("bad.wav") == 1 and "not a readable audio file" in msg  # named once
 
 
 def test_trim_cuts_in_a_pause_and_keeps_the_original(tmp_path):

@@ -36,7 +36,7 @@ from gpt_sovits.infer.request import MAX_TEXT_CHARS
 from gpt_sovits.infer.scheduler import Job
 from ui import inference_helpers as H
 from ui.context import AppContext
-from ui.errors import in_status, shown_in_toast
+from ui.errors import UserMessage, in_status, shown_in_toast
 from ui.inference_api import register_api
 from ui.inference_layout import (
     InferenceLayout,
@@ -84,7 +84,7 @@ def reference_message(ctx: AppContext, path: str | None) -> tuple[str, bool]:
     try:
         check = H.check_reference(path)
     except AudioDecodeError as e:
-        return "⚠️ " + _("Not a readable audio file: {error}", error=str(e)), False
+        return "⚠️ " + str(e), False  # the message names the file and why
     seconds = f"{check.duration:.1f}"
     if check.ok:
         return "✅ " + _("Reference: {s} s", s=seconds), False
@@ -180,7 +180,7 @@ def check_uploaded_reference(c: InferenceContext, values: Values) -> Updates:
 def trim(c: InferenceContext, values: Values) -> Updates:
     path = values[c.ui.ref_audio]
     if not path:
-        raise gr.Error(c._("Upload or record a reference clip first."))
+        raise UserMessage(c._("Upload or record a reference clip first."))
     with shown_in_toast(c._, "trim"):
         trimmed = H.write_trimmed_reference(path, c.app.folder("uploads"))
     message, offer_trim = reference_message(c.app, str(trimmed))
@@ -190,9 +190,9 @@ def trim(c: InferenceContext, values: Values) -> Updates:
 def transcribe(c: InferenceContext, values: Values) -> Updates:
     path, model_name = values[c.ui.ref_audio], values[c.ui.asr_model]
     if not path:
-        raise gr.Error(c._("Upload or record a reference clip first."))
+        raise UserMessage(c._("Upload or record a reference clip first."))
     if not model_name:
-        raise gr.Error(c._("No Whisper model found in the model folder."))
+        raise UserMessage(c._("No Whisper model found in the model folder."))
     with shown_in_toast(c._, "transcribe reference"):
         text, language = H.transcribe_reference(c.cache, path, model_name, c.app.model_dir)
     if not text:
@@ -276,7 +276,7 @@ async def synthesize_form(
 def _last_outcome(c: InferenceContext, values: Values) -> H.SynthesisOutcome:
     state = values[c.ui.session]
     if not state:
-        raise gr.Error(c._("Synthesise something first."))
+        raise UserMessage(c._("Synthesise something first."))
     return state["outcome"]
 
 
