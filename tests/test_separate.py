@@ -236,7 +236,9 @@ def test_batch_reports_corrupt_file_and_goes_on(tmp_path, model_dir):
     opts = SeparationOptions(model="tiny", model_dir=model_dir)
     report = separate_inputs([tmp_path / "in"], tmp_path / "out", opts)
     assert [Path(f.path).name for f in report.failures] == ["bad.mp3"]
-    assert report.failures[0].error.startswith("not a readable audio file")  # the name is said once, by the list
+    assert report.failures[0].error.startswith(
+        "not a readable audio file"
+    )  # the name is said once, by the list
     assert sorted(Path(p).name for p in report.outputs) == ["good_accompaniment.wav", "good_vocals.wav"]
 
 
