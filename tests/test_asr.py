@@ -104,6 +104,23 @@ def test_existing_list_is_backed_up_before_replacing(clips: Path, tmp_path: Path
     assert len(read_list(out)) == 2
 
 
+def test_the_speaker_column_is_the_given_speaker_or_the_folder(
+    clips: Path, tmp_path: Path, tiny_model
+) -> None:
+    named = transcribe_folder(
+        clips, tmp_path / "a.list", AsrOptions(device="cpu", speaker="Ada"), model=tiny_model
+    )
+    assert named.entries and {
+        line.split("|")[1] for line in (tmp_path / "a.list").read_text().splitlines()
+    } == {"Ada"}
+    transcribe_folder(clips, tmp_path / "b.list", AsrOptions(device="cpu"), model=tiny_model)
+    assert {line.split("|")[1] for line in (tmp_path / "b.list").read_text().splitlines()} == {clips.name}
+    with pytest.raises(asr.AsrInputError, match="cannot hold"):
+        transcribe_folder(
+            clips, tmp_path / "c.list", AsrOptions(device="cpu", speaker="a|b"), model=tiny_model
+        )
+
+
 def test_many_asr_runs_keep_the_hand_edited_list(tmp_path: Path) -> None:
     """Re-running ASR onto a list keeps its versions by the Label editor's policy, not the newest 20."""
     out = tmp_path / "alice.list"
@@ -286,6 +303,13 @@ def test_tab_helpers(tmp_path: Path, tiny_whisper_dir: Path) -> None:
     assert (
         args[:3] == [str(input_dir), "--out", str(ctx.folder("asr") / "spk.list")] and args[-1] == "--no-vad"
     )
+    assert "--speaker" not in args  # no experiment: the folder's name
+    from ui.experiment_bar import Experiment, experiment_speaker, save_experiment
+
+    save_experiment(ctx, Experiment("spk", "Ada Lovelace", "en"))
+    assert experiment_speaker(ctx, input_dir) == "Ada Lovelace"  # sliced/<exp>: the experiment's speaker
+    args = asr_tab.cli_args(ctx, input_dir, "mine", "auto", "cpu", "int8", 5, 0, True, "Ada Lovelace")
+    assert args[-2:] == ["--speaker", "Ada Lovelace"]
 
     listing = ctx.folder("asr") / "spk.list"
     listing.write_text("/x/a.wav|spk|en|hi there\n/x/b.wav|spk|de|hallo\n", encoding="utf-8")

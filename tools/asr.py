@@ -115,6 +115,7 @@ class AsrOptions:
     min_silence_ms: int = 700
     batch_size: int = 0  # 0/1: sequential decoding; N > 1: BatchedInferencePipeline
     download: bool = False
+    speaker: str = ""  # the list's speaker column ("": the input folder's name)
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
@@ -496,7 +497,11 @@ def transcribe_folder(
             )
         pipeline = _pipeline(model, options)
 
-    speaker = input_dir.resolve().name
+    speaker = options.speaker.strip() or input_dir.resolve().name
+    if "|" in speaker or "\n" in speaker:
+        raise AsrInputError(
+            f"the speaker name {speaker!r} cannot hold '|' or a line break (the list's separators)"
+        )
     result = AsrResult(list_path=None, sidecar_path=None)
     for i, path in enumerate(files):
         if should_stop():
@@ -560,6 +565,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--compute-type", choices=COMPUTE_TYPES, default="auto", help="auto: float16 on CUDA, int8 on CPU"
     )
     p.add_argument("--language", choices=LANGUAGES, default="auto")
+    p.add_argument(
+        "--speaker", default="", help="the list's speaker column (default: the input folder's name)"
+    )
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument(
         "--batch-size", type=int, default=0, help="N > 1: batched decoding; 0 or 1: one segment at a time"
@@ -586,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             min_silence_ms=args.min_silence_ms,
             batch_size=args.batch_size,
             download=args.download,
+            speaker=args.speaker,
         )
         result = transcribe_folder(args.input_dir, args.out, options, progress=events.progress, isolate=True)
     except (ModelNotFoundError, ModelLoadError, AsrInputError, ValueError) as e:

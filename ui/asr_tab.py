@@ -21,6 +21,7 @@ from gpt_sovits.pretrained import preferred_whisper_model
 from tools.asr import LANGUAGES, MODEL_REPOS, local_model_folder, model_status
 from ui.context import AppContext, InputError
 from ui.errors import shown_in_toast
+from ui.experiment_bar import experiment_speaker
 from ui.job_ui import exit_message, failure_details, start_job, stop_message, wire_reopen
 from ui.wiring import connect
 
@@ -106,7 +107,9 @@ def cli_args(
     beam_size: int,
     batch_size: int,
     vad: bool,
+    speaker: str = "",
 ) -> list[str]:
+    """`tools.asr`'s arguments; `speaker` fills the list's speaker column ("": the folder's name)."""
     args = [
         str(input_dir),
         "--out",
@@ -126,6 +129,7 @@ def cli_args(
         "--batch-size",
         str(int(batch_size)),
     ]
+    args += ["--speaker", speaker] if speaker else []
     return args if vad else [*args, "--no-vad"]
 
 
@@ -329,7 +333,10 @@ def start_transcription(
     """Start `tools.asr`, then stream (status line, summary, first lines of the written list)."""
     with shown_in_toast(ctx.i18n, "ASR start"):
         input_dir = resolve_input(ctx, folder)
-        args = cli_args(ctx, input_dir, model, language, device, compute_type, beam_size, batch_size, vad)
+        speaker = experiment_speaker(ctx, input_dir)
+        args = cli_args(
+            ctx, input_dir, model, language, device, compute_type, beam_size, batch_size, vad, speaker
+        )
         job = start_job(ctx, state, "tools.asr", args, "asr")
     yield from follow_transcription(ctx, job)
     state.pop("job", None)

@@ -110,6 +110,14 @@ def experiments_root(ctx: AppContext) -> Path:
     return ctx.workspace / "experiments"
 
 
+def experiment_speaker(ctx: AppContext, clips: Path) -> str:
+    """The saved speaker of the experiment whose clips are `clips` (sliced/<exp>), else "" (ASR then
+    names the speaker after the folder)."""
+    if clips.parent != ctx.folder("sliced") or not (experiments_root(ctx) / clips.name).is_dir():
+        return ""
+    return read_experiment(ctx, clips.name).speaker
+
+
 def validate_name(ctx: AppContext, name: str | None) -> str:
     from ui.training_common import EXP_NAME
 
