@@ -300,6 +300,21 @@ def _structure(path: Path) -> Any:
     return content
 
 
+def _readable_structure(path: Path) -> tuple[Any, str | None]:
+    """The file's plain structure (`_structure`, then `_to_plain`) and None, or None and why it cannot be
+    read, in the words of the weights lists (refused, truncated, damaged)."""
+    try:
+        return _to_plain(_structure(path)), None
+    except UnsafeCheckpointError:
+        return None, "refused: it references code a weight file never needs"
+    except CheckpointError as e:
+        return None, str(e)
+    except zipfile.BadZipFile:
+        return None, "truncated or damaged (its zip directory is missing)"
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        return None, f"truncated or damaged ({load_error_reason(e)})"
+
+
 def quick_check(path: str | Path, expected: str) -> str | None:
     """Why the weight file at ``path`` would not load as ``expected`` ("gpt" or "sovits"), or None.
 
@@ -324,18 +339,12 @@ def _quick_check_cached(path: str, _mtime_ns: int, _size: int, expected: str) ->
     version = HEADER_VERSIONS.get(head)
     if version is not None and version not in SUPPORTED_S2_VERSIONS:
         return f"SoVITS {version}, not supported ({_UNSUPPORTED_HINT})"
-    try:
-        kind = classify(_to_plain(_structure(Path(path))))
-        if kind == "sovits-v2pro":
-            kind = "sovits"  # a generator like any other for the lists
-    except UnsafeCheckpointError:
-        return "refused: it references code a weight file never needs"
-    except CheckpointError as e:
-        return str(e)
-    except zipfile.BadZipFile:
-        return "truncated or damaged (its zip directory is missing)"
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        return f"truncated or damaged ({load_error_reason(e)})"
+    content, problem = _readable_structure(Path(path))
+    if problem is not None:
+        return problem
+    kind = classify(content)
+    if kind == "sovits-v2pro":
+        kind = "sovits"  # a generator like any other for the lists
     if kind != expected:
         return f"{_KIND_NAMES[kind]}, not {_KIND_NAMES[expected]}"
     return None

@@ -30,9 +30,7 @@ import functools
 import hashlib
 import io
 import json
-import pickle
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.fsutil import atomic_write_bytes, file_problem, load_error_reason
+from core.fsutil import atomic_write_bytes, file_problem
 from core.model_route import GSV_REPO, download_route, hub_url
 from gpt_sovits.models.dit import rotary_inv_freq
 from gpt_sovits.models.fastpath import apply_precision
@@ -56,12 +54,10 @@ from gpt_sovits.models.vocoders import (
 from gpt_sovits.models.weights import (
     CheckpointError,
     RawCheckpoint,
-    UnsafeCheckpointError,
     UnsupportedVersionError,
     WrongModelTypeError,
     _check_plain,
-    _structure,
-    _to_plain,
+    _readable_structure,
     classify,
     read_checkpoint,
 )
@@ -193,16 +189,9 @@ def quick_check_v3(path: str | Path) -> str | None:
 def _quick_check_v3_cached(path: str, _mtime_ns: int, _size: int) -> str | None:
     with open(path, "rb") as f:
         head = f.read(2)
-    try:
-        content = _to_plain(_structure(Path(path)))
-    except UnsafeCheckpointError:
-        return "refused: it references code a weight file never needs"
-    except CheckpointError as e:
-        return str(e)
-    except zipfile.BadZipFile:
-        return "truncated or damaged (its zip directory is missing)"
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        return f"truncated or damaged ({load_error_reason(e)})"
+    content, problem = _readable_structure(Path(path))
+    if problem is not None:
+        return problem
     if classify(content) != "sovits-v3":
         return "not a SoVITS v3/v4 model"
     if head in (b"03", b"04") and not isinstance(content.get("lora_rank"), int):

@@ -31,13 +31,8 @@ resumes unless ``--fresh``. Every ``--save-every`` epochs and at the end the gen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import math
-import os
 import sys
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +43,6 @@ from torch import nn
 
 from core.jobs import EventWriter, never_stop
 from gpt_sovits.data.s2_dataset import (
-    BucketBatchSampler,
     S2Batch,
     S2Dataset,
     collate_s2,
@@ -66,15 +60,23 @@ from gpt_sovits.models.weights import (
 )
 from gpt_sovits.train.batching import default_batch_size
 from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
-from gpt_sovits.train.distributed import (
-    DistInfo,
-    all_reduce_mean,
-    barrier,
-    init_distributed,
-    shutdown_distributed,
-    wrap_ddp,
-)
+from gpt_sovits.train.distributed import DistInfo, barrier, wrap_ddp
 from gpt_sovits.train.errors import TrainingError
+from gpt_sovits.train.loop import (
+    EpochRun,
+    add_loop_args,
+    autocast_context,
+    check_run_config,
+    exponential_lr,
+    finish,
+    forward_in_fp32,
+    grad_norm,
+    make_loader,
+    missing_pretrained_hint,
+    resumed_batch_size,
+    run_distributed,
+    run_epochs,
+)
 from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1_loss
 from gpt_sovits.train.progress import ProgressReporter, run_trainer
 from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights, half_size
@@ -148,17 +150,7 @@ class S2TrainConfig:
     max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        self.exp_dir = Path(self.exp_dir)
-        self.weights_dir = Path(self.weights_dir)
-        for name in ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"):
-            value = getattr(self, name)
-            setattr(self, name, Path(value) if value else None)
-        if not self.exp_name:
-            self.exp_name = self.exp_dir.resolve().name
-        if self.epochs < 1 or self.save_every < 1:
-            raise TrainingError("epochs and save_every must be at least 1")
-        if self.batch_size < 0:
-            raise TrainingError("batch_size must be 0 (automatic) or positive")
+        check_run_config(self, ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"))
         if self.version not in (None, *SUPPORTED_VERSIONS):
             raise TrainingError(
                 f"unknown version {self.version!r}: use one of {', '.join(SUPPORTED_VERSIONS)}"
@@ -186,13 +178,7 @@ class PretrainedModelError(TrainingError):
 
 
 def _missing_pretrained(path: Path, what: str, model_name: str, model_dir: Path | None) -> str:
-    hint = ""
-    if model_dir is not None:
-        with contextlib.suppress(Exception):
-            from gpt_sovits.pretrained import missing_message
-
-            hint = " " + missing_message(model_name, model_dir)
-    return f"pretrained {what} not found: {path}.{hint}"
+    return f"pretrained {what} not found: {path}.{missing_pretrained_hint(model_name, model_dir)}"
 
 
 def load_pretrained(
@@ -256,9 +242,7 @@ def content_path_in_fp32(net_g: SynthesizerTrn, device_type: str) -> None:
     """Run ssl_proj and the quantizer with autocast off, as the reference does (``autocast(enabled=False)``
     around them in ``SynthesizerTrn.forward``): under fp16/bf16 the nearest-codebook search could pick
     other codes than the fp32 ones S1 was trained on. Only these two modules' ``forward`` are wrapped."""
-    for name in FROZEN_MODULES:
-        module = net_g.get_submodule(name)
-        module.forward = torch.autocast(device_type=device_type, enabled=False)(module.forward)
+    forward_in_fp32(net_g, FROZEN_MODULES, device_type)
 
 
 def low_lr_parameters(net_g: SynthesizerTrn) -> list[nn.Parameter]:
@@ -291,23 +275,10 @@ def make_schedulers(
     opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, recipe: S2Recipe
 ) -> tuple[torch.optim.lr_scheduler.ExponentialLR, torch.optim.lr_scheduler.ExponentialLR]:
     """Per-epoch exponential decay, already stepped once: the reference's first epoch trains at lr x gamma."""
-    scheds = []
-    for opt in (opt_g, opt_d):
-        s = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=recipe.lr_decay)
-        with warnings.catch_warnings():  # "scheduler stepped before optimizer": intended here
-            warnings.simplefilter("ignore", UserWarning)
-            s.step()
-        scheds.append(s)
-    return scheds[0], scheds[1]
+    return exponential_lr(opt_g, recipe.lr_decay), exponential_lr(opt_d, recipe.lr_decay)
 
 
 # ----------------------------------------------------------------------------------------- one step
-
-
-def _grad_norm(params: Sequence[nn.Parameter] | Any) -> float:
-    """L2 norm of all gradients (what the reference's clip_grad_value_(params, None) returns)."""
-    norms = [p.grad.detach().float().norm(2) for p in params if p.grad is not None]
-    return float(torch.stack(norms).norm(2)) if norms else 0.0
 
 
 def train_step(
@@ -323,11 +294,7 @@ def train_step(
 ) -> dict[str, float]:
     """One discriminator step then one generator step on `batch` (already on the device); returns losses."""
     device = batch.spec.device
-    amp = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
-    )
+    amp = autocast_context(device, amp_dtype)
     hop, seg = cfg.hop_length, cfg.segment_size // cfg.hop_length
     mel_kw = {"n_fft": cfg.filter_length, "n_mels": cfg.n_mel_channels, "sr": cfg.sampling_rate}
     mel_kw.update(fmin=cfg.mel_fmin, fmax=cfg.mel_fmax)
@@ -351,7 +318,7 @@ def train_step(
     opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
     scaler.unscale_(opt_d)
-    grad_norm_d = _grad_norm(net_d.parameters())
+    grad_norm_d = grad_norm(net_d.parameters())
     scaler.step(opt_d)
 
     # Generator.
@@ -366,7 +333,7 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.unscale_(opt_g)
-    grad_norm_g = _grad_norm(net_g.parameters())
+    grad_norm_g = grad_norm(net_g.parameters())
     scaler.step(opt_g)
     scaler.update()
     values = {
@@ -445,16 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--segment-size", type=int, default=20480, help="samples per training slice (default 20480)"
     )
     g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
-    g.add_argument(
-        "--workers", type=int, default=-1, help="data loader workers (default: 4 on CUDA, 0 on CPU)"
-    )
-    g.add_argument("--log-every", type=int, default=1, help="write metrics every N steps (default 1)")
-    g.add_argument(
-        "--max-steps",
-        type=int,
-        default=0,
-        help="stop after this many steps in all (counting earlier runs), save and export; 0 = no limit",
-    )
+    add_loop_args(g)
     return p
 
 
@@ -481,31 +439,6 @@ def _pick_batch_size(device: torch.device, net_g: nn.Module, net_d: nn.Module) -
     return default_batch_size(device, fixed_bytes=16 * n, per_item_bytes=PER_ITEM_BYTES, hi=32)
 
 
-def _make_loader(
-    cfg: S2TrainConfig, dataset: S2Dataset, batch_size: int, dist: DistInfo
-) -> tuple[torch.utils.data.DataLoader, BucketBatchSampler]:
-    """The length-bucketed loader of this rank's batches (and its sampler, which sets each epoch)."""
-    device = dist.device
-    sampler = BucketBatchSampler(
-        dataset.lengths, batch_size, num_replicas=dist.world_size, rank=dist.rank, seed=cfg.seed
-    )
-    workers = (
-        cfg.workers if cfg.workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_s2,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a
-        # resumed run (global RNG restored from the checkpoint) would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(cfg.seed + dist.rank),
-    )
-    return loader, sampler
-
-
 def train(
     cfg: S2TrainConfig,
     events: EventWriter | None = None,
@@ -514,12 +447,7 @@ def train(
     """Run (or resume) S2 fine-tuning as configured by ``cfg``, until done, ``cfg.max_steps`` or
     ``should_stop()`` (checked before every step; the state is saved). Raises a UserError (TrainingError,
     S2DataError...) with a message for a person on bad input, before anything is trained."""
-    events = events or EventWriter(None)
-    dist = init_distributed(cfg.device)
-    try:
-        return _train(cfg, events, should_stop, dist)
-    finally:
-        shutdown_distributed(dist)
+    return run_distributed(cfg, events or EventWriter(None), should_stop, _train)
 
 
 @dataclass
@@ -561,8 +489,10 @@ def _make_models(
 
 
 @dataclass
-class _S2Run:
-    """One run in progress: what the parts of the loop share."""
+class _S2Run(EpochRun):
+    """One run in progress: what the parts of the loop share; one step is a D and a G step."""
+
+    PROGRESS_LOSS = ("mel", "loss/g/mel")
 
     cfg: S2TrainConfig
     dist: DistInfo
@@ -579,42 +509,31 @@ class _S2Run:
     steps_per_epoch: int
     exports: list[str] = field(default_factory=list)
 
-    @property
-    def max_steps(self) -> int:
-        return max(0, int(self.cfg.max_steps or 0))
-
     def save_state(self) -> None:
         self.run.save(training_state(progress=self.prog, config=self.config, **self.models.parts()))
         self.timer.reset()
 
-    def export(self, epoch_label: int) -> None:
-        """Export the generator (rank 0), then the ``saved`` event."""
-        if not self.dist.is_main:
-            return
+    def train_batch(self, batch: S2Batch) -> dict[str, float]:
+        m = self.models
+        return train_step(
+            self.g_model, self.d_model, m.opt_g, m.opt_d, m.scaler, batch, self.model_cfg, self.recipe,
+            m.amp_dtype,
+        )  # fmt: skip
+
+    def step_schedulers(self) -> None:
+        self.models.sched_g.step()
+        self.models.sched_d.step()
+
+    def current_lr(self) -> float:
+        return self.models.opt_g.param_groups[0]["lr"]
+
+    def write_export(self, epoch_label: int) -> Path:
+        """The generator's inference weights."""
         cfg = self.cfg
-        path = export_generator(
+        return export_generator(
             self.models.net_g, self.model_cfg, cfg.weights_dir, cfg.exp_name, epoch_label, self.prog.step,
             cfg.keep_exports,
         )  # fmt: skip
-        self.exports.append(str(path))
-        self.run.log(f"exported {path}")
-        self.reporter.saved(path, epoch_label, self.prog.step)
-
-    def log_step(self, epoch: int, losses: dict[str, float]) -> None:
-        """metrics.jsonl every --log-every steps and at the epoch's end (averaged over ranks), progress."""
-        prog = self.prog
-        if prog.step % max(1, self.cfg.log_every) == 0 or prog.batch_in_epoch == self.steps_per_epoch:
-            if self.dist.distributed:
-                device = self.dist.device
-                losses = {
-                    k: float(all_reduce_mean(torch.tensor(v, device=device), self.dist))
-                    for k, v in losses.items()
-                }
-            lr = self.models.opt_g.param_groups[0]["lr"]
-            self.run.append_metrics({"step": prog.step, "epoch": epoch + 1, **losses, "lr": lr})
-            if not all(math.isfinite(v) for v in losses.values()):
-                self.run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
-        self.reporter.step(prog.step, epoch, {"mel": losses["loss/g/mel"]})
 
 
 def _train(
@@ -639,13 +558,13 @@ def _train(
     models = _make_models(net_g, net_d, recipe, dist.device)
     state = run.prepare(fresh=cfg.fresh)
     # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
-    resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
+    resumed_bs = resumed_batch_size(state)
     batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, net_d)
     dataset = S2Dataset(
         cfg.exp_dir, items, report.repeats, model_cfg.sampling_rate, model_cfg.filter_length,
         model_cfg.hop_length, model_cfg.win_length, with_sv=model_cfg.uses_sv,
     )  # fmt: skip
-    loader, sampler = _make_loader(cfg, dataset, batch_size, dist)
+    loader, sampler = make_loader(cfg, dataset, batch_size, dist, collate_s2)
     prog = _resume(state, models, run)
     state = None  # the loaded copy of every state dict is no longer needed
     barrier(dist)
@@ -691,8 +610,8 @@ def _train(
         f"S2 {model_cfg.version} training on {dist.device} ({models.amp_dtype or 'fp32'}), batch {batch_size}, "
         f"{s.steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{cfg.epochs}"
     )
-    ending = _run_epochs(s, loader, sampler, should_stop)
-    _finish(s, ending)
+    ending = run_epochs(s, loader, sampler, should_stop)
+    finish(s, ending)
     result = S2TrainResult(s.exports, prog.step, prog.epoch, ending == "stopped", report.to_dict())
     s.reporter.result(**asdict(result))
     return result
@@ -705,75 +624,6 @@ def _resume(state: dict[str, Any] | None, models: _S2Models, run: RunDir) -> Tra
     prog = restore_training_state(state, **models.parts())
     run.log(f"resumed at epoch {prog.epoch + 1}, step {prog.step} (batch {prog.batch_in_epoch} of the epoch)")
     return prog
-
-
-def _run_epochs(
-    s: _S2Run,
-    loader: torch.utils.data.DataLoader,
-    sampler: BucketBatchSampler,
-    should_stop: Callable[[], bool],
-) -> str | None:
-    """Train the remaining epochs; returns why it ended early: "stopped", "limit" (--max-steps) or None."""
-    for epoch in range(s.prog.epoch, s.cfg.epochs):
-        sampler.set_epoch(epoch + 1, start=s.prog.batch_in_epoch)  # the reference's epochs are 1-based
-        t_epoch = time.monotonic()
-        ending = _run_epoch(s, loader, epoch, should_stop)
-        if ending is not None or s.prog.batch_in_epoch < s.steps_per_epoch:
-            return ending  # stopped, or the step limit was reached inside the epoch
-        if _end_epoch(s, epoch, t_epoch):
-            break
-    return None
-
-
-def _run_epoch(
-    s: _S2Run, loader: torch.utils.data.DataLoader, epoch: int, should_stop: Callable[[], bool]
-) -> str | None:
-    """The epoch's remaining batches: one D and one G step each; "stopped"/"limit" when it ends early."""
-    m = s.models
-    for batch in loader:
-        if should_stop():
-            return "stopped"
-        if s.max_steps and s.prog.step >= s.max_steps:
-            return "limit"
-        batch = batch.to(s.dist.device, non_blocking=True)
-        losses = train_step(
-            s.g_model, s.d_model, m.opt_g, m.opt_d, m.scaler, batch, s.model_cfg, s.recipe, m.amp_dtype
-        )
-        s.prog.step += 1
-        s.prog.batch_in_epoch += 1
-        s.log_step(epoch, losses)
-        if s.timer.due():
-            s.save_state()
-    return None
-
-
-def _end_epoch(s: _S2Run, epoch: int, t_epoch: float) -> bool:
-    """After a full epoch: decay the learning rates, save and export when due; True after the last one."""
-    s.prog.epoch, s.prog.batch_in_epoch = epoch + 1, 0
-    s.models.sched_g.step()
-    s.models.sched_d.step()
-    finished = epoch + 1
-    s.run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {s.prog.step}")
-    last = finished == s.cfg.epochs or (s.max_steps > 0 and s.prog.step >= s.max_steps)
-    export_now = finished % s.cfg.save_every == 0 or last
-    if export_now or s.timer.due():
-        s.save_state()
-    if export_now:
-        s.export(finished)
-    barrier(s.dist)
-    return last
-
-
-def _finish(s: _S2Run, ending: str | None) -> None:
-    """A stopped run saves where it is; a step limit inside an epoch also exports what was trained so far,
-    named after the epoch in progress."""
-    if ending == "stopped":
-        s.save_state()
-        s.run.log(f"stopped at step {s.prog.step}; the next run resumes here")
-    elif ending == "limit" and s.prog.batch_in_epoch > 0:
-        s.save_state()
-        s.export(s.prog.epoch + 1)
-        s.run.log(f"step limit {s.max_steps} reached in epoch {s.prog.epoch + 1}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

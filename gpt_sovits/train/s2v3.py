@@ -34,14 +34,9 @@ emitted; ``load_sovits_v3(export, base=pretrained)`` loads it merged.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
-import math
-import os
 import sys
-import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -52,7 +47,6 @@ import torch
 from torch import nn
 
 from core.jobs import EventWriter, never_stop
-from gpt_sovits.data.s2_dataset import BucketBatchSampler
 from gpt_sovits.data.s2v3_dataset import (
     V3_BUCKET_BOUNDARIES,
     S2V3Batch,
@@ -75,15 +69,23 @@ from gpt_sovits.models.weights_v3 import (
 from gpt_sovits.pretrained import V3V4_FILES
 from gpt_sovits.train.batching import default_batch_size
 from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
-from gpt_sovits.train.distributed import (
-    DistInfo,
-    all_reduce_mean,
-    barrier,
-    init_distributed,
-    shutdown_distributed,
-    wrap_ddp,
-)
+from gpt_sovits.train.distributed import DistInfo, barrier, wrap_ddp
 from gpt_sovits.train.errors import TrainingError
+from gpt_sovits.train.loop import (
+    EpochRun,
+    add_loop_args,
+    autocast_context,
+    check_run_config,
+    exponential_lr,
+    finish,
+    forward_in_fp32,
+    grad_norm,
+    make_loader,
+    missing_pretrained_hint,
+    resumed_batch_size,
+    run_distributed,
+    run_epochs,
+)
 from gpt_sovits.train.progress import ProgressReporter, run_trainer
 from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights
 from gpt_sovits.train.state import (
@@ -156,17 +158,7 @@ class S2V3TrainConfig:
     max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        self.exp_dir = Path(self.exp_dir)
-        self.weights_dir = Path(self.weights_dir)
-        for name in ("pretrained_dir", "pretrained_s2g"):
-            value = getattr(self, name)
-            setattr(self, name, Path(value) if value else None)
-        if not self.exp_name:
-            self.exp_name = self.exp_dir.resolve().name
-        if self.epochs < 1 or self.save_every < 1:
-            raise TrainingError("epochs and save_every must be at least 1")
-        if self.batch_size < 0:
-            raise TrainingError("batch_size must be 0 (automatic) or positive")
+        check_run_config(self, ("pretrained_dir", "pretrained_s2g"))
         if self.version not in V3V4_VERSIONS:
             raise TrainingError(
                 f"unknown version {self.version!r}: the LoRA trainer trains {' or '.join(V3V4_VERSIONS)} "
@@ -212,12 +204,9 @@ def load_pretrained(
     (a bare state dict: v3 and v4 have the same tensors) is taken as `version`."""
     s2g = Path(s2g)
     if not s2g.is_file():
-        hint = ""
-        if model_dir is not None:
-            with contextlib.suppress(Exception):
-                from gpt_sovits.pretrained import missing_message
-
-                hint = " " + missing_message(f"sovits-{version}", model_dir)
+        hint = missing_pretrained_hint(
+            f"sovits-{version}", Path(model_dir) if model_dir is not None else None
+        )
         raise PretrainedModelError(f"pretrained S2 {version} generator not found: {s2g}.{hint}")
     try:
         raw = read_checkpoint(s2g, allow_versions=tuple(LORA_HEADERS))
@@ -276,9 +265,7 @@ def trainable_state(net_g: nn.Module, frozen: Iterable[str]) -> dict[str, torch.
 
 def ref_path_in_fp32(net_g: SynthesizerTrnV3, device_type: str) -> None:
     """Run ref_enc, ssl_proj, the quantizer and enc_p with autocast off, as the reference does."""
-    for name in FP32_MODULES:
-        module = net_g.get_submodule(name)
-        module.forward = torch.autocast(device_type=device_type, enabled=False)(module.forward)
+    forward_in_fp32(net_g, FP32_MODULES, device_type)
 
 
 def make_optimizer(net_g: nn.Module, recipe: S2V3Recipe) -> torch.optim.AdamW:
@@ -295,11 +282,7 @@ def make_optimizer(net_g: nn.Module, recipe: S2V3Recipe) -> torch.optim.AdamW:
 
 def make_scheduler(opt: torch.optim.Optimizer, recipe: S2V3Recipe) -> torch.optim.lr_scheduler.ExponentialLR:
     """Per-epoch exponential decay, already stepped once: the reference's first epoch trains at lr x gamma."""
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=recipe.lr_decay)
-    with warnings.catch_warnings():  # "scheduler stepped before optimizer": intended here
-        warnings.simplefilter("ignore", UserWarning)
-        sched.step()
-    return sched
+    return exponential_lr(opt, recipe.lr_decay)
 
 
 def export_hparams(cfg: S2V3Config, recipe: S2V3Recipe, extra_train: Mapping[str, Any], name: str) -> dict:
@@ -320,12 +303,6 @@ def export_hparams(cfg: S2V3Config, recipe: S2V3Recipe, extra_train: Mapping[str
 # ----------------------------------------------------------------------------------------- one step
 
 
-def _grad_norm(params: Iterable[nn.Parameter]) -> float:
-    """L2 norm of all gradients (what the reference's clip_grad_value_(params, None) returns)."""
-    norms = [p.grad.detach().float().norm(2) for p in params if p.grad is not None]
-    return float(torch.stack(norms).norm(2)) if norms else 0.0
-
-
 def train_step(
     net_g: nn.Module,
     opt: torch.optim.Optimizer,
@@ -336,12 +313,7 @@ def train_step(
 ) -> dict[str, float]:
     """One optimizer step of the CFM loss on `batch` (already on the device); returns the loss and norm."""
     device = batch.spec.device
-    amp = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
-    )
-    with amp:
+    with autocast_context(device, amp_dtype):
         loss = net_g(
             batch.ssl, batch.spec, batch.mel, batch.spec_lengths, batch.text, batch.text_lengths,
             batch.mel_lengths, use_grad_ckpt=grad_ckpt,
@@ -349,10 +321,10 @@ def train_step(
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
-    grad_norm = _grad_norm(p for group in opt.param_groups for p in group["params"])
+    norm = grad_norm(p for group in opt.param_groups for p in group["params"])
     scaler.step(opt)
     scaler.update()
-    return {"loss/g/total": float(loss.detach()), "grad_norm_g": grad_norm}
+    return {"loss/g/total": float(loss.detach()), "grad_norm_g": norm}
 
 
 # ----------------------------------------------------------------------------------------- export
@@ -427,16 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
     g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the DiT (less memory)")
-    g.add_argument(
-        "--workers", type=int, default=-1, help="data loader workers (default: 4 on CUDA, 0 on CPU)"
-    )
-    g.add_argument("--log-every", type=int, default=1, help="write metrics every N steps (default 1)")
-    g.add_argument(
-        "--max-steps",
-        type=int,
-        default=0,
-        help="stop after this many steps in all (counting earlier runs), save and export; 0 = no limit",
-    )
+    add_loop_args(g)
     return p
 
 
@@ -453,36 +416,6 @@ def _pick_batch_size(device: torch.device, net_g: nn.Module, trained: int) -> in
     return default_batch_size(device, fixed_bytes=4 * n + 12 * trained, per_item_bytes=PER_ITEM_BYTES, hi=32)
 
 
-def _make_loader(
-    cfg: S2V3TrainConfig, dataset: S2V3Dataset, batch_size: int, dist: DistInfo
-) -> tuple[torch.utils.data.DataLoader, BucketBatchSampler]:
-    """The length-bucketed loader of this rank's batches (and its sampler, which sets each epoch)."""
-    device = dist.device
-    sampler = BucketBatchSampler(
-        dataset.lengths,
-        batch_size,
-        boundaries=V3_BUCKET_BOUNDARIES,
-        num_replicas=dist.world_size,
-        rank=dist.rank,
-        seed=cfg.seed,
-    )
-    workers = (
-        cfg.workers if cfg.workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=partial(collate_s2v3, version=cfg.version),
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a
-        # resumed run (global RNG restored from the checkpoint) would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(cfg.seed + dist.rank),
-    )
-    return loader, sampler
-
-
 def train(
     cfg: S2V3TrainConfig,
     events: EventWriter | None = None,
@@ -491,17 +424,14 @@ def train(
     """Run (or resume) v3/v4 LoRA fine-tuning as configured by ``cfg``, until done, ``cfg.max_steps`` or
     ``should_stop()`` (checked before every step; the state is saved). Raises a UserError (TrainingError,
     S2DataError...) with a message for a person on bad input, before anything is trained."""
-    events = events or EventWriter(None)
-    dist = init_distributed(cfg.device)
-    try:
-        return _train(cfg, events, should_stop, dist)
-    finally:
-        shutdown_distributed(dist)
+    return run_distributed(cfg, events or EventWriter(None), should_stop, _train)
 
 
 @dataclass
-class _Run:
-    """One run in progress: what the parts of the loop share."""
+class _Run(EpochRun):
+    """One run in progress: what the parts of the loop share; one step is one optimizer step."""
+
+    PROGRESS_LOSS = ("cfm", "loss/g/total")
 
     cfg: S2V3TrainConfig
     dist: DistInfo
@@ -522,9 +452,14 @@ class _Run:
     steps_per_epoch: int
     exports: list[str] = field(default_factory=list)
 
-    @property
-    def max_steps(self) -> int:
-        return max(0, int(self.cfg.max_steps or 0))
+    def train_batch(self, batch: S2V3Batch) -> dict[str, float]:
+        return train_step(self.g_model, self.opt, self.scaler, batch, self.amp_dtype, self.recipe.grad_ckpt)
+
+    def step_schedulers(self) -> None:
+        self.sched.step()
+
+    def current_lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
 
     def save_state(self) -> None:
         """checkpoint.pt: the trained tensors (fp32), optimizer, scheduler, scaler, position, RNG."""
@@ -538,34 +473,13 @@ class _Run:
         self.run.save(payload)
         self.timer.reset()
 
-    def export(self, epoch_label: int) -> None:
-        """Export the LoRA weights (rank 0), then the ``saved`` event."""
-        if not self.dist.is_main:
-            return
+    def write_export(self, epoch_label: int) -> Path:
+        """The LoRA export."""
         cfg = self.cfg
-        path = export_lora(
+        return export_lora(
             self.net_g, self.frozen, self.model_cfg, cfg.lora_rank, cfg.weights_dir, cfg.exp_name,
             epoch_label, self.prog.step, cfg.keep_exports,
         )  # fmt: skip
-        self.exports.append(str(path))
-        self.run.log(f"exported {path}")
-        self.reporter.saved(path, epoch_label, self.prog.step)
-
-    def log_step(self, epoch: int, losses: dict[str, float]) -> None:
-        """metrics.jsonl every --log-every steps and at the epoch's end (averaged over ranks), progress."""
-        prog = self.prog
-        if prog.step % max(1, self.cfg.log_every) == 0 or prog.batch_in_epoch == self.steps_per_epoch:
-            if self.dist.distributed:
-                device = self.dist.device
-                losses = {
-                    k: float(all_reduce_mean(torch.tensor(v, device=device), self.dist))
-                    for k, v in losses.items()
-                }
-            lr = self.opt.param_groups[0]["lr"]
-            self.run.append_metrics({"step": prog.step, "epoch": epoch + 1, **losses, "lr": lr})
-            if not all(math.isfinite(v) for v in losses.values()):
-                self.run.log(f"warning: non-finite loss at step {prog.step}: {losses}")
-        self.reporter.step(prog.step, epoch, {"cfm": losses["loss/g/total"]})
 
 
 def _check_resumable(state: Mapping[str, Any], cfg: S2V3TrainConfig, s2g_md5: str) -> None:
@@ -648,10 +562,11 @@ def _train(
     if state is not None:
         _check_resumable(state, cfg, s2g_md5)
     # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
-    resumed_bs = int((state or {}).get("config", {}).get("batch_size") or 0)
+    resumed_bs = resumed_batch_size(state)
     batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, n_trained)
     dataset = S2V3Dataset(cfg.exp_dir, items, report.repeats, cfg.version)
-    loader, sampler = _make_loader(cfg, dataset, batch_size, dist)
+    collate = partial(collate_s2v3, version=cfg.version)
+    loader, sampler = make_loader(cfg, dataset, batch_size, dist, collate, boundaries=V3_BUCKET_BOUNDARIES)
 
     config = {
         "trainer": "s2v3",
@@ -696,73 +611,11 @@ def _train(
         f"({amp_dtype or 'fp32'}), batch {batch_size}, {s.steps_per_epoch} steps per epoch, "
         f"epochs {s.prog.epoch + 1}..{cfg.epochs}"
     )
-    ending = _run_epochs(s, loader, sampler, should_stop)
-    _finish(s, ending)
+    ending = run_epochs(s, loader, sampler, should_stop)
+    finish(s, ending)
     result = S2V3TrainResult(s.exports, s.prog.step, s.prog.epoch, ending == "stopped", report.to_dict())
     s.reporter.result(**asdict(result))
     return result
-
-
-def _run_epochs(
-    s: _Run, loader: torch.utils.data.DataLoader, sampler: BucketBatchSampler, should_stop: Callable[[], bool]
-) -> str | None:
-    """Train the remaining epochs; returns why it ended early: "stopped", "limit" (--max-steps) or None."""
-    for epoch in range(s.prog.epoch, s.cfg.epochs):
-        sampler.set_epoch(epoch + 1, start=s.prog.batch_in_epoch)  # the reference's epochs are 1-based
-        t_epoch = time.monotonic()
-        ending = _run_epoch(s, loader, epoch, should_stop)
-        if ending is not None or s.prog.batch_in_epoch < s.steps_per_epoch:
-            return ending  # stopped, or the step limit was reached inside the epoch
-        if _end_epoch(s, epoch, t_epoch):
-            break
-    return None
-
-
-def _run_epoch(
-    s: _Run, loader: torch.utils.data.DataLoader, epoch: int, should_stop: Callable[[], bool]
-) -> str | None:
-    """The epoch's remaining batches, one optimizer step each; "stopped"/"limit" when it ends early."""
-    for batch in loader:
-        if should_stop():
-            return "stopped"
-        if s.max_steps and s.prog.step >= s.max_steps:
-            return "limit"
-        batch = batch.to(s.dist.device, non_blocking=True)
-        losses = train_step(s.g_model, s.opt, s.scaler, batch, s.amp_dtype, s.recipe.grad_ckpt)
-        s.prog.step += 1
-        s.prog.batch_in_epoch += 1
-        s.log_step(epoch, losses)
-        if s.timer.due():
-            s.save_state()
-    return None
-
-
-def _end_epoch(s: _Run, epoch: int, t_epoch: float) -> bool:
-    """After a full epoch: decay the learning rate, save and export when due; True after the last one."""
-    s.prog.epoch, s.prog.batch_in_epoch = epoch + 1, 0
-    s.sched.step()
-    finished = epoch + 1
-    s.run.log(f"epoch {finished} done in {time.monotonic() - t_epoch:.1f} s, step {s.prog.step}")
-    last = finished == s.cfg.epochs or (s.max_steps > 0 and s.prog.step >= s.max_steps)
-    export_now = finished % s.cfg.save_every == 0 or last
-    if export_now or s.timer.due():
-        s.save_state()
-    if export_now:
-        s.export(finished)
-    barrier(s.dist)
-    return last
-
-
-def _finish(s: _Run, ending: str | None) -> None:
-    """A stopped run saves where it is; a step limit inside an epoch also exports what was trained so far,
-    named after the epoch in progress."""
-    if ending == "stopped":
-        s.save_state()
-        s.run.log(f"stopped at step {s.prog.step}; the next run resumes here")
-    elif ending == "limit" and s.prog.batch_in_epoch > 0:
-        s.save_state()
-        s.export(s.prog.epoch + 1)
-        s.run.log(f"step limit {s.max_steps} reached in epoch {s.prog.epoch + 1}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
