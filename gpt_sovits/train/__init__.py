@@ -47,6 +47,11 @@ the same pieces, so a person sees the same behaviour everywhere:
 - **Stop** (``progress``) — ``StopFlag`` turns SIGTERM/SIGINT (``core.jobs.Job.stop``) into the
   ``should_stop`` callable ``run_trainer`` hands to ``train``, which checks it at step boundaries, so a
   stopped trainer saves its state and exits cleanly; ``kill -9`` is covered by the atomic checkpoint.
+- **S2 loop** (``loop``) — what the two S2 trainers (``s2`` for v1/v2/v2Pro, ``s2v3`` for v3/v4 LoRA)
+  share: ``EpochRun`` (the run's state; a trainer gives ``train_batch``, ``step_schedulers``,
+  ``save_state``, ``write_export``), ``train_to_end`` (the resumable epoch loop, metrics, checkpoints,
+  exports, stop and step limit, the ``result`` event), ``make_loader``, ``AdamWRecipe``,
+  ``exponential_lr``, ``check_run_config``, ``add_loop_args`` and ``trainer_main``.
 
 A trainer, in outline (see ``gpt_sovits/train/s1.py`` for the real one)::
 

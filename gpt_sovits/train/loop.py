@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from core.jobs import EventWriter
 from gpt_sovits.data.s2_dataset import BucketBatchSampler
+from gpt_sovits.train.cli import config_from_args, parse_args
 from gpt_sovits.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -30,11 +33,13 @@ from gpt_sovits.train.distributed import (
     shutdown_distributed,
 )
 from gpt_sovits.train.errors import TrainingError
-from gpt_sovits.train.progress import ProgressReporter
+from gpt_sovits.train.progress import ProgressReporter, run_trainer
 from gpt_sovits.train.run_dir import RunDir
 from gpt_sovits.train.state import CheckpointTimer, TrainProgress
 
 ResultT = TypeVar("ResultT")
+ConfigT = TypeVar("ConfigT", bound="LoopConfig")
+RunResultT = TypeVar("RunResultT", bound="TrainResult")
 
 
 class LoopConfig(Protocol):
@@ -54,6 +59,26 @@ class LoopConfig(Protocol):
 
 
 # ----------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class AdamWRecipe:
+    """The optimiser part of the reference's ``train`` section (configs/s2.json), first in every S2 recipe."""
+
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    weight_decay: float = 0.01  # torch AdamW's default; the reference does not change it
+    lr_decay: float = 0.999875
+
+    def adamw_kwargs(self) -> dict[str, Any]:
+        """AdamW's keyword arguments besides the learning rate."""
+        return {"betas": tuple(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def to_train_hparams(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
 
 
 def check_run_config(cfg: Any, path_fields: Sequence[str]) -> None:
@@ -186,21 +211,24 @@ def run_distributed(
 # ----------------------------------------------------------------------------------------- the loop
 
 
-class EpochRun:
-    """One run in progress, as the loop sees it. A trainer's run (a dataclass) holds these attributes
-    and gives the recipe's parts: one training step, the schedulers' epoch step, the checkpoint and the
-    export file."""
+@dataclass
+class EpochRun(Generic[ConfigT]):
+    """One run in progress: what the parts of the loop share. A trainer's run adds its models and gives
+    the recipe's parts: one training step, the schedulers' epoch step, the checkpoint and the export."""
 
-    PROGRESS_LOSS: tuple[str, str]  # (progress event's name, metrics key) of the loss shown while training
+    # (progress event's name, metrics key) of the loss shown while training
+    PROGRESS_LOSS: ClassVar[tuple[str, str]]
 
-    cfg: LoopConfig
+    cfg: ConfigT
     dist: DistInfo
     run: RunDir
+    g_model: nn.Module  # the generator, DDP-wrapped when distributed
     prog: TrainProgress
+    config: dict[str, Any]  # config.json, also kept in every checkpoint
     reporter: ProgressReporter
     timer: CheckpointTimer
     steps_per_epoch: int
-    exports: list[str]
+    exports: list[str] = field(default_factory=list, kw_only=True)
 
     def train_batch(self, batch: Any) -> dict[str, float]:
         """One training step on ``batch`` (already on the device); returns the losses to log."""
@@ -314,3 +342,47 @@ def finish(s: EpochRun, ending: str | None) -> None:
         s.save_state()
         s.export(s.prog.epoch + 1)
         s.run.log(f"step limit {s.max_steps} reached in epoch {s.prog.epoch + 1}")
+
+
+@dataclass
+class TrainResult:
+    exports: list[str]
+    step: int
+    epoch: int  # finished epochs
+    stopped: bool
+    report: dict[str, Any]
+
+
+def train_to_end(
+    s: EpochRun,
+    loader: torch.utils.data.DataLoader,
+    sampler: BucketBatchSampler,
+    should_stop: Callable[[], bool],
+    report: dict[str, Any],
+    result_type: type[RunResultT],
+) -> RunResultT:
+    """The remaining epochs, the ending (`finish`), then the ``result`` event with what the run did."""
+    ending = run_epochs(s, loader, sampler, should_stop)
+    finish(s, ending)
+    result = result_type(s.exports, s.prog.step, s.prog.epoch, ending == "stopped", report)
+    s.reporter.result(**asdict(result))
+    return result
+
+
+def trainer_main(
+    parser: argparse.ArgumentParser,
+    config_type: type,
+    train: Callable[..., TrainResult],
+    argv: Sequence[str] | None,
+    title: Callable[[argparse.Namespace], str],
+) -> int:
+    """A trainer's ``main``: flags (or ``--config``) -> config -> train -> a summary line -> exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(parser, argv)
+    code, result = run_trainer(lambda: config_from_args(config_type, args), train, EventWriter(args.events))
+    if result is not None:
+        print(
+            f"{title(args)} {'stopped' if result.stopped else 'done'}: step {result.step}, "
+            f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
+        )
+    return code

@@ -34,7 +34,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +58,13 @@ from gpt_sovits.models.weights import (
     load_sovits_discriminator,
     save_sovits_weights,
 )
+from gpt_sovits.train import loop
 from gpt_sovits.train.batching import default_batch_size
-from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.cli import add_common_args, jsonable
 from gpt_sovits.train.distributed import DistInfo, barrier, wrap_ddp
 from gpt_sovits.train.errors import TrainingError
-from gpt_sovits.train.loop import (
-    EpochRun,
-    add_loop_args,
-    autocast_context,
-    check_run_config,
-    exponential_lr,
-    finish,
-    forward_in_fp32,
-    grad_norm,
-    make_loader,
-    missing_pretrained_hint,
-    resumed_batch_size,
-    run_distributed,
-    run_epochs,
-)
 from gpt_sovits.train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1_loss
-from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.progress import ProgressReporter
 from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights, half_size
 from gpt_sovits.train.state import (
     CheckpointTimer,
@@ -102,24 +88,15 @@ PER_ITEM_BYTES = int(1.5 * 1024**3)
 
 
 @dataclass
-class S2Recipe:
-    """The training hyper-parameters (the ``train`` section of the reference's ``configs/s2.json``)."""
+class S2Recipe(loop.AdamWRecipe):
+    """The training hyper-parameters (the ``train`` section of the reference's ``configs/s2.json``):
+    the shared AdamW ones (lr 1e-4, betas 0.8/0.99, eps 1e-9, weight decay 0.01, decay 0.999875), then these."""
 
-    learning_rate: float = 1e-4
-    betas: tuple[float, float] = (0.8, 0.99)
-    eps: float = 1e-9
-    weight_decay: float = 0.01  # torch AdamW's default; the reference does not change it
-    lr_decay: float = 0.999875
     segment_size: int = 20480
     c_mel: float = 45.0
     c_kl: float = 1.0
     text_low_lr_rate: float = 0.4
     fp16_run: bool = True  # autocast on CUDA (fp16 + loss scaling, or bf16 where supported)
-
-    def to_train_hparams(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
 
 
 @dataclass
@@ -150,7 +127,7 @@ class S2TrainConfig:
     max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        check_run_config(self, ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"))
+        loop.check_run_config(self, ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"))
         if self.version not in (None, *SUPPORTED_VERSIONS):
             raise TrainingError(
                 f"unknown version {self.version!r}: use one of {', '.join(SUPPORTED_VERSIONS)}"
@@ -178,7 +155,7 @@ class PretrainedModelError(TrainingError):
 
 
 def _missing_pretrained(path: Path, what: str, model_name: str, model_dir: Path | None) -> str:
-    return f"pretrained {what} not found: {path}.{missing_pretrained_hint(model_name, model_dir)}"
+    return f"pretrained {what} not found: {path}.{loop.missing_pretrained_hint(model_name, model_dir)}"
 
 
 def load_pretrained(
@@ -242,7 +219,7 @@ def content_path_in_fp32(net_g: SynthesizerTrn, device_type: str) -> None:
     """Run ssl_proj and the quantizer with autocast off, as the reference does (``autocast(enabled=False)``
     around them in ``SynthesizerTrn.forward``): under fp16/bf16 the nearest-codebook search could pick
     other codes than the fp32 ones S1 was trained on. Only these two modules' ``forward`` are wrapped."""
-    forward_in_fp32(net_g, FROZEN_MODULES, device_type)
+    loop.forward_in_fp32(net_g, FROZEN_MODULES, device_type)
 
 
 def low_lr_parameters(net_g: SynthesizerTrn) -> list[nn.Parameter]:
@@ -258,7 +235,7 @@ def make_optimizers(
     low = low_lr_parameters(net_g)
     low_ids = {id(p) for p in low}
     base = [p for p in net_g.parameters() if p.requires_grad and id(p) not in low_ids]
-    kw = {"betas": tuple(recipe.betas), "eps": recipe.eps, "weight_decay": recipe.weight_decay}
+    kw = recipe.adamw_kwargs()
     opt_g = torch.optim.AdamW(
         [
             {"params": base, "lr": recipe.learning_rate},
@@ -275,7 +252,7 @@ def make_schedulers(
     opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, recipe: S2Recipe
 ) -> tuple[torch.optim.lr_scheduler.ExponentialLR, torch.optim.lr_scheduler.ExponentialLR]:
     """Per-epoch exponential decay, already stepped once: the reference's first epoch trains at lr x gamma."""
-    return exponential_lr(opt_g, recipe.lr_decay), exponential_lr(opt_d, recipe.lr_decay)
+    return loop.exponential_lr(opt_g, recipe.lr_decay), loop.exponential_lr(opt_d, recipe.lr_decay)
 
 
 # ----------------------------------------------------------------------------------------- one step
@@ -294,7 +271,7 @@ def train_step(
 ) -> dict[str, float]:
     """One discriminator step then one generator step on `batch` (already on the device); returns losses."""
     device = batch.spec.device
-    amp = autocast_context(device, amp_dtype)
+    amp = loop.autocast_context(device, amp_dtype)
     hop, seg = cfg.hop_length, cfg.segment_size // cfg.hop_length
     mel_kw = {"n_fft": cfg.filter_length, "n_mels": cfg.n_mel_channels, "sr": cfg.sampling_rate}
     mel_kw.update(fmin=cfg.mel_fmin, fmax=cfg.mel_fmax)
@@ -318,7 +295,7 @@ def train_step(
     opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
     scaler.unscale_(opt_d)
-    grad_norm_d = grad_norm(net_d.parameters())
+    grad_norm_d = loop.grad_norm(net_d.parameters())
     scaler.step(opt_d)
 
     # Generator.
@@ -333,7 +310,7 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.unscale_(opt_g)
-    grad_norm_g = grad_norm(net_g.parameters())
+    grad_norm_g = loop.grad_norm(net_g.parameters())
     scaler.step(opt_g)
     scaler.update()
     values = {
@@ -382,13 +359,8 @@ def export_generator(
 # ----------------------------------------------------------------------------------------- the loop
 
 
-@dataclass
-class S2TrainResult:
-    exports: list[str]
-    step: int
-    epoch: int  # finished epochs
-    stopped: bool
-    report: dict[str, Any]
+class S2TrainResult(loop.TrainResult):
+    """What an S2 run did: its exports, where it stands, whether it was stopped, the data report."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--segment-size", type=int, default=20480, help="samples per training slice (default 20480)"
     )
     g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
-    add_loop_args(g)
+    loop.add_loop_args(g)
     return p
 
 
@@ -447,7 +419,7 @@ def train(
     """Run (or resume) S2 fine-tuning as configured by ``cfg``, until done, ``cfg.max_steps`` or
     ``should_stop()`` (checked before every step; the state is saved). Raises a UserError (TrainingError,
     S2DataError...) with a message for a person on bad input, before anything is trained."""
-    return run_distributed(cfg, events or EventWriter(None), should_stop, _train)
+    return loop.run_distributed(cfg, events or EventWriter(None), should_stop, _train)
 
 
 @dataclass
@@ -489,25 +461,15 @@ def _make_models(
 
 
 @dataclass
-class _S2Run(EpochRun):
-    """One run in progress: what the parts of the loop share; one step is a D and a G step."""
+class _S2Run(loop.EpochRun[S2TrainConfig]):
+    """One S2 run in progress (the loop's part in EpochRun); one step is a D and a G step."""
 
     PROGRESS_LOSS = ("mel", "loss/g/mel")
 
-    cfg: S2TrainConfig
-    dist: DistInfo
-    run: RunDir
     model_cfg: S2Config
     recipe: S2Recipe
     models: _S2Models
-    g_model: nn.Module  # net_g, DDP-wrapped when distributed
-    d_model: nn.Module
-    prog: TrainProgress
-    config: dict[str, Any]
-    reporter: ProgressReporter
-    timer: CheckpointTimer
-    steps_per_epoch: int
-    exports: list[str] = field(default_factory=list)
+    d_model: nn.Module  # net_d, DDP-wrapped when distributed
 
     def save_state(self) -> None:
         self.run.save(training_state(progress=self.prog, config=self.config, **self.models.parts()))
@@ -558,13 +520,13 @@ def _train(
     models = _make_models(net_g, net_d, recipe, dist.device)
     state = run.prepare(fresh=cfg.fresh)
     # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
-    resumed_bs = resumed_batch_size(state)
+    resumed_bs = loop.resumed_batch_size(state)
     batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, net_d)
     dataset = S2Dataset(
         cfg.exp_dir, items, report.repeats, model_cfg.sampling_rate, model_cfg.filter_length,
         model_cfg.hop_length, model_cfg.win_length, with_sv=model_cfg.uses_sv,
     )  # fmt: skip
-    loader, sampler = make_loader(cfg, dataset, batch_size, dist, collate_s2)
+    loader, sampler = loop.make_loader(cfg, dataset, batch_size, dist, collate_s2)
     prog = _resume(state, models, run)
     state = None  # the loaded copy of every state dict is no longer needed
     barrier(dist)
@@ -595,7 +557,7 @@ def _train(
     model_cfg.extra = {**model_cfg.extra, "name": cfg.exp_name}
 
     s = _S2Run(
-        cfg, dist, run, model_cfg, recipe, models,
+        cfg=cfg, dist=dist, run=run, model_cfg=model_cfg, recipe=recipe, models=models,
         g_model=wrap_ddp(net_g, dist, find_unused_parameters=True),
         d_model=wrap_ddp(net_d, dist, find_unused_parameters=True),
         prog=prog,
@@ -610,11 +572,7 @@ def _train(
         f"S2 {model_cfg.version} training on {dist.device} ({models.amp_dtype or 'fp32'}), batch {batch_size}, "
         f"{s.steps_per_epoch} steps per epoch, epochs {prog.epoch + 1}..{cfg.epochs}"
     )
-    ending = run_epochs(s, loader, sampler, should_stop)
-    finish(s, ending)
-    result = S2TrainResult(s.exports, prog.step, prog.epoch, ending == "stopped", report.to_dict())
-    s.reporter.result(**asdict(result))
-    return result
+    return loop.train_to_end(s, loader, sampler, should_stop, report.to_dict(), S2TrainResult)
 
 
 def _resume(state: dict[str, Any] | None, models: _S2Models, run: RunDir) -> TrainProgress:
@@ -628,15 +586,7 @@ def _resume(state: dict[str, Any] | None, models: _S2Models, run: RunDir) -> Tra
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gpt_sovits.train.s2``: flags (or ``--config``) -> S2TrainConfig -> train -> exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(build_parser(), argv)
-    code, result = run_trainer(lambda: config_from_args(S2TrainConfig, args), train, EventWriter(args.events))
-    if result is not None:
-        print(
-            f"S2 training {'stopped' if result.stopped else 'done'}: step {result.step}, "
-            f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
-        )
-    return code
+    return loop.trainer_main(build_parser(), S2TrainConfig, train, argv, lambda args: "S2 training")
 
 
 if __name__ == "__main__":

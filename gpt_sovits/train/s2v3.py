@@ -38,7 +38,7 @@ import hashlib
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,26 +67,12 @@ from gpt_sovits.models.weights_v3 import (
     sovits_v3_version,
 )
 from gpt_sovits.pretrained import V3V4_FILES
+from gpt_sovits.train import loop
 from gpt_sovits.train.batching import default_batch_size
-from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.cli import add_common_args, jsonable
 from gpt_sovits.train.distributed import DistInfo, barrier, wrap_ddp
 from gpt_sovits.train.errors import TrainingError
-from gpt_sovits.train.loop import (
-    EpochRun,
-    add_loop_args,
-    autocast_context,
-    check_run_config,
-    exponential_lr,
-    finish,
-    forward_in_fp32,
-    grad_norm,
-    make_loader,
-    missing_pretrained_hint,
-    resumed_batch_size,
-    run_distributed,
-    run_epochs,
-)
-from gpt_sovits.train.progress import ProgressReporter, run_trainer
+from gpt_sovits.train.progress import ProgressReporter
 from gpt_sovits.train.run_dir import RunDir, export_name_pattern, export_weights
 from gpt_sovits.train.state import (
     CheckpointTimer,
@@ -113,22 +99,13 @@ PER_ITEM_BYTES = 6 * 1024**3
 
 
 @dataclass
-class S2V3Recipe:
-    """The training hyper-parameters (``train`` of configs/s2.json, plus the LoRA rank)."""
+class S2V3Recipe(loop.AdamWRecipe):
+    """The training hyper-parameters (``train`` of configs/s2.json: the shared AdamW ones, then the LoRA
+    rank and these)."""
 
-    learning_rate: float = 1e-4
-    betas: tuple[float, float] = (0.8, 0.99)
-    eps: float = 1e-9
-    weight_decay: float = 0.01  # torch AdamW's default; the reference does not change it
-    lr_decay: float = 0.999875
     lora_rank: int = DEFAULT_LORA_RANK
     fp16_run: bool = True  # autocast on CUDA (fp16 + loss scaling, or bf16 where supported)
     grad_ckpt: bool = False  # the reference's (hidden) gradient checkpointing of the DiT blocks
-
-    def to_train_hparams(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
 
 
 @dataclass
@@ -158,7 +135,7 @@ class S2V3TrainConfig:
     max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        check_run_config(self, ("pretrained_dir", "pretrained_s2g"))
+        loop.check_run_config(self, ("pretrained_dir", "pretrained_s2g"))
         if self.version not in V3V4_VERSIONS:
             raise TrainingError(
                 f"unknown version {self.version!r}: the LoRA trainer trains {' or '.join(V3V4_VERSIONS)} "
@@ -204,7 +181,7 @@ def load_pretrained(
     (a bare state dict: v3 and v4 have the same tensors) is taken as `version`."""
     s2g = Path(s2g)
     if not s2g.is_file():
-        hint = missing_pretrained_hint(
+        hint = loop.missing_pretrained_hint(
             f"sovits-{version}", Path(model_dir) if model_dir is not None else None
         )
         raise PretrainedModelError(f"pretrained S2 {version} generator not found: {s2g}.{hint}")
@@ -265,24 +242,18 @@ def trainable_state(net_g: nn.Module, frozen: Iterable[str]) -> dict[str, torch.
 
 def ref_path_in_fp32(net_g: SynthesizerTrnV3, device_type: str) -> None:
     """Run ref_enc, ssl_proj, the quantizer and enc_p with autocast off, as the reference does."""
-    forward_in_fp32(net_g, FP32_MODULES, device_type)
+    loop.forward_in_fp32(net_g, FP32_MODULES, device_type)
 
 
 def make_optimizer(net_g: nn.Module, recipe: S2V3Recipe) -> torch.optim.AdamW:
     """One AdamW over every parameter that trains (the reference: ``filter(requires_grad, ...)``)."""
     params = [p for p in net_g.parameters() if p.requires_grad]
-    return torch.optim.AdamW(
-        params,
-        recipe.learning_rate,
-        betas=tuple(recipe.betas),
-        eps=recipe.eps,
-        weight_decay=recipe.weight_decay,
-    )
+    return torch.optim.AdamW(params, recipe.learning_rate, **recipe.adamw_kwargs())
 
 
 def make_scheduler(opt: torch.optim.Optimizer, recipe: S2V3Recipe) -> torch.optim.lr_scheduler.ExponentialLR:
     """Per-epoch exponential decay, already stepped once: the reference's first epoch trains at lr x gamma."""
-    return exponential_lr(opt, recipe.lr_decay)
+    return loop.exponential_lr(opt, recipe.lr_decay)
 
 
 def export_hparams(cfg: S2V3Config, recipe: S2V3Recipe, extra_train: Mapping[str, Any], name: str) -> dict:
@@ -313,7 +284,7 @@ def train_step(
 ) -> dict[str, float]:
     """One optimizer step of the CFM loss on `batch` (already on the device); returns the loss and norm."""
     device = batch.spec.device
-    with autocast_context(device, amp_dtype):
+    with loop.autocast_context(device, amp_dtype):
         loss = net_g(
             batch.ssl, batch.spec, batch.mel, batch.spec_lengths, batch.text, batch.text_lengths,
             batch.mel_lengths, use_grad_ckpt=grad_ckpt,
@@ -321,10 +292,10 @@ def train_step(
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
-    norm = grad_norm(p for group in opt.param_groups for p in group["params"])
+    grad_norm = loop.grad_norm(p for group in opt.param_groups for p in group["params"])
     scaler.step(opt)
     scaler.update()
-    return {"loss/g/total": float(loss.detach()), "grad_norm_g": norm}
+    return {"loss/g/total": float(loss.detach()), "grad_norm_g": grad_norm}
 
 
 # ----------------------------------------------------------------------------------------- export
@@ -363,13 +334,8 @@ def export_lora(
 # ----------------------------------------------------------------------------------------- the loop
 
 
-@dataclass
-class S2V3TrainResult:
-    exports: list[str]
-    step: int
-    epoch: int  # finished epochs
-    stopped: bool
-    report: dict[str, Any]
+class S2V3TrainResult(loop.TrainResult):
+    """What a v3/v4 LoRA run did: its exports, where it stands, whether it was stopped, the data report."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
     g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the DiT (less memory)")
-    add_loop_args(g)
+    loop.add_loop_args(g)
     return p
 
 
@@ -424,33 +390,23 @@ def train(
     """Run (or resume) v3/v4 LoRA fine-tuning as configured by ``cfg``, until done, ``cfg.max_steps`` or
     ``should_stop()`` (checked before every step; the state is saved). Raises a UserError (TrainingError,
     S2DataError...) with a message for a person on bad input, before anything is trained."""
-    return run_distributed(cfg, events or EventWriter(None), should_stop, _train)
+    return loop.run_distributed(cfg, events or EventWriter(None), should_stop, _train)
 
 
 @dataclass
-class _Run(EpochRun):
-    """One run in progress: what the parts of the loop share; one step is one optimizer step."""
+class _Run(loop.EpochRun[S2V3TrainConfig]):
+    """One v3/v4 LoRA run in progress (the loop's part in EpochRun); one step is one optimizer step."""
 
     PROGRESS_LOSS = ("cfm", "loss/g/total")
 
-    cfg: S2V3TrainConfig
-    dist: DistInfo
-    run: RunDir
     model_cfg: S2V3Config  # with the export's hparams
     recipe: S2V3Recipe
     net_g: SynthesizerTrnV3
-    g_model: nn.Module  # net_g, DDP-wrapped when distributed
     frozen: list[str]
     opt: torch.optim.AdamW
     sched: torch.optim.lr_scheduler.ExponentialLR
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
-    prog: TrainProgress
-    config: dict[str, Any]
-    reporter: ProgressReporter
-    timer: CheckpointTimer
-    steps_per_epoch: int
-    exports: list[str] = field(default_factory=list)
 
     def train_batch(self, batch: S2V3Batch) -> dict[str, float]:
         return train_step(self.g_model, self.opt, self.scaler, batch, self.amp_dtype, self.recipe.grad_ckpt)
@@ -562,11 +518,13 @@ def _train(
     if state is not None:
         _check_resumable(state, cfg, s2g_md5)
     # A resumed run keeps its batch size unless one is given: the epoch's batches must be the same.
-    resumed_bs = resumed_batch_size(state)
+    resumed_bs = loop.resumed_batch_size(state)
     batch_size = cfg.batch_size or resumed_bs or _pick_batch_size(dist.device, net_g, n_trained)
     dataset = S2V3Dataset(cfg.exp_dir, items, report.repeats, cfg.version)
     collate = partial(collate_s2v3, version=cfg.version)
-    loader, sampler = make_loader(cfg, dataset, batch_size, dist, collate, boundaries=V3_BUCKET_BOUNDARIES)
+    loader, sampler = loop.make_loader(
+        cfg, dataset, batch_size, dist, collate, boundaries=V3_BUCKET_BOUNDARIES
+    )
 
     config = {
         "trainer": "s2v3",
@@ -590,7 +548,7 @@ def _train(
     export_cfg = replace(model_cfg, hparams=export_hparams(model_cfg, recipe, extra_train, cfg.exp_name))
 
     s = _Run(
-        cfg, dist, run, export_cfg, recipe, net_g,
+        cfg=cfg, dist=dist, run=run, model_cfg=export_cfg, recipe=recipe, net_g=net_g,
         g_model=wrap_ddp(net_g, dist, find_unused_parameters=True),
         frozen=frozen, opt=opt, sched=sched, scaler=scaler, amp_dtype=amp_dtype, prog=TrainProgress(),
         config=config,
@@ -611,26 +569,14 @@ def _train(
         f"({amp_dtype or 'fp32'}), batch {batch_size}, {s.steps_per_epoch} steps per epoch, "
         f"epochs {s.prog.epoch + 1}..{cfg.epochs}"
     )
-    ending = run_epochs(s, loader, sampler, should_stop)
-    finish(s, ending)
-    result = S2V3TrainResult(s.exports, s.prog.step, s.prog.epoch, ending == "stopped", report.to_dict())
-    s.reporter.result(**asdict(result))
-    return result
+    return loop.train_to_end(s, loader, sampler, should_stop, report.to_dict(), S2V3TrainResult)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gpt_sovits.train.s2v3``: flags (or ``--config``) -> S2V3TrainConfig -> train -> exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(build_parser(), argv)
-    code, result = run_trainer(
-        lambda: config_from_args(S2V3TrainConfig, args), train, EventWriter(args.events)
+    return loop.trainer_main(
+        build_parser(), S2V3TrainConfig, train, argv, lambda args: f"S2 {args.version} LoRA training"
     )
-    if result is not None:
-        print(
-            f"S2 {args.version} LoRA training {'stopped' if result.stopped else 'done'}: step {result.step}, "
-            f"epoch {result.epoch}; exported: {', '.join(result.exports) or 'nothing'}"
-        )
-    return code
 
 
 if __name__ == "__main__":
