@@ -16,6 +16,7 @@ import soundfile as sf
 from gpt_sovits.infer.request import SynthesisRequest, param
 from gpt_sovits.infer.result import CandidateInfo, SentenceResult, SynthesisResult
 from i18n import I18n
+from tests.support.aio import run_in_own_loop
 from tests.support.reference_data import REFERENCE_DIR
 from tests.support.synth import voiced_segments
 from ui import inference_helpers as H
@@ -599,16 +600,14 @@ def test_a_voice_saved_in_the_tab_fills_every_field_when_chosen(tab, tiny_pretra
 
 
 def _collect(agen) -> list:
-    import asyncio
 
     async def run() -> list:
         return [u async for u in agen]
 
-    return asyncio.run(run())
+    return run_in_own_loop(run())
 
 
 def test_the_tab_streams_sentences_then_regenerates_one_with_a_new_seed(tab, tiny_pretrained, tmp_path):
-    import asyncio
 
     from ui.inference_tab import pick_from_table, regenerate_sentence, synthesize_form
 
@@ -632,7 +631,7 @@ def test_the_tab_streams_sentences_then_regenerates_one_with_a_new_seed(tab, tin
     before = [s.audio.copy() for s in outcome.result.sentences]
     old_tokens = [c.tokens for c in outcome.result.sentences[1].candidates]
     values |= {ui.pick: "1:0", ui.session: final[ui.session], ui.history: final[ui.history]}
-    regen = asyncio.run(regenerate_sentence(tab, values))
+    regen = run_in_own_loop(regenerate_sentence(tab, values))
     result = outcome.result
     assert np.array_equal(result.sentences[0].audio, before[0])  # the other sentence is kept
     assert [c.tokens for c in result.sentences[1].candidates] != old_tokens  # drawn again
@@ -678,7 +677,6 @@ def test_an_api_call_naming_a_voice_gets_its_values_where_it_left_defaults(tmp_p
 
 
 def test_streamed_work_hands_over_chunks_as_they_come_and_stops_when_the_consumer_leaves():
-    import asyncio
     import threading
 
     from gpt_sovits.infer.scheduler import SynthesisCancelled
@@ -708,7 +706,7 @@ def test_streamed_work_hands_over_chunks_as_they_come_and_stops_when_the_consume
         await events.aclose()  # the consumer leaves (a client hangs up)
         return got
 
-    assert asyncio.run(take_two()) == [("chunk", 0), ("chunk", 1)]
+    assert run_in_own_loop(take_two()) == [("chunk", 0), ("chunk", 1)]
     assert ended.wait(10) and len(done_units) < 200  # the work stopped at its next turn
 
     def failing(job, emit):
@@ -719,12 +717,12 @@ def test_streamed_work_hands_over_chunks_as_they_come_and_stops_when_the_consume
         return [e async for e in service.run_streaming(failing)]
 
     with pytest.raises(SynthesisCancelled, match="stopped"):
-        asyncio.run(everything())
+        run_in_own_loop(everything())
 
     async def whole() -> list:
         return [e async for e in service.run_streaming(lambda job, emit: (emit(1), emit(2), "r")[-1])]
 
-    assert asyncio.run(whole()) == [("chunk", 1), ("chunk", 2), ("done", "r")]
+    assert run_in_own_loop(whole()) == [("chunk", 1), ("chunk", 2), ("done", "r")]
 
 
 def test_a_sessions_streamed_synthesis_is_cancelled_by_its_key_while_its_consumer_is_away():
@@ -752,7 +750,7 @@ def test_a_sessions_streamed_synthesis_is_cancelled_by_its_key_while_its_consume
         assert not service.cancel_streaming("session-b") and service.cancel_streaming("session-a")
         await asyncio.to_thread(ended.wait, 10)
 
-    asyncio.run(start_then_leave())
+    run_in_own_loop(start_then_leave())
     assert ended.is_set() and len(units) < 300
     assert service._streaming == {}  # the finished job is forgotten
     assert not service.cancel_streaming("session-a")

@@ -17,13 +17,13 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import soundfile as sf
 
 from gpt_sovits.infer.request import SynthesisRequest
 from gpt_sovits.infer.scheduler import SynthesisCancelled, TurnScheduler
+from tests.support.aio import run_in_own_loop
 from tests.support.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: a few S1 tokens per sentence keep each unit short on CPU.
@@ -355,25 +355,6 @@ def test_a_short_request_during_a_long_one_ends_within_a_few_of_its_sentences(sy
 # ---------------------------------------------------------------------- the web app's service
 
 
-def run_in_own_loop(coro: Any) -> Any:
-    """`asyncio.run(coro)` in a thread of its own: the browser tests' Playwright (sync API) keeps an event
-    loop running in the main thread, where asyncio.run refuses to start."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as e:  # re-raised in the test's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
 def test_cancelling_the_awaiting_handler_cancels_the_job():
     from ui.inference_helpers import SynthesisService
 
@@ -435,9 +416,8 @@ def test_through_gradio_a_short_call_is_served_during_a_long_one_and_cancel_stop
 
     ctx = AppContext.create(tmp_path / "ws", "en_US", tiny_pretrained.root)
     with gr.Blocks() as app:
-        inference_tab.build(ctx)
-    go = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "synthesize_form")
-    scheduler = go.fn.args[0].service.scheduler  # the app's one scheduler, shared with /synthesize
+        tab = inference_tab.build(ctx)
+    scheduler = tab.service.scheduler  # the app's one scheduler, shared with /synthesize
     port = free_port()
     app.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True, _frontend=False)
     try:

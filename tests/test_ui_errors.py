@@ -8,6 +8,7 @@ import gradio as gr
 import pytest
 
 from core.audio import AudioDecodeError
+from tests.support.aio import run_in_own_loop
 from ui.errors import shown_in_toast
 
 
@@ -129,7 +130,6 @@ def test_connect_wraps_the_handler_and_checks_the_status_is_an_output(tmp_path):
 
 
 def test_async_handlers_are_refused_the_same_way():
-    import asyncio
     import inspect
 
     from ui.errors import in_status
@@ -150,6 +150,6 @@ def test_async_handlers_are_refused_the_same_way():
         return [u async for u in wrapped({})], await in_status(once, status)()
 
     with pytest.warns(UserWarning, match="too short"):
-        streamed, single = asyncio.run(collect())
+        streamed, single = run_in_own_loop(collect())
     assert streamed == [{status: "Starting…"}, {status: "ref.wav: too short"}]
     assert single == {status: "ref.wav: too short"}

@@ -292,7 +292,7 @@ def layout(ctx: AppContext) -> LabelsLayout:
     with gr.Row(visible=False, elem_id="labels_conflict") as conflict:
         keep_mine = gr.Button(_("Keep mine"), variant="primary", elem_id="labels_keep_mine")
         take_theirs = gr.Button(_("Take theirs"), elem_id="labels_take_theirs")
-    next_btn = gr.Button(_("Next step: {tab}", tab=_("Dataset check")) + " →", elem_id="labels_next_step")
+    next_step = gr.Button(_("Next step: {tab}", tab=_("Dataset check")) + " →", elem_id="labels_next_step")
     return LabelsLayout(
         doc=gr.State(None),
         page=gr.State(0),
@@ -320,7 +320,7 @@ def layout(ctx: AppContext) -> LabelsLayout:
         conflict=conflict,
         keep_mine=keep_mine,
         take_theirs=take_theirs,
-        next_step=next_btn,
+        next_step=next_step,
     )
 
 
