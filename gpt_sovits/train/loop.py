@@ -14,6 +14,7 @@ import math
 import os
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,9 +213,10 @@ def run_distributed(
 
 
 @dataclass
-class EpochRun(Generic[ConfigT]):
+class EpochRun(ABC, Generic[ConfigT]):
     """One run in progress: what the parts of the loop share. A trainer's run adds its models and gives
-    the recipe's parts: one training step, the schedulers' epoch step, the checkpoint and the export."""
+    the recipe's parts (the abstract methods): one training step, the schedulers' epoch step, the learning
+    rate, the checkpoint and the export."""
 
     # (progress event's name, metrics key) of the loss shown while training
     PROGRESS_LOSS: ClassVar[tuple[str, str]]
@@ -230,23 +232,25 @@ class EpochRun(Generic[ConfigT]):
     steps_per_epoch: int
     exports: list[str] = field(default_factory=list, kw_only=True)
 
+    @abstractmethod
     def train_batch(self, batch: Any) -> dict[str, float]:
         """One training step on ``batch`` (already on the device); returns the losses to log."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step_schedulers(self) -> None:
-        raise NotImplementedError
+        """Step the learning-rate schedulers once (at the end of an epoch)."""
 
+    @abstractmethod
     def current_lr(self) -> float:
-        raise NotImplementedError
+        """The generator's learning rate now (logged with the losses)."""
 
+    @abstractmethod
     def save_state(self) -> None:
         """Write checkpoint.pt and reset the checkpoint timer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write_export(self, epoch_label: int) -> Path:
         """Write this run's inference weights now; returns their path."""
-        raise NotImplementedError
 
     @property
     def max_steps(self) -> int:
