@@ -395,8 +395,10 @@ def _record_exit(process: subprocess.Popen, job_dir: Path) -> None:
         os.replace(tmp, job_dir / EXIT_RECORD)  # a reader never sees half a record
 
 
-def _pid_runs(pid: int, module: str) -> bool:
-    """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
+def process_runs(pid: int, module: str) -> bool:
+    """True while `pid` runs `python -m module` (a reused pid running something else is not ours).
+
+    Reads `/proc/<pid>/cmdline` and `/proc/<pid>/stat`: a zombie (ended, not yet reaped) has ended."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -405,8 +407,34 @@ def _pid_runs(pid: int, module: str) -> bool:
     return state != "Z" and module.encode() in cmdline
 
 
-class RecordedProcess:
-    """The part of `subprocess.Popen` that `Job` uses, for a job known from its folder (`Job.attach`).
+ENDED = -1000  # PidProcess.poll() after the end of a process whose exit code cannot be known
+
+
+class PidProcess:
+    """The part of `subprocess.Popen` that `Job` uses, for a process this server did not start, known
+    only by its pid and module: running while `process_runs`; its exit code is unknown (`returncode`
+    stays None, `poll()` then gives ENDED: `Job.running()` only asks whether it is None)."""
+
+    def __init__(self, pid: int, module: str) -> None:
+        self.pid, self.module = pid, module
+        self.returncode: int | None = None  # unknown for a non-child: read from its events
+
+    def poll(self) -> int | None:
+        """None while it runs, then ENDED."""
+        return None if process_runs(self.pid, self.module) else ENDED
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until `poll()` says it ended (TimeoutExpired after `timeout` s); the known exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.module, timeout)
+            time.sleep(0.1)
+        return self.returncode
+
+
+class RecordedProcess(PidProcess):
+    """A `PidProcess` for a job known from its folder (`Job.attach`), whose exit code is known.
 
     Running while its pid runs the job's module and no exit record exists; then `returncode` is the
     recorded exit code, or, when no server was there to record it (the server restarted meanwhile),
@@ -414,8 +442,8 @@ class RecordedProcess:
     """
 
     def __init__(self, pid: int, module: str, job_dir: Path) -> None:
-        self.pid, self.module, self.job_dir = pid, module, job_dir
-        self.returncode: int | None = None
+        super().__init__(pid, module)
+        self.job_dir = job_dir
 
     def _recorded(self) -> int | None:
         try:
@@ -437,21 +465,13 @@ class RecordedProcess:
         if self.returncode is not None:
             return self.returncode
         code = self._recorded()
-        if code is None and _pid_runs(self.pid, self.module):
+        if code is None and process_runs(self.pid, self.module):
             return None
         deadline = time.monotonic() + 1.0  # the server's watcher writes the record just after the exit
         while code is None and time.monotonic() < deadline:
             time.sleep(0.05)
             code = self._recorded()
         self.returncode = code if code is not None else self._from_events()
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.module, timeout)
-            time.sleep(0.1)
         return self.returncode
 
 

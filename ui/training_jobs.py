@@ -8,15 +8,12 @@ reload, or in another browser) can follow and stop it, and the check refuses a s
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
-from core.jobs import Job
+from core.jobs import Job, PidProcess, process_runs
 from ui.training_common import StepSpec
 
 JOB_RECORD = "ui_job.json"  # in the experiment folder: the step running on it now
-ENDED = -1000  # PidProcess.poll() after the end of a process whose exit code cannot be known
 
 
 def exp_dir_of(spec: StepSpec) -> Path:
@@ -32,36 +29,6 @@ def record_job(spec: StepSpec, job: Job) -> None:
     record["argv"] = list(spec.args)
     record["run_dir"], record["config_path"] = str(spec.run_dir), str(spec.config_path)
     atomic_write_text(exp_dir_of(spec) / JOB_RECORD, json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def process_runs(pid: int, module: str) -> bool:
-    """True while `pid` runs `python -m module` (a reused pid running something else is not ours)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and module.encode() in cmdline
-
-
-class PidProcess:
-    """The part of `subprocess.Popen` that `Job` uses, for a process this server did not start."""
-
-    def __init__(self, pid: int, module: str) -> None:
-        self.pid, self.module = pid, module
-        self.returncode: int | None = None  # unknown for a non-child: read from its events
-
-    def poll(self) -> int | None:
-        """None while it runs, then ENDED (`Job.running()` only asks whether this is None)."""
-        return None if process_runs(self.pid, self.module) else ENDED
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while process_runs(self.pid, self.module):
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.module, timeout)
-            time.sleep(0.1)
-        return self.returncode
 
 
 def live_job(exp_dir: Path) -> tuple[StepSpec, Job] | None:

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from core.fsutil import atomic_write_text
-from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, EventWriter, Job, describe_end
+from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, EventWriter, Job, describe_end, process_runs
 from ui.training_common import Layout, StepSpec, read_json
-from ui.training_jobs import exp_dir_of, live_job, process_runs, record_job, tail_text
+from ui.training_jobs import exp_dir_of, live_job, record_job, tail_text
 from ui.training_progress import ProgressView
 from ui.training_samples import (
     SampleReference,
