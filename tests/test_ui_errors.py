@@ -153,3 +153,53 @@ def test_async_handlers_are_refused_the_same_way():
         streamed, single = run_in_own_loop(collect())
     assert streamed == [{status: "Starting…"}, {status: "ref.wav: too short"}]
     assert single == {status: "ref.wav: too short"}
+
+
+@pytest.mark.parametrize("kind", ["function", "generator", "coroutine", "async generator"])
+def test_every_kind_of_handler_passes_gradio_errors_and_turns_defects_into_internal_errors(kind, caplog):
+    from ui.errors import in_status
+
+    status = gr.Markdown()
+
+    def make(error: Exception):
+        def function():
+            raise error
+
+        def generator():
+            yield {status: "Starting…"}
+            raise error
+
+        async def coroutine():
+            raise error
+
+        async def async_generator():
+            yield {status: "Starting…"}
+            raise error
+
+        return {"function": function, "generator": generator, "coroutine": coroutine}.get(
+            kind, async_generator
+        )
+
+    def call(fn):
+        wrapped = in_status(fn, status)
+        if kind == "function":
+            return [wrapped()]
+        if kind == "generator":
+            return list(wrapped())
+
+        async def collect():
+            if kind == "coroutine":
+                return [await wrapped()]
+            return [u async for u in wrapped()]
+
+        return run_in_own_loop(collect())
+
+    with pytest.raises(gr.Error) as info:
+        call(make(gr.Error("Choose a file")))
+    assert info.value.message == "Choose a file" and not isinstance(info.value.__cause__, Exception)
+    with caplog.at_level(logging.ERROR, logger="ui.errors"), pytest.raises(gr.Error) as info:
+        call(make(ValueError("bad shape")))
+    assert info.value.message.startswith("Internal error (ValueError)")
+    assert isinstance(info.value.__cause__, ValueError)
+    (record,) = caplog.records
+    assert record.exc_info is not None and "bad shape" in caplog.text

@@ -81,6 +81,20 @@ def _internal(error: Exception, name: str, translate: Callable[[str], str]) -> g
     return gr.Error(internal_error_message(error, translate), print_exception=False)
 
 
+def _settle(error: Exception, name: str, status: Any, translate: Callable[[str], str]) -> Any:
+    """What an `in_status` wrapper does with an exception its handler raised: a person's mistake (a
+    `UserMessage` or a bare `UserError`) becomes a warning toast and the update that shows it in `status`
+    (returned, for the wrapper to return or yield); another `gr.Error` is raised again unchanged; any
+    other exception is a defect, raised as the internal-error `gr.Error` (logged once, with its traceback)."""
+    if isinstance(error, (UserMessage, UserError)):
+        message = _refused(error, name)
+        gr.Warning(message)
+        return status_update(status, message)
+    if isinstance(error, gr.Error):
+        raise error
+    raise _internal(error, name, translate) from error
+
+
 def in_status(
     fn: Callable[..., Any], status: Any = None, translate: Callable[[str], str] = str
 ) -> Callable[..., Any]:
@@ -90,11 +104,6 @@ def in_status(
     the event's outputs. A generator that already yielded keeps its other outputs as they were too.
     """
     name = getattr(fn, "__name__", "handler")
-
-    def refuse(error: Exception) -> Any:
-        message = _refused(error, name)
-        gr.Warning(message)
-        return status_update(status, message)
 
     def is_kind(check: Callable[[Any], bool]) -> bool:
         return check(fn) or check(getattr(fn, "func", None))  # a functools.partial: its function
@@ -106,12 +115,8 @@ def in_status(
             try:
                 async for update in fn(*args, **kwargs):
                     yield update
-            except (UserMessage, UserError) as e:
-                yield refuse(e)
-            except gr.Error:
-                raise
             except Exception as e:
-                raise _internal(e, name, translate) from e
+                yield _settle(e, name, status, translate)
 
         wrapped_async: Callable[..., Any] = run_async_generator
         wrapped_async.__name__ = name
@@ -122,12 +127,8 @@ def in_status(
         async def run_async(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except (UserMessage, UserError) as e:
-                return refuse(e)
-            except gr.Error:
-                raise
             except Exception as e:
-                raise _internal(e, name, translate) from e
+                return _settle(e, name, status, translate)
 
         run_async.__name__ = name
         return run_async
@@ -137,12 +138,8 @@ def in_status(
         def run_generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 yield from fn(*args, **kwargs)
-            except (UserMessage, UserError) as e:
-                yield refuse(e)
-            except gr.Error:
-                raise
             except Exception as e:
-                raise _internal(e, name, translate) from e
+                yield _settle(e, name, status, translate)
 
         wrapped: Callable[..., Any] = run_generator
     else:
@@ -151,12 +148,8 @@ def in_status(
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except (UserMessage, UserError) as e:
-                return refuse(e)
-            except gr.Error:
-                raise
             except Exception as e:
-                raise _internal(e, name, translate) from e
+                return _settle(e, name, status, translate)
 
         wrapped = run
     wrapped.__name__ = name  # Gradio names the event (and its API) after it
