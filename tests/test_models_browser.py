@@ -7,30 +7,16 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, ServedApp, free_port
+from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
 
 pytestmark = pytest.mark.browser
 
 GPT_V2 = "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
-
-
-def wait_up(url: str, timeout: float = 300.0) -> None:
-    """Until the page answers: start-up takes a minute on a busy machine, and one page load seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=30) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def offline_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]
         process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_up(url)
+        wait_http(url, timeout=300.0, process=process)
         yield ServedApp(url, workspace, process, log)
     finally:
         process.terminate()

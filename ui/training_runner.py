@@ -35,8 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.fsutil import atomic_write_text
-from core.jobs import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR, EventWriter, Job, describe_end, process_runs
+from core.jobs import (
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_USER_ERROR,
+    EventWriter,
+    Job,
+    describe_end,
+    process_runs,
+    stage_failure,
+)
 from ui.training_common import Layout, StepSpec, read_json
 from ui.training_jobs import exp_dir_of, live_job, record_job, tail_text
 from ui.training_progress import ProgressView
@@ -609,10 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(args.events)
     try:
         plan = RunPlan.from_dict(json.loads(Path(args.plan).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        events.emit("error", message=f"cannot read the run plan {args.plan}: {e}")
-        print(f"error: cannot read the run plan {args.plan}: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except (OSError, ValueError, KeyError, TypeError) as e:  # an event, a line on stderr, exit 2
+        return stage_failure(UserError(f"cannot read the run plan {args.plan}: {e}"), events, "training run")
     asked: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:

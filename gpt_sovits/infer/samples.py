@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
-from core.jobs import EXIT_OK, EXIT_USER_ERROR, EventWriter
+from core.jobs import EXIT_OK, EventWriter, stage_failure
 
 
 class SampleRequestError(UserError, ValueError):
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         req = SampleRequest.read(args.config)
         out = make_sample(req)
     except UserError as e:  # SampleRequestError, TTSInputError and the other errors a person can act on
-        events.emit("error", message=str(e))
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return stage_failure(e, events, "sample")
     events.emit("result", path=str(out))
     print(out)
     return EXIT_OK
