@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import ServedApp, serve_webui
+from tests.support.browser import set_number, set_slider
 from tests.support.synth import voiced_segments
 from tests.support.tiny_demucs import build_tiny_model_dir
 from tests.support.tiny_whisper import EXPECTED_TEXT, build_tiny_whisper
@@ -78,19 +79,6 @@ def wait_text(page, elem_id: str, text: str, timeout: float = 60_000, field: str
 def choose(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()
-
-
-def set_slider(page, elem_id: str, value: float) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    page.wait_for_function(f"document.querySelector('#{elem_id} input[type=range]').value == '{value}'")
-
-
-def set_number(page, elem_id: str, value: float) -> None:
-    box = page.locator(f"#{elem_id} input")
-    box.fill(str(value))
-    box.press("Enter")
 
 
 def open_tab(page, title: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import ServedApp, serve_webui
+from tests.support.browser import set_slider
 from tests.support.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
@@ -51,30 +52,6 @@ def tts_page(browser, tts_app):
     p.wait_for_selector("#inf-ref")
     yield p
     context.close()
-
-
-def _set_number(page, elem_id: str, value: int) -> None:
-    """Type into a slider's number box and wait until the slider itself holds the value.
-
-    Under load the box can take the keystrokes before its change handler is attached (for example
-    right after an accordion opens): type again rather than fail on the first miss.
-    """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    box = page.locator(f"{elem_id} input[type=number]")
-    box.wait_for(state="visible")
-    for attempt in range(3):
-        box.fill(str(value))
-        box.press("Enter")
-        box.blur()
-        try:
-            page.wait_for_function(
-                f"document.querySelector('{elem_id} input[type=range]').value === '{value}'", timeout=10_000
-            )
-            return
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
 
 
 def _served_wav(page, elem_id: str, dest: Path, timeout: float = 30_000) -> Path:
@@ -110,9 +87,11 @@ def test_synthesise_then_play_and_swap_a_candidate(tts_page, tts_app, tmp_path):
     _upload_reference(page, _reference(tmp_path / "ref.wav", 4.0))
     page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('Reference: 4.0 s')")
     page.locator("#inf-text textarea").fill("你好世界。今天天气很不错。")
-    _set_number(page, "#inf-candidates", 2)
     page.get_by_text("Sampling", exact=True).click()
-    _set_number(page, "#inf-max-tokens", MAX_TOKENS)
+    set_slider(page, "inf-max-tokens", MAX_TOKENS)
+    set_slider(page, "inf-candidates", 2)
+    held = "document.querySelector('#inf-max-tokens input[type=range]').value"
+    assert page.evaluate(held) == str(MAX_TOKENS)  # still there when Synthesise is pressed
     page.locator("#inf-go").click()
 
     page.wait_for_function(
@@ -290,7 +269,7 @@ def test_cancel_stops_a_long_synthesis(tts_page, tts_app, tmp_path):
     page.wait_for_function("document.querySelector('#inf-ref-status').innerText.includes('Reference: 4.0 s')")
     page.locator("#inf-text textarea").fill(LONG_TEXT)
     page.get_by_text("Sampling", exact=True).click()
-    _set_number(page, "#inf-max-tokens", MAX_TOKENS)
+    set_slider(page, "inf-max-tokens", MAX_TOKENS)
     page.locator("#inf-cut input").click()
     page.get_by_role("option", name="At every punctuation mark").click()
     before = set((tts_app.workspace / "outputs").glob("*.wav"))

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import ServedApp, serve_webui
+from tests.support.browser import set_slider
 from tests.support.tiny_models import write_tiny_dataset
 
 pytestmark = pytest.mark.browser
@@ -44,12 +45,6 @@ def tpage(browser, training_app):
 def choose_list(page, value: str) -> None:
     page.locator("#train-list input").click()
     page.get_by_role("option", name=value).click()
-
-
-def set_number(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
 
 
 def text_of(page, elem_id: str) -> str:
@@ -91,8 +86,8 @@ def follow_run(page, name: str, attempts: int = 3) -> None:
 def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, training_app, browser):
     tpage.locator("#train-exp input, #train-exp textarea").first.fill("tiny_run")
     choose_list(tpage, "good/good.list")
-    set_number(tpage, "train-s2-epochs", 4)  # long enough that the second page finds it running
-    set_number(tpage, "train-s1-epochs", 4)
+    set_slider(tpage, "train-s2-epochs", 4)  # long enough that the second page finds it running
+    set_slider(tpage, "train-s1-epochs", 4)
     tpage.locator("#train-all").click()
     tpage.wait_for_function("document.querySelector('#train-status').innerText.includes('running')")
     assert "Formatting" in text_of(tpage, "train-status")
