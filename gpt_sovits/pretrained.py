@@ -58,13 +58,12 @@ from core.model_route import (
     hub_url,
     manual_route,
 )
-from gpt_sovits.models.features import (
+from gpt_sovits.models.feature_folders import (
     BERT_FOLDER,
     HUBERT_FOLDER,
     FeatureModelNotFoundError,
-    _check_model_folder,
+    check_model_folder,
 )
-from gpt_sovits.models.weights_v3 import BIGVGAN_CONFIG, BIGVGAN_WEIGHTS
 from tools import asr as asr_models
 from tools import demucs_models
 
@@ -241,6 +240,9 @@ def _whisper_size(size: str) -> str:
 
 def registry() -> list[ModelSpec]:
     """Every model the project knows, GPT-SoVITS first (built on call: nothing happens at import)."""
+    # Here, not at the top: weights_v3 imports torch, which importing this module must not load.
+    from gpt_sovits.models.weights_v3 import BIGVGAN_CONFIG, BIGVGAN_WEIGHTS
+
     rows: list[ModelSpec] = []
     # Rough sizes; v2Pro/ProPlus G hold the SV projection (20480 x 1024) on top of v2's generator.
     sizes = {
@@ -438,7 +440,7 @@ def _status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
     present, how = False, ""
     if spec.kind in ("hubert", "bert"):
         try:
-            _check_model_folder(path, "HuBERT" if spec.kind == "hubert" else "BERT", spec.kind == "bert")
+            check_model_folder(path, "HuBERT" if spec.kind == "hubert" else "BERT", spec.kind == "bert")
             present = True
         except FeatureModelNotFoundError as e:
             how = str(e)

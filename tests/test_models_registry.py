@@ -293,3 +293,20 @@ def test_download_v3v4_group_places_official_layout(tmp_path: Path, monkeypatch,
     assert all(by[n].present for n in models.GROUPS[version])
     other = "v4" if version == "v3" else "v3"
     assert not by[f"sovits-{other}"].present and not by[f"vocoder-{other}"].present
+
+
+def test_importing_the_registry_does_not_load_torch() -> None:
+    """The Models tab's registry and the download CLI import no torch (seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    code = "import gpt_sovits.pretrained, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

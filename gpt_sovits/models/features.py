@@ -24,42 +24,18 @@ import torch.nn.functional as F
 
 from core.audio import DATASET_RATE, HUBERT_RATE
 from core.errors import UserError
-from core.model_route import GSV_REPO, download_route, hub_url
+
+# The folder names and the error are defined there (torch-free) and named here too, for the loaders' callers.
+from gpt_sovits.models.feature_folders import BERT_FOLDER as BERT_FOLDER
+from gpt_sovits.models.feature_folders import HUBERT_FOLDER as HUBERT_FOLDER
+from gpt_sovits.models.feature_folders import FeatureModelNotFoundError as FeatureModelNotFoundError
+from gpt_sovits.models.feature_folders import check_model_folder
 
 HUBERT_SR = HUBERT_RATE
-HUBERT_FOLDER = "chinese-hubert-base"
-BERT_FOLDER = "chinese-roberta-wwm-ext-large"
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-
-
-class FeatureModelNotFoundError(UserError, FileNotFoundError):
-    """A HuBERT or BERT model folder is missing or incomplete."""
 
 
 class FeatureInputError(UserError, ValueError):
     """Inputs to a feature extractor that do not fit together (for example text and word2ph lengths)."""
-
-
-def _check_model_folder(folder: Path, kind: str, need_tokenizer: bool) -> None:
-    expected = ["config.json", " or ".join(_WEIGHT_FILES)]
-    if need_tokenizer:
-        expected.append(" or ".join(_TOKENIZER_FILES))
-    name = HUBERT_FOLDER if kind == "HuBERT" else BERT_FOLDER  # the registry row (and its hub folder)
-    how = download_route(name, expected, folder, hub_url(GSV_REPO, name, folder=True), folder.parent)
-    if not folder.is_dir():
-        raise FeatureModelNotFoundError(f"{kind} model folder not found: {folder}. {how}")
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    if not any((folder / f).is_file() for f in _WEIGHT_FILES):
-        missing.append(" or ".join(_WEIGHT_FILES))
-    if need_tokenizer and not any((folder / f).is_file() for f in _TOKENIZER_FILES):
-        missing.append(" or ".join(_TOKENIZER_FILES))
-    if missing:
-        raise FeatureModelNotFoundError(
-            f"{kind} model folder {folder} is incomplete: missing {', '.join(missing)}. {how}"
-        )
 
 
 # ------------------------------------------------------------------------------------------------- HuBERT
@@ -70,7 +46,7 @@ def load_hubert(folder: str | Path, device: str | torch.device = "cpu") -> torch
     from transformers import HubertModel
 
     folder = Path(folder)
-    _check_model_folder(folder, "HuBERT", need_tokenizer=False)
+    check_model_folder(folder, "HuBERT", need_tokenizer=False)
     model = HubertModel.from_pretrained(str(folder), local_files_only=True)
     return model.to(device).eval()
 
@@ -105,7 +81,7 @@ def load_bert(folder: str | Path, device: str | torch.device = "cpu") -> BertBun
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     folder = Path(folder)
-    _check_model_folder(folder, "BERT", need_tokenizer=True)
+    check_model_folder(folder, "BERT", need_tokenizer=True)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True)
     return BertBundle(tokenizer=tokenizer, model=model.to(device).eval())
