@@ -11,6 +11,7 @@ the same pieces, so a person sees the same behaviour everywhere:
   --keep-exports --checkpoint-minutes``; ``parse_args(parser, argv)`` reads ``--config FILE`` (JSON written
   by the caller, keys spelled like the flags, with ``-`` or ``_``) as defaults, and flags given on the
   command line win; ``config_from_args(ConfigClass, args)`` turns the parsed arguments into the config.
+  ``RunConfig`` holds the common options' fields and checks; the S1 and S2 configs extend it.
 - **Run folder** (``run_dir``) — ``RunDir(<exp>/s1_train)`` holds ``config.json`` (effective config,
   atomic), ``metrics.jsonl`` (one JSON object per logged step: ``{"step", "epoch", "time", "loss/...": ...}``),
   ``checkpoint.pt`` (full resumable state) and ``log.txt``. ``RunDir.prepare(fresh=...)`` starts a run:
@@ -51,7 +52,7 @@ the same pieces, so a person sees the same behaviour everywhere:
   share: ``EpochRun`` (the run's state; a trainer gives ``train_batch``, ``step_schedulers``,
   ``save_state``, ``write_export``), ``train_to_end`` (the resumable epoch loop, metrics, checkpoints,
   exports, stop and step limit, the ``result`` event), ``make_loader``, ``AdamWRecipe``,
-  ``exponential_lr``, ``check_run_config``, ``add_loop_args`` and ``trainer_main``.
+  ``exponential_lr``, ``add_loop_args`` and ``trainer_main``.
 
 A trainer, in outline (see ``gpt_sovits/train/s1.py`` for the real one)::
 

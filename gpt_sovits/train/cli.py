@@ -6,22 +6,61 @@ import argparse
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from gpt_sovits.train.errors import ConfigFileError
+from gpt_sovits.train.errors import ConfigFileError, TrainingError
 
 logger = logging.getLogger(__name__)
 
 ConfigT = TypeVar("ConfigT")
 
 
+@dataclass
+class RunConfig:
+    """The options the GPT-SoVITS trainers share (S1, S2, S2 v3/v4 LoRA): the common flags' values.
+
+    A trainer's config extends it with its own fields (and may give ``epochs``/``save_every`` its own
+    defaults); its ``__post_init__`` calls this one first. ``OPTIONAL_PATHS`` lists the fields that are a
+    path or None (an empty value is None). CLVP's config is separate: several experiment folders, no
+    pretrained folder.
+    """
+
+    exp_dir: Path
+    weights_dir: Path
+    exp_name: str = ""  # default: the experiment folder's name
+    pretrained_dir: Path | None = None
+    epochs: int = 15
+    batch_size: int = 0  # 0: from free memory (or the resumed run's)
+    save_every: int = 5
+    device: str = "auto"
+    seed: int = 1234
+    fresh: bool = False
+    keep_exports: str = "all"
+    checkpoint_minutes: float = 2.0
+
+    OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ("pretrained_dir",)
+
+    def __post_init__(self) -> None:
+        self.exp_dir = Path(self.exp_dir)
+        self.weights_dir = Path(self.weights_dir)
+        for name in self.OPTIONAL_PATHS:
+            value = getattr(self, name)
+            setattr(self, name, Path(value) if value else None)
+        if not self.exp_name:
+            self.exp_name = self.exp_dir.resolve().name
+        if self.epochs < 1 or self.save_every < 1:
+            raise TrainingError("epochs and save_every must be at least 1")
+        if self.batch_size < 0:
+            raise TrainingError("batch_size must be 0 (automatic) or positive")
+
+
 def add_common_args(
     parser: argparse.ArgumentParser,
     *,
-    epochs: int = 15,
-    save_every: int = 5,
+    epochs: int = RunConfig.epochs,
+    save_every: int = RunConfig.save_every,
     multi_exp: bool = False,
 ) -> argparse.ArgumentParser:
     """Add the flags every trainer shares. Required values may come from ``--config`` instead.
@@ -42,7 +81,10 @@ def add_common_args(
     g.add_argument("--weights-dir", help="folder where exported weights go (required)")
     g.add_argument("--epochs", type=int, default=epochs, help=f"total epochs to train (default {epochs})")
     g.add_argument(
-        "--batch-size", type=int, default=0, help="items per batch per device; 0 = choose from free memory"
+        "--batch-size",
+        type=int,
+        default=RunConfig.batch_size,
+        help="items per batch per device; 0 = choose from free memory",
     )
     g.add_argument(
         "--save-every",
@@ -50,8 +92,8 @@ def add_common_args(
         default=save_every,
         help=f"export weights every N epochs (default {save_every})",
     )
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    g.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    g.add_argument("--device", default=RunConfig.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    g.add_argument("--seed", type=int, default=RunConfig.seed, help=f"random seed (default {RunConfig.seed})")
     g.add_argument(
         "--fresh",
         action="store_true",
@@ -64,13 +106,13 @@ def add_common_args(
     g.add_argument(
         "--keep-exports",
         choices=("all", "latest"),
-        default="all",
+        default=RunConfig.keep_exports,
         help="keep every exported weights file (default, like the reference) or only the latest",
     )
     g.add_argument(
         "--checkpoint-minutes",
         type=float,
-        default=2.0,
+        default=RunConfig.checkpoint_minutes,
         help="save the full resumable state at least this often, mid-epoch too (default 2: a crash loses at "
         "most ~2 minutes of training); it is always saved at each export, on stop and at the end",
     )

@@ -1,7 +1,7 @@
 """The epoch loop and run scaffolding the S2 trainers share (v1/v2/v2Pro in ``s2``, v3/v4 LoRA in ``s2v3``).
 
 A trainer keeps its recipe (models, optimisers, the step, exports) and hands this module the parts that
-are the same for every S2 run: the config checks, the length-bucketed loader, the resumable epoch loop
+are the same for every S2 run: the length-bucketed loader, the resumable epoch loop
 with its metrics, checkpoints and exports, and the ending of a stopped or step-limited run.
 """
 
@@ -18,14 +18,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from core.jobs import EventWriter
 from gpt_sovits.data.s2_dataset import BucketBatchSampler
-from gpt_sovits.train.cli import config_from_args, parse_args
+from gpt_sovits.train.cli import RunConfig, config_from_args, parse_args
 from gpt_sovits.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -33,7 +33,6 @@ from gpt_sovits.train.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from gpt_sovits.train.errors import TrainingError
 from gpt_sovits.train.progress import ProgressReporter, run_trainer
 from gpt_sovits.train.run_dir import RunDir
 from gpt_sovits.train.state import CheckpointTimer, TrainProgress
@@ -43,23 +42,18 @@ ConfigT = TypeVar("ConfigT", bound="LoopConfig")
 RunResultT = TypeVar("RunResultT", bound="TrainResult")
 
 
-class LoopConfig(Protocol):
-    """What the loop reads of a trainer's config."""
-
-    exp_dir: Path
-    weights_dir: Path
-    exp_name: str
-    device: str
-    seed: int
-    epochs: int
-    batch_size: int
-    save_every: int
-    workers: int
-    log_every: int
-    max_steps: int
-
-
 # ----------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class LoopConfig(RunConfig):
+    """The common options, then those both S2 trainers add (``add_loop_args``'s flags)."""
+
+    lr: float = 1e-4
+    no_amp: bool = False  # fp32 on CUDA too
+    workers: int = -1  # -1: 4 on CUDA, 0 on CPU
+    log_every: int = 1
+    max_steps: int = 0  # 0: no limit
 
 
 @dataclass
@@ -82,32 +76,28 @@ class AdamWRecipe:
         return d
 
 
-def check_run_config(cfg: Any, path_fields: Sequence[str]) -> None:
-    """The shared part of a trainer config's ``__post_init__``: paths as Path (optional ones None when
-    empty), the experiment's name from its folder, and the counts a run needs."""
-    cfg.exp_dir = Path(cfg.exp_dir)
-    cfg.weights_dir = Path(cfg.weights_dir)
-    for name in path_fields:
-        value = getattr(cfg, name)
-        setattr(cfg, name, Path(value) if value else None)
-    if not cfg.exp_name:
-        cfg.exp_name = cfg.exp_dir.resolve().name
-    if cfg.epochs < 1 or cfg.save_every < 1:
-        raise TrainingError("epochs and save_every must be at least 1")
-    if cfg.batch_size < 0:
-        raise TrainingError("batch_size must be 0 (automatic) or positive")
-
-
 def add_loop_args(g: argparse._ArgumentGroup) -> None:
-    """The loader and loop flags both S2 trainers take, last in their option group."""
+    """The optimiser, loader and loop flags both S2 trainers take, last in their option group."""
     g.add_argument(
-        "--workers", type=int, default=-1, help="data loader workers (default: 4 on CUDA, 0 on CPU)"
+        "--lr", type=float, default=LoopConfig.lr, help=f"learning rate (default {LoopConfig.lr:g})"
     )
-    g.add_argument("--log-every", type=int, default=1, help="write metrics every N steps (default 1)")
+    g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=LoopConfig.workers,
+        help="data loader workers (default: 4 on CUDA, 0 on CPU)",
+    )
+    g.add_argument(
+        "--log-every",
+        type=int,
+        default=LoopConfig.log_every,
+        help=f"write metrics every N steps (default {LoopConfig.log_every})",
+    )
     g.add_argument(
         "--max-steps",
         type=int,
-        default=0,
+        default=LoopConfig.max_steps,
         help="stop after this many steps in all (counting earlier runs), save and export; 0 = no limit",
     )
 

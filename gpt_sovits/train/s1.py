@@ -75,7 +75,7 @@ from gpt_sovits.models.s1 import (
 )
 from gpt_sovits.models.weights import CheckpointError, load_gpt, save_gpt_weights
 from gpt_sovits.train.batching import default_batch_size, length_bucketed_batches, shard_batches
-from gpt_sovits.train.cli import add_common_args, config_from_args, jsonable, parse_args
+from gpt_sovits.train.cli import RunConfig, add_common_args, config_from_args, jsonable, parse_args
 from gpt_sovits.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -106,40 +106,24 @@ TOP_K = 3  # the reference logs top-3 accuracy
 
 
 @dataclass
-class S1TrainConfig:
-    """Everything a run needs; the CLI fills it, tests build it directly. Paths may be str or Path."""
+class S1TrainConfig(RunConfig):
+    """Everything a run needs (the common options, then these); the CLI fills it, tests build it
+    directly. Paths may be str or Path."""
 
-    exp_dir: Path
-    weights_dir: Path
-    exp_name: str = ""
-    pretrained_dir: Path | None = None
+    OPTIONAL_PATHS = ("pretrained_dir", "pretrained_s1")
+
     pretrained_s1: Path | None = None  # overrides the official file under pretrained_dir
     version: str = "auto"  # auto: from the pretrained GPT's phone vocabulary
-    epochs: int = 15
-    batch_size: int = 0  # 0: from free memory
-    save_every: int = 5
-    device: str = "auto"
-    seed: int = 1234
-    fresh: bool = False
     dpo: bool = False
-    keep_exports: str = "all"
-    checkpoint_minutes: float = 2.0
     accumulate: int = 4
     lr_schedule: str = "reference"
     max_sec: float = 54
     log_every: int = 1  # metrics.jsonl line every N batches
 
     def __post_init__(self) -> None:
-        self.exp_dir = Path(self.exp_dir)
-        self.weights_dir = Path(self.weights_dir)
-        self.pretrained_dir = Path(self.pretrained_dir) if self.pretrained_dir else None
-        self.pretrained_s1 = Path(self.pretrained_s1) if self.pretrained_s1 else None
-        if not self.exp_name:
-            self.exp_name = self.exp_dir.resolve().name
-        if self.epochs < 1 or self.save_every < 1 or self.accumulate < 1:
-            raise TrainingError("epochs, save_every and accumulate must be at least 1")
-        if self.batch_size < 0:
-            raise TrainingError("batch_size must be 0 (automatic) or positive")
+        super().__post_init__()
+        if self.accumulate < 1:
+            raise TrainingError("accumulate must be at least 1")
         if self.version not in ("auto", "v1", "v2"):
             raise TrainingError(f"unknown version {self.version!r}: use auto, v1 or v2")
 

@@ -100,34 +100,22 @@ class S2Recipe(loop.AdamWRecipe):
 
 
 @dataclass
-class S2TrainConfig:
-    """Everything an S2 run needs; the CLI fills it (``config_from_args``), tests build it directly."""
+class S2TrainConfig(loop.LoopConfig):
+    """Everything an S2 run needs (the common and loop options, then these); the CLI fills it
+    (``config_from_args``), tests build it directly."""
 
-    exp_dir: Path
-    weights_dir: Path
-    exp_name: str = ""
-    pretrained_dir: Path | None = None
+    OPTIONAL_PATHS = ("pretrained_dir", "pretrained_s2g", "pretrained_s2d")
+
+    epochs: int = DEFAULT_EPOCHS
+    save_every: int = DEFAULT_SAVE_EVERY
     pretrained_s2g: Path | None = None  # override the official files under pretrained_dir
     pretrained_s2d: Path | None = None
     version: str | None = None  # None: v2 files, the generator's own version
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = 0  # 0: from free memory (or the resumed run's)
-    save_every: int = DEFAULT_SAVE_EVERY
-    device: str = "auto"
-    seed: int = 1234
-    fresh: bool = False
-    keep_exports: str = "all"
-    checkpoint_minutes: float = 2.0
     text_low_lr_rate: float = 0.4
-    lr: float = 1e-4
     segment_size: int = 20480
-    no_amp: bool = False
-    workers: int = -1  # -1: 4 on CUDA, 0 on CPU
-    log_every: int = 1
-    max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        loop.check_run_config(self, ("pretrained_dir", "pretrained_s2g", "pretrained_s2d"))
+        super().__post_init__()
         if self.version not in (None, *SUPPORTED_VERSIONS):
             raise TrainingError(
                 f"unknown version {self.version!r}: use one of {', '.join(SUPPORTED_VERSIONS)}"
@@ -379,11 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--text-low-lr-rate", type=float, default=0.4, help="lr factor of the text modules (default 0.4)"
     )
-    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     g.add_argument(
         "--segment-size", type=int, default=20480, help="samples per training slice (default 20480)"
     )
-    g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
     loop.add_loop_args(g)
     return p
 

@@ -109,33 +109,21 @@ class S2V3Recipe(loop.AdamWRecipe):
 
 
 @dataclass
-class S2V3TrainConfig:
-    """Everything a v3/v4 LoRA run needs; the CLI fills it (``config_from_args``), tests build it directly."""
+class S2V3TrainConfig(loop.LoopConfig):
+    """Everything a v3/v4 LoRA run needs (the common and loop options, then these); the CLI fills it
+    (``config_from_args``), tests build it directly."""
 
-    exp_dir: Path
-    weights_dir: Path
-    exp_name: str = ""
-    pretrained_dir: Path | None = None
+    OPTIONAL_PATHS = ("pretrained_dir", "pretrained_s2g")
+
+    epochs: int = DEFAULT_EPOCHS
+    save_every: int = DEFAULT_SAVE_EVERY
     pretrained_s2g: Path | None = None  # override the official file under pretrained_dir
     version: str = DEFAULT_VERSION
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = 0  # 0: from free memory (or the resumed run's)
-    save_every: int = DEFAULT_SAVE_EVERY
-    device: str = "auto"
-    seed: int = 1234
-    fresh: bool = False
-    keep_exports: str = "all"
-    checkpoint_minutes: float = 2.0
     lora_rank: int = DEFAULT_LORA_RANK
-    lr: float = 1e-4
-    no_amp: bool = False
     grad_ckpt: bool = False
-    workers: int = -1  # -1: 4 on CUDA, 0 on CPU
-    log_every: int = 1
-    max_steps: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        loop.check_run_config(self, ("pretrained_dir", "pretrained_s2g"))
+        super().__post_init__()
         if self.version not in V3V4_VERSIONS:
             raise TrainingError(
                 f"unknown version {self.version!r}: the LoRA trainer trains {' or '.join(V3V4_VERSIONS)} "
@@ -362,8 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--pretrained-s2g", help="pretrained generator (default: the official name under --pretrained-dir)"
     )
-    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
-    g.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
     g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the DiT (less memory)")
     loop.add_loop_args(g)
     return p
