@@ -25,7 +25,6 @@ from ui.training_plan import (
     check_plan,
     dataset_summary,
     gather_preflight,
-    write_step_config,
 )
 from ui.training_progress import (
     ProgressView,
@@ -274,7 +273,7 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
 
     s = settings(ws, "/ws/data/tiny.list", s2_epochs=3, fresh=True)
     prep = build_step("prepare", s, ws)
-    write_step_config(prep)
+    prep.write_config()
     opts = prepare._options(prepare.make_parser().parse_args([*prep.args, "--events", "e.jsonl"]))
     assert opts["list"] == "/ws/data/tiny.list" and opts["exp_dir"] == str(ws.exp_dir("voice"))
 
@@ -289,7 +288,7 @@ def test_written_config_is_accepted_by_the_real_parsers(ws):
     }
     for step, parser in parsers.items():
         spec = build_step(step, dataclasses.replace(s, dpo=True, clvp_init="/m/c.pt"), ws)
-        assert json.loads(write_step_config(spec).read_text(encoding="utf-8")) == spec.config
+        assert json.loads(spec.write_config().read_text(encoding="utf-8")) == spec.config
         assert set(spec.config) <= {a.dest for a in parser._actions}  # no key the trainer ignores
         args = training.parse_args(parser, spec.args)
         exp_dirs = args.exp_dir if step == "clvp" else [args.exp_dir]
@@ -328,7 +327,7 @@ def test_v2pro_versions_steps_and_pretrained_files(ws):
 
     for version in ("v2Pro", "v2ProPlus"):  # the S2 trainer takes both, with the config file written
         spec = build_step("s2", settings(ws, "", version=version), ws)
-        write_step_config(spec)
+        spec.write_config()
         assert parse_args(train_s2.build_parser(), spec.args).version == version
     assert "pretrained_s1" not in build_step("s1", settings(ws, "", version="v2"), ws).config
 

@@ -22,7 +22,6 @@ formatting in tests), so this module stays free of UI state.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -217,15 +216,6 @@ def build_step(step: str, s: TrainSettings, layout: Layout) -> StepSpec:
         config, config_path = _trainer_config(step, s, layout), run_dir / REQUEST_FILE
     args = ["--config", str(config_path), *_flags(config)]
     return StepSpec(step, step_module(step, s.version), args, config, run_dir, config_path)
-
-
-def write_step_config(spec: StepSpec) -> Path:
-    """Write the step's config JSON atomically into its run folder (the record of what was asked)."""
-    from core.fsutil import atomic_write_text
-
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(spec.config_path, json.dumps(spec.config, ensure_ascii=False, indent=1) + "\n")
-    return spec.config_path
 
 
 # ---------------------------------------------------------------- the check before starting
