@@ -754,3 +754,56 @@ def test_a_sessions_streamed_synthesis_is_cancelled_by_its_key_while_its_consume
     assert ended.is_set() and len(units) < 300
     assert service._streaming == {}  # the finished job is forgotten
     assert not service.cancel_streaming("session-a")
+
+
+def _tiny_sovits_v3(path: Path, version: str = "v3") -> Path:
+    """A tiny random SynthesizerTrnV3 saved as the trainers save it (weights + hparams naming the version)."""
+    import torch
+
+    from gpt_sovits.models.s2v3 import S2V3Config, SynthesizerTrnV3
+    from tests.test_s2_v3 import TINY_DIT, TINY_HPARAMS
+
+    torch.manual_seed(0)
+    cfg = S2V3Config.from_hparams(TINY_HPARAMS, version=version, **TINY_DIT)
+    weights = {k: v.half() for k, v in SynthesizerTrnV3(cfg).state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": weights, "config": cfg.to_hparams(), "info": f"tiny random {version}"}, path)
+    return path
+
+
+def test_the_sampling_steps_show_only_while_v3_or_v4_sovits_weights_are_chosen(
+    tab, tiny_pretrained, tmp_path
+):
+    import gradio as gr
+
+    from ui.inference_tab import refresh, show_v3v4_knobs
+
+    ui, steps = tab.ui, tab.ui.knobs["sample_steps"]
+    assert H.sovits_version(tiny_pretrained.s2g) == "v2"
+    assert steps.visible is False  # the tab opened on the (v2) pretrained weights
+    v3 = _tiny_sovits_v3(tab.app.workspace / "weights" / "SoVITS_weights_v3" / "voice_e1_s2.pth")
+    v4 = _tiny_sovits_v3(tab.app.workspace / "weights" / "SoVITS_weights_v4" / "voice_e1_s2.pth", "v4")
+    os.utime(v3, (time.time() - 60, time.time() - 60))  # v4 is the newest file
+    assert (H.sovits_version(v3), H.sovits_version(v4)) == ("v3", "v4")
+    # the SoVITS dropdown changed
+    assert show_v3v4_knobs(tab, {ui.sovits: str(tiny_pretrained.s2g)}) == {steps: gr.update(visible=False)}
+    assert show_v3v4_knobs(tab, {ui.sovits: str(v3)}) == {steps: gr.update(visible=True)}
+    assert show_v3v4_knobs(tab, {ui.sovits: str(v4)}) == {steps: gr.update(visible=True)}
+    assert show_v3v4_knobs(tab, {ui.sovits: None}) == {steps: gr.update(visible=False)}
+    # Refresh (and page load): the kept choice decides
+    assert refresh(tab, {ui.sovits: str(v3)})[steps] == gr.update(visible=True)
+    assert refresh(tab, {ui.sovits: str(tiny_pretrained.s2g)})[steps] == gr.update(visible=False)
+    # the page load (nothing kept): the newest trained weights, v4 here, show it
+    assert refresh(tab, {})[ui.sovits]["value"] == str(v4) and refresh(tab, {})[steps] == gr.update(
+        visible=True
+    )
+    # the events that update it: the dropdown's change, the page load, Refresh (and a saved voice's knobs)
+    blocks = ui.sovits.parent
+    while blocks.parent is not None:
+        blocks = blocks.parent
+    names = sorted(fn.name for fn in blocks.fns.values() if steps._id in [o._id for o in fn.outputs])
+    assert names == ["refresh", "refresh", "show_v3v4_knobs", "use_voice"]
+    assert any(
+        fn.name == "show_v3v4_knobs" and ui.sovits._id in [t[0] for t in fn.targets]
+        for fn in blocks.fns.values()
+    )

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from gpt_sovits.infer import request as schema
+from gpt_sovits.infer.sovits import V3V4_VERSIONS
 from ui import inference_helpers as H
 from ui.context import AppContext
 
@@ -107,11 +108,13 @@ def models_markdown(ctx: AppContext) -> str:
 # ------------------------------------------------------------------------------------ knobs
 
 
-def knob_widget(p: schema.Param, _: Callable[[str], str], default: Any = None, info: str = "") -> Any:
+def knob_widget(
+    p: schema.Param, _: Callable[[str], str], default: Any = None, info: str = "", visible: bool = True
+) -> Any:
     """The widget of one schema parameter, with its default (or ``default``) and translated label."""
     w = p.tab
     assert w is not None
-    common: dict[str, Any] = {"label": _(w.label), "elem_id": p.elem_id}
+    common: dict[str, Any] = {"label": _(w.label), "elem_id": p.elem_id, "visible": visible}
     if info or w.info:
         common["info"] = info or _(w.info)
     if w.kind == "slider" and w.slider:
@@ -132,6 +135,19 @@ def shown_params(place: str, params: Sequence[schema.Param] | None = None) -> li
     return [p for p in (params or schema.SYNTHESIS_PARAMS) if p.tab and p.tab.place == place]
 
 
+V3V4_ROW = "v3v4"  # the schema's Sampling row of the knobs only v3/v4 SoVITS weights use (sample_steps)
+
+
+def v3v4_knob_names() -> list[str]:
+    """The knobs shown only while the chosen SoVITS weights are v3/v4 (the others ignore them)."""
+    return [p.name for p in shown_params("sampling") if p.tab and p.tab.row == V3V4_ROW]
+
+
+def is_v3v4(sovits: str | None) -> bool:
+    """Whether the SoVITS file `sovits` is v3/v4, as detected from the file (False when it cannot be told)."""
+    return bool(sovits) and H.sovits_version(str(sovits)) in V3V4_VERSIONS
+
+
 RERANKED_CANDIDATES = 4  # the default number of candidates once a reranker is there to choose among them
 
 
@@ -146,9 +162,10 @@ def _knobs(place: str, _: Callable[[str], str], reranked: bool = False) -> dict[
     return out
 
 
-def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox, gr.Checkbox]:
+def _sampling(_: Callable[[str], str], v3v4: bool) -> tuple[dict[str, Any], gr.Checkbox, gr.Checkbox]:
     """The Sampling accordion: one row per schema row name, in order of first use; the seed box is
-    followed by its "new random seed" checkbox; last, the "exact fp32" choice."""
+    followed by its "new random seed" checkbox; last, the "exact fp32" choice. The v3/v4 row shows
+    when `v3v4` (the SoVITS weights chosen at start are v3/v4)."""
     params = shown_params("sampling")
     knobs: dict[str, Any] = {}
     random_seed = None
@@ -156,7 +173,7 @@ def _sampling(_: Callable[[str], str]) -> tuple[dict[str, Any], gr.Checkbox, gr.
         for row in dict.fromkeys(p.tab.row for p in params if p.tab):
             with gr.Row():
                 for p in (p for p in params if p.tab and p.tab.row == row):
-                    knobs[p.name] = knob_widget(p, _)
+                    knobs[p.name] = knob_widget(p, _, visible=v3v4 or row != V3V4_ROW)
                     if p.name == "seed":
                         random_seed = gr.Checkbox(
                             True, label=_("New random seed each time"), elem_id="inf-random-seed"
@@ -341,7 +358,7 @@ def layout(ctx: AppContext, max_text: int = schema.MAX_TEXT_CHARS) -> InferenceL
         )
     with gr.Row():  # with a reranker (the newest is preselected), several candidates by default
         knobs.update(_knobs("text", _, reranked=bool(H.clvp_choices(ctx.workspace))))
-    sampling, parts["random_seed"], parts["exact_fp32"] = _sampling(_)
+    sampling, parts["random_seed"], parts["exact_fp32"] = _sampling(_, is_v3v4(parts["sovits"].value))
     knobs.update(sampling)
     parts |= _results(_) | _history(_)
     return InferenceLayout(**parts, knobs=knobs)

@@ -41,8 +41,10 @@ from ui.inference_api import register_api
 from ui.inference_layout import (
     InferenceLayout,
     clvp_dropdown_choices,
+    is_v3v4,
     layout,
     models_markdown,
+    v3v4_knob_names,
     weight_dropdown_choices,
 )
 from ui.openai_api import speech_routes
@@ -135,6 +137,17 @@ def _skipped_note(skipped: str, _: Any) -> str | None:
     return f"{_('Skipped newer files that would not load')}: {skipped}" if skipped else None
 
 
+def v3v4_knobs(c: InferenceContext, sovits: str | None) -> Updates:
+    """The knobs only v3/v4 use (sampling steps): shown when the SoVITS weights `sovits` are v3/v4."""
+    shown = is_v3v4(sovits)
+    return {c.ui.knobs[name]: gr.update(visible=shown) for name in v3v4_knob_names() if name in c.ui.knobs}
+
+
+def show_v3v4_knobs(c: InferenceContext, values: Values) -> Updates:
+    """Other SoVITS weights chosen (by hand, a saved voice or a refresh): the v3/v4 knobs follow them."""
+    return v3v4_knobs(c, values.get(c.ui.sovits))
+
+
 def refresh(c: InferenceContext, values: Values) -> Updates:
     """List the weight files and Whisper models as they are now, keeping the person's choices."""
     app, ui, _ = c.app, c.ui, c._
@@ -142,7 +155,8 @@ def refresh(c: InferenceContext, values: Values) -> Updates:
     s = H.sovits_choices(app.workspace, app.model_dir)
     clvps = H.clvp_choices(app.workspace)
     whispers = H.whisper_models(app.model_dir)
-    return {
+    sovits = _kept(values.get(ui.sovits), [x.path for x in s], H.default_weight(s))
+    return v3v4_knobs(c, sovits) | {
         ui.gpt: gr.update(
             choices=weight_dropdown_choices(g, _),
             value=_kept(values.get(ui.gpt), [x.path for x in g], H.default_weight(g)),
@@ -150,7 +164,7 @@ def refresh(c: InferenceContext, values: Values) -> Updates:
         ),
         ui.sovits: gr.update(
             choices=weight_dropdown_choices(s, _),
-            value=_kept(values.get(ui.sovits), [x.path for x in s], H.default_weight(s)),
+            value=sovits,
             info=_skipped_note(H.default_weight_note(s), _),
         ),
         ui.clvp: gr.update(
@@ -476,7 +490,8 @@ def bound(handler: Callable[..., Any], c: InferenceContext) -> Callable[..., Any
 
 def wire_models(c: InferenceContext) -> None:
     ui = c.ui
-    refreshed = [ui.gpt, ui.sovits, ui.clvp, ui.models_md, ui.asr_model, ui.transcribe, ui.voice]
+    v3v4 = [ui.knobs[name] for name in v3v4_knob_names() if name in ui.knobs]
+    refreshed = [ui.gpt, ui.sovits, ui.clvp, ui.models_md, ui.asr_model, ui.transcribe, ui.voice, *v3v4]
     ui.refresh.click(
         bound(refresh, c), inputs={ui.gpt, ui.sovits, ui.clvp, ui.asr_model, ui.voice}, outputs=refreshed
     )
@@ -486,6 +501,14 @@ def wire_models(c: InferenceContext) -> None:
         fn=bound(refresh, c),
         inputs=set(),
         outputs=refreshed,
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    # The sampling steps act on v3/v4 weights only: shown while such weights are chosen.
+    ui.sovits.change(
+        bound(show_v3v4_knobs, c),
+        inputs={ui.sovits},
+        outputs=v3v4,
         api_visibility="private",
         concurrency_limit=None,
     )
