@@ -21,6 +21,9 @@ from tests.support.synth import voiced_segments
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+# How long a page action or wait may take by default: CI's 2 cores, shared by the server, the browser and
+# the pytest process, can be slow to answer.
+PAGE_TIMEOUT_MS = 60_000
 
 # The reference fixtures live outside the repository (tests/support/reference_data.py). Without them the
 # parity modules cannot run: leave them out and say so, except in CI, which must always run them.
@@ -142,7 +145,7 @@ def browser():
 def page(browser, served_app):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     p = context.new_page()
-    p.set_default_timeout(30_000)
+    p.set_default_timeout(PAGE_TIMEOUT_MS)
     p.goto(served_app.url)
     p.wait_for_selector("button[role=tab]")
     yield p

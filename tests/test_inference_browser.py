@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.conftest import ServedApp, serve_webui
+from tests.conftest import PAGE_TIMEOUT_MS, ServedApp, serve_webui
 from tests.support.browser import set_slider
 from tests.support.synth import voiced_segments
 
@@ -46,7 +46,7 @@ def tts_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> Iterat
 def tts_page(browser, tts_app):
     context = browser.new_context(viewport={"width": 1400, "height": 1200})
     p = context.new_page()
-    p.set_default_timeout(30_000)
+    p.set_default_timeout(PAGE_TIMEOUT_MS)
     p.goto(tts_app.url)
     p.get_by_role("tab", name="Voice cloning").click()
     p.wait_for_selector("#inf-ref")

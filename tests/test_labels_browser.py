@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.conftest import PAGE_TIMEOUT_MS
+
 pytestmark = pytest.mark.browser
 
 SR = 32000
@@ -145,7 +147,7 @@ def test_label_editor_two_sessions_lose_nothing(page, browser, served_app):
     other_context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         other = other_context.new_page()
-        other.set_default_timeout(30_000)
+        other.set_default_timeout(PAGE_TIMEOUT_MS)
         other.goto(served_app.url)
         other.wait_for_selector("button[role=tab]")
         for p in (page, other):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, ServedApp, free_port, wait_http
+from tests.conftest import PAGE_TIMEOUT_MS, REPO_ROOT, ServedApp, free_port, wait_http
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +49,7 @@ def test_rows_refresh_on_load_and_offline_download_names_the_folder(browser, off
     (models / "gsv-v2final-pretrained" / "s2G2333k.pth").write_bytes(b"g" * 2_000_000)  # after start-up
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         page.goto(offline_app.url)
         page.wait_for_selector("button[role=tab]", timeout=120_000)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.conftest import ServedApp, serve_webui
+from tests.conftest import PAGE_TIMEOUT_MS, ServedApp, serve_webui
 from tests.support.browser import set_slider
 from tests.support.tiny_models import write_tiny_dataset
 
@@ -34,7 +34,7 @@ def training_app(tmp_path_factory: pytest.TempPathFactory, tiny_pretrained) -> I
 def tpage(browser, training_app):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     p = context.new_page()
-    p.set_default_timeout(30_000)
+    p.set_default_timeout(PAGE_TIMEOUT_MS)
     p.goto(training_app.url)
     p.get_by_role("tab", name="Training").click()
     p.locator("#train-models").wait_for()
@@ -105,7 +105,7 @@ def test_one_click_run_shows_progress_and_is_stopped_from_another_page(tpage, tr
     # A second page (as after closing the first one) follows the run by its name and stops it.
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     other = context.new_page()
-    other.set_default_timeout(30_000)
+    other.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         other.goto(training_app.url)
         other.get_by_role("tab", name="Training").click()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from tests.conftest import PAGE_TIMEOUT_MS
 from tests.support.synth import voiced_segments
 
 
@@ -35,7 +36,7 @@ def voice_app(tmp_path_factory, tiny_pretrained) -> Iterator[tuple[str, Path]]:
 def _open(browser, url: str):
     context = browser.new_context(viewport={"width": 1400, "height": 1400})
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(url)
     page.get_by_role("tab", name="Voice cloning").click()
     page.wait_for_selector("#inf-voice")
