@@ -58,8 +58,10 @@ from core.model_route import (
     hub_url,
     manual_route,
 )
-from gpt_sovits.models.feature_folders import (
+from gpt_sovits.models.model_folders import (
     BERT_FOLDER,
+    BIGVGAN_CONFIG,
+    BIGVGAN_WEIGHTS,
     HUBERT_FOLDER,
     FeatureModelNotFoundError,
     check_model_folder,
@@ -240,9 +242,6 @@ def _whisper_size(size: str) -> str:
 
 def registry() -> list[ModelSpec]:
     """Every model the project knows, GPT-SoVITS first (built on call: nothing happens at import)."""
-    # Here, not at the top: weights_v3 imports torch, which importing this module must not load.
-    from gpt_sovits.models.weights_v3 import BIGVGAN_CONFIG, BIGVGAN_WEIGHTS
-
     rows: list[ModelSpec] = []
     # Rough sizes; v2Pro/ProPlus G hold the SV projection (20480 x 1024) on top of v2's generator.
     sizes = {

@@ -76,7 +76,7 @@ def vocoder_path(model_dir: str | Path, version: str) -> Path:
 
 def vocoder_file(model_dir: str | Path, version: str) -> Path:
     """The vocoder's weight file (v3: the folder's bigvgan_generator.pt): what presence and caching look at."""
-    from gpt_sovits.models.weights_v3 import BIGVGAN_WEIGHTS
+    from gpt_sovits.models.model_folders import BIGVGAN_WEIGHTS
 
     path = vocoder_path(model_dir, version)
     return path / BIGVGAN_WEIGHTS if version == "v3" else path

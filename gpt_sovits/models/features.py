@@ -26,10 +26,10 @@ from core.audio import DATASET_RATE, HUBERT_RATE
 from core.errors import UserError
 
 # The folder names and the error are defined there (torch-free) and named here too, for the loaders' callers.
-from gpt_sovits.models.feature_folders import BERT_FOLDER as BERT_FOLDER
-from gpt_sovits.models.feature_folders import HUBERT_FOLDER as HUBERT_FOLDER
-from gpt_sovits.models.feature_folders import FeatureModelNotFoundError as FeatureModelNotFoundError
-from gpt_sovits.models.feature_folders import check_model_folder
+from gpt_sovits.models.model_folders import BERT_FOLDER as BERT_FOLDER
+from gpt_sovits.models.model_folders import HUBERT_FOLDER as HUBERT_FOLDER
+from gpt_sovits.models.model_folders import FeatureModelNotFoundError as FeatureModelNotFoundError
+from gpt_sovits.models.model_folders import check_model_folder
 
 HUBERT_SR = HUBERT_RATE
 

@@ -42,6 +42,7 @@ from core.fsutil import atomic_write_bytes, file_problem
 from core.model_route import GSV_REPO, download_route, hub_url
 from gpt_sovits.models.dit import rotary_inv_freq
 from gpt_sovits.models.fastpath import apply_precision
+from gpt_sovits.models.model_folders import BIGVGAN_CONFIG, BIGVGAN_WEIGHTS
 from gpt_sovits.models.s2v3 import V3V4_VERSIONS, S2V3Config, SynthesizerTrnV3
 from gpt_sovits.models.vocoders import (
     BigVGAN,
@@ -70,8 +71,6 @@ PRETRAINED_MD5 = {
 LORA_HEADERS = {"v3-lora": "v3", "v4-lora": "v4"}
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")  # the reference's LoraConfig target_modules
 LORA_PREFIX = "cfm.base_model.model."  # where peft puts the CFM's own names
-BIGVGAN_CONFIG = "config.json"
-BIGVGAN_WEIGHTS = "bigvgan_generator.pt"
 
 
 # --- shared helpers ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""HuBERT and BERT model folders: their names under the model folder, the files a loader needs, and
-the check the loaders (`gpt_sovits.models.features`) and the model registry (`gpt_sovits.pretrained`)
-both make. Torch-free, so that listing or downloading models does not load torch.
+"""Model folders the loaders and the model registry (`gpt_sovits.pretrained`) both name: HuBERT and BERT
+(their folder names, the files a loader needs, and the check `gpt_sovits.models.features` makes) and the
+files of v3's BigVGAN folder. Torch-free, so that listing or downloading models does not load torch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from core.model_route import GSV_REPO, download_route, hub_url
 HUBERT_FOLDER = "chinese-hubert-base"
 BERT_FOLDER = "chinese-roberta-wwm-ext-large"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# The files of a BigVGAN folder as NVIDIA publishes it (bigvgan_v2_24khz_100band_256x: v3's vocoder).
+BIGVGAN_CONFIG = "config.json"
+BIGVGAN_WEIGHTS = "bigvgan_generator.pt"
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
