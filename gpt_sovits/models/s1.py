@@ -197,6 +197,33 @@ class SelfAttention(nn.Module):
         b, h, t, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
 
+    def attend_shared(
+        self,
+        q: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        suffix: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """Attention of B single-position queries over one shared prefix plus each row's own suffix.
+
+        q (B, H, 1, D); prefix K/V (1, H, Tp, D), every key valid, read once for all rows by folding the B
+        queries into the query-length dim; suffix K/V (B, H, Ts, D), every key valid. The two partial
+        softmaxes are merged by their log-sum-exps, which equals one softmax over [prefix ; suffix] keys.
+        -> (B, 1, C). Inference only (no dropout).
+        """
+        sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        b, h, _, d = q.shape
+        out_p, lse_p = sdpa(q.transpose(0, 2), prefix[0], prefix[1])  # (1, H, B, D), (1, H, B)
+        out_p, lse_p = (
+            out_p.transpose(0, 2),
+            lse_p.transpose(0, 2).unsqueeze(-1),
+        )  # (B, H, 1, D), (B, H, 1, 1)
+        out_s, lse_s = sdpa(q, suffix[0], suffix[1])  # (B, H, 1, D), (B, H, 1)
+        lse_s = lse_s.unsqueeze(-1)
+        # Weight of each part: exp(lse_part - lse_all), with lse_all = logaddexp of the two.
+        w_p = torch.sigmoid(lse_p - lse_s)
+        out = out_s + w_p * (out_p - out_s)
+        return self.out_proj(out.transpose(1, 2).reshape(b, 1, h * d))
+
 
 class TransformerLayer(nn.Module):
     """Post-norm encoder layer: x = norm1(x + attn(x)); x = norm2(x + ffn(x)), ReLU FFN."""
@@ -223,10 +250,14 @@ class TransformerLayer(nn.Module):
         return self._ffn_and_norms(x, self.self_attn.attend(q, k, v, mask))
 
     def forward_cached(
-        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache, layer: int
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | SharedPrefixCache, layer: int
     ) -> torch.Tensor:
-        """Like forward for new positions x (B, T, C), attending over cached K/V plus the new ones."""
+        """Like forward for new positions x (B, T, C), attending over cached K/V plus the new ones (with a
+        SharedPrefixCache: x (B, 1, C), no mask, the shared prefix read once for all rows)."""
         q, k, v = self.self_attn.qkv(x)
+        if isinstance(cache, SharedPrefixCache):
+            suffix = cache.suffix.append(layer, k, v)
+            return self._ffn_and_norms(x, self.self_attn.attend_shared(q, cache.prefix_kv(layer), suffix))
         k_all, v_all = cache.append(layer, k, v)
         return self._ffn_and_norms(x, self.self_attn.attend(q, k_all, v_all, mask))
 
@@ -315,6 +346,32 @@ class KVCache:
         self.kv = kv
 
 
+class SharedPrefixCache:
+    """The cache of N candidates of one sentence: ONE copy of the prefix's K/V (a filled batch-1 KVCache)
+    and each candidate's own generated positions in ``suffix`` (a KVCache of B rows).
+
+    Candidates share the prompt, so a step reads the prefix once instead of B times
+    (``SelfAttention.attend_shared``). Rows leave (``keep_rows``) from the suffix only. Used when there is
+    one sentence and no padding, so every prefix and suffix key is valid.
+    """
+
+    def __init__(self, prefix: KVCache, suffix: KVCache) -> None:
+        if prefix.kv.size(2) != 1:
+            raise S1InputError(f"a shared prefix has one row, got {prefix.kv.size(2)}")
+        self.prefix, self.suffix = prefix, suffix
+
+    def prefix_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s prefix keys and values, each (1, H, Tp, D)."""
+        n = self.prefix.length
+        return self.prefix.kv[layer, 0, :, :, :n], self.prefix.kv[layer, 1, :, :, :n]
+
+    def advance(self, t: int) -> None:
+        self.suffix.advance(t)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.suffix.keep_rows(rows)
+
+
 # ------------------------------------------------------------------------------------------------ outputs
 
 
@@ -374,6 +431,9 @@ class Text2Semantic(nn.Module):
         # The fixed-shape step (whole-capacity attention under a mask) without capturing it: None = only
         # when a CUDA graph is captured; True runs it anywhere (tests check it on CPU).
         self.static_step: bool | None = None
+        # Candidates of one sentence read one copy of the prefix's K/V on CPU (SharedPrefixCache); False
+        # copies it to every candidate (the arithmetic of before, for comparisons).
+        self.shared_prefix = True
 
     @property
     def eos(self) -> int:
@@ -581,15 +641,14 @@ class Text2Semantic(nn.Module):
         # Finished rows leave the batch at each host look, except with fixed shapes (a graph's).
         compact = not static
         heads = self.cfg.head
-        cache = KVCache(
-            self.cfg.n_layer,
-            n_sent,
-            heads,
-            self.cfg.hidden_dim // heads,
-            lmax + max_new,
-            x.dtype,
-            dev,
-            zeroed=static,
+        # Candidates of one sentence keep one copy of the prefix's K/V (no padding there: one prefix);
+        # attend_shared uses the CPU attention kernel that returns the log-sum-exp.
+        shared = (
+            self.shared_prefix and dev.type == "cpu" and not static and n_sent == 1 and num_candidates > 1
+        )
+        kv_shape = (self.cfg.n_layer, heads, self.cfg.hidden_dim // heads)
+        cache: KVCache | SharedPrefixCache = KVCache(
+            kv_shape[0], n_sent, *kv_shape[1:], lmax + (0 if shared else max_new), x.dtype, dev, zeroed=static
         )
         h = x
         for i, layer in enumerate(self.h.layers):
@@ -597,10 +656,14 @@ class Text2Semantic(nn.Module):
         cache.advance(lmax)
         # Row r is candidate r % N of sentence r // N; candidates share the prefix computation.
         expand = torch.arange(n_sent, device=dev).repeat_interleave(num_candidates)
-        if num_candidates > 1:
+        if shared:
+            cache = SharedPrefixCache(
+                cache, KVCache(kv_shape[0], n_rows, *kv_shape[1:], max_new, x.dtype, dev)
+            )
+        elif num_candidates > 1:
             cache.keep_rows(expand)
         last = h[expand, -1]  # (B, C)
-        key_ok = torch.zeros(n_rows, cache.capacity, dtype=torch.bool, device=dev)  # (B, capacity)
+        key_ok = torch.zeros(n_rows, lmax + max_new, dtype=torch.bool, device=dev)  # (B, capacity)
         key_ok[:, :lmax] = (~is_pad)[expand]
         seen, next_pos = seen[expand], next_pos[expand]
         generator = device_generator(generator, dev)
@@ -670,7 +733,11 @@ class Text2Semantic(nn.Module):
         return self._collect(tokens, logps, n_tok, n_steps, eos_hit, logit_log, num_candidates)
 
     def _step(
-        self, sample: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, cache: KVCache
+        self,
+        sample: torch.Tensor,
+        pos: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | SharedPrefixCache,
     ) -> torch.Tensor:
         """Feed tokens ``sample`` (B,) at audio positions ``pos`` (B,) -> last hidden state (B, C)."""
         emb = self.ar_audio_embedding(sample.unsqueeze(1))
