@@ -84,6 +84,8 @@ def test_auto_on_cpu_swaps_the_transformer_linears_only(exact: Text2Semantic, fa
     # The output layer and the BERT projection stay exact fp32.
     assert torch.equal(fast.ar_predict_layer.weight, exact.ar_predict_layer.weight)
     assert torch.equal(fast.bert_proj.weight, exact.bert_proj.weight)
+    # The KV cache (and attention over it) in bf16 on the fast path only.
+    assert fast.kv_dtype == torch.bfloat16 and exact.kv_dtype is None
     assert apply_precision(fast, "auto", "cpu") is fast  # idempotent (and a no-op without native bf16)
     assert sum(isinstance(m, Int8Linear) for m in fast.modules()) == 4 * n_layer
 

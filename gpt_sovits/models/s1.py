@@ -193,7 +193,7 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:
         """q (B, H, Tq, D), k/v (B, H, Tk, D), mask bool (True = may attend) -> (B, Tq, C)."""
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        out = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, dropout_p=p)
         b, h, t, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
 
@@ -212,6 +212,7 @@ class SelfAttention(nn.Module):
         """
         sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
         b, h, _, d = q.shape
+        q = q.to(prefix[0].dtype)
         out_p, lse_p = sdpa(q.transpose(0, 2), prefix[0], prefix[1])  # (1, H, B, D), (1, H, B)
         out_p, lse_p = (
             out_p.transpose(0, 2),
@@ -434,6 +435,9 @@ class Text2Semantic(nn.Module):
         # Candidates of one sentence read one copy of the prefix's K/V on CPU (SharedPrefixCache); False
         # copies it to every candidate (the arithmetic of before, for comparisons).
         self.shared_prefix = True
+        # The KV cache's dtype (None: the activations'). The CPU fast path keeps it bf16: attention over it
+        # runs in bf16 (fp32 softmax statistics), and the attention output reaches out_proj in bf16.
+        self.kv_dtype: torch.dtype | None = None
 
     @property
     def eos(self) -> int:
@@ -646,9 +650,16 @@ class Text2Semantic(nn.Module):
         shared = (
             self.shared_prefix and dev.type == "cpu" and not static and n_sent == 1 and num_candidates > 1
         )
+        kv_dtype = self.kv_dtype or x.dtype
         kv_shape = (self.cfg.n_layer, heads, self.cfg.hidden_dim // heads)
         cache: KVCache | SharedPrefixCache = KVCache(
-            kv_shape[0], n_sent, *kv_shape[1:], lmax + (0 if shared else max_new), x.dtype, dev, zeroed=static
+            kv_shape[0],
+            n_sent,
+            *kv_shape[1:],
+            lmax + (0 if shared else max_new),
+            kv_dtype,
+            dev,
+            zeroed=static,
         )
         h = x
         for i, layer in enumerate(self.h.layers):
@@ -658,7 +669,7 @@ class Text2Semantic(nn.Module):
         expand = torch.arange(n_sent, device=dev).repeat_interleave(num_candidates)
         if shared:
             cache = SharedPrefixCache(
-                cache, KVCache(kv_shape[0], n_rows, *kv_shape[1:], max_new, x.dtype, dev)
+                cache, KVCache(kv_shape[0], n_rows, *kv_shape[1:], max_new, kv_dtype, dev)
             )
         elif num_candidates > 1:
             cache.keep_rows(expand)
