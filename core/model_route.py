@@ -20,7 +20,8 @@ PYTHON = ".venv/bin/python"  # the project's interpreter, relative to the reposi
 DOWNLOAD_COMMAND = f"{PYTHON} -m gpt_sovits.pretrained download"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 GSV_REPO = "lj1995/GPT-SoVITS"  # the official pretrained models, in the layout model_dir keeps
-G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"  # the real hub account that hosts G2PWModel.zip (as the reference names it)
+# The hub repository of G2PWModel.zip: the account is really named XXXXRT (the reference README links it).
+G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"
 # i18n keys (the Models tab passes its translator; loaders keep English).
 ROUTE = "Open the Models tab, or run `{command}`, or put {files} in {folder} (from {source})."
 MANUAL_ROUTE = "Put {files} in {folder} (from {source})."

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.model_route import download_route
+from core.model_route import G2PW_REPO, download_route
 from gpt_sovits.text.errors import TextFrontendError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ _DATA = Path(__file__).parent / "data"
 
 G2PW_FOLDER = "G2PWModel"
 BERT_FOLDER = "chinese-roberta-wwm-ext-large"
-G2PW_URL = "https://huggingface.co/XXXXRT/GPT-SoVITS-Pretrained/resolve/main/G2PWModel.zip"
+G2PW_URL = f"https://huggingface.co/{G2PW_REPO}/resolve/main/G2PWModel.zip"
 BERT_URL = "https://huggingface.co/lj1995/GPT-SoVITS/tree/main/chinese-roberta-wwm-ext-large"
 ONNX_NAMES = ("g2pW.onnx", "g2pw.onnx")
 TABLE_FILES = (
