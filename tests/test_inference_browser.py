@@ -25,7 +25,9 @@ from tests.support.synth import voiced_segments
 
 # Tiny random models seldom emit EOS: cap S1 so each sentence is under a second of audio (fast on CPU).
 MAX_TOKENS = 20
-LONG_TEXT = "你好世界。今天天气。" * 100  # 200 pieces when cut at every punctuation mark (cut5)
+LONG_TEXT = (
+    "你好世界。今天天气。" * 200
+)  # 400 pieces when cut at every punctuation mark (cut5), 2,000 characters
 
 
 def _reference(path: Path, seconds: float) -> Path:
@@ -274,7 +276,7 @@ def test_cancel_stops_a_long_synthesis(tts_page, tts_app, tmp_path):
     page.get_by_role("option", name="At every punctuation mark").click()
     before = set((tts_app.workspace / "outputs").glob("*.wav"))
     page.locator("#inf-go").click()
-    page.get_by_text(re.compile(r"piece \d+/200 done")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"piece \d+/400 done")).first.wait_for(timeout=60_000)
     # The button's own click event: while 200 pieces stream in on a loaded machine, Playwright's wait for the
     # button to be "stable" (two animation frames in the same place) timed out twice in 60 s.
     page.locator("#inf-cancel").dispatch_event("click")

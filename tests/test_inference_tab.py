@@ -287,7 +287,8 @@ def test_the_synthesis_service_is_built_with_the_apps_limit(tmp_path):
         assert {named[n] for n in stoppable} <= cancels
         message = next(fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "cancelled")
         session = type("Request", (), {"session_hash": "s1"})()  # what Gradio hands in: the session
-        assert message.outputs == [c.ui.summary] and message.fn({}, session) == {c.ui.summary: "Cancelled."}
+        # Nothing runs in this session: the summary is left as it is (a toast says there was nothing to stop).
+        assert message.outputs == [c.ui.summary] and message.fn({}, session) == {}
 
 
 def test_language_and_cut_keys_are_what_the_pipeline_accepts():
@@ -444,6 +445,67 @@ def test_synthesis_writes_output_and_candidates_play_without_changing_the_result
     # Swapping that candidate in gives exactly the piece that was played.
     synth.reassemble(result, [result.sentences[0].chosen, other])
     assert np.array_equal(result.sentences[1].audio, piece)
+
+
+def test_a_synthesis_cancelled_after_its_last_turn_writes_nothing(tmp_path, tiny_pretrained, monkeypatch):
+    """Cancel can land after the last sentence and before the file is written: the person asked for no file."""
+    from gpt_sovits.infer.scheduler import SynthesisCancelled, TurnScheduler
+
+    ref = _wav(tmp_path / "ref.wav", 4.0)
+    form = H.form_from_values(
+        {"text": "你好世界。", "text_lang": "zh", "ref_audio": str(ref), "max_new_tokens": 8}
+    )
+    job = TurnScheduler().job("tab")
+    real = H.make_synthesizer
+
+    def cancelled_at_the_end(*args, **kwargs):
+        synth = real(*args, **kwargs)
+        inner = synth.synthesize
+
+        def then_cancel(*a, **k):
+            result = inner(*a, **k)
+            job.cancel()
+            return result
+
+        synth.synthesize = then_cancel
+        return synth
+
+    monkeypatch.setattr(H, "make_synthesizer", cancelled_at_the_end)
+    with pytest.raises(SynthesisCancelled):
+        H.synthesize(form, tmp_path, tiny_pretrained.root, H.LazyCache(), job=job)
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_cancel_says_cancelled_only_when_a_synthesis_was_running(tab):
+    """After the synthesis ended, Cancel leaves its summary (the file it wrote is there) and says so."""
+    import asyncio
+    import threading
+
+    from gpt_sovits.infer.scheduler import SynthesisCancelled
+    from ui.inference_tab import cancelled
+
+    c = tab
+    assert c.ui.summary not in cancelled(c, {}, "session-a")  # nothing ran: the summary stays
+    started, release = threading.Event(), threading.Event()
+
+    def work(job, emit):
+        with job.turn():
+            started.set()
+        release.wait(10)
+        with job.turn():  # raises: the job was cancelled meanwhile
+            pass
+
+    async def run_then_cancel() -> dict:
+        events = c.service.run_streaming(work, "tab", key="session-a")
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.to_thread(started.wait, 10)
+        updates = cancelled(c, {}, "session-a")
+        release.set()
+        with pytest.raises(SynthesisCancelled):
+            await pending
+        return updates
+
+    assert run_in_own_loop(run_then_cancel()) == {c.ui.summary: "Cancelled."}
 
 
 def test_synthesis_refuses_weights_outside_the_allowed_folders(tmp_path, tiny_pretrained):

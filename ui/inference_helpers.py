@@ -40,7 +40,7 @@ from gpt_sovits.infer.request import (
     param,
     request_params,
 )
-from gpt_sovits.infer.scheduler import Job, TurnScheduler
+from gpt_sovits.infer.scheduler import Job, SynthesisCancelled, TurnScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -764,6 +764,8 @@ def synthesize(
     )
     kwargs = {"progress": progress} if progress is not None else {}
     result = synth.synthesize(request, on_chunk=on_chunk, **kwargs)
+    if job is not None and job.cancelled:  # cancelled after its last turn: the person asked for no file
+        raise SynthesisCancelled()
     path = save_output(
         workspace / "outputs", result.audio, request.text, int(result.seed), result.sample_rate, fmt
     )

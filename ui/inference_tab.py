@@ -473,9 +473,12 @@ def save_voice_form(c: InferenceContext, values: Values) -> Updates:
 
 def cancelled(c: InferenceContext, values: Values, session: str | None = None) -> Updates:
     """Cancel's own message; its `cancels=` has stopped the running event, and the session's streamed
-    synthesis is cancelled here (it stops between sentences and writes nothing)."""
-    c.service.cancel_streaming(session)
-    return {c.ui.summary: c._("Cancelled.")}
+    synthesis is cancelled here (it stops between sentences and writes nothing). When the synthesis had
+    already ended, its summary stays: the file it wrote is there, so "Cancelled." would be untrue."""
+    if c.service.cancel_streaming(session):
+        return {c.ui.summary: c._("Cancelled.")}
+    gr.Info(c._("Nothing to cancel: the synthesis had already finished."))
+    return {}
 
 
 # ------------------------------------------------------------------------------------ wiring
