@@ -145,6 +145,22 @@ def test_fast_greedy_agrees_for_100_tokens_and_its_teacher_forced_argmax_always(
         assert torch.equal(la.argmax(-1), lb.argmax(-1))
 
 
+def test_fast_path_fixed_shape_steps_decode_the_same_tokens(fast: Text2Semantic, io: dict) -> None:
+    # The CUDA graph's fixed-shape step (slot writes into the whole-capacity cache) over the fast path's
+    # bf16 cache: the k/v written there must take the cache's dtype (it raised a dtype error before).
+    params = SamplingParams(top_k=1, repetition_penalty=1.35, max_new_tokens=40)
+    args = ([io["x"][0]], [io["bert_feature"][0]], io["prompt"][0], params)
+    eager = fast.generate(*args).candidates[0][0]
+    fast.static_step = True
+    try:
+        static = fast.generate(*args).candidates[0][0]
+    finally:
+        fast.static_step = None
+    assert static.tokens.numel() > 0
+    assert static.tokens.tolist() == eager.tokens.tolist()
+    assert (static.eos, static.steps) == (eager.eos, eager.steps)
+
+
 def test_load_gpt_applies_the_fast_path_by_default_and_fp32_on_request(io: dict) -> None:
     model, _ = weights.load_gpt(REF / "s1_tiny.ckpt")
     exact_model, _ = weights.load_gpt(REF / "s1_tiny.ckpt", precision="fp32")

@@ -337,8 +337,8 @@ class KVCache:
         self, layer: int, slot: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (B, H, 1, D) at position ``slot`` (1,) long on the device; return the full buffers."""
-        self.kv[layer, 0].index_copy_(2, slot, k)
-        self.kv[layer, 1].index_copy_(2, slot, v)
+        self.kv[layer, 0].index_copy_(2, slot, k.to(self.kv.dtype))
+        self.kv[layer, 1].index_copy_(2, slot, v.to(self.kv.dtype))
         return self.kv[layer, 0], self.kv[layer, 1]
 
     def advance(self, t: int) -> None:
