@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
 
 from gpt_sovits.models import weights
 from gpt_sovits.models.fastpath import (
+    FAST_DECODER_TILE,
     INT8_GEMV_ROWS,
     FastGenerator,
     Int8Linear,
@@ -21,6 +23,7 @@ from gpt_sovits.models.fastpath import (
     fast_path_active,
     fast_s1,
     fast_s2,
+    receptive_radius,
 )
 from gpt_sovits.models.s1 import S1Config, Text2Semantic, strip_lightning_prefix
 from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
@@ -241,20 +244,57 @@ def test_load_sovits_applies_the_fast_decoder_by_default_and_fp32_on_request() -
     assert isinstance(full.dec, torch.nn.Module) and full.inference_dec is not full.dec
 
 
+def test_decoder_tiles_give_what_one_call_gives_and_reach_no_further_than_the_bound(s2_exact) -> None:
+    # The fast decoder decodes in fixed-length tiles (oneDNN creates its convolutions once): a tile's
+    # zeros beyond the sequence's ends act as the exact decoder's padding, and its context covers the
+    # decoder's reach, so tiles of any length give what one call over the whole latent gives.
+    dec = s2_exact.dec
+    radius = receptive_radius(dec)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, dec.conv_pre.in_channels, 90, generator=g)
+    style = torch.randn(1, dec.cond.in_channels, 1, generator=g)
+    whole = FastGenerator(dec, tile=None)(x, style)  # one call of the latent's own length
+    for tile in (2 * radius + 1, 2 * radius + 7, 64, 128):  # 128: one tile, zeros after the latent
+        tiled = FastGenerator(dec, tile=tile)(x, style)
+        assert tiled.shape == whole.shape == (1, 1, 90 * math.prod(dec_rates(dec)))
+        assert (tiled - whole).abs().max() <= 1e-3 * whole.abs().max(), tile
+    with pytest.raises(ValueError, match="no core"):
+        FastGenerator(dec, tile=2 * radius)
+    # The bound holds on the exact decoder: one frame changed moves samples of at most `radius` frames
+    # on either side of it.
+    hop = math.prod(dec_rates(dec))
+    with torch.no_grad():
+        base = dec(x, g=style)
+        moved = x.clone()
+        moved[:, :, 45] += 1.0
+        changed = ((dec(moved, g=style) - base).abs()[0, 0] > 0).nonzero().squeeze(1)
+    assert changed.numel() > 0
+    assert int(changed.min()) >= (45 - radius) * hop and int(changed.max()) < (46 + radius) * hop
+    # The v2 decoder's bound (9 frames measured by the same perturbation at full size).
+    with torch.device("meta"):
+        assert receptive_radius(SynthesizerTrn(S2Config(), with_posterior=False).dec) == 13
+
+
+def dec_rates(dec: torch.nn.Module) -> list[int]:
+    return [u.stride[0] for u in dec.ups]
+
+
 def test_fast_s2_keeps_30_db_at_full_size() -> None:
-    # Full-size v2 generator (upsample_initial_channel 512), random weights, 1 s of audio.
+    # Full-size v2 generator (upsample_initial_channel 512), random weights, 3 s of audio: 150 latent
+    # frames, two of the fast decoder's tiles.
     torch.manual_seed(0)
     exact = SynthesizerTrn(S2Config(), with_posterior=False).eval()
     with torch.no_grad():
         exact.quantizer.vq.layers[0]._codebook.embed.normal_()
     fast = fast_s2(copy.deepcopy(exact))
     g = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 1024, (1, 1, 25), generator=g)
-    text = torch.randint(0, 732, (1, 12), generator=g)
+    codes = torch.randint(0, 1024, (1, 1, 75), generator=g)
+    text = torch.randint(0, 732, (1, 30), generator=g)
     refer = torch.rand(1, 1025, 100, generator=g)
     a = exact.decode(codes, text, refer, generator=torch.Generator().manual_seed(1))
     b = fast.decode(codes, text, refer, generator=torch.Generator().manual_seed(1))
-    assert a.shape == b.shape == (1, 1, 32000)
+    assert a.shape == b.shape == (1, 1, 96000)
+    assert 150 > FAST_DECODER_TILE
     assert _snr_db(a, b) >= 30  # 45.8 dB measured on 4 s
 
 

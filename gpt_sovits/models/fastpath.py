@@ -23,6 +23,8 @@ A fast-path S1 is for inference only: its state dict is not the official one any
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,11 @@ FAST_MIN_DECODER_WIDTH = 256
 FAST_MIN_CHANNELS = 16
 # The int8 kernel reads the reduction dimension in blocks of 16; other widths give wrong results.
 INT8_K_MULTIPLE = 32
+# Latent frames (50 per second of audio) per decoder tile, context included. oneDNN's AMX convolutions spend
+# time creating a primitive for every new input length, growing with the length (a 12 s decode: 5-9 s to
+# create, 0.6-0.8 s to run); tiles of one fixed length create theirs once per process (about 3 s at 128
+# frames), and run at the same cost per frame as one long call (2.5 ms per frame, 2 threads, 64-384 frames).
+FAST_DECODER_TILE = 128
 
 
 def apply_precision(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
@@ -185,19 +192,55 @@ class _Conv:
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
 
+def _outside_zeroed(x: torch.Tensor, valid: slice) -> torch.Tensor:
+    """x (..., T) with the positions outside ``valid`` set to zero (in place)."""
+    x[..., : valid.start].zero_()
+    x[..., valid.stop :].zero_()
+    return x
+
+
+def receptive_radius(gen: Generator) -> int:
+    """How many latent frames on each side of a frame can change its output samples in ``gen``: an upper
+    bound summed over the layers (each conv's reach in its stage's samples, over the stage's rate), rounded
+    up. About 13 for the v2 decoder (9 measured by perturbing one frame)."""
+    reach = (gen.conv_pre.kernel_size[0] - 1) / 2 * gen.conv_pre.dilation[0]
+    rate = 1
+    for i, up in enumerate(gen.ups):
+        reach += -(-up.kernel_size[0] // up.stride[0]) / rate  # inputs one output sample mixes, ceil
+        rate *= up.stride[0]
+        stage = 0.0
+        for block in gen.resblocks[i * gen.num_kernels : (i + 1) * gen.num_kernels]:
+            convs = [*block.convs1, *block.convs2] if isinstance(block, ResBlock1) else list(block.convs)
+            stage = max(stage, sum((c.kernel_size[0] - 1) / 2 * c.dilation[0] for c in convs))
+        reach += stage / rate
+    reach += (gen.conv_post.kernel_size[0] - 1) / 2 / rate
+    return int(-(-reach // 1))
+
+
 class FastGenerator:
     """The S2 HiFi-GAN decoder (``Generator``) for CPU inference: every convolution a channels-last bf16
     conv2d over (B, C, 1, T) activations (oneDNN's fast bf16 path; the NCW conv1d layout is several times
     slower here), weight norm folded in once. Activations stay bf16 between the convolutions; the output
-    is fp32 (B, 1, T * prod(upsample_rates)).
+    is fp32 (B, 1, T * prod(upsample_rates)). The latent is decoded in tiles of one fixed length
+    (FAST_DECODER_TILE), so that oneDNN creates its convolutions once, not for every sentence's length.
 
     A plain object holding tensors, not a module: the exact ``dec`` stays the model's submodule (and its
     state dict the official one). Built from a model's weights at load; it does not follow later changes.
     """
 
-    def __init__(self, gen: Generator) -> None:
+    def __init__(self, gen: Generator, tile: int | None = FAST_DECODER_TILE) -> None:
         self.device = gen.conv_pre.weight.device
         self.num_kernels = gen.num_kernels
+        self.rates = [u.stride[0] for u in gen.ups]
+        # Tiles of `tile` frames: `context` frames each side (at least the decoder's reach) are computed
+        # and dropped, the `core` between them kept. None: the whole latent in one call of its own length.
+        self.tile = tile
+        self.context = receptive_radius(gen)
+        self.core = (tile or 0) - 2 * self.context
+        if tile is not None and self.core < 1:
+            raise ValueError(
+                f"a decoder tile of {tile} frames leaves no core around {self.context} frames of context"
+            )
         self.conv_pre = _Conv(gen.conv_pre)
         self.cond = _Conv(gen.cond) if hasattr(gen, "cond") else None
         # Stages narrower than FAST_MIN_CHANNELS run in fp32 (still channels-last): with a handful of
@@ -220,33 +263,74 @@ class FastGenerator:
         self.conv_post = _Conv(gen.conv_post, dtype=dtypes[-1])
 
     @staticmethod
-    def _block(pairs: list[tuple[_Conv, _Conv | None]], x: torch.Tensor) -> torch.Tensor:
+    def _block(pairs: list[tuple[_Conv, _Conv | None]], x: torch.Tensor, valid: slice) -> torch.Tensor:
         for c1, c2 in pairs:
-            xt = c1(F.leaky_relu(x, LRELU_SLOPE))
+            xt = _outside_zeroed(c1(F.leaky_relu(x, LRELU_SLOPE)), valid)
             if c2 is not None:
-                xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
+                xt = _outside_zeroed(c2(F.leaky_relu(xt, LRELU_SLOPE)), valid)
             x = xt + x
         return x
 
-    @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, T) latent, g (B, gin, 1) style -> (B, 1, T * prod(upsample_rates)) fp32."""
+    def _run_tile(self, x: torch.Tensor, g: torch.Tensor | None, valid: slice) -> torch.Tensor:
+        """One tile (1, C, 1, tile) bf16 channels-last, real frames at ``valid`` -> (1, 1, 1, samples) fp32.
 
-        def cl(t: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, 1, T) channels-last bf16
-            return t.unsqueeze(2).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        Outside ``valid`` every layer's output is set to zero, which is what the exact decoder's zero
+        padding sees beyond the ends of the whole sequence: frames within ``valid`` come out as there.
+        """
 
-        x = self.conv_pre(cl(x))
+        def at(rate: int) -> slice:
+            return slice(valid.start * rate, valid.stop * rate)
+
+        x = self.conv_pre(x)
         if g is not None and self.cond is not None:
-            x = x + self.cond(cl(g))
+            x = x + self.cond(g)
+        x = _outside_zeroed(x, valid)
+        rate = 1
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))  # in the stage's dtype from here
+            rate *= self.rates[i]
+            x = _outside_zeroed(up(F.leaky_relu(x, LRELU_SLOPE)), at(rate))  # the stage's dtype from here
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
-            xs = self._block(blocks[0], x)
+            xs = self._block(blocks[0], x, at(rate))
             for pairs in blocks[1:]:
-                xs = xs + self._block(pairs, x)
+                xs = xs + self._block(pairs, x, at(rate))
             x = xs / self.num_kernels
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as the exact Generator
-        return torch.tanh(x.float()).squeeze(2)
+        return torch.tanh(x.float())
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T) latent, g (B, gin, 1) style -> (B, 1, T * prod(upsample_rates)) fp32.
+
+        Decoded tile by tile: each tile holds ``core`` frames plus up to ``context`` real frames each side
+        (zeros beyond the sequence's ends), every tile the same shape.
+        """
+        b, c, t = x.shape
+        hop = math.prod(self.rates)
+        xb = x.to(torch.bfloat16)
+        gb = (
+            None
+            if g is None
+            else g.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        )
+        if self.tile is None:
+            whole = xb.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            return self._run_tile(whole, gb, slice(0, t)).squeeze(2)
+        out = torch.empty(b, 1, t * hop)
+        for row in range(b):
+            for start in range(0, t, self.core):
+                lo, hi = max(0, start - self.context), min(t, start + self.core + self.context)
+                offset = lo - (start - self.context)  # where frame lo sits in the tile
+                tile = x.new_zeros(1, c, 1, self.tile, dtype=torch.bfloat16)
+                tile[0, :, 0, offset : offset + hi - lo] = xb[row, :, lo:hi]
+                tile = tile.contiguous(memory_format=torch.channels_last)
+                y = self._run_tile(
+                    tile, None if gb is None else gb[row : row + 1], slice(offset, offset + hi - lo)
+                )
+                n = min(self.core, t - start)
+                out[row, 0, start * hop : (start + n) * hop] = y[
+                    0, 0, 0, self.context * hop : (self.context + n) * hop
+                ]
+        return out
 
 
 def fast_s2(model: SynthesizerTrn) -> SynthesizerTrn:
