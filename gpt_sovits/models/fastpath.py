@@ -15,8 +15,10 @@ issue 18, "Second pass"); only on a CPU with native bf16, everything else stays 
   cache is bf16 and attention runs over it in bf16 (its softmax statistics in fp32). Prefix passes (many rows) dequantise to bf16 and use the bf16 GEMM instead, which
   is faster there than the row-by-row int8 kernel.
 - S2: the HiFi-GAN decoder (``dec``, about 90% of a decode) runs as 2-D channels-last bf16 convolutions with
-  the weight norm folded in once (``FastGenerator``); the module tree and state dict stay the exact ones
-  (the fast copy is not a submodule), so saving such a model writes the exact weights.
+  the weight norm folded in once (``FastGenerator``), in tiles of one fixed length so that oneDNN creates
+  its convolutions once per process rather than for every sentence's length (bench/README.md, issue 18,
+  "Fourth pass"); the module tree and state dict stay the exact ones (the fast copy is not a submodule), so
+  saving such a model writes the exact weights.
 
 A fast-path S1 is for inference only: its state dict is not the official one any more.
 """
