@@ -409,6 +409,23 @@ def test_reference_prepared_once(synth, refs, cache, monkeypatch) -> None:
     assert len(reads) == 2
 
 
+def test_reference_text_features_computed_once(synth, refs, cache, monkeypatch) -> None:
+    # BERT over the reference text runs once for texts synthesised one after another with it; another
+    # reference text is computed (and gives other phones).
+    first = synth.synthesize(_req(refs, ref_text="今天天气很好。"))
+    calls = []
+    real = synth._prompt_features
+    monkeypatch.setattr(synth, "_prompt_features", lambda *a: calls.append(a) or real(*a))
+    again = synth.synthesize(_req(refs, ref_text="今天天气很好。", text="我们去公园。"))
+    assert calls == [] and again.duration > 0
+    assert np.array_equal(synth.synthesize(_req(refs, ref_text="今天天气很好。")).audio, first.audio)
+    assert calls == []
+    synth.synthesize(_req(refs, ref_text="明天下雨。"))
+    assert len(calls) == 1
+    prompts = [k for k in cache.keys() if k[0] == "prompt"]
+    assert {k[1] for k in prompts} >= {"今天天气很好。", "明天下雨。"}
+
+
 def test_concurrent_requests_share_models(tiny_pretrained, refs) -> None:
     """Two users at once on a fresh cache: each model loads once and each gets its own seeded audio."""
     cache = ModelCache()

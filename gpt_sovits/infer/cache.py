@@ -18,7 +18,7 @@ class ModelCache:
     """Models loaded on first use and kept, one lock per key so concurrent users never load one twice.
 
     Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "sv", "clvp", "ref" for prepared
-    references) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
+    references, "prompt" for a reference text's phones and BERT features) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
     loads only the new GPT: SoVITS, HuBERT and BERT stay. At most ``max_per_kind`` entries of one kind
     are kept (``limits`` per kind; least recently used leaves first). Owned by the app (one per process),
     never a module global.
@@ -26,8 +26,9 @@ class ModelCache:
 
     def __init__(self, max_per_kind: int = 2, limits: Mapping[str, int] | None = None) -> None:
         self.max_per_kind = max(1, max_per_kind)
-        # Prepared references are small (tokens and spectrograms): keep more of them.
-        self.limits = {"ref": 16, **(limits or {})}
+        # Prepared references (tokens and spectrograms) and prompts (phones and BERT features) are small:
+        # keep more of them.
+        self.limits = {"ref": 16, "prompt": 16, **(limits or {})}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._items: OrderedDict[tuple, Any] = OrderedDict()
