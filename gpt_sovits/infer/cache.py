@@ -18,8 +18,9 @@ class ModelCache:
     """Models loaded on first use and kept, one lock per key so concurrent users never load one twice.
 
     Keys are tuples starting with the kind ("gpt", "sovits", "hubert", "bert", "sv", "clvp", "ref" for prepared
-    references, "prompt" for a reference text's phones and BERT features) and naming what was loaded (resolved path, file mtime, device), so switching GPT weights
-    loads only the new GPT: SoVITS, HuBERT and BERT stay. At most ``max_per_kind`` entries of one kind
+    references, "prompt" for a reference text's phones and BERT features) and naming what was loaded
+    (resolved path, file mtime, device), so switching GPT weights loads only the new GPT: SoVITS, HuBERT and
+    BERT stay. At most ``max_per_kind`` entries of one kind
     are kept (``limits`` per kind; least recently used leaves first). Owned by the app (one per process),
     never a module global.
     """

@@ -208,7 +208,7 @@ def receptive_radius(gen: Generator) -> int:
     reach = (gen.conv_pre.kernel_size[0] - 1) / 2 * gen.conv_pre.dilation[0]
     rate = 1
     for i, up in enumerate(gen.ups):
-        reach += -(-up.kernel_size[0] // up.stride[0]) / rate  # inputs one output sample mixes, ceil
+        reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate  # inputs one output sample mixes
         rate *= up.stride[0]
         stage = 0.0
         for block in gen.resblocks[i * gen.num_kernels : (i + 1) * gen.num_kernels]:
@@ -216,7 +216,7 @@ def receptive_radius(gen: Generator) -> int:
             stage = max(stage, sum((c.kernel_size[0] - 1) / 2 * c.dilation[0] for c in convs))
         reach += stage / rate
     reach += (gen.conv_post.kernel_size[0] - 1) / 2 / rate
-    return int(-(-reach // 1))
+    return math.ceil(reach)
 
 
 class FastGenerator:
@@ -322,9 +322,10 @@ class FastGenerator:
             for start in range(0, t, self.core):
                 lo, hi = max(0, start - self.context), min(t, start + self.core + self.context)
                 offset = lo - (start - self.context)  # where frame lo sits in the tile
-                tile = x.new_zeros(1, c, 1, self.tile, dtype=torch.bfloat16)
+                tile = torch.empty(
+                    1, c, 1, self.tile, dtype=torch.bfloat16, memory_format=torch.channels_last
+                ).zero_()
                 tile[0, :, 0, offset : offset + hi - lo] = xb[row, :, lo:hi]
-                tile = tile.contiguous(memory_format=torch.channels_last)
                 y = self._run_tile(
                     tile, None if gb is None else gb[row : row + 1], slice(offset, offset + hi - lo)
                 )
