@@ -12,6 +12,8 @@ text, so HuBERT, prompt phones and BERT all run):
   wall time / audio duration.
 - Candidates: the same with N candidates, time relative to 1.
 - Streaming: four sentences (`--tokens` / 4 each); time until the first piece's audio is ready.
+- Streaming in parts: the 10 s sentence with `stream_tokens` (`--stream-tokens`, 16 as the reference's
+  default chunk); time until its first part is ready, and the whole run's time.
 - Peak RSS of the process (`ru_maxrss`).
 
 Each figure is the best of `--repeats` runs after a warm-up. Random weights never stop on EOS, which
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--stream-tokens", type=int, default=16, help="tokens per streamed part of a sentence")
     args = p.parse_args(argv)
 
     import torch
@@ -112,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         cache.get(synth.feature_key("hubert"), lambda: hubert)
         cache.get(synth.feature_key("bert"), lambda: bert)
 
-        def request(text: str, tokens: int, n: int, cut: str = "cut0") -> SynthesisRequest:
+        def request(text: str, tokens: int, n: int, cut: str = "cut0", stream: int = 0) -> SynthesisRequest:
             # force_tokens counts per piece: cut0 keeps SENTENCE whole, cut5 splits FOUR at each stop.
             return SynthesisRequest(
                 text=text, text_lang="zh", ref_audio=ref, ref_text=REF_TEXT, ref_lang="zh", cut=cut,
-                seed=1, pause=0.0, candidates=n, force_tokens=tokens,
+                seed=1, pause=0.0, candidates=n, force_tokens=tokens, stream_tokens=stream,
             )  # fmt: skip
 
         def best(fn, repeats: int) -> tuple[float, float, object]:
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         synth.synthesize(request(SENTENCE, 20, 1))  # warm-up: loads GPT/SoVITS, first-call costs
+        synth.synthesize(request(SENTENCE, 40, 1, stream=16))  # ... and the short decoder tile's
         warm_s = time.perf_counter() - t0
 
         one_s, one_cpu, one = best(lambda: synth.synthesize(request(SENTENCE, args.tokens, 1)), args.repeats)
@@ -140,15 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         per = max(1, args.tokens // 4)
 
-        def first_audio() -> tuple[float, float, float]:
+        def first_audio(req: SynthesisRequest) -> tuple[float, float, float]:
             t, c = time.perf_counter(), time.process_time()
             first = first_cpu = None
-            for _chunk in synth.stream(request(FOUR, per, 1, cut="cut5")):
+            for _chunk in synth.stream(req):
                 if first is None:
                     first, first_cpu = time.perf_counter() - t, time.process_time() - c
             return first or 0.0, first_cpu or 0.0, time.perf_counter() - t
 
-        firsts = [first_audio() for _ in range(args.repeats)]
+        firsts = [first_audio(request(FOUR, per, 1, cut="cut5")) for _ in range(args.repeats)]
+        parted = [
+            first_audio(request(SENTENCE, args.tokens, 1, stream=args.stream_tokens))
+            for _ in range(args.repeats)
+        ]
         audio_s = one.duration
         assert len(one.sentences) == 1 and abs(audio_s - args.tokens / 25) < 1e-6, (
             len(one.sentences),
@@ -176,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             "stream_first_audio_s": round(min(f[0] for f in firsts), 2),
             "stream_first_audio_cpu_s": round(min(f[1] for f in firsts), 2),
             "stream_total_s": round(min(f[2] for f in firsts), 2),
+            "parts_stream_tokens": args.stream_tokens,
+            "parts_first_audio_s": round(min(f[0] for f in parted), 2),
+            "parts_first_audio_cpu_s": round(min(f[1] for f in parted), 2),
+            "parts_total_s": round(min(f[2] for f in parted), 2),
+            "parts_rtf": round(min(f[2] for f in parted) / audio_s, 3),
             "peak_rss_after_build_mb": round(rss_built, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

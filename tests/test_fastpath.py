@@ -23,10 +23,9 @@ from gpt_sovits.models.fastpath import (
     fast_path_active,
     fast_s1,
     fast_s2,
-    receptive_radius,
 )
 from gpt_sovits.models.s1 import S1Config, Text2Semantic, strip_lightning_prefix
-from gpt_sovits.models.s2 import S2Config, SynthesizerTrn
+from gpt_sovits.models.s2 import S2Config, SynthesizerTrn, decoder_reach
 from gpt_sovits.models.sampling import SamplingParams
 from tests.support.reference_data import REFERENCE_DIR
 
@@ -249,7 +248,7 @@ def test_decoder_tiles_give_what_one_call_gives_and_reach_no_further_than_the_bo
     # zeros beyond the sequence's ends act as the exact decoder's padding, and its context covers the
     # decoder's reach, so tiles of any length give what one call over the whole latent gives.
     dec = s2_exact.dec
-    radius = receptive_radius(dec)
+    radius = decoder_reach(dec)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, dec.conv_pre.in_channels, 90, generator=g)
     style = torch.randn(1, dec.cond.in_channels, 1, generator=g)
@@ -272,7 +271,7 @@ def test_decoder_tiles_give_what_one_call_gives_and_reach_no_further_than_the_bo
     assert int(changed.min()) >= (45 - radius) * hop and int(changed.max()) < (46 + radius) * hop
     # The v2 decoder's bound (9 frames measured by the same perturbation at full size).
     with torch.device("meta"):
-        assert receptive_radius(SynthesizerTrn(S2Config(), with_posterior=False).dec) == 13
+        assert decoder_reach(SynthesizerTrn(S2Config(), with_posterior=False).dec) == 13
 
 
 def test_fast_s2_keeps_30_db_at_full_size() -> None:

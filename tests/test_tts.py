@@ -19,6 +19,7 @@ from gpt_sovits.infer.cache import ModelCache
 from gpt_sovits.infer.request import ReferenceLengthError, SynthesisRequest, TTSInputError
 from gpt_sovits.infer.result import SynthesisResult
 from gpt_sovits.infer.synthesizer import Synthesizer
+from gpt_sovits.models import s2_stream as tts_stream
 from tests.support.synth import voiced_segments
 
 SR = 32000
@@ -236,6 +237,43 @@ def test_stream_yields_each_piece_as_synthesize(synth, refs) -> None:
     assert [c.sentence.text for c in chunks] == ["今天天气很不错，", "我们去公园。"]
     whole = synth.synthesize(req)
     assert np.array_equal(np.concatenate([c.audio for c in chunks]), whole.audio)
+
+
+def test_stream_tokens_gives_each_piece_in_parts_while_s1_runs(synth, refs, monkeypatch) -> None:
+    # 60 tokens per piece (EOS banned), parts of 16: S1 is still decoding when the first part comes out.
+    req = _req(refs, text=TWO_PIECES, cut="cut5", force_tokens=60, stream_tokens=16)
+    feeds: list[tuple[int, bool]] = []
+    original_feed = tts_stream.StreamingDecode.feed
+
+    def feed(self, tokens, final):
+        feeds.append((tokens.numel(), final))
+        return original_feed(self, tokens, final)
+
+    monkeypatch.setattr(tts_stream.StreamingDecode, "feed", feed)
+    chunks = list(synth.stream(req))
+    # Piece 0: parts at 20, 36, 52 tokens (16 + the 4 of lookahead, then every 16), the rest at the end.
+    assert feeds == [(20, False), (36, False), (52, False), (60, True)] * 2
+    assert [(c.index, c.total) for c in chunks] == [(0, 2)] * 4 + [(1, 2)] * 4
+    assert [c.sentence is None for c in chunks] == [True, True, True, False] * 2
+    # Parts hold the frames settled so far (2 per token, less the lookahead); the last one the rest + pause.
+    sizes = [c.audio.size for c in chunks[:4]]
+    assert sizes == [32 * 640, 32 * 640, 32 * 640, (120 - 96) * 640 + int(SR * 0.1)]
+    pieces = [c.sentence for c in chunks if c.sentence is not None]
+    assert [len(p.candidates[p.chosen].tokens) for p in pieces] == [60, 60]
+    parts = np.concatenate([c.audio for c in chunks[:3]] + [chunks[3].audio[: -int(SR * 0.1)]])
+    assert np.array_equal(pieces[0].audio, parts) and np.abs(parts).max() > 0
+    # synthesize gives the streamed audio, the same for the same seed.
+    monkeypatch.undo()
+    whole = synth.synthesize(req)
+    assert np.array_equal(whole.audio, np.concatenate([c.audio for c in chunks]))
+    assert [s.text for s in whole.sentences] == ["今天天气很不错，", "我们去公园。"]
+    assert whole.audio.size == _expected_len(whole, 0.1)
+    assert 0 < whole.timings["first_audio"] < whole.timings["total"]
+    # Several candidates are chosen between whole pieces: no parts then.
+    several = list(
+        synth.stream(_req(refs, text=TWO_PIECES, cut="cut5", force_tokens=60, stream_tokens=16, candidates=2))
+    )
+    assert [c.sentence is not None for c in several] == [True, True]
 
 
 def test_reference_free_mode_loads_no_hubert(tiny_pretrained, refs) -> None:

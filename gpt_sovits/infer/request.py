@@ -185,6 +185,18 @@ SYNTHESIS_PARAMS: tuple[Param, ...] = (
         tab=Widget("Pause between sentences (s)", slider=(0.0, 1.0, 0.05), row="voice"),
     ),
     Param(
+        "stream_tokens", int, 0,
+        "with one candidate (v1/v2/v2Pro/v2ProPlus): stream each sentence in parts of this many S1 tokens "
+        "(25 per second) while S1 is still running, the first after that many plus 4; 0: each sentence "
+        "whole (the reference's streaming_mode uses 16)",
+        range=(0, 1500),
+        tab=Widget(
+            "Streaming chunk in tokens (0: whole sentences)", slider=(0, 100, 1), row="voice",
+            info="With one candidate, the live player starts after this many tokens of the first sentence "
+            "(25 per second) instead of after the whole sentence; costs some speed overall.",
+        ),
+    ),
+    Param(
         "sample_steps", int, 0,
         "CFM sampling steps of v3/v4 SoVITS models; 0: the version's default (v3 32, v4 8, as the "
         "reference); v3 takes 1-128, v4 1-32; v1/v2/v2Pro/v2ProPlus ignore it",

@@ -73,11 +73,13 @@ class SynthesisResult:
 
 @dataclass
 class StreamChunk:
-    """What ``Synthesizer.stream`` yields per piece: its result and its audio with the pause appended."""
+    """What ``Synthesizer.stream`` yields: piece ``index`` of ``total``, whole or (with ``stream_tokens``)
+    in parts. ``audio`` is this part's; the piece's last part carries its result (``sentence``, None on
+    the earlier parts) and the pause after it."""
 
     index: int
     total: int
-    sentence: SentenceResult
+    sentence: SentenceResult | None
     audio: np.ndarray
     seed: int
     sample_rate: int = DATASET_RATE  # 24000 (v3), 48000 (v4)

@@ -875,6 +875,11 @@ class Synthesizer:
         rate = self.output_rate()
         progress(0, n, f"{n} piece(s) to synthesise")
         done = 0
+        if self._streams_parts(plan):
+            for i in range(n):
+                yield from self._stream_piece(plan, i, rate, timings)
+                progress(i + 1, n, f"piece {i + 1}/{n} done")
+            return
         # One turn per S1 batch and one per piece; none is held while the caller has a chunk.
         for b, batch in enumerate(_batches(n, self.rows_per_batch, request.candidates)):
             with self.turn():
@@ -889,12 +894,87 @@ class Synthesizer:
                 audio = np.concatenate([sentence.audio, self._pause(request, rate)])
                 yield StreamChunk(i, n, sentence, audio, plan.seed, rate)
 
+    def _streams_parts(self, plan: _Plan) -> bool:
+        """Whether pieces come in parts while S1 runs: ``stream_tokens`` set, one candidate (nothing to
+        choose between), a v1-v2ProPlus model (v3/v4's CFM decodes whole pieces, as the reference)."""
+        request = plan.request
+        return int(request.stream_tokens) > 0 and int(request.candidates) == 1 and not self.is_v3v4()
+
+    def _stream_piece(
+        self, plan: _Plan, i: int, rate: int, timings: dict[str, float]
+    ) -> Iterator[StreamChunk]:
+        """Piece i in parts: S1 decodes it alone (seeded by seed + i) and every ``stream_tokens`` tokens
+        S2 gives out the frames settled so far (gpt_sovits.models.s2_stream); one turn per part."""
+        from gpt_sovits.models.s2_stream import StreamingDecode
+
+        request, piece = plan.request, plan.pieces[i]
+        chunk = int(request.stream_tokens)
+        gpt, _ = self.gpt()
+        sovits, _ = self.sovits()
+        dev = self.device
+        between = {"between_steps": self.yield_turn} if self.yield_turn is not None else {}
+        with self.turn():
+            t1 = time.perf_counter()
+            piece.bert = self._bert(piece.segments)
+            phones = torch.tensor(plan.prompt.phones + piece.phones, dtype=torch.long)
+            bert = torch.cat([plan.prompt.bert, piece.bert], dim=1)
+            gen = torch.Generator(device=dev).manual_seed(plan.seed + i)
+            steps = gpt.decode_steps([phones], [bert], plan.ref.prompt, plan.params, 1, gen, **between)
+            text = torch.tensor(piece.phones, dtype=torch.long, device=dev).unsqueeze(0)
+            extra = {} if plan.ref.sv is None else {"sv_emb": [e.to(dev) for e in plan.ref.sv]}
+            with torch.inference_mode(), autocast_for(dev):
+                ge = sovits.reference_style([s.to(dev) for s in plan.ref.specs], **extra)
+            decoder = StreamingDecode(
+                sovits, text, ge, request.noise_scale, request.speed, _noise_generator(plan.seed, i)
+            )
+            timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
+        parts: list[np.ndarray] = []
+        due, result = chunk + decoder.lookahead, None
+        while result is None:
+            with self.turn():
+                t1 = time.perf_counter()
+                with autocast_for(dev):
+                    while True:
+                        try:
+                            seen = next(steps)
+                        except StopIteration as done:
+                            result = done.value
+                            tokens = result.candidates[0][0].tokens
+                            break
+                        if int(seen.n_tok[0]) >= due:
+                            tokens = seen.tokens[0, : int(seen.n_tok[0])].cpu()
+                            break
+                t2 = time.perf_counter()
+                timings["s1"] = timings.get("s1", 0.0) + t2 - t1
+                if result is not None and not parts and tokens.numel() == 0:
+                    audio = self._decode([], piece.phones, plan.ref.specs, request, plan.seed, i)
+                else:
+                    with torch.inference_mode(), autocast_for(dev):
+                        audio = decoder.feed(tokens, final=result is not None).numpy()
+                timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t2
+            due = tokens.numel() + chunk
+            if result is not None:
+                break
+            if audio.size:
+                parts.append(audio)
+                timings.setdefault("first_audio", time.perf_counter() - plan.started)
+                yield StreamChunk(i, len(plan.pieces), None, audio, plan.seed, rate)
+        parts.append(audio)
+        infos, chosen = select_candidates(
+            piece.phones, result.candidates[0], plan.scorers, request.logprob_weight
+        )
+        sentence = SentenceResult(piece.text, piece.phones, infos, chosen, np.concatenate(parts))
+        timings.setdefault("first_audio", time.perf_counter() - plan.started)
+        last = np.concatenate([audio, self._pause(request, rate)])
+        yield StreamChunk(i, len(plan.pieces), sentence, last, plan.seed, rate)
+
     @staticmethod
     def _pause(request: SynthesisRequest, rate: int = DATASET_RATE) -> np.ndarray:
         return np.zeros(int(rate * request.pause), dtype=np.float32)
 
     def stream(self, request: SynthesisRequest, progress: ProgressFn = no_progress) -> Iterator[StreamChunk]:
-        """Yield each piece (its result and audio with the pause) as soon as it is decoded.
+        """Yield each piece (its result and audio with the pause) as soon as it is decoded; with
+        ``stream_tokens`` (one candidate, v1-v2ProPlus) each piece in parts while S1 is still running.
 
         The pieces and their audio are exactly those of ``synthesize`` for the same request and seed.
         """
@@ -923,7 +1003,7 @@ class Synthesizer:
         return SynthesisResult(
             sample_rate=chunks[0].sample_rate,
             audio=np.concatenate([c.audio for c in chunks]).astype(np.float32, copy=False),
-            sentences=[c.sentence for c in chunks],
+            sentences=[c.sentence for c in chunks if c.sentence is not None],
             seed=chunks[0].seed,
             request=request,
             timings=timings,

@@ -36,7 +36,7 @@ from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported
 from gpt_sovits.models.precisions import PrecisionError as PrecisionError
 from gpt_sovits.models.precisions import check_precision
 from gpt_sovits.models.s1 import Text2Semantic
-from gpt_sovits.models.s2 import Generator, SynthesizerTrn
+from gpt_sovits.models.s2 import Generator, SynthesizerTrn, decoder_reach
 
 # Rows at or below which the int8 kernel (one pass over the weights per row) beats dequantise + bf16 GEMM.
 INT8_GEMV_ROWS = 32
@@ -52,6 +52,8 @@ INT8_K_MULTIPLE = 32
 # create, 0.6-0.8 s to run); tiles of one fixed length create theirs once per process (about 3 s at 128
 # frames), and run at the same cost per frame as one long call (2.5 ms per frame, 2 threads, 64-384 frames).
 FAST_DECODER_TILE = 128
+# The tile of spans that fit its core (38 frames): a streamed chunk of up to 19 tokens costs half a full tile.
+FAST_SHORT_TILE = 64
 
 
 def apply_precision(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
@@ -201,24 +203,6 @@ def _outside_zeroed(x: torch.Tensor, valid: slice) -> torch.Tensor:
     return x
 
 
-def receptive_radius(gen: Generator) -> int:
-    """How many latent frames on each side of a frame can change its output samples in ``gen``: an upper
-    bound summed over the layers (each conv's reach in its stage's samples, over the stage's rate), rounded
-    up. About 13 for the v2 decoder (9 measured by perturbing one frame)."""
-    reach = (gen.conv_pre.kernel_size[0] - 1) / 2 * gen.conv_pre.dilation[0]
-    rate = 1
-    for i, up in enumerate(gen.ups):
-        reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate  # inputs one output sample mixes
-        rate *= up.stride[0]
-        stage = 0.0
-        for block in gen.resblocks[i * gen.num_kernels : (i + 1) * gen.num_kernels]:
-            convs = [*block.convs1, *block.convs2] if isinstance(block, ResBlock1) else list(block.convs)
-            stage = max(stage, sum((c.kernel_size[0] - 1) / 2 * c.dilation[0] for c in convs))
-        reach += stage / rate
-    reach += (gen.conv_post.kernel_size[0] - 1) / 2 / rate
-    return math.ceil(reach)
-
-
 class FastGenerator:
     """The S2 HiFi-GAN decoder (``Generator``) for CPU inference: every convolution a channels-last bf16
     conv2d over (B, C, 1, T) activations (oneDNN's fast bf16 path; the NCW conv1d layout is several times
@@ -230,19 +214,24 @@ class FastGenerator:
     state dict the official one). Built from a model's weights at load; it does not follow later changes.
     """
 
-    def __init__(self, gen: Generator, tile: int | None = FAST_DECODER_TILE) -> None:
+    def __init__(
+        self, gen: Generator, tile: int | None = FAST_DECODER_TILE, short_tile: int | None = FAST_SHORT_TILE
+    ) -> None:
         self.device = gen.conv_pre.weight.device
         self.num_kernels = gen.num_kernels
         self.rates = [u.stride[0] for u in gen.ups]
         # Tiles of `tile` frames: `context` frames each side (at least the decoder's reach) are computed
         # and dropped, the `core` between them kept. None: the whole latent in one call of its own length.
         self.tile = tile
-        self.context = receptive_radius(gen)
+        self.context = decoder_reach(gen)
         self.core = (tile or 0) - 2 * self.context
         if tile is not None and self.core < 1:
             raise ValueError(
                 f"a decoder tile of {tile} frames leaves no core around {self.context} frames of context"
             )
+        # Spans short enough for a smaller tile's core take it (one more set of primitives, created once).
+        fits = tile is not None and short_tile is not None and 2 * self.context < short_tile < tile
+        self.short_tile = short_tile if fits else None
         self.conv_pre = _Conv(gen.conv_pre)
         self.cond = _Conv(gen.cond) if hasattr(gen, "cond") else None
         # Stages narrower than FAST_MIN_CHANNELS run in fp32 (still channels-last): with a handful of
@@ -300,13 +289,17 @@ class FastGenerator:
         return torch.tanh(x.float())
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, T) latent, g (B, gin, 1) style -> (B, 1, T * prod(upsample_rates)) fp32.
+    def __call__(
+        self, x: torch.Tensor, g: torch.Tensor | None = None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """x (B, C, T) latent, g (B, gin, 1) style -> audio of frames [start, stop) (all by default):
+        (B, 1, (stop - start) * prod(upsample_rates)) fp32.
 
-        Decoded tile by tile: each tile holds ``core`` frames plus up to ``context`` real frames each side
-        (zeros beyond the sequence's ends), every tile the same shape.
+        Decoded tile by tile: each tile holds ``core`` frames plus up to ``context`` frames of x each side
+        (zeros beyond x's ends), every tile the same shape.
         """
         b, c, t = x.shape
+        stop = t if stop is None else stop
         hop = math.prod(self.rates)
         xb = x.to(torch.bfloat16)
         gb = (
@@ -315,24 +308,29 @@ class FastGenerator:
             else g.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
         )
         if self.tile is None:
-            whole = xb.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            return self._run_tile(whole, gb, slice(0, t)).squeeze(2)
-        out = torch.empty(b, 1, t * hop)
+            lo, hi = max(0, start - self.context), min(t, stop + self.context)
+            whole = xb[..., lo:hi].unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            y = self._run_tile(whole, gb, slice(0, hi - lo)).squeeze(2)
+            return y[..., (start - lo) * hop : (stop - lo) * hop]
+        size = self.tile
+        if self.short_tile is not None and stop - start <= self.short_tile - 2 * self.context:
+            size = self.short_tile
+        core = size - 2 * self.context
+        out = torch.empty(b, 1, (stop - start) * hop)
         for row in range(b):
-            for start in range(0, t, self.core):
-                lo, hi = max(0, start - self.context), min(t, start + self.core + self.context)
-                offset = lo - (start - self.context)  # where frame lo sits in the tile
+            for first in range(start, stop, core):
+                lo, hi = max(0, first - self.context), min(t, first + core + self.context)
+                offset = lo - (first - self.context)  # where frame lo sits in the tile
                 tile = torch.empty(
-                    1, c, 1, self.tile, dtype=torch.bfloat16, memory_format=torch.channels_last
+                    1, c, 1, size, dtype=torch.bfloat16, memory_format=torch.channels_last
                 ).zero_()
                 tile[0, :, 0, offset : offset + hi - lo] = xb[row, :, lo:hi]
                 y = self._run_tile(
                     tile, None if gb is None else gb[row : row + 1], slice(offset, offset + hi - lo)
                 )
-                n = min(self.core, t - start)
-                out[row, 0, start * hop : (start + n) * hop] = y[
-                    0, 0, 0, self.context * hop : (self.context + n) * hop
-                ]
+                n = min(core, stop - first)
+                at = (first - start) * hop
+                out[row, 0, at : at + n * hop] = y[0, 0, 0, self.context * hop : (self.context + n) * hop]
         return out
 
 

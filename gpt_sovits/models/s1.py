@@ -7,7 +7,9 @@ Lightning ``model.`` prefix, so official GPT checkpoints load strictly.
 
 Training: ``forward`` gives teacher-forced logits and targets; ``s1_loss``, ``top_k_accuracy``,
 ``sequence_logps`` and ``dpo_loss`` are plain functions at the end of this file.
-Inference: ``generate`` decodes with a preallocated KV cache, batched over sentences and candidates. The
+Inference: ``generate`` decodes with a preallocated KV cache, batched over sentences and candidates
+(``decode_steps`` is the same decode as a generator that shows the tokens so far at every look, for
+streaming). The
 step loop keeps its bookkeeping (tokens, stop flags, counts) in device tensors and looks at them on the host
 only every ``sync_every`` steps (every step on CPU, where a look costs nothing and finished rows leave the
 batch at once, as before). On CUDA the single-token step is captured once as a CUDA graph and replayed
@@ -17,7 +19,7 @@ batch at once, as before). On CUDA the single-token step is captured once as a C
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -407,6 +409,16 @@ class Candidate:
 
 
 @dataclass
+class DecodeProgress:
+    """What ``decode_steps`` yields at each look at the device state: the tokens kept so far, row r's
+    being ``tokens[r, :n_tok[r]]`` (rows as in the result: candidate j of sentence i is row i * N + j).
+    Device tensors, valid until the decode goes on: read them before asking for the next step."""
+
+    tokens: torch.Tensor  # (rows, max_new_tokens) int64
+    n_tok: torch.Tensor  # (rows,) int64
+
+
+@dataclass
 class GenerationResult:
     """``candidates[i][j]`` is candidate j of sentence i."""
 
@@ -539,6 +551,35 @@ class Text2Semantic(nn.Module):
         return_step_logits: bool = False,
         between_steps: Callable[[], None] | None = None,
     ) -> GenerationResult:
+        """The whole decode of ``decode_steps`` (same arguments, same tokens): its result."""
+        steps = self.decode_steps(
+            phones,
+            bert_features,
+            prompts,
+            params,
+            num_candidates,
+            generator,
+            return_step_logits,
+            between_steps,
+        )
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    @torch.inference_mode()  # entered again at every resume of the generator
+    def decode_steps(
+        self,
+        phones: Sequence[torch.Tensor],
+        bert_features: Sequence[torch.Tensor],
+        prompts: torch.Tensor | Sequence[torch.Tensor | None] | None,
+        params: SamplingParams | None = None,
+        num_candidates: int = 1,
+        generator: torch.Generator | None = None,
+        return_step_logits: bool = False,
+        between_steps: Callable[[], None] | None = None,
+    ) -> Generator[DecodeProgress, None, GenerationResult]:
         """Decode semantic tokens with a KV cache for several sentences and candidates at once.
 
         phones[i] (Tx_i,) phone ids of prompt text + target text; bert_features[i] (1024, Tx_i);
@@ -548,7 +589,8 @@ class Text2Semantic(nn.Module):
         ``infer_panel_naive`` rules: EOS banned for the first ``eos_ban_steps`` steps, stop when the sample
         or the argmax of the penalised logits is EOS (that step's token is dropped), stop after
         ``max_new_tokens`` tokens (the last one kept). ``between_steps`` is called at each look at the
-        device state (every ``sync_every`` steps): a server lets other requests use the model there.
+        device state (every ``sync_every`` steps): a server lets other requests use the model there; at
+        the same looks the generator yields a ``DecodeProgress``, and it returns the ``GenerationResult``.
         """
         params = params or SamplingParams()
         params.validate()
@@ -594,16 +636,18 @@ class Text2Semantic(nn.Module):
             kinds.append(k)
             prompt_lens.append(0 if pr is None else pr.numel())
             seen_lists.append(pr)
-        return self._decode(
-            prefixes,
-            kinds,
-            prompt_lens,
-            seen_lists,
-            params,
-            num_candidates,
-            generator,
-            return_step_logits,
-            between_steps,
+        return (
+            yield from self._decode(
+                prefixes,
+                kinds,
+                prompt_lens,
+                seen_lists,
+                params,
+                num_candidates,
+                generator,
+                return_step_logits,
+                between_steps,
+            )
         )
 
     def _decode(
@@ -617,7 +661,7 @@ class Text2Semantic(nn.Module):
         generator: torch.Generator | None,
         return_step_logits: bool,
         between_steps: Callable[[], None] | None = None,
-    ) -> GenerationResult:
+    ) -> Generator[DecodeProgress, None, GenerationResult]:
         """Prefill once per sentence, copy the cache to its candidates, then decode step by step."""
         dev = self.device
         n_sent = len(prefixes)
@@ -724,6 +768,7 @@ class Text2Semantic(nn.Module):
                     break
                 if between_steps is not None:
                     between_steps()
+                yield DecodeProgress(tokens, n_tok)
                 if compact and n_alive < rows.numel():
                     idx = alive.nonzero().squeeze(1)
                     rows, alive, sample, seen, next_pos = (

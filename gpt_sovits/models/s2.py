@@ -24,6 +24,7 @@ weights load strictly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -447,6 +448,35 @@ class Generator(nn.Module):
         return torch.tanh(x)
 
 
+def decoder_reach(gen: Generator) -> int:
+    """How many latent frames on each side of a frame can change its output samples in ``gen``: an upper
+    bound summed over the layers (each conv's reach in its stage's samples, over the stage's rate), rounded
+    up. About 13 for the v2 decoder (9 measured by perturbing one frame)."""
+    reach = (gen.conv_pre.kernel_size[0] - 1) / 2 * gen.conv_pre.dilation[0]
+    rate = 1
+    for i, up in enumerate(gen.ups):
+        reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate  # inputs one output sample mixes
+        rate *= up.stride[0]
+        stage = 0.0
+        for block in gen.resblocks[i * gen.num_kernels : (i + 1) * gen.num_kernels]:
+            convs = [*block.convs1, *block.convs2] if isinstance(block, ResBlock1) else list(block.convs)
+            stage = max(stage, sum((c.kernel_size[0] - 1) / 2 * c.dilation[0] for c in convs))
+        reach += stage / rate
+    reach += (gen.conv_post.kernel_size[0] - 1) / 2 / rate
+    return math.ceil(reach)
+
+
+def flow_reach(flow: ResidualCouplingBlock) -> int:
+    """How many frames on each side of a frame can change it through ``flow`` (either direction): the
+    WaveNet convolutions' reach summed over the coupling layers (32 for the v2 flow: 4 x 4 layers of
+    kernel 5)."""
+    reach = 0
+    for layer in flow.flows:
+        if isinstance(layer, ResidualCouplingLayer):
+            reach += sum((c.kernel_size[0] - 1) // 2 * c.dilation[0] for c in layer.enc.in_layers)
+    return reach
+
+
 # --- the synthesizer ----------------------------------------------------------------------------
 
 
@@ -632,25 +662,63 @@ class SynthesizerTrn(nn.Module):
             raise ValueError("text is empty: at least one phone id is needed")
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
+        ge = self.reference_style(refer, sv_emb)
+        _, m_p, logs_p, y_mask = self.prior(codes, text, ge, speed)
+        noise = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype).to(m_p.device)
+        z_p = m_p + noise * torch.exp(logs_p) * noise_scale
+        z = self.flow(z_p, y_mask, g=ge, reverse=True)
+        return self.decode_frames(z * y_mask, ge)
+
+    @torch.no_grad()
+    def reference_style(
+        self,
+        refer: torch.Tensor | Sequence[torch.Tensor],
+        sv_emb: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``ge`` (B, gin, 1) of ``decode``'s references: their style vectors averaged (see ``decode``)."""
         refs = list(refer) if isinstance(refer, (list, tuple)) else [refer]
         if not refs:
             raise ValueError("at least one reference spectrogram is needed")
         svs = self._sv_per_reference(sv_emb, len(refs))
-        ge = torch.stack([self.style(r, sv_emb=sv) for r, sv in zip(refs, svs, strict=True)], 0).mean(0)
+        return torch.stack([self.style(r, sv_emb=sv) for r, sv in zip(refs, svs, strict=True)], 0).mean(0)
 
+    @torch.no_grad()
+    def prior(
+        self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, speed: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prior of ``decode``: codes (1, B, T25), text (B, Tt), ge (B, gin, 1) -> (x, m_p, logs_p,
+        y_mask) of ``TextEncoder.forward``, 2*T25 frames (int(2*T25 / speed) + 1 when speed != 1)."""
         y_lengths = torch.tensor([codes.size(2) * 2], device=codes.device)
         text_lengths = torch.tensor([text.size(-1)], device=text.device)
         quantized = self._upsample_content(self.quantizer.decode(codes))  # (B, 768, T50)
-        _, m_p, logs_p, y_mask = self.enc_p(
-            quantized, y_lengths, text, text_lengths, self.mrte_style(ge), speed
-        )
-        noise = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype).to(m_p.device)
-        z_p = m_p + noise * torch.exp(logs_p) * noise_scale
-        z = self.flow(z_p, y_mask, g=ge, reverse=True)
+        return self.enc_p(quantized, y_lengths, text, text_lengths, self.mrte_style(ge), speed)
+
+    @property
+    def hop(self) -> int:
+        """Output samples per latent frame (640 at 32 kHz: 50 frames per second)."""
+        return math.prod(self.cfg.upsample_rates)
+
+    @torch.no_grad()
+    def decode_frames(
+        self, z: torch.Tensor, ge: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """The decoder's audio of latent frames [start, stop) of z (B, C, T): (B, 1, (stop - start) * hop).
+
+        The frames of z around the span are its context (the decoder reaches ``decoder_reach`` frames);
+        beyond z's ends the decoder sees zeros, as at the ends of a whole sequence. The CPU fast path's
+        decoder (``inference_dec``) is used when the model has one.
+        """
+        t = z.size(-1)
+        stop = t if stop is None else stop
         fast = self.inference_dec
         if fast is not None and not self.training and fast.device == z.device and z.dtype == torch.float32:
-            return fast(z * y_mask, g=ge)
-        return self.dec(z * y_mask, g=ge)
+            return fast(z, g=ge, start=start, stop=stop)
+        if (start, stop) == (0, t):
+            return self.dec(z, g=ge)
+        reach = decoder_reach(self.dec)
+        lo, hi = max(0, start - reach), min(t, stop + reach)
+        y = self.dec(z[..., lo:hi], g=ge)
+        return y[..., (start - lo) * self.hop : (stop - lo) * self.hop]
 
     # -- training -----------------------------------------------------------------------------
 
