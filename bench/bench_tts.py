@@ -13,10 +13,11 @@ text, so HuBERT, prompt phones and BERT all run):
 - Candidates: the same with N candidates, time relative to 1.
 - Streaming: four sentences (`--tokens` / 4 each); time until the first piece's audio is ready.
 - Streaming in parts: the 10 s sentence with `stream_tokens` (`--stream-tokens`, 16 as the reference's
-  default chunk); time until its first part is ready, and the whole run's time.
+  default chunk); time until its first part is ready, the whole run's time, and `synthesize` of it
+  relative to the same sentence without parts.
 - Peak RSS of the process (`ru_maxrss`).
 
-Each figure is the best of `--repeats` runs after a warm-up. Random weights never stop on EOS, which
+Each figure is the best of `--repeats` runs after a warm-up; the runs of the figures alternate. Random weights never stop on EOS, which
 is why the token count is forced (EOS is banned until it is reached).
 """
 
@@ -122,29 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                 seed=1, pause=0.0, candidates=n, force_tokens=tokens, stream_tokens=stream,
             )  # fmt: skip
 
-        def best(fn, repeats: int) -> tuple[float, float, object]:
-            """(best wall s, CPU s of that run, result). CPU time (all threads of this process) is the
-            steadier figure on a shared machine: with 1 thread it is the wall time a quiet core gives."""
-            out, runs = None, []
-            for _ in range(repeats):
-                t, c = time.perf_counter(), time.process_time()
-                out = fn()
-                runs.append((time.perf_counter() - t, time.process_time() - c))
-            wall, cpu = min(runs)
-            return wall, cpu, out
-
-        t0 = time.perf_counter()
-        synth.synthesize(request(SENTENCE, 20, 1))  # warm-up: loads GPT/SoVITS, first-call costs
-        synth.synthesize(request(SENTENCE, 40, 1, stream=16))  # ... and the short decoder tile's
-        warm_s = time.perf_counter() - t0
-
-        one_s, one_cpu, one = best(lambda: synth.synthesize(request(SENTENCE, args.tokens, 1)), args.repeats)
-        n_s, n_cpu, n_res = best(
-            lambda: synth.synthesize(request(SENTENCE, args.tokens, args.candidates)), args.repeats
-        )
-        per = max(1, args.tokens // 4)
+        def timed(fn) -> tuple[float, float, object]:
+            """(wall s, CPU s, result) of one run. CPU time (all threads of this process) is the steadier
+            figure on a shared machine: with 1 thread it is the wall time a quiet core gives."""
+            t, c = time.perf_counter(), time.process_time()
+            out = fn()
+            return time.perf_counter() - t, time.process_time() - c, out
 
         def first_audio(req: SynthesisRequest) -> tuple[float, float, float]:
+            """(wall s, CPU s until the first chunk, wall s of the whole stream)."""
             t, c = time.perf_counter(), time.process_time()
             first = first_cpu = None
             for _chunk in synth.stream(req):
@@ -152,11 +139,24 @@ def main(argv: list[str] | None = None) -> int:
                     first, first_cpu = time.perf_counter() - t, time.process_time() - c
             return first or 0.0, first_cpu or 0.0, time.perf_counter() - t
 
-        firsts = [first_audio(request(FOUR, per, 1, cut="cut5")) for _ in range(args.repeats)]
-        parted = [
-            first_audio(request(SENTENCE, args.tokens, 1, stream=args.stream_tokens))
-            for _ in range(args.repeats)
-        ]
+        t0 = time.perf_counter()
+        synth.synthesize(request(SENTENCE, 20, 1))  # warm-up: loads GPT/SoVITS, first-call costs
+        synth.synthesize(request(SENTENCE, 40, 1, stream=16))  # ... and the short decoder tile's
+        warm_s = time.perf_counter() - t0
+
+        # The figures alternate within each repeat (the machine's speed drifts), best of the repeats.
+        per = max(1, args.tokens // 4)
+        runs: dict[str, list] = {"n1": [], "n": [], "stream": [], "parts": []}
+        for _ in range(args.repeats):
+            runs["n1"].append(timed(lambda: synth.synthesize(request(SENTENCE, args.tokens, 1))))
+            runs["n"].append(timed(lambda: synth.synthesize(request(SENTENCE, args.tokens, args.candidates))))
+            runs["stream"].append(first_audio(request(FOUR, per, 1, cut="cut5")))
+            parts = request(SENTENCE, args.tokens, 1, stream=args.stream_tokens)
+            runs["parts"].append(first_audio(parts) + timed(lambda req=parts: synth.synthesize(req)))
+        one_s, one_cpu, one = min(runs["n1"], key=lambda r: r[0])
+        n_s, n_cpu, n_res = min(runs["n"], key=lambda r: r[0])
+        firsts, parted = runs["stream"], runs["parts"]
+        parts_whole = min(parted, key=lambda r: r[3])
         audio_s = one.duration
         assert len(one.sentences) == 1 and abs(audio_s - args.tokens / 25) < 1e-6, (
             len(one.sentences),
@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             "parts_first_audio_cpu_s": round(min(f[1] for f in parted), 2),
             "parts_total_s": round(min(f[2] for f in parted), 2),
             "parts_rtf": round(min(f[2] for f in parted) / audio_s, 3),
+            "parts_synthesize_s": round(parts_whole[3], 2),
+            "parts_over_n1": round(parts_whole[3] / one_s, 2),
+            "parts_timings": {k: round(v, 2) for k, v in parts_whole[5].timings.items()},
             "peak_rss_after_build_mb": round(rss_built, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

@@ -717,6 +717,22 @@ def test_the_tab_streams_sentences_then_regenerates_one_with_a_new_seed(tab, tin
     assert np.array_equal(synth.candidate_audio(result, 1, other), piece)
 
 
+def test_the_tab_streams_parts_of_sentences_with_a_streaming_chunk(tab, tiny_pretrained, tmp_path):
+    from ui.inference_tab import synthesize_form
+
+    ui = tab.ui
+    values = _form_values(tab, tiny_pretrained, _wav(tmp_path / "ref.wav", 4.0))
+    # One candidate, parts of 4 tokens: every sentence (at least 11 tokens: EOS is banned for 11 steps)
+    # comes to the live player in two parts or more.
+    values |= {ui.knobs["candidates"]: 1, ui.knobs["stream_tokens"]: 4, ui.knobs["max_new_tokens"]: 40}
+    updates = _collect(synthesize_form(tab, values, progress=lambda *a, **k: None))
+    streamed, final = updates[:-1], updates[-1]
+    assert len(streamed) >= 4 and all(set(u) == {ui.stream_audio} for u in streamed)
+    result = final[ui.session]["outcome"].result
+    assert len(result.sentences) == 2 and result.request.stream_tokens == 4
+    assert sum(u[ui.stream_audio][1].size for u in streamed) == result.audio.size  # what was heard is saved
+
+
 def test_an_api_call_naming_a_voice_gets_its_values_where_it_left_defaults(tmp_path):
     from gpt_sovits.infer.voices import VoiceError, save_voice
 

@@ -32,16 +32,14 @@ def inputs(model: SynthesizerTrn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def _stream(
-    model: SynthesizerTrn, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, chunk: int, **kw
+    model: SynthesizerTrn, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, part: int, **kw
 ) -> list[torch.Tensor]:
-    """Feed the tokens as S1 would hand them over: every ``chunk`` tokens after the first chunk."""
-    decoder = StreamingDecode(model, text, ge, generator=torch.Generator().manual_seed(1), **kw)
+    """Feed the tokens as the synthesiser does: when the decoder says the next part is due."""
+    decoder = StreamingDecode(model, text, ge, generator=torch.Generator().manual_seed(1), part=part, **kw)
     tokens, parts, n = codes[0, 0], [], 0
-    due = chunk + decoder.lookahead
     while n < tokens.numel():
-        n = min(tokens.numel(), due)
+        n = min(tokens.numel(), decoder.due)
         parts.append(decoder.feed(tokens[:n], final=n == tokens.numel()))
-        due = n + chunk
     return parts
 
 
@@ -60,7 +58,8 @@ def test_parts_cover_the_piece_and_match_a_whole_decode_of_the_same_prior(model,
     # Real prior: each part's prior sees only the tokens so far, so the audio differs from the whole
     # decode, but the parts add up to its length, hop samples per frame, none empty.
     parts = _stream(model, codes, text, ge, 16, noise_scale=0.0)
-    assert [p.numel() for p in parts] == [32 * 640] * 5 + [(180 - 160) * 640]
+    # Parts of 16, 32, then 48 tokens: the first at 20 tokens (16 + 4 held back), the second at 52.
+    assert [p.numel() for p in parts] == [32 * 640, 64 * 640, (180 - 96) * 640]
     assert torch.cat(parts).shape == whole.shape
     # With a prior that does not change as tokens come (the whole piece's, cut to the tokens so far), the
     # windows are exact once the lookahead covers the flow's and decoder's reach: the whole decode.
@@ -84,8 +83,17 @@ def test_noise_is_seeded_and_speed_keeps_the_whole_decodes_length(model, inputs)
     assert torch.cat(_stream(model, codes, text, ge, 12, speed=0.8)).numel() == slow.numel()
 
 
+def test_parts_double_up_to_the_largest(model, inputs) -> None:
+    codes, text, ge = inputs
+    sizes = [p.numel() // 1280 for p in _stream(model, codes.repeat(1, 1, 3), text, ge, 5)]  # 270 tokens
+    assert sizes == [5, 10, 20, 40, 48, 48, 48, 270 - 219]  # tokens' worth of frames (2 per token)
+    assert [p.numel() // 1280 for p in _stream(model, codes, text, ge, 60)] == [60, 30]
+
+
 def test_bad_settings_and_empty_input_are_refused(model, inputs) -> None:
     _, text, ge = inputs
+    with pytest.raises(ValueError, match="at least one token"):
+        StreamingDecode(model, text, ge, part=0)
     with pytest.raises(ValueError, match="needs a lookahead of 3"):
         StreamingDecode(model, text, ge, lookahead=2, crossfade=6)
     decoder = StreamingDecode(model, text, ge)

@@ -251,16 +251,16 @@ def test_stream_tokens_gives_each_piece_in_parts_while_s1_runs(synth, refs, monk
 
     monkeypatch.setattr(tts_stream.StreamingDecode, "feed", feed)
     chunks = list(synth.stream(req))
-    # Piece 0: parts at 20, 36, 52 tokens (16 + the 4 of lookahead, then every 16), the rest at the end.
-    assert feeds == [(20, False), (36, False), (52, False), (60, True)] * 2
-    assert [(c.index, c.total) for c in chunks] == [(0, 2)] * 4 + [(1, 2)] * 4
-    assert [c.sentence is None for c in chunks] == [True, True, True, False] * 2
+    # Piece 0: parts at 20 tokens (16 + the 4 of lookahead), then at 52 (parts double: 32), the rest at the end.
+    assert feeds == [(20, False), (52, False), (60, True)] * 2
+    assert [(c.index, c.total) for c in chunks] == [(0, 2)] * 3 + [(1, 2)] * 3
+    assert [c.sentence is None for c in chunks] == [True, True, False] * 2
     # Parts hold the frames settled so far (2 per token, less the lookahead); the last one the rest + pause.
-    sizes = [c.audio.size for c in chunks[:4]]
-    assert sizes == [32 * 640, 32 * 640, 32 * 640, (120 - 96) * 640 + int(SR * 0.1)]
+    sizes = [c.audio.size for c in chunks[:3]]
+    assert sizes == [32 * 640, 64 * 640, (120 - 96) * 640 + int(SR * 0.1)]
     pieces = [c.sentence for c in chunks if c.sentence is not None]
     assert [len(p.candidates[p.chosen].tokens) for p in pieces] == [60, 60]
-    parts = np.concatenate([c.audio for c in chunks[:3]] + [chunks[3].audio[: -int(SR * 0.1)]])
+    parts = np.concatenate([c.audio for c in chunks[:2]] + [chunks[2].audio[: -int(SR * 0.1)]])
     assert np.array_equal(pieces[0].audio, parts) and np.abs(parts).max() > 0
     # synthesize gives the streamed audio, the same for the same seed.
     monkeypatch.undo()

@@ -903,8 +903,9 @@ class Synthesizer:
     def _stream_piece(
         self, plan: _Plan, i: int, rate: int, timings: dict[str, float]
     ) -> Iterator[StreamChunk]:
-        """Piece i in parts: S1 decodes it alone (seeded by seed + i) and every ``stream_tokens`` tokens
-        S2 gives out the frames settled so far (gpt_sovits.models.s2_stream); one turn per part."""
+        """Piece i in parts: S1 decodes it alone (seeded by seed + i); after ``stream_tokens`` tokens, then
+        after parts growing to 48 tokens, S2 gives out the frames settled so far
+        (gpt_sovits.models.s2_stream); one turn per part."""
         from gpt_sovits.models.s2_stream import StreamingDecode
 
         request, piece = plan.request, plan.pieces[i]
@@ -925,11 +926,11 @@ class Synthesizer:
             with torch.inference_mode(), autocast_for(dev):
                 ge = sovits.reference_style([s.to(dev) for s in plan.ref.specs], **extra)
             decoder = StreamingDecode(
-                sovits, text, ge, request.noise_scale, request.speed, _noise_generator(plan.seed, i)
+                sovits, text, ge, request.noise_scale, request.speed, _noise_generator(plan.seed, i), chunk
             )
             timings["s1"] = timings.get("s1", 0.0) + time.perf_counter() - t1
         parts: list[np.ndarray] = []
-        due, result = chunk + decoder.lookahead, None
+        result = None
         while result is None:
             with self.turn():
                 t1 = time.perf_counter()
@@ -941,7 +942,7 @@ class Synthesizer:
                             result = done.value
                             tokens = result.candidates[0][0].tokens
                             break
-                        if int(seen.n_tok[0]) >= due:
+                        if int(seen.n_tok[0]) >= decoder.due:
                             tokens = seen.tokens[0, : int(seen.n_tok[0])].cpu()
                             break
                 t2 = time.perf_counter()
@@ -952,7 +953,6 @@ class Synthesizer:
                     with torch.inference_mode(), autocast_for(dev):
                         audio = decoder.feed(tokens, final=result is not None).numpy()
                 timings["s2"] = timings.get("s2", 0.0) + time.perf_counter() - t2
-            due = tokens.numel() + chunk
             if result is not None:
                 break
             if audio.size:

@@ -13,7 +13,9 @@ only, and joins the chunks by a latent cross-fade and a SOLA search. Here, at ev
 - each chunk is decoded ``crossfade`` frames further than it is given out, and the next chunk fades in over
   those frames (complementary raised-cosine gains: both sit on the same frame grid, so no search is needed).
 
-The last chunk (S1 done) gives out every remaining frame, so the chunks add up to the whole decode's length
+The first part comes after ``part`` tokens (plus the lookahead); later parts double in size up to
+STREAM_MAX_PART tokens (``due`` says when to feed next). The last chunk (S1 done) gives out every
+remaining frame, so the chunks add up to the whole decode's length
 (2 frames per token, ``int(2 * tokens / speed) + 1`` at another speed), ``hop`` samples per frame.
 """
 
@@ -27,6 +29,10 @@ from gpt_sovits.models.s2 import SynthesizerTrn, decoder_reach, flow_reach
 
 STREAM_LOOKAHEAD = 4  # tokens (160 ms) generated after a chunk's last token before it is decoded
 STREAM_CROSSFADE = 4  # latent frames (80 ms) over which consecutive chunks are cross-faded
+# Parts grow from the first (the request's size) by doubling up to this many tokens: fewer joins and less
+# context decoded twice once the player has audio. 48 tokens (96 frames + the cross-fade) fit the core of
+# one tile of the CPU fast decoder (fastpath.FAST_DECODER_TILE).
+STREAM_MAX_PART = 48
 
 
 class StreamingDecode:
@@ -44,9 +50,12 @@ class StreamingDecode:
         noise_scale: float = 0.5,
         speed: float = 1.0,
         generator: torch.Generator | None = None,
+        part: int = 16,
         lookahead: int = STREAM_LOOKAHEAD,
         crossfade: int = STREAM_CROSSFADE,
     ) -> None:
+        if part < 1:
+            raise ValueError(f"a part needs at least one token, got {part}")
         if lookahead < 0 or crossfade < 0:
             raise ValueError(f"lookahead and crossfade must be >= 0, got {lookahead} and {crossfade}")
         if crossfade > 2 * lookahead:
@@ -56,6 +65,8 @@ class StreamingDecode:
         self.model, self.text, self.ge = model, text, ge
         self.noise_scale, self.speed, self.generator = noise_scale, speed, generator
         self.lookahead, self.crossfade = lookahead, crossfade
+        self.part, self.largest = part, max(part, STREAM_MAX_PART)
+        self.due = part + lookahead  # tokens at which the next part is settled: feed then
         self.context = decoder_reach(model.dec)
         self.flow_context = flow_reach(model.flow)
         self.emitted = 0  # output frames given out so far
@@ -83,6 +94,7 @@ class StreamingDecode:
         ``final``: S1 is done, every remaining frame is given out (``tokens`` must then be non-empty).
         """
         model, dev = self.model, self.text.device
+        self.due = tokens.numel() + self.part
         if tokens.numel() == 0:
             if final and self.emitted == 0:
                 raise ValueError("no semantic tokens to decode")
@@ -109,4 +121,6 @@ class StreamingDecode:
         given = (end - self.emitted) * model.hop
         self.tail = None if final else audio[given:].clone()
         self.emitted = end
+        self.part = min(2 * self.part, self.largest)
+        self.due = tokens.numel() + self.part
         return audio[:given]
