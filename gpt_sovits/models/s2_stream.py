@@ -8,8 +8,9 @@ only, and joins the chunks by a latent cross-fade and a SOLA search. Here, at ev
   the last ``lookahead`` tokens are held back: the frames given out have that much future in their prior;
 - the flow and the decoder run over the chunk with their whole reach of context on either side where there
   are frames (``flow_reach`` + ``decoder_reach``), and each frame's noise is drawn once and reused by every
-  window it falls in. So a chunk's audio is what a whole decode of the same prior gives there: the only
-  difference from decoding the finished piece at once is the prior's missing future;
+  window it falls in. On the left a part has all the context a whole decode has; on the right it sees the
+  end of the tokens so far, which the held-back tokens keep away from it (with a lookahead covering the
+  reach, a part is what a whole decode of the same prior gives there; 4 tokens keep 56 dB on full-size v2);
 - each chunk is decoded ``crossfade`` frames further than it is given out, and the next chunk fades in over
   those frames (complementary raised-cosine gains: both sit on the same frame grid, so no search is needed).
 
@@ -70,9 +71,8 @@ class StreamingDecode:
         self.context = decoder_reach(model.dec)
         self.flow_context = flow_reach(model.flow)
         self.emitted = 0  # output frames given out so far
-        self.tail: torch.Tensor | None = (
-            None  # audio of frames [emitted, emitted + crossfade), decoded last time
-        )
+        # The audio of frames [emitted, emitted + crossfade), decoded last time.
+        self.tail: torch.Tensor | None = None
         self.noise = torch.zeros(1, model.cfg.inter_channels, 0)  # (1, C, frames drawn so far), CPU
 
     def ready(self, n_tokens: int) -> int:
