@@ -14,6 +14,7 @@ from gpt_sovits.models import weights
 from gpt_sovits.models.fastpath import (
     FAST_DECODER_TILE,
     INT8_GEMV_ROWS,
+    FastDecodeStep,
     FastGenerator,
     Int8Linear,
     PrecisionError,
@@ -24,7 +25,7 @@ from gpt_sovits.models.fastpath import (
     fast_s1,
     fast_s2,
 )
-from gpt_sovits.models.s1 import S1Config, Text2Semantic, strip_lightning_prefix
+from gpt_sovits.models.s1 import Candidate, S1Config, Text2Semantic, strip_lightning_prefix
 from gpt_sovits.models.s2 import S2Config, SynthesizerTrn, decoder_reach
 from gpt_sovits.models.sampling import SamplingParams
 from tests.support.reference_data import REFERENCE_DIR
@@ -161,6 +162,41 @@ def test_fast_path_fixed_shape_steps_decode_the_same_tokens(fast: Text2Semantic,
     assert static.tokens.numel() > 0
     assert static.tokens.tolist() == eager.tokens.tolist()
     assert (static.eos, static.steps) == (eager.eos, eager.steps)
+
+
+@pytest.mark.parametrize(
+    ("sentences", "candidates"),
+    [(1, 1), (2, 1), (1, 4), (2, 3)],
+    ids=["one row", "padded sentences", "shared prefix", "padded candidates"],
+)
+def test_the_lean_decode_step_is_forward_cached_bit_for_bit(
+    fast: Text2Semantic, io: dict, sentences: int, candidates: int
+) -> None:
+    # FastDecodeStep (one position per row, fewer operators) against the layers' forward_cached on the
+    # same fast-path weights: the same tokens and the same raw logits at every step, to the bit, for one
+    # row, left-padded sentences (a key mask), and candidates reading one shared prefix.
+    assert isinstance(fast.fast_step, FastDecodeStep)
+    x, bert = io["x"][0], io["bert_feature"][0]
+    cut = x.numel() - 7  # a shorter second sentence, so the prefixes need padding
+    phones, berts = [x, x[:cut]][:sentences], [bert, bert[:, :cut]][:sentences]
+    params = SamplingParams(top_k=5, max_new_tokens=30, eos_ban_steps=30)
+
+    def decode() -> list[Candidate]:
+        gen = torch.Generator().manual_seed(3)
+        out = fast.generate(phones, berts, io["prompt"][0], params, candidates, gen, return_step_logits=True)
+        return [c for group in out.candidates for c in group]
+
+    lean = decode()
+    step, fast.fast_step = fast.fast_step, None
+    try:
+        layered = decode()
+    finally:
+        fast.fast_step = step
+    assert len(lean) == len(layered) == sentences * candidates
+    for a, b in zip(lean, layered, strict=True):
+        assert a.tokens.numel() == 30 and torch.equal(a.tokens, b.tokens)
+        assert torch.equal(a.step_logits, b.step_logits)
+    assert len({tuple(c.tokens.tolist()) for c in lean}) == len(lean)  # the rows really differ
 
 
 def test_load_gpt_applies_the_fast_path_by_default_and_fp32_on_request(io: dict) -> None:

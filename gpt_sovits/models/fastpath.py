@@ -35,7 +35,13 @@ from gpt_sovits.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
 from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported: the names live there
 from gpt_sovits.models.precisions import PrecisionError as PrecisionError
 from gpt_sovits.models.precisions import check_precision
-from gpt_sovits.models.s1 import Text2Semantic
+from gpt_sovits.models.s1 import (
+    KVCache,
+    SharedPrefixCache,
+    Text2Semantic,
+    layer_norm,
+    shared_prefix_attention,
+)
 from gpt_sovits.models.s2 import Generator, SynthesizerTrn, decoder_reach
 
 # Rows at or below which the int8 kernel (one pass over the weights per row) beats dequantise + bf16 GEMM.
@@ -88,6 +94,11 @@ def bf16_supported() -> bool:
 # --------------------------------------------------------------------------------------------------- S1
 
 
+def plus_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A low-precision product y (N, out) plus the fp32 bias (out,), in fp32 (one op: bf16 + fp32 promotes)."""
+    return y.float() if bias is None else torch.add(bias, y)
+
+
 class Bf16Linear(nn.Module):
     """y = x W^T + b with W, b stored in bf16: the input is rounded to bf16, the product accumulated in fp32
     by oneDNN, the output returned in the input's dtype. (..., in) -> (..., out). Used where Int8Linear's
@@ -96,11 +107,16 @@ class Bf16Linear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    def product(self, x2: torch.Tensor) -> torch.Tensor:
+        """x2 (N, in) -> x2 W^T (N, out), without the bias, in the weights' dtype."""
+        # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
+        return F.linear(x2.to(self.weight.dtype), self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
-        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+        y = plus_bias(self.product(x.reshape(-1, x.size(-1))), self.bias)
+        return y.view(*x.shape[:-1], y.size(-1))
 
 
 class Int8Linear(nn.Module):
@@ -126,20 +142,58 @@ class Int8Linear(nn.Module):
         """Whether the int8 kernel takes a weight of this shape (in_features a multiple of 32)."""
         return weight.size(1) % INT8_K_MULTIPLE == 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).to(self.scale.dtype)
+    def product(self, x2: torch.Tensor) -> torch.Tensor:
+        """x2 (N, in), rounded to bf16 -> x2 (s * Q)^T (N, out) in bf16, without the bias."""
+        x2 = x2.to(self.scale.dtype)
         if x2.size(0) <= INT8_GEMV_ROWS:
-            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
-        else:
-            y = F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
-        # bf16 + fp32 bias promotes to fp32 in the same op.
-        y = y.float() if self.bias is None else y + self.bias
-        return y.view(*shape[:-1], y.size(-1))
+            return torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
+        return F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = plus_bias(self.product(x.reshape(-1, x.size(-1))), self.bias)
+        return y.view(*x.shape[:-1], y.size(-1))
 
 
 def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     return Int8Linear(weight, bias) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
+
+
+class FastDecodeStep:
+    """S1's transformer layers for one new position per row, on fast-path layers: ``forward_cached``'s
+    arithmetic, bit for bit, in about half its operators.
+
+    Besides its four GEMMs and its attention, a batch-1 step spent a third of its time in some 40 small
+    operators per layer (casts, reshapes, cache slicing; bench/README.md, issue 18, "Sixth pass"). Here each
+    layer works on (B, C) rows: the packed q/k/v goes to bf16 once, keys and values reach the cache in one
+    copy, and the projections take and give 2-D rows with no reshapes between them.
+    """
+
+    def __init__(self, layers: nn.ModuleList) -> None:
+        self.layers = layers
+
+    def __call__(
+        self, x: torch.Tensor, cache: KVCache | SharedPrefixCache, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x (B, C) fp32, fed at the cache's next position; mask (B, 1, 1, filled + 1) bool or None -> (B, C).
+        With a SharedPrefixCache (no mask), the prefix is read once for all rows."""
+        b, c = x.shape
+        shared = cache if isinstance(cache, SharedPrefixCache) else None
+        own = cache if shared is None else shared.suffix
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            heads = attn.heads
+            qkv = plus_bias(attn.in_proj.product(x), attn.in_proj.bias).to(own.kv.dtype)
+            qkv = qkv.view(b, 3, heads, 1, c // heads)  # q, k, v: qkv[:, j] (B, H, 1, D)
+            k_all, v_all = own.append_packed(i, qkv[:, 1:].transpose(0, 1))
+            if shared is not None:
+                o = shared_prefix_attention(qkv[:, 0], shared.prefix_kv(i), (k_all, v_all))
+            else:
+                o = F.scaled_dot_product_attention(qkv[:, 0], k_all, v_all, attn_mask=mask)  # (B, H, 1, D)
+            y = plus_bias(attn.out_proj.product(o.reshape(b, c)), attn.out_proj.bias)
+            x = layer_norm(y.add_(x), layer.norm1)
+            h = plus_bias(layer.linear1.product(x), layer.linear1.bias).relu_()
+            x = layer_norm(plus_bias(layer.linear2.product(h), layer.linear2.bias).add_(x), layer.norm2)
+        return x
 
 
 def fast_s1(model: Text2Semantic) -> Text2Semantic:
@@ -162,6 +216,7 @@ def fast_s1(model: Text2Semantic) -> Text2Semantic:
         layer.linear2 = _fast_linear(layer.linear2.weight, layer.linear2.bias)
     # Attention over a bf16 cache: about 2 ms of a 21 ms batch-1 step saved (1 thread, 210-token prompt).
     model.kv_dtype = torch.bfloat16
+    model.fast_step = FastDecodeStep(model.h.layers)
     return model
 
 

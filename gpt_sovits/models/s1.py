@@ -205,27 +205,39 @@ class SelfAttention(nn.Module):
         prefix: tuple[torch.Tensor, torch.Tensor],
         suffix: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """Attention of B single-position queries over one shared prefix plus each row's own suffix.
-
-        q (B, H, 1, D); prefix K/V (1, H, Tp, D), every key valid, read once for all rows by folding the B
-        queries into the query-length dim; suffix K/V (B, H, Ts, D), every key valid. The two partial
-        softmaxes are merged by their log-sum-exps, which equals one softmax over [prefix ; suffix] keys.
-        -> (B, 1, C). Inference only (no dropout).
-        """
-        sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        """``shared_prefix_attention`` followed by the output projection: q (B, H, 1, D) -> (B, 1, C).
+        Inference only (no dropout)."""
         b, h, _, d = q.shape
-        q = q.to(prefix[0].dtype)
-        out_p, lse_p = sdpa(q.transpose(0, 2), prefix[0], prefix[1])  # (1, H, B, D), (1, H, B)
-        out_p, lse_p = (
-            out_p.transpose(0, 2),
-            lse_p.transpose(0, 2).unsqueeze(-1),
-        )  # (B, H, 1, D), (B, H, 1, 1)
-        out_s, lse_s = sdpa(q, suffix[0], suffix[1])  # (B, H, 1, D), (B, H, 1)
-        lse_s = lse_s.unsqueeze(-1)
-        # Weight of each part: exp(lse_part - lse_all), with lse_all = logaddexp of the two.
-        w_p = torch.sigmoid(lse_p - lse_s)
-        out = out_s + w_p * (out_p - out_s)
+        out = shared_prefix_attention(q, prefix, suffix)
         return self.out_proj(out.transpose(1, 2).reshape(b, 1, h * d))
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """``norm(x)`` without the module call (inference steps call it 48 times)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def shared_prefix_attention(
+    q: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor], suffix: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Softmax attention of B single-position queries q (B, H, 1, D) over one shared prefix K/V (1, H, Tp, D)
+    plus each row's own suffix K/V (B, H, Ts, D), every key valid -> (B, H, 1, D).
+
+    The prefix is read once for all rows by folding the B queries into the query-length dim; the two
+    partial softmaxes are merged by their log-sum-exps, which equals one softmax over [prefix ; suffix].
+    """
+    sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    q = q.to(prefix[0].dtype)
+    out_p, lse_p = sdpa(q.transpose(0, 2), prefix[0], prefix[1])  # (1, H, B, D), (1, H, B)
+    out_p, lse_p = (
+        out_p.transpose(0, 2),
+        lse_p.transpose(0, 2).unsqueeze(-1),
+    )  # (B, H, 1, D), (B, H, 1, 1)
+    out_s, lse_s = sdpa(q, suffix[0], suffix[1])  # (B, H, 1, D), (B, H, 1)
+    lse_s = lse_s.unsqueeze(-1)
+    # Weight of each part: exp(lse_part - lse_all), with lse_all = logaddexp of the two.
+    w_p = torch.sigmoid(lse_p - lse_s)
+    return out_s + w_p * (out_p - out_s)
 
 
 class TransformerLayer(nn.Module):
@@ -249,10 +261,9 @@ class TransformerLayer(nn.Module):
             return self.norm2(x + self.dropout2(ff))
         # Inference: the same arithmetic with fewer calls (a decode step runs this 24 times): no dropout
         # modules, norms called directly, in-place adds and ReLU on the fresh outputs of the projections.
-        n1, n2 = self.norm1, self.norm2
-        x = F.layer_norm(attn.add_(x), n1.normalized_shape, n1.weight, n1.bias, n1.eps)
+        x = layer_norm(attn.add_(x), self.norm1)
         ff = self.linear2(F.relu_(self.linear1(x)))
-        return F.layer_norm(ff.add_(x), n2.normalized_shape, n2.weight, n2.bias, n2.eps)
+        return layer_norm(ff.add_(x), self.norm2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B, T, C); mask: bool broadcastable to (B, H, T, T)."""
@@ -326,13 +337,23 @@ class KVCache:
     def capacity(self) -> int:
         return self.kv.size(4)
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k/v (B, H, T, D) after the filled part; return the filled views including them."""
-        end = self.length + k.size(2)
+    def _end(self, new: int) -> int:
+        end = self.length + new
         if end > self.capacity:
             raise S1InputError(f"KV cache of {self.capacity} positions cannot hold {end}")
+        return end
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v (B, H, T, D) after the filled part; return the filled views including them."""
+        end = self._end(k.size(2))
         self.kv[layer, 0, :, :, self.length : end] = k
         self.kv[layer, 1, :, :, self.length : end] = v
+        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+
+    def append_packed(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``append`` of keys and values packed as kv (2, B, H, T, D): one copy instead of two."""
+        end = self._end(kv.size(3))
+        self.kv[layer, :, :, :, self.length : end] = kv
         return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
 
     def write_at(
@@ -457,6 +478,11 @@ class Text2Semantic(nn.Module):
         # The KV cache's dtype (None: the activations'). The CPU fast path keeps it bf16: attention over it
         # runs in bf16 (fp32 softmax statistics), and the attention output reaches out_proj in bf16.
         self.kv_dtype: torch.dtype | None = None
+        # The layers' step for one new position per row, (B, C) + cache + mask -> (B, C), set by the CPU fast
+        # path (fastpath.FastDecodeStep: the same arithmetic with fewer operators); None: forward_cached.
+        self.fast_step: (
+            Callable[[torch.Tensor, KVCache | SharedPrefixCache, torch.Tensor | None], torch.Tensor] | None
+        ) = None
 
     @property
     def eos(self) -> int:
@@ -806,10 +832,14 @@ class Text2Semantic(nn.Module):
         emb = self.ar_audio_embedding(sample.unsqueeze(1))
         # Positions continue after the prompt: the k-th new token sits at prompt_len + k.
         h = self.ar_audio_position.at(emb, pos.unsqueeze(1))  # (B, 1, C)
-        for i, layer in enumerate(self.h.layers):
-            h = layer.forward_cached(h, mask, cache, i)
+        if self.fast_step is not None:
+            last = self.fast_step(h[:, 0], cache, mask)
+        else:
+            for i, layer in enumerate(self.h.layers):
+                h = layer.forward_cached(h, mask, cache, i)
+            last = h[:, -1]
         cache.advance(1)
-        return h[:, -1]
+        return last
 
     def _step_static(
         self,
