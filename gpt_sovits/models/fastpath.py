@@ -182,7 +182,8 @@ class FastDecodeStep:
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             heads = attn.heads
-            qkv = plus_bias(attn.in_proj.product(x), attn.in_proj.bias).to(own.kv.dtype)
+            # In place, the sum is rounded to bf16 once, as the cache write and the bf16 query would round it.
+            qkv = _plus_bias_(attn.in_proj.product(x), attn.in_proj.bias).to(own.kv.dtype)
             qkv = qkv.view(b, 3, heads, 1, c // heads)  # q, k, v: qkv[:, j] (B, H, 1, D)
             k_all, v_all = own.append_packed(i, qkv[:, 1:].transpose(0, 1))
             if shared is not None:
@@ -191,9 +192,15 @@ class FastDecodeStep:
                 o = F.scaled_dot_product_attention(qkv[:, 0], k_all, v_all, attn_mask=mask)  # (B, H, 1, D)
             y = plus_bias(attn.out_proj.product(o.reshape(b, c)), attn.out_proj.bias)
             x = layer_norm(y.add_(x), layer.norm1)
-            h = plus_bias(layer.linear1.product(x), layer.linear1.bias).relu_()
+            # bf16 before the ReLU instead of after: rounding keeps signs, so the same values reach linear2.
+            h = _plus_bias_(layer.linear1.product(x), layer.linear1.bias).relu_()
             x = layer_norm(plus_bias(layer.linear2.product(h), layer.linear2.bias).add_(x), layer.norm2)
         return x
+
+
+def _plus_bias_(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """y (N, out) += the fp32 bias, in place: added in fp32, rounded to y's dtype once."""
+    return y if bias is None else y.add_(bias)
 
 
 def fast_s1(model: Text2Semantic) -> Text2Semantic:
