@@ -12,9 +12,10 @@ issue 18, "Second pass"); only on a CPU with native bf16, everything else stays 
   (the 96 Linear layers of a step: about 21 ms fp32, 17 ms bf16, 6.6 ms int8, 1 thread). Activations are
   not quantised (``quantize_dynamic``'s 7-bit activations flipped up to 12% of the greedy argmaxes on
   full-size random weights); norms, residuals, the output layer and the BERT projection stay fp32. The KV
-  cache is bf16 and attention runs over it in bf16 (its softmax statistics in fp32). Prefix passes (many rows) dequantise to bf16 and use the bf16 GEMM instead, which
-  is faster there than the row-by-row int8 kernel. Decode steps run the layers through ``FastDecodeStep``:
-  the same arithmetic in about half the operators.
+  cache is bf16 and attention runs over it in bf16 (its softmax statistics in fp32). Prefix passes (many
+  rows) dequantise to bf16 and use the bf16 GEMM instead, which is faster there than the row-by-row int8
+  kernel. Decode steps run the layers through ``FastDecodeStep``: the same arithmetic in about half the
+  operators.
 - S2: the HiFi-GAN decoder (``dec``, about 90% of a decode) runs as 2-D channels-last bf16 convolutions with
   the weight norm folded in once (``FastGenerator``), in tiles of one fixed length so that oneDNN creates
   its convolutions once per process rather than for every sentence's length (bench/README.md, issue 18,
@@ -101,9 +102,9 @@ def plus_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
 
 
 class Bf16Linear(nn.Module):
-    """y = x W^T + b with W, b stored in bf16: the input is rounded to bf16, the product accumulated in fp32
-    by oneDNN, the output returned in the input's dtype. (..., in) -> (..., out). Used where Int8Linear's
-    kernel cannot take the layer's width."""
+    """y = x W^T + b with W stored in bf16 and b in fp32: the input is rounded to bf16, the product
+    accumulated in fp32 by oneDNN and rounded to bf16, the bias added in fp32. (..., in) -> (..., out) fp32.
+    Used where Int8Linear's kernel cannot take the layer's width."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -163,10 +164,10 @@ class FastDecodeStep:
     """S1's transformer layers for one new position per row, on fast-path layers: ``forward_cached``'s
     arithmetic, bit for bit, in about half its operators.
 
-    Besides its four GEMMs and its attention, a batch-1 step spent a third of its time in some 40 small
-    operators per layer (casts, reshapes, cache slicing; bench/README.md, issue 18, "Sixth pass"). Here each
-    layer works on (B, C) rows: the packed q/k/v goes to bf16 once, keys and values reach the cache in one
-    copy, and the projections take and give 2-D rows with no reshapes between them.
+    Besides its four GEMMs and its attention, a full-size batch-1 step spent 2-3 ms of its 13-15 ms in
+    some 40 small operators per layer (casts, reshapes, cache slicing; bench/README.md, issue 18, "Sixth
+    pass"). Here each layer works on (B, C) rows: the packed q/k/v goes to bf16 once, keys and values reach
+    the cache in one copy, and the projections take and give 2-D rows with no reshapes between them.
     """
 
     def __init__(self, layers: nn.ModuleList) -> None:

@@ -338,6 +338,7 @@ class KVCache:
         return self.kv.size(4)
 
     def _end(self, new: int) -> int:
+        """The end of the filled part after ``new`` more positions; an error past the capacity."""
         end = self.length + new
         if end > self.capacity:
             raise S1InputError(f"KV cache of {self.capacity} positions cannot hold {end}")
