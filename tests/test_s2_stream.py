@@ -64,13 +64,29 @@ def test_parts_cover_the_piece_and_match_a_whole_decode_of_the_same_prior(model,
     # With a prior that does not change as tokens come (the whole piece's, cut to the tokens so far), the
     # windows are exact once the lookahead covers the flow's and decoder's reach: the whole decode.
     prior = model.prior(codes, text, ge)
-    monkeypatch.setattr(model, "prior", lambda c, t, g, s=1.0: tuple(x[..., : 2 * c.size(-1)] for x in prior))
+    monkeypatch.setattr(model, "prior", lambda c, *_: tuple(x[..., : 2 * c.size(-1)] for x in prior))
     reach = flow_reach(model.flow) + decoder_reach(model.dec)  # 32 + 13 frames
     exact = _stream(model, codes, text, ge, 16, noise_scale=0.0, lookahead=(reach + 4 + 1) // 2 + 1)
     assert (torch.cat(exact) - whole).abs().max() <= 1e-4 * whole.abs().max()
     # Without lookahead or cross-fade the parts are cut off at each end: what the windows prevent.
     cut = _stream(model, codes, text, ge, 16, noise_scale=0.0, lookahead=0, crossfade=0)
     assert (torch.cat(cut) - whole).abs().max() > 1e-2 * whole.abs().max()
+
+
+def test_a_piece_encodes_its_phones_once_and_the_memo_changes_no_value(model, inputs) -> None:
+    codes, text, ge = inputs
+    calls: list[int] = []
+    hook = model.enc_p.encoder_text.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        memo: dict = {}
+        remembered = [model.prior(codes[..., :n], text, ge, 1.0, memo) for n in (40, 90)]
+        parts = _stream(model, codes, text, ge, 16)
+        assert len(calls) == 2  # once for the memo's two priors, once for the stream's three parts
+    finally:
+        hook.remove()
+    assert len(parts) == 3
+    for n, got in zip((40, 90), remembered, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(got, model.prior(codes[..., :n], text, ge), strict=True))
 
 
 def test_noise_is_seeded_and_speed_keeps_the_whole_decodes_length(model, inputs) -> None:

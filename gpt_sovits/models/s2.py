@@ -309,18 +309,23 @@ class TextEncoder(nn.Module):
         text_lengths: torch.Tensor,
         ge: torch.Tensor | None,
         speed: float = 1.0,
+        text_memo: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """y: (B, 768, T); text: (B, Tt) ids; ge: (B, 512, 1).
 
         Returns x (B, H, T'), m (B, out, T'), logs (B, out, T'), mask (B, 1, T'), where T' = T,
         or int(T / speed) + 1 when speed != 1 (linear time stretch, as the reference).
+        ``text_memo``: a dict a caller keeps while it encodes the same phones again (streamed parts); the
+        phones' encoding, which does not depend on y, is stored there on the first call and reused after.
         """
         y_mask = sequence_mask(y_lengths, y.size(2)).unsqueeze(1).to(y.dtype)  # (B, 1, T)
         y = self.ssl_proj(y * y_mask) * y_mask
         y = self.encoder_ssl(y * y_mask, y_mask)
-        text_mask = sequence_mask(text_lengths, text.size(1)).unsqueeze(1).to(y.dtype)  # (B, 1, Tt)
-        t = self.text_embedding(text).transpose(1, 2)  # (B, H, Tt)
-        t = self.encoder_text(t * text_mask, text_mask)
+        # Keyed by the activations' dtype: the mask takes it, as it did before the memo (autocast).
+        known = None if text_memo is None else text_memo.get(y.dtype)
+        t, text_mask = known if known is not None else self._encode_text(text, text_lengths, y.dtype)
+        if text_memo is not None:
+            text_memo[y.dtype] = (t, text_mask)
         y = self.mrte(y, y_mask, t, text_mask, ge)
         y = self.encoder2(y * y_mask, y_mask)
         if speed != 1:
@@ -329,6 +334,14 @@ class TextEncoder(nn.Module):
         stats = self.proj(y) * y_mask
         m, logs = torch.split(stats, self.out_channels, dim=1)
         return y, m, logs, y_mask
+
+    def _encode_text(
+        self, text: torch.Tensor, text_lengths: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """text (B, Tt) ids -> (encoder_text's output (B, H, Tt), text mask (B, 1, Tt) in ``dtype``)."""
+        text_mask = sequence_mask(text_lengths, text.size(1)).unsqueeze(1).to(dtype)
+        t = self.text_embedding(text).transpose(1, 2)  # (B, H, Tt)
+        return self.encoder_text(t * text_mask, text_mask), text_mask
 
 
 class PosteriorEncoder(nn.Module):
@@ -684,14 +697,20 @@ class SynthesizerTrn(nn.Module):
 
     @torch.no_grad()
     def prior(
-        self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, speed: float = 1.0
+        self,
+        codes: torch.Tensor,
+        text: torch.Tensor,
+        ge: torch.Tensor,
+        speed: float = 1.0,
+        text_memo: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The prior of ``decode``: codes (1, B, T25), text (B, Tt), ge (B, gin, 1) -> (x, m_p, logs_p,
-        y_mask) of ``TextEncoder.forward``, 2*T25 frames (int(2*T25 / speed) + 1 when speed != 1)."""
+        y_mask) of ``TextEncoder.forward``, 2*T25 frames (int(2*T25 / speed) + 1 when speed != 1).
+        ``text_memo``: see ``TextEncoder.forward`` (one dict per text)."""
         y_lengths = torch.tensor([codes.size(2) * 2], device=codes.device)
         text_lengths = torch.tensor([text.size(-1)], device=text.device)
         quantized = self._upsample_content(self.quantizer.decode(codes))  # (B, 768, T50)
-        return self.enc_p(quantized, y_lengths, text, text_lengths, self.mrte_style(ge), speed)
+        return self.enc_p(quantized, y_lengths, text, text_lengths, self.mrte_style(ge), speed, text_memo)
 
     @property
     def hop(self) -> int:

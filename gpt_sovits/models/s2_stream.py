@@ -74,6 +74,8 @@ class StreamingDecode:
         # The audio of frames [emitted, emitted + crossfade), decoded last time.
         self.tail: torch.Tensor | None = None
         self.noise = torch.zeros(1, model.cfg.inter_channels, 0)  # (1, C, frames drawn so far), CPU
+        # The phones' encoding, computed at the first part and reused by the prior at every later one.
+        self.text_memo: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def ready(self, n_tokens: int) -> int:
         """Output frames that may be given out once ``n_tokens`` tokens exist (S1 not done yet)."""
@@ -100,7 +102,7 @@ class StreamingDecode:
                 raise ValueError("no semantic tokens to decode")
             return torch.zeros(0)
         codes = tokens.to(dev).view(1, 1, -1)
-        _, m, logs, mask = model.prior(codes, self.text, self.ge, self.speed)  # (1, C, F)
+        _, m, logs, mask = model.prior(codes, self.text, self.ge, self.speed, self.text_memo)  # (1, C, F)
         frames = m.size(-1)
         end = frames if final else min(frames - self.crossfade, self.ready(tokens.numel()))
         if end <= self.emitted:
