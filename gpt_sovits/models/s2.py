@@ -321,11 +321,13 @@ class TextEncoder(nn.Module):
         y_mask = sequence_mask(y_lengths, y.size(2)).unsqueeze(1).to(y.dtype)  # (B, 1, T)
         y = self.ssl_proj(y * y_mask) * y_mask
         y = self.encoder_ssl(y * y_mask, y_mask)
-        # Keyed by the activations' dtype: the mask takes it, as it did before the memo (autocast).
-        known = None if text_memo is None else text_memo.get(y.dtype)
-        t, text_mask = known if known is not None else self._encode_text(text, text_lengths, y.dtype)
-        if text_memo is not None:
-            text_memo[y.dtype] = (t, text_mask)
+        if text_memo is None:
+            t, text_mask = self._encode_text(text, text_lengths, y.dtype)
+        else:
+            # Keyed by the activations' dtype: the mask takes it, as it did before the memo (autocast).
+            if y.dtype not in text_memo:
+                text_memo[y.dtype] = self._encode_text(text, text_lengths, y.dtype)
+            t, text_mask = text_memo[y.dtype]
         y = self.mrte(y, y_mask, t, text_mask, ge)
         y = self.encoder2(y * y_mask, y_mask)
         if speed != 1:
