@@ -7,9 +7,10 @@ checks ask for ``"fp32"``.
 What "auto" does, chosen by measurement on the 2-core AVX-512 (BF16, VNNI) development CPU (bench/README.md,
 issue 18, "Second pass"); only on a CPU with native bf16, everything else stays exact:
 - S1: the transformer's Linear layers (the packed q/k/v projection included) keep int8 weights with one
-  scale per output channel and multiply bf16 activations with them (``_weight_int8pack_mm``, fp32
-  accumulation). A batch-1 step reads every weight once, so a quarter of fp32's bytes is most of the win
-  (the 96 Linear layers of a step: about 21 ms fp32, 17 ms bf16, 6.6 ms int8, 1 thread). Activations are
+  scale per output channel and multiply bf16 activations with them (fp32 accumulation; decode steps through
+  the project's kernel, ``int8_kernel.py``, else torch's ``_weight_int8pack_mm``). A batch-1 step reads
+  every weight once, so a quarter of fp32's bytes is most of the win (the 96 Linear layers of a step,
+  2 threads: torch's int8 kernel 6.6 ms, the project's 2.7 ms; bench/README.md, "Seventh pass"). Activations are
   not quantised (``quantize_dynamic``'s 7-bit activations flipped up to 12% of the greedy argmaxes on
   full-size random weights); norms, residuals, the output layer and the BERT projection stay fp32. The KV
   cache is bf16 and attention runs over it in bf16 (its softmax statistics in fp32). Prefix passes (many
@@ -33,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpt_sovits.models import int8_kernel
+from gpt_sovits.models.int8_kernel import Int8Gemv
 from gpt_sovits.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
 from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported: the names live there
 from gpt_sovits.models.precisions import PrecisionError as PrecisionError
@@ -125,11 +128,16 @@ class Int8Linear(nn.Module):
     """y = x (s * Q)^T + b: Q (out, in) int8, s (out,) one bf16 scale per output channel (max |w| / 127 of
     its row), b fp32. x (..., in) is rounded to bf16; y (..., out) comes back in fp32.
 
-    Up to INT8_GEMV_ROWS rows go through ``_weight_int8pack_mm`` (reads the int8 weights once, accumulates
-    in fp32); more rows (a prompt pass) multiply with the dequantised bf16 weights, the same values.
+    Up to INT8_GEMV_ROWS rows (decode steps) read the int8 weights once and accumulate in fp32: through
+    ``kernel`` (int8_kernel.py, 2.5x torch's kernel at one row) where it was built and takes the width, else
+    torch's ``_weight_int8pack_mm`` (the same values up to the order of the sums). The kernel reads its own
+    copy of Q, packed by cache lines (as many bytes again). More rows (a prompt pass) multiply with the
+    dequantised bf16 weights, the same values.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None = None
+    ) -> None:
         super().__init__()
         w = weight.detach().float()
         # The bf16 scale rounded up, so that no weight's |w / s| exceeds 127 after the scale's rounding.
@@ -138,6 +146,11 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", q.contiguous())
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if bias is None else bias.detach().float())
+        self.kernel = kernel if kernel is not None and kernel.fits(q) else None
+        # The kernel's operands; not in the state dict (they derive from weight and scale).
+        packed, scale32 = (kernel.pack(q), scale.float()) if self.kernel is not None else (None, None)
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scale32", scale32, persistent=False)
 
     @staticmethod
     def fits(weight: torch.Tensor) -> bool:
@@ -148,6 +161,8 @@ class Int8Linear(nn.Module):
         """x2 (N, in), rounded to bf16 -> x2 (s * Q)^T (N, out) in bf16, without the bias."""
         x2 = x2.to(self.scale.dtype)
         if x2.size(0) <= INT8_GEMV_ROWS:
+            if self.kernel is not None and x2.device.type == "cpu" and x2.dtype == torch.bfloat16:
+                return self.kernel.matmul(x2, self.packed, self.scale32, self.weight.size(0))
             return torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
         return F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
 
@@ -156,8 +171,8 @@ class Int8Linear(nn.Module):
         return y.view(*x.shape[:-1], y.size(-1))
 
 
-def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
-    return Int8Linear(weight, bias) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
+def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None) -> nn.Module:
+    return Int8Linear(weight, bias, kernel) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
 
 
 class FastDecodeStep:
@@ -215,14 +230,15 @@ def fast_s1(model: Text2Semantic) -> Text2Semantic:
     """
     if fast_path_active(model):
         return model
+    kernel = int8_kernel.load()
     for layer in model.h.layers:
         attn = layer.self_attn
-        attn.in_proj = _fast_linear(attn.in_proj_weight, attn.in_proj_bias)
+        attn.in_proj = _fast_linear(attn.in_proj_weight, attn.in_proj_bias, kernel)
         attn.in_proj_weight = None
         attn.in_proj_bias = None
-        attn.out_proj = _fast_linear(attn.out_proj.weight, attn.out_proj.bias)
-        layer.linear1 = _fast_linear(layer.linear1.weight, layer.linear1.bias)
-        layer.linear2 = _fast_linear(layer.linear2.weight, layer.linear2.bias)
+        attn.out_proj = _fast_linear(attn.out_proj.weight, attn.out_proj.bias, kernel)
+        layer.linear1 = _fast_linear(layer.linear1.weight, layer.linear1.bias, kernel)
+        layer.linear2 = _fast_linear(layer.linear2.weight, layer.linear2.bias, kernel)
     # Attention over a bf16 cache: about 2 ms of a 21 ms batch-1 step saved (1 thread, 210-token prompt).
     model.kv_dtype = torch.bfloat16
     model.fast_step = FastDecodeStep(model.h.layers)

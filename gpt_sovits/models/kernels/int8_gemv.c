@@ -1,0 +1,116 @@
+/* S1's int8 weight-only product for decode steps: y = round_bf16((x @ Q^T) * s).
+ *
+ * x (M, K) bf16, Q (N, K) int8 with one fp32 scale per output channel s (N,), y (M, N) bf16; the products
+ * are accumulated in fp32 (the values of torch's _weight_int8pack_mm, summed in another order).
+ *
+ * Why not torch's kernel: at one to a few rows a decode step only streams the weights, and torch's
+ * _weight_int8pack_mm reads them at about 10 GB/s on the 2-core AVX-512 machine where this loop reads
+ * 40-50 GB/s (bench/README.md, issue 18, "Seventh pass").
+ *
+ * Layout (packed once by gpt_sovits/models/int8_kernel.py): the first N64 = N - N % 64 output channels as
+ * (N64 / 64, K, 64), so that each k of a group of 64 channels is one cache line; the remaining R = N % 64
+ * channels (a multiple of 16) as (K, R) after them. A broadcast of x[m, k] then multiplies 64 channels' weights
+ * with four FMAs and no horizontal sums.
+ *
+ * Threads: an OpenMP loop over groups of 64 channels. Loaded after torch, this library binds to torch's own
+ * libgomp (same soname), so it shares torch's thread pool; the caller passes torch's thread count.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ROWS 4          /* rows of x per pass over a group's weights: 16 accumulators */
+#define PREFETCH 2048   /* bytes ahead in a group's weights: hides the latency of the next lines */
+
+static inline float bf16_to_f32(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even, as torch's fp32 -> bf16 conversion (NaN kept a quiet NaN). */
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline __m512 load16(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
+}
+
+static void store16(const __m512 acc, const float* scale, uint16_t* y) {
+    float out[16];
+    _mm512_storeu_ps(out, _mm512_mul_ps(acc, _mm512_loadu_ps(scale)));
+    for (int j = 0; j < 16; j++) y[j] = f32_to_bf16(out[j]);
+}
+
+/* One group of 64 channels for rows [m0, m0 + mm): w points at the group's (K, 64) weights. */
+static void group64(const float* xf, const int8_t* w, const float* scale, uint16_t* y, int mm, int K, int N) {
+    __m512 acc[ROWS][4];
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const int8_t* wk = w + (size_t)k * 64;
+        _mm_prefetch((const char*)(wk + PREFETCH), _MM_HINT_T0);
+        const __m512 w0 = load16(wk), w1 = load16(wk + 16), w2 = load16(wk + 32), w3 = load16(wk + 48);
+        for (int i = 0; i < mm; i++) {
+            const __m512 xv = _mm512_set1_ps(xf[(size_t)i * K + k]);
+            acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < mm; i++)
+        for (int j = 0; j < 4; j++) store16(acc[i][j], scale + 16 * j, y + (size_t)i * N + 16 * j);
+}
+
+/* The R = N % 64 last channels, stored (K, R), in blocks of 16. */
+static void tail(const float* xf, const int8_t* w, const float* scale, uint16_t* y, int mm, int K, int N, int R) {
+    for (int b = 0; b < R; b += 16) {
+        __m512 acc[ROWS];
+        for (int i = 0; i < ROWS; i++) acc[i] = _mm512_setzero_ps();
+        for (int k = 0; k < K; k++) {
+            const __m512 wv = load16(w + (size_t)k * R + b);
+            for (int i = 0; i < mm; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(xf[(size_t)i * K + k]), wv, acc[i]);
+        }
+        for (int i = 0; i < mm; i++) store16(acc[i], scale + b, y + (size_t)i * N + b);
+    }
+}
+
+/* Returns 0, or -1 when N is not a multiple of 16. */
+int int8_gemv_bf16(const uint16_t* x, const int8_t* q, const float* scale, uint16_t* y, int M, int K, int N,
+                   int threads) {
+    if (N % 16 != 0) return -1;
+    const int groups = N / 64, rem = N % 64;
+    const int tasks = groups + (rem ? 1 : 0);
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < tasks; t++) {
+        float xf[ROWS * K];  /* the rows of x in fp32, ROWS at a time (K <= a few thousand: on the stack) */
+        for (int m0 = 0; m0 < M; m0 += ROWS) {
+            const int mm = M - m0 < ROWS ? M - m0 : ROWS;
+            for (int i = 0; i < mm; i++)
+                for (int k = 0; k < K; k++) xf[i * K + k] = bf16_to_f32(x[(size_t)(m0 + i) * K + k]);
+            uint16_t* ym = y + (size_t)m0 * N;
+            if (t < groups)
+                group64(xf, q + (size_t)t * K * 64, scale + 64 * t, ym + 64 * t, mm, K, N);
+            else
+                tail(xf, q + (size_t)groups * K * 64, scale + 64 * groups, ym + 64 * groups, mm, K, N, rem);
+        }
+    }
+    return 0;
+}
+
+/* The thread count this library's OpenMP runtime would use: tells whether it shares torch's. */
+int int8_gemv_max_threads(void) {
+#ifdef _OPENMP
+    extern int omp_get_max_threads(void);
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

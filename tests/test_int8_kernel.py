@@ -1,0 +1,120 @@
+"""S1's compiled int8 decode-step kernel (gpt_sovits/models/int8_kernel.py, kernels/int8_gemv.c)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+
+import pytest
+import torch
+
+from gpt_sovits.models import int8_kernel
+from gpt_sovits.models.fastpath import Int8Linear, fast_s1
+from gpt_sovits.models.s1 import S1Config, Text2Semantic
+from gpt_sovits.models.sampling import SamplingParams
+
+# Where the kernel can be built: an AVX-512 x86 CPU with a C compiler. There it must load; elsewhere the
+# fast path keeps torch's kernel, which the rest of test_fastpath.py covers.
+BUILDABLE = torch.backends.cpu.get_cpu_capability() == "AVX512" and shutil.which("cc") is not None
+needs_kernel = pytest.mark.skipif(
+    not BUILDABLE, reason="the int8 kernel needs an AVX-512 CPU and a C compiler"
+)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> int8_kernel.Int8Gemv:
+    built = int8_kernel.load()
+    assert built is not None, "an AVX-512 machine with a C compiler must build the int8 kernel"
+    return built
+
+
+def _quantised(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+    return q, (torch.rand(n, generator=g) / 50 + 1e-3).to(torch.bfloat16)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n, k", [(512, 512), (1536, 512), (512, 2048), (96, 32), (176, 64), (16, 48)])
+@pytest.mark.parametrize("rows", [1, 3, 8, 9])
+def test_the_kernel_gives_torchs_int8_product(kernel, n: int, k: int, rows: int) -> None:
+    # Whole groups of 64 channels, a tail of 16-48 channels, or only a tail; row blocks of 4 with a rest.
+    q, scale = _quantised(n, k, seed=n + k + rows)
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows)).to(torch.bfloat16)
+    ours = kernel.matmul(x, kernel.pack(q), scale.float(), n)
+    theirs = torch.ops.aten._weight_int8pack_mm(x, q, scale)
+    assert ours.shape == (rows, n) and ours.dtype == torch.bfloat16
+    # The same fp32 sums in another order, each rounded to bf16 once: equal, or one bf16 step apart.
+    step = theirs.float().abs() * 2**-7 + 1e-6
+    assert ((ours.float() - theirs.float()).abs() <= step).all()
+    assert (ours == theirs).float().mean() >= 0.98
+
+
+@needs_kernel
+def test_the_packed_layout_holds_every_weight_once(kernel) -> None:
+    q, _ = _quantised(176, 32, seed=3)  # two groups of 64 and a tail of 48
+    packed = kernel.pack(q)
+    assert packed.shape == (176 * 32,) and packed.dtype == torch.int8
+    assert torch.equal(packed[: 64 * 32].view(32, 64), q[:64].t())  # group 0: (K, 64)
+    assert torch.equal(packed[2 * 64 * 32 :].view(32, 48), q[128:].t())  # the tail: (K, 48)
+
+
+@needs_kernel
+def test_the_kernel_runs_on_torchs_thread_pool(kernel) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert kernel.max_threads() == 1
+        torch.set_num_threads(2)
+        assert kernel.max_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_kernel
+def test_fast_s1_decodes_through_the_kernel_as_through_torchs(kernel) -> None:
+    torch.manual_seed(0)
+    exact = Text2Semantic(
+        S1Config(embedding_dim=64, hidden_dim=64, head=4, n_layer=2, linear_units=256)
+    ).eval()
+    ours, theirs = fast_s1(copy.deepcopy(exact)), fast_s1(copy.deepcopy(exact))
+    linears = [m for m in theirs.modules() if isinstance(m, Int8Linear)]
+    assert len(linears) == 8 and all(m.kernel is kernel for m in linears)
+    for m in linears:
+        m.kernel = None  # torch's _weight_int8pack_mm
+    g = torch.Generator().manual_seed(1)
+    phones, bert, prompt = torch.randint(0, 512, (12,), generator=g), torch.randn(1024, 12), torch.arange(20)
+    params = SamplingParams(top_k=1, repetition_penalty=1.0, max_new_tokens=40, eos_ban_steps=40)
+    for candidates in (1, 3):  # one row, and shared-prefix candidates
+        a = ours.generate([phones], [bert], prompt, params, candidates, return_step_logits=True).candidates[0]
+        b = theirs.generate([phones], [bert], prompt, params, candidates, return_step_logits=True).candidates[
+            0
+        ]
+        assert [c.tokens.tolist() for c in a] == [c.tokens.tolist() for c in b]
+        assert all(c.tokens.numel() == 40 for c in a)
+        # Sums in another order: the logits move by bf16 roundings only.
+        assert (
+            max(float((ca.step_logits - cb.step_logits).abs().max()) for ca, cb in zip(a, b, strict=True))
+            < 0.05
+        )
+
+
+def test_a_failed_build_falls_back_to_torchs_kernel_with_a_warning(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(int8_kernel, "BUILD_DIR", tmp_path / "kernels")
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with caplog.at_level(logging.INFO, logger=int8_kernel.__name__):
+        assert int8_kernel.load.__wrapped__() is None
+    if BUILDABLE:
+        assert "could not be built" in caplog.text
+        assert not list((tmp_path / "kernels").glob("*"))  # no partial library left behind
+
+
+@needs_kernel
+def test_a_build_is_kept_and_reused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(int8_kernel, "BUILD_DIR", tmp_path / "kernels")
+    assert int8_kernel.load.__wrapped__() is not None
+    (built,) = (tmp_path / "kernels").glob("int8_gemv-*.so")
+    stamp = built.stat().st_mtime_ns
+    assert int8_kernel.load.__wrapped__() is not None
+    assert built.stat().st_mtime_ns == stamp and len(list((tmp_path / "kernels").iterdir())) == 1
