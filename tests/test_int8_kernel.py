@@ -42,13 +42,33 @@ def test_the_kernel_gives_torchs_int8_product(kernel, n: int, k: int, rows: int)
     # Whole groups of 64 channels, a tail of 16-48 channels, or only a tail; row blocks of 4 with a rest.
     q, scale = _quantised(n, k, seed=n + k + rows)
     x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows)).to(torch.bfloat16)
-    ours = kernel.matmul(x, kernel.pack(q), scale.float(), n)
+    ours = kernel.linear(x, kernel.pack(q), scale.float(), n)
     theirs = torch.ops.aten._weight_int8pack_mm(x, q, scale)
     assert ours.shape == (rows, n) and ours.dtype == torch.bfloat16
     # The same fp32 sums in another order, each rounded to bf16 once: equal, or one bf16 step apart.
     step = theirs.float().abs() * 2**-7 + 1e-6
     assert ((ours.float() - theirs.float()).abs() <= step).all()
     assert (ours == theirs).float().mean() >= 0.98
+
+
+@needs_kernel
+@pytest.mark.parametrize("n, k", [(1536, 512), (96, 32)])
+def test_the_fused_bias_and_relu_round_as_torchs_operators(kernel, n: int, k: int) -> None:
+    # The decode step's calls: fp32 rows in, the bias (and ReLU) after the bf16 product, bit for bit.
+    q, scale = _quantised(n, k, seed=7)
+    packed, s32 = kernel.pack(q), scale.float()
+    g = torch.Generator().manual_seed(8)
+    x, bias = torch.randn(3, k, generator=g) * 3, torch.randn(n, generator=g)
+    p = kernel.linear(x.to(torch.bfloat16), packed, s32, n)
+    assert torch.equal(kernel.linear(x, packed, s32, n), p)  # fp32 rows are rounded to bf16 first
+    fp32 = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS)
+    assert fp32.dtype == torch.float32 and torch.equal(fp32, torch.add(bias, p))
+    rounded = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS_ROUNDED)
+    assert rounded.dtype == torch.bfloat16 and torch.equal(rounded, p.clone().add_(bias))
+    relu = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS_ROUNDED, relu=True)
+    assert torch.equal(relu, p.clone().add_(bias).relu_()) and (relu == 0).any() and (relu > 0).any()
+    with pytest.raises(TypeError, match="fp32 or bf16"):
+        kernel.linear(x.double(), packed, s32, n)
 
 
 @needs_kernel

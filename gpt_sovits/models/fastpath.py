@@ -119,12 +119,20 @@ class Bf16Linear(nn.Module):
         # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
         return F.linear(x2.to(self.weight.dtype), self.weight)
 
+    def affine(self, x2: torch.Tensor, rounded: bool = False, relu: bool = False) -> torch.Tensor:
+        """x2 (N, in) -> x2 W^T + b (N, out): fp32, or with ``rounded`` the sum rounded to bf16 once (then
+        ReLU if ``relu``), what the decode step writes to its bf16 cache and feeds to the next product."""
+        if not rounded:
+            return plus_bias(self.product(x2), self.bias)
+        y = _plus_bias_(self.product(x2), self.bias)
+        return y.relu_() if relu else y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = plus_bias(self.product(x.reshape(-1, x.size(-1))), self.bias)
+        y = self.affine(x.reshape(-1, x.size(-1)))
         return y.view(*x.shape[:-1], y.size(-1))
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(Bf16Linear):
     """y = x (s * Q)^T + b: Q (out, in) int8, s (out,) one bf16 scale per output channel (max |w| / 127 of
     its row), b fp32. x (..., in) is rounded to bf16; y (..., out) comes back in fp32.
 
@@ -138,7 +146,7 @@ class Int8Linear(nn.Module):
     def __init__(
         self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None = None
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not Bf16Linear's: the weights are stored in int8
         w = weight.detach().float()
         # The bf16 scale rounded up, so that no weight's |w / s| exceeds 127 after the scale's rounding.
         scale = (w.abs().amax(1).clamp_min(1e-30) / 127 * (1 + 2**-7)).to(torch.bfloat16)
@@ -159,16 +167,27 @@ class Int8Linear(nn.Module):
 
     def product(self, x2: torch.Tensor) -> torch.Tensor:
         """x2 (N, in), rounded to bf16 -> x2 (s * Q)^T (N, out) in bf16, without the bias."""
+        if self._through_kernel(x2):
+            return self.kernel.linear(x2, self.packed, self.scale32, self.weight.size(0))
         x2 = x2.to(self.scale.dtype)
         if x2.size(0) <= INT8_GEMV_ROWS:
-            if self.kernel is not None and x2.device.type == "cpu" and x2.dtype == torch.bfloat16:
-                return self.kernel.matmul(x2, self.packed, self.scale32, self.weight.size(0))
             return torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
         return F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = plus_bias(self.product(x.reshape(-1, x.size(-1))), self.bias)
-        return y.view(*x.shape[:-1], y.size(-1))
+    def affine(self, x2: torch.Tensor, rounded: bool = False, relu: bool = False) -> torch.Tensor:
+        """Bf16Linear.affine: the product, bias and ReLU in one kernel call where the kernel takes x2."""
+        if not self._through_kernel(x2):
+            return super().affine(x2, rounded, relu)
+        mode = int8_kernel.PLUS_BIAS_ROUNDED if rounded else int8_kernel.PLUS_BIAS
+        return self.kernel.linear(x2, self.packed, self.scale32, self.weight.size(0), self.bias, mode, relu)
+
+    def _through_kernel(self, x2: torch.Tensor) -> bool:
+        return (
+            self.kernel is not None
+            and x2.size(0) <= INT8_GEMV_ROWS
+            and x2.device.type == "cpu"
+            and x2.dtype in (torch.float32, torch.bfloat16)
+        )
 
 
 def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None) -> nn.Module:
@@ -200,18 +219,17 @@ class FastDecodeStep:
             attn = layer.self_attn
             heads = attn.heads
             # In place, the sum is rounded to bf16 once, as the cache write and the bf16 query would round it.
-            qkv = _plus_bias_(attn.in_proj.product(x), attn.in_proj.bias).to(own.kv.dtype)
+            qkv = attn.in_proj.affine(x, rounded=True).to(own.kv.dtype)
             qkv = qkv.view(b, 3, heads, 1, c // heads)  # q, k, v: qkv[:, j] (B, H, 1, D)
             k_all, v_all = own.append_packed(i, qkv[:, 1:].transpose(0, 1))
             if shared is not None:
                 o = shared_prefix_attention(qkv[:, 0], shared.prefix_kv(i), (k_all, v_all))
             else:
                 o = F.scaled_dot_product_attention(qkv[:, 0], k_all, v_all, attn_mask=mask)  # (B, H, 1, D)
-            y = plus_bias(attn.out_proj.product(o.reshape(b, c)), attn.out_proj.bias)
-            x = layer_norm(y.add_(x), layer.norm1)
+            x = layer_norm(attn.out_proj.affine(o.reshape(b, c)).add_(x), layer.norm1)
             # bf16 before the ReLU instead of after: rounding keeps signs, so the same values reach linear2.
-            h = _plus_bias_(layer.linear1.product(x), layer.linear1.bias).relu_()
-            x = layer_norm(plus_bias(layer.linear2.product(h), layer.linear2.bias).add_(x), layer.norm2)
+            h = layer.linear1.affine(x, rounded=True, relu=True)
+            x = layer_norm(layer.linear2.affine(h).add_(x), layer.norm2)
         return x
 
 

@@ -38,12 +38,16 @@ GROUP = 64
 CHANNEL_MULTIPLE = 16
 
 
+# What follows the bf16 product p in the kernel (int8_gemv.c's Epilogue).
+PRODUCT, PLUS_BIAS, PLUS_BIAS_ROUNDED = 0, 1, 2
+
+
 class Int8Gemv:
-    """The compiled product: ``matmul(x, packed, scale, n)`` -> x (s * Q)^T in bf16."""
+    """The compiled Linear: ``linear(x, packed, scale, n, bias, ...)`` with int8 weights packed by ``pack``."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
-        self._fn = lib.int8_gemv_bf16
-        self._fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
+        self._fn = lib.int8_linear
+        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int] * 6
         self._fn.restype = ctypes.c_int
         self._max_threads = lib.int8_gemv_max_threads
         self._max_threads.restype = ctypes.c_int
@@ -65,13 +69,42 @@ class Int8Gemv:
         main = q[:n64].reshape(n64 // GROUP, GROUP, k).transpose(1, 2).reshape(-1)
         return torch.cat([main, q[n64:].t().reshape(-1)])
 
-    def matmul(self, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, n: int) -> torch.Tensor:
-        """x (M, K) bf16, packed (N * K,) int8 from ``pack``, scale (N,) fp32 -> (M, N) bf16."""
+    def linear(
+        self,
+        x: torch.Tensor,
+        packed: torch.Tensor,
+        scale: torch.Tensor,
+        n: int,
+        bias: torch.Tensor | None = None,
+        mode: int = PRODUCT,
+        relu: bool = False,
+    ) -> torch.Tensor:
+        """x (M, K) fp32 or bf16 (rounded to bf16), packed (N * K,) int8, scale and bias (N,) fp32 -> (M, N).
+
+        With p = bf16(x (s * Q)^T): PRODUCT gives p (bf16); PLUS_BIAS bias + p (fp32); PLUS_BIAS_ROUNDED
+        bf16(bias + p), then ReLU if ``relu`` (bf16). The roundings are torch's (``.to(bfloat16)``, a bf16
+        product, ``bias + p`` and ``p.add_(bias)``), so the fused call gives what the operators give.
+        """
+        if x.dtype not in (torch.float32, torch.bfloat16) or (
+            bias is not None and bias.dtype != torch.float32
+        ):
+            raise TypeError(f"the int8 kernel takes fp32 or bf16 rows and an fp32 bias, got {x.dtype}")
         x = x.contiguous()
         m, k = x.shape
-        y = torch.empty(m, n, dtype=torch.bfloat16)
+        y = torch.empty(m, n, dtype=torch.float32 if mode == PLUS_BIAS else torch.bfloat16)
         rc = self._fn(
-            x.data_ptr(), packed.data_ptr(), scale.data_ptr(), y.data_ptr(), m, k, n, torch.get_num_threads()
+            x.data_ptr(),
+            x.dtype == torch.float32,
+            packed.data_ptr(),
+            scale.data_ptr(),
+            None if bias is None else bias.data_ptr(),
+            y.data_ptr(),
+            mode,
+            relu,
+            m,
+            k,
+            n,
+            torch.get_num_threads(),
         )
         if rc != 0:
             raise ValueError(
@@ -142,6 +175,6 @@ def _agrees_with_torch(kernel: Int8Gemv) -> bool:
     q = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
     scale = (torch.rand(n, generator=g) / 100).to(torch.bfloat16)
     x = torch.randn(6, k, generator=g).to(torch.bfloat16)
-    ours = kernel.matmul(x, kernel.pack(q), scale.float(), n).float()
+    ours = kernel.linear(x, kernel.pack(q), scale.float(), n).float()
     exact = x.float() @ (q.float() * scale.float().unsqueeze(1)).t()
     return bool(torch.allclose(ours, exact, rtol=2**-7, atol=1e-3))
