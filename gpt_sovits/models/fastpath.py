@@ -8,7 +8,7 @@ What "auto" does, chosen by measurement on the 2-core AVX-512 (BF16, VNNI) devel
 issue 18, "Second pass"); only on a CPU with native bf16, everything else stays exact:
 - S1: the transformer's Linear layers (the packed q/k/v projection included) keep int8 weights with one
   scale per output channel and multiply bf16 activations with them (fp32 accumulation; decode steps through
-  the project's kernel, ``int8_kernel.py``, else torch's ``_weight_int8pack_mm``). A batch-1 step reads
+  the project's kernel, ``cpu_kernels.py``, else torch's ``_weight_int8pack_mm``). A batch-1 step reads
   every weight once, so a quarter of fp32's bytes is most of the win (the 96 Linear layers of a step,
   2 threads: torch's int8 kernel 6.6 ms, the project's 2.7 ms; bench/README.md, "Seventh pass"). Activations are
   not quantised (``quantize_dynamic``'s 7-bit activations flipped up to 12% of the greedy argmaxes on
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt_sovits.models import int8_kernel
-from gpt_sovits.models.int8_kernel import Int8Gemv
+from gpt_sovits.models import cpu_kernels
+from gpt_sovits.models.cpu_kernels import CpuKernels
 from gpt_sovits.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
 from gpt_sovits.models.precisions import PRECISIONS as PRECISIONS  # re-exported: the names live there
 from gpt_sovits.models.precisions import PrecisionError as PrecisionError
@@ -137,14 +137,14 @@ class Int8Linear(Bf16Linear):
     its row), b fp32. x (..., in) is rounded to bf16; y (..., out) comes back in fp32.
 
     Up to INT8_GEMV_ROWS rows (decode steps) read the int8 weights once and accumulate in fp32: through
-    ``kernel`` (int8_kernel.py, 2.5x torch's kernel at one row) where it was built and takes the width, else
+    ``kernel`` (cpu_kernels.py, 2.5x torch's kernel at one row) where it was built and takes the width, else
     torch's ``_weight_int8pack_mm`` (the same values up to the order of the sums). The kernel reads its own
     copy of Q, packed by cache lines (as many bytes again). More rows (a prompt pass) multiply with the
     dequantised bf16 weights, the same values.
     """
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None = None
+        self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: CpuKernels | None = None
     ) -> None:
         nn.Module.__init__(self)  # not Bf16Linear's: the weights are stored in int8
         w = weight.detach().float()
@@ -178,7 +178,7 @@ class Int8Linear(Bf16Linear):
         """Bf16Linear.affine: the product, bias and ReLU in one kernel call where the kernel takes x2."""
         if not self._through_kernel(x2):
             return super().affine(x2, rounded, relu)
-        mode = int8_kernel.PLUS_BIAS_ROUNDED if rounded else int8_kernel.PLUS_BIAS
+        mode = cpu_kernels.PLUS_BIAS_ROUNDED if rounded else cpu_kernels.PLUS_BIAS
         return self.kernel.linear(x2, self.packed, self.scale32, self.weight.size(0), self.bias, mode, relu)
 
     def _through_kernel(self, x2: torch.Tensor) -> bool:
@@ -190,22 +190,28 @@ class Int8Linear(Bf16Linear):
         )
 
 
-def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Gemv | None) -> nn.Module:
+def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None, kernel: CpuKernels | None) -> nn.Module:
     return Int8Linear(weight, bias, kernel) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
 
 
 class FastDecodeStep:
     """S1's transformer layers for one new position per row, on fast-path layers: ``forward_cached``'s
-    arithmetic, bit for bit, in about half its operators.
+    arithmetic in about half its operators.
 
     Besides its four GEMMs and its attention, a full-size batch-1 step spent 2-3 ms of its 13-15 ms in
     some 40 small operators per layer (casts, reshapes, cache slicing; bench/README.md, issue 18, "Sixth
     pass"). Here each layer works on (B, C) rows: the packed q/k/v goes to bf16 once, keys and values reach
     the cache in one copy, and the projections take and give 2-D rows with no reshapes between them.
+
+    Without ``kernels`` the values are ``forward_cached``'s bit for bit. With them, rows that attend to every
+    cached position (no mask, no shared prefix) use ``CpuKernels.attend``: the same softmax with its
+    weights and sum kept in fp32 where torch's flash kernel rounds to bf16 (the output differs by bf16
+    roundings; the projections are the same either way).
     """
 
-    def __init__(self, layers: nn.ModuleList) -> None:
+    def __init__(self, layers: nn.ModuleList, kernels: CpuKernels | None = None) -> None:
         self.layers = layers
+        self.kernels = kernels
 
     def __call__(
         self, x: torch.Tensor, cache: KVCache | SharedPrefixCache, mask: torch.Tensor | None
@@ -225,7 +231,13 @@ class FastDecodeStep:
             if shared is not None:
                 o = shared_prefix_attention(qkv[:, 0], shared.prefix_kv(i), (k_all, v_all))
             else:
-                o = F.scaled_dot_product_attention(qkv[:, 0], k_all, v_all, attn_mask=mask)  # (B, H, 1, D)
+                o = None
+                if mask is None and self.kernels is not None:
+                    o = self.kernels.attend(qkv[:, 0], k_all, v_all)  # (B, C) fp32, or None: not its layout
+                if o is None:
+                    o = F.scaled_dot_product_attention(
+                        qkv[:, 0], k_all, v_all, attn_mask=mask
+                    )  # (B, H, 1, D)
             x = layer_norm(attn.out_proj.affine(o.reshape(b, c)).add_(x), layer.norm1)
             # bf16 before the ReLU instead of after: rounding keeps signs, so the same values reach linear2.
             h = layer.linear1.affine(x, rounded=True, relu=True)
@@ -248,7 +260,7 @@ def fast_s1(model: Text2Semantic) -> Text2Semantic:
     """
     if fast_path_active(model):
         return model
-    kernel = int8_kernel.load()
+    kernel = cpu_kernels.load()
     for layer in model.h.layers:
         attn = layer.self_attn
         attn.in_proj = _fast_linear(attn.in_proj_weight, attn.in_proj_bias, kernel)
@@ -259,7 +271,7 @@ def fast_s1(model: Text2Semantic) -> Text2Semantic:
         layer.linear2 = _fast_linear(layer.linear2.weight, layer.linear2.bias, kernel)
     # Attention over a bf16 cache: about 2 ms of a 21 ms batch-1 step saved (1 thread, 210-token prompt).
     model.kv_dtype = torch.bfloat16
-    model.fast_step = FastDecodeStep(model.h.layers)
+    model.fast_step = FastDecodeStep(model.h.layers, kernel)
     return model
 
 

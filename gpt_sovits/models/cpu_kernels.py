@@ -1,17 +1,21 @@
-"""S1's int8 weight-only product for decode steps, from ``kernels/int8_gemv.c``, compiled on first use.
+"""S1's decode-step kernels for the CPU, from ``kernels/*.c``, compiled on first use.
 
-A decode step at one to a few rows only streams S1's 77.6 M weights; torch's ``_weight_int8pack_mm`` reads
-them at about 10 GB/s on the 2-core AVX-512 development CPU, this loop at 40-50 GB/s (bench/README.md, issue
-18, "Seventh pass"). No library we could find ships a faster weight-only int8 GEMV for torch on the CPU
-(fbgemm's dynamic linear, oneDNN's W8A8 and ``torch._int_mm`` were all as slow or slower, fourth pass), so
-the project carries these 130 lines of C.
+A decode step at one to a few rows streams S1's 77.6 M weights and each layer's cached keys and values,
+and runs some 30 small operators per layer. Two kernels replace torch's where it falls short on the 2-core
+AVX-512 development CPU (bench/README.md, issue 18, "Seventh pass"):
+- ``int8_linear.c``: the int8 weight-only Linear (bias, bf16 rounding and ReLU fused). torch's
+  ``_weight_int8pack_mm`` reads the weights at about 10 GB/s there, this loop at 40-50 GB/s; no library we
+  could find ships a faster weight-only int8 GEMV for torch on the CPU (fbgemm's dynamic linear, oneDNN's
+  W8A8 and ``torch._int_mm`` were as slow or slower, fourth pass).
+- ``attention.c``: one query per row over its bf16 cache, where torch's flash kernel spends most of its
+  time in set-up and waiting on the cache.
 
 The library is built with the machine's C compiler (``$CC``, else ``cc``/``gcc``) for this CPU
-(``-march=native``) into ``<repo>/pretrained_models/.cache/kernels``, keyed by the source, the compiler and
-the CPU, in about a second. It loads through ctypes, after torch, so its OpenMP loop runs on torch's own
-libgomp and thread pool. Before first use it must agree with an fp32 product on a small case; without
-AVX-512, a compiler, a writable cache folder or that agreement, ``load`` returns None and Int8Linear keeps
-torch's kernel (the same values up to the order of the fp32 sums).
+(``-march=native``) into ``<repo>/pretrained_models/.cache/kernels``, keyed by the sources, the compiler and
+the CPU, in about a second. It loads through ctypes, after torch, so its OpenMP loops run on torch's own
+libgomp and thread pool. Before first use both kernels must agree with fp32 arithmetic on a small case;
+without AVX-512, a compiler, a writable cache folder or that agreement, ``load`` returns None and the fast
+path keeps torch's kernels.
 """
 
 from __future__ import annotations
@@ -31,25 +35,29 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "int8_gemv.c"
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("int8_linear.c", "attention.c"))
 BUILD_DIR = Path(__file__).resolve().parents[2] / "pretrained_models" / ".cache" / "kernels"
-# Output channels per cache-line group of the packed layout (int8_gemv.c), and the granularity it takes.
+# Output channels per cache-line group of the packed layout (int8_linear.c), and the granularity it takes.
 GROUP = 64
 CHANNEL_MULTIPLE = 16
 
 
-# What follows the bf16 product p in the kernel (int8_gemv.c's Epilogue).
+# What follows the bf16 product p in the kernel (int8_linear.c's Epilogue).
 PRODUCT, PLUS_BIAS, PLUS_BIAS_ROUNDED = 0, 1, 2
 
 
-class Int8Gemv:
-    """The compiled Linear: ``linear(x, packed, scale, n, bias, ...)`` with int8 weights packed by ``pack``."""
+class CpuKernels:
+    """The compiled kernels: ``linear`` (int8 weights packed by ``pack``) and ``attend``."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._fn = lib.int8_linear
         self._fn.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int] * 6
         self._fn.restype = ctypes.c_int
-        self._max_threads = lib.int8_gemv_max_threads
+        self._attend = lib.attend_one
+        self._attend.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self._attend.argtypes += [ctypes.c_long] * 2 + [ctypes.c_int] * 4 + [ctypes.c_void_p, ctypes.c_int]
+        self._attend.restype = ctypes.c_int
+        self._max_threads = lib.kernels_max_threads
         self._max_threads.restype = ctypes.c_int
 
     def max_threads(self) -> int:
@@ -112,41 +120,82 @@ class Int8Gemv:
             )
         return y
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+        """Softmax attention of one query per row over every cached position, in fp32: q (B, H, 1, D), k and
+        v (B, H, L, D), all bf16 -> (B, H * D) fp32. None where the kernel does not take the layout (the
+        positions of a head not contiguous rows of D, or a head width it does not take)."""
+        b, h, _, d = q.shape
+        if not (
+            q.dtype == k.dtype == v.dtype == torch.bfloat16
+            and k.stride() == v.stride()
+            and k.stride(3) == q.stride(3) == 1
+            and k.stride(2) == d
+            and q.stride(1) == d
+        ):
+            return None
+        out = torch.empty(b, h * d)
+        rc = self._attend(
+            q.data_ptr(),
+            q.stride(0),
+            k.data_ptr(),
+            v.data_ptr(),
+            k.stride(0),
+            k.stride(1),
+            b,
+            h,
+            k.size(2),
+            d,
+            out.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return out if rc == 0 else None
+
 
 @functools.cache
-def load() -> Int8Gemv | None:
+def load() -> CpuKernels | None:
     """The compiled kernel, built on first call; None where this machine cannot build or run it (logged)."""
     if platform.machine() not in ("x86_64", "AMD64") or torch.backends.cpu.get_cpu_capability() != "AVX512":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        log.info("no C compiler found: S1 keeps torch's int8 kernel (slower decode steps)")
+        log.info("no C compiler found: S1 keeps torch's kernels (slower decode steps)")
         return None
     try:
-        kernel = Int8Gemv(ctypes.CDLL(str(_build(compiler))))
+        kernel = CpuKernels(ctypes.CDLL(str(_build(compiler))))
     except (OSError, subprocess.SubprocessError) as e:
-        log.warning("S1's int8 kernel could not be built (%s): torch's kernel is used instead", e)
+        log.warning("S1's CPU kernels could not be built (%s): torch's are used instead", e)
         return None
-    if not _agrees_with_torch(kernel):
+    if not _agrees_with_fp32(kernel):
         log.warning(
-            "S1's int8 kernel disagreed with torch's on a test product: torch's kernel is used instead"
+            "S1's CPU kernels disagreed with fp32 arithmetic on a test case: torch's are used instead"
         )
         return None
     return kernel
 
 
 def _build(compiler: str) -> Path:
-    """Compile SOURCE for this CPU (once per source, compiler and CPU); returns the library's path."""
+    """Compile SOURCES for this CPU (once per sources, compiler and CPU); returns the library's path."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + version.encode() + _cpu_flags().encode()).hexdigest()[:16]
-    target = BUILD_DIR / f"int8_gemv-{key}.so"
+    sources = b"".join(src.read_bytes() for src in SOURCES)
+    key = hashlib.sha256(sources + version.encode() + _cpu_flags().encode()).hexdigest()[:16]
+    target = BUILD_DIR / f"decode_kernels-{key}.so"
     if target.exists():
         return target
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=BUILD_DIR, suffix=".so.part")
     os.close(fd)
     try:
-        cmd = [compiler, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
+        cmd = [
+            compiler,
+            "-O3",
+            "-march=native",
+            "-fopenmp",
+            "-shared",
+            "-fPIC",
+            "-o",
+            tmp,
+            *map(str, SOURCES),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise subprocess.SubprocessError(
@@ -168,8 +217,8 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def _agrees_with_torch(kernel: Int8Gemv) -> bool:
-    """The kernel against torch's on a product with a tail group and row blocks (values within bf16 rounding)."""
+def _agrees_with_fp32(kernel: CpuKernels) -> bool:
+    """Both kernels against fp32 arithmetic on a small case (a tail group, row blocks; two rows of cache)."""
     g = torch.Generator().manual_seed(0)
     n, k = 2 * GROUP + 48, 96
     q = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
@@ -177,4 +226,14 @@ def _agrees_with_torch(kernel: Int8Gemv) -> bool:
     x = torch.randn(6, k, generator=g).to(torch.bfloat16)
     ours = kernel.linear(x, kernel.pack(q), scale.float(), n).float()
     exact = x.float() @ (q.float() * scale.float().unsqueeze(1)).t()
-    return bool(torch.allclose(ours, exact, rtol=2**-7, atol=1e-3))
+    linear_ok = torch.allclose(ours, exact, rtol=2**-7, atol=1e-3)
+    cache = torch.randn(2, 2, 3, 40, 32, generator=g).to(torch.bfloat16)  # (k/v, B, H, capacity, D)
+    qa, ka, va = (
+        torch.randn(2, 3, 1, 32, generator=g).to(torch.bfloat16),
+        cache[0, :, :, :29],
+        cache[1, :, :, :29],
+    )
+    got = kernel.attend(qa, ka, va)
+    want = torch.softmax(qa.float() @ ka.float().transpose(-1, -2) / 32**0.5, -1) @ va.float()
+    attend_ok = got is not None and torch.allclose(got, want.reshape(2, 96), atol=1e-5)
+    return bool(linear_ok and attend_ok)

@@ -1,4 +1,4 @@
-"""S1's compiled int8 decode-step kernel (gpt_sovits/models/int8_kernel.py, kernels/int8_gemv.c)."""
+"""S1's compiled decode-step kernels (gpt_sovits/models/cpu_kernels.py, kernels/*.c)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from gpt_sovits.models import int8_kernel
+from gpt_sovits.models import cpu_kernels
 from gpt_sovits.models.fastpath import Int8Linear, fast_s1
 from gpt_sovits.models.s1 import S1Config, Text2Semantic
 from gpt_sovits.models.sampling import SamplingParams
@@ -23,8 +23,8 @@ needs_kernel = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def kernel() -> int8_kernel.Int8Gemv:
-    built = int8_kernel.load()
+def kernel() -> cpu_kernels.CpuKernels:
+    built = cpu_kernels.load()
     assert built is not None, "an AVX-512 machine with a C compiler must build the int8 kernel"
     return built
 
@@ -61,11 +61,11 @@ def test_the_fused_bias_and_relu_round_as_torchs_operators(kernel, n: int, k: in
     x, bias = torch.randn(3, k, generator=g) * 3, torch.randn(n, generator=g)
     p = kernel.linear(x.to(torch.bfloat16), packed, s32, n)
     assert torch.equal(kernel.linear(x, packed, s32, n), p)  # fp32 rows are rounded to bf16 first
-    fp32 = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS)
+    fp32 = kernel.linear(x, packed, s32, n, bias, cpu_kernels.PLUS_BIAS)
     assert fp32.dtype == torch.float32 and torch.equal(fp32, torch.add(bias, p))
-    rounded = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS_ROUNDED)
+    rounded = kernel.linear(x, packed, s32, n, bias, cpu_kernels.PLUS_BIAS_ROUNDED)
     assert rounded.dtype == torch.bfloat16 and torch.equal(rounded, p.clone().add_(bias))
-    relu = kernel.linear(x, packed, s32, n, bias, int8_kernel.PLUS_BIAS_ROUNDED, relu=True)
+    relu = kernel.linear(x, packed, s32, n, bias, cpu_kernels.PLUS_BIAS_ROUNDED, relu=True)
     assert torch.equal(relu, p.clone().add_(bias).relu_()) and (relu == 0).any() and (relu > 0).any()
     with pytest.raises(TypeError, match="fp32 or bf16"):
         kernel.linear(x.double(), packed, s32, n)
@@ -120,11 +120,50 @@ def test_fast_s1_decodes_through_the_kernel_as_through_torchs(kernel) -> None:
         )
 
 
+@needs_kernel
+@pytest.mark.parametrize("d, length", [(32, 210), (16, 1), (64, 37)])
+def test_the_attention_kernel_gives_the_softmax_over_the_cache(kernel, d: int, length: int) -> None:
+    # Views of a (B, H, capacity, D) bf16 cache, as the decode step passes them; q from the packed q/k/v.
+    g = torch.Generator().manual_seed(d + length)
+    cache = torch.randn(2, 3, 4, length + 9, d, generator=g).to(torch.bfloat16)  # (k/v, B, H, capacity, D)
+    k, v = cache[0, :, :, :length], cache[1, :, :, :length]
+    qkv = torch.randn(3, 3, 4, 1, d, generator=g).to(torch.bfloat16)  # (B, q/k/v, H, 1, D)
+    q = qkv[:, 0]
+    got = kernel.attend(q, k, v)
+    exact = torch.softmax(q.float() @ k.float().transpose(-1, -2) / d**0.5, -1) @ v.float()  # (B, H, 1, D)
+    assert got is not None and got.shape == (3, 4 * d) and got.dtype == torch.float32
+    assert (got - exact.reshape(3, 4 * d)).abs().max() < 1e-5
+    # torch's flash kernel rounds its weights to bf16; ours is at least as close to fp32.
+    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v).float().reshape(3, 4 * d)
+    assert (theirs - exact.reshape(3, 4 * d)).abs().max() >= (got - exact.reshape(3, 4 * d)).abs().max()
+    # Layouts it does not take come back as None (the step keeps torch's kernel).
+    assert kernel.attend(q, k.transpose(2, 3), v) is None
+    assert kernel.attend(q.float(), k, v) is None
+
+
+@needs_kernel
+def test_a_decode_step_attends_through_the_kernel_where_no_mask_is_needed(kernel, monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = fast_s1(Text2Semantic(S1Config(embedding_dim=64, hidden_dim=64, head=4, n_layer=2)).eval())
+    assert model.fast_step.kernels is kernel
+    calls: list[int] = []
+    attend = kernel.attend
+    monkeypatch.setattr(kernel, "attend", lambda q, k, v: calls.append(k.size(2)) or attend(q, k, v))
+    params = SamplingParams(top_k=1, max_new_tokens=5, eos_ban_steps=5)
+    phones, bert = torch.randint(0, 512, (9,)), torch.randn(1024, 9)
+    model.generate([phones], [bert], torch.arange(20), params)
+    # One sentence, one candidate: no mask, so every layer of the 4 steps after the prompt pass.
+    assert calls == [len_ for len_ in range(30, 34) for _ in range(2)]
+    calls.clear()
+    model.generate([phones, phones[:6]], [bert, bert[:, :6]], torch.arange(20), params)
+    assert calls == []  # left-padded sentences need a key mask: torch's kernel
+
+
 def test_a_failed_build_falls_back_to_torchs_kernel_with_a_warning(tmp_path, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(int8_kernel, "BUILD_DIR", tmp_path / "kernels")
+    monkeypatch.setattr(cpu_kernels, "BUILD_DIR", tmp_path / "kernels")
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with caplog.at_level(logging.INFO, logger=int8_kernel.__name__):
-        assert int8_kernel.load.__wrapped__() is None
+    with caplog.at_level(logging.INFO, logger=cpu_kernels.__name__):
+        assert cpu_kernels.load.__wrapped__() is None
     if BUILDABLE:
         assert "could not be built" in caplog.text
         assert not list((tmp_path / "kernels").glob("*"))  # no partial library left behind
@@ -132,9 +171,9 @@ def test_a_failed_build_falls_back_to_torchs_kernel_with_a_warning(tmp_path, mon
 
 @needs_kernel
 def test_a_build_is_kept_and_reused(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(int8_kernel, "BUILD_DIR", tmp_path / "kernels")
-    assert int8_kernel.load.__wrapped__() is not None
-    (built,) = (tmp_path / "kernels").glob("int8_gemv-*.so")
+    monkeypatch.setattr(cpu_kernels, "BUILD_DIR", tmp_path / "kernels")
+    assert cpu_kernels.load.__wrapped__() is not None
+    (built,) = (tmp_path / "kernels").glob("decode_kernels-*.so")
     stamp = built.stat().st_mtime_ns
-    assert int8_kernel.load.__wrapped__() is not None
+    assert cpu_kernels.load.__wrapped__() is not None
     assert built.stat().st_mtime_ns == stamp and len(list((tmp_path / "kernels").iterdir())) == 1

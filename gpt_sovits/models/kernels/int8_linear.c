@@ -8,7 +8,7 @@
  * _weight_int8pack_mm reads them at about 10 GB/s on the 2-core AVX-512 machine where this loop reads
  * 40-50 GB/s (bench/README.md, issue 18, "Seventh pass").
  *
- * Layout (packed once by gpt_sovits/models/int8_kernel.py): the first N64 = N - N % 64 output channels as
+ * Layout (packed once by gpt_sovits/models/cpu_kernels.py): the first N64 = N - N % 64 output channels as
  * (N64 / 64, K, 64), so that each k of a group of 64 channels is one cache line; the remaining R = N % 64
  * channels (a multiple of 16) as (K, R) after them. A broadcast of x[m, k] then multiplies 64 channels' weights
  * with four FMAs and no horizontal sums.
@@ -136,7 +136,7 @@ int int8_linear(const void* x, int x_f32, const int8_t* q, const float* scale, c
 }
 
 /* The thread count this library's OpenMP runtime would use: tells whether it shares torch's. */
-int int8_gemv_max_threads(void) {
+int kernels_max_threads(void) {
 #ifdef _OPENMP
     extern int omp_get_max_threads(void);
     return omp_get_max_threads();
