@@ -16,7 +16,7 @@ issue 18, "Second pass"); only on a CPU with native bf16, everything else stays 
   cache is bf16 and attention runs over it in bf16 (its softmax statistics in fp32). Prefix passes (many
   rows) dequantise to bf16 and use the bf16 GEMM instead, which is faster there than the row-by-row int8
   kernel. Decode steps run the layers through ``FastDecodeStep``: the same arithmetic in about half the
-  operators.
+  operators, with the project's attention kernel (fp32 softmax) for rows that need no mask.
 - S2: the HiFi-GAN decoder (``dec``, about 90% of a decode) runs as 2-D channels-last bf16 convolutions with
   the weight norm folded in once (``FastGenerator``), in tiles of one fixed length so that oneDNN creates
   its convolutions once per process rather than for every sentence's length (bench/README.md, issue 18,
