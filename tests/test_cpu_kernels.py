@@ -159,6 +159,16 @@ def test_a_decode_step_attends_through_the_kernel_where_no_mask_is_needed(kernel
     assert calls == []  # left-padded sentences need a key mask: torch's kernel
 
 
+@needs_kernel
+def test_a_copied_or_pickled_fast_model_shares_the_processs_kernels(kernel) -> None:
+    import pickle
+
+    model = fast_s1(Text2Semantic(S1Config(embedding_dim=64, hidden_dim=64, head=4, n_layer=1)).eval())
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin.fast_step.kernels is kernel
+        assert all(m.kernel is kernel for m in twin.modules() if isinstance(m, Int8Linear))
+
+
 def test_a_failed_build_falls_back_to_torchs_kernel_with_a_warning(tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.setattr(cpu_kernels, "BUILD_DIR", tmp_path / "kernels")
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails

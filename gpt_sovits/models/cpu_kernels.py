@@ -29,6 +29,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -59,6 +60,11 @@ class CpuKernels:
         self._attend.restype = ctypes.c_int
         self._max_threads = lib.kernels_max_threads
         self._max_threads.restype = ctypes.c_int
+
+    def __reduce__(self) -> tuple[Callable[[], CpuKernels | None], tuple[()]]:
+        # One library per process (ctypes pointers cannot be copied): a copied or unpickled model takes
+        # this process's, or torch's kernels where it has none.
+        return load, ()
 
     def max_threads(self) -> int:
         """The thread count of the library's OpenMP runtime: torch's, when the two share one runtime."""
