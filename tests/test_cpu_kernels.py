@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from gpt_sovits.models.sampling import SamplingParams
 
 # Where the kernel can be built: an AVX-512 x86 CPU with a C compiler. There it must load; elsewhere the
 # fast path keeps torch's kernel, which the rest of test_fastpath.py covers.
-BUILDABLE = torch.backends.cpu.get_cpu_capability() == "AVX512" and shutil.which("cc") is not None
+BUILDABLE = cpu_kernels.avx512() and cpu_kernels.c_compiler() is not None
 needs_kernel = pytest.mark.skipif(
     not BUILDABLE, reason="the int8 kernel needs an AVX-512 CPU and a C compiler"
 )

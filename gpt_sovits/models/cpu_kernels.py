@@ -157,12 +157,22 @@ class CpuKernels:
         return out if rc == 0 else None
 
 
+def avx512() -> bool:
+    """Whether this is an x86 CPU with AVX-512, which the kernels are written for."""
+    return platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+def c_compiler() -> str | None:
+    """The C compiler the kernels are built with: ``$CC``, else ``cc`` or ``gcc`` on the PATH."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 @functools.cache
 def load() -> CpuKernels | None:
     """The compiled kernel, built on first call; None where this machine cannot build or run it (logged)."""
-    if platform.machine() not in ("x86_64", "AMD64") or torch.backends.cpu.get_cpu_capability() != "AVX512":
+    if not avx512():
         return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if compiler is None:
         log.info("no C compiler found: S1 keeps torch's kernels (slower decode steps)")
         return None
@@ -214,13 +224,12 @@ def _build(compiler: str) -> Path:
 
 
 def _cpu_flags() -> str:
+    """The CPU's feature flags (Linux), else its processor name: what ``-march=native`` compiled for."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor()
+        lines = []
+    return next((line for line in lines if line.startswith("flags")), platform.processor())
 
 
 def _agrees_with_fp32(kernel: CpuKernels) -> bool:

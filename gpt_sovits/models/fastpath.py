@@ -28,6 +28,7 @@ A fast-path S1 is for inference only: its state dict is not the official one any
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -88,7 +89,7 @@ def fast_path_active(model: nn.Module) -> bool:
     """Whether ``model`` carries the CPU fast path (int8/bf16 Linear layers in S1, the bf16 S2 decoder)."""
     if isinstance(model, SynthesizerTrn):
         return model.inference_dec is not None
-    return any(isinstance(m, (Int8Linear, Bf16Linear)) for m in model.modules())
+    return any(isinstance(m, LowPrecisionLinear) for m in model.modules())
 
 
 def bf16_supported() -> bool:
@@ -104,20 +105,14 @@ def plus_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return y.float() if bias is None else torch.add(bias, y)
 
 
-class Bf16Linear(nn.Module):
-    """y = x W^T + b with W stored in bf16 and b in fp32: the input is rounded to bf16, the product
-    accumulated in fp32 by oneDNN and rounded to bf16, the bias added in fp32. (..., in) -> (..., out) fp32.
-    Used where Int8Linear's kernel cannot take the layer's width."""
+class LowPrecisionLinear(nn.Module, abc.ABC):
+    """A fast-path Linear: ``product`` (the bf16 x W^T of a subclass) and what follows it, with an fp32 bias."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
-        self.register_buffer("bias", None if bias is None else bias.detach().float())
+    bias: torch.Tensor | None
 
+    @abc.abstractmethod
     def product(self, x2: torch.Tensor) -> torch.Tensor:
-        """x2 (N, in) -> x2 W^T (N, out), without the bias, in the weights' dtype."""
-        # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
-        return F.linear(x2.to(self.weight.dtype), self.weight)
+        """x2 (N, in) -> x2 W^T (N, out), without the bias, in bf16 (the weights' dtype)."""
 
     def affine(self, x2: torch.Tensor, rounded: bool = False, relu: bool = False) -> torch.Tensor:
         """x2 (N, in) -> x2 W^T + b (N, out): fp32, or with ``rounded`` the sum rounded to bf16 once (then
@@ -132,7 +127,22 @@ class Bf16Linear(nn.Module):
         return y.view(*x.shape[:-1], y.size(-1))
 
 
-class Int8Linear(Bf16Linear):
+class Bf16Linear(LowPrecisionLinear):
+    """y = x W^T + b with W stored in bf16 and b in fp32: the input is rounded to bf16, the product
+    accumulated in fp32 by oneDNN and rounded to bf16, the bias added in fp32. (..., in) -> (..., out) fp32.
+    Used where Int8Linear's kernel cannot take the layer's width."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    def product(self, x2: torch.Tensor) -> torch.Tensor:
+        # The weights' dtype, not bf16 itself: a later model.float() makes this a plain fp32 Linear.
+        return F.linear(x2.to(self.weight.dtype), self.weight)
+
+
+class Int8Linear(LowPrecisionLinear):
     """y = x (s * Q)^T + b: Q (out, in) int8, s (out,) one bf16 scale per output channel (max |w| / 127 of
     its row), b fp32. x (..., in) is rounded to bf16; y (..., out) comes back in fp32.
 
@@ -146,7 +156,7 @@ class Int8Linear(Bf16Linear):
     def __init__(
         self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: CpuKernels | None = None
     ) -> None:
-        nn.Module.__init__(self)  # not Bf16Linear's: the weights are stored in int8
+        super().__init__()
         w = weight.detach().float()
         # The bf16 scale rounded up, so that no weight's |w / s| exceeds 127 after the scale's rounding.
         scale = (w.abs().amax(1).clamp_min(1e-30) / 127 * (1 + 2**-7)).to(torch.bfloat16)
@@ -175,7 +185,7 @@ class Int8Linear(Bf16Linear):
         return F.linear(x2, self.weight.to(self.scale.dtype) * self.scale.unsqueeze(1))
 
     def affine(self, x2: torch.Tensor, rounded: bool = False, relu: bool = False) -> torch.Tensor:
-        """Bf16Linear.affine: the product, bias and ReLU in one kernel call where the kernel takes x2."""
+        """LowPrecisionLinear.affine: the product, bias and ReLU in one kernel call where the kernel takes x2."""
         if not self._through_kernel(x2):
             return super().affine(x2, rounded, relu)
         mode = cpu_kernels.PLUS_BIAS_ROUNDED if rounded else cpu_kernels.PLUS_BIAS
@@ -190,7 +200,9 @@ class Int8Linear(Bf16Linear):
         )
 
 
-def _fast_linear(weight: torch.Tensor, bias: torch.Tensor | None, kernel: CpuKernels | None) -> nn.Module:
+def _fast_linear(
+    weight: torch.Tensor, bias: torch.Tensor | None, kernel: CpuKernels | None
+) -> LowPrecisionLinear:
     return Int8Linear(weight, bias, kernel) if Int8Linear.fits(weight) else Bf16Linear(weight, bias)
 
 
